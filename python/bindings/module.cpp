@@ -1,0 +1,59 @@
+// The extension module lowbit._native: error translation plus every registered binding.
+#include <Python.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "lowbit/core/error.h"
+#include "registry.h"
+
+namespace nb = nanobind;
+
+namespace lowbit::py {
+namespace {
+struct Entry {
+  const char* name;
+  BindFn fn;
+};
+std::vector<Entry>& entries() {
+  static std::vector<Entry> list;
+  return list;
+}
+}  // namespace
+
+int register_binding(const char* name, BindFn fn) {
+  entries().push_back({name, fn});
+  return 0;
+}
+
+}  // namespace lowbit::py
+
+NB_MODULE(_native, m) {
+  m.doc() = "lowbit native core: Kuat, Coset and BitLab kernels";
+
+  // lowbit::Error -> ValueError / OSError / RuntimeError with the message intact.
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const lowbit::Error& e) {
+      PyObject* type = PyExc_RuntimeError;
+      if (e.kind() == lowbit::ErrorKind::InvalidArgument) type = PyExc_ValueError;
+      if (e.kind() == lowbit::ErrorKind::Io) type = PyExc_OSError;
+      PyErr_SetString(type, e.what());
+    }
+  });
+
+  auto& list = lowbit::py::entries();
+  std::sort(list.begin(), list.end(),
+            [](const auto& a, const auto& b) { return std::strcmp(a.name, b.name) < 0; });
+  for (const auto& entry : list) {
+    if (std::strcmp(entry.name, "core") == 0) {
+      entry.fn(m);
+    } else {
+      nb::module_ sub = m.def_submodule(entry.name);
+      entry.fn(sub);
+    }
+  }
+}

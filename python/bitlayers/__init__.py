@@ -1,0 +1,1 @@
+"""BitLab layers: drop-in ternary replacements for torch.nn layers."""

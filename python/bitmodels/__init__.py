@@ -1,0 +1,1 @@
+"""BitLab models: prebuilt ternary models and converters."""

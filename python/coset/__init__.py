@@ -1,0 +1,1 @@
+"""Coset: hierarchical nested-lattice quantization (Kaplan & Ordentlich 2025)."""

@@ -1,0 +1,1 @@
+"""Kuat: image datasets compressed by vector quantization of pixel patches."""

@@ -1,0 +1,37 @@
+#include "lowbit/core/build_info.h"
+
+#include "lowbit/core/simd.h"
+#include "lowbit/core/thread_pool.h"
+#include "lowbit/core/version.h"
+
+#if defined(LOWBIT_WITH_CUDA)
+namespace lowbit::cuda {
+int visible_device_count() noexcept;  // src/cuda/device.cu
+}
+#endif
+
+namespace lowbit {
+
+const char* version() noexcept { return LOWBIT_VERSION; }
+
+BuildInfo build_info() {
+  BuildInfo info;
+  info.version = LOWBIT_VERSION;
+#if defined(__clang__)
+  info.compiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  info.compiler = "gcc " __VERSION__;
+#else
+  info.compiler = "unknown";
+#endif
+  for (SimdLevel l : compiled_simd_levels()) info.simd_compiled.emplace_back(simd_level_name(l));
+  info.simd_selected = simd_level_name(simd_level());
+#if defined(LOWBIT_WITH_CUDA)
+  info.cuda_compiled = true;
+  info.cuda_devices = cuda::visible_device_count();
+#endif
+  info.num_threads = default_thread_pool().size();
+  return info;
+}
+
+}  // namespace lowbit
