@@ -17,7 +17,7 @@ PACKAGES=(
   # C++ tests and benchmarks
   libgtest-dev libbenchmark-dev
   # real data: Fashion-MNIST (IDX files) and real photographs
-  dataset-fashion-mnist python3-skimage
+  dataset-fashion-mnist python3-skimage ukui-wallpapers
 )
 
 missing=()

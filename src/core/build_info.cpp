@@ -5,9 +5,7 @@
 #include "lowbit/core/version.h"
 
 #if defined(LOWBIT_WITH_CUDA)
-namespace lowbit::cuda {
-int visible_device_count() noexcept;  // src/cuda/device.cu
-}
+#include "lowbit/cuda/device.h"
 #endif
 
 namespace lowbit {

@@ -1,6 +1,8 @@
 // CUDA device discovery for build_info().
 #include <cuda_runtime.h>
 
+#include "lowbit/cuda/device.h"
+
 namespace lowbit::cuda {
 
 int visible_device_count() noexcept {
