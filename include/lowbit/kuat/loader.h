@@ -116,6 +116,8 @@ class Loader {
   Loader(std::vector<ArchiveView> archives, LoaderOptions options,
          std::vector<std::shared_ptr<const void>> keep_alive = {});
   ~Loader();
+  Loader(Loader&&) noexcept = default;
+  Loader& operator=(Loader&&) noexcept = default;
 
   const LoaderOptions& options() const noexcept;
   const ImageGeometry& geometry() const noexcept;
