@@ -15,7 +15,10 @@
 #include <vector>
 
 #include "lowbit/core/error.h"
+#include "lowbit/core/thread_pool.h"
 #include "lowbit/kuat/archive.h"
+#include "lowbit/kuat/archive_writer.h"
+#include "lowbit/kuat/codebook.h"
 #include "lowbit/kuat/codes.h"
 #include "lowbit/kuat/loader.h"
 #include "registry.h"
@@ -112,6 +115,39 @@ nb::tuple batch_to_arrays(std::shared_ptr<Batch> batch) {
   return nb::make_tuple(images, labels, batch->index());
 }
 
+using ImageBatch = nb::ndarray<const std::uint8_t, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+// Trains a codebook on `images` (N, H, W, C), encodes them and writes a fixed-size archive:
+// the loader tests and benchmark use it to make real archive files from arrays.
+void write_archive(const std::string& path, ImageBatch images, I32Vector labels, std::uint32_t codebook_size,
+                   std::uint32_t patch, std::uint32_t bits, std::size_t training_images) {
+  const std::size_t n = images.shape(0);
+  const auto h = static_cast<std::uint32_t>(images.shape(1)), w = static_cast<std::uint32_t>(images.shape(2)),
+             c = static_cast<std::uint32_t>(images.shape(3));
+  lowbit::require(n > 0 && labels.shape(0) == n, "images and labels must hold the same number (> 0) of samples");
+  const ImageGeometry g{h, w, c, patch};
+  validate(g);
+  const std::size_t image_bytes = g.pixel_bytes();
+  std::vector<std::uint8_t> patches;
+  const std::size_t train_n = std::min(n, std::max<std::size_t>(training_images, 1));
+  for (std::size_t i = 0; i < train_n; ++i) {
+    extract_patches(images.data() + (i * n / train_n) * image_bytes, h, w, c, patch, patches);
+  }
+  CodebookOptions options;
+  options.codebook_size = codebook_size;
+  options.bits = bits;
+  const CodebookTraining trained =
+      train_codebook(patches.data(), patches.size() / g.codeword_bytes(), g.codeword_bytes(), options);
+  const PatchEncoder encoder(trained.codebook.data(), codebook_size, patch, c);
+  std::vector<std::vector<std::uint8_t>> packed(n);
+  lowbit::parallel_for(0, n, 8, [&](std::size_t lo, std::size_t hi) {
+    for (std::size_t i = lo; i < hi; ++i) packed[i] = encoder.encode(images.data() + i * image_bytes, h, w).packed;
+  });
+  ArchiveWriter writer(path, patch, c, trained.codebook.data(), codebook_size);
+  for (std::size_t i = 0; i < n; ++i) writer.add(packed[i].data(), packed[i].size(), h, w, labels.data()[i]);
+  writer.finish(R"({"source":"lowbit._native.kuat_loader.write_archive"})");
+}
+
 }  // namespace
 
 LOWBIT_BINDING(kuat_loader) {
@@ -139,6 +175,17 @@ LOWBIT_BINDING(kuat_loader) {
           return nb::ndarray<nb::numpy, std::uint8_t>(out->data(), 1, shape, owner);
         },
         nb::arg("indices").noconvert(), nb::arg("bits"), "Packs indices LSB-first, `bits` bits each (codes.h).");
+
+  m.def("write_archive",
+        [](const std::string& path, ImageBatch images, I32Vector labels, std::uint32_t codebook_size,
+           std::uint32_t patch, std::uint32_t bits, std::size_t training_images) {
+          nb::gil_scoped_release release;
+          write_archive(path, images, labels, codebook_size, patch, bits, training_images);
+        },
+        nb::arg("path"), nb::arg("images").noconvert(), nb::arg("labels").noconvert(), nb::arg("codebook_size") = 512,
+        nb::arg("patch") = 2, nb::arg("bits") = 4, nb::arg("training_images") = 256,
+        "Test/benchmark helper: trains a codebook on (N, H, W, C) uint8 images and writes them as a fixed-size "
+        "archive (kuat.convert_dataset is the full converter).");
 
   nb::class_<EpochReader>(m, "EpochReader")
       .def("next",

@@ -236,3 +236,18 @@ def test_bad_arguments_name_themselves(tmp_path):
     (tmp_path / "junk.kuat").write_bytes(b"not an archive at all")
     with pytest.raises(OSError, match="junk.kuat"):
         KuatDataset(str(tmp_path / "junk.kuat"))
+
+
+def test_written_archives_decode_like_the_reader_and_mixed_codebooks_fail(tmp_path):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (40, 12, 16, 3), dtype=np.uint8)
+    labels = np.arange(40, dtype=np.int32)
+    kd._engine.write_archive(str(tmp_path / "a.kuat"), images[:20], labels[:20], 64)
+    kd._engine.write_archive(str(tmp_path / "b.kuat"), images[20:], labels[20:], 64)
+    ds = KuatDataset(str(tmp_path / "a.kuat"), batch_size=6, shuffle=False)
+    got = np.concatenate([b["images"] for b in ds.epoch(0)])
+    assert got.shape == (20, 12, 16, 3)
+    # Vector quantization is lossy but must stay close to the source pixels.
+    assert np.abs(got.astype(int) - images[:20]).mean() < 40
+    with pytest.raises(ValueError, match="path_or_paths: .*different codebook.*a.kuat.*b.kuat"):
+        KuatDataset([tmp_path / "a.kuat", tmp_path / "b.kuat"])
