@@ -1,0 +1,265 @@
+"""KuatDataset: shuffled, decoded batches of Kuat archives, straight from the C++ loader.
+
+The engine (``lowbit::kuat::Loader``) decodes batches on its own worker threads, several
+batches ahead, into a bounded pool of buffers; each yielded array is a zero-copy view of one
+buffer, which goes back to the pool only when no array refers to it any more. The epoch order
+is a function of ``(seed, epoch)`` alone; see docs/kuat-loader.md for the rank split.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from lowbit import _native
+
+_engine = _native.kuat_loader
+MemoryArchive = _engine.MemoryArchive
+
+PathLike = Union[str, "os.PathLike[str]"]
+_STATE_KEYS = ("seed", "num_samples", "batch_size", "world_size", "rank", "shuffle", "drop_last")
+
+
+def _resolve_sources(path_or_paths: Any) -> List[Union[str, MemoryArchive]]:
+    if isinstance(path_or_paths, (str, os.PathLike, MemoryArchive)):
+        items = [path_or_paths]
+    else:
+        try:
+            items = list(path_or_paths)
+        except TypeError:
+            raise ValueError(
+                f"path_or_paths: expected a path, a glob pattern or a list of them, got {type(path_or_paths).__name__}"
+            ) from None
+    if not items:
+        raise ValueError("path_or_paths: no archive given")
+    sources: List[Union[str, MemoryArchive]] = []
+    for item in items:
+        if isinstance(item, MemoryArchive):
+            sources.append(item)
+            continue
+        if not isinstance(item, (str, os.PathLike)):
+            raise ValueError(f"path_or_paths: expected a path, got {type(item).__name__}")
+        path = os.fspath(item)
+        if glob.has_magic(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise ValueError(f"path_or_paths: pattern '{path}' matches no file")
+            sources.extend(matches)
+        elif not os.path.exists(path):
+            raise ValueError(f"path_or_paths: '{path}' does not exist")
+        elif os.path.isdir(path):
+            raise ValueError(f"path_or_paths: '{path}' is a directory, not a .kuat archive")
+        else:
+            sources.append(path)
+    return sources
+
+
+def _distributed_rank_and_size() -> Optional[Tuple[int, int]]:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    try:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:  # a half-configured backend must not break plain use
+        return None
+    return None
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _channel_values(name: str, value: Any) -> List[float]:
+    if value is None:
+        return []
+    values = [float(v) for v in np.atleast_1d(np.asarray(value, dtype=np.float64))]
+    if not all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return values
+
+
+class KuatDataset:
+    """Batches of one or more Kuat archives that share a codebook.
+
+    ``epoch(n)`` yields ``{"images", "labels"}``: images ``(B, H, W, C)`` (``layout="NHWC"``) or
+    ``(B, C, H, W)`` (``"NCHW"``), uint8 or float32 (``(x / 255 - mean) / std``), labels int32
+    ``(B,)``. ``len(dataset)`` is the number of batches per epoch on this rank.
+    """
+
+    def __init__(
+        self,
+        path_or_paths: Union[PathLike, Sequence[PathLike]],
+        batch_size: int = 64,
+        shuffle: bool = True,
+        seed: int = 42,
+        drop_last: bool = False,
+        layout: str = "NHWC",
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        dtype: str = "uint8",
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        random_crop_padding: int = 0,
+        random_flip: bool = False,
+        num_threads: Optional[int] = None,
+        prefetch: Optional[int] = None,
+    ) -> None:
+        sources = _resolve_sources(path_or_paths)
+        batch_size = _positive_int("batch_size", batch_size)
+        if not isinstance(layout, str) or layout.upper() not in ("NHWC", "NCHW"):
+            raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}")
+        dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype.lower()
+        if dtype_name not in ("uint8", "float32"):
+            raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
+        if dtype_name == "uint8" and (mean is not None or std is not None):
+            raise ValueError("mean/std normalisation needs dtype='float32'")
+        mean_values = _channel_values("mean", mean)
+        std_values = _channel_values("std", std)
+        if any(v == 0.0 for v in std_values):
+            raise ValueError(f"std must be non-zero, got {std!r}")
+        if isinstance(random_crop_padding, bool) or not isinstance(random_crop_padding, (int, np.integer)) \
+                or random_crop_padding < 0:
+            raise ValueError(f"random_crop_padding must be a non-negative integer, got {random_crop_padding!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        rank, world_size = self._rank_and_world_size(rank, world_size)
+        num_threads = _positive_int("num_threads", num_threads, allow_none=True) or 0
+        prefetch = _positive_int("prefetch", prefetch, allow_none=True) or 0
+
+        try:
+            self._loader = _engine.Loader(
+                sources, batch_size, bool(shuffle), int(seed) & (2**64 - 1), bool(drop_last), layout.upper(),
+                dtype_name, mean_values, std_values, int(random_crop_padding), bool(random_flip), rank, world_size,
+                num_threads, prefetch,
+            )
+        except ValueError as e:  # everything else was checked above: this is about the archives
+            names = ", ".join(f"archive {i} = {s!r}" for i, s in enumerate(sources) if isinstance(s, str))
+            raise ValueError(f"path_or_paths: {e}" + (f" ({names})" if names else "")) from None
+        self.paths = [s for s in sources if isinstance(s, str)]
+        self.batch_size = batch_size
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.layout = layout.upper()
+        self.dtype = dtype_name
+        self.rank = rank
+        self.world_size = world_size
+        self._position = (0, 0)  # (epoch, batches consumed) of the most recent iteration
+        self._resume: Optional[Tuple[int, int]] = None
+
+    @staticmethod
+    def _rank_and_world_size(rank: Any, world_size: Any) -> Tuple[int, int]:
+        if rank is None or world_size is None:
+            dist = _distributed_rank_and_size()
+            if rank is None:
+                rank = dist[0] if dist else 0
+            if world_size is None:
+                world_size = dist[1] if dist else 1
+        world_size = _positive_int("world_size", world_size)
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+            raise ValueError(f"rank must be a non-negative integer, got {rank!r}")
+        if rank >= world_size:
+            raise ValueError(f"rank must be < world_size, got rank {rank} and world_size {world_size}")
+        return int(rank), world_size
+
+    # -- sizes -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._loader.batches_per_epoch
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in all archives together."""
+        return self._loader.num_samples
+
+    @property
+    def samples_per_rank(self) -> int:
+        return self._loader.samples_per_rank
+
+    @property
+    def sample_shape(self) -> Tuple[int, int, int]:
+        """(H, W, C) or (C, H, W) of one image."""
+        return tuple(self._loader.sample_shape)
+
+    @property
+    def num_threads(self) -> int:
+        return self._loader.num_threads
+
+    def sample_order(self, epoch: int) -> np.ndarray:
+        """This rank's sample indices for `epoch`, in the order batches hold them (int64)."""
+        return self._loader.sample_order(int(epoch))
+
+    # -- iteration ---------------------------------------------------------------------------
+    def epoch(self, epoch: int) -> Iterator[Dict[str, np.ndarray]]:
+        """Batches of epoch `epoch`; continues mid-epoch after load_state_dict() for that epoch."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        start = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            start = self._resume[1]
+            self._resume = None
+        return self._batches(int(epoch), start, 1)
+
+    def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
+        """Continues from the current position: the rest of this epoch, else the next one."""
+        epoch, consumed = self._next_position()
+        self._resume = None
+        return self._batches(epoch, consumed, 1)
+
+    def _batches(self, epoch: int, first_batch: int, batch_step: int) -> Iterator[Dict[str, np.ndarray]]:
+        self._position = (epoch, first_batch)
+        reader = self._loader.read_epoch(epoch, first_batch, batch_step)
+        try:
+            while True:
+                item = reader.next()  # releases the GIL while it waits
+                if item is None:
+                    return
+                images, labels, index = item
+                self._position = (epoch, index + 1)
+                yield {"images": images, "labels": labels}
+        finally:
+            del reader  # stops and joins the workers, also when the loop is abandoned
+
+    # -- resume ------------------------------------------------------------------------------
+    def _next_position(self) -> Tuple[int, int]:
+        if self._resume is not None:
+            return self._resume
+        epoch, consumed = self._position
+        if consumed >= len(self):
+            return epoch + 1, 0
+        return epoch, consumed
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where iteration stands: the epoch and the batches of it already yielded."""
+        epoch, consumed = self._next_position()
+        state = {"epoch": epoch, "batches_consumed": consumed}
+        state.update({key: getattr(self, key) for key in _STATE_KEYS if key != "num_samples"})
+        state["num_samples"] = self.num_samples
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """The next epoch(state["epoch"]) (or iter(self)) continues after the consumed batches."""
+        missing = [k for k in ("epoch", "batches_consumed") + _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"state_dict is missing {', '.join(missing)}")
+        for key in _STATE_KEYS:
+            ours = self.num_samples if key == "num_samples" else getattr(self, key)
+            if state[key] != ours:
+                raise ValueError(f"state_dict: {key} is {state[key]!r} but this dataset has {ours!r}")
+        epoch, consumed = int(state["epoch"]), int(state["batches_consumed"])
+        if epoch < 0 or not 0 <= consumed <= len(self):
+            raise ValueError(f"state_dict: position (epoch {epoch}, batch {consumed}) is outside the epoch")
+        self._resume = (epoch, consumed)
+        self._position = (epoch, consumed)
+
+    def __repr__(self) -> str:
+        return (f"KuatDataset({self.num_samples} samples, {len(self)} batches of {self.batch_size}, "
+                f"{self.layout} {self.dtype}, rank {self.rank}/{self.world_size})")

@@ -1,0 +1,104 @@
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "lowbit/core/simd.h"
+#include "lowbit/kuat/nearest.h"
+
+namespace lowbit::kuat {
+namespace {
+
+class SimdLevelGuard {
+ public:
+  SimdLevelGuard() : saved_(simd_level()) {}
+  ~SimdLevelGuard() { set_simd_level(saved_); }
+
+ private:
+  SimdLevel saved_;
+};
+
+struct Result {
+  std::vector<std::uint32_t> idx;
+  std::vector<float> score;
+};
+
+Result run(const NearestCodeword& nc, const std::vector<float>& pts, std::size_t n) {
+  Result r{std::vector<std::uint32_t>(n), std::vector<float>(n)};
+  nc.search(pts.data(), n, r.idx.data(), r.score.data());
+  return r;
+}
+
+// Every SIMD level returns bit-identical scores and the same argmin as the scalar reference,
+// for float codewords (training) and integer ones with many exact ties (encoding).
+TEST(KuatNearest, EveryLevelMatchesScalarBitExactly) {
+  SimdLevelGuard guard;
+  std::mt19937 rng(3);
+  for (std::uint32_t dim : {4u, 12u, 16u, 48u, 1u, 7u}) {
+    for (std::uint32_t count : {1u, 2u, 3u, 7u, 15u, 16u, 17u, 33u, 100u, 512u}) {
+      for (bool integer : {false, true}) {
+        std::vector<float> cw(std::size_t{count} * dim), pts;
+        std::uniform_real_distribution<float> u(0.0f, 255.0f);
+        // Integer codebooks from a tiny alphabet so duplicates (ties) are common.
+        for (auto& v : cw) v = integer ? static_cast<float>(rng() % 3 * 100) : u(rng);
+        const std::size_t n = 37;
+        pts.resize(n * dim);
+        for (auto& v : pts) v = integer ? static_cast<float>(rng() % 256) : u(rng);
+        NearestCodeword nc(cw.data(), count, dim);
+        set_simd_level(SimdLevel::Scalar);
+        const Result ref = run(nc, pts, n);
+        for (auto level : available_simd_levels()) {
+          set_simd_level(level);
+          for (std::size_t m : {std::size_t{1}, std::size_t{3}, std::size_t{5}, n}) {
+            const Result got = run(nc, pts, m);
+            ASSERT_EQ(last_dispatched_level(), level);
+            for (std::size_t i = 0; i < m; ++i) {
+              ASSERT_EQ(got.idx[i], ref.idx[i]) << simd_level_name(level) << " dim=" << dim << " K=" << count;
+              ASSERT_EQ(got.score[i], ref.score[i]) << simd_level_name(level);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// On integer data the result is the exact nearest codeword (lowest index among ties).
+TEST(KuatNearest, IntegerDataGivesExactNearestLowestIndex) {
+  std::mt19937 rng(5);
+  const std::uint32_t dim = 12, count = 300;
+  std::vector<std::uint8_t> cb(count * dim);
+  for (auto& v : cb) v = static_cast<std::uint8_t>(rng() % 4 * 85);
+  NearestCodeword nc = NearestCodeword::from_uint8(cb.data(), count, dim);
+  for (auto level : available_simd_levels()) {
+    set_simd_level(level);
+    for (int t = 0; t < 200; ++t) {
+      std::vector<float> x(dim);
+      for (auto& v : x) v = static_cast<float>(rng() % 256);
+      std::uint32_t best_k = 0;
+      long best = -1;
+      for (std::uint32_t k = 0; k < count; ++k) {
+        long d = 0;
+        for (std::uint32_t j = 0; j < dim; ++j) {
+          const long diff = static_cast<long>(x[j]) - cb[k * dim + j];
+          d += diff * diff;
+        }
+        if (best < 0 || d < best) {
+          best = d;
+          best_k = k;
+        }
+      }
+      std::uint32_t got;
+      float score;
+      nc.search(x.data(), 1, &got, &score);
+      long xx = 0;
+      for (float v : x) xx += static_cast<long>(v) * static_cast<long>(v);
+      ASSERT_EQ(got, best_k);
+      ASSERT_EQ(static_cast<long>(score) + xx, best);
+    }
+  }
+  set_simd_level(best_simd_level());
+}
+
+}  // namespace
+}  // namespace lowbit::kuat
