@@ -1,0 +1,112 @@
+// Coset kernels: encode/decode throughput per SIMD level and the LUT matrix-vector product.
+// Run with LOWBIT_NUM_THREADS=1 for per-core figures (bench/bench_coset.py does).
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "lowbit/core/simd.h"
+#include "lowbit/coset/hnlq.h"
+#include "lowbit/coset/lut.h"
+
+namespace {
+
+using lowbit::coset::LatticeType;
+using lowbit::coset::QuantizationConfig;
+
+QuantizationConfig config_of(const benchmark::State& state) {
+  QuantizationConfig c;
+  c.lattice = static_cast<LatticeType>(state.range(1));
+  c.q = static_cast<int>(state.range(2));
+  c.M = static_cast<int>(state.range(3));
+  c.beta = 8.0 / c.q;  // inputs N(0,1) at 1/8 of the nested cell: overloads are rare
+  for (int m = 1; m < c.M; ++m) c.beta /= c.q;
+  return c;
+}
+
+std::vector<float> gaussian(std::size_t n) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist;
+  std::vector<float> x(n);
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+constexpr std::size_t kVectors = 1 << 20;
+
+void BM_encode(benchmark::State& state) {
+  const auto level = static_cast<lowbit::SimdLevel>(state.range(0));
+  lowbit::set_simd_level(level);
+  const auto c = config_of(state);
+  const auto x = gaussian(kVectors * c.dim());
+  std::vector<std::uint8_t> codes(kVectors * c.M * c.dim()), t(kVectors);
+  lowbit::coset::EncodeStats stats;
+  for (auto _ : state) {
+    stats = lowbit::coset::encode<float>(c, x.data(), kVectors, codes.data(), t.data());
+    benchmark::DoNotOptimize(stats);
+  }
+  state.counters["retried"] = static_cast<double>(stats.retried) / kVectors;
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
+  state.SetLabel(std::string(lowbit::simd_level_name(level)) + " " + lowbit::coset::lattice_name(c.lattice));
+  lowbit::set_simd_level(lowbit::best_simd_level());
+}
+
+void BM_decode(benchmark::State& state) {
+  const auto level = static_cast<lowbit::SimdLevel>(state.range(0));
+  lowbit::set_simd_level(level);
+  const auto c = config_of(state);
+  const auto x = gaussian(kVectors * c.dim());
+  std::vector<std::uint8_t> codes(kVectors * c.M * c.dim()), t(kVectors);
+  lowbit::coset::encode<float>(c, x.data(), kVectors, codes.data(), t.data());
+  std::vector<float> out(x.size());
+  for (auto _ : state) {
+    lowbit::coset::decode<float>(c, codes.data(), t.data(), kVectors, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
+  state.SetLabel(std::string(lowbit::simd_level_name(level)) + " " + lowbit::coset::lattice_name(c.lattice));
+  lowbit::set_simd_level(lowbit::best_simd_level());
+}
+
+void codecs(benchmark::internal::Benchmark* b) {
+  for (auto level : lowbit::available_simd_levels()) {
+    const int l = static_cast<int>(level);
+    b->Args({l, 1, 4, 2});   // D4 q=4 M=2
+    b->Args({l, 2, 4, 2});   // E8 q=4 M=2
+    b->Args({l, 2, 16, 1});  // E8 q=16 M=1
+    b->Args({l, 0, 4, 2});   // Z2 q=4 M=2
+  }
+}
+BENCHMARK(BM_encode)->Apply(codecs)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_decode)->Apply(codecs)->Unit(benchmark::kMillisecond);
+
+// 4096 x 4096 quantized matrix times a vector: LUT (build included) vs decode then dot.
+void BM_matvec(benchmark::State& state) {
+  const bool lut = state.range(0) == 1;
+  const std::size_t n = 4096;
+  QuantizationConfig c;  // D4 q=4 M=2
+  c.beta = 1.0 / 4.0;
+  const auto a = gaussian(n * n);
+  const auto y = gaussian(n);
+  const auto qm = lowbit::coset::QuantizedMatrix::encode(c, a.data(), n, n);
+  std::vector<float> out(n), decoded(lut ? 0 : n * n);
+  for (auto _ : state) {
+    if (lut) {
+      qm.matvec_lut(y.data(), out.data());
+    } else {
+      qm.decode(decoded.data());
+      for (std::size_t r = 0; r < n; ++r) {
+        float acc = 0.0f;
+        for (std::size_t k = 0; k < n; ++k) acc += decoded[r * n + k] * y[k];
+        out[r] = acc;
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(lut ? "lut" : "decode+dot");
+}
+BENCHMARK(BM_matvec)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

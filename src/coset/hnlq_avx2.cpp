@@ -1,0 +1,67 @@
+// AVX2 lanes for the generic HNLQ kernels (8 vectors at a time; masks are all-ones lanes).
+#include <immintrin.h>
+
+#include "hnlq_simd_generic.h"
+
+namespace lowbit::coset::kernels {
+namespace {
+
+struct V256 {
+  using F = __m256;
+  using Mask = __m256;
+  using I = __m256i;
+  static constexpr int kWidth = 8;
+
+  static F set1(float a) { return _mm256_set1_ps(a); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F min(F a, F b) { return _mm256_min_ps(a, b); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F rint(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static F floor(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static Mask ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  static Mask gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static Mask lt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static Mask le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  static Mask eq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static Mask neq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_OQ); }
+  static Mask and_(Mask a, Mask b) { return _mm256_and_ps(a, b); }
+  static Mask or_(Mask a, Mask b) { return _mm256_or_ps(a, b); }
+  static F select(Mask m, F a, F b) { return _mm256_blendv_ps(b, a, m); }
+  static bool any(Mask m) { return _mm256_movemask_ps(m) != 0; }
+  static unsigned bits(Mask m) { return static_cast<unsigned>(_mm256_movemask_ps(m)); }
+  static I iota_times(int stride) {
+    return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+  }
+  static F gather(const float* base, int stride) { return _mm256_i32gather_ps(base, iota_times(stride), 4); }
+  static I gather_words(const std::uint8_t* base, int stride_bytes) {
+    return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), iota_times(stride_bytes), 1);
+  }
+  static F byte_of(I word, int k) {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(word, _mm256_set1_epi32(8 * k)),
+                                               _mm256_set1_epi32(0xFF)));
+  }
+  static I to_int(F a) { return _mm256_cvtps_epi32(a); }
+  static I shl(I a, int n) { return _mm256_sllv_epi32(a, _mm256_set1_epi32(n)); }
+  static I or_i(I a, I b) { return _mm256_or_si256(a, b); }
+  static void store_i(std::uint32_t* out, I a) { _mm256_store_si256(reinterpret_cast<__m256i*>(out), a); }
+  static void store(float* out, F a) { _mm256_store_ps(out, a); }
+};
+
+using Kernels = generic::Lanes<V256>;
+
+}  // namespace
+
+void encode_f32_avx2(LatticeType type, int q, int levels, const float* y, std::size_t n,
+                     std::uint8_t* codes, std::uint8_t* overloaded) {
+  Kernels::encode(type, q, levels, y, n, codes, overloaded);
+}
+
+void decode_f32_avx2(LatticeType type, int q, int levels, const std::uint8_t* codes,
+                     std::size_t n, float* out) {
+  Kernels::decode(type, q, levels, codes, n, out);
+}
+
+}  // namespace lowbit::coset::kernels
