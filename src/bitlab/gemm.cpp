@@ -30,30 +30,32 @@ void for_row_groups(std::size_t rows, std::size_t macs_per_row, Body&& body) {
   });
 }
 
-void require_layer(const char* what, std::size_t rows, const PackedTernary& w, const float* w_scales) {
+void require_layer(const char* what, std::size_t rows, const PackedTernaryView& w, const float* w_scales) {
   require(rows > 0, std::string(what) + ": input has no rows");
-  require(w.rows > 0 && w.cols > 0 && w.data.size() == w.rows * w.row_bytes,
-          std::string(what) + ": packed weights are empty or inconsistent");
+  require(w.rows > 0 && w.cols > 0 && w.data != nullptr && w.row_bytes == packed_row_bytes(w.cols),
+          std::string(what) + ": packed weights are empty or not in the I2_S256 layout");
   require(w_scales != nullptr, std::string(what) + ": weight scales are missing");
 }
 
 }  // namespace
 
-void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernary& w, std::int32_t* acc) {
+void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernaryView& w, std::int32_t* acc) {
   require(x.cols == w.cols, "ternary_gemm_int8: activations have " + std::to_string(x.cols) +
                                 " columns but the weights expect " + std::to_string(w.cols));
   require(x.stride == padded_cols(w.cols), "ternary_gemm_int8: activations are not padded to the weight layout");
+  require(w.data != nullptr && w.row_bytes == packed_row_bytes(w.cols),
+          "ternary_gemm_int8: packed weights are not in the I2_S256 layout");
   static constexpr KernelSet<kernels::GemmInt8Fn> kSet{kernels::gemm_int8_ref,
                                                        LOWBIT_AVX2_FN(kernels::gemm_int8_avx2),
                                                        LOWBIT_AVX512_FN(kernels::gemm_int8_avx512)};
   const kernels::GemmInt8Fn fn = kSet.pick();
   const std::size_t kp = x.stride;
   for_row_groups(w.rows, x.rows * kp, [&](std::size_t n0, std::size_t n1) {
-    fn(x.values.data(), x.row_sums.data(), x.rows, kp, w.data.data(), n0, n1, acc, w.rows);
+    fn(x.values.data(), x.row_sums.data(), x.rows, kp, w.data, n0, n1, acc, w.rows);
   });
 }
 
-void bitlinear_int8(const float* x, std::size_t rows, const PackedTernary& w, const float* w_scales,
+void bitlinear_int8(const float* x, std::size_t rows, const PackedTernaryView& w, const float* w_scales,
                     const float* bias, Granularity act_granularity, float* y) {
   require_layer("bitlinear_int8", rows, w, w_scales);
   const QuantizedActivations q = quantize_activations(x, rows, w.cols, act_granularity);
@@ -71,7 +73,7 @@ void bitlinear_int8(const float* x, std::size_t rows, const PackedTernary& w, co
   }
 }
 
-void bitlinear_f32(const float* x, std::size_t rows, const PackedTernary& w, const float* w_scales,
+void bitlinear_f32(const float* x, std::size_t rows, const PackedTernaryView& w, const float* w_scales,
                    const float* bias, float* y) {
   require_layer("bitlinear_f32", rows, w, w_scales);
   const std::size_t cols = w.cols;
@@ -93,7 +95,7 @@ void bitlinear_f32(const float* x, std::size_t rows, const PackedTernary& w, con
   const kernels::GemmF32Fn fn = kSet.pick();
   std::vector<float> sums(rows * w.rows);
   for_row_groups(w.rows, rows * kp, [&](std::size_t n0, std::size_t n1) {
-    fn(padded.data(), rows, kp, w.data.data(), n0, n1, sums.data(), w.rows);
+    fn(padded.data(), rows, kp, w.data, n0, n1, sums.data(), w.rows);
   });
   for (std::size_t m = 0; m < rows; ++m) {
     for (std::size_t n = 0; n < w.rows; ++n) {

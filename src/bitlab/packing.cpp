@@ -1,6 +1,7 @@
 // The I2_S256 compute layout and the TQ1_B3 storage layout (spec in include/lowbit/bitlab/packing.h).
 #include "lowbit/bitlab/packing.h"
 
+#include <cstring>
 #include <string>
 
 #include "lowbit/bitlab/ternary.h"
@@ -50,36 +51,44 @@ PackedTernary pack_ternary_2bit(const std::int8_t* trits, std::size_t rows, std:
   return p;
 }
 
+void validate_packed_2bit(const PackedTernaryView& p) {
+  require(p.rows > 0 && p.cols > 0 && p.data != nullptr, "validate_packed_2bit: empty matrix");
+  require(p.row_bytes == packed_row_bytes(p.cols), "validate_packed_2bit: " + std::to_string(p.cols) +
+                                                       " columns need " + std::to_string(packed_row_bytes(p.cols)) +
+                                                       " bytes per row, got " + std::to_string(p.row_bytes));
+  const std::size_t kp = padded_cols(p.cols);
+  for (std::size_t n = 0; n < p.rows; ++n) {
+    const std::uint8_t* row = p.data + n * p.row_bytes;
+    for (std::size_t i = 0; i < p.row_bytes; ++i) {
+      // A 0b11 code has both bits set: b & (b >> 1) has a 1 at an even position.
+      if ((row[i] & (row[i] >> 1) & 0x55) != 0) {
+        throw InvalidArgument("validate_packed_2bit: byte " + std::to_string(n * p.row_bytes + i) +
+                              " holds the invalid code 0b11");
+      }
+    }
+    for (std::size_t k = p.cols; k < kp; ++k) {
+      if (((row[byte_of(k)] >> shift_of(k)) & 3u) != kZeroCode) {
+        throw InvalidArgument("validate_packed_2bit: row " + std::to_string(n) + " has a non-zero padding weight");
+      }
+    }
+  }
+}
+
 PackedTernary wrap_packed_2bit(const std::uint8_t* bytes, std::size_t rows, std::size_t cols) {
   require(rows > 0 && cols > 0, "wrap_packed_2bit: empty matrix");
+  validate_packed_2bit({bytes, rows, cols, packed_row_bytes(cols)});
   PackedTernary p;
   p.rows = rows;
   p.cols = cols;
   p.row_bytes = packed_row_bytes(cols);
   p.data.resize(rows * p.row_bytes);
-  const std::size_t kp = padded_cols(cols);
-  for (std::size_t n = 0; n < rows; ++n) {
-    for (std::size_t i = 0; i < p.row_bytes; ++i) {
-      const std::uint8_t b = bytes[n * p.row_bytes + i];
-      // A 0b11 code has both bits set: b & (b >> 1) has a 1 at an even position.
-      if ((b & (b >> 1) & 0x55) != 0) {
-        throw InvalidArgument("wrap_packed_2bit: byte " + std::to_string(n * p.row_bytes + i) +
-                              " holds the invalid code 0b11");
-      }
-      p.data[n * p.row_bytes + i] = b;
-    }
-    for (std::size_t k = cols; k < kp; ++k) {
-      if (((p.data[n * p.row_bytes + byte_of(k)] >> shift_of(k)) & 3u) != kZeroCode) {
-        throw InvalidArgument("wrap_packed_2bit: row " + std::to_string(n) + " has a non-zero padding weight");
-      }
-    }
-  }
+  std::memcpy(p.data.data(), bytes, rows * p.row_bytes);
   return p;
 }
 
-void unpack_ternary_2bit(const PackedTernary& packed, std::int8_t* trits) {
+void unpack_ternary_2bit(const PackedTernaryView& packed, std::int8_t* trits) {
   for (std::size_t n = 0; n < packed.rows; ++n) {
-    const std::uint8_t* row = packed.data.data() + n * packed.row_bytes;
+    const std::uint8_t* row = packed.data + n * packed.row_bytes;
     for (std::size_t k = 0; k < packed.cols; ++k) {
       trits[n * packed.cols + k] = static_cast<std::int8_t>(((row[byte_of(k)] >> shift_of(k)) & 3u) - 1);
     }

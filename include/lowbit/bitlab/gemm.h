@@ -21,15 +21,15 @@
 namespace lowbit::bitlab {
 
 // acc (x.rows x w.rows, row-major) of the integer path.
-void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernary& w, std::int32_t* acc);
+void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernaryView& w, std::int32_t* acc);
 
 // The full integer layer: quantizes x (rows x w.cols) with granularity g and applies the
 // epilogue. w_scales has w.rows entries; bias is w.rows entries or nullptr. y is rows x w.rows.
-void bitlinear_int8(const float* x, std::size_t rows, const PackedTernary& w, const float* w_scales,
+void bitlinear_int8(const float* x, std::size_t rows, const PackedTernaryView& w, const float* w_scales,
                     const float* bias, Granularity act_granularity, float* y);
 
 // The full float layer (x is rows x w.cols float32, no activation quantization).
-void bitlinear_f32(const float* x, std::size_t rows, const PackedTernary& w, const float* w_scales,
+void bitlinear_f32(const float* x, std::size_t rows, const PackedTernaryView& w, const float* w_scales,
                    const float* bias, float* y);
 
 }  // namespace lowbit::bitlab

@@ -30,12 +30,24 @@ inline constexpr std::size_t kBlockWeights = 256;  // weights per 64-byte block 
 inline constexpr std::size_t kBlockBytes = 64;
 inline constexpr std::size_t kTritsPerStorageByte = 5;
 
-// A matrix in the compute layout.
+// A non-owning view of a matrix in the compute layout (what the kernels take). Whoever makes
+// one vouches that the bytes came from pack_ternary_2bit / wrap_packed_2bit: kernels do not
+// re-validate codes on every call.
+struct PackedTernaryView {
+  const std::uint8_t* data = nullptr;  // rows * row_bytes
+  std::size_t rows = 0;                // N
+  std::size_t cols = 0;                // K
+  std::size_t row_bytes = 0;           // Kp / 4
+};
+
+// A matrix in the compute layout, owning its 64-byte aligned bytes.
 struct PackedTernary {
   std::size_t rows = 0;       // N
   std::size_t cols = 0;       // K
   std::size_t row_bytes = 0;  // Kp / 4
   AlignedBuffer<std::uint8_t> data;  // rows * row_bytes
+
+  PackedTernaryView view() const noexcept { return {data.data(), rows, cols, row_bytes}; }
 };
 
 std::size_t packed_row_bytes(std::size_t cols) noexcept;
@@ -43,7 +55,9 @@ std::size_t packed_row_bytes(std::size_t cols) noexcept;
 PackedTernary pack_ternary_2bit(const std::int8_t* trits, std::size_t rows, std::size_t cols);
 // Copies bytes already in the compute layout; InvalidArgument on a 0b11 code or non-zero padding.
 PackedTernary wrap_packed_2bit(const std::uint8_t* bytes, std::size_t rows, std::size_t cols);
-void unpack_ternary_2bit(const PackedTernary& packed, std::int8_t* trits);
+void unpack_ternary_2bit(const PackedTernaryView& packed, std::int8_t* trits);
+// InvalidArgument unless every code is valid and every padding weight is 0.
+void validate_packed_2bit(const PackedTernaryView& packed);
 
 std::size_t storage_bytes(std::size_t rows, std::size_t cols) noexcept;  // ceil(rows * cols / 5)
 std::vector<std::uint8_t> pack_ternary_base3(const std::int8_t* trits, std::size_t count);

@@ -49,7 +49,7 @@ TEST(BitlabGemm, Int8IsExactAtEveryLevelAndAwkwardSize) {
         for (SimdLevel level : available_simd_levels()) {
           set_simd_level(level);
           std::vector<std::int32_t> acc(M * N, -1);
-          ternary_gemm_int8(q, w, acc.data());
+          ternary_gemm_int8(q, w.view(), acc.data());
           EXPECT_EQ(last_dispatched_level(), level);
           ASSERT_EQ(acc, expected) << simd_level_name(level) << " M=" << M << " N=" << N << " K=" << K;
         }
@@ -71,7 +71,7 @@ TEST(BitlabGemm, Int8ExtremesDoNotSaturate) {
     for (SimdLevel level : available_simd_levels()) {
       set_simd_level(level);
       std::vector<std::int32_t> acc(M * N);
-      ternary_gemm_int8(q, w, acc.data());
+      ternary_gemm_int8(q, w.view(), acc.data());
       ASSERT_EQ(acc, expected) << simd_level_name(level);
     }
   }
@@ -91,7 +91,7 @@ TEST(BitlabGemm, FloatPathIsBitIdenticalAcrossLevelsAndCloseToExact) {
         for (SimdLevel level : available_simd_levels()) {
           set_simd_level(level);
           std::vector<float> y(M * N);
-          bitlinear_f32(x.data(), M, w, scales.data(), nullptr, y.data());
+          bitlinear_f32(x.data(), M, w.view(), scales.data(), nullptr, y.data());
           if (reference.empty()) {
             reference = y;
             for (std::size_t m = 0; m < M; ++m)
@@ -139,7 +139,7 @@ TEST(BitlabGemm, LayerEpilogueFollowsTheDocumentedOrder) {
       for (SimdLevel level : available_simd_levels()) {
         set_simd_level(level);
         std::vector<float> y(M * N);
-        bitlinear_int8(x.data(), M, w, tw.scales.data(), bias.data(), ag, y.data());
+        bitlinear_int8(x.data(), M, w.view(), tw.scales.data(), bias.data(), ag, y.data());
         ASSERT_EQ(0, std::memcmp(y.data(), expected.data(), y.size() * sizeof(float))) << simd_level_name(level);
       }
     }
@@ -153,12 +153,12 @@ TEST(BitlabGemm, RejectsMismatchedShapesAndBadInput) {
   std::vector<std::int8_t> x5(10, 1);
   QuantizedActivations q = wrap_int8_activations(x5.data(), 2, 5);
   std::vector<std::int32_t> acc(6);
-  EXPECT_THROW(ternary_gemm_int8(q, w, acc.data()), InvalidArgument);
+  EXPECT_THROW(ternary_gemm_int8(q, w.view(), acc.data()), InvalidArgument);
   std::vector<float> x = {1, 2, 3, NAN, 1, 2, 3, 4};
-  EXPECT_THROW(bitlinear_int8(x.data(), 2, w, scales.data(), nullptr, Granularity::PerTensor, y.data()),
+  EXPECT_THROW(bitlinear_int8(x.data(), 2, w.view(), scales.data(), nullptr, Granularity::PerTensor, y.data()),
                InvalidArgument);
-  EXPECT_THROW(bitlinear_f32(x.data(), 2, w, scales.data(), nullptr, y.data()), InvalidArgument);
-  EXPECT_THROW(bitlinear_f32(x.data(), 0, w, scales.data(), nullptr, y.data()), InvalidArgument);
+  EXPECT_THROW(bitlinear_f32(x.data(), 2, w.view(), scales.data(), nullptr, y.data()), InvalidArgument);
+  EXPECT_THROW(bitlinear_f32(x.data(), 0, w.view(), scales.data(), nullptr, y.data()), InvalidArgument);
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ TEST(BitlabPacking, TwoBitRoundTripsAtAwkwardSizes) {
       PackedTernary p = pack_ternary_2bit(trits.data(), rows, cols);
       EXPECT_EQ(p.row_bytes, (cols + 255) / 256 * 64);
       std::vector<std::int8_t> back(rows * cols);
-      unpack_ternary_2bit(p, back.data());
+      unpack_ternary_2bit(p.view(), back.data());
       EXPECT_EQ(back, trits) << rows << "x" << cols;
     }
   }
