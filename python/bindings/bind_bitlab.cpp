@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lowbit/bitlab/gemm.h"
+#include "lowbit/bitlab/model.h"
 #include "lowbit/bitlab/packing.h"
 #include "lowbit/bitlab/ternary.h"
 #include "lowbit/core/error.h"
@@ -193,4 +194,19 @@ LOWBIT_BINDING(bitlab) {
   }, nb::arg("x").noconvert(), nb::arg("packed").noconvert(), nb::arg("in_features"),
      nb::arg("weight_scale").noconvert(), nb::arg("bias").noconvert().none(),
      "y = (x @ W_q^T) * weight_scale + bias with additions/subtractions only, fixed summation order.");
+
+  nb::class_<lb::BitMLPModel>(m, "BitMLPModel", "A deployed BitMLP loaded from an LBBITMLP file (C++ inference).")
+      .def_static("load", &lb::BitMLPModel::load, nb::arg("path"), "OSError if missing or corrupt.")
+      .def_prop_ro("in_features", &lb::BitMLPModel::in_features)
+      .def_prop_ro("out_features", &lb::BitMLPModel::out_features)
+      .def_prop_ro("num_layers", &lb::BitMLPModel::num_layers)
+      .def("forward", [](const lb::BitMLPModel& model, In2<float> x) {
+        check_width(x.shape(1), model.in_features(), "BitMLPModel.forward");
+        std::vector<float> y;
+        {
+          nb::gil_scoped_release release;
+          y = model.forward(x.data(), x.shape(0));
+        }
+        return copy_to_array(y.data(), {x.shape(0), model.out_features()});
+      }, nb::arg("x").noconvert(), "float32 [M, in_features] -> float32 [M, out_features].");
 }
