@@ -1,0 +1,40 @@
+// Per-ISA ternary GEMM kernels behind gemm.h (internal).
+//
+// Every kernel computes output rows n in [n0, n1) for all M activation rows of a padded width
+// kp (a multiple of 256) against weights in the I2_S256 layout (row n at w + n * kp / 4), and
+// writes out[m * ldc + n]. Int8 kernels return exact dot products (x_sums[m] is the sum of
+// activation row m, used by the unsigned-code trick); float kernels return the fixed-order sums
+// documented in gemm.h, so both are bit-identical at every level.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lowbit::bitlab::kernels {
+
+using GemmInt8Fn = void (*)(const std::int8_t* xq, const std::int32_t* x_sums, std::size_t M, std::size_t kp,
+                            const std::uint8_t* w, std::size_t n0, std::size_t n1, std::int32_t* out,
+                            std::size_t ldc);
+using GemmF32Fn = void (*)(const float* x, std::size_t M, std::size_t kp, const std::uint8_t* w, std::size_t n0,
+                           std::size_t n1, float* out, std::size_t ldc);
+
+void gemm_int8_ref(const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, const std::uint8_t*,
+                   std::size_t, std::size_t, std::int32_t*, std::size_t);
+void gemm_int8_avx2(const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, const std::uint8_t*,
+                    std::size_t, std::size_t, std::int32_t*, std::size_t);
+void gemm_int8_avx512(const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, const std::uint8_t*,
+                      std::size_t, std::size_t, std::int32_t*, std::size_t);
+
+void gemm_f32_ref(const float*, std::size_t, std::size_t, const std::uint8_t*, std::size_t, std::size_t, float*,
+                  std::size_t);
+void gemm_f32_avx2(const float*, std::size_t, std::size_t, const std::uint8_t*, std::size_t, std::size_t, float*,
+                   std::size_t);
+void gemm_f32_avx512(const float*, std::size_t, std::size_t, const std::uint8_t*, std::size_t, std::size_t, float*,
+                     std::size_t);
+
+// From this many activation rows on, the SIMD int8 kernels unpack each group of 4 weight rows
+// once into byte codes and reuse them across all rows (a register-tiled int8 GEMM); below it
+// they decode the packed bytes on the fly (GEMV).
+inline constexpr std::size_t kTiledMinRows = 4;
+
+}  // namespace lowbit::bitlab::kernels

@@ -1,0 +1,132 @@
+// Weight and activation quantizers (conventions in include/lowbit/bitlab/ternary.h).
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "lowbit/bitlab/packing.h"
+#include "lowbit/bitlab/ternary.h"
+#include "lowbit/core/error.h"
+
+namespace lowbit::bitlab {
+
+Granularity parse_granularity(std::string_view name) {
+  if (name == "per_tensor") return Granularity::PerTensor;
+  if (name == "per_channel" || name == "per_row" || name == "per_token") return Granularity::PerRow;
+  throw InvalidArgument("granularity: expected 'per_tensor' or 'per_channel', got '" + std::string(name) + "'");
+}
+
+const char* granularity_name(Granularity g) noexcept {
+  return g == Granularity::PerTensor ? "per_tensor" : "per_channel";
+}
+
+std::size_t padded_cols(std::size_t cols) noexcept {
+  return (cols + kBlockWeights - 1) / kBlockWeights * kBlockWeights;
+}
+
+namespace {
+
+void require_shape(const char* what, std::size_t rows, std::size_t cols) {
+  require(rows > 0 && cols > 0, std::string(what) + ": empty matrix (" + std::to_string(rows) + " x " +
+                                    std::to_string(cols) + ")");
+}
+
+void require_finite(const char* what, const float* v, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(v[i])) {
+      throw InvalidArgument(std::string(what) + ": contains NaN or Inf (element " + std::to_string(i) + ")");
+    }
+  }
+}
+
+float mean_abs(const float* v, std::size_t count) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < count; ++i) sum += std::fabs(static_cast<double>(v[i]));
+  return static_cast<float>(sum / static_cast<double>(count));
+}
+
+float max_abs(const float* v, std::size_t count) {
+  float m = 0.0f;
+  for (std::size_t i = 0; i < count; ++i) m = std::max(m, std::fabs(v[i]));
+  return m;
+}
+
+void ternarize_row(const float* w, std::size_t cols, float s, std::int8_t* out) {
+  for (std::size_t k = 0; k < cols; ++k) {
+    float q = s > 0.0f ? std::nearbyint(w[k] / s) : 0.0f;
+    out[k] = static_cast<std::int8_t>(std::clamp(q, -1.0f, 1.0f));
+  }
+}
+
+// Quantizes one row into dst (zero padding up to the stride is the caller's) and returns its sum.
+std::int32_t quantize_row(const float* x, std::size_t cols, float a, std::int8_t* dst) {
+  const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+  std::int32_t sum = 0;
+  for (std::size_t k = 0; k < cols; ++k) {
+    float q = std::clamp(std::nearbyint(x[k] * inv), -128.0f, 127.0f);
+    dst[k] = static_cast<std::int8_t>(q);
+    sum += dst[k];
+  }
+  return sum;
+}
+
+}  // namespace
+
+TernaryWeights quantize_weights(const float* w, std::size_t rows, std::size_t cols, Granularity g) {
+  require_shape("quantize_weights: weight", rows, cols);
+  require_finite("quantize_weights: weight", w, rows * cols);
+  TernaryWeights out;
+  out.rows = rows;
+  out.cols = cols;
+  out.trits.resize(rows * cols);
+  out.scales.resize(rows);
+  const float tensor_scale = g == Granularity::PerTensor ? mean_abs(w, rows * cols) : 0.0f;
+  for (std::size_t n = 0; n < rows; ++n) {
+    const float s = g == Granularity::PerTensor ? tensor_scale : mean_abs(w + n * cols, cols);
+    out.scales[n] = s;
+    ternarize_row(w + n * cols, cols, s, out.trits.data() + n * cols);
+  }
+  return out;
+}
+
+QuantizedActivations quantize_activations(const float* x, std::size_t rows, std::size_t cols, Granularity g) {
+  require_shape("quantize_activations: input", rows, cols);
+  require_finite("quantize_activations: input", x, rows * cols);
+  QuantizedActivations q;
+  q.rows = rows;
+  q.cols = cols;
+  q.stride = padded_cols(cols);
+  q.values.resize(rows * q.stride);
+  q.values.zero();
+  q.scales.resize(rows);
+  q.row_sums.resize(rows);
+  const float tensor_max = g == Granularity::PerTensor ? max_abs(x, rows * cols) : 0.0f;
+  for (std::size_t m = 0; m < rows; ++m) {
+    const float a = g == Granularity::PerTensor ? tensor_max : max_abs(x + m * cols, cols);
+    q.scales[m] = a / 127.0f;
+    q.row_sums[m] = quantize_row(x + m * cols, cols, a, q.values.data() + m * q.stride);
+  }
+  return q;
+}
+
+QuantizedActivations wrap_int8_activations(const std::int8_t* xq, std::size_t rows, std::size_t cols) {
+  require_shape("wrap_int8_activations: input", rows, cols);
+  QuantizedActivations q;
+  q.rows = rows;
+  q.cols = cols;
+  q.stride = padded_cols(cols);
+  q.values.resize(rows * q.stride);
+  q.values.zero();
+  q.scales.assign(rows, 1.0f);
+  q.row_sums.resize(rows);
+  for (std::size_t m = 0; m < rows; ++m) {
+    std::int32_t sum = 0;
+    for (std::size_t k = 0; k < cols; ++k) {
+      q.values[m * q.stride + k] = xq[m * cols + k];
+      sum += xq[m * cols + k];
+    }
+    q.row_sums[m] = sum;
+  }
+  return q;
+}
+
+}  // namespace lowbit::bitlab
