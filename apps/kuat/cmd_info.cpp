@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <string>
 
-#include "archive_summary.h"
+#include "lowbit/kuat/archive_summary.h"
 #include "args.h"
 #include "commands.h"
 
@@ -30,7 +30,7 @@ int cmd_info(int argc, char** argv) {
   }
   args.expect_positional(1, "<archive>");
   const lowbit::kuat::Archive a(args.positional()[0]);
-  const lowbit::kuat::Json s = archive_summary(a);
+  const lowbit::kuat::Json s = lowbit::kuat::archive_summary(a);
   if (args.has("json")) {
     std::printf("%s\n", s.dump(2).c_str());
     return 0;

@@ -42,12 +42,15 @@ struct Job {
     if (warn) warn(message);
   }
 
-  std::optional<Image> load(std::size_t i) {
+  // `report`: count and report a broken input (the encoding pass); the training pass reads a
+  // subset of the same inputs and must not count them twice.
+  std::optional<Image> load(std::size_t i, bool report) {
     try {
       return source.load(i, channels, options.target);
     } catch (const IoError& e) {
       if (!source.samples_can_fail()) throw;
-      skip(e.what());
+      if (options.strict) throw IoError(std::string(e.what()) + " (--strict)");
+      if (report) skip(e.what());
       return std::nullopt;
     }
   }
@@ -71,7 +74,7 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   job.pool.parallel_for(0, images, 4, [&](std::size_t b, std::size_t e) {
     std::vector<std::uint8_t> all;
     for (std::size_t j = b; j < e; ++j) {
-      const std::optional<Image> img = job.load(order[j]);
+      const std::optional<Image> img = job.load(order[j], false);
       bar.add();
       if (!img) continue;
       all.clear();
@@ -246,7 +249,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
       for (std::size_t j = b; j < e; ++j) {
         Encoded& slot = slots[j - begin];
         slot.ok = false;
-        const std::optional<Image> img = job.load(members[j]);
+        const std::optional<Image> img = job.load(members[j], true);
         if (img) {
           slot.height = img->height;
           slot.width = img->width;

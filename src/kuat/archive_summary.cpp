@@ -1,12 +1,10 @@
-#include "archive_summary.h"
+#include "lowbit/kuat/archive_summary.h"
 
 #include <cstdio>
 
-namespace kuat_cli {
+namespace lowbit::kuat {
 
-using lowbit::kuat::Json;
-
-lowbit::kuat::Json archive_summary(const lowbit::kuat::Archive& a) {
+Json archive_summary(const Archive& a) {
   Json j = Json::object();
   j.set("path", a.path());
   j.set("version", std::to_string(a.version_major()) + "." + std::to_string(a.version_minor()));
@@ -42,4 +40,4 @@ lowbit::kuat::Json archive_summary(const lowbit::kuat::Archive& a) {
   return j;
 }
 
-}  // namespace kuat_cli
+}  // namespace lowbit::kuat
