@@ -223,18 +223,20 @@ ImageGeometry Archive::sample_geometry(std::uint64_t i) const {
   if (g.height == 0 || g.width == 0 || g.height > 65535 || g.width > 65535) {
     corrupt("sample " + std::to_string(i) + " has a bad shape");
   }
+  // The shape must agree with the sample's index block, which bounds it by the file size:
+  // callers may size pixel buffers from it.
+  const std::uint64_t begin = offsets_[i], end = offsets_[i + 1];
+  if (begin > end || end > index_bytes_ || end - begin != packed_bytes(g.num_patches(), index_bits_)) {
+    corrupt("offset table entry " + std::to_string(i) + " does not match the sample's shape");
+  }
   return g;
 }
 
 std::span<const std::uint8_t> Archive::sample_indices(std::uint64_t i) const {
   check_index(i);
   if (fixed_) return {indices_ + i * stride_, stride_};
-  const ImageGeometry g = sample_geometry(i);
-  const std::uint64_t begin = offsets_[i], end = offsets_[i + 1];
-  if (begin > end || end > index_bytes_ || end - begin != packed_bytes(g.num_patches(), index_bits_)) {
-    corrupt("offset table entry " + std::to_string(i) + " is inconsistent");
-  }
-  return {indices_ + begin, static_cast<std::size_t>(end - begin)};
+  (void)sample_geometry(i);  // validates the offsets
+  return {indices_ + offsets_[i], static_cast<std::size_t>(offsets_[i + 1] - offsets_[i])};
 }
 
 std::int32_t Archive::label(std::uint64_t i) const {

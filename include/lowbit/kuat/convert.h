@@ -1,0 +1,58 @@
+// Dataset -> Kuat archive conversion: the engine behind `kuat convert` and kuat.convert_dataset.
+//
+// Two passes over the source: (1) decode a deterministic sample of images and train the codebook
+// on their patches (skipped with codebook_from); (2) decode, encode and append every sample, in
+// parallel chunks, in source order. PSNR per sample is measured against the image that was
+// encoded (after resizing) and summarised in the metadata.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lowbit/kuat/image.h"
+#include "lowbit/kuat/source.h"
+
+namespace lowbit::kuat {
+
+struct ConvertOptions {
+  SourceOptions source;                 // format, split, labels file, channels
+  std::uint32_t bits = 4;               // coreset precision, 1..8
+  std::uint32_t codebook_size = 512;    // K, 2..65536
+  std::uint32_t patch = 2;              // 2 or 4
+  TargetSize target;                    // 0x0: native sizes
+  std::string codebook_from;            // reuse this archive's codebook (no training)
+  std::uint32_t shard_index = 0, shard_count = 1;  // sample i belongs to shard i % shard_count
+  bool strict = false;                  // a broken image fails the run instead of being skipped
+  bool progress = true;                 // progress bars on a terminal
+  std::uint32_t threads = 0;            // 0: the default pool
+  std::uint32_t iterations = 20;        // Lloyd iterations
+  std::uint64_t seed = 1234;
+  std::uint64_t training_patches = 0;   // 0: 256 per centroid (faiss's cap), at least 65536
+  std::uint64_t limit = 0;              // convert at most this many samples of the shard (0: all)
+};
+
+struct ConvertStats {
+  std::uint64_t samples = 0;
+  std::uint64_t skipped = 0;                 // broken inputs skipped
+  std::vector<std::string> skipped_reasons;  // one message per skipped input
+  double psnr = 0, psnr_worst = 0, mse = 0;
+  std::uint64_t raw_bytes = 0;               // H*W*C of every stored sample
+  std::uint64_t archive_bytes = 0;
+  double compression_ratio = 0;              // raw_bytes / archive_bytes
+  double seconds = 0, training_seconds = 0, encoding_seconds = 0;
+  std::uint64_t training_patches = 0, coreset_points = 0;
+  std::uint32_t iterations_run = 0;
+  std::string format;
+  std::uint64_t codebook_hash = 0;
+};
+
+// `warn` receives one line per skipped input (default: nothing; the CLI prints them).
+ConvertStats convert_dataset(const std::string& input, const std::string& output, const ConvertOptions& options,
+                             const std::function<void(const std::string&)>& warn = {});
+
+// Parses "i/N" into shard index and count (InvalidArgument unless 0 <= i < N).
+void parse_shard(const std::string& text, std::uint32_t* index, std::uint32_t* count);
+
+}  // namespace lowbit::kuat

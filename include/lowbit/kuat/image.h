@@ -1,0 +1,55 @@
+// Images for the converter: decoding (libjpeg-turbo, libpng, libwebp), channel conversion,
+// antialiased resizing, and PNG output.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lowbit::kuat {
+
+struct Image {
+  std::uint32_t height = 0, width = 0, channels = 0;
+  std::vector<std::uint8_t> pixels;  // HWC, height * width * channels bytes
+};
+
+enum class ResizeMode { CenterCrop, Stretch };
+
+// Parses "crop" / "center-crop" / "stretch"; InvalidArgument otherwise.
+ResizeMode parse_resize_mode(const std::string& name);
+const char* resize_mode_name(ResizeMode mode);
+
+// The size an image is brought to, and how.
+struct TargetSize {
+  std::uint32_t width = 0, height = 0;  // 0 x 0: keep the native size
+  ResizeMode mode = ResizeMode::CenterCrop;
+  bool active() const { return width > 0 && height > 0; }
+};
+
+// Decodes a JPEG, PNG or WebP (detected from its first bytes) into `channels` (1 or 3)
+// channels. With an active target, JPEGs are decoded at the smallest DCT scale (M/8) that
+// still leaves at least the target's resolution, so large photos decode much faster.
+// Throws IoError("'what': reason") for unknown, truncated or corrupt data.
+Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const TargetSize& target,
+                   const std::string& what);
+Image read_image_file(const std::string& path, std::uint32_t channels, const TargetSize& target);
+
+// Grayscale <-> RGB (luma = (299 R + 587 G + 114 B) / 1000, rounded, as ITU-R BT.601 / PIL "L").
+Image convert_channels(const Image& image, std::uint32_t channels);
+
+// Antialiased bicubic resampling of the box [x0, x1) x [y0, y1) of `image` to width x height.
+Image resample(const Image& image, double x0, double y0, double x1, double y1, std::uint32_t width,
+               std::uint32_t height);
+// Applies a target: stretch to it, or scale the shorter side to it and crop the centre.
+// Returns the image unchanged when the target is inactive or already met.
+Image fit_to_target(const Image& image, const TargetSize& target);
+
+std::vector<std::uint8_t> encode_png(const Image& image);
+// Writes a PNG through a temporary file and a rename.
+void write_png(const std::string& path, const Image& image);
+// Writes bytes to `path` through a temporary file and a rename (IoError naming the path).
+void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes);
+std::vector<std::uint8_t> read_whole_file(const std::string& path);
+
+}  // namespace lowbit::kuat

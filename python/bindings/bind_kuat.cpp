@@ -1,0 +1,174 @@
+// Kuat bindings (lowbit._native.kuat): the archive reader and the converter. Thin: Python's
+// kuat package adds the user-facing classes.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "lowbit/core/error.h"
+#include "lowbit/core/thread_pool.h"
+#include "lowbit/kuat/archive.h"
+#include "lowbit/kuat/archive_summary.h"
+#include "lowbit/kuat/convert.h"
+#include "registry.h"
+
+namespace nb = nanobind;
+using lowbit::kuat::Archive;
+
+namespace {
+
+template <class T, std::size_t N>
+nb::ndarray<nb::numpy, T> owned_array(std::vector<T>&& data, const std::size_t (&shape)[N]) {
+  auto* heap = new std::vector<T>(std::move(data));
+  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  return nb::ndarray<nb::numpy, T>(heap->data(), N, shape, owner);
+}
+
+nb::ndarray<nb::numpy, std::uint8_t> decode_sample(const Archive& a, std::int64_t i) {
+  const auto idx = static_cast<std::uint64_t>(i);
+  if (i < 0 || idx >= a.size()) {
+    throw lowbit::InvalidArgument("sample index " + std::to_string(i) + " out of range for " + std::to_string(a.size()) + " samples");
+  }
+  const auto g = a.sample_geometry(idx);
+  std::vector<std::uint8_t> px(g.pixel_bytes());
+  {
+    nb::gil_scoped_release release;
+    a.decode(idx, px.data());
+  }
+  return owned_array(std::move(px), {std::size_t{g.height}, std::size_t{g.width}, std::size_t{g.channels}});
+}
+
+lowbit::kuat::ConvertOptions options_from(const nb::dict& d) {
+  lowbit::kuat::ConvertOptions o;
+  for (auto [key, value] : d) {
+    const std::string k = nb::cast<std::string>(key);
+    if (value.is_none()) continue;
+    if (k == "format") o.source.format = nb::cast<std::string>(value);
+    else if (k == "split") o.source.split = nb::cast<std::string>(value);
+    else if (k == "labels") o.source.labels_file = nb::cast<std::string>(value);
+    else if (k == "channels") o.source.channels = nb::cast<std::uint32_t>(value);
+    else if (k == "bits") o.bits = nb::cast<std::uint32_t>(value);
+    else if (k == "codebook_size") o.codebook_size = nb::cast<std::uint32_t>(value);
+    else if (k == "patch") o.patch = nb::cast<std::uint32_t>(value);
+    else if (k == "width") o.target.width = nb::cast<std::uint32_t>(value);
+    else if (k == "height") o.target.height = nb::cast<std::uint32_t>(value);
+    else if (k == "resize") o.target.mode = lowbit::kuat::parse_resize_mode(nb::cast<std::string>(value));
+    else if (k == "codebook") o.codebook_from = nb::cast<std::string>(value);
+    else if (k == "shard") lowbit::kuat::parse_shard(nb::cast<std::string>(value), &o.shard_index, &o.shard_count);
+    else if (k == "strict") o.strict = nb::cast<bool>(value);
+    else if (k == "quiet") o.progress = !nb::cast<bool>(value);
+    else if (k == "threads") o.threads = nb::cast<std::uint32_t>(value);
+    else if (k == "iterations") o.iterations = nb::cast<std::uint32_t>(value);
+    else if (k == "seed") o.seed = nb::cast<std::uint64_t>(value);
+    else if (k == "training_patches") o.training_patches = nb::cast<std::uint64_t>(value);
+    else if (k == "limit") o.limit = nb::cast<std::uint64_t>(value);
+    else throw lowbit::InvalidArgument("convert_dataset: unknown option '" + k + "'");
+  }
+  return o;
+}
+
+}  // namespace
+
+LOWBIT_BINDING(kuat) {
+  nb::class_<Archive>(m, "Archive", "An open .kuat archive (memory-mapped).")
+      .def(nb::init<const std::string&>(), nb::arg("path"))
+      .def("__len__", [](const Archive& a) { return a.size(); })
+      .def_prop_ro("path", &Archive::path)
+      .def_prop_ro("fixed_shape", &Archive::fixed_shape)
+      .def_prop_ro("channels", &Archive::channels)
+      .def_prop_ro("patch", &Archive::patch)
+      .def_prop_ro("codebook_size", &Archive::codebook_size)
+      .def_prop_ro("codebook_hash", &Archive::codebook_hash)
+      .def_prop_ro("index_bits", &Archive::index_bits)
+      .def_prop_ro("classes", &Archive::class_names)
+      .def_prop_ro("metadata_json", &Archive::metadata_json)
+      .def("summary_json", [](const Archive& a) { return lowbit::kuat::archive_summary(a).dump(); })
+      .def("shape", [](const Archive& a, std::int64_t i) {
+        lowbit::require(i >= 0, "sample index must be non-negative");
+        const auto g = a.sample_geometry(static_cast<std::uint64_t>(i));
+        return nb::make_tuple(g.height, g.width, g.channels);
+      }, nb::arg("index"))
+      .def("label", [](const Archive& a, std::int64_t i) {
+        lowbit::require(i >= 0, "sample index must be non-negative");
+        return a.label(static_cast<std::uint64_t>(i));
+      }, nb::arg("index"))
+      .def("source_name", [](const Archive& a, std::int64_t i) {
+        lowbit::require(i >= 0, "sample index must be non-negative");
+        return a.source_name(static_cast<std::uint64_t>(i));
+      }, nb::arg("index"))
+      .def("decode", &decode_sample, nb::arg("index"), "Sample i as an HxWxC uint8 array.")
+      .def("sample_indices", [](const Archive& a, std::int64_t i) {
+        lowbit::require(i >= 0, "sample index must be non-negative");
+        const auto block = a.sample_indices(static_cast<std::uint64_t>(i));
+        return nb::bytes(reinterpret_cast<const char*>(block.data()), block.size());
+      }, nb::arg("index"), "Sample i's packed index block (bytes).")
+      .def("labels", [](const Archive& a) {
+        const auto l = a.labels();
+        return owned_array(std::vector<std::int32_t>(l.begin(), l.end()), {l.size()});
+      })
+      .def("codebook", [](const Archive& a) {
+        std::vector<std::uint8_t> cb(a.codebook(), a.codebook() + std::size_t{a.codebook_size()} * a.codeword_bytes());
+        return owned_array(std::move(cb), {std::size_t{a.codebook_size()}, std::size_t{a.patch()}, std::size_t{a.patch()},
+                                           std::size_t{a.channels()}});
+      }, "The codebook as a (K, P, P, C) uint8 array.")
+      .def("get_batch", [](const Archive& a, nb::ndarray<const std::int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> indices) {
+        const auto& g = a.geometry();  // ValueError for variable-size archives
+        const std::size_t n = indices.shape(0);
+        std::vector<std::uint64_t> idx(n);
+        for (std::size_t j = 0; j < n; ++j) {
+          const std::int64_t v = indices.data()[j];
+          if (v < 0 || static_cast<std::uint64_t>(v) >= a.size()) {
+            throw lowbit::InvalidArgument("get_batch: index " + std::to_string(v) + " out of range for " + std::to_string(a.size()) + " samples");
+          }
+          idx[j] = static_cast<std::uint64_t>(v);
+        }
+        std::vector<std::uint8_t> images(n * g.pixel_bytes());
+        std::vector<std::int32_t> labels(n);
+        {
+          nb::gil_scoped_release release;
+          lowbit::parallel_for(0, n, 8, [&](std::size_t b, std::size_t e) {
+            for (std::size_t j = b; j < e; ++j) {
+              a.decode(idx[j], images.data() + j * g.pixel_bytes());
+              labels[j] = a.label(idx[j]);
+            }
+          });
+        }
+        nb::dict out;
+        out["images"] = owned_array(std::move(images), {n, std::size_t{g.height}, std::size_t{g.width}, std::size_t{g.channels}});
+        out["labels"] = owned_array(std::move(labels), {n});
+        return out;
+      }, nb::arg("indices").noconvert(), "Decodes a batch of a fixed-shape archive: {'images': (B,H,W,C) uint8, 'labels': (B,) int32}.")
+      .def("verify", [](const Archive& a) {
+        nb::gil_scoped_release release;
+        a.verify();
+      }, "Checks every checksum and decodes every sample; OSError describes the first problem.");
+
+  m.def("convert", [](const std::string& src, const std::string& dst, const nb::dict& options) {
+    const lowbit::kuat::ConvertOptions o = options_from(options);
+    lowbit::kuat::ConvertStats s;
+    {
+      nb::gil_scoped_release release;
+      s = lowbit::kuat::convert_dataset(src, dst, o);
+    }
+    nb::dict d;
+    d["samples"] = s.samples;
+    d["skipped"] = s.skipped;
+    d["skipped_reasons"] = s.skipped_reasons;
+    d["psnr"] = s.psnr;
+    d["psnr_worst"] = s.psnr_worst;
+    d["mse"] = s.mse;
+    d["raw_bytes"] = s.raw_bytes;
+    d["archive_bytes"] = s.archive_bytes;
+    d["compression_ratio"] = s.compression_ratio;
+    d["seconds"] = s.seconds;
+    d["training_seconds"] = s.training_seconds;
+    d["encoding_seconds"] = s.encoding_seconds;
+    d["training_patches"] = s.training_patches;
+    d["coreset_points"] = s.coreset_points;
+    d["iterations_run"] = s.iterations_run;
+    d["format"] = s.format;
+    d["codebook_hash"] = s.codebook_hash;
+    return d;
+  }, nb::arg("src"), nb::arg("dst"), nb::arg("options"), "Converts a dataset; options as in kuat.convert_dataset.");
+}

@@ -1,0 +1,74 @@
+"""convert_dataset: Python entry to the C++ converter (the same engine as `kuat convert`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Union
+
+from lowbit import _native
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def convert_dataset(
+    src: PathLike,
+    dst: PathLike,
+    format: str = "auto",
+    bits: int = 4,
+    codebook_size: int = 512,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    quiet: bool = True,
+    *,
+    patch: int = 2,
+    resize: str = "crop",
+    channels: Optional[int] = None,
+    codebook: Optional[PathLike] = None,
+    shard: Optional[str] = None,
+    split: str = "train",
+    labels: Optional[PathLike] = None,
+    strict: bool = False,
+    iterations: int = 20,
+    seed: int = 1234,
+    limit: Optional[int] = None,
+    threads: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Converts a dataset to a Kuat archive and returns statistics.
+
+    ``format``: ``auto``, ``idx``, ``cifar``, ``images`` or ``imagenet``. ``width``/``height``
+    (together) resize every image (shorter side then centre crop, or ``resize="stretch"``);
+    without them native sizes are kept. ``codebook`` reuses another archive's codebook;
+    ``shard="i/N"`` converts every N-th sample starting at i.
+
+    Returns a dict with ``samples``, ``skipped``, ``compression_ratio``, ``psnr`` (mean
+    per-sample dB), ``psnr_worst``, ``mse``, ``seconds``, ``training_seconds``,
+    ``archive_bytes``, ``raw_bytes`` and more. Raises ``OSError`` for unreadable inputs and
+    ``ValueError`` for bad options; no partial output file is ever left behind.
+    """
+    if (width is None) != (height is None):
+        raise ValueError("width and height must be given together")
+    options = {
+        "format": format,
+        "bits": bits,
+        "codebook_size": codebook_size,
+        "width": width,
+        "height": height,
+        "quiet": quiet,
+        "patch": patch,
+        "resize": resize,
+        "channels": channels,
+        "codebook": os.fspath(codebook) if codebook is not None else None,
+        "shard": shard,
+        "split": split,
+        "labels": os.fspath(labels) if labels is not None else None,
+        "strict": strict,
+        "iterations": iterations,
+        "seed": seed,
+        "limit": limit,
+        "threads": threads,
+    }
+    for name in ("bits", "codebook_size", "width", "height", "patch", "channels", "iterations", "limit", "threads"):
+        value = options[name]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return dict(_native.kuat.convert(os.fspath(src), os.fspath(dst), options))

@@ -1,0 +1,88 @@
+// Whole-file reads, atomic writes, and PNG encoding.
+#include <fcntl.h>
+#include <png.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <csetjmp>
+
+#include "lowbit/core/error.h"
+#include "lowbit/kuat/image.h"
+
+namespace lowbit::kuat {
+
+std::vector<std::uint8_t> read_whole_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(io_message(path, "cannot open", errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(io_message(path, "not a regular file"));
+  }
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t r = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int err = r < 0 ? errno : 0;
+      ::close(fd);
+      throw IoError(io_message(path, "read failed", err));
+    }
+    done += static_cast<std::size_t>(r);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+  std::string temp = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) throw IoError(io_message(path, "cannot create a temporary file beside it", errno));
+  ::fchmod(fd, 0644);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(temp.c_str());
+      throw IoError(io_message(path, "write failed", err));
+    }
+    done += static_cast<std::size_t>(w);
+  }
+  if (::close(fd) != 0 || std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    throw IoError(io_message(path, "cannot finish writing", err));
+  }
+}
+
+std::vector<std::uint8_t> encode_png(const Image& image) {
+  require(image.channels == 1 || image.channels == 3, "PNG output supports 1 or 3 channels");
+  require(image.pixels.size() == std::size_t{image.height} * image.width * image.channels, "image buffer size mismatch");
+  png_image png;
+  std::memset(&png, 0, sizeof png);
+  png.version = PNG_IMAGE_VERSION;
+  png.width = image.width;
+  png.height = image.height;
+  png.format = image.channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  png_alloc_size_t size = 0;
+  if (!png_image_write_get_memory_size(png, size, 0, image.pixels.data(), 0, nullptr)) {
+    throw RuntimeError(std::string("PNG encoding failed: ") + png.message);
+  }
+  std::vector<std::uint8_t> out(size);
+  if (!png_image_write_to_memory(&png, out.data(), &size, 0, image.pixels.data(), 0, nullptr)) {
+    throw RuntimeError(std::string("PNG encoding failed: ") + png.message);
+  }
+  out.resize(size);
+  return out;
+}
+
+void write_png(const std::string& path, const Image& image) { write_file_atomic(path, encode_png(image)); }
+
+}  // namespace lowbit::kuat
