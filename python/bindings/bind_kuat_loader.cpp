@@ -239,6 +239,7 @@ LOWBIT_BINDING(kuat_loader) {
       .def_prop_ro("num_threads", [](const Loader& l) { return l.options().num_threads; })
       .def_prop_ro("prefetch", [](const Loader& l) { return l.options().prefetch; })
       .def_prop_ro("buffers_alive", &Loader::buffers_alive)
+      .def_prop_ro("buffer_allocations", &Loader::buffer_allocations)
       .def_prop_ro("sample_shape", [](const Loader& l) {
         const auto s = l.batch_shape();
         return nb::make_tuple(s[1], s[2], s[3]);

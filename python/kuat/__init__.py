@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from .archive import KuatArchive
 from .convert import convert_dataset
+from .dataset import KuatDataset
 
-__all__ = ["KuatArchive", "convert_dataset"]
+__all__ = ["KuatArchive", "KuatDataset", "convert_dataset"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -58,9 +59,9 @@ def _resolve_sources(path_or_paths: Any) -> List[Union[str, MemoryArchive]]:
 
 
 def _distributed_rank_and_size() -> Optional[Tuple[int, int]]:
-    try:
-        import torch.distributed as dist
-    except ImportError:
+    # torch.distributed can only be initialised if torch is imported: never import it ourselves.
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
         return None
     try:
         if dist.is_available() and dist.is_initialized():

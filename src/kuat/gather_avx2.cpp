@@ -8,8 +8,37 @@ namespace {
 
 // Eight indices of `bits` bits occupy exactly `bits` bytes. Index j starts at bit j*bits: its
 // value is the 64-bit window of dwords (d, d+1), d = (j*bits)/32, shifted right by the rest.
-struct UnpackAvx2 {
-  static std::uint32_t run(const std::uint8_t* packed, std::size_t count, std::uint32_t bits, std::uint16_t* out) {
+// Six-byte pieces in 8-byte slots, four at a time: load four slots, squeeze each 16-byte
+// lane's two pieces together, join the lanes' 12 bytes and write 24 bytes with one 32-byte
+// store (the 8-byte spill is overwritten by the next store or lands in the row slack).
+void lay_pieces6(std::uint8_t* dst, const std::uint8_t* base, std::size_t stride, const std::uint16_t* idx,
+                 std::uint32_t n, std::size_t, bool reverse) {
+  const __m256i squeeze = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, -1, -1, -1, -1,  //
+                                           0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, -1, -1, -1, -1);
+  const __m256i join = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+  auto slot = [&](std::uint32_t j) {
+    std::uint64_t v;
+    std::memcpy(&v, base + std::size_t{idx[reverse ? n - 1 - j : j]} * stride, 8);
+    return static_cast<long long>(v);
+  };
+  std::uint32_t g = 0;
+  for (; g + 4 <= n; g += 4) {
+    const __m128i a = _mm_set_epi64x(slot(g + 1), slot(g)), b = _mm_set_epi64x(slot(g + 3), slot(g + 2));
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+    v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, squeeze), join);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + g * 6), v);
+  }
+  for (; g < n; ++g) std::memcpy(dst + g * 6, base + idx[reverse ? n - 1 - g : g] * stride, 8);
+}
+
+struct Avx2 {
+  static LayPiecesFn lay_for(std::size_t piece_bytes, std::size_t slot_bytes, std::size_t* width) {
+    if (piece_bytes != 6 || slot_bytes != 8) return nullptr;
+    *width = 32;
+    return &lay_pieces6;
+  }
+
+  static std::uint32_t unpack(const std::uint8_t* packed, std::size_t count, std::uint32_t bits, std::uint16_t* out) {
     alignas(32) std::int32_t lo_dword[8], shift[8];
     for (int j = 0; j < 8; ++j) {
       lo_dword[j] = static_cast<std::int32_t>((j * bits) >> 5);
@@ -23,8 +52,14 @@ struct UnpackAvx2 {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const std::size_t total_bytes = packed_bytes(count, bits);
     __m256i vmax = _mm256_setzero_si256();
+    // Samples are visited in shuffled order, so each block starts cold: run ahead of the loads
+    // (prefetches never fault, even past the end of the block).
+    for (std::size_t line = 0; line < 1024 && line < total_bytes; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(packed + line), _MM_HINT_T0);
+    }
     for (std::size_t i = 0; i < count; i += 8) {
       const std::size_t at = (i / 8) * bits;  // byte offset of this block
+      _mm_prefetch(reinterpret_cast<const char*>(packed + at + 1024), _MM_HINT_T0);
       __m256i v;
       if (at + 32 <= total_bytes) {
         v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + at));
@@ -55,7 +90,7 @@ struct UnpackAvx2 {
 
 std::uint32_t gather_sample_avx2(const GatherTable& table, const std::uint8_t* packed,
                                  const SampleTransform& transform, std::uint8_t* out, const GatherScratch& scratch) {
-  return gather_rows<UnpackAvx2>(table, packed, transform, out, scratch);
+  return gather_rows<Avx2>(table, packed, transform, out, scratch);
 }
 
 }  // namespace lowbit::kuat::kernels

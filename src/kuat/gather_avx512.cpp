@@ -17,8 +17,39 @@ namespace {
 // j*bits: a word permute places words (w, w+1), w = (j*bits)/16, in dword lane j, and a
 // variable shift by the rest (< 16) leaves at least 16 valid bits. Loads are byte-masked to the
 // block, so nothing past the packed data is read.
-struct UnpackAvx512 {
-  static std::uint32_t run(const std::uint8_t* packed, std::size_t count, std::uint32_t bits, std::uint16_t* out) {
+// Six-byte pieces (uint8 NHWC, 2x2 patches, 3 channels: the common case) in 8-byte slots,
+// eight at a time: load eight slots (plain loads: AMD's vpgatherdq is slower), squeeze each 16-byte lane's two pieces together, join
+// the lanes' 12 bytes into 48 contiguous bytes and write them with one 64-byte store (the
+// 16-byte spill is overwritten by the next store or lands in the row slack).
+void lay_pieces6(std::uint8_t* dst, const std::uint8_t* base, std::size_t stride, const std::uint16_t* idx,
+                 std::uint32_t n, std::size_t, bool reverse) {
+  const __m512i squeeze = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, -1, -1, -1, -1));
+  const __m512i join = _mm512_setr_epi32(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 15, 15, 15);
+  auto slot = [&](std::uint32_t j) {
+    std::uint64_t v;
+    std::memcpy(&v, base + std::size_t{idx[reverse ? n - 1 - j : j]} * stride, 8);
+    return static_cast<long long>(v);
+  };
+  std::uint32_t g = 0;
+  for (; g + 8 <= n; g += 8) {
+    const __m128i a = _mm_set_epi64x(slot(g + 1), slot(g)), b = _mm_set_epi64x(slot(g + 3), slot(g + 2));
+    const __m128i c = _mm_set_epi64x(slot(g + 5), slot(g + 4)), d = _mm_set_epi64x(slot(g + 7), slot(g + 6));
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1)),
+                                   _mm256_inserti128_si256(_mm256_castsi128_si256(c), d, 1), 1);
+    v = _mm512_permutexvar_epi32(join, _mm512_shuffle_epi8(v, squeeze));
+    _mm512_storeu_si512(dst + g * 6, v);
+  }
+  for (; g < n; ++g) std::memcpy(dst + g * 6, base + idx[reverse ? n - 1 - g : g] * stride, 8);
+}
+
+struct Avx512 {
+  static LayPiecesFn lay_for(std::size_t piece_bytes, std::size_t slot_bytes, std::size_t* width) {
+    if (piece_bytes != 6 || slot_bytes != 8) return nullptr;
+    *width = 64;
+    return &lay_pieces6;
+  }
+
+  static std::uint32_t unpack(const std::uint8_t* packed, std::size_t count, std::uint32_t bits, std::uint16_t* out) {
     alignas(64) std::uint16_t word_index[32];
     alignas(64) std::uint32_t shift[16];
     for (std::uint32_t j = 0; j < 16; ++j) {
@@ -32,10 +63,16 @@ struct UnpackAvx512 {
     const __m512i mask = _mm512_set1_epi32(static_cast<int>((1u << bits) - 1u));
     const std::size_t total_bytes = packed_bytes(count, bits);
     __m512i vmax = _mm512_setzero_si512();
+    for (std::size_t line = 0; line < 1024 && line < total_bytes; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(packed + line), _MM_HINT_T0);
+    }
     for (std::size_t i = 0; i < count; i += 16) {
       const std::size_t at = (i / 16) * 2 * bits;
       const std::size_t left = total_bytes - at;
       const __mmask64 load_mask = left >= 64 ? ~__mmask64{0} : ((__mmask64{1} << left) - 1);
+      // Samples are visited in shuffled order, so each block starts cold: run ahead of the loads
+      // (prefetches never fault, even past the end of the block).
+      _mm_prefetch(reinterpret_cast<const char*>(packed + at + 1024), _MM_HINT_T0);
       const __m512i v = _mm512_maskz_loadu_epi8(load_mask, packed + at);
       const __m512i value = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi16(perm, v), sh), mask);
       const std::size_t live = count - i;
@@ -55,7 +92,7 @@ struct UnpackAvx512 {
 
 std::uint32_t gather_sample_avx512(const GatherTable& table, const std::uint8_t* packed,
                                    const SampleTransform& transform, std::uint8_t* out, const GatherScratch& scratch) {
-  return gather_rows<UnpackAvx512>(table, packed, transform, out, scratch);
+  return gather_rows<Avx512>(table, packed, transform, out, scratch);
 }
 
 }  // namespace lowbit::kuat::kernels

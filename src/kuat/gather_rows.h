@@ -58,13 +58,14 @@ inline void fill_pixels(std::uint8_t* dst, const std::uint8_t* pixel, std::size_
   for (std::size_t i = 0; i < count; ++i) std::memcpy(dst + i * pixel_bytes, pixel, pixel_bytes);
 }
 
-// Unpack::run(packed, count, bits, out) writes count indices (may write up to kIndexSlack past)
-// and returns the largest.
-template <class Unpack>
+// Isa::unpack(packed, count, bits, out) writes count indices (may write up to kIndexSlack past)
+// and returns the largest. Isa::lay_for(piece_bytes, slot_bytes, &width) may return a faster
+// piece layer than lay_pieces_for (nullptr: use the generic one), spilling at most `width` bytes.
+template <class Isa>
 std::uint32_t gather_rows(const GatherTable& table, const std::uint8_t* packed, const SampleTransform& transform,
                           std::uint8_t* out, const GatherScratch& scratch) {
   const ImageGeometry& g = table.geometry();
-  const std::uint32_t max_index = Unpack::run(packed, g.num_patches(), table.bits(), scratch.indices);
+  const std::uint32_t max_index = Isa::unpack(packed, g.num_patches(), table.bits(), scratch.indices);
 
   const std::int64_t H = g.height, W = g.width, P = g.patch, gw = g.grid_w();
   const std::size_t pixel_bytes = table.elements_per_pixel() * table.element_size();
@@ -73,7 +74,8 @@ std::uint32_t gather_rows(const GatherTable& table, const std::uint8_t* packed, 
   const std::size_t piece_bytes = table.piece_bytes();
   const std::size_t stride = table.codeword_stride();
   std::size_t width = 0;
-  const LayPiecesFn lay = lay_pieces_for(piece_bytes, &width);
+  LayPiecesFn lay = Isa::lay_for(piece_bytes, table.slot_bytes(), &width);
+  if (lay == nullptr) lay = lay_pieces_for(piece_bytes, &width);
 
   // Output columns [x0, x1) see the image; output x reads laid-out source column x + offset.
   const std::int64_t dx = transform.shift_x;

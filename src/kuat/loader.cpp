@@ -97,7 +97,10 @@ Loader::Loader(std::vector<ArchiveView> archives, LoaderOptions options,
   const ImageGeometry& g = first.geometry;
   state->sample_shape = options.layout == Layout::NHWC ? std::array<std::size_t, 4>{1, g.height, g.width, g.channels}
                                                        : std::array<std::size_t, 4>{1, g.channels, g.height, g.width};
-  state->pool = std::make_shared<detail::BufferPool>(state->table->sample_bytes(), B, options.prefetch);
+  // Idle buffers kept: the prefetch window, plus the batch the consumer holds while it asks for
+  // the next one, plus one in transit; fewer would free and re-allocate (and page-fault) a
+  // buffer every batch in the steady state.
+  state->pool = std::make_shared<detail::BufferPool>(state->table->sample_bytes(), B, options.prefetch + 2);
   state_ = std::move(state);
 }
 
@@ -109,6 +112,7 @@ std::uint64_t Loader::num_samples() const noexcept { return state_->num_samples;
 std::uint64_t Loader::samples_per_rank() const noexcept { return state_->samples_per_rank; }
 std::uint64_t Loader::batches_per_epoch() const noexcept { return state_->batches_per_epoch; }
 std::size_t Loader::buffers_alive() const noexcept { return state_->pool->alive(); }
+std::uint64_t Loader::buffer_allocations() const noexcept { return state_->pool->allocations(); }
 
 std::array<std::size_t, 4> Loader::batch_shape() const noexcept {
   auto shape = state_->sample_shape;

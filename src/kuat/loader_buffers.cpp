@@ -19,6 +19,7 @@ std::unique_ptr<BatchBuffer> BufferPool::acquire() {
       return buffer;
     }
     ++alive_;
+    ++allocations_;
   }
   try {
     auto buffer = std::make_unique<BatchBuffer>();
@@ -42,6 +43,11 @@ void BufferPool::release(std::unique_ptr<BatchBuffer> buffer) noexcept {
     buffer.reset();
     --alive_;
   }
+}
+
+std::uint64_t BufferPool::allocations() const noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return allocations_;
 }
 
 std::size_t BufferPool::alive() const noexcept {

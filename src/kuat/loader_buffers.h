@@ -25,12 +25,14 @@ class BufferPool {
   // Keeps the buffer for reuse unless max_idle are already idle.
   void release(std::unique_ptr<BatchBuffer> buffer) noexcept;
   std::size_t alive() const noexcept;
+  std::uint64_t allocations() const noexcept;
 
  private:
   std::size_t image_bytes_, batch_size_, max_idle_;
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<BatchBuffer>> idle_;
   std::size_t alive_ = 0;
+  std::uint64_t allocations_ = 0;
 };
 
 }  // namespace lowbit::kuat::detail

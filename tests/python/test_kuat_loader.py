@@ -169,7 +169,7 @@ def test_held_batches_survive_and_memory_stays_bounded():
     assert ds._loader.buffers_alive >= len(held) + 1
     del held, last  # `last` holds the final batch of epoch 3: one more buffer
     gc.collect()
-    assert ds._loader.buffers_alive <= 2
+    assert ds._loader.buffers_alive <= 2 + 2  # prefetch + 2 idle
 
 
 def test_abandoned_iteration_leaves_no_thread():

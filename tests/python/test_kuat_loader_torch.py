@@ -45,3 +45,19 @@ def test_bad_arguments_fail_at_construction():
     arch, *_ = make_archive(n=5)
     with pytest.raises(ValueError, match="batch_size"):
         KuatIterableDataset(arch, batch_size=0)
+
+
+def test_rank_and_world_size_default_to_torch_distributed(tmp_path):
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("this torch build has no torch.distributed")
+    arch, *_ = make_archive(n=10)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ds = KuatDataset(arch, batch_size=2)
+        assert (ds.rank, ds.world_size) == (0, 1)
+        with pytest.raises(ValueError, match="rank must be < world_size"):
+            KuatDataset(arch, batch_size=2, rank=1)  # world_size 1 comes from the process group
+    finally:
+        dist.destroy_process_group()

@@ -15,7 +15,7 @@
 //
 // Memory. Workers decode at most `prefetch` batches ahead into buffers from a pool; a buffer
 // goes back to the pool when the last Batch reference to it is dropped, and the pool keeps at
-// most `prefetch` idle buffers, so memory is bounded by prefetch + the batches the caller holds,
+// most prefetch + 2 idle buffers, so memory is bounded by prefetch + 2 + the batches the caller holds,
 // whatever the number of epochs.
 #pragma once
 
@@ -137,8 +137,11 @@ class Loader {
   std::unique_ptr<EpochReader> read_epoch(std::uint64_t epoch, std::uint64_t first_batch = 0,
                                           std::uint64_t batch_step = 1) const;
 
-  // Batch buffers alive now (in flight, held by callers, or idle in the pool).
+  // Batch buffers alive now (in flight, held by callers, or idle in the pool): at most
+  // prefetch + 2 plus the batches callers hold.
   std::size_t buffers_alive() const noexcept;
+  // Batch buffers allocated so far; the steady state allocates none.
+  std::uint64_t buffer_allocations() const noexcept;
 
  private:
   std::shared_ptr<const detail::LoaderState> state_;
