@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ class Lattice:
         g = np.empty((self.d, self.d), dtype=np.float64)
         _native.generator_matrix(self.name, g)
         self._g = g
-        self._g_inv = np.linalg.inv(g).round(6)
+        self._g_inv = np.linalg.inv(g).round(6)  # exact: entries are multiples of 1/4
 
     @property
     def G(self):
@@ -62,7 +63,9 @@ def _torch_default() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
 def lattice_for(name: str) -> Lattice:
+    """A shared instance of the named lattice (lattices are immutable)."""
     from . import LATTICES
 
     return LATTICES[name.upper()]()
