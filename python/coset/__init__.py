@@ -1,1 +1,38 @@
-"""Coset: hierarchical nested-lattice quantization (Kaplan & Ordentlich 2025)."""
+"""Coset: hierarchical nested-lattice quantization (Kaplan & Ordentlich, arXiv 2505.13164).
+
+Quick start::
+
+    import torch
+    from coset import D4Lattice, QuantizationConfig, encode, decode
+
+    lattice = D4Lattice()
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    b, T = encode(torch.randn(4), lattice, config)
+    x_hat = decode(b, lattice, config, T)
+
+The native core (lowbit._native.coset) does the work: exact closest points, bit-exact
+encode/decode at every SIMD level, bit-packed codes and lookup-table inner products.
+"""
+
+from .config import D4Config, E8Config, QuantizationConfig, Z2Config
+from .lattices import D4Lattice, E8Lattice, Lattice, Z2Lattice
+from .lut import OneSidedLUT, QuantizedMatrix, TwoSidedLUT
+from .packing import pack, packed_size, unpack
+from .quant import decode, encode, optimal_beta, quantize, quantize_tensor
+
+__all__ = [
+    "QuantizationConfig", "Z2Config", "D4Config", "E8Config",
+    "Lattice", "Z2Lattice", "D4Lattice", "E8Lattice",
+    "encode", "decode", "quantize", "quantize_tensor", "optimal_beta",
+    "pack", "unpack", "packed_size",
+    "OneSidedLUT", "TwoSidedLUT", "QuantizedMatrix",
+    "QLinear",
+]
+
+
+def __getattr__(name):  # QLinear imports torch.nn: load it on first use
+    if name == "QLinear":
+        from .nn import QLinear
+
+        return QLinear
+    raise AttributeError(f"module 'coset' has no attribute {name!r}")

@@ -10,44 +10,44 @@ struct V256 {
   using F = __m256;
   using Mask = __m256;
   using I = __m256i;
-  static constexpr int kWidth = 8;
+  [[gnu::always_inline]] static constexpr int kWidth = 8;
 
-  static F set1(float a) { return _mm256_set1_ps(a); }
-  static F add(F a, F b) { return _mm256_add_ps(a, b); }
-  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
-  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
-  static F min(F a, F b) { return _mm256_min_ps(a, b); }
-  static F max(F a, F b) { return _mm256_max_ps(a, b); }
-  static F rint(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static F floor(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
-  static Mask ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
-  static Mask gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-  static Mask lt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-  static Mask le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
-  static Mask eq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
-  static Mask neq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_OQ); }
-  static Mask and_(Mask a, Mask b) { return _mm256_and_ps(a, b); }
-  static Mask or_(Mask a, Mask b) { return _mm256_or_ps(a, b); }
-  static F select(Mask m, F a, F b) { return _mm256_blendv_ps(b, a, m); }
-  static bool any(Mask m) { return _mm256_movemask_ps(m) != 0; }
-  static unsigned bits(Mask m) { return static_cast<unsigned>(_mm256_movemask_ps(m)); }
-  static I iota_times(int stride) {
+  [[gnu::always_inline]] static F set1(float a) { return _mm256_set1_ps(a); }
+  [[gnu::always_inline]] static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  [[gnu::always_inline]] static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  [[gnu::always_inline]] static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  [[gnu::always_inline]] static F min(F a, F b) { return _mm256_min_ps(a, b); }
+  [[gnu::always_inline]] static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  [[gnu::always_inline]] static F rint(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  [[gnu::always_inline]] static F floor(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  [[gnu::always_inline]] static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  [[gnu::always_inline]] static Mask ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  [[gnu::always_inline]] static Mask gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  [[gnu::always_inline]] static Mask lt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  [[gnu::always_inline]] static Mask le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  [[gnu::always_inline]] static Mask eq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  [[gnu::always_inline]] static Mask neq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_OQ); }
+  [[gnu::always_inline]] static Mask and_(Mask a, Mask b) { return _mm256_and_ps(a, b); }
+  [[gnu::always_inline]] static Mask or_(Mask a, Mask b) { return _mm256_or_ps(a, b); }
+  [[gnu::always_inline]] static F select(Mask m, F a, F b) { return _mm256_blendv_ps(b, a, m); }
+  [[gnu::always_inline]] static bool any(Mask m) { return _mm256_movemask_ps(m) != 0; }
+  [[gnu::always_inline]] static unsigned bits(Mask m) { return static_cast<unsigned>(_mm256_movemask_ps(m)); }
+  [[gnu::always_inline]] static I iota_times(int stride) {
     return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
   }
-  static F gather(const float* base, int stride) { return _mm256_i32gather_ps(base, iota_times(stride), 4); }
-  static I gather_words(const std::uint8_t* base, int stride_bytes) {
+  [[gnu::always_inline]] static F gather(const float* base, int stride) { return _mm256_i32gather_ps(base, iota_times(stride), 4); }
+  [[gnu::always_inline]] static I gather_words(const std::uint8_t* base, int stride_bytes) {
     return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), iota_times(stride_bytes), 1);
   }
-  static F byte_of(I word, int k) {
+  [[gnu::always_inline]] static F byte_of(I word, int k) {
     return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(word, _mm256_set1_epi32(8 * k)),
                                                _mm256_set1_epi32(0xFF)));
   }
-  static I to_int(F a) { return _mm256_cvtps_epi32(a); }
-  static I shl(I a, int n) { return _mm256_sllv_epi32(a, _mm256_set1_epi32(n)); }
-  static I or_i(I a, I b) { return _mm256_or_si256(a, b); }
-  static void store_i(std::uint32_t* out, I a) { _mm256_store_si256(reinterpret_cast<__m256i*>(out), a); }
-  static void store(float* out, F a) { _mm256_store_ps(out, a); }
+  [[gnu::always_inline]] static I to_int(F a) { return _mm256_cvtps_epi32(a); }
+  [[gnu::always_inline]] static I shl(I a, int n) { return _mm256_sllv_epi32(a, _mm256_set1_epi32(n)); }
+  [[gnu::always_inline]] static I or_i(I a, I b) { return _mm256_or_si256(a, b); }
+  [[gnu::always_inline]] static void store_i(std::uint32_t* out, I a) { _mm256_store_si256(reinterpret_cast<__m256i*>(out), a); }
+  [[gnu::always_inline]] static void store(float* out, F a) { _mm256_store_ps(out, a); }
 };
 
 using Kernels = generic::Lanes<V256>;

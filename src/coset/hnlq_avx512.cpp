@@ -10,45 +10,45 @@ struct V512 {
   using F = __m512;
   using Mask = __mmask16;
   using I = __m512i;
-  static constexpr int kWidth = 16;
+  [[gnu::always_inline]] static constexpr int kWidth = 16;
 
-  static F set1(float a) { return _mm512_set1_ps(a); }
-  static F add(F a, F b) { return _mm512_add_ps(a, b); }
-  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
-  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
-  static F min(F a, F b) { return _mm512_min_ps(a, b); }
-  static F max(F a, F b) { return _mm512_max_ps(a, b); }
-  static F rint(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static F floor(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-  static F abs(F a) { return _mm512_abs_ps(a); }
-  static Mask ge(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
-  static Mask gt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
-  static Mask lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-  static Mask le(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
-  static Mask eq(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
-  static Mask neq(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_OQ); }
-  static Mask and_(Mask a, Mask b) { return static_cast<Mask>(a & b); }
-  static Mask or_(Mask a, Mask b) { return static_cast<Mask>(a | b); }
-  static F select(Mask m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
-  static bool any(Mask m) { return m != 0; }
-  static unsigned bits(Mask m) { return m; }
-  static I iota_times(int stride) {
+  [[gnu::always_inline]] static F set1(float a) { return _mm512_set1_ps(a); }
+  [[gnu::always_inline]] static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  [[gnu::always_inline]] static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  [[gnu::always_inline]] static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  [[gnu::always_inline]] static F min(F a, F b) { return _mm512_min_ps(a, b); }
+  [[gnu::always_inline]] static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  [[gnu::always_inline]] static F rint(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  [[gnu::always_inline]] static F floor(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  [[gnu::always_inline]] static F abs(F a) { return _mm512_abs_ps(a); }
+  [[gnu::always_inline]] static Mask ge(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  [[gnu::always_inline]] static Mask gt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  [[gnu::always_inline]] static Mask lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  [[gnu::always_inline]] static Mask le(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+  [[gnu::always_inline]] static Mask eq(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  [[gnu::always_inline]] static Mask neq(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_OQ); }
+  [[gnu::always_inline]] static Mask and_(Mask a, Mask b) { return static_cast<Mask>(a & b); }
+  [[gnu::always_inline]] static Mask or_(Mask a, Mask b) { return static_cast<Mask>(a | b); }
+  [[gnu::always_inline]] static F select(Mask m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
+  [[gnu::always_inline]] static bool any(Mask m) { return m != 0; }
+  [[gnu::always_inline]] static unsigned bits(Mask m) { return m; }
+  [[gnu::always_inline]] static I iota_times(int stride) {
     return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                               _mm512_set1_epi32(stride));
   }
-  static F gather(const float* base, int stride) { return _mm512_i32gather_ps(iota_times(stride), base, 4); }
-  static I gather_words(const std::uint8_t* base, int stride_bytes) {
+  [[gnu::always_inline]] static F gather(const float* base, int stride) { return _mm512_i32gather_ps(iota_times(stride), base, 4); }
+  [[gnu::always_inline]] static I gather_words(const std::uint8_t* base, int stride_bytes) {
     return _mm512_i32gather_epi32(iota_times(stride_bytes), base, 1);
   }
-  static F byte_of(I word, int k) {
+  [[gnu::always_inline]] static F byte_of(I word, int k) {
     return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(word, _mm512_set1_epi32(8 * k)),
                                                _mm512_set1_epi32(0xFF)));
   }
-  static I to_int(F a) { return _mm512_cvtps_epi32(a); }
-  static I shl(I a, int n) { return _mm512_sllv_epi32(a, _mm512_set1_epi32(n)); }
-  static I or_i(I a, I b) { return _mm512_or_si512(a, b); }
-  static void store_i(std::uint32_t* out, I a) { _mm512_store_si512(out, a); }
-  static void store(float* out, F a) { _mm512_store_ps(out, a); }
+  [[gnu::always_inline]] static I to_int(F a) { return _mm512_cvtps_epi32(a); }
+  [[gnu::always_inline]] static I shl(I a, int n) { return _mm512_sllv_epi32(a, _mm512_set1_epi32(n)); }
+  [[gnu::always_inline]] static I or_i(I a, I b) { return _mm512_or_si512(a, b); }
+  [[gnu::always_inline]] static void store_i(std::uint32_t* out, I a) { _mm512_store_si512(out, a); }
+  [[gnu::always_inline]] static void store(float* out, F a) { _mm512_store_ps(out, a); }
 };
 
 using Kernels = generic::Lanes<V512>;

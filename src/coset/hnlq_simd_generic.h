@@ -15,6 +15,10 @@
 
 #include "hnlq_kernels.h"
 
+// Every helper is force-inlined: at -O2 GCC otherwise keeps some out of line and spills the
+// register arrays to memory (measured 2.5x slower than -O3).
+#define LOWBIT_COSET_INLINE [[gnu::always_inline]] inline
+
 namespace lowbit::coset::kernels::generic {
 
 template <class V>
@@ -26,12 +30,12 @@ struct Lanes {
   struct Step {
     F div, inv_div, half, neg_half;
   };
-  static Step make_step(float div) {
+  LOWBIT_COSET_INLINE static Step make_step(float div) {
     return {V::set1(div), V::set1(static_cast<float>(1.0 / div)), V::set1(div / 2),
             V::set1(-(div / 2))};
   }
 
-  static void round_coord(F v, const Step& p, F& r, F& e) {
+  LOWBIT_COSET_INLINE static void round_coord(F v, const Step& p, F& r, F& e) {
     const F one = V::set1(1.0f);
     r = V::rint(V::mul(v, p.inv_div));
     e = V::sub(v, V::mul(p.div, r));
@@ -44,7 +48,7 @@ struct Lanes {
   }
 
   template <int D>
-  static void dn_fix(F* r, F* e, const Step& p) {
+  LOWBIT_COSET_INLINE static void dn_fix(F* r, F* e, const Step& p) {
     const F zero = V::set1(0.0f), one = V::set1(1.0f), minus_one = V::set1(-1.0f);
     F sum = r[0];
     for (int j = 1; j < D; ++j) sum = V::add(sum, r[j]);
@@ -72,7 +76,7 @@ struct Lanes {
 
   // point (C-scaled) and residual of the closest lattice point to v / div.
   template <LatticeType L>
-  static void step(const F* v, const Step& p, F* point, F* e) {
+  LOWBIT_COSET_INLINE static void step(const F* v, const Step& p, F* point, F* e) {
     if constexpr (L == LatticeType::Z2) {
       for (int j = 0; j < 2; ++j) round_coord(v[j], p, point[j], e[j]);
     } else if constexpr (L == LatticeType::D4) {
@@ -105,7 +109,7 @@ struct Lanes {
 
   // b = G^-1 (point / C) before the reduction mod q (closed forms of lattice.cpp's G).
   template <LatticeType L>
-  static void raw_codes(const F* p, F* b) {
+  LOWBIT_COSET_INLINE static void raw_codes(const F* p, F* b) {
     if constexpr (L == LatticeType::Z2) {
       b[0] = p[0];
       b[1] = p[1];
@@ -129,7 +133,7 @@ struct Lanes {
 
   // v = C G b.
   template <LatticeType L>
-  static void lattice_point(const F* b, F* v) {
+  LOWBIT_COSET_INLINE static void lattice_point(const F* b, F* v) {
     if constexpr (L == LatticeType::Z2) {
       v[0] = b[0];
       v[1] = b[1];
@@ -147,7 +151,7 @@ struct Lanes {
     }
   }
 
-  static F mod_q(F b, F qf, F inv_q) {
+  LOWBIT_COSET_INLINE static F mod_q(F b, F qf, F inv_q) {
     const F zero = V::set1(0.0f);
     b = V::sub(b, V::mul(qf, V::floor(V::mul(b, inv_q))));
     b = V::select(V::lt(b, zero), V::add(b, qf), b);
@@ -157,7 +161,7 @@ struct Lanes {
 
   // Encodes W vectors: y (W x D floats), codes (W x M x D bytes), over (W bytes).
   template <LatticeType L>
-  static void encode_batch(int q, int levels, const float* y, std::uint8_t* codes, std::uint8_t* over) {
+  LOWBIT_COSET_INLINE static void encode_batch(int q, int levels, const float* y, std::uint8_t* codes, std::uint8_t* over) {
     constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
     constexpr float C = L == LatticeType::E8 ? 2.0f : 1.0f;
     const F bound = V::set1(static_cast<float>(overload_bound(q, levels)));
@@ -196,7 +200,7 @@ struct Lanes {
 
   // Decodes W vectors; reads whole 32-bit words, so up to 2 bytes past the last Z2 code.
   template <LatticeType L>
-  static void decode_batch(int q, int levels, const std::uint8_t* codes, float* out) {
+  LOWBIT_COSET_INLINE static void decode_batch(int q, int levels, const std::uint8_t* codes, float* out) {
     constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
     constexpr float C = L == LatticeType::E8 ? 2.0f : 1.0f;
     const Step level = make_step(C * static_cast<float>(q));

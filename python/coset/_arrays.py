@@ -1,0 +1,79 @@
+"""Torch/numpy plumbing: tensors cross into the native core as contiguous numpy arrays (CPU)."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+
+try:
+    import torch
+except ImportError:  # numpy-only use stays possible
+    torch = None
+
+
+def _contig(arr: Any, dtype: Any = None) -> np.ndarray:
+    """C-contiguous without a copy when possible; unlike np.ascontiguousarray, keeps 0-d arrays 0-d."""
+    return np.array(arr, dtype=dtype, order="C", copy=False)
+
+
+def is_tensor(x: Any) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def is_tensor_dtype(x: Any) -> bool:
+    return torch is not None and isinstance(x, torch.dtype)
+
+
+def to_numpy(x: Any, name: str) -> Tuple[np.ndarray, bool]:
+    """(array, came_from_torch). Tensors must live on the CPU; gradients are not tracked."""
+    if is_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name}: only CPU tensors are supported, got device {x.device}")
+        return x.detach().contiguous().numpy(), True
+    return np.asarray(x), False
+
+
+def float_array(x: Any, name: str) -> Tuple[np.ndarray, bool, Any]:
+    """Float32/float64 C-contiguous array, whether it came from torch, and its original dtype.
+
+    Other real dtypes (float16, bfloat16, integers) are computed in float32.
+    """
+    if is_tensor(x):
+        if x.device.type != "cpu":
+            raise ValueError(f"{name}: only CPU tensors are supported, got device {x.device}")
+        if x.is_complex():
+            raise ValueError(f"{name}: expected a real tensor, got dtype {x.dtype}")
+        t = x.detach()
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.float()
+        return _contig(t.contiguous().numpy()), True, x.dtype
+    arr = np.asarray(x)
+    original = arr.dtype
+    if arr.dtype not in (np.float32, np.float64):
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+    return _contig(arr), False, original
+
+
+def back(arr: np.ndarray, as_torch: bool, dtype: Any = None) -> Any:
+    """The result in the caller's library (and floating dtype when one is given)."""
+    if as_torch:
+        t = torch.from_numpy(_contig(arr))
+        if dtype is not None and isinstance(dtype, torch.dtype) and dtype.is_floating_point and t.dtype != dtype:
+            t = t.to(dtype)
+        return t
+    if dtype is not None and isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.floating) and arr.dtype != dtype:
+        return arr.astype(dtype)
+    return arr
+
+
+def code_array(b: Any, name: str, upper: int) -> np.ndarray:
+    """Integer codes in [0, upper) as a contiguous uint8 array, else ValueError naming `name`."""
+    arr, _ = to_numpy(b, name)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= upper):
+        raise ValueError(f"{name}: values must lie in [0, {upper}), got [{arr.min()}, {arr.max()}]")
+    return _contig(arr, dtype=np.uint8)

@@ -1,0 +1,103 @@
+"""QuantizationConfig: the seed's configuration, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from lowbit._native import coset as _native
+
+LATTICE_DIMS = {"Z2": 2, "D4": 4, "E8": 8}
+Q_RANGE = (2, 16)
+M_RANGE = (1, 4)
+MAX_SCALING_ITERATIONS = 255
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """Parameters of hierarchical nested-lattice quantization.
+
+    ``q`` (2..16) is the alphabet per coordinate and level, ``M`` (1..4) the number of levels:
+    the rate is ``M * log2(q)`` bits per dimension plus the scaling count ``T`` of each vector.
+    Encoding divides by ``beta`` and, on overload, by a further ``2**alpha`` per retry (up to
+    ``max_scaling_iterations``). ``with_tie_dither`` selects the exact shift-invariant tie rule
+    (keep it on: decoding is exact even where ``G b / q`` lies on a Voronoi boundary).
+    ``with_dither`` adds a subtractive dither drawn from ``dither_seed`` and the vector's index.
+    """
+
+    lattice_type: str = "D4"
+    q: int = 4
+    M: int = 2
+    beta: float = 1.0
+    alpha: float = 1.0
+    max_scaling_iterations: int = 10
+    with_tie_dither: bool = True
+    with_dither: bool = False
+    disable_scaling: bool = False
+    disable_overload_protection: bool = False
+    dither_seed: int = 0
+
+    def __post_init__(self) -> None:
+        lt = self.lattice_type
+        if not isinstance(lt, str) or lt.upper() not in LATTICE_DIMS:
+            raise ValueError(f"lattice_type: expected one of 'Z2', 'D4', 'E8', got {lt!r}")
+        object.__setattr__(self, "lattice_type", lt.upper())
+        for name, (lo, hi) in (("q", Q_RANGE), ("M", M_RANGE),
+                               ("max_scaling_iterations", (0, MAX_SCALING_ITERATIONS))):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r}")
+        for name in ("beta", "alpha"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+                raise ValueError(f"{name}: expected a finite positive number, got {v!r}")
+        for name in ("with_tie_dither", "with_dither", "disable_scaling", "disable_overload_protection"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        if isinstance(self.dither_seed, bool) or not isinstance(self.dither_seed, int) or not 0 <= self.dither_seed < 2**64:
+            raise ValueError(f"dither_seed: expected an integer in [0, 2**64), got {self.dither_seed!r}")
+        self.native()  # the C++ checks (e.g. 2**(alpha*T) overflowing)
+
+    @property
+    def d(self) -> int:
+        return LATTICE_DIMS[self.lattice_type]
+
+    @property
+    def rate(self) -> float:
+        """Bits per dimension, without the side information T."""
+        import math
+
+        return self.M * math.log2(self.q)
+
+    def max_t(self) -> int:
+        return 0 if self.disable_overload_protection else self.max_scaling_iterations
+
+    def native(self) -> "_native.NativeConfig":
+        c = _native.NativeConfig()
+        c.lattice = self.lattice_type
+        for f in fields(self):
+            if f.name != "lattice_type":
+                setattr(c, f.name, float(getattr(self, f.name)) if f.name in ("beta", "alpha") else getattr(self, f.name))
+        c.validate()
+        return c
+
+    def replace(self, **changes) -> "QuantizationConfig":
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+
+def _fixed(lattice: str):
+    def make(**kwargs) -> QuantizationConfig:
+        if "lattice_type" in kwargs and str(kwargs["lattice_type"]).upper() != lattice:
+            raise ValueError(f"lattice_type: {lattice}Config is for {lattice}, got {kwargs['lattice_type']!r}")
+        kwargs["lattice_type"] = lattice
+        return QuantizationConfig(**kwargs)
+
+    make.__name__ = f"{lattice}Config"
+    make.__doc__ = f"QuantizationConfig(lattice_type='{lattice}', ...)."
+    return make
+
+
+Z2Config = _fixed("Z2")
+D4Config = _fixed("D4")
+E8Config = _fixed("E8")
