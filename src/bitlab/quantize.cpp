@@ -57,12 +57,20 @@ void ternarize_row(const float* w, std::size_t cols, float s, std::int8_t* out) 
   }
 }
 
+// nearbyint (round half to even) without a libm call, so the loop vectorizes: adding and
+// subtracting 1.5 * 2^23 leaves the nearest integer in the default rounding mode for |v| < 2^22.
+inline float round_half_even_small(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return (v + kMagic) - kMagic;
+}
+
 // Quantizes one row into dst (zero padding up to the stride is the caller's) and returns its sum.
 std::int32_t quantize_row(const float* x, std::size_t cols, float a, std::int8_t* dst) {
   const float inv = a > 0.0f ? 127.0f / a : 0.0f;
   std::int32_t sum = 0;
   for (std::size_t k = 0; k < cols; ++k) {
-    float q = std::clamp(std::nearbyint(x[k] * inv), -128.0f, 127.0f);
+    // Clamping first keeps |v| small for the rounding trick; the result equals clamp(round(v)).
+    const float q = round_half_even_small(std::clamp(x[k] * inv, -128.0f, 127.0f));
     dst[k] = static_cast<std::int8_t>(q);
     sum += dst[k];
   }
