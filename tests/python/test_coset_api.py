@@ -79,7 +79,8 @@ def test_scaling_options_and_dtypes():
 def test_quantize_tensor_blocks():
     lat = D4Lattice()
     cfg = D4Config(q=4, M=2, beta=0.05)
-    w = torch.randn(6, 10)  # 10 is not a multiple of 4: padded
+    torch.manual_seed(0)
+    w = torch.randn(64, 102)  # 102 is not a multiple of 4: padded; 6528 values so the MSE concentrates
     wq = quantize_tensor(w, lat, cfg)
     assert wq.shape == w.shape and wq.dtype == w.dtype
     assert float(((w - wq) ** 2).mean()) < 0.01

@@ -61,7 +61,6 @@ def _train(rank: int, world: int, use_hnlq: bool):
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
