@@ -10,7 +10,9 @@
 #include "lowbit/core/thread_pool.h"
 #include "lowbit/kuat/archive.h"
 #include "lowbit/kuat/archive_summary.h"
+#include "lowbit/kuat/codebook.h"
 #include "lowbit/kuat/convert.h"
+#include "lowbit/kuat/source.h"
 #include "registry.h"
 
 namespace nb = nanobind;
@@ -143,6 +145,76 @@ LOWBIT_BINDING(kuat) {
         nb::gil_scoped_release release;
         a.verify();
       }, "Checks every checksum and decodes every sample; OSError describes the first problem.");
+
+  // Building blocks for benchmarks and experiments: the images exactly as the converter encodes
+  // them, codebook training on given patches, and PSNR of a codebook on given images.
+  m.def("load_images", [](const std::string& src, const std::string& format, std::uint32_t width, std::uint32_t height,
+                          std::uint32_t channels, std::uint64_t limit) {
+    lowbit::kuat::SourceOptions so;
+    so.format = format;
+    so.channels = channels;
+    auto source = lowbit::kuat::open_source(src, so);
+    const lowbit::kuat::TargetSize target{width, height, lowbit::kuat::ResizeMode::CenterCrop};
+    const std::size_t n = limit ? std::min<std::size_t>(limit, source->size()) : source->size();
+    std::vector<lowbit::kuat::Image> images(n);
+    {
+      nb::gil_scoped_release release;
+      lowbit::parallel_for(0, n, 1, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) images[i] = source->load(i, channels ? channels : source->default_channels(), target);
+      });
+    }
+    nb::list out;
+    for (auto& img : images) {
+      const std::size_t h = img.height, w = img.width, c = img.channels;
+      out.append(owned_array(std::move(img.pixels), {h, w, c}));
+    }
+    return out;
+  }, nb::arg("src"), nb::arg("format") = "auto", nb::arg("width") = 0, nb::arg("height") = 0, nb::arg("channels") = 0,
+     nb::arg("limit") = 0);
+
+  m.def("train_codebook", [](nb::ndarray<const std::uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> patches,
+                             std::uint32_t codebook_size, std::uint32_t bits, std::uint32_t iterations, std::uint64_t seed) {
+    lowbit::kuat::CodebookOptions o;
+    o.codebook_size = codebook_size;
+    o.bits = bits;
+    o.iterations = iterations;
+    o.seed = seed;
+    const std::size_t n = patches.shape(0), dim = patches.shape(1);
+    lowbit::kuat::CodebookTraining t;
+    {
+      nb::gil_scoped_release release;
+      t = lowbit::kuat::train_codebook(patches.data(), n, static_cast<std::uint32_t>(dim), o);
+    }
+    nb::dict d;
+    d["codebook"] = owned_array(std::move(t.codebook), {std::size_t{codebook_size}, dim});
+    d["seconds"] = t.seconds;
+    d["coreset_points"] = t.coreset_points;
+    d["iterations_run"] = t.iterations_run;
+    return d;
+  }, nb::arg("patches").noconvert(), nb::arg("codebook_size"), nb::arg("bits") = 8, nb::arg("iterations") = 20,
+     nb::arg("seed") = 1234, "Trains a uint8 codebook on (n, P*P*C) uint8 patches.");
+
+  m.def("encode_psnr", [](const nb::list& images, nb::ndarray<const std::uint8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> codebook,
+                          std::uint32_t patch) {
+    std::vector<nb::ndarray<const std::uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>> imgs;
+    for (auto h : images) imgs.push_back(nb::cast<nb::ndarray<const std::uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>>(h));
+    lowbit::require(!imgs.empty(), "encode_psnr: no images");
+    const std::uint32_t channels = static_cast<std::uint32_t>(imgs[0].shape(2));
+    lowbit::require(codebook.shape(1) == std::size_t{patch} * patch * channels, "encode_psnr: codebook rows do not match patch and channels");
+    std::vector<double> psnr(imgs.size());
+    {
+      nb::gil_scoped_release release;
+      const lowbit::kuat::PatchEncoder enc(codebook.data(), static_cast<std::uint32_t>(codebook.shape(0)), patch, channels);
+      lowbit::parallel_for(0, imgs.size(), 1, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+          const auto& im = imgs[i];
+          const auto r = enc.encode(im.data(), static_cast<std::uint32_t>(im.shape(0)), static_cast<std::uint32_t>(im.shape(1)));
+          psnr[i] = lowbit::kuat::psnr_from_mse(r.squared_error / double(im.shape(0) * im.shape(1) * im.shape(2)));
+        }
+      });
+    }
+    return owned_array(std::move(psnr), {imgs.size()});
+  }, nb::arg("images"), nb::arg("codebook"), nb::arg("patch") = 2, "Per-image PSNR of encoding with a uint8 codebook (K, P*P*C).");
 
   m.def("convert", [](const std::string& src, const std::string& dst, const nb::dict& options) {
     const lowbit::kuat::ConvertOptions o = options_from(options);

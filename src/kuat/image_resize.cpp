@@ -129,7 +129,7 @@ Image resample(const Image& image, double x0, double y0, double x1, double y1, s
       for (std::size_t j = 0; j < row; ++j) acc[j] += w[i] * src[j];
     }
     std::uint8_t* dst = out.pixels.data() + std::size_t{o} * row;
-    for (std::size_t j = 0; j < row; ++j) dst[j] = static_cast<std::uint8_t>(std::clamp(std::lround(acc[j]), 0L, 255L));
+    for (std::size_t j = 0; j < row; ++j) dst[j] = static_cast<std::uint8_t>(std::clamp(acc[j], 0.0f, 255.0f) + 0.5f);
   }
   return out;
 }

@@ -113,18 +113,17 @@ KMeansResult kmeans(const float* points, const float* weights, std::size_t n, st
     return result;
   }
 
-  if (options.kmeanspp) {
-    const double per_pass = static_cast<double>(n) * dim * k;
-    if (per_pass <= options.kmeanspp_budget) {
-      result.centroids = seed_kmeanspp(points, weights, n, dim, k, rng);
-    } else {
-      // Seed from a weighted subsample that fits the budget (at least 4 points per centroid).
-      const std::size_t m = std::min<std::size_t>(n, std::max<std::size_t>(
-          std::size_t{4} * k, static_cast<std::size_t>(options.kmeanspp_budget / (double(dim) * k))));
-      std::vector<float> sub = seed_random(points, weights, n, dim, static_cast<std::uint32_t>(m), rng);
-      result.centroids = seed_kmeanspp(sub.data(), nullptr, m, dim, k, rng);
-    }
+  const double per_pass = static_cast<double>(n) * dim * k;
+  const std::size_t affordable = static_cast<std::size_t>(options.kmeanspp_budget / (double(dim) * k));
+  if (options.kmeanspp && per_pass <= options.kmeanspp_budget) {
+    result.centroids = seed_kmeanspp(points, weights, n, dim, k, rng);
+  } else if (options.kmeanspp && affordable >= std::size_t{2} * k) {
+    // Seed from a weighted subsample that fits the budget.
+    std::vector<float> sub = seed_random(points, weights, n, dim, static_cast<std::uint32_t>(affordable), rng);
+    result.centroids = seed_kmeanspp(sub.data(), nullptr, affordable, dim, k, rng);
   } else {
+    // Very large k: k-means++ would cost more than the budget even on 2k points; seed with k
+    // distinct points drawn by weight, as faiss does.
     result.centroids = seed_random(points, weights, n, dim, k, rng);
   }
 

@@ -1,5 +1,6 @@
-// AVX-512 nearest-codeword search: 16 codewords per register, 4 points per pass so each
-// codeword load feeds four FMAs. Same per-lane operation order as nearest_ref.cpp.
+// AVX-512 nearest-codeword search: 16 codewords per register, 8 points per pass: each codeword
+// load feeds eight FMAs and eight independent dependency chains hide the FMA latency.
+// Same per-lane operation order as nearest_ref.cpp.
 #include <immintrin.h>
 
 #include <cmath>
@@ -66,6 +67,9 @@ void search_rows(const float* points, std::size_t dim, const float* blocks, cons
 void nearest_codeword_avx512(const float* points, std::size_t n, std::size_t dim, const float* blocks,
                              const float* norms, std::size_t num_blocks, std::uint32_t* indices, float* scores) {
   std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    search_rows<8>(points + i * dim, dim, blocks, norms, num_blocks, indices + i, scores ? scores + i : nullptr);
+  }
   for (; i + 4 <= n; i += 4) {
     search_rows<4>(points + i * dim, dim, blocks, norms, num_blocks, indices + i, scores ? scores + i : nullptr);
   }

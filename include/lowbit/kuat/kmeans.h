@@ -13,8 +13,8 @@ struct KMeansOptions {
   std::uint32_t iterations = 20;   // Lloyd iterations (stops early when no assignment changes)
   std::uint64_t seed = 1234;
   bool kmeanspp = true;            // false: k distinct points drawn at random, weighted (faiss style)
-  // k-means++ costs k passes over the points; above this many point-dimension products per
-  // pass budget it seeds from a weighted random subsample instead of all points.
+  // k-means++ costs n*k*dim operations. Above this budget it seeds from a weighted random
+  // subsample that fits (when that still holds >= 2k points), else from k random points.
   double kmeanspp_budget = 4e9;
 };
 
