@@ -307,6 +307,7 @@ def write_report(out, rows, results, info_text, meta, kuat_ips, raw_ips, raw_byt
     for kind, r in results.items():
         ax.plot(range(1, epochs + 1), [100 * a for a in r["accuracy"]], marker="o", label=kind)
     ax.set_xlabel("epoch")
+    ax.set_xticks(range(1, epochs + 1))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Fashion-MNIST, 784-256-10 MLP")
     ax.grid(alpha=0.3)
