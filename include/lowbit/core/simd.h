@@ -35,6 +35,25 @@ SimdLevel simd_level() noexcept;
 // Forces the active level. Throws InvalidArgument if the level is not available here.
 void set_simd_level(SimdLevel level);
 
+// Restores the active level when it goes out of scope; optionally forces one meanwhile.
+// For tests and benchmarks that sweep every level.
+class ScopedSimdLevel {
+ public:
+  ScopedSimdLevel() noexcept : saved_(simd_level()) {}
+  explicit ScopedSimdLevel(SimdLevel level) : saved_(simd_level()) { set_simd_level(level); }
+  ~ScopedSimdLevel() {
+    try {
+      set_simd_level(saved_);
+    } catch (...) {  // saved_ was active, so it is available: unreachable
+    }
+  }
+  ScopedSimdLevel(const ScopedSimdLevel&) = delete;
+  ScopedSimdLevel& operator=(const ScopedSimdLevel&) = delete;
+
+ private:
+  SimdLevel saved_;
+};
+
 // The level the most recent dispatched kernel on this thread actually ran at, so a test can
 // prove that a forced level is the one that ran. Scalar until a kernel has run.
 SimdLevel last_dispatched_level() noexcept;

@@ -19,7 +19,6 @@ using testing::kAwkwardSizes;
 using testing::random_floats;
 using testing::random_int8;
 using testing::random_trits;
-using testing::SimdLevelGuard;
 
 // Float sums of K terms of N(0,1) in a different order than the double reference: relative
 // error about sqrt(K) * 2^-24 of the sum of magnitudes; 1e-4 of that sum covers K up to 10^5.
@@ -36,7 +35,7 @@ std::vector<std::int32_t> naive_acc(const std::vector<std::int8_t>& x, const std
 }
 
 TEST(BitlabGemm, Int8IsExactAtEveryLevelAndAwkwardSize) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   std::mt19937 rng(11);
   for (std::size_t K : kAwkwardSizes) {
     for (std::size_t N : {1, 3, 7, 17, 33}) {
@@ -59,7 +58,7 @@ TEST(BitlabGemm, Int8IsExactAtEveryLevelAndAwkwardSize) {
 }
 
 TEST(BitlabGemm, Int8ExtremesDoNotSaturate) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   const std::size_t K = 1031, N = 5, M = 6;
   for (int sign : {-1, 1}) {
     std::vector<std::int8_t> t(N * K, static_cast<std::int8_t>(sign));
@@ -78,7 +77,7 @@ TEST(BitlabGemm, Int8ExtremesDoNotSaturate) {
 }
 
 TEST(BitlabGemm, FloatPathIsBitIdenticalAcrossLevelsAndCloseToExact) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   std::mt19937 rng(12);
   for (std::size_t K : kAwkwardSizes) {
     for (std::size_t N : {1, 7, 17}) {
@@ -114,7 +113,7 @@ TEST(BitlabGemm, FloatPathIsBitIdenticalAcrossLevelsAndCloseToExact) {
 }
 
 TEST(BitlabGemm, LayerEpilogueFollowsTheDocumentedOrder) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   std::mt19937 rng(13);
   const std::size_t M = 6, N = 301, K = 700;  // enough rows for several parallel chunks
   auto wf = random_floats(N * K, rng, 0.05f);

@@ -12,17 +12,6 @@ namespace lowbit::bitlab::testing {
 // Awkward sizes: around the 64-weight sub-blocks and 256-weight blocks of the layout.
 inline const std::vector<std::size_t> kAwkwardSizes = {1, 3, 7, 15, 17, 33, 64, 100, 255, 257, 513};
 
-class SimdLevelGuard {
- public:
-  SimdLevelGuard() : saved_(simd_level()) {}
-  ~SimdLevelGuard() { set_simd_level(saved_); }
-  SimdLevelGuard(const SimdLevelGuard&) = delete;
-  SimdLevelGuard& operator=(const SimdLevelGuard&) = delete;
-
- private:
-  SimdLevel saved_;
-};
-
 inline std::vector<std::int8_t> random_trits(std::size_t count, std::mt19937& rng) {
   std::uniform_int_distribution<int> d(-1, 1);
   std::vector<std::int8_t> t(count);

@@ -14,15 +14,6 @@ namespace {
 // Sums of n products of N(0,1) values: float re-association error grows ~ sqrt(n) * eps * |terms|.
 constexpr float kRelTolerance = 1e-5f;
 
-class SimdLevelGuard {
- public:
-  SimdLevelGuard() : saved_(simd_level()) {}
-  ~SimdLevelGuard() { set_simd_level(saved_); }
-
- private:
-  SimdLevel saved_;
-};
-
 TEST(Simd, ScalarAlwaysCompiledAndSupported) {
   EXPECT_TRUE(simd_level_compiled(SimdLevel::Scalar));
   EXPECT_TRUE(cpu_supports(SimdLevel::Scalar));
@@ -41,7 +32,7 @@ TEST(Simd, ParseNames) {
 }
 
 TEST(Simd, ForcedLevelIsTheOneThatRuns) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   std::vector<float> a(37, 1.0f), b(37, 2.0f);
   for (auto level : available_simd_levels()) {
     set_simd_level(level);
@@ -52,7 +43,7 @@ TEST(Simd, ForcedLevelIsTheOneThatRuns) {
 }
 
 TEST(Simd, RejectsLevelsThisMachineCannotRun) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   for (auto level : {SimdLevel::AVX2, SimdLevel::AVX512}) {
     if (simd_level_compiled(level) && cpu_supports(level)) continue;
     EXPECT_THROW(set_simd_level(level), InvalidArgument);
@@ -61,7 +52,7 @@ TEST(Simd, RejectsLevelsThisMachineCannotRun) {
 
 // Every level against the scalar reference over awkward sizes.
 TEST(Distances, EveryLevelMatchesReference) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   std::mt19937 rng(42);
   std::normal_distribution<float> dist;
   for (std::size_t n : {0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 1000, 4097}) {

@@ -19,15 +19,6 @@ namespace {
 // (v/255 - mean)/std, so a relative 1e-6 (about 8 float ulps) is a strict but safe bound.
 constexpr double kFloatRelTolerance = 1e-6;
 
-class SimdLevelGuard {
- public:
-  SimdLevelGuard() : saved_(simd_level()) {}
-  ~SimdLevelGuard() { set_simd_level(saved_); }
-
- private:
-  SimdLevel saved_;
-};
-
 struct Sample {
   ImageGeometry g;
   std::uint32_t K;
@@ -75,7 +66,7 @@ std::vector<double> expected(const Sample& s, const OutputFormat& f, const Sampl
 }
 
 void check_every_level(const Sample& s, const OutputFormat& f, const SampleTransform& t, const std::string& what) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   const GatherTable table(s.g, s.codebook.data(), s.K, f);
   const std::vector<double> want = expected(s, f, t);
   for (SimdLevel level : available_simd_levels()) {
@@ -178,7 +169,7 @@ TEST(KuatGather, ImageNetShapeWithCropAndFlip) {
 }
 
 TEST(KuatGather, OutOfRangeIndexNamesThePatchAtEveryLevel) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   const ImageGeometry g{5, 6, 3, 2};  // 3x3 grid
   const std::uint32_t K = 300;        // 9 bits: values 300..511 are representable but invalid
   std::vector<std::uint8_t> codebook(std::size_t{K} * g.codeword_bytes(), 7);

@@ -9,15 +9,6 @@
 namespace lowbit::kuat {
 namespace {
 
-class SimdLevelGuard {
- public:
-  SimdLevelGuard() : saved_(simd_level()) {}
-  ~SimdLevelGuard() { set_simd_level(saved_); }
-
- private:
-  SimdLevel saved_;
-};
-
 struct Result {
   std::vector<std::uint32_t> idx;
   std::vector<float> score;
@@ -32,7 +23,7 @@ Result run(const NearestCodeword& nc, const std::vector<float>& pts, std::size_t
 // Every SIMD level returns bit-identical scores and the same argmin as the scalar reference,
 // for float codewords (training) and integer ones with many exact ties (encoding).
 TEST(KuatNearest, EveryLevelMatchesScalarBitExactly) {
-  SimdLevelGuard guard;
+  ScopedSimdLevel guard;
   std::mt19937 rng(3);
   for (std::uint32_t dim : {4u, 12u, 16u, 48u, 1u, 7u}) {
     for (std::uint32_t count : {1u, 2u, 3u, 7u, 15u, 16u, 17u, 33u, 100u, 512u}) {
