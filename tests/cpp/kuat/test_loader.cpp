@@ -248,10 +248,10 @@ TEST(KuatLoader, MemoryIsBoundedAcrossEpochsAndHeldBatchesStayIntact) {
   LoaderOptions o = options(4, 2);
   o.prefetch = 3;
   Loader loader({a.view()}, o);
-  read_all(loader, 0);
-  const std::uint64_t warm = loader.buffer_allocations();
-  for (int e = 1; e < 6; ++e) read_all(loader, e);
-  EXPECT_EQ(loader.buffer_allocations(), warm) << "the steady state re-allocates buffers";
+  // How many buffers the first epochs need depends on thread scheduling, but never more than the
+  // pool's bound: over many epochs, total allocations stay within prefetch + 2.
+  for (int e = 0; e < 20; ++e) read_all(loader, e);
+  EXPECT_LE(loader.buffer_allocations(), o.prefetch + 2) << "buffers are re-allocated epoch after epoch";
   EXPECT_LE(loader.buffers_alive(), o.prefetch + 2);
   // Holding every batch of an epoch must not stall the workers, and held batches keep their data.
   std::vector<std::shared_ptr<Batch>> held;
