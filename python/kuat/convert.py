@@ -29,6 +29,7 @@ def convert_dataset(
     labels: Optional[PathLike] = None,
     strict: bool = False,
     iterations: int = 20,
+    training_patches: Optional[int] = None,
     seed: int = 1234,
     limit: Optional[int] = None,
     threads: Optional[int] = None,
@@ -38,7 +39,8 @@ def convert_dataset(
     ``format``: ``auto``, ``idx``, ``cifar``, ``images`` or ``imagenet``. ``width``/``height``
     (together) resize every image (shorter side then centre crop, or ``resize="stretch"``);
     without them native sizes are kept. ``codebook`` reuses another archive's codebook;
-    ``shard="i/N"`` converts every N-th sample starting at i.
+    ``shard="i/N"`` converts every N-th sample starting at i. ``training_patches`` caps the
+    codebook's training sample (default: 256 per centroid, at least 65536).
 
     Returns a dict with ``samples``, ``skipped``, ``compression_ratio``, ``psnr`` (mean
     per-sample dB), ``psnr_worst``, ``mse``, ``seconds``, ``training_seconds``,
@@ -63,11 +65,13 @@ def convert_dataset(
         "labels": os.fspath(labels) if labels is not None else None,
         "strict": strict,
         "iterations": iterations,
+        "training_patches": training_patches,
         "seed": seed,
         "limit": limit,
         "threads": threads,
     }
-    for name in ("bits", "codebook_size", "width", "height", "patch", "channels", "iterations", "limit", "threads"):
+    for name in ("bits", "codebook_size", "width", "height", "patch", "channels", "iterations", "limit", "threads",
+                 "training_patches"):
         value = options[name]
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")

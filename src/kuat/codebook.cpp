@@ -100,18 +100,12 @@ PatchEncoder::PatchEncoder(const std::uint8_t* codebook, std::uint32_t codebook_
       channels_(channels),
       dim_(patch * patch * channels),
       bits_(index_bits_for(codebook_size)),
-      search_(NearestCodeword::from_uint8(codebook, codebook_size, patch * patch * channels)) {
+      search_(codebook, codebook_size, patch * patch * channels) {
   validate(ImageGeometry{1, 1, channels, patch});
 }
 
 void PatchEncoder::nearest(const std::uint8_t* patches, std::size_t n, std::uint32_t* indices) const {
-  constexpr std::size_t kChunk = 256;
-  float buf[kChunk * kMaxCodewordDim];
-  for (std::size_t i = 0; i < n; i += kChunk) {
-    const std::size_t m = std::min(kChunk, n - i);
-    for (std::size_t j = 0; j < m * dim_; ++j) buf[j] = patches[i * dim_ + j];
-    search_.search(buf, m, indices + i, nullptr);
-  }
+  search_.search(patches, n, indices);
 }
 
 PatchEncoder::Result PatchEncoder::encode(const std::uint8_t* pixels, std::uint32_t height, std::uint32_t width) const {

@@ -13,6 +13,7 @@
 
 #include "lowbit/kuat/codes.h"
 #include "lowbit/kuat/nearest.h"
+#include "lowbit/kuat/nearest_u8.h"
 
 namespace lowbit::kuat {
 
@@ -72,7 +73,7 @@ class PatchEncoder {
  private:
   std::vector<std::uint8_t> codebook_;
   std::uint32_t codebook_size_, patch_, channels_, dim_, bits_;
-  NearestCodeword search_;
+  NearestCodewordU8 search_;
 };
 
 // PSNR in dB of a mean squared error on 8-bit values; lossless (mse == 0) counts as kLosslessPsnr.

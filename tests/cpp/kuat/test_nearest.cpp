@@ -93,3 +93,54 @@ TEST(KuatNearest, IntegerDataGivesExactNearestLowestIndex) {
 
 }  // namespace
 }  // namespace lowbit::kuat
+
+#include "lowbit/kuat/nearest_u8.h"
+
+namespace lowbit::kuat {
+namespace {
+
+// The integer encoder search: every level returns exactly the brute-force nearest codeword
+// (lowest index among ties), for odd and even dimensions and awkward codebook sizes.
+TEST(KuatNearestU8, EveryLevelIsTheExactNearest) {
+  std::mt19937 rng(11);
+  for (std::uint32_t dim : {1u, 3u, 4u, 12u, 16u, 48u}) {
+    for (std::uint32_t count : {1u, 2u, 3u, 7u, 15u, 16u, 17u, 33u, 300u}) {
+      std::vector<std::uint8_t> cb(std::size_t{count} * dim);
+      for (auto& v : cb) v = static_cast<std::uint8_t>(rng() % 4 * 85);  // many duplicate codewords
+      for (std::size_t j = 0; j < dim && count > 1; ++j) cb[dim + j] = 255;  // extremes
+      const std::size_t n = 37;
+      std::vector<std::uint8_t> pts(n * dim);
+      for (auto& v : pts) v = static_cast<std::uint8_t>(rng());
+      std::vector<std::uint32_t> expected(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        long best = -1;
+        for (std::uint32_t k = 0; k < count; ++k) {
+          long d = 0;
+          for (std::uint32_t j = 0; j < dim; ++j) {
+            const long t = long{pts[i * dim + j]} - cb[k * dim + j];
+            d += t * t;
+          }
+          if (best < 0 || d < best) {
+            best = d;
+            expected[i] = k;
+          }
+        }
+      }
+      const NearestCodewordU8 nc(cb.data(), count, dim);
+      SimdLevelGuard guard;
+      for (auto level : available_simd_levels()) {
+        set_simd_level(level);
+        for (std::size_t m : {std::size_t{1}, std::size_t{5}, std::size_t{9}, n}) {
+          std::vector<std::uint32_t> got(m);
+          nc.search(pts.data(), m, got.data());
+          for (std::size_t i = 0; i < m; ++i) {
+            ASSERT_EQ(got[i], expected[i]) << simd_level_name(level) << " dim=" << dim << " K=" << count << " i=" << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::kuat
