@@ -127,7 +127,7 @@ TEST(KuatNearestU8, EveryLevelIsTheExactNearest) {
         }
       }
       const NearestCodewordU8 nc(cb.data(), count, dim);
-      SimdLevelGuard guard;
+      ScopedSimdLevel guard;
       for (auto level : available_simd_levels()) {
         set_simd_level(level);
         for (std::size_t m : {std::size_t{1}, std::size_t{5}, std::size_t{9}, n}) {
