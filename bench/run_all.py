@@ -47,11 +47,16 @@ def machine_header() -> str:
 
 
 def _torch_blas(torch) -> str:
-    config = torch.__config__.show()
-    for name in ("OpenBLAS", "MKL", "BLIS"):
-        if name.lower() in config.lower():
+    """The BLAS library torch actually loaded (Debian's torch uses the system libblas.so.3)."""
+    torch.randn(64, 64) @ torch.randn(64, 64)  # make sure the BLAS is loaded
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "unknown"
+    for marker, name in (("openblas", "OpenBLAS"), ("libmkl", "MKL"), ("blis", "BLIS")):
+        if marker in maps:
             return name
-    return "reference"
+    return "reference BLAS" if "libblas" in maps else "unknown"
 
 
 def build_cpp_benchmarks() -> None:
