@@ -8,6 +8,7 @@
 #include <string>
 
 #include "lowbit/bitlab/model.h"
+#include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
 
 namespace lowbit::bitlab {
@@ -209,22 +210,9 @@ BitMLPModel BitMLPModel::load(const std::string& path) {
 
 void BitMLPModel::save(const std::string& path) const {
   const std::vector<std::uint8_t> bytes = to_bytes();
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(io_message(tmp, "cannot create file", errno));
+  write_file_atomically(path, [&](std::ostream& out) {
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IoError(io_message(tmp, "write failed", errno));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw IoError(io_message(path, "cannot rename the temporary file into place", err));
-  }
+  });
 }
 
 }  // namespace lowbit::bitlab

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
 
 namespace lowbit::bitlab {
@@ -86,10 +87,7 @@ void write_npy_f32(const std::string& path, const FloatArray& array) {
   const std::size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(io_message(tmp, "cannot create file", errno));
+  write_file_atomically(path, [&](std::ostream& out) {
     const char preamble[8] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0};
     out.write(preamble, 8);
     const std::uint16_t len = static_cast<std::uint16_t>(header.size());
@@ -98,17 +96,7 @@ void write_npy_f32(const std::string& path, const FloatArray& array) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     out.write(reinterpret_cast<const char*>(array.values.data()),
               static_cast<std::streamsize>(array.values.size() * sizeof(float)));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IoError(io_message(tmp, "write failed", errno));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw IoError(io_message(path, "cannot rename the temporary file into place", err));
-  }
+  });
 }
 
 }  // namespace lowbit::bitlab

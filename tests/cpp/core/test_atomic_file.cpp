@@ -1,0 +1,66 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "lowbit/core/atomic_file.h"
+#include "lowbit/core/error.h"
+
+namespace lowbit {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_dir(const char* name) {
+  fs::path dir = fs::temp_directory_path() / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(AtomicFile, WritesAndReplaces) {
+  const fs::path dir = fresh_dir("lowbit_atomic_ok");
+  const fs::path file = dir / "out.bin";
+  write_file_atomically(file.string(), [](std::ostream& out) { out << "first"; });
+  EXPECT_EQ(read(file), "first");
+  write_file_atomically(file.string(), [](std::ostream& out) { out << "second"; });
+  EXPECT_EQ(read(file), "second");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);  // no temp left
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFile, FailedWriteLeavesOldFileAndNoTemp) {
+  const fs::path dir = fresh_dir("lowbit_atomic_fail");
+  const fs::path file = dir / "out.bin";
+  write_file_atomically(file.string(), [](std::ostream& out) { out << "kept"; });
+  EXPECT_THROW(write_file_atomically(file.string(),
+                                     [](std::ostream& out) {
+                                       out << "partial";
+                                       throw std::runtime_error("serialiser failed");
+                                     }),
+               std::runtime_error);
+  EXPECT_EQ(read(file), "kept");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  fs::remove_all(dir);
+}
+
+TEST(AtomicFile, MissingFolderIsAnIoErrorNamingThePath) {
+  try {
+    write_file_atomically("/nonexistent-lowbit-dir/out.bin", [](std::ostream& out) { out << "x"; });
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-lowbit-dir/out.bin"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
