@@ -9,6 +9,7 @@
 #include <cstring>
 #include <csetjmp>
 
+#include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
 #include "lowbit/kuat/image.h"
 
@@ -39,27 +40,9 @@ std::vector<std::uint8_t> read_whole_file(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  std::string temp = path + ".tmp-" + std::string(6, 'X');  // mkstemp template
-  const int fd = ::mkstemp(temp.data());
-  if (fd < 0) throw IoError(io_message(path, "cannot create a temporary file beside it", errno));
-  ::fchmod(fd, 0644);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(temp.c_str());
-      throw IoError(io_message(path, "write failed", err));
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  if (::close(fd) != 0 || std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    throw IoError(io_message(path, "cannot finish writing", err));
-  }
+  write_file_atomically(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  });
 }
 
 std::vector<std::uint8_t> encode_png(const Image& image) {
