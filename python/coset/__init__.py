@@ -18,12 +18,14 @@ from .config import D4Config, E8Config, QuantizationConfig, Z2Config
 from .lattices import D4Lattice, E8Lattice, Lattice, Z2Lattice
 from .lut import OneSidedLUT, QuantizedMatrix, TwoSidedLUT
 from .packing import pack, packed_size, unpack
-from .quant import decode, encode, optimal_beta, quantize, quantize_tensor
+from .quant import (decode, encode, optimal_beta, quantize, quantize_tensor, rate_optimal_config,
+                    side_information_rate)
 
 __all__ = [
     "QuantizationConfig", "Z2Config", "D4Config", "E8Config",
     "Lattice", "Z2Lattice", "D4Lattice", "E8Lattice",
-    "encode", "decode", "quantize", "quantize_tensor", "optimal_beta",
+    "encode", "decode", "quantize", "quantize_tensor", "optimal_beta", "rate_optimal_config",
+    "side_information_rate",
     "pack", "unpack", "packed_size",
     "OneSidedLUT", "TwoSidedLUT", "QuantizedMatrix",
     "QLinear",
