@@ -53,7 +53,7 @@ class Sizes:
     seconds: float
 
 
-FULL = Sizes(images=400, training_patches=256 * CODEBOOK_SIZE, iterations=20, layer=4096, seconds=3.0)
+FULL = Sizes(images=1024, training_patches=256 * CODEBOOK_SIZE, iterations=20, layer=4096, seconds=3.0)
 QUICK = Sizes(images=12, training_patches=40 * CODEBOOK_SIZE, iterations=4, layer=256, seconds=0.2)
 
 
@@ -184,6 +184,10 @@ def bnb_nf4(bnb, linear):
     layer.weight = bnb.nn.Params4bit(linear.weight.data.clone(), requires_grad=False, quant_type="nf4")
     layer.bias = torch.nn.Parameter(linear.bias.data.clone(), requires_grad=False)
     layer = layer.to("cpu").eval()
+    if not getattr(layer.weight, "bnb_quantized", True):
+        # This bnb quantizes 4-bit weights only on the move to an accelerator. Quantizing on the CPU
+        # directly raises the precise reason when there is no CPU kernel.
+        bnb.functional.quantize_4bit(linear.weight.data, quant_type="nf4")
     return layer, lambda: tensor_bytes(layer.state_dict().values())
 
 
@@ -308,7 +312,7 @@ def run_ffcv(ffcv, photos: Photos, sizes: Sizes, workdir: Path) -> list:
                                            "label": IntField()}, num_workers=CORES)
         writer.from_indexed_dataset(_Images(images))
         loader = Loader(str(path), batch_size=BATCH, num_workers=CORES, order=OrderOption.RANDOM, os_cache=True,
-                        seed=0, pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]})
+                        drop_last=False, seed=0, pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]})
 
         def epoch(_):
             count = 0
@@ -326,8 +330,9 @@ def run_ffcv(ffcv, photos: Photos, sizes: Sizes, workdir: Path) -> list:
              "| loader | threads / workers | img/s | file size | vs raw pixels | Kuat is |", "|---|---:|---:|---:|---:|---:|"]
     for name, threads, ips, nbytes in rows:
         ratio = "-" if name.startswith("Kuat") else f"{kuat_ips / ips:.2f}x"
-        lines.append(f"| {name} | {threads} | {ips:,.0f} | {nbytes / 2**20:.1f} MiB | {raw_bytes / nbytes:.1f}x smaller | "
-                     f"{ratio} |")
+        smaller = raw_bytes / nbytes
+        versus = f"{smaller:.1f}x smaller" if smaller >= 1 else f"{1 / smaller:.1f}x larger"
+        lines.append(f"| {name} | {threads} | {ips:,.0f} | {nbytes / 2**20:.1f} MiB | {versus} | {ratio} |")
     return lines
 
 
