@@ -5,7 +5,8 @@
 that imports and runs, and "skipped: <reason>" for each one that does not (the import error plus
 any pip failure recorded by the installer).
   * faiss.Kmeans vs Kuat codebook training: the same 2x2 RGB patches of real photographs
-    (the JPEGs of bench_kuat_convert.py), K = 512, the same iteration cap and thread count;
+    (1024 JPEGs made as bench_kuat_convert.py makes its own), K = 512, the same iteration cap
+    and thread count;
     time, and MSE / PSNR of each (uint8) codebook on those patches.
   * bitsandbytes vs deployed BitLinear, 4096 x 4096, batch 1 and 64: every bnb layer kind that
     runs on this CPU and torch, time and weight memory; the kinds that do not run are named with
@@ -149,12 +150,17 @@ def run_faiss(faiss, photos: Photos, sizes: Sizes) -> list:
              f"iteration cap {sizes.iterations}. Both codebooks rounded to uint8 (what the archive stores); "
              f"MSE per value over all training patches with exact nearest-codeword search, image PSNR by the Kuat encoder.",
              "",
-             "| codebook training | iterations | time | patch MSE | patch PSNR | mean image PSNR | Kuat time ratio |",
+             "| codebook training | iterations | time | patch MSE | patch PSNR | mean image PSNR | training time |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, iterations, seconds, codebook in rows:
         mse = patch_mse(faiss, sample, codebook)
         image_psnr = float(_native.kuat.encode_psnr(images, np.ascontiguousarray(codebook), PATCH).mean())
-        ratio = "-" if name.startswith("Kuat") else f"{seconds / t_ours:.2f}x (Kuat {'faster' if t_ours < seconds else 'slower'})"
+        if name.startswith("Kuat"):
+            ratio = "-"
+        elif t_ours <= seconds:
+            ratio = f"Kuat {seconds / t_ours:.1f}x faster"
+        else:
+            ratio = f"Kuat {t_ours / seconds:.1f}x slower"
         lines.append(f"| {name} | {iterations} | {seconds:.2f} s | {mse:.2f} | {psnr(mse):.2f} dB | "
                      f"{image_psnr:.2f} dB | {ratio} |")
     return lines
@@ -273,7 +279,7 @@ def run_bnb(bnb, sizes: Sizes) -> list:
         lines.append(f"| {name} | {memory[name] / 2**20:.2f} MiB | {t1 * 1e6:,.0f} us | {t64 * 1e6:,.0f} us | {ratio} |")
     if failures:
         lines += ["", f"bitsandbytes {bnb.__version__} layer kinds that do not run on this CPU with torch "
-                  f"{torch.__version__}:"] + failures
+                  f"{version_of('torch')}:"] + failures
     return lines
 
 
@@ -343,6 +349,7 @@ class Baseline:
     module: str
     dists: tuple  # the requirements-bench.txt lines it needs, for the skip note
     versions: tuple  # distributions whose versions the section states when it ran
+    install_hint: str = ""  # what a failed install usually lacks
 
 
 BASELINES = [
@@ -350,7 +357,9 @@ BASELINES = [
     Baseline("bitsandbytes vs BitLinear", "bitsandbytes", ("bitsandbytes",), ("bitsandbytes",)),
     Baseline("FFCV vs KuatDataset", "ffcv",
              ("ffcv", "numba", "llvmlite", "opencv-python-headless", "assertpy", "terminaltables", "tqdm"),
-             ("ffcv", "numba", "opencv-python-headless")),
+             ("ffcv", "numba", "opencv-python-headless"),
+             "the ffcv sdist compiles against pkg-config's opencv4 and libturbojpeg "
+             "(Debian: libopencv-dev libturbojpeg0-dev)"),
 ]
 
 
@@ -381,7 +390,8 @@ def section(args, sizes: Sizes) -> str:
             module = import_baseline(baseline, hidden)
         except Exception as error:  # not installed, or installed but unusable here (ABI, missing torch APIs)
             reasons = [f"import {baseline.module} failed: {describe(error)}"]
-            reasons += install_failures(Path(args.install_log), baseline.dists)
+            failed = install_failures(Path(args.install_log), baseline.dists)
+            reasons += failed + ([baseline.install_hint] if failed and baseline.install_hint else [])
             skipped.append(f"- {baseline.title}: skipped: {'; '.join(reasons)}")
             continue
         log(f"== {baseline.title}")

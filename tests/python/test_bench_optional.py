@@ -58,6 +58,7 @@ def test_every_baseline_hidden_prints_one_section_of_skip_notes(repo_root, tmp_p
     assert out.count(": skipped: import ") == len(BASELINE_MODULES)
     assert "No module named 'faiss' (hidden by" in out
     assert "`pip install ffcv==1.0.2` failed: pip exit 1: Could not find required package: opencv4." in out
+    assert "libopencv-dev libturbojpeg0-dev" in out  # the hint comes with a failed install only
     assert "|" not in out  # no table for a baseline that did not run
 
 
