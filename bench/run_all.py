@@ -3,7 +3,9 @@
 Each product has a script bench/bench_<product>.py that measures our figure and its baseline
 side by side in one run and prints a Markdown section on stdout. This runner builds the C++
 benchmarks (CMake preset `bench`), runs every script, and assembles the report with the
-machine, compiler and command at the top.
+machine, compiler and command at the top. bench/bench_optional_baselines.py is one of them: it
+measures the PyPI baselines that bench/run.sh managed to install (requirements-bench.txt) and
+prints a skip note with the reason for the others.
 """
 
 from __future__ import annotations
