@@ -360,7 +360,7 @@ BASELINES = [
              ("ffcv", "numba", "llvmlite", "opencv-python-headless", "assertpy", "terminaltables", "tqdm"),
              ("ffcv", "numba", "opencv-python-headless"),
              "the ffcv sdist compiles against pkg-config's opencv4 and libturbojpeg "
-             "(Debian: libopencv-dev libturbojpeg0-dev)"),
+             "(Debian: libopencv-dev libturbojpeg0-dev, which `scripts/install-deps.sh --bench` installs)"),
 ]
 
 

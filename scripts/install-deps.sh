@@ -2,6 +2,9 @@
 # Installs the Debian packages lowbit needs to build, test, benchmark and run the demo.
 # This is the one list of system packages; the Makefile calls it before every build.
 # It only calls apt-get when something on the list is missing.
+#   --bench  also the system libraries that optional benchmark baselines build against
+#            (FFCV compiles against opencv4 and libturbojpeg); make bench asks for them and
+#            goes on without them if they cannot be installed.
 set -euo pipefail
 
 PACKAGES=(
@@ -19,6 +22,9 @@ PACKAGES=(
   # real data: Fashion-MNIST (IDX files) and real photographs
   dataset-fashion-mnist python3-skimage ukui-wallpapers
 )
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(libopencv-dev libturbojpeg0-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
