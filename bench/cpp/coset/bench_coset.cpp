@@ -24,25 +24,27 @@ QuantizationConfig config_of(const benchmark::State& state) {
   return c;
 }
 
-std::vector<float> gaussian(std::size_t n) {
+template <class T = float>
+std::vector<T> gaussian(std::size_t n) {
   std::mt19937 rng(1);
-  std::normal_distribution<float> dist;
-  std::vector<float> x(n);
+  std::normal_distribution<T> dist;
+  std::vector<T> x(n);
   for (auto& v : x) v = dist(rng);
   return x;
 }
 
 constexpr std::size_t kVectors = 1 << 20;
 
+template <class T>
 void BM_encode(benchmark::State& state) {
   const auto level = static_cast<lowbit::SimdLevel>(state.range(0));
   lowbit::set_simd_level(level);
   const auto c = config_of(state);
-  const auto x = gaussian(kVectors * c.dim());
+  const auto x = gaussian<T>(kVectors * c.dim());
   std::vector<std::uint8_t> codes(kVectors * c.M * c.dim()), t(kVectors);
   lowbit::coset::EncodeStats stats;
   for (auto _ : state) {
-    stats = lowbit::coset::encode<float>(c, x.data(), kVectors, codes.data(), t.data());
+    stats = lowbit::coset::encode<T>(c, x.data(), kVectors, codes.data(), t.data());
     benchmark::DoNotOptimize(stats);
   }
   state.counters["retried"] = static_cast<double>(stats.retried) / kVectors;
@@ -51,16 +53,17 @@ void BM_encode(benchmark::State& state) {
   lowbit::set_simd_level(lowbit::best_simd_level());
 }
 
+template <class T>
 void BM_decode(benchmark::State& state) {
   const auto level = static_cast<lowbit::SimdLevel>(state.range(0));
   lowbit::set_simd_level(level);
   const auto c = config_of(state);
-  const auto x = gaussian(kVectors * c.dim());
+  const auto x = gaussian<T>(kVectors * c.dim());
   std::vector<std::uint8_t> codes(kVectors * c.M * c.dim()), t(kVectors);
-  lowbit::coset::encode<float>(c, x.data(), kVectors, codes.data(), t.data());
-  std::vector<float> out(x.size());
+  lowbit::coset::encode<T>(c, x.data(), kVectors, codes.data(), t.data());
+  std::vector<T> out(x.size());
   for (auto _ : state) {
-    lowbit::coset::decode<float>(c, codes.data(), t.data(), kVectors, out.data());
+    lowbit::coset::decode<T>(c, codes.data(), t.data(), kVectors, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
@@ -77,8 +80,10 @@ void codecs(benchmark::internal::Benchmark* b) {
     b->Args({l, 0, 4, 2});   // Z2 q=4 M=2
   }
 }
-BENCHMARK(BM_encode)->Apply(codecs)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_decode)->Apply(codecs)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_encode, float)->Apply(codecs)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_decode, float)->Apply(codecs)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_encode, double)->Apply(codecs)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_decode, double)->Apply(codecs)->Unit(benchmark::kMillisecond);
 
 // 4096 x 4096 quantized matrix times a vector: LUT (build included) vs decode then dot.
 void BM_matvec(benchmark::State& state) {
