@@ -85,19 +85,25 @@ BENCHMARK_TEMPLATE(BM_decode, float)->Apply(codecs)->Unit(benchmark::kMillisecon
 BENCHMARK_TEMPLATE(BM_encode, double)->Apply(codecs)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_decode, double)->Apply(codecs)->Unit(benchmark::kMillisecond);
 
-// 4096 x 4096 quantized matrix times a vector: LUT (build included) vs decode then dot.
+// 4096 x 4096 quantized matrix times a vector: LUT (build included) per SIMD level vs decode
+// then dot. Args: level, mode (1 = LUT, 0 = decode then a plain dot, 2 = the LUT build alone).
 void BM_matvec(benchmark::State& state) {
-  const bool lut = state.range(0) == 1;
+  const auto level = static_cast<lowbit::SimdLevel>(state.range(0));
+  const int mode = static_cast<int>(state.range(1));
+  lowbit::set_simd_level(level);
   const std::size_t n = 4096;
   QuantizationConfig c;  // D4 q=4 M=2
   c.beta = 1.0 / 4.0;
   const auto a = gaussian(n * n);
   const auto y = gaussian(n);
   const auto qm = lowbit::coset::QuantizedMatrix::encode(c, a.data(), n, n);
-  std::vector<float> out(n), decoded(lut ? 0 : n * n);
+  std::vector<float> out(n), decoded(mode == 0 ? n * n : 0);
   for (auto _ : state) {
-    if (lut) {
+    if (mode == 1) {
       qm.matvec_lut(y.data(), out.data());
+    } else if (mode == 2) {
+      const lowbit::coset::OneSidedLut lut(c, y.data(), n);
+      benchmark::DoNotOptimize(lut.table(0));
     } else {
       qm.decode(decoded.data());
       for (std::size_t r = 0; r < n; ++r) {
@@ -108,9 +114,19 @@ void BM_matvec(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(lut ? "lut" : "decode+dot");
+  const char* what[] = {"decode+dot", "lut", "lut build"};
+  state.SetLabel(std::string(lowbit::simd_level_name(level)) + " " + what[mode]);
+  lowbit::set_simd_level(lowbit::best_simd_level());
 }
-BENCHMARK(BM_matvec)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
+void matvec_cases(benchmark::internal::Benchmark* b) {
+  for (auto level : lowbit::available_simd_levels()) {
+    b->Args({static_cast<int>(level), 1});
+    b->Args({static_cast<int>(level), 2});
+  }
+  b->Args({static_cast<int>(lowbit::best_simd_level()), 0});
+}
+BENCHMARK(BM_matvec)->Apply(matvec_cases)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
