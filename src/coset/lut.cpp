@@ -182,8 +182,9 @@ void QuantizedMatrix::decode(float* out) const {
 void QuantizedMatrix::matvec_lut(const float* y, float* out) const {
   const OneSidedLut lut(config_, y, cols_);
   const std::vector<float> scales = scale_table(config_);
+  const int max_t = config_.disable_overload_protection ? 0 : config_.max_scaling_iterations;
   const kernels::PanelMatvec args{lut.table(0), lut.entries(), blocks_, config_.M, static_cast<float>(config_.q),
-                                  index_.data(), t_.data(), scales.data()};
+                                  index_.data(), t_.data(), scales.data(), max_t};
   const kernels::MatvecPanelsFn matvec = pick_matvec_panels();
   const std::size_t tile = tile_blocks(lut.entries());
   parallel_for(0, panels_, 4, [&](std::size_t p0, std::size_t p1) {

@@ -22,6 +22,14 @@ struct LutV256 {
   static I indices_u8(const std::uint8_t* p) {
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   }
+  struct SmallTable {
+    F lo, hi;
+  };
+  static SmallTable small_table(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+  static F lookup_small(const SmallTable& t, I idx) {  // two 8-entry permutes, picked by idx > 7
+    const F lo = _mm256_permutevar8x32_ps(t.lo, idx), hi = _mm256_permutevar8x32_ps(t.hi, idx);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7))));
+  }
 };
 
 using Kernels = generic::LutLanes<LutV256>;

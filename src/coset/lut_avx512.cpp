@@ -22,6 +22,9 @@ struct LutV512 {
   static I indices_u8(const std::uint8_t* p) {
     return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
+  using SmallTable = F;
+  static SmallTable small_table(const float* p) { return _mm512_loadu_ps(p); }
+  static F lookup_small(SmallTable t, I idx) { return _mm512_permutexvar_ps(idx, t); }
 };
 
 using Kernels = generic::LutLanes<LutV512>;

@@ -25,6 +25,7 @@ struct PanelMatvec {
   const std::uint16_t* index;  // panels x blocks x levels x kPanelRows
   const std::uint8_t* t;       // panels x blocks x kPanelRows
   const float* scales;         // 256 scales, indexed by T
+  int max_t;                   // no T in t exceeds it
 };
 
 // acc[(p - p0) * kPanelRows + lane] += sum over blocks [k0, k1) for panels [p0, p1).

@@ -2,7 +2,8 @@
 // included by lut_avx2.cpp and lut_avx512.cpp. Same operations in the same order as lut_ref.cpp.
 //
 // V provides: F (float lanes), I (int32 lanes), kWidth, set1, add, mul, load, store,
-// gather(base, I), indices_u16(p) and indices_u8(p) (kWidth indices widened to int32).
+// gather(base, I), indices_u16(p) and indices_u8(p) (kWidth indices widened to int32),
+// small_table(p) (16 floats held in registers) and lookup_small(table, I) (indices < 16).
 #pragma once
 
 #include <cstddef>
@@ -36,10 +37,14 @@ struct LutLanes {
     }
   }
 
-  static void matvec_panels(const PanelMatvec& a, std::size_t p0, std::size_t p1, std::size_t k0,
-                            std::size_t k1, float* acc) {
+  // With T below 16 (the default max_scaling_iterations is 10) the scales of a register of rows
+  // come from an in-register permute instead of a third gather.
+  template <bool kSmallT>
+  static void matvec_panels_impl(const PanelMatvec& a, std::size_t p0, std::size_t p1, std::size_t k0,
+                                 std::size_t k1, float* acc) {
     const int levels = a.levels;
     const F qv = V::set1(a.q);
+    const auto small_scales = V::small_table(a.scales);
     for (std::size_t p = p0; p < p1; ++p)
       for (std::size_t lane = 0; lane < kPanelRows; lane += W) {
         float* out = acc + (p - p0) * kPanelRows + lane;
@@ -50,11 +55,21 @@ struct LutLanes {
           F v = V::gather(tab, V::indices_u16(ix + (levels - 1) * kPanelRows));
           for (int m = levels - 2; m >= 0; --m)
             v = V::add(V::mul(v, qv), V::gather(tab, V::indices_u16(ix + m * kPanelRows)));
-          const F s = V::gather(a.scales, V::indices_u8(a.t + (p * a.blocks + k) * kPanelRows + lane));
+          const auto t = V::indices_u8(a.t + (p * a.blocks + k) * kPanelRows + lane);
+          const F s = kSmallT ? V::lookup_small(small_scales, t) : V::gather(a.scales, t);
           sum = V::add(sum, V::mul(s, v));
         }
         V::store(out, sum);
       }
+  }
+
+  static void matvec_panels(const PanelMatvec& a, std::size_t p0, std::size_t p1, std::size_t k0,
+                            std::size_t k1, float* acc) {
+    if (a.max_t < 16) {
+      matvec_panels_impl<true>(a, p0, p1, k0, k1, acc);
+    } else {
+      matvec_panels_impl<false>(a, p0, p1, k0, k1, acc);
+    }
   }
 };
 

@@ -60,31 +60,32 @@ TEST(CosetLutSimd, MatvecPanelsMatchScalarBitExactly) {
   std::mt19937 rng(11);
   for (auto level : available_simd_levels()) {
     const auto matvec = kernels_at(level).second;
-    for (int levels : {1, 2, 4})
-      for (std::size_t entries : {4, 256, 65536})
-        for (std::size_t blocks : {1, 3, 17, 33}) {
-          const std::size_t panels = 3;
-          const auto table = gaussian(blocks * entries, 1.0, 5);
-          std::vector<std::uint16_t> index(panels * blocks * levels * kernels::kPanelRows);
-          std::vector<std::uint8_t> t(panels * blocks * kernels::kPanelRows);
-          for (auto& v : index) v = static_cast<std::uint16_t>(rng() % entries);
-          for (auto& v : t) v = static_cast<std::uint8_t>(rng() % 4 == 0 ? rng() % 256 : 0);
-          std::vector<float> scales(256);
-          for (std::size_t k = 0; k < 256; ++k) scales[k] = 0.3f * std::exp2(0.25f * static_cast<float>(k % 40));
-          const kernels::PanelMatvec args{table.data(), entries, blocks, levels, 4.0f, index.data(), t.data(),
-                                          scales.data()};
-          // Panels [1, 3) over the blocks in two passes, starting from non-zero sums.
-          const auto start = gaussian(2 * kernels::kPanelRows, 1.0, 9);
-          std::vector<float> ref = start, got = start;
-          const std::size_t split = blocks / 2;
-          for (auto* acc : {&ref, &got}) {
-            const auto fn = acc == &ref ? kernels::matvec_panels_scalar : matvec;
-            fn(args, 1, 3, 0, split, acc->data());
-            fn(args, 1, 3, split, blocks, acc->data());
+    for (int max_t : {10, 15, 255})  // the in-register scale lookup (T < 16) and the gathered one
+      for (int levels : {1, 2, 4})
+        for (std::size_t entries : {4, 256, 65536})
+          for (std::size_t blocks : {1, 3, 17, 33}) {
+            const std::size_t panels = 3;
+            const auto table = gaussian(blocks * entries, 1.0, 5);
+            std::vector<std::uint16_t> index(panels * blocks * levels * kernels::kPanelRows);
+            std::vector<std::uint8_t> t(panels * blocks * kernels::kPanelRows);
+            for (auto& v : index) v = static_cast<std::uint16_t>(rng() % entries);
+            for (auto& v : t) v = static_cast<std::uint8_t>(rng() % 4 == 0 ? rng() % (max_t + 1) : 0);
+            std::vector<float> scales(256);
+            for (std::size_t k = 0; k < 256; ++k) scales[k] = 0.3f * std::exp2(0.25f * static_cast<float>(k % 40));
+            const kernels::PanelMatvec args{table.data(), entries, blocks, levels, 4.0f, index.data(), t.data(),
+                                            scales.data(), max_t};
+            // Panels [1, 3) over the blocks in two passes, starting from non-zero sums.
+            const auto start = gaussian(2 * kernels::kPanelRows, 1.0, 9);
+            std::vector<float> ref = start, got = start;
+            const std::size_t split = blocks / 2;
+            for (auto* acc : {&ref, &got}) {
+              const auto fn = acc == &ref ? kernels::matvec_panels_scalar : matvec;
+              fn(args, 1, 3, 0, split, acc->data());
+              fn(args, 1, 3, split, blocks, acc->data());
+            }
+            ASSERT_EQ(got, ref) << simd_level_name(level) << " M=" << levels << " entries=" << entries
+                                << " blocks=" << blocks << " max_t=" << max_t;
           }
-          ASSERT_EQ(got, ref) << simd_level_name(level) << " M=" << levels << " entries=" << entries
-                              << " blocks=" << blocks;
-        }
   }
 }
 
