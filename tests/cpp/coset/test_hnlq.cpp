@@ -213,12 +213,7 @@ void check_level_matches_reference(SimdLevel level) {
 template <class T>
 void check_public_api_matches_scalar(SimdLevel level) {
   for (auto type : kAll) {
-    QuantizationConfig cfg;
-    cfg.lattice = type;
-    cfg.q = 4;
-    cfg.M = 2;
-    cfg.beta = 0.3;
-    cfg.alpha = 0.5;
+    QuantizationConfig cfg{.lattice = type, .q = 4, .M = 2, .beta = 0.3, .alpha = 0.5};
     const std::size_t n = 1037;
     const int d = cfg.dim();
     auto x = gaussian<T>(n * d, 2.0, 5);

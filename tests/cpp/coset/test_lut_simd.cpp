@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "coset_test_data.h"
 #include "coset/lut_kernels.h"
 #include "lowbit/core/simd.h"
 #include "lowbit/coset/lut.h"
@@ -15,13 +16,7 @@
 namespace lowbit::coset {
 namespace {
 
-std::vector<float> gaussian(std::size_t count, double sigma, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, static_cast<float>(sigma));
-  std::vector<float> x(count);
-  for (auto& v : x) v = dist(rng);
-  return x;
-}
+using test_data::gaussian;
 
 std::pair<kernels::BuildTablesFn, kernels::MatvecPanelsFn> kernels_at(SimdLevel level) {
 #if defined(LOWBIT_HAVE_AVX512)
