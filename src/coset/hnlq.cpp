@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "hnlq_kernels.h"
@@ -45,17 +44,19 @@ std::uint64_t splitmix64(std::uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-kernels::EncodeF32Fn pick_encode() {
-  static constexpr KernelSet<kernels::EncodeF32Fn> kSet{
-      kernels::encode_f32_scalar, LOWBIT_AVX2_FN(kernels::encode_f32_avx2),
-      LOWBIT_AVX512_FN(kernels::encode_f32_avx512)};
+template <class T>
+kernels::EncodeFn<T> pick_encode() {
+  static constexpr KernelSet<kernels::EncodeFn<T>> kSet{
+      kernels::encode_scalar<T>, LOWBIT_AVX2_FN(kernels::encode_avx2<T>),
+      LOWBIT_AVX512_FN(kernels::encode_avx512<T>)};
   return kSet.pick();
 }
 
-kernels::DecodeF32Fn pick_decode() {
-  static constexpr KernelSet<kernels::DecodeF32Fn> kSet{
-      kernels::decode_f32_scalar, LOWBIT_AVX2_FN(kernels::decode_f32_avx2),
-      LOWBIT_AVX512_FN(kernels::decode_f32_avx512)};
+template <class T>
+kernels::DecodeFn<T> pick_decode() {
+  static constexpr KernelSet<kernels::DecodeFn<T>> kSet{
+      kernels::decode_scalar<T>, LOWBIT_AVX2_FN(kernels::decode_avx2<T>),
+      LOWBIT_AVX512_FN(kernels::decode_avx512<T>)};
   return kSet.pick();
 }
 
@@ -85,22 +86,18 @@ void scaled_input(const QuantizationConfig& cfg, const T* x, std::size_t begin, 
 template <class T>
 void encode_block(const QuantizationConfig& cfg, const T* y, std::size_t n, std::uint8_t* codes,
                   std::uint8_t* over) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (cfg.with_tie_dither) {
-      pick_encode()(cfg.lattice, cfg.q, cfg.M, y, n, codes, over);
-      return;
-    }
+  if (cfg.with_tie_dither) {  // the SIMD kernels implement this rule only
+    pick_encode<T>()(cfg.lattice, cfg.q, cfg.M, y, n, codes, over);
+    return;
   }
   kernels::encode_ref<T>(cfg.lattice, cfg.q, cfg.M, cfg.with_tie_dither, y, n, codes, over);
 }
 
 template <class T>
 void decode_block(const QuantizationConfig& cfg, const std::uint8_t* codes, std::size_t n, T* out) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (cfg.with_tie_dither) {
-      pick_decode()(cfg.lattice, cfg.q, cfg.M, codes, n, out);
-      return;
-    }
+  if (cfg.with_tie_dither) {
+    pick_decode<T>()(cfg.lattice, cfg.q, cfg.M, codes, n, out);
+    return;
   }
   kernels::decode_ref<T>(cfg.lattice, cfg.q, cfg.M, cfg.with_tie_dither, codes, n, out);
 }

@@ -5,7 +5,7 @@
 // keeps every later value an exact small integer), quantized, and its M levels of codes written
 // to codes[i*M*d + m*d + j]; overloaded[i] = 1 when Q(g) != 0 after the last level.
 // decode: out[i*d + j] = sum_m q^m x_m / C, an exact (half-)integer.
-// The float SIMD kernels implement the tie-dither rule only; the reference does both rules.
+// The SIMD kernels (float and double) implement the tie-dither rule only; the reference does both.
 #pragma once
 
 #include <cstddef>
@@ -29,15 +29,23 @@ template <class T>
 void decode_ref(LatticeType type, int q, int levels, bool nudge, const std::uint8_t* codes,
                 std::size_t n, T* out);
 
-using EncodeF32Fn = void (*)(LatticeType, int, int, const float*, std::size_t, std::uint8_t*,
-                             std::uint8_t*);
-using DecodeF32Fn = void (*)(LatticeType, int, int, const std::uint8_t*, std::size_t, float*);
+template <class T>
+using EncodeFn = void (*)(LatticeType, int, int, const T*, std::size_t, std::uint8_t*, std::uint8_t*);
+template <class T>
+using DecodeFn = void (*)(LatticeType, int, int, const std::uint8_t*, std::size_t, T*);
 
-void encode_f32_scalar(LatticeType, int, int, const float*, std::size_t, std::uint8_t*, std::uint8_t*);
-void decode_f32_scalar(LatticeType, int, int, const std::uint8_t*, std::size_t, float*);
-void encode_f32_avx2(LatticeType, int, int, const float*, std::size_t, std::uint8_t*, std::uint8_t*);
-void decode_f32_avx2(LatticeType, int, int, const std::uint8_t*, std::size_t, float*);
-void encode_f32_avx512(LatticeType, int, int, const float*, std::size_t, std::uint8_t*, std::uint8_t*);
-void decode_f32_avx512(LatticeType, int, int, const std::uint8_t*, std::size_t, float*);
+// The tie-dither kernels of each level, instantiated for T = float and T = double.
+template <class T>
+void encode_scalar(LatticeType, int, int, const T*, std::size_t, std::uint8_t*, std::uint8_t*);
+template <class T>
+void decode_scalar(LatticeType, int, int, const std::uint8_t*, std::size_t, T*);
+template <class T>
+void encode_avx2(LatticeType, int, int, const T*, std::size_t, std::uint8_t*, std::uint8_t*);
+template <class T>
+void decode_avx2(LatticeType, int, int, const std::uint8_t*, std::size_t, T*);
+template <class T>
+void encode_avx512(LatticeType, int, int, const T*, std::size_t, std::uint8_t*, std::uint8_t*);
+template <class T>
+void decode_avx512(LatticeType, int, int, const std::uint8_t*, std::size_t, T*);
 
 }  // namespace lowbit::coset::kernels

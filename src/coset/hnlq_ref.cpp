@@ -86,14 +86,21 @@ template void encode_ref<double>(LatticeType, int, int, bool, const double*, std
 template void decode_ref<float>(LatticeType, int, int, bool, const std::uint8_t*, std::size_t, float*);
 template void decode_ref<double>(LatticeType, int, int, bool, const std::uint8_t*, std::size_t, double*);
 
-void encode_f32_scalar(LatticeType type, int q, int levels, const float* y, std::size_t n,
-                       std::uint8_t* codes, std::uint8_t* overloaded) {
-  encode_ref<float>(type, q, levels, true, y, n, codes, overloaded);
+template <class T>
+void encode_scalar(LatticeType type, int q, int levels, const T* y, std::size_t n,
+                   std::uint8_t* codes, std::uint8_t* overloaded) {
+  encode_ref<T>(type, q, levels, true, y, n, codes, overloaded);
 }
 
-void decode_f32_scalar(LatticeType type, int q, int levels, const std::uint8_t* codes,
-                       std::size_t n, float* out) {
-  decode_ref<float>(type, q, levels, true, codes, n, out);
+template <class T>
+void decode_scalar(LatticeType type, int q, int levels, const std::uint8_t* codes, std::size_t n,
+                   T* out) {
+  decode_ref<T>(type, q, levels, true, codes, n, out);
 }
+
+template void encode_scalar<float>(LatticeType, int, int, const float*, std::size_t, std::uint8_t*, std::uint8_t*);
+template void encode_scalar<double>(LatticeType, int, int, const double*, std::size_t, std::uint8_t*, std::uint8_t*);
+template void decode_scalar<float>(LatticeType, int, int, const std::uint8_t*, std::size_t, float*);
+template void decode_scalar<double>(LatticeType, int, int, const std::uint8_t*, std::size_t, double*);
 
 }  // namespace lowbit::coset::kernels

@@ -3,10 +3,12 @@
 // Every arithmetic step mirrors lattice_step.h / hnlq_ref.cpp operation for operation, so the
 // results are bit-identical to the scalar reference (tests/cpp/coset/test_hnlq_simd.cpp).
 //
-// V provides: F (float lanes), Mask, I (int32 lanes), kWidth, set1, add, sub, mul, min, max,
-// rint, floor, abs, ge, gt, lt, le, eq, neq, and_, or_, select(mask, a, b), any, bits(mask),
-// gather(base, stride) (floats), gather_words(base, stride_bytes) (unaligned 32-bit words),
-// byte_of(word, k) (byte k of each word, as float), to_int, shl, or_i, store_i.
+// V provides: S (the element type, float or double), F (S lanes), Mask, I (one int32 per lane),
+// kWidth, set1, add, sub, mul, min, max, rint, floor, abs, ge, gt, lt, le, eq, neq, and_, or_,
+// select(mask, a, b), any, bits(mask), gather(base, stride) (S values), gather_words(base,
+// stride_bytes) (unaligned 32-bit words), byte_of(word, k) (byte k of each word, as S), to_int,
+// shl, or_i, store_i, store. The same template serves float32 and float64: every step is an
+// exact operation or mirrors the reference's rounding in the same type.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +25,7 @@ namespace lowbit::coset::kernels::generic {
 
 template <class V>
 struct Lanes {
+  using S = typename V::S;
   using F = typename V::F;
   using Mk = typename V::Mask;
   static constexpr int W = V::kWidth;
@@ -30,8 +33,8 @@ struct Lanes {
   struct Step {
     F div, inv_div, half, neg_half;
   };
-  LOWBIT_COSET_INLINE static Step make_step(float div) {
-    return {V::set1(div), V::set1(static_cast<float>(1.0 / div)), V::set1(div / 2),
+  LOWBIT_COSET_INLINE static Step make_step(S div) {
+    return {V::set1(div), V::set1(static_cast<S>(1.0 / div)), V::set1(div / 2),
             V::set1(-(div / 2))};
   }
 
@@ -59,15 +62,15 @@ struct Lanes {
     F best = zero;
     for (int j = 1; j < D; ++j) {
       const F a = V::abs(e[j]);
-      const F w = V::set1(static_cast<float>(1 << j));
-      const F sw = V::select(V::ge(e[j], zero), w, V::set1(-static_cast<float>(1 << j)));
+      const F w = V::set1(static_cast<S>(1 << j));
+      const F sw = V::select(V::ge(e[j], zero), w, V::set1(-static_cast<S>(1 << j)));
       const Mk take = V::or_(V::gt(a, best_abs), V::and_(V::eq(a, best_abs), V::gt(sw, best_sw)));
       best_abs = V::select(take, a, best_abs);
       best_sw = V::select(take, sw, best_sw);
-      best = V::select(take, V::set1(static_cast<float>(j)), best);
+      best = V::select(take, V::set1(static_cast<S>(j)), best);
     }
     for (int j = 0; j < D; ++j) {
-      const Mk m = V::and_(odd, V::eq(best, V::set1(static_cast<float>(j))));
+      const Mk m = V::and_(odd, V::eq(best, V::set1(static_cast<S>(j))));
       const F s = V::select(V::ge(e[j], zero), one, minus_one);
       r[j] = V::select(m, V::add(r[j], s), r[j]);
       e[j] = V::select(m, V::sub(e[j], V::mul(s, p.div)), e[j]);
@@ -94,7 +97,7 @@ struct Lanes {
         d1 = V::add(d1, V::mul(e1[j], e1[j]));
       }
       for (int j = 0; j < 8; ++j) {
-        const F w = V::set1(static_cast<float>(1 << j));
+        const F w = V::set1(static_cast<S>(1 << j));
         w0 = V::add(w0, V::mul(w, e0[j]));
         w1 = V::add(w1, V::mul(w, e1[j]));
       }
@@ -161,11 +164,11 @@ struct Lanes {
 
   // Encodes W vectors: y (W x D floats), codes (W x M x D bytes), over (W bytes).
   template <LatticeType L>
-  LOWBIT_COSET_INLINE static void encode_batch(int q, int levels, const float* y, std::uint8_t* codes, std::uint8_t* over) {
+  LOWBIT_COSET_INLINE static void encode_batch(int q, int levels, const S* y, std::uint8_t* codes, std::uint8_t* over) {
     constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
-    constexpr float C = L == LatticeType::E8 ? 2.0f : 1.0f;
-    const F bound = V::set1(static_cast<float>(overload_bound(q, levels)));
-    const F neg_bound = V::set1(-static_cast<float>(overload_bound(q, levels)));
+    constexpr S C = L == LatticeType::E8 ? S(2) : S(1);
+    const F bound = V::set1(static_cast<S>(overload_bound(q, levels)));
+    const F neg_bound = V::set1(-static_cast<S>(overload_bound(q, levels)));
     F v[D], point[D], e[D], b[D];
     Mk overloaded = V::gt(V::set1(0.0f), V::set1(1.0f));  // all false
     for (int j = 0; j < D; ++j) {
@@ -174,8 +177,8 @@ struct Lanes {
       v[j] = V::min(V::max(yj, neg_bound), bound);
     }
     step<L>(v, make_step(1.0f), point, e);
-    const Step level = make_step(C * static_cast<float>(q));
-    const F qf = V::set1(static_cast<float>(q)), inv_q = V::set1(static_cast<float>(1.0 / q));
+    const Step level = make_step(C * static_cast<S>(q));
+    const F qf = V::set1(static_cast<S>(q)), inv_q = V::set1(static_cast<S>(1.0 / q));
     alignas(64) std::uint32_t words[D / 4 + 1][W];
     for (int m = 0; m < levels; ++m) {
       raw_codes<L>(point, b);
@@ -200,13 +203,13 @@ struct Lanes {
 
   // Decodes W vectors; reads whole 32-bit words, so up to 2 bytes past the last Z2 code.
   template <LatticeType L>
-  LOWBIT_COSET_INLINE static void decode_batch(int q, int levels, const std::uint8_t* codes, float* out) {
+  LOWBIT_COSET_INLINE static void decode_batch(int q, int levels, const std::uint8_t* codes, S* out) {
     constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
-    constexpr float C = L == LatticeType::E8 ? 2.0f : 1.0f;
-    const Step level = make_step(C * static_cast<float>(q));
+    constexpr S C = L == LatticeType::E8 ? S(2) : S(1);
+    const Step level = make_step(C * static_cast<S>(q));
     F acc[D], b[D], v[D], point[D], e[D];
     for (int j = 0; j < D; ++j) acc[j] = V::set1(0.0f);
-    float weight = 1.0f;
+    S weight = 1;
     for (int m = 0; m < levels; ++m) {
       for (int g = 0; g * 4 < D; ++g) {
         const auto word = V::gather_words(codes + m * D + 4 * g, levels * D);
@@ -216,17 +219,17 @@ struct Lanes {
       step<L>(v, level, point, e);
       const F w = V::set1(weight);
       for (int j = 0; j < D; ++j) acc[j] = V::add(acc[j], V::mul(w, e[j]));
-      weight *= static_cast<float>(q);
+      weight *= static_cast<S>(q);
     }
-    alignas(64) float tmp[D][W];
-    const F inv_c = V::set1(1.0f / C);
+    alignas(64) S tmp[D][W];
+    const F inv_c = V::set1(S(1) / C);
     for (int j = 0; j < D; ++j) V::store(tmp[j], V::mul(acc[j], inv_c));
     for (int i = 0; i < W; ++i)
       for (int j = 0; j < D; ++j) out[i * D + j] = tmp[j][i];
   }
 
   template <LatticeType L>
-  static void encode_all(int q, int levels, const float* y, std::size_t n, std::uint8_t* codes,
+  static void encode_all(int q, int levels, const S* y, std::size_t n, std::uint8_t* codes,
                          std::uint8_t* over) {
     constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
     const std::size_t stride = static_cast<std::size_t>(levels) * D;
@@ -234,7 +237,7 @@ struct Lanes {
     for (; i + W <= n; i += W) encode_batch<L>(q, levels, y + i * D, codes + i * stride, over + i);
     if (i < n) {  // tail: padded copies
       const std::size_t rest = n - i;
-      alignas(64) float ybuf[W * D] = {};
+      alignas(64) S ybuf[W * D] = {};
       std::uint8_t cbuf[W * 4 * D];
       std::uint8_t obuf[W];
       std::copy(y + i * D, y + n * D, ybuf);
@@ -245,7 +248,7 @@ struct Lanes {
   }
 
   template <LatticeType L>
-  static void decode_all(int q, int levels, const std::uint8_t* codes, std::size_t n, float* out) {
+  static void decode_all(int q, int levels, const std::uint8_t* codes, std::size_t n, S* out) {
     constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
     const std::size_t stride = static_cast<std::size_t>(levels) * D;
     std::size_t i = 0;
@@ -253,13 +256,13 @@ struct Lanes {
     const std::size_t rest = n - i;
     if (rest == 0) return;
     std::uint8_t cbuf[W * 4 * D + 4] = {};
-    alignas(64) float obuf[W * D];
+    alignas(64) S obuf[W * D];
     std::copy(codes + i * stride, codes + n * stride, cbuf);
     decode_batch<L>(q, levels, cbuf, obuf);
     std::copy(obuf, obuf + rest * D, out + i * D);
   }
 
-  static void encode(LatticeType type, int q, int levels, const float* y, std::size_t n,
+  static void encode(LatticeType type, int q, int levels, const S* y, std::size_t n,
                      std::uint8_t* codes, std::uint8_t* over) {
     switch (type) {
       case LatticeType::Z2: return encode_all<LatticeType::Z2>(q, levels, y, n, codes, over);
@@ -269,7 +272,7 @@ struct Lanes {
   }
 
   static void decode(LatticeType type, int q, int levels, const std::uint8_t* codes, std::size_t n,
-                     float* out) {
+                     S* out) {
     switch (type) {
       case LatticeType::Z2: return decode_all<LatticeType::Z2>(q, levels, codes, n, out);
       case LatticeType::D4: return decode_all<LatticeType::D4>(q, levels, codes, n, out);

@@ -1,9 +1,12 @@
 #include "lowbit/coset/lut.h"
 
+#include <algorithm>
 #include <string>
 
 #include "hnlq_kernels.h"
+#include "lut_kernels.h"
 #include "lowbit/core/error.h"
+#include "lowbit/core/simd.h"
 #include "lowbit/core/thread_pool.h"
 #include "lowbit/coset/packing.h"
 
@@ -30,6 +33,26 @@ std::vector<float> scale_table(const QuantizationConfig& c) {
   const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
   for (int t = 0; t <= max_t; ++t) s[static_cast<std::size_t>(t)] = c.scale<float>(t);
   return s;
+}
+
+kernels::BuildTablesFn pick_build_tables() {
+  static constexpr KernelSet<kernels::BuildTablesFn> kSet{
+      kernels::build_tables_scalar, LOWBIT_AVX2_FN(kernels::build_tables_avx2),
+      LOWBIT_AVX512_FN(kernels::build_tables_avx512)};
+  return kSet.pick();
+}
+
+kernels::MatvecPanelsFn pick_matvec_panels() {
+  static constexpr KernelSet<kernels::MatvecPanelsFn> kSet{
+      kernels::matvec_panels_scalar, LOWBIT_AVX2_FN(kernels::matvec_panels_avx2),
+      LOWBIT_AVX512_FN(kernels::matvec_panels_avx512)};
+  return kSet.pick();
+}
+
+// Blocks of tables per pass over a panel range: about 32 KiB, so the tables being gathered
+// from stay in L1 while every panel of the range goes through them.
+std::size_t tile_blocks(std::size_t entries) {
+  return std::max<std::size_t>(1, (32 * 1024) / (entries * sizeof(float)));
 }
 
 void require_t(const QuantizationConfig& c, std::uint8_t t, const char* what) {
@@ -62,18 +85,13 @@ OneSidedLut::OneSidedLut(const QuantizationConfig& config, const float* y, std::
   entries_ = entries_of(config);
   scales_ = scale_table(config);
   const std::vector<float> reps = coset_representatives(config);
+  std::vector<float> reps_t(reps.size());  // d x entries: the SIMD build reads entries in a row
+  for (std::size_t idx = 0; idx < entries_; ++idx)
+    for (int j = 0; j < d; ++j) reps_t[j * entries_ + idx] = reps[idx * d + j];
   table_.resize(blocks_ * entries_);
+  const kernels::BuildTablesFn build = pick_build_tables();
   parallel_for(0, blocks_, 16, [&](std::size_t b0, std::size_t b1) {
-    for (std::size_t k = b0; k < b1; ++k) {
-      const float* yk = y + k * d;
-      float* out = table_.data() + k * entries_;
-      for (std::size_t idx = 0; idx < entries_; ++idx) {
-        const float* r = reps.data() + idx * d;
-        float acc = 0.0f;
-        for (int j = 0; j < d; ++j) acc += r[j] * yk[j];
-        out[idx] = acc;
-      }
-    }
+    build(d, entries_, reps_t.data(), y + b0 * d, b1 - b0, table_.data() + b0 * entries_);
   });
 }
 
@@ -97,68 +115,84 @@ float OneSidedLut::dot(const std::uint8_t* codes, const std::uint8_t* t) const {
 }
 
 QuantizedMatrix::QuantizedMatrix(const QuantizationConfig& config, std::size_t rows, std::size_t cols)
-    : config_(config), rows_(rows), cols_(cols), blocks_(0) {
+    : config_(config), rows_(rows), cols_(cols), blocks_(0), panels_((rows + kPanelRows - 1) / kPanelRows) {
+  static_assert(kPanelRows == kernels::kPanelRows);
   require_lut_config(config, kMaxLutEntries, "QuantizedMatrix");
   require(cols % config.dim() == 0, "QuantizedMatrix: cols " + std::to_string(cols) +
                                         " is not a multiple of the lattice dimension");
   blocks_ = cols / config.dim();
-  index_.resize(rows * blocks_ * config.M);
-  t_.resize(rows * blocks_);
+  index_.assign(panels_ * blocks_ * config.M * kPanelRows, 0);
+  t_.assign(panels_ * blocks_ * kPanelRows, 0);
+}
+
+std::size_t QuantizedMatrix::t_slot(std::size_t row, std::size_t block) const noexcept {
+  return (row / kPanelRows * blocks_ + block) * kPanelRows + row % kPanelRows;
+}
+
+std::size_t QuantizedMatrix::index_slot(std::size_t row, std::size_t block) const noexcept {
+  return (row / kPanelRows * blocks_ + block) * config_.M * kPanelRows + row % kPanelRows;
+}
+
+void QuantizedMatrix::store_codes(const std::uint8_t* codes, const std::uint8_t* t) {
+  const int d = config_.dim();
+  for (std::size_t i = 0; i < rows_ * blocks_; ++i) {
+    const std::size_t r = i / blocks_, k = i % blocks_;
+    t_[t_slot(r, k)] = t[i];
+    for (int m = 0; m < config_.M; ++m)
+      index_[index_slot(r, k) + m * kPanelRows] =
+          static_cast<std::uint16_t>(level_index(codes + (i * config_.M + m) * d, d, config_.q));
+  }
 }
 
 QuantizedMatrix::QuantizedMatrix(const QuantizationConfig& config, std::size_t rows, std::size_t cols,
                                  const std::uint8_t* codes, const std::uint8_t* t)
     : QuantizedMatrix(config, rows, cols) {
   const int d = config.dim();
-  const std::size_t vectors = rows * blocks_;
-  for (std::size_t i = 0; i < vectors; ++i) {
+  for (std::size_t i = 0; i < rows * blocks_; ++i) {
     require_t(config_, t[i], "QuantizedMatrix");
-    t_[i] = t[i];
-    for (int m = 0; m < config.M; ++m) {
-      const std::uint8_t* b = codes + (i * config.M + m) * d;
-      for (int j = 0; j < d; ++j) require(b[j] < config.q, "QuantizedMatrix: codes outside [0, q)");
-      index_[i * config.M + m] = static_cast<std::uint16_t>(level_index(b, d, config.q));
-    }
+    for (std::size_t k = i * config.M * d; k < (i + 1) * config.M * d; ++k)
+      require(codes[k] < config.q, "QuantizedMatrix: codes outside [0, q)");
   }
+  store_codes(codes, t);
 }
 
 QuantizedMatrix QuantizedMatrix::encode(const QuantizationConfig& config, const float* a, std::size_t rows,
                                         std::size_t cols) {
   QuantizedMatrix qm(config, rows, cols);
-  const int d = config.dim();
   const std::size_t vectors = rows * qm.blocks_;
-  std::vector<std::uint8_t> codes(vectors * config.M * d);
-  coset::encode<float>(config, a, vectors, codes.data(), qm.t_.data());
-  for (std::size_t i = 0; i < vectors * config.M; ++i)
-    qm.index_[i] = static_cast<std::uint16_t>(level_index(codes.data() + i * d, d, config.q));
+  std::vector<std::uint8_t> codes(vectors * config.M * config.dim()), t(vectors);
+  coset::encode<float>(config, a, vectors, codes.data(), t.data());
+  qm.store_codes(codes.data(), t.data());
   return qm;
 }
 
 void QuantizedMatrix::decode(float* out) const {
   const int d = config_.dim();
   const std::size_t vectors = rows_ * blocks_;
-  std::vector<std::uint8_t> codes(vectors * config_.M * d);
-  for (std::size_t i = 0; i < vectors * config_.M; ++i) level_codes(index_[i], d, config_.q, codes.data() + i * d);
-  coset::decode<float>(config_, codes.data(), t_.data(), vectors, out);
+  std::vector<std::uint8_t> codes(vectors * config_.M * d), t(vectors);
+  for (std::size_t i = 0; i < vectors; ++i) {
+    const std::size_t r = i / blocks_, k = i % blocks_;
+    t[i] = t_[t_slot(r, k)];
+    for (int m = 0; m < config_.M; ++m)
+      level_codes(index_[index_slot(r, k) + m * kPanelRows], d, config_.q, codes.data() + (i * config_.M + m) * d);
+  }
+  coset::decode<float>(config_, codes.data(), t.data(), vectors, out);
 }
 
 void QuantizedMatrix::matvec_lut(const float* y, float* out) const {
   const OneSidedLut lut(config_, y, cols_);
-  const int levels = config_.M;
-  const float q = static_cast<float>(config_.q);
-  parallel_for(0, rows_, 16, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) {
-      const std::uint16_t* idx = index_.data() + r * blocks_ * levels;
-      const std::uint8_t* t = t_.data() + r * blocks_;
-      float acc = 0.0f;
-      for (std::size_t k = 0; k < blocks_; ++k) {
-        const float* table_k = lut.table(k);
-        float v = table_k[idx[k * levels + levels - 1]];
-        for (int m = levels - 2; m >= 0; --m) v = v * q + table_k[idx[k * levels + m]];  // Horner
-        acc += lut.scale(t[k]) * v;
-      }
-      out[r] = acc;
-    }
+  const std::vector<float> scales = scale_table(config_);
+  const int max_t = config_.disable_overload_protection ? 0 : config_.max_scaling_iterations;
+  const kernels::PanelMatvec args{lut.table(0), lut.entries(), blocks_, config_.M, static_cast<float>(config_.q),
+                                  index_.data(), t_.data(), scales.data(), max_t};
+  const kernels::MatvecPanelsFn matvec = pick_matvec_panels();
+  const std::size_t tile = tile_blocks(lut.entries());
+  parallel_for(0, panels_, 4, [&](std::size_t p0, std::size_t p1) {
+    std::vector<float> acc((p1 - p0) * kPanelRows, 0.0f);
+    for (std::size_t k0 = 0; k0 < blocks_; k0 += tile)
+      matvec(args, p0, p1, k0, std::min(blocks_, k0 + tile), acc.data());
+    const std::size_t r1 = std::min(rows_, p1 * kPanelRows);
+    std::copy(acc.begin(), acc.begin() + (r1 - p0 * kPanelRows), out + p0 * kPanelRows);
   });
 }
 

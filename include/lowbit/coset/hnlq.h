@@ -50,7 +50,7 @@ struct EncodeStats {
 };
 
 // x: n x d (row-major). codes: n x M x d bytes in [0, q). t: n bytes (the T of each vector).
-// Non-finite input throws InvalidArgument. Multi-threaded; SIMD kernels for float.
+// Non-finite input throws InvalidArgument. Multi-threaded; SIMD kernels for float and double.
 template <class T>
 EncodeStats encode(const QuantizationConfig& config, const T* x, std::size_t n, std::uint8_t* codes,
                    std::uint8_t* t);

@@ -48,7 +48,8 @@ class OneSidedLut {
   std::vector<float> scales_;
 };
 
-// A rows x cols matrix quantized block by block along its rows, stored as level indices.
+// A rows x cols matrix quantized block by block along its rows, stored as level indices in
+// panels of 16 rows (interleaved so that the matrix-vector product gathers 16 rows at a time).
 class QuantizedMatrix {
  public:
   // Encodes a (rows x cols, row-major; cols a multiple of d) with config.
@@ -69,10 +70,17 @@ class QuantizedMatrix {
 
  private:
   QuantizedMatrix(const QuantizationConfig& config, std::size_t rows, std::size_t cols);
+  // Where vector (row, block) keeps its T, and its level-m index at index_slot + m * kPanelRows.
+  std::size_t t_slot(std::size_t row, std::size_t block) const noexcept;
+  std::size_t index_slot(std::size_t row, std::size_t block) const noexcept;
+  // Row-major codes (rows x blocks x M x d) and T (rows x blocks) into the panel layout.
+  void store_codes(const std::uint8_t* codes, const std::uint8_t* t);
+
+  static constexpr std::size_t kPanelRows = 16;
   QuantizationConfig config_;
-  std::size_t rows_, cols_, blocks_;
-  std::vector<std::uint16_t> index_;  // rows x blocks x M level indices
-  std::vector<std::uint8_t> t_;       // rows x blocks
+  std::size_t rows_, cols_, blocks_, panels_;
+  std::vector<std::uint16_t> index_;  // panels x blocks x M x kPanelRows level indices
+  std::vector<std::uint8_t> t_;       // panels x blocks x kPanelRows (padding rows: index 0, T 0)
 };
 
 class TwoSidedLut {

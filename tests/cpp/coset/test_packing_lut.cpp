@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "coset_test_data.h"
 #include "lowbit/core/error.h"
 #include "lowbit/coset/lut.h"
 #include "lowbit/coset/packing.h"
@@ -16,13 +17,7 @@ namespace {
 // the error is a few float roundings per term; 1e-5 leaves a wide margin.
 constexpr double kLutRelTolerance = 1e-5;
 
-std::vector<float> gaussian(std::size_t count, double sigma, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, static_cast<float>(sigma));
-  std::vector<float> x(count);
-  for (auto& v : x) v = dist(rng);
-  return x;
-}
+using test_data::gaussian;
 
 TEST(CosetPacking, LayoutAndRoundTrip) {
   QuantizationConfig cfg;  // D4 q=4 M=2, T up to 10
