@@ -8,6 +8,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <unordered_map>
 
 #include "lowbit/core/build_info.h"
 #include "lowbit/core/error.h"
@@ -56,11 +57,41 @@ struct Job {
   }
 };
 
+// Decoded training images kept for the encoding pass, so a sampled image is decoded once.
+class DecodedCache {
+ public:
+  explicit DecodedCache(std::size_t budget_bytes) : budget_(budget_bytes) {}
+  // Called from pool threads while the training sample is read.
+  void offer(std::size_t index, Image&& image) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (used_ + image.pixels.size() > budget_) return;
+    used_ += image.pixels.size();
+    images_.emplace(index, std::move(image));
+  }
+  // The encoding pass takes each entry once, from one thread; the map itself is not modified.
+  std::optional<Image> take(std::size_t index) {
+    const auto it = images_.find(index);
+    if (it == images_.end() || it->second.pixels.empty()) return std::nullopt;
+    return std::move(it->second);
+  }
+
+ private:
+  std::size_t budget_, used_ = 0;
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, Image> images_;
+};
+
+// Memory for decoded training images awaiting their encoding (224x224 RGB: ~3400 images).
+constexpr std::size_t kDecodedCacheBytes = std::size_t{512} << 20;
+
 // Pass 1: patches from a deterministic sample of the whole (unsharded) source, so every shard
-// trains the same codebook.
-std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, std::uint64_t target) {
+// trains the same codebook. The sample is bounded (at most 256 patches per image from
+// target / 256 images, at least 256 images), so training costs the same for any dataset size;
+// sampled images that this run encodes are cached for pass 2.
+std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, std::uint64_t target,
+                                                   const std::vector<bool>& encoded, DecodedCache& cache) {
   const std::size_t n = job.source.size();
-  const std::size_t images = std::min<std::size_t>(n, std::clamp<std::uint64_t>(target / 32, 256, 16384));
+  const std::size_t images = std::min<std::size_t>(n, std::clamp<std::uint64_t>(target / 256, 256, 16384));
   const std::size_t per_image = static_cast<std::size_t>((target + images - 1) / images);
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -74,11 +105,12 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   job.pool.parallel_for(0, images, 4, [&](std::size_t b, std::size_t e) {
     std::vector<std::uint8_t> all;
     for (std::size_t j = b; j < e; ++j) {
-      const std::optional<Image> img = job.load(order[j], false);
+      std::optional<Image> img = job.load(order[j], false);
       bar.add();
       if (!img) continue;
       all.clear();
       extract_patches(img->pixels.data(), img->height, img->width, img->channels, job.options.patch, all);
+      if (encoded[order[j]]) cache.offer(order[j], std::move(*img));
       const std::size_t count = all.size() / dim;
       std::mt19937_64 pick(job.options.seed ^ (0x9E3779B97F4A7C15ULL * (order[j] + 1)));
       std::vector<std::uint32_t> idx(count);
@@ -191,6 +223,15 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   Job job{*source, o, channels, pool, warn, stats, {}};
   const std::uint32_t dim = o.patch * o.patch * channels;
 
+  // The samples this run encodes: its shard, up to the limit.
+  std::vector<std::size_t> members;
+  for (std::size_t i = o.shard_index; i < source->size(); i += o.shard_count) members.push_back(i);
+  if (o.limit && members.size() > o.limit) members.resize(o.limit);
+  if (members.empty()) throw IoError(io_message(input, "shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count) + " holds no samples"));
+  std::vector<bool> encoded(source->size(), false);
+  for (const std::size_t i : members) encoded[i] = true;
+  DecodedCache cache(kDecodedCacheBytes);
+
   // Pass 1: the codebook.
   std::vector<std::uint8_t> codebook;
   std::string donor_hash;
@@ -210,7 +251,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   } else {
     const auto tt = Clock::now();
     const std::uint64_t target = o.training_patches ? o.training_patches : std::max<std::uint64_t>(65536, 256ull * K);
-    const std::vector<std::uint8_t> patches = collect_training_patches(job, dim, target);
+    const std::vector<std::uint8_t> patches = collect_training_patches(job, dim, target, encoded, cache);
     if (patches.empty()) throw IoError(io_message(input, "no readable images to train a codebook on"));
     CodebookOptions co;
     co.codebook_size = K;
@@ -226,11 +267,6 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   }
 
   // Pass 2: encode every sample of this shard, chunk by chunk, appending in order.
-  std::vector<std::size_t> members;
-  for (std::size_t i = o.shard_index; i < source->size(); i += o.shard_count) members.push_back(i);
-  if (o.limit && members.size() > o.limit) members.resize(o.limit);
-  if (members.empty()) throw IoError(io_message(input, "shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count) + " holds no samples"));
-
   const auto te = Clock::now();
   const PatchEncoder encoder(codebook.data(), K, o.patch, channels);
   ArchiveWriter writer(output, o.patch, channels, codebook.data(), K);
@@ -249,7 +285,8 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
       for (std::size_t j = b; j < e; ++j) {
         Encoded& slot = slots[j - begin];
         slot.ok = false;
-        const std::optional<Image> img = job.load(members[j], true);
+        std::optional<Image> img = cache.take(members[j]);
+        if (!img) img = job.load(members[j], true);
         if (img) {
           slot.height = img->height;
           slot.width = img->width;
