@@ -81,17 +81,18 @@ class DecodedCache {
   std::unordered_map<std::size_t, Image> images_;
 };
 
-// Memory for decoded training images awaiting their encoding (224x224 RGB: ~3400 images).
+// Memory for decoded training images awaiting their encoding (224x224 RGB: ~3400 images;
+// K=512 samples 2048).
 constexpr std::size_t kDecodedCacheBytes = std::size_t{512} << 20;
 
 // Pass 1: patches from a deterministic sample of the whole (unsharded) source, so every shard
-// trains the same codebook. The sample is bounded (at most 256 patches per image from
-// target / 256 images, at least 256 images), so training costs the same for any dataset size;
-// sampled images that this run encodes are cached for pass 2.
+// trains the same codebook. The sample is bounded (target / 64 images, at least 256, at most
+// 16384, with target / images patches each), so training costs the same for any dataset size
+// past that; sampled images that this run encodes are cached for pass 2 (decoded once).
 std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, std::uint64_t target,
                                                    const std::vector<bool>& encoded, DecodedCache& cache) {
   const std::size_t n = job.source.size();
-  const std::size_t images = std::min<std::size_t>(n, std::clamp<std::uint64_t>(target / 256, 256, 16384));
+  const std::size_t images = std::min<std::size_t>(n, std::clamp<std::uint64_t>(target / 64, 256, 16384));
   const std::size_t per_image = static_cast<std::size_t>((target + images - 1) / images);
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});

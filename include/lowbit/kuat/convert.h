@@ -1,7 +1,7 @@
 // Dataset -> Kuat archive conversion: the engine behind `kuat convert` and kuat.convert_dataset.
 //
-// Two passes over the source: (1) decode a bounded, deterministic sample of images (at most 256
-// patches from each of target/256 images, so training costs the same for any dataset size) and
+// Two passes over the source: (1) decode a bounded, deterministic sample of images (target/64
+// images, 256 to 16384, so training costs the same for any dataset size past that) and
 // train the codebook on their patches (skipped with codebook_from); (2) decode, encode and
 // append every sample, in parallel chunks, in source order. Sampled images that pass 2 encodes
 // stay decoded in memory (up to 512 MiB) instead of being decoded twice. PSNR per sample is measured against the image that was
