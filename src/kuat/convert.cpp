@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -130,13 +131,37 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   return patches;
 }
 
+// The class names to store: the source's own, or the user's (checked against the labels).
+std::vector<std::string> class_names_for(const DatasetSource& source, const ConvertOptions& o) {
+  std::vector<std::string> names = o.class_names;
+  const std::string from = o.classes_file.empty() ? std::string("classes") : "'" + o.classes_file + "'";
+  if (!o.classes_file.empty()) {
+    require(o.class_names.empty(), "give class names as a list or as a file, not both");
+    names = read_class_names(o.classes_file);
+  }
+  if (names.empty()) return source.classes();
+  const std::size_t own = source.classes().size();
+  if (own > 0) {
+    require(names.size() == own, from + " lists " + std::to_string(names.size()) + " class names but the " +
+                                     source.format() + " source has " + std::to_string(own) + " classes");
+    return names;
+  }
+  std::int32_t max_label = -1;
+  for (std::size_t i = 0; i < source.size(); ++i) max_label = std::max(max_label, source.label(i));
+  require(max_label >= 0, from + " names classes but the " + std::string(source.format()) + " source has no labels");
+  require(names.size() == static_cast<std::size_t>(max_label) + 1,
+          from + " lists " + std::to_string(names.size()) + " class names but the labels run from 0 to " +
+              std::to_string(max_label) + " (" + std::to_string(max_label + 1) + " classes)");
+  return names;
+}
+
 Json build_metadata(const std::string& input, const ConvertOptions& o, const DatasetSource& source, const ConvertStats& s,
-                    std::uint32_t channels, const std::string& codebook_from_hash) {
+                    std::uint32_t channels, const std::string& codebook_from_hash, const std::vector<std::string>& names) {
   Json m = Json::object();
   m.set("format", source.format());
   m.set("source", input);
   Json classes = Json::array();
-  for (const auto& c : source.classes()) classes.push(c);
+  for (const auto& c : names) classes.push(c);
   m.set("classes", classes);
   Json tool = Json::object();
   tool.set("name", "kuat");
@@ -177,6 +202,24 @@ Json build_metadata(const std::string& input, const ConvertOptions& o, const Dat
 
 }  // namespace
 
+std::vector<std::string> read_class_names(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(io_message(path, "cannot open the class-names file", errno));
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    names.push_back(line);
+  }
+  if (in.bad()) throw IoError(io_message(path, "cannot read the class-names file", errno));
+  while (!names.empty() && names.back().empty()) names.pop_back();
+  if (names.empty()) throw IoError(io_message(path, "class-names file is empty"));
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) throw IoError(io_message(path, "line " + std::to_string(i + 1) + " is blank (one class name per line)"));
+  }
+  return names;
+}
+
 void parse_shard(const std::string& text, std::uint32_t* index, std::uint32_t* count) {
   const auto slash = text.find('/');
   unsigned long i = 0, n = 0;
@@ -214,6 +257,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   if (!o.codebook_from.empty()) donor.emplace(o.codebook_from);
   const std::unique_ptr<DatasetSource> source = open_source(input, o.source);
   const std::uint32_t channels = o.source.channels ? o.source.channels : source->default_channels();
+  const std::vector<std::string> class_names = class_names_for(*source, o);
 
   std::optional<ThreadPool> own_pool;
   if (o.threads > 0) own_pool.emplace(o.threads);
@@ -322,7 +366,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   stats.mse = sse_sum / values;
   stats.encoding_seconds = since(te);
   stats.seconds = since(t0);
-  writer.finish(build_metadata(input, o, *source, stats, channels, donor_hash).dump(2));
+  writer.finish(build_metadata(input, o, *source, stats, channels, donor_hash, class_names).dump(2));
   stats.archive_bytes = std::filesystem::file_size(output);
   stats.compression_ratio = double(stats.raw_bytes) / double(stats.archive_bytes);
   stats.codebook_hash = codebook_identity_hash(codebook.data(), K, o.patch, channels);
