@@ -1,9 +1,15 @@
-"""Kuat conversion benchmark: throughput, codebook training time, quality vs plain Lloyd, K sweep.
+"""Kuat conversion benchmark: end-to-end throughput per core, quality vs plain Lloyd, K sweep.
 
 Prints one Markdown section. Inputs are real photographs (scikit-image samples and the system
-wallpapers) cut into ImageNet-sized JPEGs (500x375, quality 90) in a cache folder.
+wallpapers) cut into ImageNet-sized JPEGs (500x375, quality 90) in a cache folder, laid out as
+ImageNet class folders (symlinks) for `kuat convert -f imagenet`.
 
-    PYTHONPATH=python .venv/bin/python bench/bench_kuat_convert.py [--images 400] [--kuat PATH]
+End to end means the whole `kuat convert` process (listing, codebook training, decoding,
+resizing, encoding, writing), timed from outside; per core = img/s divided by the threads. CPU
+seconds (user + sys of the process) are reported beside wall time because the machine may be
+shared: img per CPU-second is the per-core rate that other load cannot inflate.
+
+    PYTHONPATH=python .venv/bin/python bench/bench_kuat_convert.py [--images 2000] [--kuat PATH]
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -89,9 +96,27 @@ def run_cli(cli: str, *args) -> float:
     return time.perf_counter() - t
 
 
+def timed_cli(cli: str, *args) -> tuple:
+    """(wall seconds, CPU seconds = user + sys) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = run_cli(cli, *args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def imagenet_layout(folder: Path, root: Path, count: int, classes: int = 10) -> Path:
+    """Class folders of symlinks to the first `count` cached JPEGs (round-robin over classes)."""
+    for i, jpg in enumerate(sorted(folder.glob("*.jpg"))[:count]):
+        d = root / f"n{i % classes:08d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / jpg.name).symlink_to(jpg)
+    return root
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--sweep-images", type=int, default=0, help="images for the K sweep (default: all)")
     ap.add_argument("--kuat", default=os.environ.get("KUAT_CLI", str(Path(sys.executable).parent / "kuat")))
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "kuat_bench_jpegs"))
     args = ap.parse_args()
@@ -102,24 +127,26 @@ def main() -> None:
              f"Machine: {platform.processor() or platform.machine()}, {cores} cores; "
              f"SIMD {_native.simd_level()}; {args.images} JPEGs of 500x375 (q90) cut from real photographs.", ""]
 
-    # 1. End-to-end conversion throughput to 224x224 (K=512, default --bits 4).
-    stats = kuat.convert_dataset(folder, work / "k512.kuat", width=224, height=224, codebook_size=512)
-    enc1 = run_cli(args.kuat, "convert", folder, work / "t1.kuat", "-W", 224, "-H", 224, "--codebook", work / "k512.kuat",
-                   "--threads", 1, "-q")
-    encn = run_cli(args.kuat, "convert", folder, work / "tn.kuat", "-W", 224, "-H", 224, "--codebook", work / "k512.kuat",
-                   "-q")
-    n = stats["samples"]
-    lines += ["| measure | value |", "|---|---|",
-              f"| convert end to end (train K=512 + encode), {cores} threads | {n / stats['seconds']:.0f} img/s "
-              f"({n / stats['seconds'] / cores:.0f} img/s per core) |",
-              f"| encode pass only (decode JPEG + resize + encode + write), 1 thread | {n / enc1:.0f} img/s |",
-              f"| encode pass only, {cores} threads | {n / encn:.0f} img/s |",
-              f"| codebook training K=512 (read sample images + coreset + k-means) | {stats['training_seconds']:.2f} s |",
-              f"| archive | {stats['compression_ratio']:.1f}x smaller than raw pixels, PSNR {stats['psnr']:.2f} dB "
-              f"(worst {stats['psnr_worst']:.2f}) |", ""]
-
-    # 2. Quality vs a plain 15-iteration Lloyd k-means on the same training patches.
-    images = _native.kuat.load_images(str(folder), "images", 224, 224, 0, 0)
+    # 1. End-to-end `kuat convert -f imagenet` to 224x224 (K=512, --bits 4 defaults), 1 and `cores` threads.
+    root = imagenet_layout(folder, work / "imagenet", args.images)
+    lines += [f"End to end: `kuat convert {args.images} JPEGs -f imagenet -W 224 -H 224` (K=512, --bits 4; "
+              "codebook training included):", "",
+              "| threads | wall s | img/s | img/s per core | CPU s | img per CPU-second | train s | PSNR (worst) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for threads in sorted({1, cores}):
+        out = work / f"e2e{threads}.kuat"
+        wall, cpu = timed_cli(args.kuat, "convert", root, out, "-f", "imagenet", "-W", 224, "-H", 224, "--threads", threads, "-q")
+        meta = kuat.KuatArchive(out).metadata
+        n = meta["stats"]["samples"]
+        lines.append(f"| {threads} | {wall:.2f} | {n / wall:.0f} | {n / wall / threads:.0f} | {cpu:.2f} | {n / cpu:.0f} | "
+                     f"{meta['stats']['training_seconds']:.2f} | {meta['quality']['psnr']:.2f} dB "
+                     f"({meta['quality']['psnr_worst']:.2f}) |")
+    enc1, enc1_cpu = timed_cli(args.kuat, "convert", root, work / "t1.kuat", "-f", "imagenet", "-W", 224, "-H", 224,
+                               "--codebook", work / f"e2e{cores}.kuat", "--threads", 1, "-q")
+    lines += ["", f"Encode pass alone (`--codebook` reuse, no training), 1 thread: {args.images / enc1:.0f} img/s wall, "
+              f"{args.images / enc1_cpu:.0f} img per CPU-second.", ""]
+    # 2. Quality vs a plain 15-iteration Lloyd k-means on the same training patches (first 400 images).
+    images = _native.kuat.load_images(str(folder), "images", 224, 224, 0, 400)
     allp = patches_of(images)
     rng = np.random.default_rng(1)
     sample = np.ascontiguousarray(allp[rng.choice(len(allp), 256 * 512, replace=False)])
@@ -143,14 +170,15 @@ def main() -> None:
     lines += ["Size and quality by codebook size (224x224, --bits 4, 2x2 patches):", "",
               "| K | images | bits/index | bits/pixel | compression | mean PSNR | worst PSNR | train s | encode img/s |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for k, limit, extra in ((256, 0, {}), (512, 0, {}), (4096, 0, {}), (65536, 24, {"training_patches": 262144, "iterations": 5})):
+    for k, extra in ((256, {}), (512, {}), (4096, {}), (65536, {"training_patches": 262144, "iterations": 5})):
         s = kuat.convert_dataset(folder, work / f"k{k}.kuat", width=224, height=224, codebook_size=k,
-                                 limit=limit or None, **extra)
+                                 limit=args.sweep_images or args.images, **extra)
         bits = int(np.ceil(np.log2(k)))
-        note = f"{s['samples']}" + (" (subset; 262144 training patches, 5 iterations)" if limit else "")
+        note = f"{s['samples']}" + (" (262144 training patches, 5 iterations)" if extra else "")
         lines.append(f"| {k} | {note} | {bits} | {bits / 4:.2f} | {s['compression_ratio']:.1f}x | {s['psnr']:.2f} dB | "
                      f"{s['psnr_worst']:.2f} dB | {s['training_seconds']:.1f} | {s['samples'] / s['encoding_seconds']:.0f} |")
-    lines += ["", f"Command: `PYTHONPATH=python .venv/bin/python bench/bench_kuat_convert.py --images {args.images}`"]
+    lines += ["", f"Command: `PYTHONPATH=python .venv/bin/python bench/bench_kuat_convert.py --images {args.images}`"
+              + (f" --sweep-images {args.sweep_images}" if args.sweep_images else "")]
     print("\n".join(lines))
 
 

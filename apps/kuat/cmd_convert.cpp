@@ -23,6 +23,7 @@ const std::vector<OptionSpec> kSpecs = {
     {"shard", 0, true, "convert shard i/N (samples with index % N == i)"},
     {"split", 0, true, "idx/cifar split: train or test (default train)"},
     {"labels", 0, true, "images: a 'path,label' file"},
+    {"classes", 0, true, "class names to store, one per line in label order (e.g. for idx files)"},
     {"strict", 0, false, "fail on the first broken image instead of skipping it"},
     {"threads", 0, true, "worker threads (default: all cores)"},
     {"iterations", 0, true, "k-means iterations (default 20)"},
@@ -44,6 +45,7 @@ int cmd_convert(int argc, char** argv) {
   o.source.format = args.get("format", "auto");
   o.source.split = args.get("split", "train");
   o.source.labels_file = args.get("labels");
+  o.classes_file = args.get("classes");
   o.source.channels = static_cast<std::uint32_t>(args.get_uint("channels", 0));
   o.bits = static_cast<std::uint32_t>(args.get_uint("bits", 4));
   o.codebook_size = static_cast<std::uint32_t>(std::min<std::uint64_t>(args.get_uint("codebook-size", 512), UINT32_MAX));

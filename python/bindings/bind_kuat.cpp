@@ -65,6 +65,8 @@ lowbit::kuat::ConvertOptions options_from(const nb::dict& d) {
     else if (k == "seed") o.seed = nb::cast<std::uint64_t>(value);
     else if (k == "training_patches") o.training_patches = nb::cast<std::uint64_t>(value);
     else if (k == "limit") o.limit = nb::cast<std::uint64_t>(value);
+    else if (k == "classes") o.class_names = nb::cast<std::vector<std::string>>(value);
+    else if (k == "classes_file") o.classes_file = nb::cast<std::string>(value);
     else throw lowbit::InvalidArgument("convert_dataset: unknown option '" + k + "'");
   }
   return o;

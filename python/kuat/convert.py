@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from lowbit import _native
 
@@ -33,6 +33,7 @@ def convert_dataset(
     seed: int = 1234,
     limit: Optional[int] = None,
     threads: Optional[int] = None,
+    classes: Union[Sequence[str], PathLike, None] = None,
 ) -> Dict[str, Any]:
     """Converts a dataset to a Kuat archive and returns statistics.
 
@@ -40,7 +41,9 @@ def convert_dataset(
     (together) resize every image (shorter side then centre crop, or ``resize="stretch"``);
     without them native sizes are kept. ``codebook`` reuses another archive's codebook;
     ``shard="i/N"`` converts every N-th sample starting at i. ``training_patches`` caps the
-    codebook's training sample (default: 256 per centroid, at least 65536).
+    codebook's training sample (default: 256 per centroid, at least 65536). ``classes`` stores
+    class names in the archive (a list in label order, or a file with one name per line); IDX
+    files carry none. Their count must match the source's classes or its label range 0..max.
 
     Returns a dict with ``samples``, ``skipped``, ``compression_ratio``, ``psnr`` (mean
     per-sample dB), ``psnr_worst``, ``mse``, ``seconds``, ``training_seconds``,
@@ -70,6 +73,13 @@ def convert_dataset(
         "limit": limit,
         "threads": threads,
     }
+    if isinstance(classes, (str, os.PathLike)):
+        options["classes_file"] = os.fspath(classes)
+    elif classes is not None:
+        names = list(classes)
+        if not names or not all(isinstance(c, str) for c in names):
+            raise ValueError("classes must be a non-empty list of str or a path to a file of names")
+        options["classes"] = names
     for name in ("bits", "codebook_size", "width", "height", "patch", "channels", "iterations", "limit", "threads",
                  "training_patches"):
         value = options[name]

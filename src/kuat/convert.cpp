@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <optional>
 #include <random>
+#include <unordered_map>
 
 #include "lowbit/core/build_info.h"
 #include "lowbit/core/error.h"
@@ -56,11 +58,42 @@ struct Job {
   }
 };
 
+// Decoded training images kept for the encoding pass, so a sampled image is decoded once.
+class DecodedCache {
+ public:
+  explicit DecodedCache(std::size_t budget_bytes) : budget_(budget_bytes) {}
+  // Called from pool threads while the training sample is read.
+  void offer(std::size_t index, Image&& image) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (used_ + image.pixels.size() > budget_) return;
+    used_ += image.pixels.size();
+    images_.emplace(index, std::move(image));
+  }
+  // The encoding pass takes each entry once, from one thread; the map itself is not modified.
+  std::optional<Image> take(std::size_t index) {
+    const auto it = images_.find(index);
+    if (it == images_.end() || it->second.pixels.empty()) return std::nullopt;
+    return std::move(it->second);
+  }
+
+ private:
+  std::size_t budget_, used_ = 0;
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, Image> images_;
+};
+
+// Memory for decoded training images awaiting their encoding (224x224 RGB: ~3400 images;
+// K=512 samples 2048).
+constexpr std::size_t kDecodedCacheBytes = std::size_t{512} << 20;
+
 // Pass 1: patches from a deterministic sample of the whole (unsharded) source, so every shard
-// trains the same codebook.
-std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, std::uint64_t target) {
+// trains the same codebook. The sample is bounded (target / 64 images, at least 256, at most
+// 16384, with target / images patches each), so training costs the same for any dataset size
+// past that; sampled images that this run encodes are cached for pass 2 (decoded once).
+std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, std::uint64_t target,
+                                                   const std::vector<bool>& encoded, DecodedCache& cache) {
   const std::size_t n = job.source.size();
-  const std::size_t images = std::min<std::size_t>(n, std::clamp<std::uint64_t>(target / 32, 256, 16384));
+  const std::size_t images = std::min<std::size_t>(n, std::clamp<std::uint64_t>(target / 64, 256, 16384));
   const std::size_t per_image = static_cast<std::size_t>((target + images - 1) / images);
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -74,11 +107,12 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   job.pool.parallel_for(0, images, 4, [&](std::size_t b, std::size_t e) {
     std::vector<std::uint8_t> all;
     for (std::size_t j = b; j < e; ++j) {
-      const std::optional<Image> img = job.load(order[j], false);
+      std::optional<Image> img = job.load(order[j], false);
       bar.add();
       if (!img) continue;
       all.clear();
       extract_patches(img->pixels.data(), img->height, img->width, img->channels, job.options.patch, all);
+      if (encoded[order[j]]) cache.offer(order[j], std::move(*img));
       const std::size_t count = all.size() / dim;
       std::mt19937_64 pick(job.options.seed ^ (0x9E3779B97F4A7C15ULL * (order[j] + 1)));
       std::vector<std::uint32_t> idx(count);
@@ -97,13 +131,37 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   return patches;
 }
 
+// The class names to store: the source's own, or the user's (checked against the labels).
+std::vector<std::string> class_names_for(const DatasetSource& source, const ConvertOptions& o) {
+  std::vector<std::string> names = o.class_names;
+  const std::string from = o.classes_file.empty() ? std::string("classes") : "'" + o.classes_file + "'";
+  if (!o.classes_file.empty()) {
+    require(o.class_names.empty(), "give class names as a list or as a file, not both");
+    names = read_class_names(o.classes_file);
+  }
+  if (names.empty()) return source.classes();
+  const std::size_t own = source.classes().size();
+  if (own > 0) {
+    require(names.size() == own, from + " lists " + std::to_string(names.size()) + " class names but the " +
+                                     source.format() + " source has " + std::to_string(own) + " classes");
+    return names;
+  }
+  std::int32_t max_label = -1;
+  for (std::size_t i = 0; i < source.size(); ++i) max_label = std::max(max_label, source.label(i));
+  require(max_label >= 0, from + " names classes but the " + std::string(source.format()) + " source has no labels");
+  require(names.size() == static_cast<std::size_t>(max_label) + 1,
+          from + " lists " + std::to_string(names.size()) + " class names but the labels run from 0 to " +
+              std::to_string(max_label) + " (" + std::to_string(max_label + 1) + " classes)");
+  return names;
+}
+
 Json build_metadata(const std::string& input, const ConvertOptions& o, const DatasetSource& source, const ConvertStats& s,
-                    std::uint32_t channels, const std::string& codebook_from_hash) {
+                    std::uint32_t channels, const std::string& codebook_from_hash, const std::vector<std::string>& names) {
   Json m = Json::object();
   m.set("format", source.format());
   m.set("source", input);
   Json classes = Json::array();
-  for (const auto& c : source.classes()) classes.push(c);
+  for (const auto& c : names) classes.push(c);
   m.set("classes", classes);
   Json tool = Json::object();
   tool.set("name", "kuat");
@@ -144,6 +202,24 @@ Json build_metadata(const std::string& input, const ConvertOptions& o, const Dat
 
 }  // namespace
 
+std::vector<std::string> read_class_names(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(io_message(path, "cannot open the class-names file", errno));
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    names.push_back(line);
+  }
+  if (in.bad()) throw IoError(io_message(path, "cannot read the class-names file", errno));
+  while (!names.empty() && names.back().empty()) names.pop_back();
+  if (names.empty()) throw IoError(io_message(path, "class-names file is empty"));
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) throw IoError(io_message(path, "line " + std::to_string(i + 1) + " is blank (one class name per line)"));
+  }
+  return names;
+}
+
 void parse_shard(const std::string& text, std::uint32_t* index, std::uint32_t* count) {
   const auto slash = text.find('/');
   unsigned long i = 0, n = 0;
@@ -181,6 +257,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   if (!o.codebook_from.empty()) donor.emplace(o.codebook_from);
   const std::unique_ptr<DatasetSource> source = open_source(input, o.source);
   const std::uint32_t channels = o.source.channels ? o.source.channels : source->default_channels();
+  const std::vector<std::string> class_names = class_names_for(*source, o);
 
   std::optional<ThreadPool> own_pool;
   if (o.threads > 0) own_pool.emplace(o.threads);
@@ -190,6 +267,15 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   stats.format = source->format();
   Job job{*source, o, channels, pool, warn, stats, {}};
   const std::uint32_t dim = o.patch * o.patch * channels;
+
+  // The samples this run encodes: its shard, up to the limit.
+  std::vector<std::size_t> members;
+  for (std::size_t i = o.shard_index; i < source->size(); i += o.shard_count) members.push_back(i);
+  if (o.limit && members.size() > o.limit) members.resize(o.limit);
+  if (members.empty()) throw IoError(io_message(input, "shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count) + " holds no samples"));
+  std::vector<bool> encoded(source->size(), false);
+  for (const std::size_t i : members) encoded[i] = true;
+  DecodedCache cache(kDecodedCacheBytes);
 
   // Pass 1: the codebook.
   std::vector<std::uint8_t> codebook;
@@ -210,7 +296,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   } else {
     const auto tt = Clock::now();
     const std::uint64_t target = o.training_patches ? o.training_patches : std::max<std::uint64_t>(65536, 256ull * K);
-    const std::vector<std::uint8_t> patches = collect_training_patches(job, dim, target);
+    const std::vector<std::uint8_t> patches = collect_training_patches(job, dim, target, encoded, cache);
     if (patches.empty()) throw IoError(io_message(input, "no readable images to train a codebook on"));
     CodebookOptions co;
     co.codebook_size = K;
@@ -226,11 +312,6 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   }
 
   // Pass 2: encode every sample of this shard, chunk by chunk, appending in order.
-  std::vector<std::size_t> members;
-  for (std::size_t i = o.shard_index; i < source->size(); i += o.shard_count) members.push_back(i);
-  if (o.limit && members.size() > o.limit) members.resize(o.limit);
-  if (members.empty()) throw IoError(io_message(input, "shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count) + " holds no samples"));
-
   const auto te = Clock::now();
   const PatchEncoder encoder(codebook.data(), K, o.patch, channels);
   ArchiveWriter writer(output, o.patch, channels, codebook.data(), K);
@@ -249,7 +330,8 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
       for (std::size_t j = b; j < e; ++j) {
         Encoded& slot = slots[j - begin];
         slot.ok = false;
-        const std::optional<Image> img = job.load(members[j], true);
+        std::optional<Image> img = cache.take(members[j]);
+        if (!img) img = job.load(members[j], true);
         if (img) {
           slot.height = img->height;
           slot.width = img->width;
@@ -284,7 +366,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   stats.mse = sse_sum / values;
   stats.encoding_seconds = since(te);
   stats.seconds = since(t0);
-  writer.finish(build_metadata(input, o, *source, stats, channels, donor_hash).dump(2));
+  writer.finish(build_metadata(input, o, *source, stats, channels, donor_hash, class_names).dump(2));
   stats.archive_bytes = std::filesystem::file_size(output);
   stats.compression_ratio = double(stats.raw_bytes) / double(stats.archive_bytes);
   stats.codebook_hash = codebook_identity_hash(codebook.data(), K, o.patch, channels);

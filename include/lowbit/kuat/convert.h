@@ -1,8 +1,10 @@
 // Dataset -> Kuat archive conversion: the engine behind `kuat convert` and kuat.convert_dataset.
 //
-// Two passes over the source: (1) decode a deterministic sample of images and train the codebook
-// on their patches (skipped with codebook_from); (2) decode, encode and append every sample, in
-// parallel chunks, in source order. PSNR per sample is measured against the image that was
+// Two passes over the source: (1) decode a bounded, deterministic sample of images (target/64
+// images, 256 to 16384, so training costs the same for any dataset size past that) and
+// train the codebook on their patches (skipped with codebook_from); (2) decode, encode and
+// append every sample, in parallel chunks, in source order. Sampled images that pass 2 encodes
+// stay decoded in memory (up to 512 MiB) instead of being decoded twice. PSNR per sample is measured against the image that was
 // encoded (after resizing) and summarised in the metadata.
 #pragma once
 
@@ -31,6 +33,11 @@ struct ConvertOptions {
   std::uint64_t seed = 1234;
   std::uint64_t training_patches = 0;   // 0: 256 per centroid (faiss's cap), at least 65536
   std::uint64_t limit = 0;              // convert at most this many samples of the shard (0: all)
+  // Class names stored in the metadata instead of the source's own (IDX files carry none): one
+  // per class, in label order. Their count must equal the source's class count (class folders,
+  // CIFAR meta) or, where the source names none, the label range 0..max label.
+  std::vector<std::string> class_names;
+  std::string classes_file;             // read class_names from this file, one name per line
 };
 
 struct ConvertStats {
@@ -51,6 +58,10 @@ struct ConvertStats {
 // `warn` receives one line per skipped input (default: nothing; the CLI prints them).
 ConvertStats convert_dataset(const std::string& input, const std::string& output, const ConvertOptions& options,
                              const std::function<void(const std::string&)>& warn = {});
+
+// Reads a class-names file: one name per line ('\r' stripped, trailing blank lines ignored).
+// IoError naming the file when it cannot be read, is empty or has a blank line inside.
+std::vector<std::string> read_class_names(const std::string& path);
 
 // Parses "i/N" into shard index and count (InvalidArgument unless 0 <= i < N).
 void parse_shard(const std::string& text, std::uint32_t* index, std::uint32_t* count);

@@ -103,7 +103,7 @@ namespace {
 // (lowest index among ties), for odd and even dimensions and awkward codebook sizes.
 TEST(KuatNearestU8, EveryLevelIsTheExactNearest) {
   std::mt19937 rng(11);
-  for (std::uint32_t dim : {1u, 3u, 4u, 12u, 16u, 48u}) {
+  for (std::uint32_t dim : {1u, 3u, 4u, 5u, 7u, 12u, 13u, 16u, 48u}) {
     for (std::uint32_t count : {1u, 2u, 3u, 7u, 15u, 16u, 17u, 33u, 300u}) {
       std::vector<std::uint8_t> cb(std::size_t{count} * dim);
       for (auto& v : cb) v = static_cast<std::uint8_t>(rng() % 4 * 85);  // many duplicate codewords
@@ -130,13 +130,60 @@ TEST(KuatNearestU8, EveryLevelIsTheExactNearest) {
       ScopedSimdLevel guard;
       for (auto level : available_simd_levels()) {
         set_simd_level(level);
-        for (std::size_t m : {std::size_t{1}, std::size_t{5}, std::size_t{9}, n}) {
+        for (std::size_t m : {std::size_t{1}, std::size_t{5}, std::size_t{9}, std::size_t{13}, std::size_t{25}, n}) {
           std::vector<std::uint32_t> got(m);
           nc.search(pts.data(), m, got.data());
           for (std::size_t i = 0; i < m; ++i) {
             ASSERT_EQ(got[i], expected[i]) << simd_level_name(level) << " dim=" << dim << " K=" << count << " i=" << i;
           }
         }
+      }
+    }
+  }
+}
+
+
+// Large codebooks are searched in chunks of 2^shift blocks (the block field of the packed key);
+// a chunk boundary must neither lose the best codeword nor break ties toward the lower index.
+// dim 48 has the smallest chunk (2^9 blocks = 8192 codewords), so crossing it stays cheap.
+TEST(KuatNearestU8, ChunkBoundariesKeepExactNearestAndLowestIndexTies) {
+  constexpr std::uint32_t dim = 48;
+  const NearestU8Layout probe = NearestCodewordU8(std::vector<std::uint8_t>(dim, 0).data(), 1, dim).layout();
+  const std::uint32_t chunk = 16u << probe.shift;
+  ASSERT_EQ(chunk, 8192u);
+  std::mt19937 rng(5);
+  for (std::uint32_t count : {chunk - 1, chunk, chunk + 1, 2 * chunk + 7}) {
+    std::vector<std::uint8_t> cb(std::size_t{count} * dim);
+    for (auto& v : cb) v = static_cast<std::uint8_t>(rng());
+    const std::size_t n = 29;
+    std::vector<std::uint8_t> pts(n * dim);
+    for (auto& v : pts) v = static_cast<std::uint8_t>(rng());
+    for (std::size_t j = 0; j < dim; ++j) pts[j] = 0, pts[dim + j] = 255;  // extreme points
+    // Point 2 sits exactly on a codeword duplicated on both sides of the boundary.
+    const std::uint32_t late = count - 1, early = chunk / 2;
+    std::copy_n(&cb[std::size_t{late} * dim], dim, &cb[std::size_t{early} * dim]);
+    std::copy_n(&cb[std::size_t{late} * dim], dim, &pts[2 * dim]);
+    std::vector<std::uint32_t> expected(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      long best = -1;
+      for (std::uint32_t k = 0; k < count; ++k) {
+        long d = 0;
+        for (std::uint32_t j = 0; j < dim; ++j) {
+          const long t = long{pts[i * dim + j]} - cb[std::size_t{k} * dim + j];
+          d += t * t;
+        }
+        if (best < 0 || d < best) best = d, expected[i] = k;
+      }
+    }
+    ASSERT_EQ(expected[2], early);  // the brute force itself takes the lower duplicate
+    const NearestCodewordU8 nc(cb.data(), count, dim);
+    ScopedSimdLevel guard;
+    for (auto level : available_simd_levels()) {
+      set_simd_level(level);
+      std::vector<std::uint32_t> got(n);
+      nc.search(pts.data(), n, got.data());
+      for (std::size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(got[i], expected[i]) << simd_level_name(level) << " K=" << count << " i=" << i;
       }
     }
   }
