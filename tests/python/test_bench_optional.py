@@ -7,6 +7,7 @@ refuse or leave alone, or a local path that does not exist.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -71,11 +72,16 @@ def test_hide_by_environment_variable(repo_root, tmp_path):
     assert "libopencv-dev" not in proc.stdout  # no install record, so no install hint
 
 
-def test_quick_faiss_table_when_installed(repo_root, tmp_path):
-    pytest.importorskip("faiss", reason="faiss-cpu is an optional bench baseline (requirements-bench.txt)")
+def test_faiss_table_when_installed_else_skip_note(repo_root, tmp_path):
+    # faiss-cpu is an optional bench baseline (requirements-bench.txt): with it the quick run
+    # measures it; without it (CI never installs it) the section says so instead.
     proc = run_bench(repo_root, tmp_path, "--hide", "bitsandbytes", "--hide", "ffcv")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    if importlib.util.find_spec("faiss") is None:
+        assert "### faiss k-means vs Kuat codebook training" not in out
+        assert "- faiss k-means vs Kuat codebook training: skipped:" in out
+        return
     assert "### faiss k-means vs Kuat codebook training" in out
     assert "Ran: faiss-cpu " in out
     rows = [line for line in out.splitlines() if line.startswith("| Kuat `train_codebook`")
