@@ -99,6 +99,25 @@ TEST(KuatNearest, IntegerDataGivesExactNearestLowestIndex) {
 namespace lowbit::kuat {
 namespace {
 
+// Brute-force nearest codeword of each point (squared L2, lowest index among ties).
+std::vector<std::uint32_t> brute_force_nearest(const std::vector<std::uint8_t>& pts, std::size_t n,
+                                               const std::vector<std::uint8_t>& cb, std::uint32_t count,
+                                               std::uint32_t dim) {
+  std::vector<std::uint32_t> nearest(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    long best = -1;
+    for (std::uint32_t k = 0; k < count; ++k) {
+      long d = 0;
+      for (std::uint32_t j = 0; j < dim; ++j) {
+        const long t = long{pts[i * dim + j]} - cb[std::size_t{k} * dim + j];
+        d += t * t;
+      }
+      if (best < 0 || d < best) best = d, nearest[i] = k;
+    }
+  }
+  return nearest;
+}
+
 // The integer encoder search: every level returns exactly the brute-force nearest codeword
 // (lowest index among ties), for odd and even dimensions and awkward codebook sizes.
 TEST(KuatNearestU8, EveryLevelIsTheExactNearest) {
@@ -111,21 +130,7 @@ TEST(KuatNearestU8, EveryLevelIsTheExactNearest) {
       const std::size_t n = 37;
       std::vector<std::uint8_t> pts(n * dim);
       for (auto& v : pts) v = static_cast<std::uint8_t>(rng());
-      std::vector<std::uint32_t> expected(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        long best = -1;
-        for (std::uint32_t k = 0; k < count; ++k) {
-          long d = 0;
-          for (std::uint32_t j = 0; j < dim; ++j) {
-            const long t = long{pts[i * dim + j]} - cb[k * dim + j];
-            d += t * t;
-          }
-          if (best < 0 || d < best) {
-            best = d;
-            expected[i] = k;
-          }
-        }
-      }
+      const std::vector<std::uint32_t> expected = brute_force_nearest(pts, n, cb, count, dim);
       const NearestCodewordU8 nc(cb.data(), count, dim);
       ScopedSimdLevel guard;
       for (auto level : available_simd_levels()) {
@@ -163,18 +168,7 @@ TEST(KuatNearestU8, ChunkBoundariesKeepExactNearestAndLowestIndexTies) {
     const std::uint32_t late = count - 1, early = chunk / 2;
     std::copy_n(&cb[std::size_t{late} * dim], dim, &cb[std::size_t{early} * dim]);
     std::copy_n(&cb[std::size_t{late} * dim], dim, &pts[2 * dim]);
-    std::vector<std::uint32_t> expected(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      long best = -1;
-      for (std::uint32_t k = 0; k < count; ++k) {
-        long d = 0;
-        for (std::uint32_t j = 0; j < dim; ++j) {
-          const long t = long{pts[i * dim + j]} - cb[std::size_t{k} * dim + j];
-          d += t * t;
-        }
-        if (best < 0 || d < best) best = d, expected[i] = k;
-      }
-    }
+    const std::vector<std::uint32_t> expected = brute_force_nearest(pts, n, cb, count, dim);
     ASSERT_EQ(expected[2], early);  // the brute force itself takes the lower duplicate
     const NearestCodewordU8 nc(cb.data(), count, dim);
     ScopedSimdLevel guard;
