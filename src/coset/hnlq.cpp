@@ -132,6 +132,16 @@ void dither_vector(const QuantizationConfig& cfg, std::uint64_t index, T* u) {
 template void dither_vector<float>(const QuantizationConfig&, std::uint64_t, float*);
 template void dither_vector<double>(const QuantizationConfig&, std::uint64_t, double*);
 
+namespace {
+// scales[k]: the divisor of the input after k overload retries, k = 0..max_t.
+template <class T>
+std::vector<T> scale_table(const QuantizationConfig& cfg, int max_t) {
+  std::vector<T> scales(static_cast<std::size_t>(max_t) + 1);
+  for (int k = 0; k <= max_t; ++k) scales[static_cast<std::size_t>(k)] = cfg.scale<T>(k);
+  return scales;
+}
+}  // namespace
+
 template <class T>
 EncodeStats encode(const QuantizationConfig& cfg, const T* x, std::size_t n, std::uint8_t* codes,
                    std::uint8_t* t) {
@@ -139,8 +149,7 @@ EncodeStats encode(const QuantizationConfig& cfg, const T* x, std::size_t n, std
   const int d = cfg.dim();
   const std::size_t code_stride = static_cast<std::size_t>(cfg.M) * d;
   const int max_t = cfg.disable_overload_protection ? 0 : cfg.max_scaling_iterations;
-  std::vector<T> scales(static_cast<std::size_t>(max_t) + 1);
-  for (int k = 0; k <= max_t; ++k) scales[static_cast<std::size_t>(k)] = cfg.scale<T>(k);
+  const std::vector<T> scales = scale_table<T>(cfg, max_t);
   const std::size_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<std::size_t> retried(chunks, 0), overloaded(chunks, 0);
   parallel_for(0, chunks, 1, [&](std::size_t c0, std::size_t c1) {
@@ -181,8 +190,7 @@ void decode(const QuantizationConfig& cfg, const std::uint8_t* codes, const std:
   const int d = cfg.dim();
   const std::size_t code_stride = static_cast<std::size_t>(cfg.M) * d;
   const int max_t = cfg.disable_overload_protection ? 0 : cfg.max_scaling_iterations;
-  std::vector<T> scales(static_cast<std::size_t>(max_t) + 1);
-  for (int k = 0; k <= max_t; ++k) scales[static_cast<std::size_t>(k)] = cfg.scale<T>(k);
+  const std::vector<T> scales = scale_table<T>(cfg, max_t);
   const std::size_t chunks = (n + kChunk - 1) / kChunk;
   parallel_for(0, chunks, 1, [&](std::size_t c0, std::size_t c1) {
     T u[kMaxDim];
