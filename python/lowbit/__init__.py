@@ -6,12 +6,15 @@ Three products share one native core (``lowbit._native``):
 * ``coset`` - hierarchical nested-lattice quantization (Z2, D4, E8);
 * ``bitcore`` / ``bitlayers`` / ``bitmodels`` - 1.58-bit (ternary) weights with packed kernels.
 
-``python -m lowbit`` prints :func:`build_info`.
+``python -m lowbit`` prints :func:`build_info`. Which implementation runs an op on a torch tensor
+(C++, CUDA or pure PyTorch) is chosen by ``LOWBIT_BACKEND`` or ``with lowbit.backend("torch"):``
+(rules in :mod:`lowbit._backend`).
 """
 
 from __future__ import annotations
 
 from . import _native
+from ._backend import backend, get_backend, set_backend
 
 __version__: str = _native.__version__
 
@@ -22,6 +25,9 @@ __all__ = [
     "set_simd_level",
     "available_simd_levels",
     "num_threads",
+    "backend",
+    "get_backend",
+    "set_backend",
 ]
 
 simd_level = _native.simd_level

@@ -54,3 +54,85 @@ def _deterministic_seeds():
     except ImportError:
         return
     torch.manual_seed(0)
+
+
+def _devices() -> list:
+    """``cpu`` plus every visible accelerator; ``LOWBIT_TEST_DEVICES=cuda`` (comma list) narrows it."""
+    devices = ["cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            devices.append("mps")
+    except ImportError:
+        pass
+    wanted = os.environ.get("LOWBIT_TEST_DEVICES")
+    if wanted:
+        keep = [d.strip() for d in wanted.split(",") if d.strip()]
+        devices = [d for d in devices if d in keep or d.split(":")[0] in keep]
+    return devices
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Every device-facing test runs once per device: ``cpu`` and each visible accelerator."""
+    import torch
+
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=["auto", "torch"])
+def backend_name(request):
+    """Run the test under each backend: ``auto`` (C++ on CPU tensors) and pure ``torch``."""
+    import lowbit
+
+    with lowbit.backend(request.param):
+        yield request.param
+
+
+@pytest.fixture
+def no_native_no_numpy(monkeypatch):
+    """Inside the test, any use of the native module, numpy, or a tensor<->numpy conversion raises.
+
+    Proves a pure-PyTorch path never touches the host C++ core or numpy: every module-level name
+    bound to ``lowbit._native`` or one of its submodules (``from lowbit._native import coset as
+    _native``) is replaced by an object whose attributes raise, and so are numpy's array makers.
+    """
+    import numpy
+    import torch
+
+    import lowbit
+
+    class _Forbidden:
+        def __init__(self, name):
+            self._name = name
+
+        def __getattr__(self, attr):
+            raise AssertionError(f"the torch backend touched {self._name}.{attr}")
+
+    native = lowbit._native
+    targets = {id(native): "lowbit._native"}
+    for sub in dir(native):
+        obj = getattr(native, sub)
+        if type(obj) is type(native):
+            targets[id(obj)] = f"lowbit._native.{sub}"
+    for mod_name, mod in list(sys.modules.items()):
+        if mod is None or not mod_name.split(".")[0] in ("lowbit", "kuat", "coset", "bitcore", "bitlayers", "bitmodels"):
+            continue
+        for attr, value in list(vars(mod).items()):
+            if id(value) in targets:
+                monkeypatch.setattr(mod, attr, _Forbidden(targets[id(value)]))
+
+    def _forbid(what):
+        def raiser(*args, **kwargs):
+            raise AssertionError(f"the torch backend called {what}")
+        return raiser
+
+    monkeypatch.setattr(torch.Tensor, "numpy", _forbid("Tensor.numpy"))
+    monkeypatch.setattr(torch, "from_numpy", _forbid("torch.from_numpy"))
+    for fn in ("array", "asarray", "ascontiguousarray", "empty", "zeros", "frombuffer"):
+        monkeypatch.setattr(numpy, fn, _forbid(f"numpy.{fn}"))
+    yield
