@@ -1,0 +1,34 @@
+"""Registry of CUDA kernels bound into Python, keyed by op name (``"coset.encode"``, ...).
+
+Each product implements every op twice in Python-visible form: the C++ path for CPU tensors and a
+pure-PyTorch function (the device-generic reference). A CUDA kernel for an op registers here under
+the op's name and takes exactly the arguments of the PyTorch function of the same name and returns
+the same; the product's dispatcher asks :func:`get` when :func:`lowbit._backend.select` says
+``"cuda"`` and falls back to the PyTorch function when nothing is registered.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+_OPS: Dict[str, Callable] = {}
+
+
+def register(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn`` as the CUDA implementation of op ``name``."""
+
+    def wrap(fn: Callable) -> Callable:
+        _OPS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get(name: str) -> Optional[Callable]:
+    """The CUDA implementation of op ``name``, or ``None`` (not compiled, or no kernel for it)."""
+    return _OPS.get(name)
+
+
+def names() -> list:
+    """Names of every op with a registered CUDA kernel."""
+    return sorted(_OPS)
