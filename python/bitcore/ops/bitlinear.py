@@ -54,18 +54,21 @@ def train_forward(
         x: ``(..., K)`` floating tensor. weight: ``[N, K]``. bias: ``[N]`` or None. All on one device.
 
     Returns:
-        ``(..., N)`` in ``x``'s dtype (computed in ``weight``'s dtype), on ``x``'s device.
+        ``(..., N)`` in ``x``'s dtype, on ``x``'s device. Computed in float32 (float64 for float64
+        weights): half-precision weights are upcast inside the graph, so their gradients stay
+        half and the quantizer's scales do not lose bits.
 
     Raises:
         ValueError: tensors on different devices (the message names both), a bad config.
     """
     config = _config(quant_config)
     check_same_device("x", x, "the weight", weight.device)
-    w = quant.fake_quantize_weights(weight, config.weight_granularity)
-    xc = x.to(weight.dtype)
+    dtype = torch.promote_types(weight.dtype, torch.float32)
+    w = quant.fake_quantize_weights(weight.to(dtype), config.weight_granularity)
+    xc = x.to(dtype)
     if config.activation_dtype == "int8":
         xc = quant.fake_quantize_activations(xc, config.activation_granularity)
-    b = None if bias is None else bias.to(weight.dtype)
+    b = None if bias is None else bias.to(dtype)
     return F.linear(xc, w, b).to(x.dtype)
 
 
