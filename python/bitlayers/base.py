@@ -208,6 +208,14 @@ class BitLayerBase(nn.Module):
             self._drop_eval_buffers()
         return self.eval()
 
+    def __getstate__(self):
+        # Pickling a module (torch.save(model), deepcopy) stores parameters and buffers; the cache
+        # (a float copy of the weights plus packed bytes) is rebuilt on first use.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["_cache"] = None
+        return state
+
     # ---------------------------------------------------------------- dtype and device casts
     def _apply(self, fn, *args, **kwargs):
         """``.to()``, ``.half()``, ``.cuda()``... move every tensor, but the float32 scales keep their
