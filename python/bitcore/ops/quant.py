@@ -13,7 +13,8 @@ scan on the CPU), so scales are bit-identical. On other devices the float64 sum 
 device's reduction order; both sums are within ``n * 2^-53`` (relative) of the exact sum, so the
 float32 scale is identical unless the exact mean lies within that distance of a float32 rounding
 boundary (about one layer in 2^29 / sqrt(n)); then it differs by one float32 ulp. That is the one
-named tolerance of the device path: :data:`DEVICE_SCALE_ULPS`.
+named tolerance of the device path: :data:`DEVICE_SCALE_ULPS` (MPS, which has no float64, sums in
+float32 and is looser still).
 
 Sources: BitNet b1.58 (Ma et al. 2024, arXiv:2402.17764), absmean weight and absmax
 activation quantizers; docs/bitlab.md for the exact conventions.
@@ -48,7 +49,7 @@ def _sequential_row_sums(a: torch.Tensor) -> torch.Tensor:
     element, which continues the same left-to-right chain.
     """
     rows, length = a.shape
-    out = torch.zeros(rows, dtype=torch.float64, device=a.device)
+    out = torch.zeros(rows, dtype=a.dtype, device=a.device)
     step = max(1, _SEQUENTIAL_BLOCK // max(rows, 1))
     for start in range(0, length, step):
         block = a[:, start:start + step].clone()
@@ -58,8 +59,13 @@ def _sequential_row_sums(a: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_abs_rows(w2d: torch.Tensor) -> torch.Tensor:
-    """``[R, L]`` -> float32 ``[R]``: ``float32(sum_k |w[r, k]| (float64) / L)``."""
-    a = w2d.detach().to(torch.float64).abs()
+    """``[R, L]`` -> float32 ``[R]``: ``float32(sum_k |w[r, k]| (float64) / L)``.
+
+    Apple's MPS has no float64: there the sum runs in float32 (a scale within about ``L * 2^-24``
+    relative of the C++ one).
+    """
+    wide = torch.float32 if w2d.device.type == "mps" else torch.float64
+    a = w2d.detach().to(wide).abs()
     if a.device.type == "cpu":
         total = _sequential_row_sums(a)
     else:
