@@ -240,3 +240,29 @@ def test_earlier_lowbit_mlp_state_dicts_still_load():
 def test_dropout_only_when_positive():
     assert not any(isinstance(m, nn.Dropout) for m in BitMLP(BitMLPConfig(dropout=0.0)).modules())
     assert sum(isinstance(m, nn.Dropout) for m in BitMLP(BitMLPConfig(dropout=0.1)).modules()) == 2
+
+
+def test_a_kernel_written_for_the_namesake_runs_in_a_layer():
+    calls = []
+
+    @KernelRegistry.register(lambda c: c.weight_granularity == "per_channel", name="upstream_style", priority=900)
+    class UpstreamStyle(BitKernelBase):
+        @classmethod
+        def is_suitable_for(cls, config):
+            return True
+
+        def forward(self, x, qweight_scale, qweight, bias=None):
+            calls.append(tuple(qweight_scale.shape))
+            scale = qweight_scale.reshape(-1, 1) if qweight_scale.dim() else qweight_scale
+            return torch.nn.functional.linear(x, qweight.float() * scale, bias)
+
+    try:
+        layer = BitLinear(16, 4, quant_config=BitQuantConfig("per_channel")).eval()
+        assert type(layer.kernel) is UpstreamStyle
+        x = torch.randn(3, 16)
+        expected = torch.nn.functional.linear(x, layer.qweight.float() * layer.scale.reshape(-1, 1), layer.bias)
+        assert torch.allclose(layer(x), expected, atol=1e-6) and calls == [(4,)]
+    finally:
+        KernelRegistry.unregister(UpstreamStyle)
+    with pytest.raises(TypeError):
+        BitKernelBase(BitQuantConfig())

@@ -33,7 +33,9 @@ def as_device(device: Any) -> torch.device:
 
 
 class BitKernelBase(abc.ABC):
-    """Base class of BitLab kernels; subclasses provide :meth:`linear`.
+    """Base class of BitLab kernels; subclasses provide :meth:`linear` (packed weights) or, as
+    kernels written for the namesake do, :meth:`forward` (``(x, qweight_scale, qweight, bias)``);
+    each is defined from the other.
 
     Class attributes:
         has_cpp_backend: True when the kernel runs the native C++ core (``lowbit._native``) -
@@ -49,6 +51,9 @@ class BitKernelBase(abc.ABC):
     device_types: Optional[Tuple[str, ...]] = None
 
     def __init__(self, config: Optional[BitQuantConfig] = None) -> None:
+        cls = type(self)
+        if cls.linear is BitKernelBase.linear and cls.forward is BitKernelBase.forward:
+            raise TypeError(f"Can't instantiate abstract class {cls.__name__}: implement linear() or forward()")
         if config is None:
             config = BitQuantConfig()
         if not isinstance(config, BitQuantConfig):
@@ -113,7 +118,6 @@ class BitKernelBase(abc.ABC):
             raise ValueError(f"packed_weight: expected a 1-D uint8 tensor, got {got}")
         return self.pack(self._call("unpack_base3", data.contiguous(), rows, cols))
 
-    @abc.abstractmethod
     def linear(
         self,
         x2d: torch.Tensor,
@@ -123,7 +127,14 @@ class BitKernelBase(abc.ABC):
         bias: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """float32 ``[M, K]`` contiguous, I2_S256 ``packed``, float32 ``scales [N]`` and ``bias [N]`` (or
-        None), all on one device -> float32 ``[M, N]`` there."""
+        None), all on one device -> float32 ``[M, N]`` there.
+
+        This default serves kernels that only define the namesake's :meth:`forward`: it unpacks the
+        trits and calls ``forward(x2d, qweight_scale, trits, bias)`` (0-d scale per tensor).
+        """
+        trits = self.unpack(packed, in_features)
+        scale = scales[0] if self.config.weight_granularity == "per_tensor" else scales
+        return self.forward(x2d, scale, trits, bias).to(torch.float32)
 
     # ------------------------------------------------------------- namesake API
     def quantize_weights(
