@@ -114,7 +114,8 @@ class KernelRegistry:
     @classmethod
     def register_kernel(cls, name: str, priority: int = 0, activation_dtype: Optional[str] = None,
                         activation_granularity: Optional[str] = None, weight_granularity: Optional[str] = None):
-        """The namesake's declarative form: ``@KernelRegistry.register_kernel(name="x", priority=100, activation_dtype="int8")``."""
+        """The namesake's declarative form, e.g.
+        ``@KernelRegistry.register_kernel(name="x", priority=100, activation_dtype="int8")``."""
         return cls.register(activation_dtype=activation_dtype, activation_granularity=activation_granularity,
                             weight_granularity=weight_granularity, priority=priority, name=name)
 
