@@ -199,3 +199,31 @@ def test_torch_path_never_touches_native_or_numpy(config, no_native_no_numpy):
         assert bitlinear.eval_forward(x, scale, qweight, None, config).shape == (4, 9)
         model = AutoBitModel.from_config(BitMLPConfig(2, 70, 16, 3, quant_config=config)).deploy()
         assert model(x).shape == (4, 3)
+
+
+def test_cuda_ops_take_over_their_op_and_fall_back_to_torch(monkeypatch):
+    from lowbit import _cuda_ops
+
+    from bitcore.kernels import CudaFloat32Kernel, CudaInt8Kernel
+
+    seen = []
+
+    def fake_linear_int8(*args):
+        seen.append(len(args))
+        return torch_ops.linear_int8(*args)
+
+    monkeypatch.setattr(_cuda_ops, "_OPS", {})
+    assert not CudaInt8Kernel.is_available() and not CudaFloat32Kernel.is_available()
+    _cuda_ops.register("bitlab.linear_int8")(fake_linear_int8)
+    assert CudaInt8Kernel.is_available() and not CudaFloat32Kernel.is_available()
+    kernel = CudaInt8Kernel(BitQuantConfig(activation_dtype="int8"))
+    assert kernel.has_cuda_backend and not kernel.has_cpp_backend
+    w, x = torch.randn(5, 40), torch.randn(3, 40)
+    with pytest.raises(ValueError, match="cuda"):
+        kernel.ternarize(w)  # a CPU tensor: this kernel serves CUDA tensors only
+    trits, scales = dispatch.call("quantize_weights", w, "per_tensor", impl="cuda")  # no CUDA op: PyTorch
+    packed = dispatch.call("pack_2bit", trits, impl="cuda")
+    y = dispatch.call("linear_int8", x, packed, 40, scales, None, "per_tensor", impl="cuda")
+    assert seen == [6] and torch.equal(y, cpp.bitlinear_int8(x, packed, 40, scales, None, "per_tensor"))
+    y = dispatch.call("linear_f32", x, packed, 40, scales, None, impl="cuda")  # not registered: PyTorch
+    assert torch.equal(y, cpp.bitlinear_f32(x, packed, 40, scales, None)) and seen == [6]
