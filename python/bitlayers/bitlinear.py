@@ -110,9 +110,20 @@ class BitLinear(BitLayerBase):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in_features)`` -> ``(..., out_features)`` in ``x``'s dtype, on ``x``'s device."""
         self._check_input(x)
         if self.training and not self.deployed:
-            return train_forward(x, self.weight, self.bias, self.quant_config)
+            return self._train_forward(x)
+        return self._eval_forward(x)
+
+    def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """QAT forward (the namesake's hook name); ``x`` already checked."""
+        if self.deployed:
+            raise RuntimeError("Deployed layers cannot run the training forward (no latent weights)")
+        return train_forward(x, self.weight, self.bias, self.quant_config)
+
+    def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed-kernel forward (the namesake's hook name); ``x`` already checked."""
         packed, scales = self.packed_weights()
         x2d = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
         if x2d.shape[0] == 0:
