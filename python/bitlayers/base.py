@@ -126,7 +126,9 @@ class BitLayerBase(nn.Module):
             return self.packed_2bit, self.weight_scale
         w = self.weight.detach()
         key = self._weight_key(self.weight)
-        cache = self._cache
+        cache = self.__dict__.get("_cache")
+        if not isinstance(cache, _PackedCache):  # None, or a module pickled by an earlier release
+            cache = None
         if cache is None or cache.key != key or not _same_bits(w, cache.snapshot):
             kernel = self.kernel
             trits, scales = kernel.ternarize(w)
