@@ -57,12 +57,12 @@ def unpack_2bit(packed: torch.Tensor, cols: int) -> torch.Tensor:
     n, rb = packed.shape
     if rb != packed_row_bytes(cols):
         raise ValueError(f"unpack_2bit: {cols} columns need {packed_row_bytes(cols)} bytes per row, got {rb}")
-    v = packed.to(torch.int32).reshape(n, rb // 64, 1, 64)
-    shifts = torch.tensor([0, 2, 4, 6], dtype=torch.int32, device=packed.device).reshape(1, 1, 4, 1)
+    v = packed.reshape(n, rb // 64, 1, 64)  # uint8 all the way: 1 byte per code temporary
+    shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=packed.device).reshape(1, 1, 4, 1)
     codes = (v >> shifts) & 3
     if bool((codes == 3).any()):
         raise ValueError("unpack_2bit: invalid code 0b11 in packed weights")
-    return (codes.reshape(n, rb * 4)[:, :cols] - 1).to(torch.int8)
+    return codes.reshape(n, rb * 4)[:, :cols].to(torch.int8) - 1
 
 
 def pack_base3(trits: torch.Tensor) -> torch.Tensor:
