@@ -312,8 +312,9 @@ class BitLayerBase(nn.Module):
                 raise ValueError(f"{name}: state dict has '{packed_key}' but no '{scale_key}'")
             scales = state_dict[scale_key]
             self._require_shape(scale_key, scales, (n,))
-            if scales.dtype != torch.float32 or not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
-                raise ValueError(f"{name}: '{scale_key}' must be finite, non-negative float32")
+            # Any float dtype loads (a dict saved after a dtype cast); the buffer stays float32.
+            if not scales.is_floating_point() or not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
+                raise ValueError(f"{name}: '{scale_key}' must be finite, non-negative floats")
             packed = KernelRegistry.get_kernel_for_config(self.quant_config, device).from_storage(
                 data.detach().to(device).contiguous(), n, k)
             self._set_deployed(packed, torch.empty(n, dtype=torch.float32, device=device))
