@@ -29,6 +29,11 @@ def storage_bytes(rows: int, cols: int) -> int:
     return (rows * cols + TRITS_PER_STORAGE_BYTE - 1) // TRITS_PER_STORAGE_BYTE
 
 
+def _pow3(device) -> torch.Tensor:
+    """int32 ``[1, 3, 9, 27, 81]`` made on ``device`` (no host-to-device copy)."""
+    return torch.full((5,), 3, dtype=torch.int32, device=device).pow(torch.arange(5, dtype=torch.int32, device=device))
+
+
 def _check_trits(trits: torch.Tensor, what: str) -> None:
     if trits.dtype != torch.int8:
         raise ValueError(f"{what}: trits must be int8, got {trits.dtype}")
@@ -58,7 +63,7 @@ def unpack_2bit(packed: torch.Tensor, cols: int) -> torch.Tensor:
     if rb != packed_row_bytes(cols):
         raise ValueError(f"unpack_2bit: {cols} columns need {packed_row_bytes(cols)} bytes per row, got {rb}")
     v = packed.reshape(n, rb // 64, 1, 64)  # uint8 all the way: 1 byte per code temporary
-    shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=packed.device).reshape(1, 1, 4, 1)
+    shifts = torch.arange(0, 8, 2, dtype=torch.uint8, device=packed.device).reshape(1, 1, 4, 1)
     codes = (v >> shifts) & 3
     if bool((codes == 3).any()):
         raise ValueError("unpack_2bit: invalid code 0b11 in packed weights")
@@ -74,7 +79,7 @@ def pack_base3(trits: torch.Tensor) -> torch.Tensor:
     codes = torch.ones(nbytes * 5, dtype=torch.int32, device=trits.device)
     codes[:count] = flat
     codes = codes.reshape(nbytes, 5)
-    return (codes * torch.tensor(_POW3, dtype=torch.int32, device=trits.device)).sum(dim=1).to(torch.uint8)
+    return (codes * _pow3(trits.device)).sum(dim=1).to(torch.uint8)
 
 
 def unpack_base3(data: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -89,7 +94,7 @@ def unpack_base3(data: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     v = data.to(torch.int32)
     if v.numel() and int(v.max()) > 242:
         raise ValueError("unpack_base3: byte value above 242 is not a 5-trit group")
-    codes = (v.reshape(-1, 1) // torch.tensor(_POW3, dtype=torch.int32, device=data.device)) % 3
+    codes = (v.reshape(-1, 1) // _pow3(data.device)) % 3
     flat = codes.reshape(-1)
     if bool((flat[count:] != 1).any()):
         raise ValueError("unpack_base3: padding trits of the last byte must be 0")
