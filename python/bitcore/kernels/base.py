@@ -12,6 +12,9 @@ Two API levels:
   and ``forward(x, qweight_scale, qweight, bias)``;
 * packed: ``ternarize``, ``pack``/``unpack``, ``linear`` on I2_S256 bytes, ``to_storage``/``from_storage``
   (TQ1_B3), which layers use to keep 2 bits per weight.
+
+Sources: BitNet b1.58 (Ma et al. 2024, "The Era of 1-bit LLMs", arXiv:2402.17764) for the absmean
+ternary weights and absmax int8 activations; docs/bitlab.md for layouts and the exact arithmetic.
 """
 
 from __future__ import annotations
