@@ -31,6 +31,8 @@ def resolve_device(device: Any) -> "torch.device":
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device: {device!r} is not a torch device ({e})") from None
+    if dev.type == "meta":
+        raise ValueError(f"device: {device!r} holds no data (meta tensors); decode needs a real device")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} is not available (torch.cuda.is_available() is False)")
     try:
