@@ -200,6 +200,7 @@ class KuatDataset:
 
             self.device = _device.resolve_device(device)
             self._device_args = (sources, mean_values, std_values, int(random_crop_padding), bool(random_flip))
+            self._uses_native_decode()  # the 'cpp' backend refuses a non-CPU device now, not at the first batch
 
     def _device_decoder(self) -> Any:
         """The device decoder, built on first use (its codebook table lives on the device)."""

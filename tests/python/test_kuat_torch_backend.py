@@ -191,3 +191,14 @@ def test_torch_decode_never_touches_native_or_numpy(decode_inputs, no_native_no_
     assert torch.equal(plain, td.decode_indices(idx, cb, torch.zeros(3, dtype=torch.uint8), 11, 12))
     with pytest.raises(ValueError, match="sample 1: patch"):
         decoder.decode_batch(torch.cat([idx[:1], torch.full_like(idx[:1], 300)]), 12, 11)
+
+
+@pytest.mark.parametrize("fmt", [FORMATS[1], FORMATS[4], FORMATS[5]], ids=["nchw", "float-crop-flip", "nchw-crop-flip"])
+def test_every_device_gives_the_cpu_bytes(fmt, device):
+    # Every decode step is a copy of table values made on the CPU, so every device must agree exactly.
+    arch, *_ = make_archive(n=13, h=11, w=12, k=300)
+    want = numpy_epoch(arch, 1, batch_size=4, **fmt)
+    ds = KuatDataset(arch, batch_size=4, device=device, **fmt)
+    got = [(b["images"], b["labels"]) for b in ds.epoch(1)]
+    assert all(images.device.type == device.type and labels.device.type == device.type for images, labels in got)
+    assert_same_batches([(i.cpu(), l.cpu()) for i, l in got], want)
