@@ -190,7 +190,7 @@ def bench_layouts(archive: Path, min_seconds: float, rounds: int = 3) -> None:
             _, ips, threads = bench_kuat(archive, min_seconds, **kwargs)
             best[name] = max(best[name], ips)
     base = best["uint8 NHWC"]
-    print(f"## Kuat loader by output layout\n")
+    print("## Kuat loader by output layout\n")
     print(f"Same archive, KuatDataset batch {BATCH}, shuffled, {threads} threads; best of {rounds} alternating rounds "
           f"of at least {min_seconds:g} s each.\n")
     print("| output | img/s | vs uint8 NHWC |")

@@ -98,6 +98,19 @@ class GPUDecoder:
         self.channels = int(cb.shape[3])
         self._tables: dict = {}
 
+    # Kuat-Beta's geometry attributes (None when the decoder was made from a bare codebook).
+    @property
+    def grid_w(self) -> Optional[int]:
+        return None if self.width is None else -(-self.width // self.patch_size)
+
+    @property
+    def grid_h(self) -> Optional[int]:
+        return None if self.height is None else -(-self.height // self.patch_size)
+
+    @property
+    def patches_per_image(self) -> Optional[int]:
+        return None if self.width is None or self.height is None else self.grid_w * self.grid_h
+
     def __repr__(self) -> str:
         return (f"GPUDecoder(device={self.device}, codebook={tuple(self.codebook.shape)}, "
                 f"memory={self.codebook.numel() / 1e6:.2f}MB)")
@@ -257,6 +270,8 @@ class GPUDataset:
         self._labels_host = torch.from_numpy(self.archive.labels.astype("int64"))
         self._packed: Optional[torch.Tensor] = None
         self._labels = self._labels_host.to(self.device)
+        # Kuat-Beta's attribute: the decoder for index arrays (archive.get_indices_batch) on this device.
+        self.decoder = GPUDecoder(self.archive, device=self.device, dtype=self.dtype)
         if preload and self.num_samples:
             import numpy as np
 

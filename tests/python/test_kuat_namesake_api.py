@@ -109,6 +109,7 @@ def test_gpu_decoder_from_archive_and_bad_inputs(archive_file, device):
 
     a = KuatArchive(archive_file)
     decoder = GPUDecoder(a, device=device, dtype=torch.uint8)
+    assert (decoder.width, decoder.height, decoder.grid_w, decoder.grid_h, decoder.patches_per_image) == (14, 10, 7, 5, 35)
     idx, _ = a.get_indices_batch([0, 1])
     images = decoder.decode(idx, layout="NHWC")
     np.testing.assert_array_equal(images.cpu().numpy(), a.decode_batch([0, 1]))
@@ -153,3 +154,5 @@ def test_gpu_dataset_indexing_and_epochs(archive_file, device):
     assert seen.tolist() == [-1 if s == 5 else int(s) % 4 for s in order]
     with pytest.raises(IndexError, match="out of range"):
         ds[[0, 21]]
+    idx, _ = a.get_indices_batch([0, 5, 10])
+    assert torch.equal(ds.decoder.decode(idx, normalize=True), images)  # Kuat-Beta's dataset.decoder
