@@ -10,8 +10,8 @@ process that made the dataset, inherited by every DataLoader worker, persistent 
 that runs in worker processes advances the same counter the main process reads, and set_epoch()
 in the main process reaches persistent workers. The workers of one pass agree on its epoch: the
 first worker to start a pass claims the next epoch and opens the pass; the others join it; a
-worker that already took part in the open pass (or runs with a different worker count) opens the
-next one.
+worker that already took part in the open pass, runs with a different worker count, or belongs to
+another DataLoader iterator (another base seed: a non-persistent pass) opens the next one.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from .dataset import KuatDataset
 
 _MAX_WORKERS = 1024
 # Shared slots: next epoch, epoch of the open pass, worker count of the open pass (0: none open),
-# then one "took part" flag per worker id.
-_NEXT, _OPEN_EPOCH, _OPEN_WORKERS, _FLAGS = 0, 1, 2, 3
+# the DataLoader iterator's base seed of the open pass, then one "took part" flag per worker id.
+_NEXT, _OPEN_EPOCH, _OPEN_WORKERS, _OPEN_KEY, _FLAGS = 0, 1, 2, 3, 4
 
 
 class _EpochCounter:
@@ -47,8 +47,12 @@ class _EpochCounter:
             self._shared[_NEXT] = epoch
             self._shared[_OPEN_WORKERS] = 0
 
-    def claim(self, worker: Optional[int], num_workers: int) -> int:
-        """The epoch of the pass starting now in ``worker`` (None: the main process, a whole pass)."""
+    def claim(self, worker: Optional[int], num_workers: int, key: int = 0) -> int:
+        """The epoch of the pass starting now in ``worker`` (None: the main process, a whole pass).
+
+        ``key`` is the DataLoader iterator's base seed: a worker of a new non-persistent iterator opens
+        a new pass even if it is the first to start and the previous pass's flag for it was never set.
+        """
         s = self._shared
         with s.get_lock():
             if worker is None:
@@ -58,10 +62,12 @@ class _EpochCounter:
                 return int(epoch)
             if num_workers > _MAX_WORKERS:
                 raise ValueError(f"KuatIterableDataset supports at most {_MAX_WORKERS} DataLoader workers")
-            if s[_OPEN_WORKERS] != num_workers or s[_FLAGS + worker]:
+            key &= 2**63 - 1
+            if s[_OPEN_WORKERS] != num_workers or s[_FLAGS + worker] or s[_OPEN_KEY] != key:
                 s[_OPEN_EPOCH] = s[_NEXT]
                 s[_NEXT] = s[_OPEN_EPOCH] + 1
                 s[_OPEN_WORKERS] = num_workers
+                s[_OPEN_KEY] = key
                 for w in range(num_workers):
                     s[_FLAGS + w] = 0
             s[_FLAGS + worker] = 1
@@ -138,7 +144,7 @@ class KuatIterableDataset(torch.utils.data.IterableDataset):
             epoch = self._epochs.claim(None, 1)
             batches = ds.epoch(epoch)
         else:
-            epoch = self._epochs.claim(info.id, info.num_workers)
+            epoch = self._epochs.claim(info.id, info.num_workers, info.seed - info.id)
             batches = ds._batches(epoch, info.id, info.num_workers)
         for batch in batches:
             images, labels = batch["images"], batch["labels"]

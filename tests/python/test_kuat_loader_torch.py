@@ -103,6 +103,15 @@ def test_set_epoch_and_worker_count_changes_agree():
         loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
         got.append([int(v) for _, labels in loader for v in labels])
     assert got == [[int(s) for s in reference.sample_order(e)] for e in range(5)]
+    # Reseeding torch before every pass gives every DataLoader iterator the same base seed: still new epochs.
+    ds.set_epoch(0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    reseeded = []
+    for _ in range(3):
+        torch.manual_seed(0)
+        reseeded.append([int(v) for _, labels in loader for v in labels])
+    assert reseeded == got[:3]
+    ds.set_epoch(5)
     import copy
     import pickle
 
