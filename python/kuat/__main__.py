@@ -76,9 +76,11 @@ def benchmark(argv: List[str]) -> int:
     ips = n / seconds
     print(f"{args.archive}: {n} images ({h}x{w}x{c}) in {batches} batches of {args.batch_size}, "
           f"{'sequential' if args.sequential else 'shuffled'}, {ds.layout} {ds.dtype}, device {device} "
-          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type}), PyTorch decode")
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type})")
+    how = ("C++ loader workers, zero-copy CPU tensors (LOWBIT_BACKEND=torch for the PyTorch path)"
+           if ds._uses_native_decode() else "packed indices staged on the host, copied, decoded on the device")
     print(f"  loader: {ips:.0f} img/s   {1e3 * seconds / batches:.3f} ms/batch   {ips * sample_bytes / 1e9:.3f} GB/s "
-          f"decoded (packed indices staged on the host, copied, decoded on the device)")
+          f"decoded ({how})")
 
     resident = GPUDataset(archive, batch_size=args.batch_size, device=device, normalize=False,
                           dtype=torch.uint8 if ds.dtype == "uint8" else torch.float32, layout=ds.layout)

@@ -48,8 +48,10 @@ def unpack_indices(packed: torch.Tensor, count: int, bits: int) -> torch.Tensor:
     """Unpacks LSB-first bit-packed indices (docs/FORMAT.md, codes.h).
 
     ``packed``: (B, S) uint8, row b holds one sample's block (S >= ceil(count * bits / 8); extra
-    bytes are ignored). Returns (B, count) int64 on the same device. Index j of a row occupies bits
-    [j*bits, (j+1)*bits), bit k of byte n being bit 8n+k; with bits <= 16 it spans at most 3 bytes.
+    bytes are ignored). Returns (B, count) int32 on the same device. Index j of a row occupies bits
+    [j*bits, (j+1)*bits), bit k of byte n being bit 8n+k; with bits <= 16 it lies inside the 24-bit
+    little-endian window starting at byte (j*bits)/8, so one window per byte offset (three shifted
+    byte planes or'ed together) and one gather give every index.
     Raises ValueError for a wrong dtype, rank or a row too short for ``count`` indices.
     """
     if packed.dtype != torch.uint8 or packed.dim() != 2:
@@ -61,14 +63,11 @@ def unpack_indices(packed: torch.Tensor, count: int, bits: int) -> torch.Tensor:
     if packed.shape[1] < need:
         raise ValueError(f"packed indices: rows hold {packed.shape[1]} bytes, {count} indices of {bits} bits "
                          f"need {need}")
-    dev = packed.device
-    rows = packed[:, :need].to(torch.int32)
-    rows = torch.cat([rows, torch.zeros((rows.shape[0], 2), dtype=torch.int32, device=dev)], dim=1)
-    bit = torch.arange(count, device=dev, dtype=torch.int64) * bits
-    byte = bit >> 3
-    shift = (bit & 7).to(torch.int32)
-    value = rows[:, byte] | (rows[:, byte + 1] << 8) | (rows[:, byte + 2] << 16)
-    return ((value >> shift) & ((1 << bits) - 1)).to(torch.int64)
+    rows = torch.nn.functional.pad(packed[:, :need], (0, 2)).to(torch.int32)
+    window = rows[:, :-2] | (rows[:, 1:-1] << 8) | (rows[:, 2:] << 16)  # (B, need): 24 bits from each byte
+    bit = torch.arange(count, device=packed.device, dtype=torch.int64) * bits
+    value = torch.index_select(window, 1, bit >> 3)
+    return value.bitwise_right_shift_((bit & 7).to(torch.int32)).bitwise_and_((1 << bits) - 1)
 
 
 def channel_values(values: Optional[Sequence[float]], channels: int, fallback: float, name: str) -> list:
@@ -137,7 +136,7 @@ def decode_indices(indices: torch.Tensor, table: torch.Tensor, pad: torch.Tensor
                    shift_x: Optional[torch.Tensor] = None, flip: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Images from unpacked indices: codebook gather, crop to HxW, optional shift/flip, layout.
 
-    ``indices``: (B, grid_h * grid_w) integer tensor, every value < K (callers check: see
+    ``indices``: (B, grid_h * grid_w) int32/int64 tensor, every value in [0, K) (callers check: see
     :func:`first_bad_index`). ``table``/``pad``: from :func:`make_table`. ``height``/``width``: the
     image size (the grid is ceil(H/P) x ceil(W/P)). ``shift_y``/``shift_x`` (B,) int and ``flip`` (B,)
     bool (all three or none): output pixel (y, x) is source (y + shift_y, x' + shift_x) with
@@ -151,7 +150,7 @@ def decode_indices(indices: torch.Tensor, table: torch.Tensor, pad: torch.Tensor
     if indices.dim() != 2 or indices.shape[1] != gh * gw:
         raise ValueError(f"indices must be (B, {gh * gw}) for {height}x{width} images of {P}x{P} patches, "
                          f"got {tuple(indices.shape)}")
-    idx = indices.to(torch.int64)
+    idx = indices if indices.dtype in (torch.int32, torch.int64) else indices.to(torch.int64)
     flat = table.reshape(K, P * P * C)
     if shift_y is None and shift_x is None and flip is None:
         if layout == "NHWC":
@@ -164,21 +163,38 @@ def decode_indices(indices: torch.Tensor, table: torch.Tensor, pad: torch.Tensor
         return img[:, :, :height, :width].contiguous()
     if shift_y is None or shift_x is None or flip is None:
         raise ValueError("shift_y, shift_x and flip go together (all three or none)")
-    dev = idx.device
-    ys = torch.arange(height, device=dev)[None, :] + shift_y.to(dev, torch.int64)[:, None]  # (B, H)
-    xs = torch.arange(width, device=dev)[None, :].expand(B, width)
-    xs = torch.where(flip.to(dev, torch.bool)[:, None], width - 1 - xs, xs) + shift_x.to(dev, torch.int64)[:, None]
-    inside = ((ys >= 0) & (ys < height))[:, :, None] & ((xs >= 0) & (xs < width))[:, None, :]  # (B, H, W)
-    ys = ys.clamp(0, height - 1)
-    xs = xs.clamp(0, width - 1)
-    cell = (ys // P)[:, :, None] * gw + (xs // P)[:, None, :]  # (B, H, W) grid position
-    within = (ys % P)[:, :, None] * P + (xs % P)[:, None, :]   # pixel inside the patch
-    k = idx.gather(1, cell.reshape(B, -1))
-    pixels = table.reshape(K * P * P, C).index_select(0, (k * (P * P) + within.reshape(B, -1)).reshape(-1))
-    img = torch.where(inside.reshape(-1, 1), pixels, pad.to(dev).view(1, C)).view(B, height, width, C)
-    if layout == "NCHW":
-        img = img.permute(0, 3, 1, 2)
-    return img.contiguous()
+    img = decode_indices(indices, table, pad, height, width, layout)
+    return _shift_and_flip(img, pad, shift_y, shift_x, flip, layout)
+
+
+def _shift_and_flip(img: torch.Tensor, pad: torch.Tensor, shift_y: torch.Tensor, shift_x: torch.Tensor,
+                    flip: torch.Tensor, layout: str) -> torch.Tensor:
+    """Output (y, x) = source (y + shift_y, x' + shift_x), x' = W-1-x if flipped, ``pad`` outside.
+
+    Separable: one pad row and one pad column are appended, every out-of-range source row/column
+    points at them, then one gather picks rows and one picks columns (pure copies: exact).
+    """
+    B, dev = img.shape[0], img.device
+    nhwc = layout == "NHWC"
+    H, W = (img.shape[1], img.shape[2]) if nhwc else (img.shape[2], img.shape[3])
+    C = pad.shape[0]
+    pad = pad.to(dev)
+    if nhwc:
+        img = torch.cat([img, pad.view(1, 1, 1, C).expand(B, 1, W, C)], dim=1)
+        img = torch.cat([img, pad.view(1, 1, 1, C).expand(B, H + 1, 1, C)], dim=2)
+    else:
+        img = torch.cat([img, pad.view(1, C, 1, 1).expand(B, C, 1, W)], dim=2)
+        img = torch.cat([img, pad.view(1, C, 1, 1).expand(B, C, H + 1, 1)], dim=3)
+    ys = torch.arange(H, device=dev)[None, :] + shift_y.to(dev, torch.int64)[:, None]  # (B, H)
+    ys = torch.where((ys >= 0) & (ys < H), ys, H)
+    xs = torch.arange(W, device=dev)[None, :].expand(B, W)
+    xs = torch.where(flip.to(dev, torch.bool)[:, None], W - 1 - xs, xs) + shift_x.to(dev, torch.int64)[:, None]
+    xs = torch.where((xs >= 0) & (xs < W), xs, W)
+    if nhwc:
+        rows = torch.gather(img, 1, ys.view(B, H, 1, 1).expand(B, H, W + 1, C))
+        return torch.gather(rows, 2, xs.view(B, 1, W, 1).expand(B, H, W, C))
+    rows = torch.gather(img, 2, ys.view(B, 1, H, 1).expand(B, C, H, W + 1))
+    return torch.gather(rows, 3, xs.view(B, 1, 1, W).expand(B, C, H, W))
 
 
 def decode_packed(packed: torch.Tensor, table: torch.Tensor, pad: torch.Tensor, height: int, width: int,

@@ -75,7 +75,7 @@ def test_unpack_indices_matches_the_native_packer():
             values = rng.integers(0, 1 << bits, (3, count)).astype(np.uint32)
             packed = np.stack([kd._engine.pack_indices(row, bits) for row in values])
             got = td.unpack_indices(torch.from_numpy(packed), count, bits)
-            assert got.dtype == torch.int64
+            assert got.dtype == torch.int32
             np.testing.assert_array_equal(got.numpy(), values)
 
 
