@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from lowbit import __version__
@@ -20,8 +21,9 @@ from .archive import KuatArchive
 from .convert import convert_dataset
 from .dataset import KuatDataset, KuatEpochIterator
 
-__all__ = ["KuatArchive", "KuatDataset", "KuatEpochIterator", "convert_dataset", "GPUDecoder", "GPUDataset",
-           "__version__"]
+__all__ = ["KuatArchive", "KuatDataset", "KuatEpochIterator", "convert_dataset", "__version__"]
+if importlib.util.find_spec("torch") is not None:  # `from kuat import *` must work without torch
+    __all__ += ["GPUDecoder", "GPUDataset"]
 
 
 def __getattr__(name: str) -> Any:
