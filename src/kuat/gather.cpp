@@ -114,16 +114,19 @@ GatherTable::GatherTable(const ImageGeometry& geometry, const std::uint8_t* code
     }
   }
 
-  if (format_.layout == Layout::NCHW && !is_float && C == 3 && P == 2) {
-    planar_.resize(std::size_t{variants} * padded_size_ * P * kPlanarSlotBytes);
+  if (format_.layout == Layout::NCHW && C == 3 && P == 2) {
+    const std::size_t slot = planar_slot_bytes();
+    planar_.resize(std::size_t{variants} * padded_size_ * P * slot);
     planar_.zero();
     for (std::uint32_t mirrored = 0; mirrored < variants; ++mirrored) {
       for (std::uint32_t k = 0; k < codebook_size; ++k) {
         const std::uint8_t* word = codebook + std::size_t{k} * cw;
         for (std::uint32_t py = 0; py < P; ++py) {
-          std::uint8_t* dst = planar_.data() + ((std::size_t{mirrored} * padded_size_ + k) * P + py) * kPlanarSlotBytes;
+          std::uint8_t* dst = planar_.data() + ((std::size_t{mirrored} * padded_size_ + k) * P + py) * slot;
           for (std::uint32_t c = 0; c < C; ++c) {
-            for (std::uint32_t px = 0; px < P; ++px) dst[c * P + px] = word[(py * P + (mirrored ? P - 1 - px : px)) * C + c];
+            for (std::uint32_t px = 0; px < P; ++px) {
+              store(dst + (c * P + px) * es, word[(py * P + (mirrored ? P - 1 - px : px)) * C + c], c);
+            }
           }
         }
       }

@@ -55,13 +55,37 @@ void lay_planar(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_
     _mm_storel_epi64(reinterpret_cast<__m128i*>(dst[1] + 2 * g), _mm_unpackhi_epi64(rg, rg));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(dst[2] + 2 * g), bx);
   }
-  lay_planar_tail(dst, base, stride, idx, g, n, reverse);
+  lay_planar_tail(dst, base, stride, idx, g, n, reverse, 1);
+}
+
+// float32 planar slots (32 bytes: qwords R, G, B, pad), four at a time: unpacking qword pairs of
+// two slots gives [R R | B B] and [G G | x x]; 128-bit lane permutes join two such pairs into each
+// plane's four pieces (8 floats), one 32-byte store per plane.
+void lay_planar_f32(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride, const std::uint16_t* idx,
+                    std::uint32_t n, bool reverse) {
+  auto slot = [&](std::uint32_t j) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + std::size_t{idx[reverse ? n - 1 - j : j]} * stride));
+  };
+  std::uint32_t g = 0;
+  for (; g + 4 <= n; g += 4) {
+    const __m256i s0 = slot(g), s1 = slot(g + 1), s2 = slot(g + 2), s3 = slot(g + 3);
+    const __m256i rb01 = _mm256_unpacklo_epi64(s0, s1), rb23 = _mm256_unpacklo_epi64(s2, s3);
+    const __m256i gx01 = _mm256_unpackhi_epi64(s0, s1), gx23 = _mm256_unpackhi_epi64(s2, s3);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[0] + 8 * g), _mm256_permute2x128_si256(rb01, rb23, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[1] + 8 * g), _mm256_permute2x128_si256(gx01, gx23, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[2] + 8 * g), _mm256_permute2x128_si256(rb01, rb23, 0x31));
+  }
+  lay_planar_tail(dst, base, stride, idx, g, n, reverse, 4);
 }
 
 struct Avx2 {
-  static void lay_planar(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
-                         const std::uint16_t* idx, std::uint32_t n, bool reverse) {
+  static void lay_planar_u8(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
+                            const std::uint16_t* idx, std::uint32_t n, bool reverse) {
     kernels::lay_planar(dst, base, stride, idx, n, reverse);
+  }
+  static void lay_planar_f32(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
+                             const std::uint16_t* idx, std::uint32_t n, bool reverse) {
+    kernels::lay_planar_f32(dst, base, stride, idx, n, reverse);
   }
 
   static LayPiecesFn lay_for(std::size_t piece_bytes, std::size_t slot_bytes, std::size_t* width) {

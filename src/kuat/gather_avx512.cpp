@@ -66,13 +66,41 @@ void lay_planar(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1] + 2 * g), _mm512_extracti32x4_epi32(v, 1));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[2] + 2 * g), _mm512_extracti32x4_epi32(v, 2));
   }
-  lay_planar_tail(dst, base, stride, idx, g, n, reverse);
+  lay_planar_tail(dst, base, stride, idx, g, n, reverse, 1);
+}
+
+// float32 planar slots (32 bytes: qwords R, G, B, pad), eight at a time: two slots per register;
+// a two-source qword permute takes (R, G) of four slots from two registers, another their B, and
+// 256-bit lane shuffles join the halves into each plane's eight pieces (16 floats): one 64-byte
+// store per plane.
+void lay_planar_f32(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride, const std::uint16_t* idx,
+                    std::uint32_t n, bool reverse) {
+  const __m512i rg = _mm512_setr_epi64(0, 4, 8, 12, 1, 5, 9, 13);
+  const __m512i bb = _mm512_setr_epi64(2, 6, 10, 14, 2, 6, 10, 14);
+  auto slot = [&](std::uint32_t j) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + std::size_t{idx[reverse ? n - 1 - j : j]} * stride));
+  };
+  auto pair = [&](std::uint32_t j) { return _mm512_inserti64x4(_mm512_castsi256_si512(slot(j)), slot(j + 1), 1); };
+  std::uint32_t g = 0;
+  for (; g + 8 <= n; g += 8) {
+    const __m512i a = pair(g), b = pair(g + 2), c = pair(g + 4), d = pair(g + 6);
+    const __m512i rg_ab = _mm512_permutex2var_epi64(a, rg, b), rg_cd = _mm512_permutex2var_epi64(c, rg, d);
+    const __m512i b_ab = _mm512_permutex2var_epi64(a, bb, b), b_cd = _mm512_permutex2var_epi64(c, bb, d);
+    _mm512_storeu_si512(dst[0] + 8 * g, _mm512_shuffle_i64x2(rg_ab, rg_cd, 0x44));
+    _mm512_storeu_si512(dst[1] + 8 * g, _mm512_shuffle_i64x2(rg_ab, rg_cd, 0xEE));
+    _mm512_storeu_si512(dst[2] + 8 * g, _mm512_shuffle_i64x2(b_ab, b_cd, 0x44));
+  }
+  lay_planar_tail(dst, base, stride, idx, g, n, reverse, 4);
 }
 
 struct Avx512 {
-  static void lay_planar(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
-                         const std::uint16_t* idx, std::uint32_t n, bool reverse) {
+  static void lay_planar_u8(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
+                            const std::uint16_t* idx, std::uint32_t n, bool reverse) {
     kernels::lay_planar(dst, base, stride, idx, n, reverse);
+  }
+  static void lay_planar_f32(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
+                             const std::uint16_t* idx, std::uint32_t n, bool reverse) {
+    kernels::lay_planar_f32(dst, base, stride, idx, n, reverse);
   }
 
   static LayPiecesFn lay_for(std::size_t piece_bytes, std::size_t slot_bytes, std::size_t* width) {
