@@ -64,8 +64,7 @@ class DeviceDecoder:
     """Decodes the batches of a native ``Loader`` on a torch device (see the module docstring)."""
 
     def __init__(self, loader: Any, batch_size: int, sources: Sequence[Any], device: "torch.device", layout: str,
-                 dtype: str,
-                 mean: Sequence[float], std: Sequence[float], crop_padding: int, random_flip: bool,
+                 dtype: str, mean: Sequence[float], std: Sequence[float], crop_padding: int, random_flip: bool,
                  seed: int) -> None:
         self.loader = loader
         self.device = device
