@@ -107,6 +107,17 @@ LOWBIT_BINDING(kuat) {
         const auto block = a.sample_indices(static_cast<std::uint64_t>(i));
         return nb::bytes(reinterpret_cast<const char*>(block.data()), block.size());
       }, nb::arg("index"), "Sample i's packed index block (bytes).")
+      .def("packed_indices", [](nb::object self) {
+        const Archive& a = nb::cast<const Archive&>(self);
+        const lowbit::kuat::ArchiveView v = a.view();  // ValueError for variable-size archives
+        const std::size_t shape[2] = {static_cast<std::size_t>(v.num_samples), v.index_stride};
+        return nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<2>>(v.indices, 2, shape, self);
+      }, "Every sample's packed index block as a read-only (N, stride) uint8 view of the memory map "
+         "(fixed-shape archives; the view keeps the archive open).")
+      .def_prop_ro("geometry", [](const Archive& a) {
+        const auto& g = a.geometry();  // ValueError for variable-size archives
+        return nb::make_tuple(g.height, g.width, g.channels, g.patch);
+      }, "(height, width, channels, patch) of every sample of a fixed-shape archive.")
       .def("labels", [](const Archive& a) {
         const auto l = a.labels();
         return owned_array(std::vector<std::int32_t>(l.begin(), l.end()), {l.size()});
