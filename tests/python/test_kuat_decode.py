@@ -268,6 +268,43 @@ def test_webp_matches_pil(kind):
         np.testing.assert_array_equal(decode(data, 3, background=list(bg)), pil_reference(data, bg))
 
 
+def _riff_chunk(tag: bytes, payload: bytes) -> bytes:
+    return tag + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+
+
+def _u24(v: int) -> bytes:
+    return struct.pack("<I", v)[:3]
+
+
+def animated_webp_with_offset_first_frame(canvas=(16, 12), first_at=(4, 2)) -> bytes:
+    """An animation whose first frame covers only part of the canvas (ANMF offsets), built
+    chunk by chunk: the rest of the canvas is transparent, so it shows the background."""
+    frames = []
+    for (x, y), img in ((first_at, rgba_image(6, 8, 3)), ((0, 0), rgba_image(canvas[1], canvas[0], 4))):
+        buf = io.BytesIO()
+        Image.fromarray(img, "RGBA").save(buf, "WEBP", lossless=True)
+        data = buf.getvalue()
+        at = data.find(b"VP8L")
+        bitstream = _riff_chunk(b"VP8L", data[at + 8: at + 8 + struct.unpack("<I", data[at + 4: at + 8])[0]])
+        h, w = img.shape[:2]
+        header = _u24(x // 2) + _u24(y // 2) + _u24(w - 1) + _u24(h - 1) + _u24(100) + b"\x00"
+        frames.append(_riff_chunk(b"ANMF", header + bitstream))
+    vp8x = _riff_chunk(b"VP8X", bytes([0x12, 0, 0, 0]) + _u24(canvas[0] - 1) + _u24(canvas[1] - 1))
+    anim = _riff_chunk(b"ANIM", struct.pack("<IH", 0xFF00FF00, 0))  # a green hint; decoders start transparent
+    body = b"WEBP" + vp8x + anim + b"".join(frames)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_animated_webp_first_frame_smaller_than_the_canvas():
+    data = animated_webp_with_offset_first_frame()
+    im = Image.open(io.BytesIO(data))
+    assert im.n_frames == 2 and im.size == (16, 12)
+    for bg in BACKGROUNDS:
+        out = decode(data, 3, background=list(bg))
+        np.testing.assert_array_equal(out, pil_reference(data, bg))
+        assert (out[0, 0] == bg).all() and (out[11, 15] == bg).all()  # outside the first frame
+
+
 def test_same_pixels_same_result_in_every_container():
     rgba = rgba_image()
     results = []
