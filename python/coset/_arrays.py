@@ -116,6 +116,8 @@ def torch_codes(b: Any, name: str, upper: int) -> Any:
             raise ValueError(f"{name}: float codes must hold integers, got non-integer or non-finite values")
     if t.numel():
         lo, hi = t.min(), t.max()
+        if not t.is_floating_point():  # compare in int64: 256 does not fit a uint8 comparison
+            lo, hi = lo.to(torch.int64), hi.to(torch.int64)
         if bool(lo < 0) or bool(hi >= upper):
             fmt = (lambda v: int(v)) if not t.is_floating_point() else (lambda v: float(v))
             raise ValueError(f"{name}: values must lie in [0, {upper}), got [{fmt(lo)}, {fmt(hi)}]")

@@ -99,21 +99,39 @@ def scale_values(config, dtype: torch.dtype) -> List[float]:
 
 # --- one closest-point step (lattice_step.h) --------------------------------------------------
 
-class _Step:
-    __slots__ = ("div", "inv_div", "half", "nudge")
+# Ties of the closest point of float data are ties up to this relative tolerance (lattice_step.h
+# kTieSnap; docs/coset.md "the tie snap"): a float input is usually a rounded rational (G b / q).
+TIE_SNAP = 2.0 ** -20
 
-    def __init__(self, div: float, nudge: bool, dtype: torch.dtype) -> None:
+
+class _Step:
+    __slots__ = ("div", "inv_div", "half", "nudge", "snap")
+
+    def __init__(self, div: float, nudge: bool, dtype: torch.dtype, snap: bool = False) -> None:
         self.div = _float_of(div, dtype)
         self.inv_div = _float_of(1.0 / div, dtype)
         self.half = _float_of(div / 2, dtype)
         self.nudge = nudge
+        self.snap = TIE_SNAP if snap and nudge else 0.0
 
 
-def _round_coord(v: torch.Tensor, p: _Step) -> Tuple[torch.Tensor, torch.Tensor]:
+def _tie_tolerance(v: torch.Tensor, p: _Step) -> Optional[torch.Tensor]:
+    """snap * max(1, max_j |v_j|) per vector, shape (..., 1); None when the step is exact."""
+    if p.snap == 0.0:
+        return None
+    m = torch.clamp(v.abs().amax(-1, keepdim=True), min=1.0)
+    return m * p.snap
+
+
+def _round_coord(v: torch.Tensor, p: _Step, tol: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     r = torch.round(v * p.inv_div)  # nearbyint: round half to even
     e = v - p.div * r
-    up = e >= p.half
-    down = (~up) & (e < -p.half)
+    if tol is None:
+        up = e >= p.half
+        down = (~up) & (e < -p.half)
+    else:
+        up = e >= p.half - tol
+        down = (~up) & (e < -p.half - tol)
     r = torch.where(up, r + 1.0, torch.where(down, r - 1.0, r))
     e = torch.where(up, e - p.div, torch.where(down, e + p.div, e))
     if not p.nudge:
@@ -135,18 +153,25 @@ def _sign_weight(e: torch.Tensor, w: float) -> torch.Tensor:
     return torch.where(e >= 0, torch.full_like(e, w), torch.full_like(e, -w))
 
 
-def _dn_fix(r: torch.Tensor, e: torch.Tensor, p: _Step) -> Tuple[torch.Tensor, torch.Tensor]:
+def _dn_fix(r: torch.Tensor, e: torch.Tensor, p: _Step,
+            tol: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     d = r.shape[-1]
     total = _left_sum([r[..., j] for j in range(d)])
     odd = (total - 2.0 * torch.floor(total * 0.5)) != 0
     best = torch.zeros(r.shape[:-1], dtype=torch.int64, device=r.device)
     best_abs = e[..., 0].abs()
     best_sw = _sign_weight(e[..., 0], 1.0)
+    t = None if tol is None else tol[..., 0]
     for j in range(1, d):
         a = e[..., j].abs()
         w = float(1 << j)
         sw = _sign_weight(e[..., j], w)
-        take = (a > best_abs) | ((a == best_abs) & (sw > best_sw)) if p.nudge else a > best_abs
+        if not p.nudge:
+            take = a > best_abs
+        elif t is None:
+            take = (a > best_abs) | ((a == best_abs) & (sw > best_sw))
+        else:
+            take = (a > best_abs + t) | ((a >= best_abs - t) & (sw > best_sw))
         best = torch.where(take, torch.full_like(best, j), best)
         best_abs = torch.where(take, a, best_abs)
         best_sw = torch.where(take, sw, best_sw)
@@ -173,15 +198,19 @@ def _nudge_dot(e: torch.Tensor) -> torch.Tensor:
 
 def _lattice_step(lattice: str, v: torch.Tensor, p: _Step) -> Tuple[torch.Tensor, torch.Tensor]:
     """(point in C-scaled coordinates, residual e = v - div * point / C), as lattice_step.h."""
+    tol = _tie_tolerance(v, p)
     if lattice != "E8":
-        r, e = _round_coord(v, p)
+        r, e = _round_coord(v, p, tol)
         if lattice == "D4":
-            r, e = _dn_fix(r, e, p)
+            r, e = _dn_fix(r, e, p, tol)
         return r, e
-    r0, e0 = _dn_fix(*_round_coord(v, p), p)
-    r1, e1 = _dn_fix(*_round_coord(v - p.half, p), p)
+    r0, e0 = _dn_fix(*_round_coord(v, p, tol), p, tol)
+    r1, e1 = _dn_fix(*_round_coord(v - p.half, p, tol), p, tol)
     d0, d1 = _squared_norm(e0), _squared_norm(e1)
-    if p.nudge:
+    if p.nudge and tol is not None:
+        tol_d = 8.0 * tol[..., 0]  # |d error| <= 2 sum_j |e_j| |e_j error| < 8 tol
+        keep0 = (d0 < d1 - tol_d) | ((d0 <= d1 + tol_d) & (_nudge_dot(e0) <= _nudge_dot(e1)))
+    elif p.nudge:
         keep0 = (d0 < d1) | ((d0 == d1) & (_nudge_dot(e0) <= _nudge_dot(e1)))
     else:
         keep0 = d0 <= d1
@@ -195,7 +224,7 @@ def closest_point(x: torch.Tensor, lattice: str, tie_dither: bool = True) -> tor
 
     Mirrors ``closest_points`` of lattice.cpp: one step with div = 1, point / C.
     """
-    point, _ = _lattice_step(lattice, x, _Step(1.0, tie_dither, x.dtype))
+    point, _ = _lattice_step(lattice, x, _Step(1.0, tie_dither, x.dtype, snap=True))
     return point * _float_of(1.0 / COORD_SCALE[lattice], x.dtype)
 
 
@@ -226,7 +255,7 @@ def _encode_levels(lattice: str, q: int, levels: int, nudge: bool, y: torch.Tens
     bound = _float_of(overload_bound(q, levels), y.dtype)
     over = (y.abs() > bound).any(-1)
     v = torch.clamp(y, -bound, bound)
-    lam, _ = _lattice_step(lattice, v, _Step(1.0, nudge, y.dtype))
+    lam, _ = _lattice_step(lattice, v, _Step(1.0, nudge, y.dtype, snap=True))
     # The hierarchy runs on exact integers below 2^24: any float type computes it exactly.
     level = _Step(float(COORD_SCALE[lattice] * q), nudge, y.dtype)
     codes = []
@@ -279,7 +308,7 @@ def dither(config, n: int, dtype: torch.dtype, device, start: int = 0) -> torch.
             s = s + g[r][k] * t[k]
         cols.append(s.to(dtype))
     z = torch.stack(cols, -1) if n else torch.zeros(0, d, dtype=dtype, device=device)
-    point, _ = _lattice_step(lattice, z, _Step(1.0, True, dtype))
+    point, _ = _lattice_step(lattice, z, _Step(1.0, True, dtype, snap=True))
     return z - point * _float_of(1.0 / COORD_SCALE[lattice], dtype)
 
 

@@ -48,13 +48,16 @@ class HNLQState:
 
 
 # Rescaling rounds allowed when vectors still overload after the config's T retries: each multiplies
-# the bucket's scale by 2**(alpha * (max_t + 1)); a scale beyond the bucket's largest value makes every
-# vector quantize to 0, which never overloads, so a few rounds always end it.
+# the bucket's scale by 2**(alpha * (max_t + 1)), capped at a scale where every vector has norm
+# below 1/4, inside the Voronoi cell of 0 of every lattice here (packing radius >= 1/2), which never
+# overloads: the loop always ends.
 MAX_RESCALES = 64
 
 
 def _compress(state: HNLQState, flat: torch.Tensor):
-    """(packed uint8 tensor, scale, decoded float32 tensor of flat's length), all on flat's device.
+    """(packed uint8 tensor, scale, decoded float32 tensor of flat's length), all on flat's device;
+    ``None`` when no float32 scale fits the bucket (values near the float range): then the hook
+    sends the bucket dense.
 
     Vectors that still overload after the config's retries (an outlier far above the bucket's
     rms) make the whole bucket retry at a coarser scale: the hook never sends wrapped codes and
@@ -65,15 +68,22 @@ def _compress(state: HNLQState, flat: torch.Tensor):
     n = flat.numel()
     pad = (-n) % d
     g = torch.cat([flat, flat.new_zeros(pad)]) if pad else flat
-    rms = float(g.pow(2).mean().sqrt())  # one scalar to the host: the scale is part of the message
+    wide = g.to(torch.float64)  # squares of float32 values may overflow float32
+    rms = float(wide.pow(2).mean().sqrt())  # one scalar to the host: the scale is part of the message
+    safe = 4.0 * float(wide.view(-1, d).norm(dim=1).max())
     scale = rms * state._beta * cfg0.beta if rms > 0 else 1.0
     vectors = g.view(-1, d)
     for _ in range(MAX_RESCALES):
-        cfg = cfg0.replace(beta=scale)
+        try:
+            cfg = cfg0.replace(beta=scale)
+        except ValueError:  # beta * 2**(alpha * max_t) beyond float32
+            return None
         b, t, overloaded = _encode_counted(vectors, state.lattice, cfg)
         if not overloaded:
             break
-        scale *= 2.0 ** (cfg0.alpha * (cfg0.max_t() + 1))
+        scale = max(min(scale * 2.0 ** (cfg0.alpha * (cfg0.max_t() + 1)), safe), scale)
+    else:
+        return None
     packed = pack(b, t, cfg)
     own = decode(b, state.lattice, cfg, t).reshape(-1)[:n]
     return packed, scale, own
@@ -111,20 +121,25 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
     if residual is not None and residual.numel() == n and residual.device == flat.device:
         flat = flat + residual
     nonfinite = not bool(torch.isfinite(flat).all())
-    if nonfinite:
+    compressed = None if nonfinite else _compress(state, flat)
+    if compressed is None:
         packed = torch.zeros(packed_size(state.config, (n + state.config.d - 1) // state.config.d),
                              dtype=torch.uint8, device=flat.device)
-        scale, own = 1.0, None
+        scale, own = float("nan"), None
     else:
-        packed, scale, own = _compress(state, flat)
-    # One float64 per rank: the bucket's scale, or NaN when the bucket holds NaN or Inf.
-    meta = torch.tensor([float("nan") if nonfinite else scale], dtype=torch.float64, device=flat.device)
+        packed, scale, own = compressed
+    # One float64 per rank: the bucket's scale, or NaN when the bucket holds NaN or Inf (or values
+    # no float32 scale fits): then every rank takes the default hook's path.
+    meta = torch.tensor([scale], dtype=torch.float64, device=flat.device)
     metas = [torch.empty_like(meta) for _ in range(world)]
     dist.all_gather(metas, meta, group=group)
     state.bytes_dense += n * 4
     if bool(torch.isnan(torch.cat(metas)).any()):  # the default hook's result, on every rank
-        tensor = buffer / world
+        # gloo cannot sum bfloat16: reduce those in float32 (the same inf/NaN pattern)
+        wide = buffer.dtype == torch.bfloat16 and dist.get_backend(group) == "gloo"
+        tensor = (buffer.float() if wide else buffer) / world
         dist.all_reduce(tensor, group=group)
+        tensor = tensor.to(buffer.dtype)
         state.bytes_sent += meta.numel() * 8 + tensor.numel() * tensor.element_size()
         fut.set_result(tensor)
         return fut

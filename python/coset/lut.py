@@ -48,6 +48,11 @@ def _require_lut_config(config: QuantizationConfig, limit: int, what: str) -> No
 
 
 def _codes(b: Any, T: Any, config: QuantizationConfig, name: str):
+    import torch
+
+    cpu = torch.device("cpu")
+    _backend.check_same_device(f"b{name}", b, "the table", cpu)  # the C++ table lives on the host
+    _backend.check_same_device(f"T{name}", T, "the table", cpu)
     codes = code_array(b, f"b{name}", config.q)
     if codes.ndim != 3 or codes.shape[1:] != (config.M, config.d):
         raise ValueError(f"b{name}: expected shape (blocks, M, d)=(*, {config.M}, {config.d}), got {tuple(codes.shape)}")

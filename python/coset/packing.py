@@ -51,6 +51,8 @@ def pack(b: Any, T: Any, config: QuantizationConfig) -> Any:
             raise ValueError(f"T: shape must be {tuple(codes.shape[:-2])}, got {tuple(t.shape)}")
         return _op(impl, "coset.pack")(codes.reshape(-1, config.M, config.d), t.reshape(-1), config)
     as_torch = is_tensor(b)
+    if as_torch and is_tensor(T):
+        _backend.check_same_device("T", T, "b", b.device)
     codes = code_array(b, "b", config.q)
     if codes.ndim < 2 or codes.shape[-2:] != (config.M, config.d):
         raise ValueError(f"b: trailing shape must be (M, d)=({config.M}, {config.d}), got {tuple(codes.shape)}")

@@ -81,6 +81,11 @@ def _user_dither(dither: Any, config: QuantizationConfig, like: Any) -> Any:
     return (np.asarray(dither.cpu().numpy() if is_tensor(dither) else dither, dtype=np.float64) * base).astype(ftype)
 
 
+def _host(u: Any) -> np.ndarray:
+    """A dither (C++ path: the data is on the host) as a numpy array."""
+    return u.detach().cpu().numpy() if is_tensor(u) else np.asarray(u)
+
+
 def _encode_counted(x: Any, lattice: Lattice, config: QuantizationConfig) -> Tuple[Any, Any, int]:
     """(b, T, vectors still overloaded): :func:`encode` without the warning and the 1-D conversions."""
     d = config.d
@@ -194,6 +199,8 @@ def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, 
         out = out.reshape(lead + (d,))
         return out if u is None else out - u.to(out.dtype)
     as_torch = is_tensor(b)
+    if as_torch and is_tensor(T):
+        _backend.check_same_device("T", T, "b", b.device)
     codes = code_array(b, "b", config.q)
     if codes.ndim < 2 or codes.shape[-2:] != (m, d):
         raise ValueError(f"b: trailing shape must be (M, d)=({m}, {d}), got shape {tuple(codes.shape)}")
@@ -208,7 +215,7 @@ def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, 
     out = np.empty(lead + (d,), dtype=np.float64 if want64 else np.float32)
     _native.decode(config.native(), codes, t, out)
     if u is not None:
-        out = (out - u).astype(out.dtype)
+        out = (out - _host(u)).astype(out.dtype)
     return back(out, as_torch)
 
 
@@ -245,12 +252,12 @@ def quantize(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any =
             out = out - u.to(out.dtype)
         return out.to(x.dtype) if x.is_floating_point() else out
     arr, as_torch, original = float_array(x, "x")
-    src = arr if u is None else (arr + u).astype(arr.dtype)
+    src = arr if u is None else (arr + _host(u)).astype(arr.dtype)
     b, t, overloaded = _encode_counted(src, lattice, config)
     _warn_overload(overloaded, config)
     out = decode(b, lattice, config, t, dtype=arr.dtype)
     if u is not None:
-        out = (out - u).astype(out.dtype)
+        out = (out - _host(u)).astype(out.dtype)
     return back(out, as_torch, original)
 
 

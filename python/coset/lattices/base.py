@@ -28,9 +28,15 @@ class Lattice:
 
     def __init__(self, device: Any = None) -> None:
         self.d: int = _torch_ops.DIMS[self.name]
-        self._g = np.array(_torch_ops.generator_rows(self.name), dtype=np.float64)
-        self._g_inv = np.array(_torch_ops.inverse_generator_rows(self.name), dtype=np.float64)
         self._device = device
+
+    @property
+    def _g(self) -> np.ndarray:
+        return np.array(_torch_ops.generator_rows(self.name), dtype=np.float64)
+
+    @property
+    def _g_inv(self) -> np.ndarray:
+        return np.array(_torch_ops.inverse_generator_rows(self.name), dtype=np.float64)
 
     @property
     def device(self):
