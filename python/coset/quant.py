@@ -207,6 +207,9 @@ def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, 
     lead = codes.shape[:-2]
     if T is None:
         t = np.zeros(lead, dtype=np.uint8)
+    elif isinstance(T, (int, np.integer)) and not isinstance(T, bool):  # one T for every vector
+        t = np.full(lead, 0, dtype=np.uint8)
+        t[...] = code_array(np.asarray(int(T)), "T", config.max_t() + 1)
     else:
         t = code_array(T, "T", config.max_t() + 1)
         if t.shape != lead:
