@@ -5,6 +5,8 @@
 #   make bench     build, then every benchmark; writes BENCHMARKS.md
 #   make sanitize  C++ tests under ASan + UBSan
 #   make cuda      compile the CUDA kernels (needs nvcc; nothing runs on a GPU)
+#   make wheel     a manylinux wheel in dist/ with the image libraries bundled (auditwheel repair)
+#   make wheel-check  install that wheel in a new venv without system packages and use it
 
 SHELL := /bin/bash
 VENV := .venv
@@ -13,7 +15,7 @@ BUILD_DIR := build/release
 JOBS ?= $(shell nproc)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda clean
+.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda wheel wheel-check clean
 
 all: build
 
@@ -67,5 +69,11 @@ cuda: venv
 	cmake --preset cuda
 	cmake --build --preset cuda -j $(JOBS)
 
+wheel: build
+	bash scripts/build-wheel.sh
+
+wheel-check: wheel
+	bash scripts/check-wheel.sh
+
 clean:
-	rm -rf build python/lowbit/_native*.so
+	rm -rf build dist python/lowbit/_native*.so
