@@ -17,6 +17,10 @@ handed to the collective per rank and what a float32 all-reduce would have hande
 # No `from __future__ import annotations`: DDP checks the hook's return annotation at run time.
 from typing import Dict, Optional
 
+from lowbit._deps import require_torch
+
+require_torch("coset.distributed")
+
 import torch
 import torch.distributed as dist
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from lowbit._deps import require_torch
+
+require_torch("coset.QLinear")
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
