@@ -324,7 +324,7 @@ def encode(x: torch.Tensor, config, dither_u: Optional[torch.Tensor] = None):
     is the dither to subtract after scaling (``None``: the config's seeded dither if
     ``with_dither``, else none).
     """
-    n, d = x.shape[0], config.d
+    n = x.shape[0]
     if dither_u is None and config.with_dither:
         dither_u = dither(config, n, x.dtype, x.device)
     scales = scale_values(config, x.dtype)

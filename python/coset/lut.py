@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from lowbit import _backend, _cuda_ops
+from lowbit import _backend
 from lowbit._native import coset as _native
 
 from . import _torch_ops
 from ._arrays import _contig, back, code_array, float_array, is_tensor, torch_codes, torch_float
+from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 from .lattices.base import Lattice, lattice_for
 from .quant import _check_pair
@@ -26,15 +27,6 @@ MAX_LUT_ENTRIES = 65536
 MAX_TWO_SIDED_ENTRIES = 256
 
 
-def _impl(x: Any, name: str):
-    if not is_tensor(x):
-        return None
-    impl = _backend.select(x.device, name)
-    return None if impl == "cpp" else impl
-
-
-def _op(impl: str, name: str):
-    return (_cuda_ops.get(name) if impl == "cuda" else None) or getattr(_torch_ops, name.split(".", 1)[1])
 
 
 def _require_lut_config(config: QuantizationConfig, limit: int, what: str) -> None:
@@ -105,7 +97,7 @@ class OneSidedLUT:
     def __init__(self, lattice: Lattice, config: QuantizationConfig, y: Any) -> None:
         _check_pair(lattice, config)
         self.config = config
-        self._impl = _impl(y, "y")
+        self._impl = _torch_path(y, "y")
         if self._impl is not None:
             _require_lut_config(config, MAX_LUT_ENTRIES, "OneSidedLut")
             t = torch_float(y, "y").reshape(-1).float()
@@ -169,7 +161,7 @@ class TwoSidedLUT:
         return self._tables[key]
 
     def dot(self, bx: Any, Tx: Any, by: Any, Ty: Any) -> Any:
-        impl = _impl(bx, "bx")
+        impl = _torch_path(bx, "bx")
         if impl is not None:
             import torch
 
@@ -202,7 +194,7 @@ class QuantizedMatrix:
     def __init__(self, lattice: Lattice, config: QuantizationConfig, a: Any) -> None:
         _check_pair(lattice, config)
         self.config = config
-        self._impl = _impl(a, "a")
+        self._impl = _torch_path(a, "a")
         if self._impl is not None:
             from .quant import _encode_counted
 

@@ -11,18 +11,10 @@ from lowbit._native import coset as _native
 
 from . import _torch_ops
 from ._arrays import _contig, back, code_array, is_tensor, to_numpy, torch_codes
+from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 
 
-def _impl(x: Any, name: str):
-    if not is_tensor(x):
-        return None
-    impl = _backend.select(x.device, name)
-    return None if impl == "cpp" else impl
-
-
-def _op(impl: str, name: str):
-    return (_cuda_ops.get(name) if impl == "cuda" else None) or getattr(_torch_ops, name.split(".", 1)[1])
 
 
 def packed_size(config: QuantizationConfig, n: int) -> int:
@@ -36,7 +28,7 @@ def pack(b: Any, T: Any, config: QuantizationConfig) -> Any:
     Tensors give a uint8 tensor on their device. Raises ``ValueError`` for codes outside [0, q),
     T beyond ``max_scaling_iterations``, wrong shapes, and T on another device than b.
     """
-    impl = _impl(b, "b")
+    impl = _torch_path(b, "b")
     if impl is not None:
         import torch
 
@@ -70,7 +62,7 @@ def unpack(packed: Any, n: int, config: QuantizationConfig) -> Tuple[Any, Any]:
     Raises ``ValueError`` for a stream of the wrong size, a record with T beyond the config's or
     a level index ``>= q^d``.
     """
-    impl = _impl(packed, "packed")
+    impl = _torch_path(packed, "packed")
     if impl is not None:
         import torch
 

@@ -8,12 +8,12 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from lowbit import _backend, _cuda_ops
+from lowbit import _backend
 from lowbit._native import coset as _native
 
-from . import _torch_ops
 from ._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, require_finite,
                       torch_codes, torch_float)
+from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 
 # Retries allowed to rate_optimal_config: with alpha = 1/8, 64 retries span a gain of 256.
@@ -45,21 +45,6 @@ def _on_device(x: Any, device: Any, name: str) -> Any:
     return torch.as_tensor(arr, device=dev)
 
 
-def _torch_path(x: Any, name: str) -> Optional[str]:
-    """None for host data and CPU tensors under the C++ backend; else "torch" or "cuda"."""
-    if not is_tensor(x):
-        return None
-    impl = _backend.select(x.device, name)
-    return None if impl == "cpp" else impl
-
-
-def _op(impl: str, name: str):
-    """The CUDA kernel registered for op ``name`` when ``impl == "cuda"``, else the PyTorch twin."""
-    if impl == "cuda":
-        fn = _cuda_ops.get(name)
-        if fn is not None:
-            return fn
-    return getattr(_torch_ops, name.split(".", 1)[1])
 
 
 def _user_dither(dither: Any, config: QuantizationConfig, like: Any) -> Any:

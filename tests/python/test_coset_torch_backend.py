@@ -14,7 +14,8 @@ import torch
 import lowbit
 from coset import (D4Lattice, E8Lattice, OneSidedLUT, QuantizationConfig, QuantizedMatrix, TwoSidedLUT,
                    Z2Lattice, decode, encode, pack, quantize, quantize_tensor, unpack)
-from coset import _torch_ops
+
+from backend_helpers import forbid_native_and_numpy
 
 LATTICES = {"Z2": Z2Lattice(), "D4": D4Lattice(), "E8": E8Lattice()}
 DTYPES = [torch.float32, torch.float64]
@@ -145,7 +146,7 @@ def test_torch_backend_touches_neither_native_nor_numpy():
     results = {}
     with lowbit.backend("torch"):
         with pytest.MonkeyPatch.context() as mp:
-            _forbid_native_and_numpy(mp)
+            forbid_native_and_numpy(mp, ("lowbit", "coset"))
             lat = D4Lattice()
             cfg = QuantizationConfig(lattice_type="D4", q=4, M=2, beta=0.1)
             x = torch.randn(64, 4)
@@ -168,43 +169,6 @@ def test_torch_backend_touches_neither_native_nor_numpy():
             results["eval"] = layer(torch.randn(3, 8))
             cfg.replace(q=5).to_dict()
     assert layer.weight.grad is not None and len(results) == 9
-
-
-def _forbid_native_and_numpy(mp):
-    """The conftest fixture ``no_native_no_numpy``, usable inside a test after setup work."""
-    import sys
-
-    import numpy
-
-    class _Forbidden:
-        def __init__(self, name):
-            self._name = name
-
-        def __getattr__(self, attr):
-            raise AssertionError(f"the torch backend touched {self._name}.{attr}")
-
-    native = lowbit._native
-    targets = {id(native): "lowbit._native"}
-    for sub in dir(native):
-        obj = getattr(native, sub)
-        if type(obj) is type(native):
-            targets[id(obj)] = f"lowbit._native.{sub}"
-    for mod_name, mod in list(sys.modules.items()):
-        if mod is None or mod_name.split(".")[0] not in ("lowbit", "coset"):
-            continue
-        for attr, value in list(vars(mod).items()):
-            if id(value) in targets:
-                mp.setattr(mod, attr, _Forbidden(targets[id(value)]))
-
-    def _forbid(what):
-        def raiser(*args, **kwargs):
-            raise AssertionError(f"the torch backend called {what}")
-        return raiser
-
-    mp.setattr(torch.Tensor, "numpy", _forbid("Tensor.numpy"))
-    mp.setattr(torch, "from_numpy", _forbid("torch.from_numpy"))
-    for fn in ("array", "asarray", "ascontiguousarray", "empty", "zeros", "frombuffer"):
-        mp.setattr(numpy, fn, _forbid(f"numpy.{fn}"))
 
 
 def test_fixture_no_native_no_numpy(no_native_no_numpy):
