@@ -1,0 +1,78 @@
+// Deployed lattice-quantized linear layers: y = x W^T + b evaluated from the packed codes.
+//
+// Packed weight (docs/coset.md, "Deployed layers"): W is out x in, in padded with zeros to
+// blocks * d. Row n, block k holds M levels of d codes, log2(q) bits each (q a power of two),
+// LSB-first, code (m, j) at bit offset (m * d + j) * log2(q) of the block's record; records back
+// to back, each row starting on a byte. T of (n, k) is a nibble (T <= 15), block k at byte k / 2
+// (low nibble first). The decoded weight is
+//   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,
+// w = sum_m q^m e_m the C-scaled integer decode of the codes (C = 2 for E8, else 1).
+//
+// The kernels quantize each input row x to int8 with one scale, xs = max|x| / 127,
+// xq = clamp(rint(x / xs), -127, 127), and compute per block the exact integer
+// I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the float epilogue then sums s_k * I[n, k]
+// (s_k = config.scale(T)) into 16 partial sums, block k into sum k % 16, reduced as a halving
+// tree (8, 4, 2, 1), and returns ((sum * xs) * row_scale[n]) / C (+ bias). That order is fixed,
+// so every SIMD level gives the scalar reference's result bit for bit. The float matrix is
+// never formed: each thread decodes one row at a time into a small buffer and reuses it for
+// every input row (batch 1: a GEMV; batch >= 8: the decode is amortised, a GEMM).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/coset/hnlq.h"
+
+namespace lowbit::coset {
+
+// T is one nibble per block in memory: deployable configs allow at most 15 scaling retries.
+inline constexpr int kDeployMaxT = 15;
+
+struct PackedLinearView {
+  QuantizationConfig config;
+  std::size_t rows = 0;               // out_features
+  std::size_t blocks = 0;             // padded in_features / d
+  const std::uint8_t* codes = nullptr;  // rows x deploy_code_row_bytes(config, blocks)
+  const std::uint8_t* t = nullptr;      // rows x deploy_t_row_bytes(blocks) nibbles
+  const float* row_scale = nullptr;     // rows
+  const float* bias = nullptr;          // rows, or nullptr
+};
+
+// Bits of one log2(q) code; throws unless q is a power of two.
+int deploy_code_bits(const QuantizationConfig& config);
+std::size_t deploy_code_row_bytes(const QuantizationConfig& config, std::size_t blocks);
+std::size_t deploy_t_row_bytes(std::size_t blocks);
+// Throws InvalidArgument (prefixed by `what`) unless the config can be deployed: q a power of
+// two, no dither, the tie-dither rule, T <= 15, and |w| <= 63 (the kernels' int8 weights).
+void require_deployable(const QuantizationConfig& config, const std::string& what);
+// The largest |w| (C-scaled integer decode) the config can produce.
+int deploy_weight_bound(const QuantizationConfig& config);
+
+// Packs codes (rows x blocks x M x d, each < q) and T (rows x blocks, each <= 15) into the view's
+// layout: codes_out rows x deploy_code_row_bytes, t_out rows x deploy_t_row_bytes.
+void deploy_pack(const QuantizationConfig& config, std::size_t rows, std::size_t blocks,
+                 const std::uint8_t* codes, const std::uint8_t* t, std::uint8_t* codes_out,
+                 std::uint8_t* t_out);
+
+// Throws InvalidArgument (prefixed by `what`) if a T exceeds the config's max_scaling_iterations
+// or a row's padding nibble is not zero. Owners of a view check once (packed_linear does not).
+void deploy_require_t(const PackedLinearView& w, const std::string& what);
+
+// y (batch x rows) = x (batch x blocks*d) W^T + bias, as documented above. Multi-threaded over
+// rows; throws InvalidArgument on NaN/Inf in x. A T beyond max_t scales its block by 0.
+void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y);
+
+// W^ (rows x blocks*d), for tests and inspection only.
+void packed_decode(const PackedLinearView& w, float* out);
+
+// Entropy code of T (symbols 0..15): a canonical Huffman code whose 16 code lengths (0 = unused,
+// at most 15) are stored beside the stream. Codes are written MSB first into an LSB-first stream.
+std::vector<std::uint8_t> t_code_lengths(const std::uint8_t* t, std::size_t n);
+std::vector<std::uint8_t> t_encode(const std::uint8_t* t, std::size_t n, const std::uint8_t* lengths);
+// Throws InvalidArgument on invalid lengths, a truncated stream or a symbol beyond max_t.
+void t_decode(const std::uint8_t* stream, std::size_t bytes, const std::uint8_t* lengths, std::size_t n,
+              int max_t, std::uint8_t* t);
+
+}  // namespace lowbit::coset

@@ -1,0 +1,406 @@
+// Deployed layers (deploy.h): layout helpers, packing, the row-parallel driver and dispatch.
+#include "lowbit/coset/deploy.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "deploy_kernels.h"
+#include "hnlq_kernels.h"
+#include "lowbit/core/error.h"
+#include "lowbit/core/simd.h"
+#include "lowbit/core/thread_pool.h"
+#include "lowbit/coset/lut.h"
+#include "lowbit/coset/packing.h"
+
+namespace lowbit::coset {
+
+namespace {
+
+// A parallel chunk decodes and multiplies at least this many weights.
+constexpr std::size_t kMinWeightsPerChunk = std::size_t{1} << 16;
+
+bool is_d4q4m2(const QuantizationConfig& c) { return c.lattice == LatticeType::D4 && c.q == 4 && c.M == 2; }
+bool is_e8q16m1(const QuantizationConfig& c) { return c.lattice == LatticeType::E8 && c.q == 16 && c.M == 1; }
+
+kernels::DecodeFn<float> pick_decode() {
+  static constexpr KernelSet<kernels::DecodeFn<float>> kSet{
+      kernels::decode_scalar<float>, LOWBIT_AVX2_FN(kernels::decode_avx2<float>),
+      LOWBIT_AVX512_FN(kernels::decode_avx512<float>)};
+  return kSet.pick();
+}
+
+kernels::DecodeD4Q4Fn pick_decode_d4q4() {
+  static constexpr KernelSet<kernels::DecodeD4Q4Fn> kSet{
+      kernels::decode_d4q4_ref, LOWBIT_AVX2_FN(kernels::decode_d4q4_avx2),
+      LOWBIT_AVX512_FN(kernels::decode_d4q4_avx512)};
+  return kSet.pick();
+}
+
+kernels::DecodeE8Q16Fn pick_decode_e8q16() {
+  static constexpr KernelSet<kernels::DecodeE8Q16Fn> kSet{
+      kernels::decode_e8q16_ref, LOWBIT_AVX2_FN(kernels::decode_e8q16_avx2),
+      LOWBIT_AVX512_FN(kernels::decode_e8q16_avx512)};
+  return kSet.pick();
+}
+
+kernels::BlockDotFn pick_block_dot() {
+  static constexpr KernelSet<kernels::BlockDotFn> kSet{
+      kernels::block_dot_ref, LOWBIT_AVX2_FN(kernels::block_dot_avx2), LOWBIT_AVX512_FN(kernels::block_dot_avx512)};
+  return kSet.pick();
+}
+
+// rep(idx) * C as integers, for the tables (q^d entries).
+std::vector<int> scaled_representatives(const QuantizationConfig& c) {
+  const std::vector<float> reps = coset_representatives(c);
+  const float cs = static_cast<float>(coordinate_scale(c.lattice));
+  std::vector<int> out(reps.size());
+  for (std::size_t i = 0; i < reps.size(); ++i) out[i] = static_cast<int>(std::lround(reps[i] * cs));
+  return out;
+}
+
+const kernels::D4Q4Tables& d4q4_tables() {
+  static const kernels::D4Q4Tables tables = [] {
+    QuantizationConfig c;
+    c.lattice = LatticeType::D4;
+    c.q = 4;
+    c.M = 1;
+    const std::vector<int> reps = scaled_representatives(c);  // |rep| <= 4 (a parity fix of 0 gives -4)
+    kernels::D4Q4Tables t{};
+    for (int idx = 0; idx < 256; ++idx) {
+      std::uint32_t w0 = 0, w1 = 0;
+      for (int j = 0; j < 4; ++j) {
+        // Byte j of level0 + level1 = rep0 + 4 rep1 + kDeployBias, each part non-negative.
+        w0 |= static_cast<std::uint32_t>(reps[idx * 4 + j] + kernels::kDeployBias - 16) << (8 * j);
+        w1 |= static_cast<std::uint32_t>(4 * reps[idx * 4 + j] + 16) << (8 * j);
+      }
+      t.level0[idx] = w0;
+      t.level1[idx] = w1;
+    }
+    return t;
+  }();
+  return tables;
+}
+
+void require_view(const PackedLinearView& w, const char* what) {
+  require_deployable(w.config, what);
+  require(w.rows > 0 && w.blocks > 0, std::string(what) + ": the layer is empty");
+  require(w.codes && w.t && w.row_scale, std::string(what) + ": codes, T or row scales are missing");
+}
+
+std::array<float, 16> scale_table16(const QuantizationConfig& c) {
+  std::array<float, 16> s{};
+  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
+  for (int t = 0; t <= max_t; ++t) s[static_cast<std::size_t>(t)] = c.scale<float>(t);
+  return s;
+}
+
+// One row of biased weights u (blocks16 x d, the padding blocks u = bias, s = 0) and scales s.
+class RowDecoder {
+ public:
+  explicit RowDecoder(const PackedLinearView& w)
+      : w_(w), d_(w.config.dim()), bits_(deploy_code_bits(w.config)), blocks16_((w.blocks + 15) / 16 * 16),
+        scales_(scale_table16(w.config)), fast_d4_(is_d4q4m2(w.config)), fast_e8_(is_e8q16m1(w.config)),
+        u_(blocks16_ * d_, static_cast<std::uint8_t>(kernels::kDeployBias)), s_(blocks16_, 0.0f) {
+    if (!fast_d4_ && !fast_e8_) {
+      codes_.resize(w.blocks * w.config.M * d_);
+      values_.resize(w.blocks * d_);
+    }
+  }
+
+  void decode(std::size_t n) {
+    const std::uint8_t* code_row = w_.codes + n * deploy_code_row_bytes(w_.config, w_.blocks);
+    const std::uint8_t* t_row = w_.t + n * deploy_t_row_bytes(w_.blocks);
+    if (fast_d4_) {
+      pick_decode_d4q4()(d4q4_tables(), scales_.data(), code_row, t_row, w_.blocks, u_.data(), s_.data());
+      return;
+    }
+    if (fast_e8_) {
+      pick_decode_e8q16()(scales_.data(), code_row, t_row, w_.blocks, u_.data(), s_.data());
+      return;
+    }
+    // Generic: unpack the codes, decode with the HNLQ kernel, bias the C-scaled integers.
+    const std::size_t n_codes = codes_.size();
+    const unsigned mask = (1u << bits_) - 1u;
+    for (std::size_t i = 0; i < n_codes; ++i) {
+      const std::size_t bit = i * static_cast<std::size_t>(bits_);
+      codes_[i] = static_cast<std::uint8_t>((code_row[bit / 8] >> (bit % 8)) & mask);
+    }
+    pick_decode()(w_.config.lattice, w_.config.q, w_.config.M, codes_.data(), w_.blocks, values_.data());
+    const float cs = static_cast<float>(coordinate_scale(w_.config.lattice));
+    for (std::size_t i = 0; i < values_.size(); ++i)
+      u_[i] = static_cast<std::uint8_t>(static_cast<int>(values_[i] * cs) + kernels::kDeployBias);
+    for (std::size_t k = 0; k < w_.blocks; ++k) s_[k] = scales_[(t_row[k / 2] >> (4 * (k % 2))) & 15];
+  }
+
+  const std::uint8_t* u() const { return u_.data(); }
+  const float* s() const { return s_.data(); }
+  std::size_t blocks16() const { return blocks16_; }
+
+ private:
+  const PackedLinearView& w_;
+  int d_, bits_;
+  std::size_t blocks16_;
+  std::array<float, 16> scales_;
+  bool fast_d4_, fast_e8_;
+  std::vector<std::uint8_t> u_;
+  std::vector<float> s_;
+  std::vector<std::uint8_t> codes_;
+  std::vector<float> values_;
+};
+
+}  // namespace
+
+int deploy_code_bits(const QuantizationConfig& c) {
+  require(std::has_single_bit(static_cast<unsigned>(c.q)),
+          "deploy: q=" + std::to_string(c.q) + " is not a power of two (codes are stored in log2(q) bits)");
+  return std::countr_zero(static_cast<unsigned>(c.q));
+}
+
+std::size_t deploy_code_row_bytes(const QuantizationConfig& c, std::size_t blocks) {
+  const std::size_t bits = blocks * static_cast<std::size_t>(c.M * c.dim() * deploy_code_bits(c));
+  return (bits + 7) / 8;
+}
+
+std::size_t deploy_t_row_bytes(std::size_t blocks) { return (blocks + 1) / 2; }
+
+int deploy_weight_bound(const QuantizationConfig& c) {
+  // Per level, C-scaled: rounding leaves |e| <= div / 2 (div = C q) and the D_n parity fix moves
+  // one coordinate by div, so |e| <= div for D4 and E8 (reached: a zero residual with odd parity
+  // becomes -div) and div / 2 for Z2.
+  const int div = coordinate_scale(c.lattice) * c.q;
+  const long long rep_bound = c.lattice == LatticeType::Z2 ? div / 2 : div;
+  long long bound = 0, weight = 1;
+  for (int m = 0; m < c.M; ++m, weight *= c.q) bound += weight * rep_bound;
+  return static_cast<int>(std::min<long long>(bound, 1 << 20));
+}
+
+void require_deployable(const QuantizationConfig& c, const std::string& what) {
+  c.validate();
+  require(std::has_single_bit(static_cast<unsigned>(c.q)),
+          what + ": q=" + std::to_string(c.q) + " is not a power of two (codes are stored in log2(q) bits)");
+  require(!c.with_dither, what + ": config.with_dither is not supported by deployed layers");
+  require(c.with_tie_dither, what + ": deployed layers need with_tie_dither=True (the kernels' decode rule)");
+  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
+  require(max_t <= kDeployMaxT, what + ": max_scaling_iterations=" + std::to_string(max_t) + " exceeds " +
+                                    std::to_string(kDeployMaxT) + " (T is stored in 4 bits)");
+  const int bound = deploy_weight_bound(c);
+  require(bound <= 63, what + ": " + lattice_name(c.lattice) + " q=" + std::to_string(c.q) + " M=" +
+                           std::to_string(c.M) + " decodes to integers up to " + std::to_string(bound) +
+                           ", beyond the int8 kernels' 63");
+}
+
+void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t blocks, const std::uint8_t* codes,
+                 const std::uint8_t* t, std::uint8_t* codes_out, std::uint8_t* t_out) {
+  require_deployable(c, "deploy_pack");
+  const int bits = deploy_code_bits(c);
+  const std::size_t per_row = blocks * c.M * c.dim();
+  const std::size_t row_bytes = deploy_code_row_bytes(c, blocks);
+  const std::size_t t_bytes = deploy_t_row_bytes(blocks);
+  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
+  for (std::size_t n = 0; n < rows; ++n) {
+    std::uint8_t* out = codes_out + n * row_bytes;
+    std::fill(out, out + row_bytes, 0);
+    for (std::size_t i = 0; i < per_row; ++i) {
+      const std::uint8_t v = codes[n * per_row + i];
+      require(v < c.q, "deploy_pack: code " + std::to_string(v) + " outside [0, q=" + std::to_string(c.q) + ")");
+      const std::size_t bit = i * static_cast<std::size_t>(bits);
+      out[bit / 8] = static_cast<std::uint8_t>(out[bit / 8] | (v << (bit % 8)));
+    }
+    std::uint8_t* tout = t_out + n * t_bytes;
+    std::fill(tout, tout + t_bytes, 0);
+    for (std::size_t k = 0; k < blocks; ++k) {
+      const std::uint8_t v = t[n * blocks + k];
+      require(v <= max_t, "deploy_pack: T=" + std::to_string(v) + " exceeds the config's " + std::to_string(max_t));
+      tout[k / 2] = static_cast<std::uint8_t>(tout[k / 2] | (v << (4 * (k % 2))));
+    }
+  }
+}
+
+void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y) {
+  require_view(w, "packed_linear");
+  const int d = w.config.dim();
+  const std::size_t cols = w.blocks * d;
+  const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
+  // Activations: int8 per row (padding blocks zero), and kDeployBias * each block's sum.
+  std::vector<std::int8_t> xq(batch * blocks16 * d, 0);
+  std::vector<std::int32_t> xbias(batch * blocks16, 0);
+  std::vector<float> xs(batch, 0.0f);
+  for (std::size_t m = 0; m < batch; ++m) {
+    const float* row = x + m * cols;
+    float amax = 0.0f;
+    for (std::size_t i = 0; i < cols; ++i) {
+      if (!std::isfinite(row[i]))
+        throw InvalidArgument("packed_linear: input contains NaN or Inf (row " + std::to_string(m) + ", column " +
+                              std::to_string(i) + ")");
+      amax = std::max(amax, std::fabs(row[i]));
+    }
+    if (amax == 0.0f) continue;
+    const float scale = amax / 127.0f;
+    xs[m] = scale;
+    std::int8_t* q = xq.data() + m * blocks16 * d;
+    for (std::size_t i = 0; i < cols; ++i)
+      q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(row[i] / scale), -127.0f, 127.0f));
+    for (std::size_t k = 0; k < w.blocks; ++k) {
+      std::int32_t sum = 0;
+      for (int j = 0; j < d; ++j) sum += q[k * d + j];
+      xbias[m * blocks16 + k] = kernels::kDeployBias * sum;
+    }
+  }
+  const kernels::BlockDotFn dot = pick_block_dot();
+  const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
+  const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
+  parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
+    RowDecoder row(w);
+    for (std::size_t n = n0; n < n1; ++n) {
+      row.decode(n);
+      for (std::size_t m = 0; m < batch; ++m) {
+        float v = dot(d, row.u(), row.s(), xq.data() + m * blocks16 * d, xbias.data() + m * blocks16, blocks16);
+        v = v * xs[m];
+        v = v * w.row_scale[n];
+        v = v * inv_c;
+        if (w.bias) v = v + w.bias[n];
+        y[m * w.rows + n] = v;
+      }
+    }
+  });
+}
+
+void deploy_require_t(const PackedLinearView& w, const std::string& what) {
+  const int max_t = w.config.disable_overload_protection ? 0 : w.config.max_scaling_iterations;
+  const std::size_t row_bytes = deploy_t_row_bytes(w.blocks);
+  for (std::size_t i = 0; i < w.rows * row_bytes; ++i) {
+    const int lo = w.t[i] & 15, hi = w.t[i] >> 4;
+    if (lo > max_t || hi > max_t)
+      throw InvalidArgument(what + ": T=" + std::to_string(std::max(lo, hi)) + " exceeds the config's " +
+                            std::to_string(max_t) + " (row " + std::to_string(i / row_bytes) + ")");
+    if (w.blocks % 2 && i % row_bytes == row_bytes - 1 && hi != 0)
+      throw InvalidArgument(what + ": the padding nibble of row " + std::to_string(i / row_bytes) + " is not zero");
+  }
+}
+
+void packed_decode(const PackedLinearView& w, float* out) {
+  require_view(w, "packed_decode");
+  const int d = w.config.dim();
+  const std::size_t cols = w.blocks * d;
+  const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
+  RowDecoder row(w);
+  for (std::size_t n = 0; n < w.rows; ++n) {
+    row.decode(n);
+    for (std::size_t i = 0; i < cols; ++i) {
+      const float wv = static_cast<float>(static_cast<int>(row.u()[i]) - kernels::kDeployBias);
+      out[n * cols + i] = ((w.row_scale[n] * row.s()[i / d]) * wv) * inv_c;
+    }
+  }
+}
+
+// ---- canonical Huffman code of T ----
+
+std::vector<std::uint8_t> t_code_lengths(const std::uint8_t* t, std::size_t n) {
+  std::array<std::size_t, 16> count{};
+  for (std::size_t i = 0; i < n; ++i) {
+    require(t[i] < 16, "t_code_lengths: T=" + std::to_string(t[i]) + " does not fit a nibble");
+    ++count[t[i]];
+  }
+  std::vector<std::uint8_t> lengths(16, 0);
+  // Huffman by repeated merging of the two lightest subtrees (at most 16 leaves, depth <= 15).
+  std::vector<std::pair<std::size_t, std::vector<int>>> trees;
+  for (int s = 0; s < 16; ++s)
+    if (count[static_cast<std::size_t>(s)]) trees.push_back({count[static_cast<std::size_t>(s)], {s}});
+  if (trees.size() == 1) lengths[static_cast<std::size_t>(trees[0].second[0])] = 1;
+  while (trees.size() > 1) {
+    std::sort(trees.begin(), trees.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second[0] > b.second[0];
+    });
+    auto a = trees.back();
+    trees.pop_back();
+    auto b = trees.back();
+    trees.pop_back();
+    for (int s : a.second) ++lengths[static_cast<std::size_t>(s)];
+    for (int s : b.second) ++lengths[static_cast<std::size_t>(s)];
+    a.second.insert(a.second.end(), b.second.begin(), b.second.end());
+    std::sort(a.second.begin(), a.second.end());
+    trees.push_back({a.first + b.first, a.second});
+  }
+  return lengths;
+}
+
+namespace {
+struct Canonical {
+  std::array<std::uint32_t, 16> code{};
+  std::array<int, 17> first{};      // first code of each length
+  std::array<int, 17> count{};      // symbols of each length
+  std::array<int, 17> offset{};     // index into `order` of the first symbol of each length
+  std::array<int, 16> order{};      // symbols sorted by (length, symbol)
+};
+
+Canonical canonical(const std::uint8_t* lengths, const char* what) {
+  Canonical c;
+  double kraft = 0.0;
+  int used = 0;
+  for (int s = 0; s < 16; ++s) {
+    require(lengths[s] <= 15, std::string(what) + ": T code length " + std::to_string(lengths[s]) + " exceeds 15");
+    if (lengths[s]) {
+      ++c.count[lengths[s]];
+      kraft += std::ldexp(1.0, -lengths[s]);
+      ++used;
+    }
+  }
+  require(kraft <= 1.0 && (used <= 1 || kraft == 1.0), std::string(what) + ": T code lengths are not a complete prefix code");
+  int code = 0, idx = 0;
+  for (int len = 1; len <= 16; ++len) {
+    c.first[len] = code;
+    c.offset[len] = idx;
+    for (int s = 0; s < 16; ++s)
+      if (lengths[s] == len) {
+        c.code[static_cast<std::size_t>(s)] = static_cast<std::uint32_t>(code++);
+        c.order[static_cast<std::size_t>(idx++)] = s;
+      }
+    code <<= 1;
+  }
+  return c;
+}
+}  // namespace
+
+std::vector<std::uint8_t> t_encode(const std::uint8_t* t, std::size_t n, const std::uint8_t* lengths) {
+  const Canonical c = canonical(lengths, "t_encode");
+  std::vector<std::uint8_t> out;
+  std::size_t bit = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    require(t[i] < 16 && lengths[t[i]] > 0, "t_encode: T=" + std::to_string(t[i]) + " has no code");
+    const int len = lengths[t[i]];
+    for (int b = len - 1; b >= 0; --b, ++bit) {
+      if (bit / 8 >= out.size()) out.push_back(0);
+      out[bit / 8] = static_cast<std::uint8_t>(out[bit / 8] | (((c.code[t[i]] >> b) & 1u) << (bit % 8)));
+    }
+  }
+  return out;
+}
+
+void t_decode(const std::uint8_t* stream, std::size_t bytes, const std::uint8_t* lengths, std::size_t n, int max_t,
+              std::uint8_t* t) {
+  const Canonical c = canonical(lengths, "t_decode");
+  std::size_t bit = 0;
+  const std::size_t total = bytes * 8;
+  for (std::size_t i = 0; i < n; ++i) {
+    int code = 0;
+    int len = 1;
+    for (;; ++len) {
+      require(len <= 15, "t_decode: invalid T code at symbol " + std::to_string(i));
+      require(bit < total, "t_decode: the T stream is truncated (" + std::to_string(bytes) + " bytes for " +
+                               std::to_string(n) + " symbols)");
+      code = (code << 1) | ((stream[bit / 8] >> (bit % 8)) & 1);
+      ++bit;
+      if (c.count[len] && code - c.first[len] < c.count[len]) break;
+    }
+    const int s = c.order[static_cast<std::size_t>(c.offset[len] + code - c.first[len])];
+    require(s <= max_t, "t_decode: T=" + std::to_string(s) + " exceeds the config's " + std::to_string(max_t));
+    t[i] = static_cast<std::uint8_t>(s);
+  }
+  require((total - bit) < 8, "t_decode: the T stream has " + std::to_string(total - bit) + " bits left over");
+}
+
+}  // namespace lowbit::coset

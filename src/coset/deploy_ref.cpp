@@ -1,0 +1,79 @@
+// Scalar reference of the deployed-layer kernels (deploy_kernels.h).
+#include "deploy_kernels.h"
+
+#include <cstdlib>
+
+namespace lowbit::coset::kernels {
+
+void decode_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
+                     const std::uint8_t* t, std::size_t blocks, std::uint8_t* u, float* s) {
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const std::uint32_t w = tables.level0[codes[2 * k]] + tables.level1[codes[2 * k + 1]];
+    for (int j = 0; j < 4; ++j) u[4 * k + j] = static_cast<std::uint8_t>(w >> (8 * j));
+    s[k] = scales16[(t[k / 2] >> (4 * (k % 2))) & 15];
+  }
+}
+
+namespace {
+// Residual of one D8 coset at div = 32 (ties up), then the parity fix of the tie-dither rule.
+void e8_coset(const int* v, int* e) {
+  int parity = 0;
+  for (int j = 0; j < 8; ++j) {
+    const int r = (v[j] + 16) >> 5;  // floor: arithmetic shift
+    e[j] = v[j] - 32 * r;
+    parity += r;
+  }
+  if ((parity & 1) == 0) return;
+  int best = 0, best_key = -1;
+  for (int j = 0; j < 8; ++j) {
+    const int key = 16 * std::abs(e[j]) + (e[j] < 0 ? 7 - j : 8 + j);
+    if (key > best_key) {
+      best_key = key;
+      best = j;
+    }
+  }
+  e[best] += e[best] < 0 ? 32 : -32;
+}
+}  // namespace
+
+void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
+                      std::uint8_t* u, float* s) {
+  for (std::size_t k = 0; k < blocks; ++k) {
+    int b[8];
+    for (int j = 0; j < 8; ++j) b[j] = (codes[4 * k + j / 2] >> (4 * (j % 2))) & 15;
+    int v[8], v1[8], e0[8], e1[8];
+    v[0] = 2 * (2 * b[0] - b[1]) + b[7];
+    for (int j = 1; j <= 5; ++j) v[j] = 2 * (b[j] - b[j + 1]) + b[7];
+    v[6] = 2 * b[6] + b[7];
+    v[7] = b[7];
+    e8_coset(v, e0);
+    for (int j = 0; j < 8; ++j) v1[j] = v[j] - 16;
+    e8_coset(v1, e1);
+    int d0 = 0, d1 = 0, n0 = 0, n1 = 0;
+    for (int j = 0; j < 8; ++j) {
+      d0 += e0[j] * e0[j];
+      d1 += e1[j] * e1[j];
+      n0 += e0[j] << j;
+      n1 += e1[j] << j;
+    }
+    const bool keep0 = d0 < d1 || (d0 == d1 && n0 <= n1);
+    for (int j = 0; j < 8; ++j) u[8 * k + j] = static_cast<std::uint8_t>((keep0 ? e0[j] : e1[j]) + kDeployBias);
+    s[k] = scales16[(t[k / 2] >> (4 * (k % 2))) & 15];
+  }
+}
+
+float block_dot_ref(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* xbias,
+                    std::size_t blocks16) {
+  float p[kDeployLanes] = {};
+  for (std::size_t k = 0; k < blocks16; ++k) {
+    std::int32_t acc = 0;
+    for (int j = 0; j < d; ++j) acc += static_cast<std::int32_t>(u[k * d + j]) * xq[k * d + j];
+    acc -= xbias[k];
+    p[k % kDeployLanes] = p[k % kDeployLanes] + s[k] * static_cast<float>(acc);
+  }
+  for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+    for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
+  return p[0];
+}
+
+}  // namespace lowbit::coset::kernels

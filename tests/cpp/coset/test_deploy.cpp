@@ -1,0 +1,216 @@
+// Deployed layers (deploy.h): every SIMD level against the scalar level bit for bit, the scalar
+// level against a double-precision reference within the epilogue's rounding bound, the packed
+// decode against coset::decode, and the T entropy code (round trip, corrupt streams).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "coset_test_data.h"
+#include "lowbit/core/error.h"
+#include "lowbit/core/simd.h"
+#include "lowbit/coset/deploy.h"
+
+namespace lowbit::coset {
+namespace {
+
+using test_data::gaussian;
+
+QuantizationConfig make(LatticeType type, int q, int levels, double beta, double alpha, int max_t) {
+  QuantizationConfig c;
+  c.lattice = type;
+  c.q = q;
+  c.M = levels;
+  c.beta = beta;
+  c.alpha = alpha;
+  c.max_scaling_iterations = max_t;
+  return c;
+}
+
+// The deploy formats: the two fast ones (D4 q=4 M=2, E8 q=16 M=1) and generic ones (Z2: scalar dot).
+std::vector<QuantizationConfig> formats() {
+  return {make(LatticeType::D4, 4, 2, 3.08 / 16, 0.25, 15), make(LatticeType::E8, 16, 1, 3.36 / 16, 0.25, 15),
+          make(LatticeType::E8, 4, 2, 3.67 / 16, 0.25, 15), make(LatticeType::Z2, 16, 1, 0.25, 1.0, 10),
+          make(LatticeType::D4, 16, 1, 0.2, 0.5, 15)};
+}
+
+struct Layer {
+  QuantizationConfig config;
+  std::size_t rows, blocks;
+  std::vector<std::uint8_t> codes, t;
+  std::vector<float> row_scale, bias;
+  PackedLinearView view() const {
+    PackedLinearView v;
+    v.config = config;
+    v.rows = rows;
+    v.blocks = blocks;
+    v.codes = codes.data();
+    v.t = t.data();
+    v.row_scale = row_scale.data();
+    v.bias = bias.data();
+    return v;
+  }
+};
+
+// A Gaussian matrix encoded with the config (row scale 1.5 + row / 7), packed for deployment.
+Layer encoded_layer(const QuantizationConfig& c, std::size_t rows, std::size_t blocks, unsigned seed,
+                    std::vector<std::uint8_t>* raw_codes = nullptr, std::vector<std::uint8_t>* raw_t = nullptr) {
+  const int d = c.dim();
+  const auto a = gaussian(rows * blocks * d, 1.0, seed);
+  std::vector<std::uint8_t> codes(rows * blocks * c.M * d), t(rows * blocks);
+  encode<float>(c, a.data(), rows * blocks, codes.data(), t.data());
+  Layer l{c, rows, blocks, std::vector<std::uint8_t>(rows * deploy_code_row_bytes(c, blocks)),
+          std::vector<std::uint8_t>(rows * deploy_t_row_bytes(blocks)), {}, gaussian(rows, 0.5, seed + 1)};
+  for (std::size_t n = 0; n < rows; ++n) l.row_scale.push_back(1.5f + static_cast<float>(n) / 7.0f);
+  deploy_pack(c, rows, blocks, codes.data(), t.data(), l.codes.data(), l.t.data());
+  if (raw_codes) *raw_codes = codes;
+  if (raw_t) *raw_t = t;
+  return l;
+}
+
+TEST(CosetDeploy, EveryLevelMatchesScalarBitExactly) {
+  for (const auto& c : formats())
+    for (std::size_t rows : {1, 3, 17})
+      for (std::size_t blocks : {1, 3, 7, 15, 17, 33, 64})
+        for (std::size_t batch : {1, 3, 8}) {
+          const Layer l = encoded_layer(c, rows, blocks, static_cast<unsigned>(rows * 100 + blocks));
+          const auto x = gaussian(batch * blocks * c.dim(), 2.0, static_cast<unsigned>(batch + blocks));
+          std::vector<float> ref(batch * rows), got(batch * rows);
+          {
+            ScopedSimdLevel scalar(SimdLevel::Scalar);
+            packed_linear(l.view(), x.data(), batch, ref.data());
+          }
+          for (auto level : available_simd_levels()) {
+            ScopedSimdLevel forced(level);
+            std::fill(got.begin(), got.end(), -1.0f);
+            packed_linear(l.view(), x.data(), batch, got.data());
+            EXPECT_EQ(last_dispatched_level(), level);
+            ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+                << simd_level_name(level) << " " << lattice_name(c.lattice) << " q=" << c.q << " M=" << c.M
+                << " rows=" << rows << " blocks=" << blocks << " batch=" << batch;
+          }
+        }
+}
+
+TEST(CosetDeploy, MatchesDoubleReferenceWithinEpilogueRounding) {
+  // Reference: the decoded weights times the int8 activations, summed in double. The kernel's
+  // integer block sums are exact; its float epilogue rounds each s_k * I_k once, adds at most
+  // blocks/16 terms per partial sum, 4 tree levels and 3 final products: relative to the sum of
+  // magnitudes, its error is below (blocks/16 + 8) * 2^-24 (plus the decoded weights' own
+  // rounding in the reference, 3 * 2^-24 per term).
+  for (const auto& c : formats())
+    for (std::size_t blocks : {1, 17, 100}) {
+      const std::size_t rows = 9, batch = 2, cols = blocks * c.dim();
+      const Layer l = encoded_layer(c, rows, blocks, 5);
+      const auto x = gaussian(batch * cols, 1.0, 9);
+      std::vector<float> w(rows * cols), y(batch * rows);
+      packed_decode(l.view(), w.data());
+      packed_linear(l.view(), x.data(), batch, y.data());
+      for (std::size_t m = 0; m < batch; ++m) {
+        float amax = 0.0f;
+        for (std::size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(x[m * cols + i]));
+        const float xs = amax / 127.0f;
+        for (std::size_t n = 0; n < rows; ++n) {
+          double sum = 0.0, mag = 0.0;
+          for (std::size_t i = 0; i < cols; ++i) {
+            const double xq = std::clamp(std::nearbyint(x[m * cols + i] / xs), -127.0f, 127.0f);
+            sum += static_cast<double>(w[n * cols + i]) * xq * xs;
+            mag += std::fabs(static_cast<double>(w[n * cols + i]) * xq * xs);
+          }
+          const double tol = (static_cast<double>(blocks) / 16 + 11) * std::ldexp(1.0, -24) * mag + 1e-30;
+          EXPECT_NEAR(y[m * rows + n], sum + l.bias[n], tol + std::fabs(l.bias[n]) * std::ldexp(1.0, -24))
+              << lattice_name(c.lattice) << " q=" << c.q << " blocks=" << blocks;
+        }
+      }
+    }
+}
+
+TEST(CosetDeploy, PackedDecodeEqualsHnlqDecode) {
+  for (const auto& c : formats()) {
+    const std::size_t rows = 5, blocks = 19;
+    std::vector<std::uint8_t> codes, t;
+    const Layer l = encoded_layer(c, rows, blocks, 3, &codes, &t);
+    std::vector<float> w(rows * blocks * c.dim()), ref(w.size());
+    packed_decode(l.view(), w.data());
+    decode<float>(c, codes.data(), t.data(), rows * blocks, ref.data());
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      const float expect = ref[i] * l.row_scale[i / (blocks * c.dim())];
+      EXPECT_NEAR(w[i], expect, 4e-7f * std::fabs(expect)) << lattice_name(c.lattice) << " q=" << c.q << " i=" << i;
+    }
+  }
+}
+
+TEST(CosetDeploy, FastDecodersEqualHnlqDecodeOnRandomCodesAtEveryLevel) {
+  // Uniformly random codes reach every coset, parity fix and tie of the decode; with beta = 1,
+  // T = 0 and row scale 1 both sides are exact (half-)integers, so they must be equal.
+  std::mt19937 rng(17);
+  for (const auto& base : {make(LatticeType::E8, 16, 1, 1.0, 1.0, 15), make(LatticeType::D4, 4, 2, 1.0, 1.0, 15)}) {
+    const int d = base.dim();
+    const std::size_t blocks = 4099;
+    std::vector<std::uint8_t> codes(blocks * base.M * d), t(blocks, 0);
+    for (auto& c : codes) c = static_cast<std::uint8_t>(rng() % base.q);
+    Layer l{base, 1, blocks, std::vector<std::uint8_t>(deploy_code_row_bytes(base, blocks)),
+            std::vector<std::uint8_t>(deploy_t_row_bytes(blocks)), {1.0f}, {0.0f}};
+    deploy_pack(base, 1, blocks, codes.data(), t.data(), l.codes.data(), l.t.data());
+    std::vector<float> ref(blocks * d), got(blocks * d);
+    decode<float>(base, codes.data(), t.data(), blocks, ref.data());
+    for (auto level : available_simd_levels()) {
+      ScopedSimdLevel forced(level);
+      packed_decode(l.view(), got.data());
+      ASSERT_EQ(got, ref) << simd_level_name(level) << " " << lattice_name(base.lattice);
+    }
+  }
+}
+
+TEST(CosetDeploy, RefusesConfigsTheKernelsCannotRun) {
+  EXPECT_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"), InvalidArgument);   // q=3
+  EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 2, 0.2, 1.0, 16), "x"), InvalidArgument);   // T > 15
+  EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 4, 0.2, 1.0, 10), "x"), InvalidArgument);   // |w| > 63
+  auto dithered = make(LatticeType::E8, 16, 1, 0.2, 1.0, 10);
+  dithered.with_dither = true;
+  EXPECT_THROW(require_deployable(dithered, "x"), InvalidArgument);
+  EXPECT_NO_THROW(require_deployable(make(LatticeType::E8, 16, 1, 0.2, 1.0, 15), "x"));
+  EXPECT_EQ(deploy_weight_bound(make(LatticeType::D4, 4, 2, 0.2, 1.0, 10)), 20);  // |rep| <= 4
+}
+
+TEST(CosetDeploy, InputWithNanThrows) {
+  const Layer l = encoded_layer(formats()[0], 2, 3, 1);
+  std::vector<float> x(12, 1.0f), y(2);
+  x[5] = std::nanf("");
+  EXPECT_THROW(packed_linear(l.view(), x.data(), 1, y.data()), InvalidArgument);
+}
+
+TEST(CosetDeploy, TBeyondTheConfigIsRejected) {
+  Layer l = encoded_layer(formats()[3], 2, 3, 1);  // max_t = 10
+  EXPECT_NO_THROW(deploy_require_t(l.view(), "layer"));
+  l.t[1] = 0x0B;
+  EXPECT_THROW(deploy_require_t(l.view(), "layer"), InvalidArgument);
+}
+
+TEST(CosetDeploy, TEntropyCodeRoundTripsAndRejectsCorruptStreams) {
+  std::mt19937 rng(4);
+  for (int spread : {0, 1, 3, 15}) {
+    std::vector<std::uint8_t> t(1000 + spread);
+    std::geometric_distribution<int> g(0.45);
+    for (auto& v : t) v = static_cast<std::uint8_t>(std::min(spread, g(rng)));
+    const auto lengths = t_code_lengths(t.data(), t.size());
+    const auto stream = t_encode(t.data(), t.size(), lengths.data());
+    std::vector<std::uint8_t> back(t.size());
+    t_decode(stream.data(), stream.size(), lengths.data(), t.size(), 15, back.data());
+    EXPECT_EQ(back, t) << "spread " << spread;
+    if (stream.size() > 1)
+      EXPECT_THROW(t_decode(stream.data(), stream.size() / 2, lengths.data(), t.size(), 15, back.data()),
+                   InvalidArgument);
+    if (spread >= 3)
+      EXPECT_THROW(t_decode(stream.data(), stream.size(), lengths.data(), t.size(), 2, back.data()), InvalidArgument);
+    auto bad = lengths;
+    bad[0] = static_cast<std::uint8_t>(bad[0] + 1);
+    if (spread > 0) EXPECT_THROW(t_decode(stream.data(), stream.size(), bad.data(), t.size(), 15, back.data()), InvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::coset
