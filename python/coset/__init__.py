@@ -34,13 +34,21 @@ __all__ = [
     "side_information_rate",
     "pack", "unpack", "packed_size",
     "OneSidedLUT", "TwoSidedLUT", "QuantizedMatrix",
-    "QLinear",
+    "QLinear", "PackedLinear", "quantize_model", "deploy_model", "deployable_config",
 ]
 
 
-def __getattr__(name):  # QLinear imports torch.nn: load it on first use
+def __getattr__(name):  # these import torch.nn: load them on first use
     if name == "QLinear":
         from .nn import QLinear
 
         return QLinear
+    if name in ("PackedLinear", "deployable_config"):
+        from . import deploy
+
+        return getattr(deploy, name)
+    if name in ("quantize_model", "deploy_model"):
+        from . import model
+
+        return getattr(model, name)
     raise AttributeError(f"module 'coset' has no attribute {name!r}")

@@ -1,0 +1,84 @@
+"""The pure-PyTorch twin of the deployed-layer decode (src/coset/deploy.cpp), for any device.
+
+Codes are unpacked with shifts and masks, each level is decoded as ``e = C G b - (C q) Q(G b / q)``
+with the tie rule of docs/coset.md on exact integers (held in float32: every value is an integer
+far below 2**24), and the levels are summed as ``w = sum_m q^m e_m``: the C-scaled integer weights,
+identical to the C++ decode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lowbit._native import coset as _coset_native
+
+from .config import QuantizationConfig
+
+
+def unpack_codes(codes: torch.Tensor, blocks: int, config: QuantizationConfig) -> torch.Tensor:
+    """(rows, row_bytes) uint8 -> (rows, blocks, M, d) int64 codes (LSB-first, log2(q) bits each)."""
+    bits = int(round(math.log2(config.q)))
+    shifts = torch.arange(0, 8, bits, device=codes.device, dtype=torch.int32)
+    vals = (codes.to(torch.int32)[..., None] >> shifts) & (config.q - 1)
+    n = blocks * config.M * config.d
+    return vals.reshape(codes.shape[0], -1)[:, :n].reshape(codes.shape[0], blocks, config.M, config.d).long()
+
+
+def unpack_nibbles(nibbles: torch.Tensor, blocks: int) -> torch.Tensor:
+    """(rows, ceil(blocks/2)) uint8 -> (rows, blocks) T values (low nibble first)."""
+    n = nibbles.to(torch.int32)
+    return torch.stack([n & 15, n >> 4], dim=-1).reshape(nibbles.shape[0], -1)[:, :blocks]
+
+
+def _scaled_generator(config: QuantizationConfig, device) -> torch.Tensor:
+    g = np.empty((config.d, config.d), np.float64)
+    _coset_native.generator_matrix(config.lattice_type, g)
+    c = 2.0 if config.lattice_type == "E8" else 1.0
+    return torch.tensor(g * c, dtype=torch.float32, device=device)
+
+
+def _round(v: torch.Tensor, div: float):
+    r = torch.floor((v + div / 2) / div)  # ties up; div is a power of two, so this is exact
+    return r, v - div * r
+
+
+def _dn_fix(r: torch.Tensor, e: torch.Tensor, div: float) -> torch.Tensor:
+    d = e.shape[-1]
+    odd = torch.remainder(r.sum(dim=-1), 2) == 1
+    sign = torch.where(e >= 0, torch.ones_like(e), -torch.ones_like(e))
+    weights = torch.tensor([2.0 ** j for j in range(d)], device=e.device)
+    key = e.abs() * 1024.0 + (sign * weights + 512.0)  # lexicographic (|e|, s_j 2^j), d <= 8
+    j = key.argmax(dim=-1, keepdim=True)
+    s = sign.gather(-1, j)
+    fix = torch.zeros_like(e).scatter(-1, j, s * div) * odd[..., None]
+    return e - fix
+
+
+def lattice_residual(v: torch.Tensor, lattice: str, div: float) -> torch.Tensor:
+    """e = v - div * Q(v / div) in C-scaled integer coordinates (lattice_step of lattice_step.h)."""
+    if lattice == "Z2":
+        return _round(v, div)[1]
+    if lattice == "D4":
+        return _dn_fix(*_round(v, div), div)
+    e0 = _dn_fix(*_round(v, div), div)
+    e1 = _dn_fix(*_round(v - div / 2, div), div)
+    w = torch.tensor([2.0 ** j for j in range(8)], device=v.device)
+    d0, d1 = (e0 * e0).sum(-1), (e1 * e1).sum(-1)
+    n0, n1 = (e0 * w).sum(-1), (e1 * w).sum(-1)
+    keep0 = (d0 < d1) | ((d0 == d1) & (n0 <= n1))
+    return torch.where(keep0[..., None], e0, e1)
+
+
+def decode_scaled_ints(codes: torch.Tensor, config: QuantizationConfig) -> torch.Tensor:
+    """(..., M, d) codes -> (..., d) float32 C-scaled integer weights sum_m q^m e_m."""
+    g = _scaled_generator(config, codes.device)
+    c = 2.0 if config.lattice_type == "E8" else 1.0
+    out = None
+    for m in range(config.M):
+        v = (codes[..., m, None, :].to(torch.float32) * g).sum(-1)  # C G b, exact (no TF32 matmul)
+        e = lattice_residual(v, config.lattice_type, c * config.q) * float(config.q) ** m
+        out = e if out is None else out + e
+    return out

@@ -1,0 +1,365 @@
+"""Deployed Coset layers: ``PackedLinear`` evaluates ``y = x W^T + b`` from packed lattice codes.
+
+The packed form of a weight ``W`` (out x in) is documented in docs/coset.md ("Deployed layers"):
+``in`` is zero-padded to ``blocks * d``; each block of d weights holds M levels of d codes of
+``log2(q)`` bits; every block has a scaling count T (its gain step, entropy-coded in the state
+dict, one nibble in memory); every row has a float32 scale. ``state_dict()`` holds exactly that
+(``codes``, ``t_code``, ``t_lengths``, ``row_scale``, ``bias`` and the config as extra state);
+loading it into a fresh ``PackedLinear`` of the same shape reproduces the outputs bit for bit.
+
+CPU tensors run the C++ kernels (lowbit._native.coset_deploy: AVX-512 / AVX2 / scalar, chosen at
+run time, threads over rows). Other devices, or ``lowbit.backend("torch")``, run a pure-PyTorch
+twin that decodes the blocks with torch ops (same closest-point rule, exact integers) and agrees
+with the kernels within :data:`TORCH_PATH_RTOL` of the sum of magnitudes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lowbit import _backend
+from lowbit._native import coset_deploy as _native
+
+from .config import QuantizationConfig
+
+LAYOUT_VERSION = 1
+MAX_T = 15  # T is a nibble in memory
+# The pure-PyTorch path sums the same exact integer block products in another order (BLAS):
+# relative to sum_k |s_k I_k|, float32 reordering of up to in/d terms stays below this.
+TORCH_PATH_RTOL = 2.0 ** -12
+
+_STATE_KEYS = ("codes", "t_code", "t_lengths", "row_scale")
+
+
+def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1) -> QuantizationConfig:
+    """The rate-optimal (beta, alpha) of :func:`coset.rate_optimal_config` with T capped at 15.
+
+    Use with ``row_scale="rms"``: the config's beta is then the whole start scale of a
+    unit-rms row, and T (a per-block gain in steps of ``2**alpha``) is entropy-coded.
+    """
+    from .quant import rate_optimal_config
+
+    return rate_optimal_config(lattice_type, q, M).replace(max_scaling_iterations=MAX_T)
+
+
+def _config_dict(config: QuantizationConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+class PackedLinear(nn.Module):
+    """A linear layer stored and evaluated as packed lattice codes (inference only).
+
+    Build one with :meth:`from_weight`, :meth:`from_linear` or :meth:`from_qlinear`; a layer
+    built with the constructor is empty (zero codes) until ``load_state_dict`` fills it.
+    """
+
+    def __init__(self, in_features: int, out_features: int, config: QuantizationConfig, bias: bool = True,
+                 name: Optional[str] = None, device: Any = None) -> None:
+        super().__init__()
+        self.layer_name = name or "PackedLinear"
+        for what, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{self.layer_name}: {what} must be a positive integer, got {v!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.config = self._checked_config(config)
+        self.blocks = -(-in_features // self.config.d)
+        row_bytes = int(_native.code_row_bytes(self.config.native(), self.blocks))
+        t_bytes = int(_native.t_row_bytes(self.blocks))
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        self.register_buffer("codes", torch.zeros(out_features, row_bytes, dtype=torch.uint8, device=dev))
+        self.register_buffer("t_code", torch.zeros(0, dtype=torch.uint8, device=dev))
+        lengths = torch.zeros(16, dtype=torch.uint8, device=dev)
+        lengths[0] = 1
+        self.register_buffer("t_lengths", lengths)
+        self.register_buffer("row_scale", torch.ones(out_features, dtype=torch.float32, device=dev))
+        if bias:
+            self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=dev))
+        else:
+            self.bias = None
+        # T as nibbles: the kernels' form, derived from t_code, never saved.
+        self.register_buffer("t_nibbles", torch.zeros(out_features, t_bytes, dtype=torch.uint8, device=dev),
+                             persistent=False)
+        self.t_code = self._entropy_code(np.zeros((out_features, self.blocks), np.uint8))[0].to(dev)
+
+    # ---- construction -------------------------------------------------------------------
+
+    def _checked_config(self, config: Any) -> QuantizationConfig:
+        if not isinstance(config, QuantizationConfig):
+            raise ValueError(f"{self.layer_name}: config must be a QuantizationConfig, got {type(config).__name__}")
+        try:
+            _native.require_deployable(config.native(), self.layer_name)
+        except ValueError as exc:
+            msg = str(exc)
+            raise ValueError(msg if msg.startswith(self.layer_name) else f"{self.layer_name}: {msg}") from None
+        return config
+
+    def _entropy_code(self, t: np.ndarray):
+        flat = np.ascontiguousarray(t, dtype=np.uint8).reshape(-1)
+        lengths = np.frombuffer(_native.t_code_lengths(flat), dtype=np.uint8).copy()
+        stream = np.frombuffer(_native.t_encode(flat, lengths), dtype=np.uint8).copy()
+        self.t_lengths = torch.from_numpy(lengths).to(self.codes.device)
+        return torch.from_numpy(stream), lengths
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: Optional[torch.Tensor], config: QuantizationConfig,
+                    row_scale: Union[str, torch.Tensor] = "qlinear", name: Optional[str] = None) -> "PackedLinear":
+        """Quantizes ``weight`` (out x in) and packs it.
+
+        ``row_scale``: ``"qlinear"`` divides each row by ``rms * optimal_beta(lattice, q, M)``
+        before encoding with ``config`` (exactly what ``QLinear`` does, so a QAT-trained layer
+        deploys to the weights it was trained with); ``"rms"`` divides by the rms only (for
+        tuned configs such as :func:`deployable_config`, whose beta is the whole scale); or a
+        tensor of ``out`` positive scales.
+        """
+        label = name or "PackedLinear"
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise ValueError(f"{label}: weight must be a 2-D tensor, got {type(weight).__name__}")
+        out_f, in_f = weight.shape
+        layer = cls(in_f, out_f, config, bias=bias is not None, name=name, device=weight.device)
+        w = weight.detach().to(device="cpu", dtype=torch.float32)
+        bad = ~torch.isfinite(w)
+        if bool(bad.any()):
+            row = int(bad.any(dim=1).nonzero()[0])
+            raise ValueError(f"{layer.layer_name}: weight contains NaN or Inf (row {row}); cannot deploy")
+        if bias is not None:
+            b = bias.detach().to(device="cpu", dtype=torch.float32)
+            if b.shape != (out_f,) or not bool(torch.isfinite(b).all()):
+                raise ValueError(f"{layer.layer_name}: bias must be {out_f} finite values")
+        rms = w.pow(2).mean(dim=1).sqrt()
+        rms = torch.where(rms > 0, rms, torch.ones_like(rms))
+        if isinstance(row_scale, str):
+            if row_scale == "qlinear":
+                from .quant import optimal_beta
+
+                scale = rms * optimal_beta(config.lattice_type, config.q, config.M)
+            elif row_scale == "rms":
+                scale = rms
+            else:
+                raise ValueError(f"{layer.layer_name}: row_scale must be 'qlinear', 'rms' or a tensor, got {row_scale!r}")
+        else:
+            scale = torch.as_tensor(row_scale, dtype=torch.float32).cpu().reshape(-1)
+            if scale.shape != (out_f,) or not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
+                raise ValueError(f"{layer.layer_name}: row_scale must be {out_f} finite positive values")
+        scale = scale.to(torch.float32)
+        d = config.d
+        work = (w / scale[:, None]).numpy()
+        pad = layer.blocks * d - in_f
+        if pad:
+            work = np.concatenate([work, np.zeros((out_f, pad), np.float32)], axis=1)
+        codes = np.empty((out_f * layer.blocks, config.M, d), np.uint8)
+        t = np.empty(out_f * layer.blocks, np.uint8)
+        from lowbit._native import coset as _coset_native
+
+        _, overloaded = _coset_native.encode(config.native(), np.ascontiguousarray(work.reshape(-1, d)), codes, t)
+        if overloaded:
+            warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
+                          RuntimeWarning, stacklevel=2)
+        packed = np.empty(tuple(layer.codes.shape), np.uint8)
+        nibbles = np.empty(tuple(layer.t_nibbles.shape), np.uint8)
+        _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles)
+        stream, _ = layer._entropy_code(t)
+        dev = weight.device
+        layer.codes = torch.from_numpy(packed).to(dev)
+        layer.t_nibbles = torch.from_numpy(nibbles).to(dev)
+        layer.t_code = stream.to(dev)
+        layer.t_lengths = layer.t_lengths.to(dev)
+        layer.row_scale = scale.to(dev)
+        if bias is not None:
+            layer.bias = bias.detach().to(device=dev, dtype=torch.float32).clone()
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, config: QuantizationConfig, row_scale: Union[str, torch.Tensor] = "qlinear",
+                    name: Optional[str] = None) -> "PackedLinear":
+        return cls.from_weight(linear.weight, linear.bias, config, row_scale=row_scale, name=name)
+
+    @classmethod
+    def from_qlinear(cls, qlinear: nn.Module, name: Optional[str] = None) -> "PackedLinear":
+        """The deployed form of a ``coset.QLinear``: the same row scales and config as its forward."""
+        return cls.from_weight(qlinear.weight, qlinear.bias, qlinear.config, row_scale="qlinear", name=name)
+
+    # ---- state dict -----------------------------------------------------------------------
+
+    def get_extra_state(self) -> dict:
+        return {"version": LAYOUT_VERSION, "config": _config_dict(self.config), "in_features": self.in_features,
+                "out_features": self.out_features, "bias": self.bias is not None}
+
+    def set_extra_state(self, state: Any) -> None:  # handled in _load_from_state_dict
+        pass
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        name = self.layer_name
+        keys = list(_STATE_KEYS) + (["bias"] if self.bias is not None else []) + ["_extra_state"]
+        for k in keys:
+            if prefix + k not in state_dict:
+                raise ValueError(f"{name}: packed state dict lacks '{prefix + k}'")
+        extra = state_dict[prefix + "_extra_state"]
+        if not isinstance(extra, dict) or extra.get("version") != LAYOUT_VERSION:
+            raise ValueError(f"{name}: packed state dict has layout version "
+                             f"{extra.get('version') if isinstance(extra, dict) else extra!r}, expected {LAYOUT_VERSION}")
+        if (extra.get("in_features"), extra.get("out_features")) != (self.in_features, self.out_features):
+            raise ValueError(f"{name}: packed state dict is for a {extra.get('in_features')} -> "
+                             f"{extra.get('out_features')} layer, this one is {self.in_features} -> {self.out_features}")
+        if bool(extra.get("bias")) != (self.bias is not None):
+            raise ValueError(f"{name}: packed state dict {'has' if extra.get('bias') else 'lacks'} a bias, this layer "
+                             f"{'does not' if self.bias is None else 'does'}")
+        try:
+            config = QuantizationConfig(**extra["config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
+        config = self._checked_config(config)
+        blocks = -(-self.in_features // config.d)
+        row_bytes = int(_native.code_row_bytes(config.native(), blocks))
+
+        def tensor(key: str, dtype: torch.dtype, shape: Optional[tuple]) -> torch.Tensor:
+            v = state_dict[prefix + key]
+            if not isinstance(v, torch.Tensor) or v.dtype != dtype:
+                raise ValueError(f"{name}: '{key}' must be a {dtype} tensor, got "
+                                 f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
+            if shape is not None and tuple(v.shape) != shape:
+                raise ValueError(f"{name}: '{key}' has shape {tuple(v.shape)}, expected {shape}")
+            return v.detach().cpu().contiguous()
+
+        codes = tensor("codes", torch.uint8, (self.out_features, row_bytes))
+        t_code = tensor("t_code", torch.uint8, None)
+        if t_code.dim() != 1:
+            raise ValueError(f"{name}: 't_code' must be 1-D, got shape {tuple(t_code.shape)}")
+        lengths = tensor("t_lengths", torch.uint8, (16,))
+        scale = tensor("row_scale", torch.float32, (self.out_features,))
+        if not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
+            raise ValueError(f"{name}: 'row_scale' must be finite and positive")
+        bias = None
+        if self.bias is not None:
+            bias = tensor("bias", torch.float32, (self.out_features,))
+            if not bool(torch.isfinite(bias).all()):
+                raise ValueError(f"{name}: 'bias' contains NaN or Inf")
+        used_bits = blocks * config.M * config.d * int(round(math.log2(config.q)))
+        if used_bits % 8:
+            tail = codes[:, -1].numpy() >> (used_bits % 8)
+            if tail.any():
+                raise ValueError(f"{name}: 'codes' has non-zero padding bits (codes out of range)")
+        t = np.empty(self.out_features * blocks, np.uint8)
+        try:
+            _native.t_decode(t_code.numpy(), lengths.numpy(), config.max_t(), t)
+        except ValueError as exc:
+            raise ValueError(f"{name}: 't_code': {exc}") from None
+        nibbles = np.zeros((self.out_features, int(_native.t_row_bytes(blocks))), np.uint8)
+        tt = t.reshape(self.out_features, blocks)
+        nibbles[:, : (blocks + 1) // 2] |= tt[:, 0::2]
+        nibbles[:, : blocks // 2] |= (tt[:, 1::2] << 4).astype(np.uint8)
+        dev = self.codes.device
+        self.config, self.blocks = config, blocks
+        self.codes = codes.to(dev)
+        self.t_code = t_code.to(dev)
+        self.t_lengths = lengths.to(dev)
+        self.row_scale = scale.to(dev)
+        self.t_nibbles = torch.from_numpy(nibbles).to(dev)
+        if bias is not None:
+            self.bias = bias.to(dev)
+        for k in state_dict:
+            if k.startswith(prefix) and k[len(prefix):] not in keys and "." not in k[len(prefix):]:
+                unexpected_keys.append(k)
+
+    # ---- sizes ------------------------------------------------------------------------------
+
+    def side_bytes(self) -> int:
+        """Bytes besides the codes: T's code and lengths, the row scales and the config."""
+        extra = len(json.dumps(self.get_extra_state()).encode())
+        return int(self.t_code.numel() + self.t_lengths.numel() + 4 * self.row_scale.numel() + extra)
+
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight: codes, T, row scales and config (the bias is not a weight)."""
+        return 8.0 * (self.codes.numel() + self.side_bytes()) / (self.out_features * self.in_features)
+
+    def memory_bytes(self) -> int:
+        """Bytes the kernels read: codes, T nibbles, row scales (and bias)."""
+        return int(self.codes.numel() + self.t_nibbles.numel() + 4 * self.row_scale.numel()
+                   + (4 * self.bias.numel() if self.bias is not None else 0))
+
+    # ---- evaluation ---------------------------------------------------------------------------
+
+    def decoded_weight(self) -> torch.Tensor:
+        """W^ (out x in) in float32, for inspection (never used by forward)."""
+        if self.codes.device.type == "cpu" and not _backend.get_backend() == "torch":
+            out = np.empty((self.out_features, self.blocks * self.config.d), np.float32)
+            _native.decode(self.config.native(), self.blocks, self.codes.numpy(), self.t_nibbles.numpy(),
+                           self.row_scale.numpy(), out)
+            return torch.from_numpy(out[:, : self.in_features])
+        w = self._torch_scaled_ints()  # (out, blocks*d): s_T * w
+        c = 2.0 if self.config.lattice_type == "E8" else 1.0
+        return (self.row_scale[:, None] * w / c)[:, : self.in_features]
+
+    def _check_input(self, x: Any) -> None:
+        name = self.layer_name
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name}: input must be a torch tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name}: input must be floating point, got {x.dtype}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{name}: input has {x.shape[-1] if x.dim() else 0} features, expected {self.in_features}")
+        _backend.check_same_device("input", x, name, self.codes.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        lead = x.shape[:-1]
+        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)
+        if _backend.select(x.device, self.layer_name) == "cpp":
+            y = self._forward_native(x2)
+        else:
+            y = self._forward_torch(x2)
+        return y.reshape(*lead, self.out_features).to(x.dtype)
+
+    def _padded(self, x2: torch.Tensor) -> torch.Tensor:
+        pad = self.blocks * self.config.d - self.in_features
+        return F.pad(x2, (0, pad)) if pad else x2
+
+    def _forward_native(self, x2: torch.Tensor) -> torch.Tensor:
+        xp = np.ascontiguousarray(self._padded(x2).numpy())
+        out = np.empty((xp.shape[0], self.out_features), np.float32)
+        bias = None if self.bias is None else self.bias.numpy()
+        _native.linear(self.config.native(), self.blocks, self.codes.numpy(), self.t_nibbles.numpy(),
+                       self.row_scale.numpy(), bias, xp, out, self.layer_name)
+        return torch.from_numpy(out)
+
+    def _torch_scaled_ints(self) -> torch.Tensor:
+        """s_T * w per weight (out x blocks*d): the C-scaled integer decode times the T gain."""
+        from ._deploy_torch import decode_scaled_ints, unpack_codes, unpack_nibbles
+
+        cfg = self.config
+        codes = unpack_codes(self.codes, self.blocks, cfg)
+        w = decode_scaled_ints(codes, cfg)  # (out, blocks, d) float32 integers
+        t = unpack_nibbles(self.t_nibbles, self.blocks).long()
+        scales = torch.tensor([cfg.native().scale(k) if k <= cfg.max_t() else 0.0 for k in range(16)],
+                              dtype=torch.float32, device=w.device)
+        return (scales[t][..., None] * w).reshape(self.out_features, -1)
+
+    def _forward_torch(self, x2: torch.Tensor) -> torch.Tensor:
+        if not bool(torch.isfinite(x2).all()):
+            raise ValueError(f"{self.layer_name}: input contains NaN or Inf")
+        xp = self._padded(x2)
+        amax = xp.abs().amax(dim=1, keepdim=True)
+        xs = amax / 127.0
+        xq = torch.where(amax > 0, torch.clamp(torch.round(xp / torch.where(amax > 0, xs, torch.ones_like(xs))),
+                                               -127, 127), torch.zeros_like(xp))
+        c = 2.0 if self.config.lattice_type == "E8" else 1.0
+        y = F.linear(xq, self._torch_scaled_ints()) * xs
+        y = y * self.row_scale / c
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"lattice={c.lattice_type}, q={c.q}, M={c.M}, bits_per_weight={self.bits_per_weight():.3f}")

@@ -1,0 +1,154 @@
+"""Deployed Coset layers: PackedLinear, its state dict, both backends, bad input, model API."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lowbit
+from coset import QLinear, QuantizationConfig, deploy_model, quantize_model
+from coset.deploy import TORCH_PATH_RTOL, PackedLinear, deployable_config
+
+FORMATS = [
+    QuantizationConfig(lattice_type="D4", q=4, M=2),                       # fast path (table decode)
+    deployable_config("E8", 16, 1),                                        # the tuned 4.2-bit format
+    QuantizationConfig(lattice_type="E8", q=4, M=2, max_scaling_iterations=15),
+    QuantizationConfig(lattice_type="Z2", q=16, M=1),                      # scalar block sums
+]
+
+
+def _ids(c):
+    return f"{c.lattice_type}-q{c.q}-M{c.M}"
+
+
+def _layer(config, in_f=37, out_f=11, bias=True, row_scale="qlinear"):
+    torch.manual_seed(1)
+    lin = nn.Linear(in_f, out_f, bias=bias)
+    return lin, PackedLinear.from_linear(lin, config, row_scale=row_scale, name="fc")
+
+
+@pytest.mark.parametrize("config", FORMATS, ids=_ids)
+def test_native_and_torch_paths_agree_and_follow_the_decoded_weight(config):
+    lin, layer = _layer(config)
+    x = torch.randn(5, 37)
+    y_native = layer(x)
+    with lowbit.backend("torch"):
+        y_torch = layer(x)
+        w_torch = layer.decoded_weight()
+    w = layer.decoded_weight()
+    torch.testing.assert_close(w_torch, w, rtol=1e-6, atol=0)
+    # The kernels' integer block sums are exact; the torch path sums the same terms in BLAS order.
+    amax = x.abs().amax(dim=1, keepdim=True)
+    xq = torch.clamp(torch.round(x / (amax / 127)), -127, 127) * (amax / 127)
+    mag = xq.abs() @ w.abs().t()
+    assert float(((y_torch - y_native).abs() - TORCH_PATH_RTOL * mag).max()) <= 1e-6
+    # And the layer is x W^ up to the int8 activations (step max|x| / 127).
+    ref = torch.nn.functional.linear(xq, w, lin.bias)
+    torch.testing.assert_close(y_native, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_deployed_qlinear_uses_the_weights_qlinear_trained_with():
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    q = QLinear(64, 16, config)
+    layer = PackedLinear.from_qlinear(q)
+    torch.testing.assert_close(layer.decoded_weight(), q.quantized_weight(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("config", FORMATS, ids=_ids)
+def test_state_dict_holds_only_the_packed_form_and_reloads_bit_identically(config):
+    _, layer = _layer(config)
+    state = layer.state_dict()
+    assert set(state) == {"codes", "t_code", "t_lengths", "row_scale", "bias", "_extra_state"}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    fresh = PackedLinear(37, 11, QuantizationConfig(lattice_type="D4", q=4, M=2))  # config comes from the state
+    fresh.load_state_dict(torch.load(buf))
+    x = torch.randn(9, 37)
+    assert torch.equal(fresh(x), layer(x))
+    assert fresh.config == layer.config
+
+
+def test_bits_per_weight_counts_every_side_byte():
+    torch.manual_seed(0)
+    w = torch.randn(256, 4096)  # rows as long as a real layer's: the row scales cost 32 / 4096 bits
+    layer = PackedLinear.from_weight(w, None, deployable_config("E8", 16, 1), row_scale="rms")
+    codes_bits = 4.0
+    side = 8.0 * layer.side_bytes() / w.numel()
+    assert layer.bits_per_weight() == pytest.approx(codes_bits + side)
+    assert 0.2 < side < 0.25  # T's Huffman code (about 0.21 bits per weight) + scales + config
+    assert layer.memory_bytes() <= w.numel() * 4 / 7
+
+
+def test_bad_weights_and_inputs_raise_value_errors_naming_the_layer():
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    w = torch.randn(4, 8)
+    w[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="fc1: weight contains NaN or Inf"):
+        PackedLinear.from_weight(w, None, config, name="fc1")
+    with pytest.raises(ValueError, match="fc1: .*not a power of two"):
+        PackedLinear.from_weight(torch.randn(4, 8), None, QuantizationConfig(lattice_type="D4", q=3, M=2), name="fc1")
+    with pytest.raises(ValueError, match="fc1: .*exceeds 15"):
+        PackedLinear.from_weight(torch.randn(4, 8), None, config.replace(max_scaling_iterations=20), name="fc1")
+    layer = PackedLinear.from_weight(torch.randn(4, 8), torch.zeros(4), config, name="fc1")
+    with pytest.raises(ValueError, match="fc1: input has 7 features, expected 8"):
+        layer(torch.randn(2, 7))
+    with pytest.raises(ValueError, match="fc1: .*input contains NaN or Inf"):
+        layer(torch.full((1, 8), float("inf")))
+    with pytest.raises(ValueError, match="fc1"):
+        layer(torch.randn(2, 8, device="meta"))
+
+
+def test_corrupt_state_dicts_raise_value_errors():
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    layer = PackedLinear.from_weight(torch.randn(6, 20), torch.zeros(6), config, name="fc2")
+    good = layer.state_dict()
+
+    def load(**changes):
+        state = dict(good)
+        state.update(changes)
+        PackedLinear(20, 6, config, name="fc2").load_state_dict(state)
+
+    with pytest.raises(ValueError, match="fc2: 'codes' has shape"):
+        load(codes=good["codes"][:, :-1])
+    with pytest.raises(ValueError, match="fc2: 't_code'.*truncated"):
+        load(t_code=good["t_code"][: good["t_code"].numel() // 2])
+    with pytest.raises(ValueError, match="fc2: 'row_scale' must be finite"):
+        load(row_scale=torch.full((6,), float("nan")))
+    with pytest.raises(ValueError, match="fc2: packed state dict is for a 20 -> 6 layer"):
+        PackedLinear(24, 6, config, name="fc2").load_state_dict(good)
+    with pytest.raises(ValueError, match="fc2: packed state dict lacks 'bias'"):
+        state = dict(good)
+        del state["bias"]
+        PackedLinear(20, 6, config, name="fc2").load_state_dict(state)
+    bad_t = torch.tensor([1] * 16, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="fc2: 't_code'.*prefix code"):
+        load(t_lengths=bad_t)
+    with pytest.raises(ValueError, match="fc2: packed state dict has an invalid config"):
+        extra = dict(good["_extra_state"])
+        extra["config"] = dict(extra["config"], q=1)
+        load(_extra_state=extra)
+
+
+def test_quantize_model_and_deploy_model_swap_layers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 3)))
+    x = torch.randn(4, 30)
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    out = quantize_model(model, config, skip=["2.1"])
+    assert out is model
+    assert isinstance(model[0], QLinear) and isinstance(model[2][0], QLinear)
+    assert type(model[2][1]) is nn.Linear  # skipped by name; 30 is padded to 32 inside QLinear
+    y_q = model(x)
+    deploy_model(model)
+    assert isinstance(model[0], PackedLinear) and model[0].layer_name == "0"
+    assert isinstance(model[2][0], PackedLinear) and type(model[2][1]) is nn.Linear
+    torch.testing.assert_close(model(x), y_q, rtol=0.05, atol=0.02)  # int8 activations only
+    by_predicate = quantize_model(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 2)), config,
+                                  skip=lambda name, m: m.out_features == 2)
+    assert isinstance(by_predicate[0], QLinear) and type(by_predicate[1]) is nn.Linear
+    with pytest.raises(ValueError, match="skip"):
+        quantize_model(nn.Sequential(nn.Linear(8, 8)), config, skip=[3])
