@@ -22,6 +22,8 @@ namespace {
 
 // A parallel chunk decodes and multiplies at least this many weights.
 constexpr std::size_t kMinWeightsPerChunk = std::size_t{1} << 16;
+// Weight rows decoded together, then multiplied with each tile of input rows.
+constexpr std::size_t kPanelRows = 16;
 
 bool is_d4q4m2(const QuantizationConfig& c) { return c.lattice == LatticeType::D4 && c.q == 4 && c.M == 2; }
 bool is_e8q16m1(const QuantizationConfig& c) { return c.lattice == LatticeType::E8 && c.q == 16 && c.M == 1; }
@@ -131,8 +133,10 @@ class RowDecoder {
     }
     pick_decode()(w_.config.lattice, w_.config.q, w_.config.M, codes_.data(), w_.blocks, values_.data());
     const float cs = static_cast<float>(coordinate_scale(w_.config.lattice));
-    for (std::size_t i = 0; i < values_.size(); ++i)
-      u_[i] = static_cast<std::uint8_t>(static_cast<int>(values_[i] * cs) + kernels::kDeployBias);
+    for (std::size_t k = 0; k < w_.blocks; ++k)
+      for (int j = 0; j < d_; ++j)
+        u_[kernels::deploy_pos(d_, k, j)] =
+            static_cast<std::uint8_t>(static_cast<int>(values_[k * d_ + j] * cs) + kernels::kDeployBias);
     for (std::size_t k = 0; k < w_.blocks; ++k) s_[k] = scales_[(t_row[k / 2] >> (4 * (k % 2))) & 15];
   }
 
@@ -225,9 +229,10 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   const int d = w.config.dim();
   const std::size_t cols = w.blocks * d;
   const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
-  // Activations: int8 per row (padding blocks zero), and kDeployBias * each block's sum.
+  // Activations: int8 per row in the kernels' layout (padding blocks zero), and -kDeployBias
+  // times each block's sum.
   std::vector<std::int8_t> xq(batch * blocks16 * d, 0);
-  std::vector<std::int32_t> xbias(batch * blocks16, 0);
+  std::vector<std::int32_t> nxbias(batch * blocks16, 0);
   std::vector<float> xs(batch, 0.0f);
   for (std::size_t m = 0; m < batch; ++m) {
     const float* row = x + m * cols;
@@ -242,28 +247,41 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
     const float scale = amax / 127.0f;
     xs[m] = scale;
     std::int8_t* q = xq.data() + m * blocks16 * d;
-    for (std::size_t i = 0; i < cols; ++i)
-      q[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(row[i] / scale), -127.0f, 127.0f));
     for (std::size_t k = 0; k < w.blocks; ++k) {
       std::int32_t sum = 0;
-      for (int j = 0; j < d; ++j) sum += q[k * d + j];
-      xbias[m * blocks16 + k] = kernels::kDeployBias * sum;
+      for (int j = 0; j < d; ++j) {
+        const auto v = static_cast<std::int8_t>(std::clamp(std::nearbyint(row[k * d + j] / scale), -127.0f, 127.0f));
+        q[kernels::deploy_pos(d, k, j)] = v;
+        sum += v;
+      }
+      nxbias[m * blocks16 + k] = -kernels::kDeployBias * sum;
     }
   }
   const kernels::BlockDotFn dot = pick_block_dot();
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
   const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
-    RowDecoder row(w);
-    for (std::size_t n = n0; n < n1; ++n) {
-      row.decode(n);
-      for (std::size_t m = 0; m < batch; ++m) {
-        float v = dot(d, row.u(), row.s(), xq.data() + m * blocks16 * d, xbias.data() + m * blocks16, blocks16);
-        v = v * xs[m];
-        v = v * w.row_scale[n];
-        v = v * inv_c;
-        if (w.bias) v = v + w.bias[n];
-        y[m * w.rows + n] = v;
+    // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
+    // activations are read once per panel instead of once per weight row.
+    std::vector<RowDecoder> panel;
+    for (std::size_t i = 0; i < std::min(kPanelRows, n1 - n0); ++i) panel.emplace_back(w);
+    float sums[kernels::kDeployTileRows];
+    for (std::size_t p0 = n0; p0 < n1; p0 += kPanelRows) {
+      const std::size_t p1 = std::min(n1, p0 + kPanelRows);
+      for (std::size_t n = p0; n < p1; ++n) panel[n - p0].decode(n);
+      for (std::size_t m0 = 0; m0 < batch; m0 += kernels::kDeployTileRows) {
+        const std::size_t rows = std::min(kernels::kDeployTileRows, batch - m0);
+        for (std::size_t n = p0; n < p1; ++n) {
+          const RowDecoder& row = panel[n - p0];
+          dot(d, row.u(), row.s(), xq.data() + m0 * blocks16 * d, nxbias.data() + m0 * blocks16, blocks16, rows, sums);
+          for (std::size_t r = 0; r < rows; ++r) {
+            float v = sums[r] * xs[m0 + r];
+            v = v * w.row_scale[n];
+            v = v * inv_c;
+            if (w.bias) v = v + w.bias[n];
+            y[(m0 + r) * w.rows + n] = v;
+          }
+        }
       }
     }
   });
@@ -291,7 +309,8 @@ void packed_decode(const PackedLinearView& w, float* out) {
   for (std::size_t n = 0; n < w.rows; ++n) {
     row.decode(n);
     for (std::size_t i = 0; i < cols; ++i) {
-      const float wv = static_cast<float>(static_cast<int>(row.u()[i]) - kernels::kDeployBias);
+      const int u = row.u()[kernels::deploy_pos(d, i / d, static_cast<int>(i % d))];
+      const float wv = static_cast<float>(u - kernels::kDeployBias);
       out[n * cols + i] = ((w.row_scale[n] * row.s()[i / d]) * wv) * inv_c;
     }
   }

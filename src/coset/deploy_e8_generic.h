@@ -1,13 +1,14 @@
-// E8 q=16 M=1 row decode written once over int32 lanes (one block per lane), included by
-// deploy_avx2.cpp and deploy_avx512.cpp. Integer twin of decode_ref's lattice_step for this
-// format: U = 2 G b (C = 2), div = 32, both D8 cosets, the tie-dither rule; results are the
-// C-scaled integers e, identical to the reference decode (the test compares them).
+// E8 q=16 M=1 row decode written once over int16 lanes (one block per lane), included by
+// deploy_avx2.cpp and deploy_avx512.cpp. Integer twin of decode_e8q16_ref (deploy_ref.cpp), which
+// the tests hold equal to the HNLQ decode: U = 2 G b (C = 2), div = 32, both D8 cosets, the
+// tie-dither rule. Every intermediate fits int16 (|U| <= 75, |e| <= 32, keys <= 527, squared
+// norms <= 8192, nudge sums |sum 2^j e_j| <= 8160).
 //
-// V provides: I (int32 lanes), Mask, kWidth, set1, add, sub, mullo, srai<n>, slli<n>, slli_var,
-// srli_var, and_, or_, abs, max, eq, lt, select(mask, a, b) (a where set), and_m, or_m, not_m,
-// load(p) (kWidth dwords), store_blocks(lo, hi, u) (lo / hi hold bytes 0-3 / 4-7 of each lane's
-// block; writes kWidth blocks of 8 bytes in lane order) and store_scales(scales16, t, s)
-// (kWidth T nibbles -> scales).
+// V provides: I (int16 lanes), Mask, kBlocks (blocks per iteration = lanes), set1, add, sub,
+// mullo, srai<n>, slli<n>, slli_var, and_, or_, abs, max, eq, lt, select(mask, a, b) (a where
+// set), and_m, not_m, or_m; codes(p, b) (kBlocks blocks' 8 codes into b[0..7], lanes in V's
+// order), store(lo_a, lo_b, hi_a, hi_b, u) (16-bit lanes holding bytes 0-1, 2-3, 4-5, 6-7 of
+// each lane's block, written in deploy_pos layout) and store_scales(scales16, t, s).
 #pragma once
 
 #include <cstddef>
@@ -21,50 +22,50 @@ template <class V>
 struct E8Q16Lanes {
   using I = typename V::I;
   using Mask = typename V::Mask;
-  static constexpr std::size_t W = V::kWidth;
+  static constexpr std::size_t B = V::kBlocks;
 
-  // Residual of one coset: r = floor((v + 16) / 32), e = v - 32 r, then the D_n parity fix.
-  [[gnu::always_inline]] static void coset(const I* v, I* e) {
-    I r[8];
-    I parity = V::set1(0);
-    for (int j = 0; j < 8; ++j) {
-      r[j] = V::template srai<5>(V::add(v[j], V::set1(16)));
-      e[j] = V::sub(v[j], V::template slli<5>(r[j]));
-      parity = V::add(parity, r[j]);
-    }
-    const Mask odd = V::eq(V::and_(parity, V::set1(1)), V::set1(1));
+  // Coset 0: r = floor((v + 16) / 32), e = v - 32 r. Coset 1 (v - 16) follows from it:
+  // e1 = e - 16 where e >= 0 (same r), e + 16 where e < 0 (r - 1), so its parity flips once per
+  // negative e. Then the D_n parity fix of each.
+  [[gnu::always_inline]] static void fix(I* e, Mask odd) {
     // key = |e| * 16 + (e >= 0 ? 8 + j : 7 - j): the lexicographic (|e_j|, s_j 2^j) of lattice.h.
     I key[8];
     I best = V::set1(-1);
     for (int j = 0; j < 8; ++j) {
-      const Mask neg = V::lt(e[j], V::set1(0));
-      key[j] = V::add(V::template slli<4>(V::abs(e[j])), V::select(neg, V::set1(7 - j), V::set1(8 + j)));
+      key[j] = V::add(V::template slli<4>(V::abs(e[j])), V::select(V::lt(e[j], V::set1(0)), V::set1(7 - j), V::set1(8 + j)));
       best = V::max(best, key[j]);
     }
     for (int j = 0; j < 8; ++j) {
-      const Mask fix = V::and_m(odd, V::eq(key[j], best));
-      const Mask neg = V::lt(e[j], V::set1(0));
-      e[j] = V::select(fix, V::select(neg, V::add(e[j], V::set1(32)), V::sub(e[j], V::set1(32))), e[j]);
+      const Mask hit = V::and_m(odd, V::eq(key[j], best));
+      const I moved = V::select(V::lt(e[j], V::set1(0)), V::add(e[j], V::set1(32)), V::sub(e[j], V::set1(32)));
+      e[j] = V::select(hit, moved, e[j]);
     }
   }
 
   static void decode_row(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t,
                          std::size_t blocks, std::uint8_t* u, float* s) {
     std::size_t k = 0;
-    for (; k + W <= blocks; k += W) {
-      const I c = V::load(codes + 4 * k);
+    for (; k + B <= blocks; k += B) {
       I b[8];
-      for (int j = 0; j < 8; ++j) b[j] = V::and_(V::srli_var(c, 4 * j), V::set1(15));
+      V::codes(codes + 4 * k, b);
       const I h = b[7];  // 2 * (b7 / 2): the (1/2, ..., 1/2) column, scaled by C = 2
       I v[8];
       v[0] = V::add(V::template slli<1>(V::sub(V::template slli<1>(b[0]), b[1])), h);
       for (int j = 1; j <= 5; ++j) v[j] = V::add(V::template slli<1>(V::sub(b[j], b[j + 1])), h);
       v[6] = V::add(V::template slli<1>(b[6]), h);
       v[7] = h;
-      I e0[8], e1[8], v1[8];
-      coset(v, e0);
-      for (int j = 0; j < 8; ++j) v1[j] = V::sub(v[j], V::set1(16));
-      coset(v1, e1);
+      I e0[8], e1[8];
+      I parity0 = V::set1(0), parity1 = V::set1(0);
+      for (int j = 0; j < 8; ++j) {
+        const I r = V::template srai<5>(V::add(v[j], V::set1(16)));
+        e0[j] = V::sub(v[j], V::template slli<5>(r));
+        const Mask neg = V::lt(e0[j], V::set1(0));
+        e1[j] = V::select(neg, V::add(e0[j], V::set1(16)), V::sub(e0[j], V::set1(16)));
+        parity0 = V::add(parity0, r);
+        parity1 = V::add(parity1, V::select(neg, V::sub(r, V::set1(1)), r));
+      }
+      fix(e0, V::eq(V::and_(parity0, V::set1(1)), V::set1(1)));
+      fix(e1, V::eq(V::and_(parity1, V::set1(1)), V::set1(1)));
       I d0 = V::set1(0), d1 = V::set1(0), n0 = V::set1(0), n1 = V::set1(0);
       for (int j = 0; j < 8; ++j) {
         d0 = V::add(d0, V::mullo(e0[j], e0[j]));
@@ -74,12 +75,10 @@ struct E8Q16Lanes {
       }
       // Keep coset 0 iff d0 < d1, or d0 == d1 and n0 <= n1.
       const Mask keep0 = V::or_m(V::lt(d0, d1), V::and_m(V::eq(d0, d1), V::not_m(V::lt(n1, n0))));
-      I lo = V::set1(0), hi = V::set1(0);
-      for (int j = 0; j < 4; ++j) {
-        lo = V::or_(lo, V::slli_var(V::add(V::select(keep0, e0[j], e1[j]), V::set1(kDeployBias)), 8 * j));
-        hi = V::or_(hi, V::slli_var(V::add(V::select(keep0, e0[j + 4], e1[j + 4]), V::set1(kDeployBias)), 8 * j));
-      }
-      V::store_blocks(lo, hi, u + 8 * k);
+      I w[8];
+      for (int j = 0; j < 8; ++j) w[j] = V::add(V::select(keep0, e0[j], e1[j]), V::set1(kDeployBias));
+      V::store(V::or_(w[0], V::template slli<8>(w[1])), V::or_(w[2], V::template slli<8>(w[3])),
+               V::or_(w[4], V::template slli<8>(w[5])), V::or_(w[6], V::template slli<8>(w[7])), u + 8 * k);
       V::store_scales(scales16, t + k / 2, s + k);
     }
     if (k < blocks) decode_e8q16_ref(scales16, codes + 4 * k, t + k / 2, blocks - k, u + 8 * k, s + k);

@@ -13,6 +13,16 @@ namespace lowbit::coset::kernels {
 
 inline constexpr int kDeployBias = 64;
 inline constexpr std::size_t kDeployLanes = 16;  // float partial sums of the epilogue
+inline constexpr std::size_t kDeployTileRows = 4;  // input rows per block-dot call
+
+// Byte position of weight (or activation) j of block k in the kernels' row buffers. Blocks come
+// in groups of 16; an E8 block's 8 bytes are split into its halves 0-3 and 4-7, the halves of a
+// group's 16 blocks stored as two runs of 64 bytes, so that one 4-byte dot-product lane is one
+// half-block and an E8 block is two chained lanes (no horizontal adds). D4 is plain (4k + j).
+inline std::size_t deploy_pos(int d, std::size_t k, int j) {
+  if (d != 8) return k * static_cast<std::size_t>(d) + static_cast<std::size_t>(j);
+  return k / 16 * 128 + static_cast<std::size_t>(j / 4) * 64 + k % 16 * 4 + static_cast<std::size_t>(j % 4);
+}
 
 // D4 q=4 M=2: level0[idx0] + level1[idx1] are the 4 biased weight bytes of a block (little
 // endian, coordinate j in byte j); each byte stays below 128, so the 32-bit add never carries.
@@ -26,12 +36,15 @@ struct D4Q4Tables {
 using DecodeD4Q4Fn = void (*)(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
                               const std::uint8_t* t, std::size_t blocks, std::uint8_t* u, float* s);
 // One E8 q=16 M=1 row: codes (4 bytes per block, nibble j = b_j), T nibbles -> u (8 bytes per
-// block) and s. Integer twin of the HNLQ decode for this format (deploy_e8_generic.h).
+// block, deploy_pos layout) and s. Integer twin of the HNLQ decode for this format (deploy_e8_generic.h).
 using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t,
                                std::size_t blocks, std::uint8_t* u, float* s);
-// The epilogue sum of deploy.h over blocks16 (a multiple of 16) blocks of d = 4 or 8 bytes.
-using BlockDotFn = float (*)(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq,
-                             const std::int32_t* xbias, std::size_t blocks16);
+// The epilogue sums of deploy.h over blocks16 (a multiple of 16) blocks for `rows` (1..4) input
+// rows: row r's activations at xq + r * blocks16 * d (deploy_pos layout), its -kDeployBias *
+// block sums at nxbias + r * blocks16; out[r] receives the reduced sum. Per block
+// I = nxbias + sum_j u_j xq_j (exact), then p[k % 16] = fma(s_k, float(I), p[k % 16]).
+using BlockDotFn = void (*)(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq,
+                            const std::int32_t* nxbias, std::size_t blocks16, std::size_t rows, float* out);
 
 void decode_d4q4_ref(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
                      std::uint8_t*, float*);
@@ -42,9 +55,11 @@ void decode_d4q4_avx512(const D4Q4Tables&, const float*, const std::uint8_t*, co
 void decode_e8q16_ref(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::uint8_t*, float*);
 void decode_e8q16_avx2(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::uint8_t*, float*);
 void decode_e8q16_avx512(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::uint8_t*, float*);
-float block_dot_ref(int, const std::uint8_t*, const float*, const std::int8_t*, const std::int32_t*, std::size_t);
-float block_dot_avx2(int, const std::uint8_t*, const float*, const std::int8_t*, const std::int32_t*, std::size_t);
-float block_dot_avx512(int, const std::uint8_t*, const float*, const std::int8_t*, const std::int32_t*,
-                       std::size_t);
+void block_dot_ref(int, const std::uint8_t*, const float*, const std::int8_t*, const std::int32_t*, std::size_t,
+                   std::size_t, float*);
+void block_dot_avx2(int, const std::uint8_t*, const float*, const std::int8_t*, const std::int32_t*, std::size_t,
+                    std::size_t, float*);
+void block_dot_avx512(int, const std::uint8_t*, const float*, const std::int8_t*, const std::int32_t*, std::size_t,
+                      std::size_t, float*);
 
 }  // namespace lowbit::coset::kernels

@@ -1,6 +1,7 @@
 // Scalar reference of the deployed-layer kernels (deploy_kernels.h).
 #include "deploy_kernels.h"
 
+#include <cmath>
 #include <cstdlib>
 
 namespace lowbit::coset::kernels {
@@ -57,23 +58,29 @@ void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const st
       n1 += e1[j] << j;
     }
     const bool keep0 = d0 < d1 || (d0 == d1 && n0 <= n1);
-    for (int j = 0; j < 8; ++j) u[8 * k + j] = static_cast<std::uint8_t>((keep0 ? e0[j] : e1[j]) + kDeployBias);
+    for (int j = 0; j < 8; ++j) u[deploy_pos(8, k, j)] = static_cast<std::uint8_t>((keep0 ? e0[j] : e1[j]) + kDeployBias);
     s[k] = scales16[(t[k / 2] >> (4 * (k % 2))) & 15];
   }
 }
 
-float block_dot_ref(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* xbias,
-                    std::size_t blocks16) {
-  float p[kDeployLanes] = {};
-  for (std::size_t k = 0; k < blocks16; ++k) {
-    std::int32_t acc = 0;
-    for (int j = 0; j < d; ++j) acc += static_cast<std::int32_t>(u[k * d + j]) * xq[k * d + j];
-    acc -= xbias[k];
-    p[k % kDeployLanes] = p[k % kDeployLanes] + s[k] * static_cast<float>(acc);
+void block_dot_ref(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+                   std::size_t blocks16, std::size_t rows, float* out) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::int8_t* x = xq + r * blocks16 * d;
+    const std::int32_t* nb = nxbias + r * blocks16;
+    float p[kDeployLanes] = {};
+    for (std::size_t k = 0; k < blocks16; ++k) {
+      std::int32_t acc = nb[k];
+      for (int j = 0; j < d; ++j) {
+        const std::size_t i = deploy_pos(d, k, j);
+        acc += static_cast<std::int32_t>(u[i]) * x[i];
+      }
+      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+    }
+    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
+    out[r] = p[0];
   }
-  for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
-    for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-  return p[0];
 }
 
 }  // namespace lowbit::coset::kernels
