@@ -68,10 +68,14 @@ def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = No
     return model
 
 
-def deploy_model(model: nn.Module, skip: Skip = None) -> nn.Module:
-    """Replaces every ``QLinear`` (not skipped) by its deployed ``PackedLinear`` (same row scales
-    and config, so the deployed weights are the ones the QLinear's forward used). Returns ``model``.
-    Refusals (e.g. a config the kernels cannot run, NaN weights) raise ValueError naming the layer."""
+def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear") -> nn.Module:
+    """Replaces every ``QLinear`` (not skipped) by its deployed ``PackedLinear``. Returns ``model``.
+
+    ``row_scale="qlinear"`` (default) keeps the QLinear's row scales and config, so the deployed
+    weights are the ones its forward used (QAT); ``"rms"`` divides rows by their rms only, for
+    tuned configs such as ``coset.deployable_config("E8", 16, 1)`` whose beta is the whole scale
+    (post-training quantization). Refusals (a config the kernels cannot run, NaN weights) raise
+    ValueError naming the layer."""
     from .deploy import PackedLinear
     from .nn import QLinear
 
@@ -80,7 +84,7 @@ def deploy_model(model: nn.Module, skip: Skip = None) -> nn.Module:
     skipped = _skipper(skip)
 
     def make(name: str, q: nn.Module) -> nn.Module:
-        deployed = PackedLinear.from_qlinear(q, name=name)
+        deployed = PackedLinear.from_weight(q.weight, q.bias, q.config, row_scale=row_scale, name=name)
         deployed.train(False)
         return deployed
 
