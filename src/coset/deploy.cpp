@@ -105,6 +105,7 @@ class RowDecoder {
  public:
   explicit RowDecoder(const PackedLinearView& w)
       : w_(w), d_(w.config.dim()), bits_(deploy_code_bits(w.config)), blocks16_((w.blocks + 15) / 16 * 16),
+        code_row_bytes_(deploy_code_row_bytes(w.config, w.blocks)), t_row_bytes_(deploy_t_row_bytes(w.blocks)),
         scales_(scale_table16(w.config)), fast_d4_(is_d4q4m2(w.config)), fast_e8_(is_e8q16m1(w.config)),
         u_(blocks16_ * d_, static_cast<std::uint8_t>(kernels::kDeployBias)), s_(blocks16_, 0.0f) {
     if (!fast_d4_ && !fast_e8_) {
@@ -114,8 +115,8 @@ class RowDecoder {
   }
 
   void decode(std::size_t n) {
-    const std::uint8_t* code_row = w_.codes + n * deploy_code_row_bytes(w_.config, w_.blocks);
-    const std::uint8_t* t_row = w_.t + n * deploy_t_row_bytes(w_.blocks);
+    const std::uint8_t* code_row = w_.codes + n * code_row_bytes_;
+    const std::uint8_t* t_row = w_.t + n * t_row_bytes_;
     if (fast_d4_) {
       pick_decode_d4q4()(d4q4_tables(), scales_.data(), code_row, t_row, w_.blocks, u_.data(), s_.data());
       return;
@@ -147,7 +148,7 @@ class RowDecoder {
  private:
   const PackedLinearView& w_;
   int d_, bits_;
-  std::size_t blocks16_;
+  std::size_t blocks16_, code_row_bytes_, t_row_bytes_;
   std::array<float, 16> scales_;
   bool fast_d4_, fast_e8_;
   std::vector<std::uint8_t> u_;
