@@ -75,8 +75,8 @@ const kernels::D4Q4Tables& d4q4_tables() {
     for (int idx = 0; idx < 256; ++idx) {
       std::uint32_t w0 = 0, w1 = 0;
       for (int j = 0; j < 4; ++j) {
-        // Byte j of level0 + level1 = rep0 + 4 rep1 + kDeployBias, each part non-negative.
-        w0 |= static_cast<std::uint32_t>(reps[idx * 4 + j] + kernels::kDeployBias - 16) << (8 * j);
+        // Byte j of level0 + level1 = rep0 + 4 rep1 + 64, each part non-negative.
+        w0 |= static_cast<std::uint32_t>(reps[idx * 4 + j] + 64 - 16) << (8 * j);
         w1 |= static_cast<std::uint32_t>(4 * reps[idx * 4 + j] + 16) << (8 * j);
       }
       t.level0[idx] = w0;
@@ -100,59 +100,67 @@ std::array<float, 16> scale_table16(const QuantizationConfig& c) {
   return s;
 }
 
-// One row of biased weights u (blocks16 x d, the padding blocks u = bias, s = 0) and scales s.
+// One decoded row: int8 weights w (blocks16 x d, deploy_pos layout; padding blocks zero), block
+// scales s (padding 0) and the weight-side corrections wb of deploy_kernels.h.
 class RowDecoder {
  public:
-  explicit RowDecoder(const PackedLinearView& w)
-      : w_(w), d_(w.config.dim()), bits_(deploy_code_bits(w.config)), blocks16_((w.blocks + 15) / 16 * 16),
-        code_row_bytes_(deploy_code_row_bytes(w.config, w.blocks)), t_row_bytes_(deploy_t_row_bytes(w.blocks)),
-        scales_(scale_table16(w.config)), fast_d4_(is_d4q4m2(w.config)), fast_e8_(is_e8q16m1(w.config)),
-        u_(blocks16_ * d_, static_cast<std::uint8_t>(kernels::kDeployBias)), s_(blocks16_, 0.0f) {
+  explicit RowDecoder(const PackedLinearView& view)
+      : view_(view), d_(view.config.dim()), bits_(deploy_code_bits(view.config)),
+        blocks16_((view.blocks + 15) / 16 * 16), code_row_bytes_(deploy_code_row_bytes(view.config, view.blocks)),
+        t_row_bytes_(deploy_t_row_bytes(view.blocks)), scales_(scale_table16(view.config)),
+        fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
+        s_(blocks16_, 0.0f), wb_(blocks16_, 0) {
     if (!fast_d4_ && !fast_e8_) {
-      codes_.resize(w.blocks * w.config.M * d_);
-      values_.resize(w.blocks * d_);
+      codes_.resize(view.blocks * view.config.M * d_);
+      values_.resize(view.blocks * d_);
     }
   }
 
   void decode(std::size_t n) {
-    const std::uint8_t* code_row = w_.codes + n * code_row_bytes_;
-    const std::uint8_t* t_row = w_.t + n * t_row_bytes_;
+    const std::uint8_t* code_row = view_.codes + n * code_row_bytes_;
+    const std::uint8_t* t_row = view_.t + n * t_row_bytes_;
     if (fast_d4_) {
-      pick_decode_d4q4()(d4q4_tables(), scales_.data(), code_row, t_row, w_.blocks, u_.data(), s_.data());
+      pick_decode_d4q4()(d4q4_tables(), scales_.data(), code_row, t_row, view_.blocks, w_.data(), s_.data(), wb_.data());
       return;
     }
     if (fast_e8_) {
-      pick_decode_e8q16()(scales_.data(), code_row, t_row, w_.blocks, u_.data(), s_.data());
+      pick_decode_e8q16()(scales_.data(), code_row, t_row, view_.blocks, w_.data(), s_.data(), wb_.data());
       return;
     }
-    // Generic: unpack the codes, decode with the HNLQ kernel, bias the C-scaled integers.
+    // Generic: unpack the codes, decode with the HNLQ kernel, keep the C-scaled integers.
     const std::size_t n_codes = codes_.size();
     const unsigned mask = (1u << bits_) - 1u;
     for (std::size_t i = 0; i < n_codes; ++i) {
       const std::size_t bit = i * static_cast<std::size_t>(bits_);
       codes_[i] = static_cast<std::uint8_t>((code_row[bit / 8] >> (bit % 8)) & mask);
     }
-    pick_decode()(w_.config.lattice, w_.config.q, w_.config.M, codes_.data(), w_.blocks, values_.data());
-    const float cs = static_cast<float>(coordinate_scale(w_.config.lattice));
-    for (std::size_t k = 0; k < w_.blocks; ++k)
-      for (int j = 0; j < d_; ++j)
-        u_[kernels::deploy_pos(d_, k, j)] =
-            static_cast<std::uint8_t>(static_cast<int>(values_[k * d_ + j] * cs) + kernels::kDeployBias);
-    for (std::size_t k = 0; k < w_.blocks; ++k) s_[k] = scales_[(t_row[k / 2] >> (4 * (k % 2))) & 15];
+    pick_decode()(view_.config.lattice, view_.config.q, view_.config.M, codes_.data(), view_.blocks, values_.data());
+    const float cs = static_cast<float>(coordinate_scale(view_.config.lattice));
+    for (std::size_t k = 0; k < view_.blocks; ++k) {
+      std::int32_t sum = 0;
+      for (int j = 0; j < d_; ++j) {
+        const int v = static_cast<int>(values_[k * d_ + j] * cs);
+        w_[kernels::deploy_pos(d_, k, j)] = static_cast<std::int8_t>(v);
+        sum += v;
+      }
+      wb_[k] = -kernels::kActBias * sum;
+      s_[k] = scales_[(t_row[k / 2] >> (4 * (k % 2))) & 15];
+    }
   }
 
-  const std::uint8_t* u() const { return u_.data(); }
+  const std::int8_t* w() const { return w_.data(); }
   const float* s() const { return s_.data(); }
-  std::size_t blocks16() const { return blocks16_; }
+  const std::int32_t* wb() const { return wb_.data(); }
 
  private:
-  const PackedLinearView& w_;
+  const PackedLinearView& view_;
   int d_, bits_;
   std::size_t blocks16_, code_row_bytes_, t_row_bytes_;
   std::array<float, 16> scales_;
   bool fast_d4_, fast_e8_;
-  std::vector<std::uint8_t> u_;
+  std::vector<std::int8_t> w_;
   std::vector<float> s_;
+  std::vector<std::int32_t> wb_;
   std::vector<std::uint8_t> codes_;
   std::vector<float> values_;
 };
@@ -230,10 +238,8 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   const int d = w.config.dim();
   const std::size_t cols = w.blocks * d;
   const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
-  // Activations: int8 per row in the kernels' layout (padding blocks zero), and -kDeployBias
-  // times each block's sum.
-  std::vector<std::int8_t> xq(batch * blocks16 * d, 0);
-  std::vector<std::int32_t> nxbias(batch * blocks16, 0);
+  // Activations: int8 per row, stored as xq + kActBias in the kernels' layout (padding: xq = 0).
+  std::vector<std::uint8_t> xu(batch * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
   std::vector<float> xs(batch, 0.0f);
   for (std::size_t m = 0; m < batch; ++m) {
     const float* row = x + m * cols;
@@ -247,16 +253,12 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
     if (amax == 0.0f) continue;
     const float scale = amax / 127.0f;
     xs[m] = scale;
-    std::int8_t* q = xq.data() + m * blocks16 * d;
-    for (std::size_t k = 0; k < w.blocks; ++k) {
-      std::int32_t sum = 0;
+    std::uint8_t* q = xu.data() + m * blocks16 * d;
+    for (std::size_t k = 0; k < w.blocks; ++k)
       for (int j = 0; j < d; ++j) {
-        const auto v = static_cast<std::int8_t>(std::clamp(std::nearbyint(row[k * d + j] / scale), -127.0f, 127.0f));
-        q[kernels::deploy_pos(d, k, j)] = v;
-        sum += v;
+        const float v = std::clamp(std::nearbyint(row[k * d + j] / scale), -127.0f, 127.0f);
+        q[kernels::deploy_pos(d, k, j)] = static_cast<std::uint8_t>(static_cast<int>(v) + kernels::kActBias);
       }
-      nxbias[m * blocks16 + k] = -kernels::kDeployBias * sum;
-    }
   }
   const kernels::BlockDotFn dot = pick_block_dot();
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
@@ -274,7 +276,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         const std::size_t rows = std::min(kernels::kDeployTileRows, batch - m0);
         for (std::size_t n = p0; n < p1; ++n) {
           const RowDecoder& row = panel[n - p0];
-          dot(d, row.u(), row.s(), xq.data() + m0 * blocks16 * d, nxbias.data() + m0 * blocks16, blocks16, rows, sums);
+          dot(d, row.w(), row.s(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, sums);
           for (std::size_t r = 0; r < rows; ++r) {
             float v = sums[r] * xs[m0 + r];
             v = v * w.row_scale[n];
@@ -310,8 +312,7 @@ void packed_decode(const PackedLinearView& w, float* out) {
   for (std::size_t n = 0; n < w.rows; ++n) {
     row.decode(n);
     for (std::size_t i = 0; i < cols; ++i) {
-      const int u = row.u()[kernels::deploy_pos(d, i / d, static_cast<int>(i % d))];
-      const float wv = static_cast<float>(u - kernels::kDeployBias);
+      const float wv = static_cast<float>(row.w()[kernels::deploy_pos(d, i / d, static_cast<int>(i % d))]);
       out[n * cols + i] = ((w.row_scale[n] * row.s()[i / d]) * wv) * inv_c;
     }
   }

@@ -52,12 +52,20 @@ struct E8V256 {
                                  _mm256_and_si256(_mm256_srl_epi32(c, n), mask));
     }
   }
-  static void store(I lo_a, I lo_b, I hi_a, I hi_b, std::uint8_t* u) {
-    auto put = [](std::uint8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); };
+  static void store(I lo_a, I lo_b, I hi_a, I hi_b, std::int8_t* u) {
+    auto put = [](std::int8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); };
     put(u, _mm256_unpacklo_epi16(lo_a, lo_b));       // blocks 0-7, bytes 0-3
     put(u + 32, _mm256_unpackhi_epi16(lo_a, lo_b));  // blocks 8-15
     put(u + 64, _mm256_unpacklo_epi16(hi_a, hi_b));  // blocks 0-7, bytes 4-7
     put(u + 96, _mm256_unpackhi_epi16(hi_a, hi_b));
+  }
+  static void store_sums(I sum, std::int32_t* wb) {
+    const __m256i sign = _mm256_srai_epi16(sum, 15);
+    const __m256i zero = _mm256_setzero_si256();
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(wb),
+                        _mm256_sub_epi32(zero, _mm256_slli_epi32(_mm256_unpacklo_epi16(sum, sign), 7)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(wb + 8),
+                        _mm256_sub_epi32(zero, _mm256_slli_epi32(_mm256_unpackhi_epi16(sum, sign), 7)));
   }
   static void store_scales(const float* scales16, const std::uint8_t* t, float* s) {
     _mm256_storeu_ps(s, scales8(scales16, t));
@@ -65,10 +73,10 @@ struct E8V256 {
   }
 };
 
-// 8 dwords, each the sum of 4 products u * xq (no saturation: see deploy_kernels.h).
-inline __m256i dot4(const std::uint8_t* u, const std::int8_t* xq) {
-  const __m256i prod = _mm256_maddubs_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u)),
-                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+// 8 dwords, each the sum of 4 products xu * w (no saturation: see deploy_kernels.h).
+inline __m256i dot4(const std::uint8_t* xu, const std::int8_t* w) {
+  const __m256i prod = _mm256_maddubs_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xu)),
+                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
   return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
 }
 
@@ -81,21 +89,20 @@ inline float tree(__m256 lo, __m256 hi) {  // partial sums 0-7 and 8-15: the hal
 }
 
 template <int D>
-void block_dot_d(const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                  std::size_t blocks16, std::size_t rows, float* out) {
   for (std::size_t r = 0; r < rows; ++r) {
-    const std::int8_t* x = xq + r * blocks16 * D;
-    const std::int32_t* nb = nxbias + r * blocks16;
+    const std::uint8_t* x = xu + r * blocks16 * D;
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     for (std::size_t k = 0; k < blocks16; k += 16) {
       const std::size_t off = k * D;
       // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
-      __m256i a = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nb + k)), dot4(u + off, x + off));
-      __m256i b = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(nb + k + 8)),
-                                   dot4(u + off + 32, x + off + 32));
+      __m256i a = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
+      __m256i b = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
+                                   dot4(x + off + 32, w + off + 32));
       if (D == 8) {
-        a = _mm256_add_epi32(a, dot4(u + off + 64, x + off + 64));
-        b = _mm256_add_epi32(b, dot4(u + off + 96, x + off + 96));
+        a = _mm256_add_epi32(a, dot4(x + off + 64, w + off + 64));
+        b = _mm256_add_epi32(b, dot4(x + off + 96, w + off + 96));
       }
       lo = _mm256_fmadd_ps(_mm256_loadu_ps(s + k), _mm256_cvtepi32_ps(a), lo);
       hi = _mm256_fmadd_ps(_mm256_loadu_ps(s + k + 8), _mm256_cvtepi32_ps(b), hi);
@@ -107,29 +114,34 @@ void block_dot_d(const std::uint8_t* u, const float* s, const std::int8_t* xq, c
 }  // namespace
 
 void decode_e8q16_avx2(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                       std::uint8_t* u, float* s) {
-  generic::E8Q16Lanes<E8V256>::decode_row(scales16, codes, t, blocks, u, s);
+                       std::int8_t* w, float* s, std::int32_t* wb) {
+  generic::E8Q16Lanes<E8V256>::decode_row(scales16, codes, t, blocks, w, s, wb);
 }
 
 void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
-                      const std::uint8_t* t, std::size_t blocks, std::uint8_t* u, float* s) {
+                      const std::uint8_t* t, std::size_t blocks, std::int8_t* w, float* s, std::int32_t* wb) {
   const __m256i low_byte = _mm256_set1_epi32(0xFF);
   std::size_t k = 0;
   for (; k + 8 <= blocks; k += 8) {
     const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + 2 * k)));
     const __m256i w0 = _mm256_i32gather_epi32(reinterpret_cast<const int*>(tables.level0), _mm256_and_si256(v, low_byte), 4);
     const __m256i w1 = _mm256_i32gather_epi32(reinterpret_cast<const int*>(tables.level1), _mm256_srli_epi32(v, 8), 4);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + 4 * k), _mm256_add_epi32(w0, w1));
+    const __m256i biased = _mm256_add_epi32(w0, w1);  // w + 64 per byte
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w + 4 * k), _mm256_sub_epi8(biased, _mm256_set1_epi8(64)));
+    // wb = -128 * sum_j w_j = 128 * 256 - 128 * sum_j (w_j + 64)
+    const __m256i sum = _mm256_madd_epi16(_mm256_maddubs_epi16(biased, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(wb + k),
+                        _mm256_sub_epi32(_mm256_set1_epi32(kActBias * 256), _mm256_slli_epi32(sum, 7)));
     _mm256_storeu_ps(s + k, scales8(scales16, t + k / 2));
   }
-  if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, u + 4 * k, s + k);
+  if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-void block_dot_avx2(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                     std::size_t blocks16, std::size_t rows, float* out) {
-  if (d == 4) return block_dot_d<4>(u, s, xq, nxbias, blocks16, rows, out);
-  if (d == 8) return block_dot_d<8>(u, s, xq, nxbias, blocks16, rows, out);
-  block_dot_ref(d, u, s, xq, nxbias, blocks16, rows, out);
+  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);
+  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, out);
+  block_dot_ref(d, w, s, wb, xu, blocks16, rows, out);
 }
 
 }  // namespace lowbit::coset::kernels

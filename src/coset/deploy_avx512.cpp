@@ -62,11 +62,17 @@ struct E8V512 {
                                  _mm512_and_si512(_mm512_srl_epi32(c, n), mask));
     }
   }
-  static void store(I lo_a, I lo_b, I hi_a, I hi_b, std::uint8_t* u) {
+  static void store(I lo_a, I lo_b, I hi_a, I hi_b, std::int8_t* u) {
     _mm512_storeu_si512(u, _mm512_unpacklo_epi16(lo_a, lo_b));         // group 0, bytes 0-3
     _mm512_storeu_si512(u + 64, _mm512_unpacklo_epi16(hi_a, hi_b));    // group 0, bytes 4-7
     _mm512_storeu_si512(u + 128, _mm512_unpackhi_epi16(lo_a, lo_b));   // group 1
     _mm512_storeu_si512(u + 192, _mm512_unpackhi_epi16(hi_a, hi_b));
+  }
+  static void store_sums(I sum, std::int32_t* wb) {
+    const __m512i sign = _mm512_srai_epi16(sum, 15);
+    const __m512i zero = _mm512_setzero_si512();
+    _mm512_storeu_si512(wb, _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_unpacklo_epi16(sum, sign), 7)));
+    _mm512_storeu_si512(wb + 16, _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_unpackhi_epi16(sum, sign), 7)));
   }
   static void store_scales(const float* scales16, const std::uint8_t* t, float* s) {
     scales16_of(scales16, t, s);
@@ -83,21 +89,21 @@ inline float tree(__m512 p) {  // the halving tree of deploy.h: 8, 4, 2, 1
 }
 
 template <int D, int R>
-void block_dot_rows(const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                     std::size_t blocks16, float* out) {
   __m512 p[R];
   for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
   const std::size_t xs = blocks16 * D;
   for (std::size_t k = 0; k < blocks16; k += 16) {
     const std::size_t off = k * D;
-    const __m512i u0 = _mm512_loadu_si512(u + off);
-    const __m512i u1 = D == 8 ? _mm512_loadu_si512(u + off + 64) : u0;
+    const __m512i w0 = _mm512_loadu_si512(w + off);
+    const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
     const __m512 sv = _mm512_loadu_ps(s + k);
+    const __m512i bias = _mm512_loadu_si512(wb + k);
     for (int r = 0; r < R; ++r) {
-      const std::int8_t* x = xq + r * xs + off;
-      __m512i acc = _mm512_loadu_si512(nxbias + r * blocks16 + k);
-      acc = _mm512_dpbusd_epi32(acc, u0, _mm512_loadu_si512(x));
-      if (D == 8) acc = _mm512_dpbusd_epi32(acc, u1, _mm512_loadu_si512(x + 64));
+      const std::uint8_t* x = xu + r * xs + off;
+      __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
+      if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
       p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r]);
     }
   }
@@ -105,42 +111,47 @@ void block_dot_rows(const std::uint8_t* u, const float* s, const std::int8_t* xq
 }
 
 template <int D>
-void block_dot_d(const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                  std::size_t blocks16, std::size_t rows, float* out) {
   switch (rows) {
-    case 4: block_dot_rows<D, 4>(u, s, xq, nxbias, blocks16, out); break;
-    case 3: block_dot_rows<D, 3>(u, s, xq, nxbias, blocks16, out); break;
-    case 2: block_dot_rows<D, 2>(u, s, xq, nxbias, blocks16, out); break;
-    default: block_dot_rows<D, 1>(u, s, xq, nxbias, blocks16, out); break;
+    case 4: block_dot_rows<D, 4>(w, s, wb, xu, blocks16, out); break;
+    case 3: block_dot_rows<D, 3>(w, s, wb, xu, blocks16, out); break;
+    case 2: block_dot_rows<D, 2>(w, s, wb, xu, blocks16, out); break;
+    default: block_dot_rows<D, 1>(w, s, wb, xu, blocks16, out); break;
   }
 }
 
 }  // namespace
 
 void decode_e8q16_avx512(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                         std::uint8_t* u, float* s) {
-  generic::E8Q16Lanes<E8V512>::decode_row(scales16, codes, t, blocks, u, s);
+                         std::int8_t* w, float* s, std::int32_t* wb) {
+  generic::E8Q16Lanes<E8V512>::decode_row(scales16, codes, t, blocks, w, s, wb);
 }
 
 void decode_d4q4_avx512(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
-                        const std::uint8_t* t, std::size_t blocks, std::uint8_t* u, float* s) {
+                        const std::uint8_t* t, std::size_t blocks, std::int8_t* w, float* s, std::int32_t* wb) {
   const __m512i low_byte = _mm512_set1_epi32(0xFF);
+  const __m512i ones = _mm512_set1_epi8(1);
   std::size_t k = 0;
   for (; k + 16 <= blocks; k += 16) {
     const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * k)));
     const __m512i w0 = _mm512_i32gather_epi32(_mm512_and_si512(v, low_byte), tables.level0, 4);
     const __m512i w1 = _mm512_i32gather_epi32(_mm512_srli_epi32(v, 8), tables.level1, 4);
-    _mm512_storeu_si512(u + 4 * k, _mm512_add_epi32(w0, w1));
+    const __m512i biased = _mm512_add_epi32(w0, w1);  // w + 64 per byte
+    _mm512_storeu_si512(w + 4 * k, _mm512_sub_epi8(biased, _mm512_set1_epi8(64)));
+    // wb = -128 * sum_j w_j = 128 * 256 - 128 * sum_j (w_j + 64)
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), biased, ones);
+    _mm512_storeu_si512(wb + k, _mm512_sub_epi32(_mm512_set1_epi32(kActBias * 256), _mm512_slli_epi32(sum, 7)));
     scales16_of(scales16, t + k / 2, s + k);
   }
-  if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, u + 4 * k, s + k);
+  if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-void block_dot_avx512(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                       std::size_t blocks16, std::size_t rows, float* out) {
-  if (d == 4) return block_dot_d<4>(u, s, xq, nxbias, blocks16, rows, out);
-  if (d == 8) return block_dot_d<8>(u, s, xq, nxbias, blocks16, rows, out);
-  block_dot_ref(d, u, s, xq, nxbias, blocks16, rows, out);
+  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);
+  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, out);
+  block_dot_ref(d, w, s, wb, xu, blocks16, rows, out);
 }
 
 }  // namespace lowbit::coset::kernels

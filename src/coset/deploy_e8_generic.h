@@ -7,8 +7,9 @@
 // V provides: I (int16 lanes), Mask, kBlocks (blocks per iteration = lanes), set1, add, sub,
 // mullo, srai<n>, slli<n>, slli_var, and_, or_, abs, max, eq, lt, select(mask, a, b) (a where
 // set), and_m, not_m, or_m; codes(p, b) (kBlocks blocks' 8 codes into b[0..7], lanes in V's
-// order), store(lo_a, lo_b, hi_a, hi_b, u) (16-bit lanes holding bytes 0-1, 2-3, 4-5, 6-7 of
-// each lane's block, written in deploy_pos layout) and store_scales(scales16, t, s).
+// order), store(lo_a, lo_b, hi_a, hi_b, w) (16-bit lanes holding bytes 0-1, 2-3, 4-5, 6-7 of
+// each lane's block, written in deploy_pos layout), store_sums(sum, wb) (each lane's int16 sum
+// times -kActBias as int32, in block order) and store_scales(scales16, t, s).
 #pragma once
 
 #include <cstddef>
@@ -43,7 +44,7 @@ struct E8Q16Lanes {
   }
 
   static void decode_row(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t,
-                         std::size_t blocks, std::uint8_t* u, float* s) {
+                         std::size_t blocks, std::int8_t* out, float* s, std::int32_t* wb) {
     std::size_t k = 0;
     for (; k + B <= blocks; k += B) {
       I b[8];
@@ -76,12 +77,19 @@ struct E8Q16Lanes {
       // Keep coset 0 iff d0 < d1, or d0 == d1 and n0 <= n1.
       const Mask keep0 = V::or_m(V::lt(d0, d1), V::and_m(V::eq(d0, d1), V::not_m(V::lt(n1, n0))));
       I w[8];
-      for (int j = 0; j < 8; ++j) w[j] = V::add(V::select(keep0, e0[j], e1[j]), V::set1(kDeployBias));
-      V::store(V::or_(w[0], V::template slli<8>(w[1])), V::or_(w[2], V::template slli<8>(w[3])),
-               V::or_(w[4], V::template slli<8>(w[5])), V::or_(w[6], V::template slli<8>(w[7])), u + 8 * k);
+      I sum = V::set1(0);
+      for (int j = 0; j < 8; ++j) {
+        w[j] = V::select(keep0, e0[j], e1[j]);
+        sum = V::add(sum, w[j]);
+      }
+      const I low = V::set1(0xFF);
+      V::store(V::or_(V::and_(w[0], low), V::template slli<8>(w[1])), V::or_(V::and_(w[2], low), V::template slli<8>(w[3])),
+               V::or_(V::and_(w[4], low), V::template slli<8>(w[5])), V::or_(V::and_(w[6], low), V::template slli<8>(w[7])),
+               out + 8 * k);
+      V::store_sums(sum, wb + k);
       V::store_scales(scales16, t + k / 2, s + k);
     }
-    if (k < blocks) decode_e8q16_ref(scales16, codes + 4 * k, t + k / 2, blocks - k, u + 8 * k, s + k);
+    if (k < blocks) decode_e8q16_ref(scales16, codes + 4 * k, t + k / 2, blocks - k, out + 8 * k, s + k, wb + k);
   }
 };
 

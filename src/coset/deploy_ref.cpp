@@ -7,10 +7,16 @@
 namespace lowbit::coset::kernels {
 
 void decode_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
-                     const std::uint8_t* t, std::size_t blocks, std::uint8_t* u, float* s) {
+                     const std::uint8_t* t, std::size_t blocks, std::int8_t* w, float* s, std::int32_t* wb) {
   for (std::size_t k = 0; k < blocks; ++k) {
-    const std::uint32_t w = tables.level0[codes[2 * k]] + tables.level1[codes[2 * k + 1]];
-    for (int j = 0; j < 4; ++j) u[4 * k + j] = static_cast<std::uint8_t>(w >> (8 * j));
+    const std::uint32_t biased = tables.level0[codes[2 * k]] + tables.level1[codes[2 * k + 1]];
+    std::int32_t sum = 0;
+    for (int j = 0; j < 4; ++j) {
+      const int v = static_cast<int>((biased >> (8 * j)) & 0xFF) - 64;
+      w[4 * k + j] = static_cast<std::int8_t>(v);
+      sum += v;
+    }
+    wb[k] = -kActBias * sum;
     s[k] = scales16[(t[k / 2] >> (4 * (k % 2))) & 15];
   }
 }
@@ -38,7 +44,7 @@ void e8_coset(const int* v, int* e) {
 }  // namespace
 
 void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                      std::uint8_t* u, float* s) {
+                      std::int8_t* w, float* s, std::int32_t* wb) {
   for (std::size_t k = 0; k < blocks; ++k) {
     int b[8];
     for (int j = 0; j < 8; ++j) b[j] = (codes[4 * k + j / 2] >> (4 * (j % 2))) & 15;
@@ -58,22 +64,27 @@ void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const st
       n1 += e1[j] << j;
     }
     const bool keep0 = d0 < d1 || (d0 == d1 && n0 <= n1);
-    for (int j = 0; j < 8; ++j) u[deploy_pos(8, k, j)] = static_cast<std::uint8_t>((keep0 ? e0[j] : e1[j]) + kDeployBias);
+    std::int32_t sum = 0;
+    for (int j = 0; j < 8; ++j) {
+      const int v = keep0 ? e0[j] : e1[j];
+      w[deploy_pos(8, k, j)] = static_cast<std::int8_t>(v);
+      sum += v;
+    }
+    wb[k] = -kActBias * sum;
     s[k] = scales16[(t[k / 2] >> (4 * (k % 2))) & 15];
   }
 }
 
-void block_dot_ref(int d, const std::uint8_t* u, const float* s, const std::int8_t* xq, const std::int32_t* nxbias,
+void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                    std::size_t blocks16, std::size_t rows, float* out) {
   for (std::size_t r = 0; r < rows; ++r) {
-    const std::int8_t* x = xq + r * blocks16 * d;
-    const std::int32_t* nb = nxbias + r * blocks16;
+    const std::uint8_t* x = xu + r * blocks16 * d;
     float p[kDeployLanes] = {};
     for (std::size_t k = 0; k < blocks16; ++k) {
-      std::int32_t acc = nb[k];
+      std::int32_t acc = wb[k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
-        acc += static_cast<std::int32_t>(u[i]) * x[i];
+        acc += static_cast<std::int32_t>(x[i]) * w[i];
       }
       p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
     }
