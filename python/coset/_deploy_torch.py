@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-
-from lowbit._native import coset as _coset_native
 
 from .config import QuantizationConfig
 
@@ -33,11 +30,33 @@ def unpack_nibbles(nibbles: torch.Tensor, blocks: int) -> torch.Tensor:
     return torch.stack([n & 15, n >> 4], dim=-1).reshape(nibbles.shape[0], -1)[:, :blocks]
 
 
+def _generator(lattice: str) -> list:
+    """G of docs/coset.md (columns are the basis), written out so that this path needs no native call."""
+    d = {"Z2": 2, "D4": 4, "E8": 8}[lattice]
+    g = [[0.0] * d for _ in range(d)]
+    if lattice == "Z2":
+        g[0][0] = g[1][1] = 1.0
+        return g
+    g[0][0] = 2.0  # column 0: 2 e_0; column k: e_k - e_(k-1)
+    last = d if lattice == "D4" else 7
+    for k in range(1, last):
+        g[k][k], g[k - 1][k] = 1.0, -1.0
+    if lattice == "E8":
+        for r in range(8):
+            g[r][7] = 0.5  # the column (1/2, ..., 1/2)
+    return g
+
+
 def _scaled_generator(config: QuantizationConfig, device) -> torch.Tensor:
-    g = np.empty((config.d, config.d), np.float64)
-    _coset_native.generator_matrix(config.lattice_type, g)
     c = 2.0 if config.lattice_type == "E8" else 1.0
-    return torch.tensor(g * c, dtype=torch.float32, device=device)
+    return torch.tensor(_generator(config.lattice_type), dtype=torch.float32, device=device) * c
+
+
+def scale_table(config: QuantizationConfig, device) -> torch.Tensor:
+    """scale(T) = beta * 2^(alpha T) for T = 0..15 (0 beyond max_t), rounded once to float32."""
+    base = 1.0 if config.disable_scaling else config.beta
+    vals = [base * 2.0 ** (config.alpha * t) if t <= config.max_t() else 0.0 for t in range(16)]
+    return torch.tensor(vals, dtype=torch.float64, device=device).to(torch.float32)
 
 
 def _round(v: torch.Tensor, div: float):

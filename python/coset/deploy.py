@@ -334,15 +334,13 @@ class PackedLinear(nn.Module):
 
     def _torch_scaled_ints(self) -> torch.Tensor:
         """s_T * w per weight (out x blocks*d): the C-scaled integer decode times the T gain."""
-        from ._deploy_torch import decode_scaled_ints, unpack_codes, unpack_nibbles
+        from ._deploy_torch import decode_scaled_ints, scale_table, unpack_codes, unpack_nibbles
 
         cfg = self.config
         codes = unpack_codes(self.codes, self.blocks, cfg)
         w = decode_scaled_ints(codes, cfg)  # (out, blocks, d) float32 integers
         t = unpack_nibbles(self.t_nibbles, self.blocks).long()
-        scales = torch.tensor([cfg.native().scale(k) if k <= cfg.max_t() else 0.0 for k in range(16)],
-                              dtype=torch.float32, device=w.device)
-        return (scales[t][..., None] * w).reshape(self.out_features, -1)
+        return (scale_table(cfg, w.device)[t][..., None] * w).reshape(self.out_features, -1)
 
     def _forward_torch(self, x2: torch.Tensor) -> torch.Tensor:
         if not bool(torch.isfinite(x2).all()):

@@ -50,6 +50,22 @@ def test_native_and_torch_paths_agree_and_follow_the_decoded_weight(config):
     torch.testing.assert_close(y_native, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture
+def e8_layer_and_reference():
+    torch.manual_seed(3)
+    layer = PackedLinear.from_weight(torch.randn(12, 40), torch.randn(12), deployable_config("E8", 16, 1),
+                                     row_scale="rms", name="e8")
+    x = torch.randn(3, 40)
+    return layer, x, layer(x)
+
+
+def test_torch_path_touches_neither_the_native_module_nor_numpy(e8_layer_and_reference, no_native_no_numpy):
+    layer, x, y_native = e8_layer_and_reference
+    with lowbit.backend("torch"):
+        y = layer(x)
+    torch.testing.assert_close(y, y_native, rtol=1e-4, atol=1e-5)
+
+
 def test_deployed_qlinear_uses_the_weights_qlinear_trained_with():
     config = QuantizationConfig(lattice_type="D4", q=4, M=2)
     q = QLinear(64, 16, config)
