@@ -219,7 +219,8 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
     std::fill(out, out + row_bytes, 0);
     for (std::size_t i = 0; i < per_row; ++i) {
       const std::uint8_t v = codes[n * per_row + i];
-      require(v < c.q, "deploy_pack: code " + std::to_string(v) + " outside [0, q=" + std::to_string(c.q) + ")");
+      if (v >= c.q)
+        throw InvalidArgument("deploy_pack: code " + std::to_string(v) + " outside [0, q=" + std::to_string(c.q) + ")");
       const std::size_t bit = i * static_cast<std::size_t>(bits);
       out[bit / 8] = static_cast<std::uint8_t>(out[bit / 8] | (v << (bit % 8)));
     }
@@ -227,7 +228,8 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
     std::fill(tout, tout + t_bytes, 0);
     for (std::size_t k = 0; k < blocks; ++k) {
       const std::uint8_t v = t[n * blocks + k];
-      require(v <= max_t, "deploy_pack: T=" + std::to_string(v) + " exceeds the config's " + std::to_string(max_t));
+      if (v > max_t)
+        throw InvalidArgument("deploy_pack: T=" + std::to_string(v) + " exceeds the config's " + std::to_string(max_t));
       tout[k / 2] = static_cast<std::uint8_t>(tout[k / 2] | (v << (4 * (k % 2))));
     }
   }
@@ -323,7 +325,7 @@ void packed_decode(const PackedLinearView& w, float* out) {
 std::vector<std::uint8_t> t_code_lengths(const std::uint8_t* t, std::size_t n) {
   std::array<std::size_t, 16> count{};
   for (std::size_t i = 0; i < n; ++i) {
-    require(t[i] < 16, "t_code_lengths: T=" + std::to_string(t[i]) + " does not fit a nibble");
+    if (t[i] >= 16) throw InvalidArgument("t_code_lengths: T=" + std::to_string(t[i]) + " does not fit a nibble");
     ++count[t[i]];
   }
   std::vector<std::uint8_t> lengths(16, 0);
@@ -391,7 +393,7 @@ std::vector<std::uint8_t> t_encode(const std::uint8_t* t, std::size_t n, const s
   std::vector<std::uint8_t> out;
   std::size_t bit = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    require(t[i] < 16 && lengths[t[i]] > 0, "t_encode: T=" + std::to_string(t[i]) + " has no code");
+    if (t[i] >= 16 || lengths[t[i]] == 0) throw InvalidArgument("t_encode: T=" + std::to_string(t[i]) + " has no code");
     const int len = lengths[t[i]];
     for (int b = len - 1; b >= 0; --b, ++bit) {
       if (bit / 8 >= out.size()) out.push_back(0);
@@ -410,15 +412,16 @@ void t_decode(const std::uint8_t* stream, std::size_t bytes, const std::uint8_t*
     int code = 0;
     int len = 1;
     for (;; ++len) {
-      require(len <= 15, "t_decode: invalid T code at symbol " + std::to_string(i));
-      require(bit < total, "t_decode: the T stream is truncated (" + std::to_string(bytes) + " bytes for " +
+      if (len > 15) throw InvalidArgument("t_decode: invalid T code at symbol " + std::to_string(i));
+      if (bit >= total)
+        throw InvalidArgument("t_decode: the T stream is truncated (" + std::to_string(bytes) + " bytes for " +
                                std::to_string(n) + " symbols)");
       code = (code << 1) | ((stream[bit / 8] >> (bit % 8)) & 1);
       ++bit;
       if (c.count[len] && code - c.first[len] < c.count[len]) break;
     }
     const int s = c.order[static_cast<std::size_t>(c.offset[len] + code - c.first[len])];
-    require(s <= max_t, "t_decode: T=" + std::to_string(s) + " exceeds the config's " + std::to_string(max_t));
+    if (s > max_t) throw InvalidArgument("t_decode: T=" + std::to_string(s) + " exceeds the config's " + std::to_string(max_t));
     t[i] = static_cast<std::uint8_t>(s);
   }
   require((total - bit) < 8, "t_decode: the T stream has " + std::to_string(total - bit) + " bits left over");

@@ -46,6 +46,7 @@ struct E8V256 {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
     const __m256i mask = _mm256_set1_epi32(15);
+    LOWBIT_UNROLL8
     for (int j = 0; j < 8; ++j) {
       const __m128i n = _mm_cvtsi32_si128(4 * j);
       b[j] = _mm256_packus_epi32(_mm256_and_si256(_mm256_srl_epi32(a, n), mask),

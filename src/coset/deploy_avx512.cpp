@@ -56,6 +56,7 @@ struct E8V512 {
   static void codes(const std::uint8_t* p, I* b) {
     const __m512i a = _mm512_loadu_si512(p), c = _mm512_loadu_si512(p + 64);
     const __m512i mask = _mm512_set1_epi32(15);
+    LOWBIT_UNROLL8
     for (int j = 0; j < 8; ++j) {
       const __m128i n = _mm_cvtsi32_si128(4 * j);
       b[j] = _mm512_packus_epi32(_mm512_and_si512(_mm512_srl_epi32(a, n), mask),
@@ -92,6 +93,7 @@ template <int D, int R>
 void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                     std::size_t blocks16, float* out) {
   __m512 p[R];
+  LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
   const std::size_t xs = blocks16 * D;
   for (std::size_t k = 0; k < blocks16; k += 16) {
@@ -100,6 +102,7 @@ void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb
     const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
     const __m512 sv = _mm512_loadu_ps(s + k);
     const __m512i bias = _mm512_loadu_si512(wb + k);
+    LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::uint8_t* x = xu + r * xs + off;
       __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
@@ -107,6 +110,7 @@ void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb
       p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r]);
     }
   }
+  LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
 }
 

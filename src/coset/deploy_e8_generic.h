@@ -17,6 +17,15 @@
 
 #include "deploy_kernels.h"
 
+// The loops over the 8 coordinates must unroll (at -O2 too) so that the arrays live in registers.
+#if defined(__clang__)
+#define LOWBIT_UNROLL8 _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define LOWBIT_UNROLL8 _Pragma("GCC unroll 8")
+#else
+#define LOWBIT_UNROLL8
+#endif
+
 namespace lowbit::coset::kernels::generic {
 
 template <class V>
@@ -32,10 +41,12 @@ struct E8Q16Lanes {
     // key = |e| * 16 + (e >= 0 ? 8 + j : 7 - j): the lexicographic (|e_j|, s_j 2^j) of lattice.h.
     I key[8];
     I best = V::set1(-1);
+    LOWBIT_UNROLL8
     for (int j = 0; j < 8; ++j) {
       key[j] = V::add(V::template slli<4>(V::abs(e[j])), V::select(V::lt(e[j], V::set1(0)), V::set1(7 - j), V::set1(8 + j)));
       best = V::max(best, key[j]);
     }
+    LOWBIT_UNROLL8
     for (int j = 0; j < 8; ++j) {
       const Mask hit = V::and_m(odd, V::eq(key[j], best));
       const I moved = V::select(V::lt(e[j], V::set1(0)), V::add(e[j], V::set1(32)), V::sub(e[j], V::set1(32)));
@@ -52,11 +63,13 @@ struct E8Q16Lanes {
       const I h = b[7];  // 2 * (b7 / 2): the (1/2, ..., 1/2) column, scaled by C = 2
       I v[8];
       v[0] = V::add(V::template slli<1>(V::sub(V::template slli<1>(b[0]), b[1])), h);
+      LOWBIT_UNROLL8
       for (int j = 1; j <= 5; ++j) v[j] = V::add(V::template slli<1>(V::sub(b[j], b[j + 1])), h);
       v[6] = V::add(V::template slli<1>(b[6]), h);
       v[7] = h;
       I e0[8], e1[8];
       I parity0 = V::set1(0), parity1 = V::set1(0);
+      LOWBIT_UNROLL8
       for (int j = 0; j < 8; ++j) {
         const I r = V::template srai<5>(V::add(v[j], V::set1(16)));
         e0[j] = V::sub(v[j], V::template slli<5>(r));
@@ -68,6 +81,7 @@ struct E8Q16Lanes {
       fix(e0, V::eq(V::and_(parity0, V::set1(1)), V::set1(1)));
       fix(e1, V::eq(V::and_(parity1, V::set1(1)), V::set1(1)));
       I d0 = V::set1(0), d1 = V::set1(0), n0 = V::set1(0), n1 = V::set1(0);
+      LOWBIT_UNROLL8
       for (int j = 0; j < 8; ++j) {
         d0 = V::add(d0, V::mullo(e0[j], e0[j]));
         d1 = V::add(d1, V::mullo(e1[j], e1[j]));
@@ -78,6 +92,7 @@ struct E8Q16Lanes {
       const Mask keep0 = V::or_m(V::lt(d0, d1), V::and_m(V::eq(d0, d1), V::not_m(V::lt(n1, n0))));
       I w[8];
       I sum = V::set1(0);
+      LOWBIT_UNROLL8
       for (int j = 0; j < 8; ++j) {
         w[j] = V::select(keep0, e0[j], e1[j]);
         sum = V::add(sum, w[j]);
