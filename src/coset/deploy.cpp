@@ -39,7 +39,12 @@ kernels::DecodeD4Q4Fn pick_decode_d4q4() {
   static constexpr KernelSet<kernels::DecodeD4Q4Fn> kSet{
       kernels::decode_d4q4_ref, LOWBIT_AVX2_FN(kernels::decode_d4q4_avx2),
       LOWBIT_AVX512_FN(kernels::decode_d4q4_avx512)};
-  return kSet.pick();
+  const kernels::DecodeD4Q4Fn fn = kSet.pick();
+#if defined(LOWBIT_HAVE_AVX512)
+  static const bool vbmi = kernels::cpu_has_avx512_vbmi();
+  if (fn == kernels::decode_d4q4_avx512 && vbmi) return kernels::decode_d4q4_avx512_vbmi;
+#endif
+  return fn;
 }
 
 kernels::DecodeE8Q16Fn pick_decode_e8q16() {
@@ -78,6 +83,7 @@ const kernels::D4Q4Tables& d4q4_tables() {
         // Byte j of level0 + level1 = rep0 + 4 rep1 + 64, each part non-negative.
         w0 |= static_cast<std::uint32_t>(reps[idx * 4 + j] + 64 - 16) << (8 * j);
         w1 |= static_cast<std::uint32_t>(4 * reps[idx * 4 + j] + 16) << (8 * j);
+        t.rep[j][idx] = static_cast<std::int8_t>(reps[idx * 4 + j]);
       }
       t.level0[idx] = w0;
       t.level1[idx] = w1;

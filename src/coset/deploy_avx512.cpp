@@ -151,6 +151,74 @@ void decode_d4q4_avx512(const D4Q4Tables& tables, const float* scales16, const s
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
+bool cpu_has_avx512_vbmi() noexcept { return __builtin_cpu_supports("avx512vbmi"); }
+
+namespace {
+// Byte position p of the permuted index vectors holds block pi(p) = 16 g + 4 L + s for
+// p = 16 L + 4 g + s, so that after the 4 x 64 byte transpose (unpack 8 then 16 bits, within
+// 128-bit lanes) register g holds blocks 16 g .. 16 g + 15 as dwords in order.
+struct VbmiIndex {
+  alignas(64) std::uint8_t level0[64];
+  alignas(64) std::uint8_t level1[64];
+  constexpr VbmiIndex() : level0(), level1() {
+    for (int p = 0; p < 64; ++p) {
+      const int block = 16 * ((p % 16) / 4) + 4 * (p / 16) + p % 4;
+      level0[p] = static_cast<std::uint8_t>(2 * block);
+      level1[p] = static_cast<std::uint8_t>(2 * block + 1);
+    }
+  }
+};
+constexpr VbmiIndex kVbmiIndex{};
+
+[[gnu::target("avx512vbmi")]] inline __m512i lookup256(const __m512i* table, __m512i idx, __mmask64 high) {
+  const __m512i lo = _mm512_permutex2var_epi8(table[0], idx, table[1]);
+  const __m512i hi = _mm512_permutex2var_epi8(table[2], idx, table[3]);
+  return _mm512_mask_blend_epi8(high, lo, hi);
+}
+}  // namespace
+
+[[gnu::target("avx512vbmi")]] void decode_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
+                                                           const std::uint8_t* codes, const std::uint8_t* t,
+                                                           std::size_t blocks, std::int8_t* w, float* s,
+                                                           std::int32_t* wb) {
+  __m512i rep[4][4];
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 4; ++j)
+    for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_loadu_si512(tables.rep[j] + 64 * q);
+  const __m512i sel0 = _mm512_load_si512(kVbmiIndex.level0);
+  const __m512i sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  const __m512i ones = _mm512_set1_epi8(1);
+  std::size_t k = 0;
+  for (; k + 64 <= blocks; k += 64) {
+    const __m512i c0 = _mm512_loadu_si512(codes + 2 * k);
+    const __m512i c1 = _mm512_loadu_si512(codes + 2 * k + 64);
+    const __m512i idx0 = _mm512_permutex2var_epi8(c0, sel0, c1);
+    const __m512i idx1 = _mm512_permutex2var_epi8(c0, sel1, c1);
+    const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
+    __m512i wj[4];
+    LOWBIT_UNROLL8
+    for (int j = 0; j < 4; ++j) {
+      const __m512i a = lookup256(rep[j], idx0, high0);
+      __m512i b = lookup256(rep[j], idx1, high1);
+      b = _mm512_add_epi8(b, b);
+      b = _mm512_add_epi8(b, b);
+      wj[j] = _mm512_add_epi8(a, b);  // rep0 + 4 rep1, |.| <= 20
+    }
+    const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
+    const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
+    const __m512i out[4] = {_mm512_unpacklo_epi16(a01, a23), _mm512_unpackhi_epi16(a01, a23),
+                            _mm512_unpacklo_epi16(b01, b23), _mm512_unpackhi_epi16(b01, b23)};
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) {
+      _mm512_storeu_si512(w + 4 * (k + 16 * g), out[g]);
+      const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, out[g]);
+      _mm512_storeu_si512(wb + k + 16 * g, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+      scales16_of(scales16, t + (k + 16 * g) / 2, s + k + 16 * g);
+    }
+  }
+  if (k < blocks) decode_d4q4_avx512(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
+}
+
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                       std::size_t blocks16, std::size_t rows, float* out) {
   if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);

@@ -31,6 +31,7 @@ inline std::size_t deploy_pos(int d, std::size_t k, int j) {
 struct D4Q4Tables {
   std::uint32_t level0[256];
   std::uint32_t level1[256];
+  std::int8_t rep[4][256];  // coordinate j of rep(idx), |rep| <= 4: the byte-permute decode's tables
 };
 
 // One D4 q=4 M=2 row: codes (2 bytes per block: level 0, level 1), T nibbles -> w (4 bytes per
@@ -55,6 +56,11 @@ void decode_d4q4_avx2(const D4Q4Tables&, const float*, const std::uint8_t*, cons
                      std::int8_t*, float*, std::int32_t*);
 void decode_d4q4_avx512(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
                      std::int8_t*, float*, std::int32_t*);
+// AVX-512 VBMI variant of decode_d4q4_avx512 (byte permutes instead of gathers); chosen at run
+// time when the CPU has VBMI (cpu_has_avx512_vbmi), same output.
+void decode_d4q4_avx512_vbmi(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
+                             std::int8_t*, float*, std::int32_t*);
+bool cpu_has_avx512_vbmi() noexcept;
 void decode_e8q16_ref(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,
                       std::int32_t*);
 void decode_e8q16_avx2(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,

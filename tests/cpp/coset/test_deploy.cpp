@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "coset/deploy_kernels.h"
 #include "coset_test_data.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/simd.h"
@@ -162,6 +163,67 @@ TEST(CosetDeploy, FastDecodersEqualHnlqDecodeOnRandomCodesAtEveryLevel) {
       packed_decode(l.view(), got.data());
       ASSERT_EQ(got, ref) << simd_level_name(level) << " " << lattice_name(base.lattice);
     }
+  }
+}
+
+TEST(CosetDeploy, D4ByteTableDecodeEqualsTheReference) {
+  // Every D4 q=4 M=2 decoder (gathers at AVX2 / AVX-512, byte permutes with VBMI) against the
+  // scalar twin on random level indices, lengths around the 16- and 64-block strides.
+  QuantizationConfig c = make(LatticeType::D4, 4, 2, 0.5, 0.25, 15);
+  std::vector<float> scales16(16);
+  for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = c.scale<float>(t);
+  // The tables come from the library's own builder: decode one row through packed_decode first.
+  std::mt19937 rng(23);
+  for (std::size_t blocks : {1, 15, 16, 63, 64, 65, 200}) {
+    std::vector<std::uint8_t> codes(2 * blocks), t((blocks + 1) / 2);
+    for (auto& v : codes) v = static_cast<std::uint8_t>(rng());
+    for (auto& v : t) v = static_cast<std::uint8_t>(rng());
+    std::vector<std::uint8_t> raw(blocks * 2 * 4), traw(blocks);
+    for (std::size_t k = 0; k < blocks; ++k) {
+      for (int m = 0; m < 2; ++m)
+        for (int j = 0; j < 4; ++j) raw[(k * 2 + m) * 4 + j] = static_cast<std::uint8_t>((codes[2 * k + m] >> (2 * j)) & 3);
+      traw[k] = static_cast<std::uint8_t>((t[k / 2] >> (4 * (k % 2))) & 15);
+    }
+    Layer l{c, 1, blocks, std::vector<std::uint8_t>(deploy_code_row_bytes(c, blocks)),
+            std::vector<std::uint8_t>(deploy_t_row_bytes(blocks)), {1.0f}, {0.0f}};
+    deploy_pack(c, 1, blocks, raw.data(), traw.data(), l.codes.data(), l.t.data());
+    ASSERT_EQ(l.codes, codes);
+    std::vector<float> ref(blocks * 4), got(blocks * 4);
+    {
+      ScopedSimdLevel scalar(SimdLevel::Scalar);
+      packed_decode(l.view(), ref.data());
+    }
+    for (auto level : available_simd_levels()) {
+      ScopedSimdLevel forced(level);
+      packed_decode(l.view(), got.data());
+      ASSERT_EQ(got, ref) << simd_level_name(level) << " blocks=" << blocks;
+    }
+#if defined(LOWBIT_HAVE_AVX512)
+    if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+      // Direct comparison of the two AVX-512 variants (the dispatcher picks VBMI on this CPU).
+      std::vector<std::int8_t> w1(blocks * 4), w2(blocks * 4);
+      std::vector<float> s1(blocks), s2(blocks);
+      std::vector<std::int32_t> b1(blocks), b2(blocks);
+      kernels::D4Q4Tables tables{};
+      for (int idx = 0; idx < 256; ++idx) {  // any consistent tables: rep of idx = its 2-bit fields - 2
+        std::uint32_t l0 = 0, l1 = 0;
+        for (int j = 0; j < 4; ++j) {
+          const int rep = ((idx >> (2 * j)) & 3) - 2;
+          tables.rep[j][idx] = static_cast<std::int8_t>(rep);
+          l0 |= static_cast<std::uint32_t>(rep + 48) << (8 * j);
+          l1 |= static_cast<std::uint32_t>(4 * rep + 16) << (8 * j);
+        }
+        tables.level0[idx] = l0;
+        tables.level1[idx] = l1;
+      }
+      kernels::decode_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, w1.data(), s1.data(), b1.data());
+      kernels::decode_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), t.data(), blocks, w2.data(), s2.data(),
+                                       b2.data());
+      ASSERT_EQ(w1, w2) << blocks;
+      ASSERT_EQ(s1, s2) << blocks;
+      ASSERT_EQ(b1, b2) << blocks;
+    }
+#endif
   }
 }
 
