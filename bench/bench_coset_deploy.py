@@ -144,7 +144,8 @@ def section_distortion(lines):
                     best_gguf[key] = min(best_gguf.get(key, float("inf")), db)
             lines.append(f"| GGUF {name} (gguf.quants reference) | " + " | ".join(cells) + " |")
     ours = {}
-    for label, cfg, rs in formats() + [("E8 q=4 M=2 (tuned)", deployable_config("E8", 4, 2), "rms")]:
+    for label, cfg, rs in formats() + [("D4 q=4 M=2 (tuned, T entropy-coded)", deployable_config("D4", 4, 2), "rms"),
+                                       ("E8 q=4 M=2 (tuned)", deployable_config("E8", 4, 2), "rms")]:
         cells, bits = [], None
         for key, x in data.items():
             layer = PackedLinear.from_weight(torch.from_numpy(x), None, cfg, row_scale=rs)
