@@ -185,7 +185,8 @@ class PackedLinear(nn.Module):
 
     @classmethod
     def from_qlinear(cls, qlinear: nn.Module, name: Optional[str] = None) -> "PackedLinear":
-        """The deployed form of a ``coset.QLinear``: the same row scales and config as its forward."""
+        """The deployed form of a ``coset.QLinear`` (what ``QLinear.deploy()`` returns): the same
+        row scales and config as its forward."""
         return cls.from_weight(qlinear.weight, qlinear.bias, qlinear.config, row_scale="qlinear", name=name)
 
     # ---- state dict -----------------------------------------------------------------------

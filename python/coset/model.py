@@ -76,7 +76,6 @@ def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear"
     tuned configs such as ``coset.deployable_config("E8", 16, 1)`` whose beta is the whole scale
     (post-training quantization). Refusals (a config the kernels cannot run, NaN weights) raise
     ValueError naming the layer."""
-    from .deploy import PackedLinear
     from .nn import QLinear
 
     if not isinstance(model, nn.Module):
@@ -84,7 +83,7 @@ def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear"
     skipped = _skipper(skip)
 
     def make(name: str, q: nn.Module) -> nn.Module:
-        deployed = PackedLinear.from_weight(q.weight, q.bias, q.config, row_scale=row_scale, name=name)
+        deployed = q.deploy(name=name, row_scale=row_scale)
         deployed.train(False)
         return deployed
 

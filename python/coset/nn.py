@@ -171,6 +171,23 @@ class QLinear(nn.Linear):
             x = x + (quantize_rows(x, self.config) - x).detach()
         return F.linear(x, w, self.bias)
 
+    # --- deployment ---------------------------------------------------------------------------
+
+    def deploy(self, name: Optional[str] = None, row_scale: str = "qlinear") -> nn.Module:
+        """The deployed layer: a :class:`coset.deploy.PackedLinear` that holds only the packed
+        codes, T, row scales and bias, and runs the packed kernels (docs/coset.md).
+
+        ``row_scale="qlinear"`` keeps this layer's row scales and config, so the deployed weights
+        are exactly the ones its forward uses (up to float rounding); ``"rms"`` suits tuned
+        configs (:func:`coset.deployable_config`). The deployed layer quantizes its input rows to
+        int8 (one scale per row); ``quantize_activations`` is not reproduced. ``ValueError``
+        (naming ``name``) for a config the kernels cannot run or NaN/Inf weights.
+        """
+        from .deploy import PackedLinear
+
+        return PackedLinear.from_weight(self.weight, self.bias, self.config, row_scale=row_scale,
+                                        name=name or "QLinear")
+
     # --- the namesake's helpers ---------------------------------------------------------------
 
     def get_quantization_stats(self) -> Dict[str, Any]:

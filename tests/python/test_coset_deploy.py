@@ -69,8 +69,10 @@ def test_torch_path_touches_neither_the_native_module_nor_numpy(e8_layer_and_ref
 def test_deployed_qlinear_uses_the_weights_qlinear_trained_with():
     config = QuantizationConfig(lattice_type="D4", q=4, M=2)
     q = QLinear(64, 16, config)
-    layer = PackedLinear.from_qlinear(q)
+    layer = q.deploy(name="fc")
+    assert isinstance(layer, PackedLinear) and layer.layer_name == "fc"
     torch.testing.assert_close(layer.decoded_weight(), q.quantized_weight(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(PackedLinear.from_qlinear(q).decoded_weight(), layer.decoded_weight(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("config", FORMATS, ids=_ids)
