@@ -66,6 +66,19 @@ def test_torch_path_touches_neither_the_native_module_nor_numpy(e8_layer_and_ref
     torch.testing.assert_close(y, y_native, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("config", FORMATS[:2], ids=_ids)
+def test_many_rows_split_over_threads_agree_with_the_torch_path(config):
+    # 300 rows x 512 columns: several parallel chunks of 16-row panels, 4-row input tiles + 1.
+    torch.manual_seed(5)
+    layer = PackedLinear.from_weight(torch.randn(300, 509), torch.randn(300), config, row_scale="rms")
+    x = torch.randn(5, 509)
+    y = layer(x)
+    with lowbit.backend("torch"):
+        y_torch = layer(x)
+    torch.testing.assert_close(y, y_torch, rtol=1e-4, atol=1e-4)
+    assert torch.equal(layer(x[3:4]), y[3:4])  # a row's result does not depend on the batch
+
+
 def test_deployed_qlinear_uses_the_weights_qlinear_trained_with():
     config = QuantizationConfig(lattice_type="D4", q=4, M=2)
     q = QLinear(64, 16, config)
