@@ -272,6 +272,15 @@ class PackedLinear(nn.Module):
             if k.startswith(prefix) and k[len(prefix):] not in keys and "." not in k[len(prefix):]:
                 unexpected_keys.append(k)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device) moves everything; .half() / .double() must not round the float32 row scales
+        # and bias the packed form is defined with: keep those and only follow the device.
+        kept = {k: self._buffers[k] for k in ("row_scale", "bias") if self._buffers.get(k) is not None}
+        super()._apply(fn, *args, **kwargs)
+        for k, v in kept.items():
+            self._buffers[k] = v.to(self.codes.device)
+        return self
+
     # ---- sizes ------------------------------------------------------------------------------
 
     def side_bytes(self) -> int:

@@ -103,6 +103,16 @@ def test_state_dict_holds_only_the_packed_form_and_reloads_bit_identically(confi
     assert fresh.config == layer.config
 
 
+def test_dtype_casts_keep_the_packed_form_exact():
+    _, layer = _layer(QuantizationConfig(lattice_type="D4", q=4, M=2))
+    x = torch.randn(3, 37)
+    y = layer(x)
+    layer.half()
+    assert layer.row_scale.dtype == torch.float32 and layer.bias.dtype == torch.float32
+    assert torch.equal(layer(x), y)
+    assert layer(x.half()).dtype == torch.float16
+
+
 def test_bits_per_weight_counts_every_side_byte():
     torch.manual_seed(0)
     w = torch.randn(256, 4096)  # rows as long as a real layer's: the row scales cost 32 / 4096 bits
