@@ -10,12 +10,12 @@
 //
 // The kernels quantize each input row x to int8 with one scale, xs = max|x| / 127,
 // xq = clamp(rint(x / xs), -127, 127), and compute per block the exact integer
-// I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the float epilogue then sums s_k * I[n, k]
-// (s_k = config.scale(T)) into 16 partial sums, block k into sum k % 16, reduced as a halving
-// tree (8, 4, 2, 1), and returns ((sum * xs) * row_scale[n]) / C (+ bias). That order is fixed,
-// so every SIMD level gives the scalar reference's result bit for bit. The float matrix is
-// never formed: each thread decodes one row at a time into a small buffer and reuses it for
-// every input row (batch 1: a GEMV; batch >= 8: the decode is amortised, a GEMM).
+// I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the float epilogue then accumulates
+// p[k % 16] = fma(s_k, I[n, k], p[k % 16]) (s_k = config.scale(T)), reduces the 16 partial sums
+// as a halving tree (8, 4, 2, 1), and returns ((sum * xs) * row_scale[n]) * (1 / C) (+ bias).
+// That order is fixed, so every SIMD level gives the scalar reference's result bit for bit. The
+// float matrix is never formed: each thread decodes a panel of 16 rows into small buffers and
+// reuses them for every input row (batch 1: a GEMV; batch >= 8: the decode is amortised, a GEMM).
 #pragma once
 
 #include <cstddef>
