@@ -30,7 +30,6 @@ struct E8V256 {
   static I srai(I a) { return _mm256_srai_epi16(a, n); }
   template <int n>
   static I slli(I a) { return _mm256_slli_epi16(a, n); }
-  static I slli_var(I a, int n) { return _mm256_sll_epi16(a, _mm_cvtsi32_si128(n)); }
   static I and_(I a, I b) { return _mm256_and_si256(a, b); }
   static I or_(I a, I b) { return _mm256_or_si256(a, b); }
   static I abs(I a) { return _mm256_abs_epi16(a); }
@@ -46,11 +45,12 @@ struct E8V256 {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
     const __m256i mask = _mm256_set1_epi32(15);
+    __m256i ra = a, rc = c;
     LOWBIT_UNROLL8
     for (int j = 0; j < 8; ++j) {
-      const __m128i n = _mm_cvtsi32_si128(4 * j);
-      b[j] = _mm256_packus_epi32(_mm256_and_si256(_mm256_srl_epi32(a, n), mask),
-                                 _mm256_and_si256(_mm256_srl_epi32(c, n), mask));
+      b[j] = _mm256_packus_epi32(_mm256_and_si256(ra, mask), _mm256_and_si256(rc, mask));
+      ra = _mm256_srli_epi32(ra, 4);
+      rc = _mm256_srli_epi32(rc, 4);
     }
   }
   static void store(I lo_a, I lo_b, I hi_a, I hi_b, std::int8_t* u) {

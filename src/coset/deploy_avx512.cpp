@@ -40,7 +40,6 @@ struct E8V512 {
   static I srai(I a) { return _mm512_srai_epi16(a, n); }
   template <int n>
   static I slli(I a) { return _mm512_slli_epi16(a, n); }
-  static I slli_var(I a, int n) { return _mm512_sll_epi16(a, _mm_cvtsi32_si128(n)); }
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
   static I abs(I a) { return _mm512_abs_epi16(a); }
@@ -56,11 +55,12 @@ struct E8V512 {
   static void codes(const std::uint8_t* p, I* b) {
     const __m512i a = _mm512_loadu_si512(p), c = _mm512_loadu_si512(p + 64);
     const __m512i mask = _mm512_set1_epi32(15);
+    __m512i ra = a, rc = c;
     LOWBIT_UNROLL8
     for (int j = 0; j < 8; ++j) {
-      const __m128i n = _mm_cvtsi32_si128(4 * j);
-      b[j] = _mm512_packus_epi32(_mm512_and_si512(_mm512_srl_epi32(a, n), mask),
-                                 _mm512_and_si512(_mm512_srl_epi32(c, n), mask));
+      b[j] = _mm512_packus_epi32(_mm512_and_si512(ra, mask), _mm512_and_si512(rc, mask));
+      ra = _mm512_srli_epi32(ra, 4);
+      rc = _mm512_srli_epi32(rc, 4);
     }
   }
   static void store(I lo_a, I lo_b, I hi_a, I hi_b, std::int8_t* u) {

@@ -5,7 +5,7 @@
 // norms <= 8192, nudge sums |sum 2^j e_j| <= 8160).
 //
 // V provides: I (int16 lanes), Mask, kBlocks (blocks per iteration = lanes), set1, add, sub,
-// mullo, srai<n>, slli<n>, slli_var, and_, or_, abs, max, eq, lt, select(mask, a, b) (a where
+// mullo, srai<n>, slli<n>, and_, or_, abs, max, eq, lt, select(mask, a, b) (a where
 // set), and_m, not_m, or_m; codes(p, b) (kBlocks blocks' 8 codes into b[0..7], lanes in V's
 // order), store(lo_a, lo_b, hi_a, hi_b, w) (16-bit lanes holding bytes 0-1, 2-3, 4-5, 6-7 of
 // each lane's block, written in deploy_pos layout), store_sums(sum, wb) (each lane's int16 sum
@@ -80,13 +80,14 @@ struct E8Q16Lanes {
       }
       fix(e0, V::eq(V::and_(parity0, V::set1(1)), V::set1(1)));
       fix(e1, V::eq(V::and_(parity1, V::set1(1)), V::set1(1)));
+      // Squared norms, and the nudge sums sum_j 2^j e_j by Horner (shifts by an immediate).
       I d0 = V::set1(0), d1 = V::set1(0), n0 = V::set1(0), n1 = V::set1(0);
       LOWBIT_UNROLL8
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 7; j >= 0; --j) {
         d0 = V::add(d0, V::mullo(e0[j], e0[j]));
         d1 = V::add(d1, V::mullo(e1[j], e1[j]));
-        n0 = V::add(n0, V::slli_var(e0[j], j));
-        n1 = V::add(n1, V::slli_var(e1[j], j));
+        n0 = V::add(V::template slli<1>(n0), e0[j]);
+        n1 = V::add(V::template slli<1>(n1), e1[j]);
       }
       // Keep coset 0 iff d0 < d1, or d0 == d1 and n0 <= n1.
       const Mask keep0 = V::or_m(V::lt(d0, d1), V::and_m(V::eq(d0, d1), V::not_m(V::lt(n1, n0))));
