@@ -51,7 +51,12 @@ kernels::DecodeE8Q16Fn pick_decode_e8q16() {
   static constexpr KernelSet<kernels::DecodeE8Q16Fn> kSet{
       kernels::decode_e8q16_ref, LOWBIT_AVX2_FN(kernels::decode_e8q16_avx2),
       LOWBIT_AVX512_FN(kernels::decode_e8q16_avx512)};
-  return kSet.pick();
+  const kernels::DecodeE8Q16Fn fn = kSet.pick();
+#if defined(LOWBIT_HAVE_AVX512)
+  static const bool vbmi = kernels::cpu_has_avx512_vbmi();
+  if (fn == kernels::decode_e8q16_avx512 && vbmi) return kernels::decode_e8q16_avx512_vbmi;
+#endif
+  return fn;
 }
 
 kernels::BlockDotFn pick_block_dot() {

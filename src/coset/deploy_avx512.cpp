@@ -219,6 +219,173 @@ constexpr VbmiIndex kVbmiIndex{};
   if (k < blocks) decode_d4q4_avx512(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
+namespace {
+// Byte q (0..3) of the dword of block pi(p), p = 0..63, for the 64 blocks of 256 code bytes held
+// in four registers: `a` indexes registers 0-1 (blocks 0-31), `b` registers 2-3 (blocks 32-63),
+// `high` marks the positions whose block is >= 32. pi is the block order of kVbmiIndex.
+struct E8VbmiIndex {
+  alignas(64) std::uint8_t a[4][64];
+  alignas(64) std::uint8_t b[4][64];
+  std::uint64_t high;
+  constexpr E8VbmiIndex() : a(), b(), high(0) {
+    for (int p = 0; p < 64; ++p) {
+      const int block = 16 * ((p % 16) / 4) + 4 * (p / 16) + p % 4;
+      for (int q = 0; q < 4; ++q) {
+        a[q][p] = static_cast<std::uint8_t>(block < 32 ? 4 * block + q : 0);
+        b[q][p] = static_cast<std::uint8_t>(block >= 32 ? 4 * (block - 32) + q : 0);
+      }
+      if (block >= 32) high |= std::uint64_t{1} << p;
+    }
+  }
+};
+constexpr E8VbmiIndex kE8Index{};
+
+// The 64-bit byte mask m of 64 int8 lanes as two int16 halves (lanes 0-31, 32-63).
+[[gnu::target("avx512vbmi")]] inline __m512i widen_lo(__m512i v) { return _mm512_cvtepu8_epi16(_mm512_castsi512_si256(v)); }
+[[gnu::target("avx512vbmi")]] inline __m512i widen_hi(__m512i v) {
+  return _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(v, 1));
+}
+}  // namespace
+
+// Per block (scalar semantics, checked against decode_e8q16_ref by the tests): v = 2 G b;
+// t = v + 16; coset 0 (D8): e0 = (t & 31) - 16, parity = xor of bit 5 of t; coset 1 (D8 + 1/2):
+// e1 = e0 -/+ 16 (|e1| = 16 - |e0|, e1 >= 0 iff e0 < 0), parity = xor of bit 5 of v. A parity fix
+// moves the coordinate with the largest (|e|, tie) key, tie = e >= 0 ? 8 + j : 7 - j, by 32.
+// With a = |e0|: (D1 - D0) / 32 = 64 - sum a + odd1 (32 - 2 max|e1|) - odd0 (32 - 2 max|e0|), and
+// on a tie N1 >= N0 iff A + X >= 128, A = sum over e0_j < 0 of 2^j,
+// X = odd0 s0 2^j0 - odd1 s1 2^j1 (s, j: the fixed coordinate's sign and index).
+[[gnu::target("avx512vbmi")]] void decode_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+                                                            const std::uint8_t* t, std::size_t blocks,
+                                                            std::int8_t* w, float* s, std::int32_t* wb) {
+  const __m512i c15 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16), c31 = _mm512_set1_epi8(31);
+  const __m512i c32 = _mm512_set1_epi8(32), c8 = _mm512_set1_epi8(8), c7 = _mm512_set1_epi8(7);
+  const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+  const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
+  __m512i ia[4], ib[4];
+  LOWBIT_UNROLL8
+  for (int q = 0; q < 4; ++q) {
+    ia[q] = _mm512_load_si512(kE8Index.a[q]);
+    ib[q] = _mm512_load_si512(kE8Index.b[q]);
+  }
+  const __mmask64 high = kE8Index.high;
+  std::size_t k = 0;
+  for (; k + 64 <= blocks; k += 64) {
+    const std::uint8_t* c = codes + 4 * k;
+    const __m512i r0 = _mm512_loadu_si512(c), r1 = _mm512_loadu_si512(c + 64);
+    const __m512i r2 = _mm512_loadu_si512(c + 128), r3 = _mm512_loadu_si512(c + 192);
+    __m512i b[8];
+    LOWBIT_UNROLL8
+    for (int q = 0; q < 4; ++q) {
+      const __m512i bytes = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(r0, ia[q], r1),
+                                                   _mm512_permutex2var_epi8(r2, ib[q], r3));
+      b[2 * q] = _mm512_and_si512(bytes, c15);
+      b[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), c15);
+    }
+    __m512i v[8];
+    const __m512i h = b[7];
+    const __m512i b0x2 = _mm512_add_epi8(b[0], b[0]);
+    const __m512i d0 = _mm512_sub_epi8(b0x2, b[1]);
+    v[0] = _mm512_add_epi8(_mm512_add_epi8(d0, d0), h);
+    LOWBIT_UNROLL8
+    for (int j = 1; j <= 5; ++j) {
+      const __m512i dj = _mm512_sub_epi8(b[j], b[j + 1]);
+      v[j] = _mm512_add_epi8(_mm512_add_epi8(dj, dj), h);
+    }
+    v[6] = _mm512_add_epi8(_mm512_add_epi8(b[6], b[6]), h);
+    v[7] = h;
+    // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
+    __m512i e0[8], a[8];
+    __m512i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero;
+    __m512i max_a = zero, min_a = c16;
+    LOWBIT_UNROLL8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i tj = _mm512_add_epi8(v[j], c16);
+      e0[j] = _mm512_sub_epi8(_mm512_and_si512(tj, c31), c16);
+      a[j] = _mm512_abs_epi8(e0[j]);
+      par0 = _mm512_xor_si512(par0, tj);
+      par1 = _mm512_xor_si512(par1, v[j]);
+      sum_a = _mm512_add_epi8(sum_a, a[j]);
+      neg_set = _mm512_mask_add_epi8(neg_set, _mm512_movepi8_mask(e0[j]), neg_set, _mm512_set1_epi8(static_cast<char>(1 << j)));
+      max_a = _mm512_max_epu8(max_a, a[j]);
+      min_a = _mm512_min_epu8(min_a, a[j]);
+    }
+    // Pass 2: the tie of the fixed coordinate of each coset (largest |e|, then largest tie).
+    __m512i t0 = _mm512_set1_epi8(-1), t1 = _mm512_set1_epi8(-1);
+    LOWBIT_UNROLL8
+    for (int j = 0; j < 8; ++j) {
+      const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
+      const __m512i tie0 = _mm512_mask_blend_epi8(neg, _mm512_set1_epi8(static_cast<char>(8 + j)),
+                                                  _mm512_set1_epi8(static_cast<char>(7 - j)));
+      t0 = _mm512_mask_max_epi8(t0, _mm512_cmpeq_epi8_mask(a[j], max_a), t0, tie0);
+      t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_sub_epi8(c15, tie0));
+    }
+    const __mmask64 odd0 = _mm512_test_epi8_mask(par0, c32), odd1 = _mm512_test_epi8_mask(par1, c32);
+    const __mmask64 pos0 = _mm512_cmpge_epi8_mask(t0, c8), pos1 = _mm512_cmpge_epi8_mask(t1, c8);
+    const __m512i j0 = _mm512_mask_blend_epi8(pos0, _mm512_sub_epi8(c7, t0), _mm512_sub_epi8(t0, c8));
+    const __m512i j1 = _mm512_mask_blend_epi8(pos1, _mm512_sub_epi8(c7, t1), _mm512_sub_epi8(t1, c8));
+    // (D1 - D0) / 32; max|e1| = 16 - min|e0|, so 32 - 2 max|e1| = 2 min|e0|.
+    __m512i dd = _mm512_sub_epi8(_mm512_set1_epi8(64), sum_a);
+    dd = _mm512_mask_add_epi8(dd, odd1, dd, _mm512_add_epi8(min_a, min_a));
+    dd = _mm512_mask_sub_epi8(dd, odd0, dd, _mm512_sub_epi8(c32, _mm512_add_epi8(max_a, max_a)));
+    // Nudge tie-break in int16 halves: A + X >= 128.
+    const __m512i p0 = _mm512_shuffle_epi8(pow2, j0), p1 = _mm512_shuffle_epi8(pow2, j1);
+    __mmask64 nudge_ok = 0;
+    LOWBIT_UNROLL8
+    for (int half = 0; half < 2; ++half) {
+      const int sh = 32 * half;
+      const __mmask32 o0 = static_cast<__mmask32>(odd0 >> sh), o1 = static_cast<__mmask32>(odd1 >> sh);
+      const __mmask32 q0 = static_cast<__mmask32>(pos0 >> sh), q1 = static_cast<__mmask32>(pos1 >> sh);
+      const __m512i av = half ? widen_hi(neg_set) : widen_lo(neg_set);
+      const __m512i pw0 = half ? widen_hi(p0) : widen_lo(p0);
+      const __m512i pw1 = half ? widen_hi(p1) : widen_lo(p1);
+      __m512i x = av;
+      x = _mm512_mask_add_epi16(x, o0 & q0, x, pw0);
+      x = _mm512_mask_sub_epi16(x, o0 & ~q0, x, pw0);
+      x = _mm512_mask_sub_epi16(x, o1 & q1, x, pw1);
+      x = _mm512_mask_add_epi16(x, o1 & ~q1, x, pw1);
+      const __mmask32 ok = _mm512_cmpge_epi16_mask(x, _mm512_set1_epi16(128));
+      nudge_ok |= static_cast<__mmask64>(ok) << sh;
+    }
+    const __mmask64 keep0 = _mm512_cmpgt_epi8_mask(dd, zero) | (_mm512_cmpeq_epi8_mask(dd, zero) & nudge_ok);
+    const __m512i jc = _mm512_mask_blend_epi8(keep0, j1, j0);
+    const __mmask64 odd = (keep0 & odd0) | (~keep0 & odd1);
+    const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
+    __m512i e[8];
+    LOWBIT_UNROLL8
+    for (int j = 0; j < 8; ++j) {
+      const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
+      const __m512i e1 = _mm512_mask_blend_epi8(neg, _mm512_sub_epi8(e0[j], c16), _mm512_add_epi8(e0[j], c16));
+      __m512i ej = _mm512_mask_blend_epi8(keep0, e1, e0[j]);
+      const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
+      ej = _mm512_mask_sub_epi8(ej, hit & pos, ej, c32);
+      e[j] = _mm512_mask_add_epi8(ej, hit & ~pos, ej, c32);
+    }
+    // To block order (the permuted gather makes the in-lane transpose land in place): per group
+    // of 16 blocks, bytes 0-3 of each block, then bytes 4-7 (deploy_pos).
+    __m512i halves[2][4];
+    LOWBIT_UNROLL8
+    for (int hh = 0; hh < 2; ++hh) {
+      const __m512i* q = e + 4 * hh;
+      const __m512i a01 = _mm512_unpacklo_epi8(q[0], q[1]), b01 = _mm512_unpackhi_epi8(q[0], q[1]);
+      const __m512i a23 = _mm512_unpacklo_epi8(q[2], q[3]), b23 = _mm512_unpackhi_epi8(q[2], q[3]);
+      halves[hh][0] = _mm512_unpacklo_epi16(a01, a23);
+      halves[hh][1] = _mm512_unpackhi_epi16(a01, a23);
+      halves[hh][2] = _mm512_unpacklo_epi16(b01, b23);
+      halves[hh][3] = _mm512_unpackhi_epi16(b01, b23);
+    }
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) {
+      std::int8_t* out = w + 8 * (k + 16 * g);
+      _mm512_storeu_si512(out, halves[0][g]);
+      _mm512_storeu_si512(out + 64, halves[1][g]);
+      const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, halves[0][g]), ones, halves[1][g]);
+      _mm512_storeu_si512(wb + k + 16 * g, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum, 7)));
+      scales16_of(scales16, t + (k + 16 * g) / 2, s + k + 16 * g);
+    }
+  }
+  if (k < blocks) decode_e8q16_avx512(scales16, codes + 4 * k, t + k / 2, blocks - k, w + 8 * k, s + k, wb + k);
+}
+
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                       std::size_t blocks16, std::size_t rows, float* out) {
   if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);

@@ -61,6 +61,10 @@ void decode_d4q4_avx512(const D4Q4Tables&, const float*, const std::uint8_t*, co
 void decode_d4q4_avx512_vbmi(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
                              std::int8_t*, float*, std::int32_t*);
 bool cpu_has_avx512_vbmi() noexcept;
+// AVX-512 VBMI variant of decode_e8q16_avx512: int8 lanes (64 blocks per register), the coset
+// chosen from closed forms of the two cosets' distance and nudge differences, one parity fix.
+void decode_e8q16_avx512_vbmi(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*,
+                              float*, std::int32_t*);
 void decode_e8q16_ref(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,
                       std::int32_t*);
 void decode_e8q16_avx2(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,

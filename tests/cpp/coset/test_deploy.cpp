@@ -227,6 +227,39 @@ TEST(CosetDeploy, D4ByteTableDecodeEqualsTheReference) {
   }
 }
 
+TEST(CosetDeploy, E8DecodersEqualTheReferenceDirectly) {
+  // Each E8 q=16 M=1 decoder called directly (the dispatcher may hide one) against the scalar
+  // twin on uniformly random codes, lengths around the 16-, 32- and 64-block strides.
+  std::vector<float> scales16(16);
+  for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
+  std::vector<kernels::DecodeE8Q16Fn> fns;
+#if defined(LOWBIT_HAVE_AVX2)
+  if (cpu_supports(SimdLevel::AVX2)) fns.push_back(kernels::decode_e8q16_avx2);
+#endif
+#if defined(LOWBIT_HAVE_AVX512)
+  if (cpu_supports(SimdLevel::AVX512)) fns.push_back(kernels::decode_e8q16_avx512);
+  if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) fns.push_back(kernels::decode_e8q16_avx512_vbmi);
+#endif
+  std::mt19937 rng(29);
+  for (std::size_t blocks : {1, 16, 31, 32, 63, 64, 65, 128, 1000, 20000}) {
+    const std::size_t padded = (blocks + 15) / 16 * 16;
+    std::vector<std::uint8_t> codes(4 * blocks), t((blocks + 1) / 2);
+    for (auto& v : codes) v = static_cast<std::uint8_t>(rng());
+    for (auto& v : t) v = static_cast<std::uint8_t>(rng());
+    std::vector<std::int8_t> w_ref(8 * padded, 0), w(8 * padded, 0);
+    std::vector<float> s_ref(blocks), s(blocks);
+    std::vector<std::int32_t> b_ref(blocks), b(blocks);
+    kernels::decode_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, w_ref.data(), s_ref.data(), b_ref.data());
+    for (std::size_t f = 0; f < fns.size(); ++f) {
+      std::fill(w.begin(), w.end(), 0);
+      fns[f](scales16.data(), codes.data(), t.data(), blocks, w.data(), s.data(), b.data());
+      ASSERT_EQ(w, w_ref) << "decoder " << f << " blocks=" << blocks;
+      ASSERT_EQ(s, s_ref) << "decoder " << f << " blocks=" << blocks;
+      ASSERT_EQ(b, b_ref) << "decoder " << f << " blocks=" << blocks;
+    }
+  }
+}
+
 TEST(CosetDeploy, RefusesConfigsTheKernelsCannotRun) {
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"), InvalidArgument);   // q=3
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 2, 0.2, 1.0, 16), "x"), InvalidArgument);   // T > 15
