@@ -61,7 +61,8 @@ std::array<double, kMaxDim * kMaxDim> generator_matrix(LatticeType type) {
   return g;
 }
 
-std::array<double, kMaxDim * kMaxDim> inverse_generator_matrix(LatticeType type) {
+namespace {
+std::array<double, kMaxDim * kMaxDim> invert_generator(LatticeType type) {
   // Gauss-Jordan on small dyadic matrices: every pivot is 2, 1 or 1/2, so this is exact.
   const int d = lattice_dim(type);
   auto g = generator_matrix(type);
@@ -89,6 +90,18 @@ std::array<double, kMaxDim * kMaxDim> inverse_generator_matrix(LatticeType type)
     }
   }
   return inv;
+}
+}  // namespace
+
+std::array<double, kMaxDim * kMaxDim> inverse_generator_matrix(LatticeType type) {
+  // Computed once per lattice: the encoder's overload retries ask for it once per vector.
+  static const std::array<std::array<double, kMaxDim * kMaxDim>, 3> cache = {
+      invert_generator(LatticeType::Z2), invert_generator(LatticeType::D4), invert_generator(LatticeType::E8)};
+  switch (type) {
+    case LatticeType::Z2: return cache[0];
+    case LatticeType::D4: return cache[1];
+    default: return cache[2];
+  }
 }
 
 template <class T>
