@@ -28,6 +28,20 @@ inline void scales16_of(const float* scales16, const std::uint8_t* t, float* s) 
   _mm512_storeu_ps(s, _mm512_permutexvar_ps(nibbles16(t), _mm512_loadu_ps(scales16)));
 }
 
+// 64 T nibbles (32 bytes at t) -> 64 scales.
+inline void scales64_of(const float* scales16, const std::uint8_t* t, float* s) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
+  const __m256i lo = _mm256_and_si256(b, _mm256_set1_epi8(15));
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(15));
+  const __m256i first = _mm256_unpacklo_epi8(lo, hi);  // blocks 0-15 | 32-47
+  const __m256i second = _mm256_unpackhi_epi8(lo, hi);  // blocks 16-31 | 48-63
+  const __m512 table = _mm512_loadu_ps(scales16);
+  _mm512_storeu_ps(s, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(first)), table));
+  _mm512_storeu_ps(s + 16, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(second)), table));
+  _mm512_storeu_ps(s + 32, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(first, 1)), table));
+  _mm512_storeu_ps(s + 48, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(second, 1)), table));
+}
+
 struct E8V512 {
   using I = __m512i;
   using Mask = __mmask32;
@@ -213,8 +227,8 @@ constexpr VbmiIndex kVbmiIndex{};
       _mm512_storeu_si512(w + 4 * (k + 16 * g), out[g]);
       const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, out[g]);
       _mm512_storeu_si512(wb + k + 16 * g, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
-      scales16_of(scales16, t + (k + 16 * g) / 2, s + k + 16 * g);
     }
+    scales64_of(scales16, t + k / 2, s + k);
   }
   if (k < blocks) decode_d4q4_avx512(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
@@ -380,8 +394,8 @@ constexpr E8VbmiIndex kE8Index{};
       _mm512_storeu_si512(out + 64, halves[1][g]);
       const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, halves[0][g]), ones, halves[1][g]);
       _mm512_storeu_si512(wb + k + 16 * g, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum, 7)));
-      scales16_of(scales16, t + (k + 16 * g) / 2, s + k + 16 * g);
     }
+    scales64_of(scales16, t + k / 2, s + k);
   }
   if (k < blocks) decode_e8q16_avx512(scales16, codes + 4 * k, t + k / 2, blocks - k, w + 8 * k, s + k, wb + k);
 }
