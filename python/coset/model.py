@@ -10,7 +10,7 @@ pads its rows, PackedLinear pads its input), never refused.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Union
 
 import torch.nn as nn
 
