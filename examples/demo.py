@@ -33,7 +33,8 @@ from bitcore.config import BitQuantConfig
 from bitmodels import AutoBitModel
 from bitmodels.mlp import BitMLPConfig
 from bitmodels.convert import deploy_model
-from coset import QLinear, QuantizationConfig, packed_size
+import coset
+from coset import QLinear, QuantizationConfig
 from kuat import KuatDataset
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -142,29 +143,25 @@ def raw_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: i
 
 
 def deployed(model: nn.Module, kind: str) -> nn.Module:
-    """The model as it would ship: BitLinear layers keep only their packed ternary weights."""
+    """The model as it would ship: BitLinear layers keep only their packed ternary weights, QLinear
+    layers only their packed lattice codes, row scales and T (coset.deploy_model)."""
     model = copy.deepcopy(model).eval()
     if kind == "bitlinear":
         deploy_model(model)
+    if kind == "qlinear":
+        coset.deploy_model(model)
     return model
 
 
 def model_bytes(model: nn.Module, kind: str) -> int:
-    """Bytes of the weights as stored: float32 parameters; the deployed BitLinear state dict
-    (packed 1.6-bit weights, scales, biases, torch.save overhead included); QLinear's packed
-    lattice codes (M log2 q bits per weight plus T) with one float32 scale per row and the bias."""
+    """Bytes of the weights as stored: float32 parameters; the deployed state dict otherwise
+    (BitLinear: packed 1.6-bit weights and scales; QLinear: packed lattice codes, row scales and
+    Huffman-coded T), biases and torch.save overhead included."""
     if kind == "float32":
         return sum(p.numel() * 4 for p in model.parameters())
-    if kind == "bitlinear":
-        buf = io.BytesIO()
-        torch.save(model.state_dict(), buf)
-        return buf.getbuffer().nbytes
-    total = 0
-    for layer in model.modules():
-        if isinstance(layer, QLinear):
-            blocks = layer.out_features * -(-layer.in_features // layer.config.d)
-            total += packed_size(layer.config, blocks) + 4 * layer.out_features + 4 * layer.bias.numel()
-    return total
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
 
 
 def eval_speed(model: nn.Module, images: np.ndarray, batch: int) -> float:
@@ -257,10 +254,16 @@ def main() -> int:
         shipped = deployed(r["model"], base_kind)
         if base_kind == "bitlinear":  # the deployed (packed) model must still score the same
             assert evaluate(shipped, images, test_kuat_labels) == r["accuracy"][-1]
+        if base_kind == "qlinear":  # deployed layers quantize activations to int8: report the agreement
+            with torch.no_grad():
+                x = to_input(images)
+                agree = float((shipped(x).argmax(1) == r["model"].eval()(x).argmax(1)).float().mean())
+            print(f"  qlinear deployed: accuracy {evaluate(shipped, images, test_kuat_labels):.4f} "
+                  f"(QAT model {r['accuracy'][-1]:.4f}), same prediction on {agree:.2%} of the test images")
         rows.append({
-            "model": kind,
+            "model": kind + (" (deployed)" if base_kind == "qlinear" else ""),
             "data": "original" if kind == "float32-original" else "kuat",
-            "accuracy": r["accuracy"][-1],
+            "accuracy": evaluate(shipped, images, test_kuat_labels) if base_kind == "qlinear" else r["accuracy"][-1],
             "bytes": model_bytes(shipped, base_kind),
             "eval_ips_1": eval_speed(shipped, images, 1),
             "eval_ips_1024": eval_speed(shipped, images, 1024),
@@ -353,7 +356,8 @@ def write_report(out, rows, results, info_text, meta, kuat_ips, raw_ips, raw_byt
         f"## Models ({epochs} epochs, Adam, batch 128)",
         "",
         "Sizes are the weights as shipped: float32 parameters; the deployed BitLinear state dict "
-        "(packed ternary weights); QLinear's packed lattice codes plus row scales and biases.",
+        "(packed ternary weights); the deployed QLinear state dict (packed lattice codes, row scales, "
+        "Huffman-coded T, biases; `coset.deploy_model`).",
         "",
         "| model | trained on | test accuracy | size (bytes) | eval img/s, batch 1 | eval img/s, batch 1024 |",
         "|---|---|---:|---:|---:|---:|",
