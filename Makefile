@@ -5,6 +5,7 @@
 #   make bench     build, then every benchmark; writes BENCHMARKS.md
 #   make sanitize  C++ tests under ASan + UBSan
 #   make cuda      compile the CUDA kernels (needs nvcc; nothing runs on a GPU)
+#   make gpu-check on a GPU machine (even a bare one): CUDA build for it, every test, GPU benchmark
 
 SHELL := /bin/bash
 VENV := .venv
@@ -13,7 +14,7 @@ BUILD_DIR := build/release
 JOBS ?= $(shell nproc)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda clean
+.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda gpu-check clean
 
 all: build
 
@@ -65,6 +66,11 @@ fuzz: venv
 cuda: venv
 	cmake --preset cuda
 	cmake --build --preset cuda -j $(JOBS)
+
+# No venv, no installs: scripts/gpu-check.sh uses the machine's python3 and builds under build/.
+# GPU_CHECK_ARGS=--no-gpu rehearses it on a machine without a GPU.
+gpu-check:
+	bash scripts/gpu-check.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build python/lowbit/_native*.so

@@ -24,11 +24,32 @@ def register(name: str) -> Callable[[Callable], Callable]:
     return wrap
 
 
+_loaded = False
+
+
+def _load() -> None:
+    """Import the bound kernels (:mod:`lowbit._cuda_kernels`) once, when the build has CUDA."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from . import _native
+
+    if hasattr(_native, "cuda"):  # LOWBIT_CUDA=ON builds only
+        from . import _cuda_kernels  # noqa: F401  (registers its ops on import)
+
+
 def get(name: str) -> Optional[Callable]:
-    """The CUDA implementation of op ``name``, or ``None`` (not compiled, or no kernel for it)."""
+    """The CUDA implementation of op ``name``, or ``None`` (not compiled, or no kernel for it).
+
+    The first call imports the kernels' wrappers (and torch); products call this only once
+    :func:`lowbit._backend.select` has said ``"cuda"``, i.e. for a CUDA tensor in a CUDA build.
+    """
+    _load()
     return _OPS.get(name)
 
 
 def names() -> list:
     """Names of every op with a registered CUDA kernel."""
+    _load()
     return sorted(_OPS)

@@ -170,6 +170,9 @@ Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t cha
   bad_image(what, "not a JPEG, PNG or WebP image");
 }
 
+bool image_codecs_available() noexcept { return true; }
+const char* no_image_codecs_reason() noexcept { return ""; }
+
 Image read_image_file(const std::string& path, std::uint32_t channels, const TargetSize& target) {
   const std::vector<std::uint8_t> bytes = read_whole_file(path);
   return decode_image(bytes.data(), bytes.size(), channels, target, path);

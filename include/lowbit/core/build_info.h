@@ -13,6 +13,7 @@ struct BuildInfo {
   std::string simd_selected;               // the active level
   bool cuda_compiled = false;
   int cuda_devices = 0;                    // visible CUDA devices (0 when CUDA is not compiled)
+  bool image_codecs = false;               // Kuat reads JPEG/PNG/WebP files (LOWBIT_IMAGE_CODECS)
   std::size_t num_threads = 0;             // size of the default thread pool
 };
 
