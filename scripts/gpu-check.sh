@@ -73,7 +73,7 @@ except Exception:
     pass
 EOF
 for tool in cmake ninja nvcc; do
-  if command -v "$tool" >/dev/null; then say "$tool: $("$tool" --version | head -n 1)"; else say "$tool: not found"; fi
+  if command -v "$tool" >/dev/null; then say "$tool: $("$tool" --version | grep -Ei 'version|release|^[0-9]' | head -n 1)"; else say "$tool: not found"; fi
 done
 
 for mod in torch pytest nanobind scikit_build_core; do
@@ -94,16 +94,25 @@ if [[ "$IMAGE_CODECS" == auto ]]; then
 fi
 say "image codecs: LOWBIT_IMAGE_CODECS=$IMAGE_CODECS$([[ $IMAGE_CODECS == OFF ]] && echo ' (no libjpeg/libpng/libwebp headers: image-file tests skip)')"
 
-# GoogleTest: a package, else sources.
+# GoogleTest: sources named by LOWBIT_GTEST_SOURCE_DIR, else the installed package, else sources
+# found at .gpu-deps/googletest or /usr/src/googletest.
 TESTS=ON
 GTEST_SRC="${LOWBIT_GTEST_SOURCE_DIR:-}"
-if printf '#include <gtest/gtest.h>\n' | "${CXX:-c++}" -E -x c++ - >/dev/null 2>&1 &&
-   ls /usr/lib/*/libgtest.* /usr/lib/libgtest.* /usr/local/lib/libgtest.* >/dev/null 2>&1; then
+gtest_installed() {
+  printf '#include <gtest/gtest.h>\n' | "${CXX:-c++}" -E -x c++ - >/dev/null 2>&1 || return 1
+  local lib
+  for lib in /usr/lib/*/libgtest.* /usr/lib/libgtest.* /usr/local/lib/libgtest.* /usr/local/lib64/libgtest.*; do
+    [[ -e "$lib" ]] && return 0
+  done
+  return 1
+}
+if [[ -n "$GTEST_SRC" ]]; then
+  say "GoogleTest: built from $GTEST_SRC (LOWBIT_GTEST_SOURCE_DIR)"
+elif gtest_installed; then
   say "GoogleTest: installed"
 else
-  for dir in "$GTEST_SRC" "$ROOT/.gpu-deps/googletest" /usr/src/googletest; do
-    if [[ -n "$dir" && -f "$dir/CMakeLists.txt" ]]; then GTEST_SRC="$dir"; break; fi
-    GTEST_SRC=""
+  for dir in "$ROOT/.gpu-deps/googletest" /usr/src/googletest; do
+    if [[ -f "$dir/CMakeLists.txt" ]]; then GTEST_SRC="$dir"; break; fi
   done
   if [[ -n "$GTEST_SRC" ]]; then
     say "GoogleTest: built from $GTEST_SRC"
@@ -129,9 +138,9 @@ build() {
     --config-settings=cmake.define.LOWBIT_GTEST_SOURCE_DIR="$GTEST_SRC"
 }
 step "build (CUDA $CUDA_FLAG, sm_$CUDA_ARCH, $JOBS jobs)" "$OUT_DIR/build.log" build
-SITE="$(dirname "$(find "$PREFIX" -path '*/lowbit/__init__.py' 2>/dev/null | head -n 1)")"
-SITE="${SITE%/lowbit}"
-if [[ -z "$SITE" || ! -d "$SITE" ]]; then
+INIT="$(find "$PREFIX" -path '*/lowbit/__init__.py' 2>/dev/null | head -n 1)"
+SITE="$(dirname "$(dirname "$INIT")")"
+if [[ -z "$INIT" || ! -d "$SITE" ]]; then
   say "FATAL: the build installed no lowbit package under $PREFIX"
   say "summary: FAILED: ${FAILED[*]:-install}"
   exit 1

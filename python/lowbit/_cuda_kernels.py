@@ -157,7 +157,7 @@ def kuat_decode_batch(
 
 
 # ---- BitLab --------------------------------------------------------------------------------------
-_PER_ROW = {"per_tensor": False, "per_row": True, "per_token": True}
+_PER_ROW = {"per_tensor": False, "per_channel": True, "per_row": True, "per_token": True}
 
 
 def bitlinear_int8(
