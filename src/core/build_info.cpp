@@ -31,6 +31,9 @@ BuildInfo build_info() {
 #if defined(LOWBIT_IMAGE_CODECS) && LOWBIT_IMAGE_CODECS
   info.image_codecs = true;
 #endif
+#if defined(LOWBIT_HAVE_ZLIB) && LOWBIT_HAVE_ZLIB
+  info.gzip = true;
+#endif
   info.num_threads = default_thread_pool().size();
   return info;
 }

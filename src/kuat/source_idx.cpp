@@ -1,11 +1,14 @@
 // MNIST / Fashion-MNIST IDX files (big-endian header; optionally gzip-compressed).
+#if LOWBIT_HAVE_ZLIB
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 
 #include "lowbit/core/error.h"
+#include "lowbit/kuat/image.h"
 #include "source_memory.h"
 
 namespace lowbit::kuat {
@@ -13,6 +16,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
+#if !LOWBIT_HAVE_ZLIB
+// A build without zlib (its headers were missing): plain files only.
+std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
+  std::vector<std::uint8_t> out = read_whole_file(path);
+  if (out.size() >= 2 && out[0] == 0x1f && out[1] == 0x8b)
+    throw IoError(io_message(path, "gzip-compressed, and lowbit was built without zlib; gunzip the file first"));
+  return out;
+}
+#else
 // Reads a whole file, gunzipping it when it is gzip-compressed (zlib passes plain files through).
 std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
@@ -34,6 +46,7 @@ std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
   if (gzclose(f) != Z_OK) throw IoError(io_message(path, "corrupt or truncated gzip data"));
   return out;
 }
+#endif
 
 std::uint32_t be32(const std::uint8_t* p) {
   return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];

@@ -7,6 +7,7 @@ import importlib.util
 import pickle
 import struct
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -71,7 +72,18 @@ def python2_cifar_bytes(pixels: np.ndarray, labels: list) -> bytes:
     return out
 
 
-def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, prefix: str = "train", gz: bool = True) -> Path:
+def gzip_supported() -> bool:
+    """Whether this build reads gzip-compressed IDX files (zlib was found when it was built)."""
+    import lowbit
+
+    return bool(lowbit.build_info().get("gzip", True))
+
+
+def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, prefix: str = "train",
+              gz: Optional[bool] = None) -> Path:
+    """IDX files, gzip-compressed by default where the build reads gzip (``gz=None``)."""
+    if gz is None:
+        gz = gzip_supported()
     folder.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape
     img_bytes = struct.pack(">IIII", 0x803, n, h, w) + images.astype(np.uint8).tobytes()

@@ -12,7 +12,7 @@ import pytest
 
 import kuat
 import lowbit
-from kuat_helpers import (REAL_PHOTOS, SKIMAGE_DATA, needs_image_files, python2_cifar_bytes,
+from kuat_helpers import (REAL_PHOTOS, SKIMAGE_DATA, gzip_supported, needs_image_files, python2_cifar_bytes,
                           write_cifar10, write_cifar100, write_idx)
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -22,7 +22,8 @@ def leftovers(folder: Path):
     return [p.name for p in folder.iterdir() if ".tmp-" in p.name]
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST is not installed at /usr/share/datasets")
+@pytest.mark.skipif(not FASHION.exists() or not gzip_supported(),
+                    reason="Fashion-MNIST is not installed at /usr/share/datasets (or this build reads no gzip)")
 def test_fashion_mnist_subset_round_trip(tmp_path):
     out = tmp_path / "fm.kuat"
     stats = kuat.convert_dataset(FASHION, out, format="idx", codebook_size=64, bits=4, limit=2000)
@@ -50,7 +51,11 @@ def test_idx_synthetic_plain_and_gzip(tmp_path):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (50, 9, 7), dtype=np.uint8)
     labels = rng.integers(0, 10, 50).astype(np.uint8)
-    for gz in (True, False):
+    if not gzip_supported():  # a build without zlib refuses gzip with the reason, reads plain files
+        d = write_idx(tmp_path / "gz", imgs, labels, gz=True)
+        with pytest.raises(OSError, match="built without zlib"):
+            kuat.convert_dataset(d, tmp_path / "gz.kuat", codebook_size=256, bits=8)
+    for gz in (True, False) if gzip_supported() else (False,):
         d = write_idx(tmp_path / f"idx{gz}", imgs, labels, gz=gz)
         stats = kuat.convert_dataset(d, tmp_path / f"i{gz}.kuat", codebook_size=256, bits=8)
         a = kuat.KuatArchive(tmp_path / f"i{gz}.kuat")
