@@ -165,20 +165,23 @@ else
   say "SKIP C++ tests: GoogleTest unavailable"
 fi
 
-# ---- Python tests ------------------------------------------------------------------------------
+# ---- Python: the bound kernels first, then the benchmark, then every test --------------------------
+# (in this order so that a time-limited machine returns the GPU results before the long suite)
 PYTEST_OPTS=(-q -rs -p no:cacheprovider)
-if "$PYTHON" -c "import xdist" 2>/dev/null && (( JOBS >= 4 )); then PYTEST_OPTS+=(-n "$(( JOBS / 2 ))"); fi
 if "$PYTHON" -c "import pytest_timeout" 2>/dev/null; then PYTEST_OPTS+=(--timeout 300); fi
 # shellcheck disable=SC2206
 PYTEST_OPTS+=(${PYTEST_ARGS:-})
-step "Python tests (pytest ${PYTEST_OPTS[*]})" "$OUT_DIR/pytest.log" "$PYTHON" -m pytest tests/python "${PYTEST_OPTS[@]}"
-grep -E "^(SKIPPED|FAILED|ERROR)" "$OUT_DIR/pytest.log" | sed -E 's/^(.{0,220}).*/\1/' | sort | uniq -c | sort -rn | head -n 40 | tee -a "$LOG"
+step "Python CUDA kernel tests" "$OUT_DIR/pytest_cuda.log" \
+  "$PYTHON" -m pytest tests/python/test_cuda_kernels.py tests/python/test_cuda_ops.py "${PYTEST_OPTS[@]}"
 
-# ---- benchmark ---------------------------------------------------------------------------------
 BENCH_ARGS=(--out "$OUT_DIR/bench_gpu.md")
 [[ $GPU == 0 ]] && BENCH_ARGS+=(--quick)
 step "GPU benchmark (bench/bench_gpu.py)" "$OUT_DIR/bench.log" "$PYTHON" bench/bench_gpu.py "${BENCH_ARGS[@]}"
-[[ -f "$OUT_DIR/bench_gpu.md" ]] && cat "$OUT_DIR/bench_gpu.md" | tee -a "$LOG"
+[[ -f "$OUT_DIR/bench_gpu.md" ]] && tee -a "$LOG" < "$OUT_DIR/bench_gpu.md"
+
+if "$PYTHON" -c "import xdist" 2>/dev/null && (( JOBS >= 4 )); then PYTEST_OPTS+=(-n "$(( JOBS / 2 ))"); fi
+step "Python tests (pytest ${PYTEST_OPTS[*]})" "$OUT_DIR/pytest.log" "$PYTHON" -m pytest tests/python "${PYTEST_OPTS[@]}"
+grep -E "^(SKIPPED|FAILED|ERROR)" "$OUT_DIR/pytest.log" | sed -E 's/^(.{0,220}).*/\1/' | sort | uniq -c | sort -rn | head -n 40 | tee -a "$LOG"
 
 say "total $(( $(date +%s) - START )) s; logs in $OUT_DIR"
 if (( ${#FAILED[@]} )); then
