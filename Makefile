@@ -60,6 +60,7 @@ sanitize: venv
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --preset asan -j $(JOBS)
 
 fuzz: venv
+	@bash scripts/install-deps.sh --fuzz
 	cmake --preset fuzz
 	cmake --build --preset fuzz -j $(JOBS)
 

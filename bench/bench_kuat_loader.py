@@ -6,8 +6,11 @@ cut into random crops saved as JPEG in an ImageNet-style folder, then
   * ImageFolder: torchvision ImageFolder (JPEG decode, Resize(224), CenterCrop(224), PILToTensor)
     with DataLoader(batch_size=256, shuffle=True, num_workers=os.cpu_count());
   * raw gather: the decoded 224x224 images as one uint8 array, indexed with the loader's own
-    shuffled batches (numpy fancy indexing, and np.take into a reused buffer).
-Prints one Markdown section on stdout; progress goes to stderr.
+    shuffled batches (numpy fancy indexing, and np.take into a reused buffer);
+  * layouts: the same KuatDataset as uint8 NHWC, uint8 NCHW and float32 NCHW (normalised), timed
+    alternately in one run, with the NCHW / NHWC ratio.
+Prints Markdown sections on stdout; progress goes to stderr. ``--only-layouts`` prints only the
+layout section (no ImageFolder or raw runs).
 
     PYTHONPATH=python .venv/bin/python bench/bench_kuat_loader.py [--images 2048] [--seconds 3]
 """
@@ -130,10 +133,10 @@ def timed_epochs(run_epoch, min_seconds: float):
             return images, elapsed
 
 
-def bench_kuat(archive: Path, min_seconds: float):
+def bench_kuat(archive: Path, min_seconds: float, **kwargs):
     from kuat.dataset import KuatDataset
 
-    ds = KuatDataset(str(archive), batch_size=BATCH, shuffle=True, seed=0)
+    ds = KuatDataset(str(archive), batch_size=BATCH, shuffle=True, seed=0, **kwargs)
 
     def run(epoch):
         n = 0
@@ -169,6 +172,36 @@ def bench_raw(raw: np.ndarray, ds, min_seconds: float):
     return f_images / f_seconds, t_images / t_seconds
 
 
+LAYOUTS = [
+    ("uint8 NHWC", dict()),
+    ("uint8 NCHW", dict(layout="NCHW")),
+    ("float32 NCHW, ImageNet mean/std", dict(layout="NCHW", dtype="float32", mean=[0.485, 0.456, 0.406],
+                                              std=[0.229, 0.224, 0.225])),
+]
+
+
+def bench_layouts(archive: Path, min_seconds: float, rounds: int = 3) -> None:
+    """KuatDataset in each layout, alternating rounds so load changes hit every layout alike; best round each."""
+    best = {name: 0.0 for name, _ in LAYOUTS}
+    threads = 0
+    for r in range(rounds):
+        for name, kwargs in LAYOUTS:
+            log(f"timing the Kuat loader, {name} (round {r + 1}/{rounds})")
+            _, ips, threads = bench_kuat(archive, min_seconds, **kwargs)
+            best[name] = max(best[name], ips)
+    base = best["uint8 NHWC"]
+    print("## Kuat loader by output layout\n")
+    print(f"Same archive, KuatDataset batch {BATCH}, shuffled, {threads} threads; best of {rounds} alternating rounds "
+          f"of at least {min_seconds:g} s each.\n")
+    print("| output | img/s | vs uint8 NHWC |")
+    print("|---|---:|---:|")
+    for name, _ in LAYOUTS:
+        print(f"| {name} | {best[name]:,.0f} | {best[name] / base:.2f}x |")
+    ratio = best["uint8 NCHW"] / base
+    print(f"\n| target | measured | met |\n|---|---:|:---:|\n| uint8 NCHW >= 0.75x uint8 NHWC | {ratio:.2f}x | "
+          f"{'yes' if ratio >= 0.75 else 'no'} |\n")
+
+
 def bench_image_folder(root: Path, workers: int):
     import torch
     from torchvision.datasets import ImageFolder
@@ -190,6 +223,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "lowbit-bench-kuat-loader"))
+    parser.add_argument("--only-layouts", action="store_true", help="only the NHWC/NCHW/float32 layout comparison")
     args = parser.parse_args()
 
     root = Path(args.workdir) / "images"
@@ -201,6 +235,9 @@ def main() -> None:
     t0 = time.perf_counter()
     how = convert(root, archive, raw, labels)
     convert_seconds = time.perf_counter() - t0
+    if args.only_layouts:
+        bench_layouts(archive, args.seconds)
+        return
 
     cores = os.cpu_count() or 1
     log("timing the Kuat loader")
@@ -257,7 +294,8 @@ def main() -> None:
     print(f"Command: `PYTHONPATH=python .venv/bin/python bench/bench_kuat_loader.py --images {args.images} "
           f"--seconds {args.seconds:g}`. Per core = img/s / threads used; the raw gather runs on one thread "
           f"and is bounded by memory bandwidth, while the Kuat loader reads ~{raw_bytes / archive_bytes:.0f}x fewer "
-          f"bytes and writes the same.")
+          f"bytes and writes the same.\n")
+    bench_layouts(archive, args.seconds)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #   --bench  also the system libraries that optional benchmark baselines build against
 #            (FFCV compiles against opencv4 and libturbojpeg); make bench asks for them and
 #            goes on without them if they cannot be installed.
+#   --fuzz   also clang and llvm (libFuzzer, llvm-symbolizer) for the fuzz targets (make fuzz).
 set -euo pipefail
 
 PACKAGES=(
@@ -24,6 +25,9 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(libopencv-dev libturbojpeg0-dev)
+fi
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang llvm)
 fi
 
 missing=()

@@ -1,12 +1,19 @@
-// kuat benchmark <archive> [--batch-size 64] [--epochs 1] [...]
+// kuat benchmark <archive> [--batch-size/-b 64] [--epochs/-e 1] [--device cpu] [...]
+//
+// --device other than cpu: this executable decodes on the CPU only, so it hands the command to
+// the Python benchmark (`python -m kuat benchmark`, PyTorch decode on the device), run by
+// $KUAT_PYTHON or the python beside this executable (a venv's bin/); without one it says so.
 //
 // Throughput of the batch loader (lowbit::kuat::Loader, the engine behind KuatDataset): shuffled
 // batches decoded by its worker threads, as training reads them. With --raw it also times the
 // no-compression limit on the same batches: memcpy of each sample's pixels from a decoded
 // in-memory copy of the archive (one thread, like numpy indexing of a raw array).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -72,12 +79,44 @@ Run run_raw(const lowbit::AlignedBuffer<std::uint8_t>& raw, std::size_t bytes, c
   return r;
 }
 
+// Replaces this process with `python -m kuat benchmark ARGS...`; returns only if that fails.
+int run_python_benchmark(int argc, char** argv, const std::string& device) {
+  std::vector<std::string> candidates;
+  if (const char* explicit_python = std::getenv("KUAT_PYTHON"); explicit_python && *explicit_python) {
+    candidates.push_back(explicit_python);
+  } else {
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+      std::string dir(self, static_cast<std::size_t>(n));
+      dir = dir.substr(0, dir.rfind('/') + 1);
+      candidates.push_back(dir + "python3");
+      candidates.push_back(dir + "python");
+    }
+  }
+  for (const std::string& python : candidates) {
+    if (access(python.c_str(), X_OK) != 0) continue;
+    std::vector<std::string> args = {python, "-m", "kuat", "benchmark"};
+    for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+    std::vector<char*> cargs;
+    for (auto& a : args) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    std::fflush(stdout);
+    execv(python.c_str(), cargs.data());
+  }
+  throw lowbit::InvalidArgument("--device " + device +
+                                ": this kuat executable decodes on the CPU only; device decode runs in PyTorch "
+                                "(`python -m kuat benchmark ARCHIVE --device " + device +
+                                "`), and no Python was found beside it (set KUAT_PYTHON)");
+}
+
 }  // namespace
 
 int cmd_benchmark(int argc, char** argv) {
   const std::vector<OptionSpec> specs = {
-      {"batch-size", 0, true, "samples per batch (default 64)"},
-      {"epochs", 0, true, "timed passes over the archive, after one warm-up pass (default 1)"},
+      {"batch-size", 'b', true, "samples per batch (default 64)"},
+      {"epochs", 'e', true, "timed passes over the archive, after one warm-up pass (default 1)"},
+      {"device", 0, true, "cpu (default: this C++ loader) or a torch device such as cuda (PyTorch decode)"},
       {"threads", 0, true, "loader worker threads (default: LOWBIT_NUM_THREADS or all cores)"},
       {"layout", 0, true, "NHWC (default) or NCHW"},
       {"dtype", 0, true, "uint8 (default) or float32"},
@@ -90,6 +129,8 @@ int cmd_benchmark(int argc, char** argv) {
     return 0;
   }
   args.expect_positional(1, "<archive>");
+  const std::string device = args.get("device", "cpu");
+  if (device != "cpu") return run_python_benchmark(argc, argv, device);
   const std::uint64_t batch = args.get_uint("batch-size", 64), epochs = args.get_uint("epochs", 1);
   if (batch == 0 || epochs == 0) throw UsageError("--batch-size and --epochs must be positive");
 

@@ -25,6 +25,9 @@ const std::vector<OptionSpec> kSpecs = {
     {"labels", 0, true, "images: a 'path,label' file"},
     {"classes", 0, true, "class names to store, one per line in label order (e.g. for idx files)"},
     {"strict", 0, false, "fail on the first broken image instead of skipping it"},
+    {"max-pixels", 0, true, "refuse images above this many pixels (default 178956970, PIL's bomb limit)"},
+    {"background", 0, true, "R,G,B that transparent pixels are composited onto (default 0,0,0)"},
+    {"exif-transpose", 0, false, "apply the EXIF orientation (as PIL's ImageOps.exif_transpose)"},
     {"threads", 0, true, "worker threads (default: all cores)"},
     {"iterations", 0, true, "k-means iterations (default 20)"},
     {"seed", 0, true, "random seed (default 1234)"},
@@ -56,6 +59,10 @@ int cmd_convert(int argc, char** argv) {
   o.codebook_from = args.get("codebook");
   if (args.has("shard")) lowbit::kuat::parse_shard(args.get("shard"), &o.shard_index, &o.shard_count);
   o.strict = args.has("strict");
+  o.source.decode.max_pixels = args.get_uint("max-pixels", lowbit::kuat::kDefaultMaxPixels);
+  if (o.source.decode.max_pixels == 0) throw UsageError("--max-pixels must be at least 1");
+  if (args.has("background")) o.source.decode.background = lowbit::kuat::parse_rgb(args.get("background"));
+  o.source.decode.exif_transpose = args.has("exif-transpose");
   o.iterations = static_cast<std::uint32_t>(args.get_uint("iterations", 20));
   o.seed = args.get_uint("seed", 1234);
   o.limit = args.get_uint("limit", 0);
@@ -69,11 +76,17 @@ int cmd_convert(int argc, char** argv) {
   const std::string& input = args.positional()[0];
   const std::string& output = args.positional()[1];
   auto warn = [quiet](const std::string& line) {
-    if (!quiet) std::fprintf(stderr, "kuat convert: warning: skipped %s\n", line.c_str());
+    if (!quiet) std::fprintf(stderr, "kuat convert: warning: %s\n", line.c_str());
   };
   const lowbit::kuat::ConvertStats s = lowbit::kuat::convert_dataset(input, output, o, warn);
   if (s.skipped > 0) {
     std::fprintf(stderr, "kuat convert: warning: skipped %llu broken input(s)\n", static_cast<unsigned long long>(s.skipped));
+  }
+  if (!quiet && !s.ignored.empty()) {
+    std::string listing;
+    for (std::size_t i = 0; i < s.ignored.size() && i < 10; ++i) listing += (i ? ", " : " ") + s.ignored[i];
+    if (s.ignored.size() > 10) listing += ", ... (" + std::to_string(s.ignored.size() - 10) + " more)";
+    std::printf("ignored %zu hidden entr%s:%s\n", s.ignored.size(), s.ignored.size() == 1 ? "y" : "ies", listing.c_str());
   }
   if (!quiet) {
     std::printf("%s: %llu samples (%s), %.1fx smaller than raw pixels, PSNR %.2f dB (worst %.2f dB), %.1f s (codebook %.1f s)\n",

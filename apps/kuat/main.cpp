@@ -17,7 +17,7 @@ const char* const kUsage =
     "commands:\n"
     "  convert <input> <output.kuat>   compress a dataset (idx, cifar, images, imagenet)\n"
     "  info <archive> [--json]         describe an archive\n"
-    "  benchmark <archive>             decode throughput\n"
+    "  benchmark <archive>             decode throughput (-b batch size, -e epochs, --device)\n"
     "  verify <archive>                check every checksum and decode every sample\n"
     "  extract <archive> <folder>      write samples back as PNG files\n"
     "  preview <archive> <out.png>     PNG grid of originals beside decoded images\n"
@@ -27,9 +27,10 @@ const char* const kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // No command prints the help and succeeds, as `kuat --help` (and Kuat-Beta's `kuat`) does.
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   if (std::strcmp(argv[1], "--version") == 0) {
     std::printf("kuat %s\n", lowbit::version());

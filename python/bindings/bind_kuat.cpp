@@ -4,6 +4,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "lowbit/core/error.h"
@@ -12,6 +13,7 @@
 #include "lowbit/kuat/archive_summary.h"
 #include "lowbit/kuat/codebook.h"
 #include "lowbit/kuat/convert.h"
+#include "lowbit/kuat/image.h"
 #include "lowbit/kuat/source.h"
 #include "registry.h"
 
@@ -67,6 +69,15 @@ lowbit::kuat::ConvertOptions options_from(const nb::dict& d) {
     else if (k == "limit") o.limit = nb::cast<std::uint64_t>(value);
     else if (k == "classes") o.class_names = nb::cast<std::vector<std::string>>(value);
     else if (k == "classes_file") o.classes_file = nb::cast<std::string>(value);
+    else if (k == "max_pixels") o.source.decode.max_pixels = nb::cast<std::uint64_t>(value);
+    else if (k == "exif_transpose") o.source.decode.exif_transpose = nb::cast<bool>(value);
+    else if (k == "background") {
+      const auto rgb = nb::cast<std::vector<int>>(value);
+      lowbit::require(rgb.size() == 3 && std::all_of(rgb.begin(), rgb.end(), [](int v) { return v >= 0 && v <= 255; }),
+                      "background must be three ints 0..255 (R, G, B)");
+      o.source.decode.background = {static_cast<std::uint8_t>(rgb[0]), static_cast<std::uint8_t>(rgb[1]),
+                                    static_cast<std::uint8_t>(rgb[2])};
+    }
     else throw lowbit::InvalidArgument("convert_dataset: unknown option '" + k + "'");
   }
   return o;
@@ -107,6 +118,17 @@ LOWBIT_BINDING(kuat) {
         const auto block = a.sample_indices(static_cast<std::uint64_t>(i));
         return nb::bytes(reinterpret_cast<const char*>(block.data()), block.size());
       }, nb::arg("index"), "Sample i's packed index block (bytes).")
+      .def("packed_indices", [](nb::object self) {
+        const Archive& a = nb::cast<const Archive&>(self);
+        const lowbit::kuat::ArchiveView v = a.view();  // ValueError for variable-size archives
+        const std::size_t shape[2] = {static_cast<std::size_t>(v.num_samples), v.index_stride};
+        return nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<2>>(v.indices, 2, shape, self);
+      }, "Every sample's packed index block as a read-only (N, stride) uint8 view of the memory map "
+         "(fixed-shape archives; the view keeps the archive open).")
+      .def_prop_ro("geometry", [](const Archive& a) {
+        const auto& g = a.geometry();  // ValueError for variable-size archives
+        return nb::make_tuple(g.height, g.width, g.channels, g.patch);
+      }, "(height, width, channels, patch) of every sample of a fixed-shape archive.")
       .def("labels", [](const Archive& a) {
         const auto l = a.labels();
         return owned_array(std::vector<std::int32_t>(l.begin(), l.end()), {l.size()});
@@ -218,6 +240,26 @@ LOWBIT_BINDING(kuat) {
     return owned_array(std::move(psnr), {imgs.size()});
   }, nb::arg("images"), nb::arg("codebook"), nb::arg("patch") = 2, "Per-image PSNR of encoding with a uint8 codebook (K, P*P*C).");
 
+  m.def("decode_image", [](nb::bytes data, std::uint32_t channels, std::uint64_t max_pixels, std::vector<int> background,
+                           bool exif_transpose) {
+    lowbit::require(background.size() == 3 && std::all_of(background.begin(), background.end(), [](int v) { return v >= 0 && v <= 255; }),
+                    "background must be three ints 0..255 (R, G, B)");
+    lowbit::kuat::DecodeOptions o;
+    o.max_pixels = max_pixels;
+    o.background = {static_cast<std::uint8_t>(background[0]), static_cast<std::uint8_t>(background[1]),
+                    static_cast<std::uint8_t>(background[2])};
+    o.exif_transpose = exif_transpose;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(data.c_str());
+    const std::size_t n = data.size();
+    lowbit::kuat::Image img;
+    {
+      nb::gil_scoped_release release;
+      img = lowbit::kuat::decode_image(p, n, channels, {}, "<bytes>", o);
+    }
+    return owned_array(std::move(img.pixels), {std::size_t{img.height}, std::size_t{img.width}, std::size_t{img.channels}});
+  }, nb::arg("data"), nb::arg("channels") = 3, nb::arg("max_pixels") = lowbit::kuat::kDefaultMaxPixels,
+     nb::arg("background") = std::vector<int>{0, 0, 0}, nb::arg("exif_transpose") = false,
+     "Decodes JPEG/PNG/WebP bytes as kuat convert does (native size): an HxWxC uint8 array.");
   m.def("convert", [](const std::string& src, const std::string& dst, const nb::dict& options) {
     const lowbit::kuat::ConvertOptions o = options_from(options);
     lowbit::kuat::ConvertStats s;
@@ -229,6 +271,8 @@ LOWBIT_BINDING(kuat) {
     d["samples"] = s.samples;
     d["skipped"] = s.skipped;
     d["skipped_reasons"] = s.skipped_reasons;
+    d["ignored"] = s.ignored;
+    d["warnings"] = s.warnings;
     d["psnr"] = s.psnr;
     d["psnr_worst"] = s.psnr_worst;
     d["mse"] = s.mse;

@@ -162,6 +162,32 @@ LOWBIT_BINDING(kuat_loader) {
            nb::arg("codebook").noconvert(), nb::arg("indices").noconvert(), nb::arg("labels").noconvert(),
            nb::arg("height"), nb::arg("width"), nb::arg("channels"), nb::arg("patch") = 2)
       .def("__len__", [](const MemoryArchive& a) { return a.labels.size(); })
+      .def("packed_indices",
+           [](nb::object self) {
+             const MemoryArchive& a = nb::cast<const MemoryArchive&>(self);
+             const std::size_t shape[2] = {a.labels.size(), a.stride};
+             return nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<2>>(a.indices.data(), 2, shape, self);
+           },
+           "The packed index blocks as a read-only (N, stride) uint8 view.")
+      .def("labels",
+           [](nb::object self) {
+             const MemoryArchive& a = nb::cast<const MemoryArchive&>(self);
+             const std::size_t shape[1] = {a.labels.size()};
+             return nb::ndarray<nb::numpy, const std::int32_t, nb::ndim<1>>(a.labels.data(), 1, shape, self);
+           },
+           "The labels as a read-only (N,) int32 view.")
+      .def("codebook",
+           [](nb::object self) {
+             const MemoryArchive& a = nb::cast<const MemoryArchive&>(self);
+             const std::size_t shape[4] = {a.codebook_size, a.geometry.patch, a.geometry.patch, a.geometry.channels};
+             return nb::ndarray<nb::numpy, const std::uint8_t, nb::ndim<4>>(a.codebook.data(), 4, shape, self);
+           },
+           "The codebook as a read-only (K, P, P, C) uint8 view.")
+      .def_prop_ro("geometry",
+                   [](const MemoryArchive& a) {
+                     return nb::make_tuple(a.geometry.height, a.geometry.width, a.geometry.channels, a.geometry.patch);
+                   },
+                   "(height, width, channels, patch).")
       .def_prop_ro("codebook_hash", [](const MemoryArchive& a) { return a.hash; });
 
   m.def("pack_indices",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict
 
 WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")
@@ -15,80 +16,41 @@ def _check_choice(name: str, value: Any, choices: tuple) -> str:
     return value
 
 
+@dataclasses.dataclass(frozen=True)
 class BitQuantConfig:
-    """How a ternary layer quantizes.
+    """How a ternary layer quantizes (BitNet b1.58: Ma et al. 2024, arXiv:2402.17764).
+
+    A frozen dataclass, like the namesake's ``BitQuantConfig`` (same field names, order and
+    defaults), but validated and read-only: a layer's packed weights depend on it.
 
     Args:
         weight_granularity: ``"per_tensor"`` (one scale ``mean|W|``) or ``"per_channel"`` (one per output row).
-        activation_dtype: ``"int8"`` (activations quantized to int8 with ``max|x|``) or ``"float32"``
-            (float activations times ternary weights: additions and subtractions only).
+        activation_dtype: ``"float32"`` (default, as upstream: float activations times ternary weights,
+            additions and subtractions only) or ``"int8"`` (activations quantized to int8 with ``max|x|``,
+            the BitNet b1.58 W1.58A8 layer and the fastest kernel).
         activation_granularity: ``"per_tensor"`` (one ``max|x|`` over the whole input) or
             ``"per_channel"`` (one per row / token). Ignored for ``float32`` activations.
 
     Raises:
-        ValueError: on any other value.
+        ValueError: on any other value. Assigning a field raises ``dataclasses.FrozenInstanceError``
+        (an ``AttributeError``).
     """
 
-    __slots__ = ("_weight_granularity", "_activation_dtype", "_activation_granularity")
+    weight_granularity: str = "per_tensor"
+    activation_dtype: str = "float32"
+    activation_granularity: str = "per_tensor"
 
-    def __init__(
-        self,
-        weight_granularity: str = "per_tensor",
-        activation_dtype: str = "int8",
-        activation_granularity: str = "per_tensor",
-    ) -> None:
-        self._weight_granularity = _check_choice("weight_granularity", weight_granularity, WEIGHT_GRANULARITIES)
-        self._activation_dtype = _check_choice("activation_dtype", activation_dtype, ACTIVATION_DTYPES)
-        self._activation_granularity = _check_choice(
-            "activation_granularity", activation_granularity, ACTIVATION_GRANULARITIES
-        )
-
-    # Read-only: a layer's packed weights depend on the config it was built with.
-    @property
-    def weight_granularity(self) -> str:
-        return self._weight_granularity
-
-    @property
-    def activation_dtype(self) -> str:
-        return self._activation_dtype
-
-    @property
-    def activation_granularity(self) -> str:
-        return self._activation_granularity
+    def __post_init__(self) -> None:
+        _check_choice("weight_granularity", self.weight_granularity, WEIGHT_GRANULARITIES)
+        _check_choice("activation_dtype", self.activation_dtype, ACTIVATION_DTYPES)
+        _check_choice("activation_granularity", self.activation_granularity, ACTIVATION_GRANULARITIES)
 
     def to_dict(self) -> Dict[str, str]:
-        return {
-            "weight_granularity": self.weight_granularity,
-            "activation_dtype": self.activation_dtype,
-            "activation_granularity": self.activation_granularity,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: Dict[str, str]) -> "BitQuantConfig":
-        unknown = set(values) - {"weight_granularity", "activation_dtype", "activation_granularity"}
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"BitQuantConfig.from_dict: unknown keys {sorted(unknown)}")
         return cls(**values)
-
-    def _key(self) -> tuple:
-        return (self.weight_granularity, self.activation_dtype, self.activation_granularity)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BitQuantConfig) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (
-            f"BitQuantConfig(weight_granularity={self.weight_granularity!r}, "
-            f"activation_dtype={self.activation_dtype!r}, activation_granularity={self.activation_granularity!r})"
-        )
-
-    def __getstate__(self) -> Dict[str, str]:
-        return self.to_dict()
-
-    def __setstate__(self, state: Dict[str, str]) -> None:
-        fresh = BitQuantConfig(**state)
-        for slot in self.__slots__:
-            object.__setattr__(self, slot, getattr(fresh, slot))

@@ -1,6 +1,11 @@
-"""BitLab layers: drop-in ternary replacements for torch.nn layers."""
+"""BitLab layers: drop-in ternary replacements for torch.nn layers.
 
+``LAYER_REGISTRY`` / ``register_layer`` are the namesake's name -> class registry
+(``LAYER_REGISTRY["BitLinear"] is BitLinear``).
+"""
+
+from .registry import LAYER_REGISTRY, register_layer
 from .base import BitLayerBase
 from .bitlinear import BitLinear
 
-__all__ = ["BitLayerBase", "BitLinear"]
+__all__ = ["LAYER_REGISTRY", "register_layer", "BitLayerBase", "BitLinear"]

@@ -1,5 +1,6 @@
-"""Shared machinery of BitLab layers: config and kernel resolution, input checks, the packed
-weight cache, deployment, and packed state dicts."""
+"""Shared machinery of BitLab layers: config and per-device kernel resolution, input checks, the
+packed weight cache (rebuilt after any write to the weights), deployment, dtype casts, and packed
+state dicts (lowbit's and the namesake's)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ import torch.nn as nn
 
 from bitcore.config import BitQuantConfig
 from bitcore.kernels import KernelRegistry
+from bitcore.kernels.base import normalize_qweight
 from bitcore.ops import packing
+from lowbit._backend import check_same_device
 
 PACKED_WEIGHT_KEY = "packed_weight"  # TQ1_B3 bytes of a deployed layer's state dict
+# Derived views the namesake keeps as buffers in eval mode; here non-persistent (the packed form is
+# what is stored), and accepted when loading.
+QWEIGHT_KEY = "qweight"
+QWEIGHT_SCALE_KEY = "qweight_scale"
+# Buffers kept in float32 whatever dtype the module is cast to (they are exact quantization scales).
+_FLOAT32_BUFFERS = ("weight_scale", QWEIGHT_SCALE_KEY)
 
 
 def resolve_config(quant_config: Optional[BitQuantConfig]) -> BitQuantConfig:
@@ -23,12 +32,47 @@ def resolve_config(quant_config: Optional[BitQuantConfig]) -> BitQuantConfig:
     return quant_config
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True when ``a`` and ``b`` (same dtype and shape) hold the same bytes.
+
+    Compared as int64 words where the size allows (about 1.5x faster than ``torch.equal`` on
+    floats); a -0.0 written over 0.0 then counts as a change, which only costs a rebuild.
+    """
+    if not (a.is_contiguous() and b.is_contiguous()):
+        return torch.equal(a, b)
+    nbytes = a.numel() * a.element_size()
+    for dtype, size in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
+        if nbytes % size == 0 and a.element_size() <= size:
+            return torch.equal(a.reshape(-1).view(dtype), b.reshape(-1).view(dtype))
+    return torch.equal(a, b)
+
+
+class _PackedCache:
+    """The packed form of the latent weights, and what it was built from."""
+
+    __slots__ = ("key", "snapshot", "packed", "scales", "trits")
+
+    def __init__(self, key, snapshot, packed, scales, trits) -> None:
+        self.key = key
+        self.snapshot = snapshot
+        self.packed = packed
+        self.scales = scales
+        self.trits = trits
+
+
 class BitLayerBase(nn.Module):
     """A layer with an ``out_features x in_features`` ternary weight matrix.
 
     Subclasses own ``weight`` (float latent weights, ``None`` once deployed) and ``bias``. The
-    packed form (I2_S256 bytes + one float scale per output row) is cached while the latent
+    packed form (I2_S256 bytes + one float32 scale per output row) is cached while the latent
     weights are unchanged, and becomes the layer's only weight state after :meth:`deploy`.
+
+    Cache validity: the cache is rebuilt unless the weight is the same tensor (identity, version
+    counter, storage address, device, dtype, shape, strides) AND holds the same bytes as the copy
+    the cache was built from (:func:`_same_bits`). The byte check is what catches writes that bypass
+    the version counter - ``weight.data.copy_(w)``, ``weight.data.normal_()``, numpy views - so a
+    non-deployed layer in eval mode keeps one float copy of its weights and reads both once per
+    forward. :meth:`deploy` drops both (inference then reads only the 2-bit weights).
     """
 
     def __init__(self, in_features: int, out_features: int, quant_config: Optional[BitQuantConfig]) -> None:
@@ -39,11 +83,23 @@ class BitLayerBase(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.quant_config = resolve_config(quant_config)
-        self.kernel = KernelRegistry.get_kernel_for_config(self.quant_config)
         self.register_buffer("packed_2bit", None, persistent=False)
         self.register_buffer("weight_scale", None)
-        self._cache_key = None
-        self._cache = None
+        self._cache: Optional[_PackedCache] = None
+
+    # ---------------------------------------------------------------- device and kernel
+    def layer_device(self) -> torch.device:
+        """The device of the layer's weights (latent or packed)."""
+        for t in (self.weight, self.packed_2bit, self.bias):
+            if t is not None:
+                return t.device
+        return torch.device("cpu")
+
+    @property
+    def kernel(self):
+        """The kernel the registry picks for the layer's config on the layer's device under the
+        backend in force (``kernel.has_cpp_backend`` is True only on the C++ path)."""
+        return KernelRegistry.get_kernel_for_config(self.quant_config, self.layer_device())
 
     # ---------------------------------------------------------------- weights
     @property
@@ -51,43 +107,150 @@ class BitLayerBase(nn.Module):
         """True once :meth:`deploy` dropped the latent weights."""
         return self.packed_2bit is not None
 
+    @property
+    def is_deployed(self) -> bool:
+        """The namesake's name for :attr:`deployed`."""
+        return self.deployed
+
+    def _weight_key(self, w: torch.Tensor) -> tuple:
+        return (id(w), w._version, w.data_ptr(), w.device, w.dtype, tuple(w.shape), tuple(w.stride()),
+                self.quant_config)
+
     def packed_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(I2_S256 uint8 ``[N, Kp / 4]``, scales float32 ``[N]``) of the current weights."""
+        """(I2_S256 uint8 ``[N, Kp / 4]``, scales float32 ``[N]``) of the current weights, on the layer's device.
+
+        Raises:
+            ValueError: the latent weights contain NaN or Inf.
+        """
         if self.deployed:
             return self.packed_2bit, self.weight_scale
-        w = self.weight
-        key = (w._version, w.data_ptr(), w.dtype, tuple(w.shape), self.quant_config)
-        if self._cache_key != key:
-            trits, scales = self.kernel.quantize_weights(w.detach())
-            self._cache = (self.kernel.pack(trits), scales)
-            self._cache_key = key
-        return self._cache
-
-    @property
-    def qweight(self) -> torch.Tensor:
-        """The ternary weights, int8 ``[out_features, in_features]`` with values in {-1, 0, 1}."""
-        return self.kernel.unpack(self.packed_weights()[0], self.in_features)
+        w = self.weight.detach()
+        key = self._weight_key(self.weight)
+        cache = self.__dict__.get("_cache")
+        if not isinstance(cache, _PackedCache):  # None, or a module pickled by an earlier release
+            cache = None
+        if cache is None or cache.key != key or not _same_bits(w, cache.snapshot):
+            kernel = self.kernel
+            trits, scales = kernel.ternarize(w)
+            cache = _PackedCache(key, w.clone(), kernel.pack(trits), scales, trits)
+            self._cache = cache
+            self._sync_eval_buffers()
+        return cache.packed, cache.scales
 
     @property
     def scale(self) -> torch.Tensor:
-        """The float32 weight scale of each output row (per tensor: all equal)."""
+        """The float32 weight scale of each output row, ``[out_features]`` (per tensor: all equal)."""
         return self.packed_weights()[1]
 
+    def _scale_view(self, scales: torch.Tensor) -> torch.Tensor:
+        """The namesake's ``qweight_scale``: 0-d per tensor, ``[N]`` per channel (float32, a copy)."""
+        return scales[0].clone() if self.quant_config.weight_granularity == "per_tensor" else scales.clone()
+
+    @property
+    def qweight(self) -> torch.Tensor:
+        """The ternary weights, int8 ``[out_features, in_features]`` with values in {-1, 0, 1}.
+
+        Present in eval mode (a buffer, as in the namesake) and on deployed layers; in training
+        mode the attribute does not exist (``AttributeError``), as upstream.
+        """
+        if self.deployed:
+            return self.kernel.unpack(self.packed_2bit, self.in_features)
+        if QWEIGHT_KEY not in self._buffers:
+            raise AttributeError(f"'{type(self).__name__}' has no attribute 'qweight' in training mode "
+                                 f"(call .eval(), or use packed_weights())")
+        self.packed_weights()
+        return self._buffers[QWEIGHT_KEY]
+
+    @property
+    def qweight_scale(self) -> torch.Tensor:
+        """float32 weight scale: 0-d (``per_tensor``) or ``[out_features]`` (``per_channel``).
+
+        Eval mode and deployed layers only (the namesake's buffer); see :attr:`scale` for ``[N]`` always.
+        """
+        if self.deployed:
+            return self._scale_view(self.weight_scale)
+        if QWEIGHT_SCALE_KEY not in self._buffers:
+            raise AttributeError(f"'{type(self).__name__}' has no attribute 'qweight_scale' in training mode "
+                                 f"(call .eval(), or use .scale)")
+        self.packed_weights()
+        return self._buffers[QWEIGHT_SCALE_KEY]
+
+    def _sync_eval_buffers(self) -> None:
+        if QWEIGHT_KEY in self._buffers and self._cache is not None:
+            self._buffers[QWEIGHT_KEY] = self._cache.trits
+            self._buffers[QWEIGHT_SCALE_KEY] = self._scale_view(self._cache.scales)
+
+    def _drop_eval_buffers(self) -> None:
+        for name in (QWEIGHT_KEY, QWEIGHT_SCALE_KEY):
+            self._buffers.pop(name, None)
+            self._non_persistent_buffers_set.discard(name)
+
+    # ---------------------------------------------------------------- modes (the namesake's hooks)
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            self._on_enter_training_mode()
+        else:
+            self._on_enter_eval_mode()
+        return self
+
+    def _on_enter_training_mode(self) -> None:
+        """Training mode: the eval-only ``qweight`` / ``qweight_scale`` buffers go away (a deployed
+        layer keeps running its packed weights)."""
+        self._drop_eval_buffers()
+
+    def _on_enter_eval_mode(self) -> None:
+        """Eval mode: quantize now and expose ``qweight`` / ``qweight_scale`` buffers (non-persistent)."""
+        if self.deployed:
+            return
+        for name in (QWEIGHT_KEY, QWEIGHT_SCALE_KEY):
+            self._buffers.setdefault(name, None)
+            self._non_persistent_buffers_set.add(name)
+        try:
+            self.packed_weights()
+        except ValueError:  # NaN/Inf latent weights: eval() still succeeds, forward raises
+            self._drop_eval_buffers()
+            return
+        self._sync_eval_buffers()
+
     def deploy(self) -> "BitLayerBase":
-        """Keep only packed weights (2 bits per weight in memory); inference only from now on."""
+        """Keep only packed weights (2 bits per weight in memory) and switch to eval; inference only
+        from now on (``train()`` keeps running the packed kernel). Calling it again does nothing."""
         if not self.deployed:
             packed, scales = self.packed_weights()
             self.packed_2bit = packed.clone()
             self.weight_scale = scales.clone()
             self.weight = None
-            self._cache_key = self._cache = None
-        return self
+            self._cache = None
+            self._drop_eval_buffers()
+        return self.eval()
+
+    def __getstate__(self):
+        # Pickling a module (torch.save(model), deepcopy) stores parameters and buffers; the cache
+        # (a float copy of the weights plus packed bytes) is rebuilt on first use.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["_cache"] = None
+        return state
+
+    # ---------------------------------------------------------------- dtype and device casts
+    def _apply(self, fn, *args, **kwargs):
+        """``.to()``, ``.half()``, ``.cuda()``... move every tensor, but the float32 scales keep their
+        dtype (a cast would round them and change every output); they follow the device only."""
+        kept = {name: self._buffers[name] for name in _FLOAT32_BUFFERS if self._buffers.get(name) is not None}
+        result = super()._apply(fn, *args, **kwargs)
+        for name, before in kept.items():
+            after = self._buffers.get(name)
+            if after is not None and after.dtype != before.dtype:
+                self._buffers[name] = before.to(after.device)
+        return result
 
     # ---------------------------------------------------------------- inputs
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{name}: input must be a torch.Tensor, got {type(x).__name__}")
+        check_same_device("input", x, name, self.layer_device())
         if not x.is_floating_point():
             raise ValueError(f"{name}: input must be a floating-point tensor, got {x.dtype}")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
@@ -108,37 +271,79 @@ class BitLayerBase(nn.Module):
             got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise ValueError(f"{type(self).__name__}: state dict entry '{key}' has shape {got}, expected {shape}")
 
+    def _check_qweight_entries(self, state_dict, q_key: str, qs_key: str) -> None:
+        n, k = self.out_features, self.in_features
+        if q_key in state_dict:
+            self._require_shape(q_key, state_dict[q_key], (n, k))
+        if qs_key in state_dict:
+            s = state_dict[qs_key]
+            if not isinstance(s, torch.Tensor) or s.numel() not in (1, n):
+                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise ValueError(f"{type(self).__name__}: state dict entry '{qs_key}' has shape {got}, "
+                                 f"expected () or ({n},)")
+
+    def _set_deployed(self, packed: torch.Tensor, scales: torch.Tensor) -> None:
+        self.packed_2bit = packed
+        self.weight_scale = scales
+        self.weight = None
+        self._cache = None
+        self._drop_eval_buffers()
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
+        name = type(self).__name__
         n, k = self.out_features, self.in_features
         packed_key, weight_key, scale_key = prefix + PACKED_WEIGHT_KEY, prefix + "weight", prefix + "weight_scale"
-        bias_key = prefix + "bias"
+        q_key, qs_key, bias_key = prefix + QWEIGHT_KEY, prefix + QWEIGHT_SCALE_KEY, prefix + "bias"
+        device = self.layer_device()
         if (bias_key in state_dict) != (self.bias is not None):
             raise ValueError(
-                f"{type(self).__name__}: state dict {'has' if bias_key in state_dict else 'lacks'} "
+                f"{name}: state dict {'has' if bias_key in state_dict else 'lacks'} "
                 f"'{bias_key}' but the layer was built with bias={self.bias is not None}"
             )
         if bias_key in state_dict:
             self._require_shape(bias_key, state_dict[bias_key], (n,))
+        self._check_qweight_entries(state_dict, q_key, qs_key)
+        consumed = {q_key, qs_key}
         if packed_key in state_dict:
             data = state_dict[packed_key]
             self._require_shape(packed_key, data, (packing.storage_bytes(n, k),))
             if scale_key not in state_dict:
-                raise ValueError(f"{type(self).__name__}: state dict has '{packed_key}' but no '{scale_key}'")
+                raise ValueError(f"{name}: state dict has '{packed_key}' but no '{scale_key}'")
             scales = state_dict[scale_key]
             self._require_shape(scale_key, scales, (n,))
-            if scales.dtype != torch.float32 or not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
-                raise ValueError(f"{type(self).__name__}: '{scale_key}' must be finite, non-negative float32")
-            self.packed_2bit = self.kernel.from_storage(data.detach().cpu().contiguous(), n, k)
-            self.weight_scale = torch.empty(n, dtype=torch.float32)
-            self.weight = None
-            self._cache_key = self._cache = None
-            state_dict = {key: v for key, v in state_dict.items() if key != packed_key}
+            # Any float dtype loads (a dict saved after a dtype cast); the buffer stays float32.
+            if not scales.is_floating_point() or not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
+                raise ValueError(f"{name}: '{scale_key}' must be finite, non-negative floats")
+            packed = KernelRegistry.get_kernel_for_config(self.quant_config, device).from_storage(
+                data.detach().to(device).contiguous(), n, k)
+            self._set_deployed(packed, torch.empty(n, dtype=torch.float32, device=device))
+            consumed.add(packed_key)
         elif weight_key in state_dict:
+            # Latent weights are the truth; a namesake eval-mode dict's qweight/qweight_scale are
+            # derived from them and recomputed here.
             self._require_shape(weight_key, state_dict[weight_key], (n, k))
             if self.deployed:  # back to a trainable layer
                 self.packed_2bit = None
                 self.weight_scale = None
-                self.weight = nn.Parameter(torch.empty(n, k))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+                self.weight = nn.Parameter(torch.empty(n, k, device=device))
+        elif q_key in state_dict:
+            # A deployed namesake layer: qweight (trits, any dtype), qweight_scale, bias.
+            if qs_key not in state_dict:
+                raise ValueError(f"{name}: state dict has '{q_key}' but no '{qs_key}'")
+            try:
+                trits, scales = normalize_qweight(state_dict[q_key].detach().to(device), state_dict[qs_key])
+            except ValueError as e:
+                raise ValueError(f"{name}: state dict entries '{q_key}' / '{qs_key}': {e}") from None
+            kernel = KernelRegistry.get_kernel_for_config(self.quant_config, device)
+            self._set_deployed(kernel.pack(trits), scales.to(device))
+        state_dict_rest = {key: v for key, v in state_dict.items() if key not in consumed}
+        super()._load_from_state_dict(state_dict_rest, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if q_key in state_dict and packed_key not in state_dict and weight_key not in state_dict:
+            # the namesake's deployed dict has no weight_scale entry: not missing here
+            missing = prefix + "weight_scale"
+            if missing in missing_keys:
+                missing_keys.remove(missing)
+        if not self.training and not self.deployed:
+            self._on_enter_eval_mode()

@@ -1,8 +1,30 @@
-"""BitLab models: prebuilt ternary models and converters."""
+"""BitLab models: prebuilt ternary models, converters, export, and the namesake's registries.
 
+``MODEL_REGISTRY`` / ``CONFIG_REGISTRY`` / ``register_model`` / ``register_config`` /
+``build_model(name, config, quant_config=None)`` work as in OliverGrainge/BitLab;
+``BitMLPModel`` is :class:`BitMLP`.
+"""
+
+from .registry import CONFIG_REGISTRY, MODEL_REGISTRY, build_model, register_config, register_model
+from .base import BitModelBase
+from .mlp import BitMLP, BitMLPConfig, BitMLPModel
 from .auto import AutoBitModel
 from .convert import convert_to_bitlinear, deploy_model
 from .export import export_bitmlp, load_bitmlp
-from .mlp import BitMLP, BitMLPConfig
 
-__all__ = ["AutoBitModel", "BitMLP", "BitMLPConfig", "convert_to_bitlinear", "deploy_model", "export_bitmlp", "load_bitmlp"]
+__all__ = [
+    "MODEL_REGISTRY",
+    "CONFIG_REGISTRY",
+    "register_model",
+    "register_config",
+    "build_model",
+    "BitModelBase",
+    "AutoBitModel",
+    "BitMLP",
+    "BitMLPModel",
+    "BitMLPConfig",
+    "convert_to_bitlinear",
+    "deploy_model",
+    "export_bitmlp",
+    "load_bitmlp",
+]

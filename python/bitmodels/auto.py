@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Dict, Type
+from typing import Dict, Optional, Type
 
 import torch.nn as nn
 
+from bitcore.config import BitQuantConfig
+
 from .mlp import BitMLP, BitMLPConfig
+from .registry import MODEL_REGISTRY
 
 
 class AutoBitModel:
-    """``AutoBitModel.from_config(config)`` picks the model class registered for ``type(config)``."""
+    """``AutoBitModel.from_config(config, quant_config=None)`` builds the model for ``type(config)``.
+
+    Lookup: a class registered with :meth:`register`, else the namesake's naming rule - the model
+    registered in ``MODEL_REGISTRY`` as the config class name with ``Config`` replaced by ``Model``
+    (``BitMLPConfig`` -> ``"BitMLPModel"``).
+    """
 
     _models: Dict[type, Type[nn.Module]] = {BitMLPConfig: BitMLP}
 
@@ -22,9 +30,23 @@ class AutoBitModel:
         cls._models[config_cls] = model_cls
 
     @classmethod
-    def from_config(cls, config) -> nn.Module:
+    def from_config(cls, config, quant_config: Optional[BitQuantConfig] = None) -> nn.Module:
+        """A fresh model (training mode) for ``config``; ``quant_config`` overrides the config's.
+
+        Raises:
+            ValueError: no model is known for ``type(config)``.
+        """
         model_cls = cls._models.get(type(config))
         if model_cls is None:
-            known = ", ".join(c.__name__ for c in cls._models)
+            config_name = type(config).__name__
+            base = config_name[:-6] if config_name.endswith("Config") else config_name
+            model_cls = MODEL_REGISTRY.get(base + "Model")
+        if model_cls is None:
+            known = sorted({c.__name__ for c in cls._models} | set(MODEL_REGISTRY))
             raise ValueError(f"AutoBitModel: no model for config type {type(config).__name__} (known: {known})")
-        return model_cls(config)
+        return model_cls(config, quant_config)
+
+    @staticmethod
+    def from_pretrained(path: str):
+        """Not supported (as upstream): load a state dict into ``from_config(...)`` instead."""
+        raise NotImplementedError("AutoBitModel.from_pretrained: build with from_config() and load_state_dict()")

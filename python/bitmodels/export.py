@@ -53,16 +53,24 @@ def _layer_record(layer: BitLinear, relu_after: bool) -> bytes:
         1 if relu_after else 0,
         0,
     )
-    parts = [header, scales.detach().float().contiguous().numpy().astype("<f4").tobytes()]
+    # A file is host data: tensors of a layer on another device are copied to the CPU here.
+    parts = [header, scales.detach().float().cpu().contiguous().numpy().astype("<f4").tobytes()]
     if layer.bias is not None:
-        parts.append(layer.bias.detach().float().contiguous().numpy().astype("<f4").tobytes())
-    parts.append(trits.numpy().tobytes())
+        parts.append(layer.bias.detach().float().cpu().contiguous().numpy().astype("<f4").tobytes())
+    parts.append(trits.cpu().numpy().tobytes())
     return b"".join(parts)
 
 
 def export_bitmlp(model: nn.Module, path: Union[str, os.PathLike]) -> Path:
     """Write ``model`` (BitLinear layers, optionally followed by ReLU; Dropout and Identity are
-    skipped) to ``path`` atomically (temp file + rename). Returns the path."""
+    skipped) to ``path`` atomically (temp file + rename). Returns the path.
+
+    The model may live on any device and have been cast to any dtype: scales are float32 already,
+    a bias is written as float32 (a bias cast to bfloat16 / float16 is written as those values).
+
+    Raises:
+        ValueError: a module that cannot be exported, widths that do not chain, no BitLinear.
+    """
     modules = _layer_sequence(model)
     layers, relu = [], []
     for module in modules:

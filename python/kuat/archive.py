@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterator, List, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -18,7 +18,14 @@ class KuatArchive:
 
     ``archive[i]`` is ``{"image": HxWxC uint8 array, "label": int}``; negative indices count
     from the end. Errors: ``OSError`` for a missing, truncated or corrupt file, ``ValueError``
-    for bad arguments (out-of-range indices, ``get_batch`` on a variable-size archive, ...).
+    for bad arguments (``get_batch`` on a variable-size archive, ...), ``IndexError`` for a sample
+    index out of range and ``TypeError`` for one that is not an int.
+
+    Kuat-Beta's accessors work unchanged: ``len()``, ``decode(i) -> (image, label)``,
+    ``label(i)``, ``decode_batch(indices)``, ``all_labels()``, ``codebook_numpy()``,
+    ``get_indices_batch(indices)``, ``patch_size``, ``dimensions``, ``grid_size`` and
+    ``info()["bits"]`` (docs/migrating.md lists the differences). Labels of unlabelled samples
+    are ``None`` in those accessors (Kuat-Beta's convention) and -1 in ``labels``/``get_batch``.
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]):
@@ -63,8 +70,27 @@ class KuatArchive:
         return {"images": images, "labels": labels}
 
     def info(self) -> Dict[str, Any]:
-        """Samples, shape, codebook, size, compression ratio, quality and the full metadata."""
-        return json.loads(self._native.summary_json())
+        """Samples, shape, codebook, size, compression ratio, quality and the full metadata.
+
+        Also Kuat-Beta's keys: ``path``, ``samples``, ``width``/``height`` (None for a variable-size
+        archive), ``bits`` (the converter's ``--bits``, bits per channel of the training coreset;
+        None if the archive does not record it) and ``classes`` (list of names).
+        """
+        info = json.loads(self._native.summary_json())
+        conversion = self._metadata.get("conversion")
+        bits = conversion.get("bits") if isinstance(conversion, dict) else None
+        info.setdefault("path", self.path)
+        info.setdefault("samples", len(self))
+        if self.fixed_shape:
+            h, w, _ = self.shape(0) if len(self) else (None, None, None)
+            info.setdefault("width", w)
+            info.setdefault("height", h)
+        else:
+            info.setdefault("width", None)
+            info.setdefault("height", None)
+        info.setdefault("bits", bits)
+        info.setdefault("classes", self.classes)
+        return info
 
     def verify(self) -> None:
         """Checks every checksum and decodes every sample (``OSError`` on the first problem)."""
@@ -106,3 +132,83 @@ class KuatArchive:
     def shape(self, i: int) -> tuple:
         """(H, W, C) of sample i."""
         return tuple(self._native.shape(self._index(i)))
+
+    # -- Kuat-Beta accessors ------------------------------------------------------------------
+    def len(self) -> int:
+        """Number of samples (Kuat-Beta's ``archive.len()``; same as ``len(archive)``)."""
+        return len(self)
+
+    def _label_or_none(self, j: int) -> Optional[int]:
+        label = self._native.label(j)
+        return None if label < 0 else int(label)
+
+    def decode(self, i: int) -> Tuple[np.ndarray, Optional[int]]:
+        """``(image, label)``: sample i as (H, W, C) uint8 and its label (None when unlabelled).
+
+        IndexError for an index out of range (negative indices count from the end).
+        """
+        j = self._index(i)
+        return self._native.decode(j), self._label_or_none(j)
+
+    def label(self, i: int) -> Optional[int]:
+        """Label of sample i (None when unlabelled); IndexError out of range."""
+        return self._label_or_none(self._index(i))
+
+    def decode_batch(self, indices: Sequence[int]) -> Union[np.ndarray, List[np.ndarray]]:
+        """Images of several samples: (B, H, W, C) uint8 (a list of (H, W, C) arrays for a
+        variable-size archive). IndexError for an index out of range."""
+        rows = self._rows(indices)
+        if not self.fixed_shape:
+            return [self._native.decode(int(j)) for j in rows]
+        return self._native.get_batch(rows)["images"]
+
+    def all_labels(self) -> List[Optional[int]]:
+        """Every sample's label in order, None for unlabelled samples (``labels`` is the int32 array)."""
+        return [None if v < 0 else int(v) for v in self._native.labels().tolist()]
+
+    def codebook_numpy(self) -> np.ndarray:
+        """The codebook as a writable (K, P*P*C) uint8 array, rows in (py, px, c) order."""
+        cb = self._native.codebook()
+        return np.ascontiguousarray(cb.reshape(cb.shape[0], -1))
+
+    def get_indices_batch(self, indices: Sequence[int]) -> Tuple[np.ndarray, List[Optional[int]]]:
+        """``(indices, labels)`` for GPU decode: (B, grid_h * grid_w) uint32 codeword indices in
+        row-major grid order (fixed-shape archives; ValueError otherwise) and the labels (None when
+        unlabelled). IndexError for an index out of range."""
+        rows = self._rows(indices)
+        if not self.fixed_shape:
+            raise ValueError("get_indices_batch needs a fixed-shape archive (convert with --width/--height)")
+        gh, gw = self.grid_size[1], self.grid_size[0]
+        packed = self._native.packed_indices()
+        out = np.empty((len(rows), gh * gw), dtype=np.uint32)
+        if len(rows):
+            bits = self._native.index_bits
+            block = np.unpackbits(packed[rows], axis=1, bitorder="little")[:, :gh * gw * bits]
+            weights = (np.uint32(1) << np.arange(bits, dtype=np.uint32))
+            out[:] = block.reshape(len(rows), gh * gw, bits).astype(np.uint32) @ weights
+        return out, [self._label_or_none(int(j)) for j in rows]
+
+    def _rows(self, indices: Sequence[int]) -> np.ndarray:
+        return np.array([self._index(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1).tolist()],
+                        dtype=np.int64)
+
+    @property
+    def patch_size(self) -> int:
+        """Patch side P (patches are P x P pixels)."""
+        return int(self._native.patch)
+
+    @property
+    def channels(self) -> int:
+        return int(self._native.channels)
+
+    @property
+    def dimensions(self) -> Tuple[int, int]:
+        """``(width, height)`` of every image (Kuat-Beta's order); ValueError for a variable-size archive."""
+        h, w, _, _ = self._native.geometry
+        return int(w), int(h)
+
+    @property
+    def grid_size(self) -> Tuple[int, int]:
+        """``(grid_w, grid_h)``: patches per row and per column (Kuat-Beta's order, like ``dimensions``)."""
+        h, w, _, p = self._native.geometry
+        return -(-int(w) // int(p)), -(-int(h) // int(p))

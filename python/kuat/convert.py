@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Dict, Optional, Sequence, Union
 
 from lowbit import _native
@@ -34,6 +35,9 @@ def convert_dataset(
     limit: Optional[int] = None,
     threads: Optional[int] = None,
     classes: Union[Sequence[str], PathLike, None] = None,
+    max_pixels: Optional[int] = None,
+    background: Optional[Sequence[int]] = None,
+    exif_transpose: bool = False,
 ) -> Dict[str, Any]:
     """Converts a dataset to a Kuat archive and returns statistics.
 
@@ -45,7 +49,15 @@ def convert_dataset(
     class names in the archive (a list in label order, or a file with one name per line); IDX
     files carry none. Their count must match the source's classes or its label range 0..max.
 
-    Returns a dict with ``samples``, ``skipped``, ``compression_ratio``, ``psnr`` (mean
+    Image files are decoded by one rule for JPEG, PNG and WebP (docs/kuat.md, "Image
+    pixels"): stored values, transparent pixels composited onto ``background`` (an (R, G, B)
+    tuple, black by default), the first frame of an animation. ``max_pixels`` refuses larger
+    images before decoding them (default 178956970, PIL's decompression-bomb limit);
+    ``exif_transpose=True`` applies the EXIF orientation as ``PIL.ImageOps.exif_transpose``.
+    Hidden files and folders are never samples or classes (listed in ``ignored``); warnings
+    about the source (e.g. IDX images without labels) are issued as ``UserWarning``.
+
+    Returns a dict with ``samples``, ``skipped``, ``ignored``, ``warnings``, ``compression_ratio``, ``psnr`` (mean
     per-sample dB), ``psnr_worst``, ``mse``, ``seconds``, ``training_seconds``,
     ``archive_bytes``, ``raw_bytes`` and more. Raises ``OSError`` for unreadable inputs and
     ``ValueError`` for bad options; no partial output file is ever left behind.
@@ -72,7 +84,14 @@ def convert_dataset(
         "seed": seed,
         "limit": limit,
         "threads": threads,
+        "max_pixels": max_pixels,
+        "exif_transpose": bool(exif_transpose),
     }
+    if background is not None:
+        rgb = list(background)
+        if len(rgb) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb):
+            raise ValueError(f"background must be three ints 0..255 (R, G, B), got {background!r}")
+        options["background"] = rgb
     if isinstance(classes, (str, os.PathLike)):
         options["classes_file"] = os.fspath(classes)
     elif classes is not None:
@@ -80,9 +99,14 @@ def convert_dataset(
         if not names or not all(isinstance(c, str) for c in names):
             raise ValueError("classes must be a non-empty list of str or a path to a file of names")
         options["classes"] = names
+    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
     for name in ("bits", "codebook_size", "width", "height", "patch", "channels", "iterations", "limit", "threads",
                  "training_patches"):
         value = options[name]
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return dict(_native.kuat.convert(os.fspath(src), os.fspath(dst), options))
+    stats = dict(_native.kuat.convert(os.fspath(src), os.fspath(dst), options))
+    for message in stats["warnings"]:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return stats

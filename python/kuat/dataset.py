@@ -4,6 +4,10 @@ The engine (``lowbit::kuat::Loader``) decodes batches on its own worker threads,
 batches ahead, into a bounded pool of buffers; each yielded array is a zero-copy view of one
 buffer, which goes back to the pool only when no array refers to it any more. The epoch order
 is a function of ``(seed, epoch)`` alone; see docs/kuat-loader.md for the rank split.
+
+With ``device=`` (any torch device) batches are torch tensors on that device: the C++ loader
+still decides order, ranks and batch counts, and decoding runs where the images are wanted
+(kuat/_device.py): only packed indices cross to the device.
 """
 
 from __future__ import annotations
@@ -88,12 +92,44 @@ def _channel_values(name: str, value: Any) -> List[float]:
     return values
 
 
+class KuatEpochIterator:
+    """The batches of one epoch, as ``KuatDataset.epoch(n)`` returns them (Kuat-Beta's name).
+
+    An iterator of ``{"images", "labels"}`` dicts; ``len()`` is the number of batches it yields in
+    all, ``epoch`` the epoch number. ``close()`` (or dropping it) stops the loader's workers.
+    """
+
+    def __init__(self, batches: Iterator[Dict[str, Any]], epoch: int, length: int) -> None:
+        self._batches = batches
+        self.epoch = epoch
+        self._length = length
+
+    def __iter__(self) -> "KuatEpochIterator":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        return next(self._batches)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def close(self) -> None:
+        self._batches.close()
+
+    def __repr__(self) -> str:
+        return f"KuatEpochIterator(epoch={self.epoch}, batches={self._length})"
+
+
 class KuatDataset:
     """Batches of one or more Kuat archives that share a codebook.
 
     ``epoch(n)`` yields ``{"images", "labels"}``: images ``(B, H, W, C)`` (``layout="NHWC"``) or
     ``(B, C, H, W)`` (``"NCHW"``), uint8 or float32 (``(x / 255 - mean) / std``), labels int32
-    ``(B,)``. ``len(dataset)`` is the number of batches per epoch on this rank.
+    ``(B,)``: numpy arrays, or torch tensors on ``device`` when one is given (any torch device;
+    ``device=None`` keeps numpy). ``len(dataset)`` is the number of SAMPLES one epoch yields on this
+    rank (all samples when world_size is 1, as in Kuat-Beta); ``batch_count()`` the number of
+    batches. Errors: ``ValueError`` for bad arguments or archives that cannot be read together,
+    ``OSError`` (naming the sample) when a corrupt sample is decoded.
     """
 
     def __init__(
@@ -113,6 +149,7 @@ class KuatDataset:
         random_flip: bool = False,
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
+        device: Any = None,
     ) -> None:
         sources = _resolve_sources(path_or_paths)
         batch_size = _positive_int("batch_size", batch_size)
@@ -156,6 +193,32 @@ class KuatDataset:
         self.world_size = world_size
         self._position = (0, 0)  # (epoch, batches consumed) of the most recent iteration
         self._resume: Optional[Tuple[int, int]] = None
+        self.device = None
+        self._device: Any = None
+        if device is not None:
+            from . import _device
+
+            self.device = _device.resolve_device(device)
+            self._device_args = (sources, mean_values, std_values, int(random_crop_padding), bool(random_flip))
+            self._uses_native_decode()  # the 'cpp' backend refuses a non-CPU device now, not at the first batch
+
+    def _device_decoder(self) -> Any:
+        """The device decoder, built on first use (its codebook table lives on the device)."""
+        if self._device is None:
+            from . import _device
+
+            sources, mean, std, crop, flip = self._device_args
+            self._device = _device.DeviceDecoder(self._loader, self.batch_size, sources, self.device, self.layout,
+                                                 self.dtype, mean, std, crop, flip, self.seed)
+        return self._device
+
+    def _uses_native_decode(self) -> bool:
+        """True when batches come from the C++ workers (numpy output, or CPU tensors under 'auto'/'cpp')."""
+        if self.device is None:
+            return True
+        from lowbit import _backend
+
+        return _backend.select(self.device, "KuatDataset") == "cpp"
 
     @staticmethod
     def _rank_and_world_size(rank: Any, world_size: Any) -> Tuple[int, int]:
@@ -174,6 +237,11 @@ class KuatDataset:
 
     # -- sizes -------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Samples one epoch yields on this rank (Kuat-Beta: ``len(dataset)`` counts samples)."""
+        return self._loader.samples_per_rank
+
+    def batch_count(self) -> int:
+        """Batches per epoch on this rank (the last may be short unless ``drop_last``)."""
         return self._loader.batches_per_epoch
 
     @property
@@ -199,7 +267,7 @@ class KuatDataset:
         return self._loader.sample_order(int(epoch))
 
     # -- iteration ---------------------------------------------------------------------------
-    def epoch(self, epoch: int) -> Iterator[Dict[str, np.ndarray]]:
+    def epoch(self, epoch: int) -> KuatEpochIterator:
         """Batches of epoch `epoch`; continues mid-epoch after load_state_dict() for that epoch."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
@@ -207,16 +275,27 @@ class KuatDataset:
         if self._resume is not None and self._resume[0] == epoch:
             start = self._resume[1]
             self._resume = None
-        return self._batches(int(epoch), start, 1)
+        return KuatEpochIterator(self._batches(int(epoch), start, 1), int(epoch),
+                                 max(0, self.batch_count() - start))
 
-    def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
         """Continues from the current position: the rest of this epoch, else the next one."""
         epoch, consumed = self._next_position()
         self._resume = None
-        return self._batches(epoch, consumed, 1)
+        return KuatEpochIterator(self._batches(epoch, consumed, 1), epoch, max(0, self.batch_count() - consumed))
 
-    def _batches(self, epoch: int, first_batch: int, batch_step: int) -> Iterator[Dict[str, np.ndarray]]:
+    def _batches(self, epoch: int, first_batch: int, batch_step: int) -> Iterator[Dict[str, Any]]:
         self._position = (epoch, first_batch)
+        if not self._uses_native_decode():
+            for images, labels, index in self._device_decoder().batches(epoch, first_batch, batch_step):
+                self._position = (epoch, index + 1)
+                yield {"images": images, "labels": labels}
+            return
+        to_tensor = None
+        if self.device is not None:  # CPU tensors from the C++ workers: zero-copy views of their buffers
+            import torch
+
+            to_tensor = torch.from_numpy
         reader = self._loader.read_epoch(epoch, first_batch, batch_step)
         try:
             while True:
@@ -225,6 +304,8 @@ class KuatDataset:
                     return
                 images, labels, index = item
                 self._position = (epoch, index + 1)
+                if to_tensor is not None:
+                    images, labels = to_tensor(images), to_tensor(labels)
                 yield {"images": images, "labels": labels}
         finally:
             del reader  # stops and joins the workers, also when the loop is abandoned
@@ -234,7 +315,7 @@ class KuatDataset:
         if self._resume is not None:
             return self._resume
         epoch, consumed = self._position
-        if consumed >= len(self):
+        if consumed >= self.batch_count():
             return epoch + 1, 0
         return epoch, consumed
 
@@ -256,11 +337,12 @@ class KuatDataset:
             if state[key] != ours:
                 raise ValueError(f"state_dict: {key} is {state[key]!r} but this dataset has {ours!r}")
         epoch, consumed = int(state["epoch"]), int(state["batches_consumed"])
-        if epoch < 0 or not 0 <= consumed <= len(self):
+        if epoch < 0 or not 0 <= consumed <= self.batch_count():
             raise ValueError(f"state_dict: position (epoch {epoch}, batch {consumed}) is outside the epoch")
         self._resume = (epoch, consumed)
         self._position = (epoch, consumed)
 
     def __repr__(self) -> str:
-        return (f"KuatDataset({self.num_samples} samples, {len(self)} batches of {self.batch_size}, "
-                f"{self.layout} {self.dtype}, rank {self.rank}/{self.world_size})")
+        where = "" if self.device is None else f", device {self.device}"
+        return (f"KuatDataset({self.num_samples} samples, {self.batch_count()} batches of {self.batch_size}, "
+                f"{self.layout} {self.dtype}, rank {self.rank}/{self.world_size}{where})")

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
+#include <string_view>
 
 #include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
@@ -28,7 +30,12 @@ std::string header_value(const std::string& header, const std::string& key, cons
 FloatArray read_npy_f32(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(io_message(path, "cannot open input file", errno));
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_npy_f32(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), path);
+}
+
+FloatArray parse_npy_f32(const std::uint8_t* data, std::size_t size, const std::string& path) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0) {
     throw IoError(io_message(path, "not a .npy file"));
   }
@@ -64,9 +71,13 @@ FloatArray read_npy_f32(const std::string& path) {
     if (pos >= shape_text.size()) break;
     std::size_t end = pos;
     while (end < shape_text.size() && shape_text[end] >= '0' && shape_text[end] <= '9') ++end;
-    if (end == pos) throw IoError(io_message(path, "malformed npy shape"));
+    if (end == pos || end - pos > 18) throw IoError(io_message(path, "malformed npy shape"));
     const std::size_t dim = std::stoull(shape_text.substr(pos, end - pos));
     array.shape.push_back(dim);
+    // The element count is checked against the data size below; stop before it can overflow.
+    if (dim != 0 && count > (std::numeric_limits<std::size_t>::max() / sizeof(float)) / dim) {
+      throw IoError(io_message(path, "npy shape is too large"));
+    }
     count *= dim;
     pos = end;
   }

@@ -41,7 +41,7 @@ struct Job {
     std::lock_guard<std::mutex> lock(mutex);
     ++stats.skipped;
     stats.skipped_reasons.push_back(message);
-    if (warn) warn(message);
+    if (warn) warn("skipped " + message);
   }
 
   // `report`: count and report a broken input (the encoding pass); the training pass reads a
@@ -175,6 +175,10 @@ Json build_metadata(const std::string& input, const ConvertOptions& o, const Dat
   conv.set("width", o.target.width);
   conv.set("height", o.target.height);
   conv.set("resize", o.target.active() ? resize_mode_name(o.target.mode) : "native");
+  conv.set("max_pixels", o.source.decode.max_pixels);
+  const Rgb bg = o.source.decode.background;
+  conv.set("background", std::to_string(bg.r) + "," + std::to_string(bg.g) + "," + std::to_string(bg.b));
+  conv.set("exif_transpose", o.source.decode.exif_transpose);
   conv.set("split", o.source.split);
   conv.set("iterations", o.iterations);
   conv.set("iterations_run", s.iterations_run);
@@ -193,6 +197,7 @@ Json build_metadata(const std::string& input, const ConvertOptions& o, const Dat
   Json st = Json::object();
   st.set("samples", s.samples);
   st.set("skipped", s.skipped);
+  st.set("ignored_hidden", static_cast<std::uint64_t>(s.ignored.size()));
   st.set("raw_bytes", s.raw_bytes);
   st.set("training_seconds", s.training_seconds);
   st.set("encoding_seconds", s.encoding_seconds);
@@ -265,6 +270,11 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
 
   ConvertStats stats;
   stats.format = source->format();
+  stats.ignored = source->ignored();
+  stats.warnings = source->warnings();
+  if (warn) {
+    for (const auto& w : stats.warnings) warn(w);
+  }
   Job job{*source, o, channels, pool, warn, stats, {}};
   const std::uint32_t dim = o.patch * o.patch * channels;
 

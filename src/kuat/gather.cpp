@@ -114,6 +114,25 @@ GatherTable::GatherTable(const ImageGeometry& geometry, const std::uint8_t* code
     }
   }
 
+  if (format_.layout == Layout::NCHW && C == 3 && P == 2) {
+    const std::size_t slot = planar_slot_bytes();
+    planar_.resize(std::size_t{variants} * padded_size_ * P * slot);
+    planar_.zero();
+    for (std::uint32_t mirrored = 0; mirrored < variants; ++mirrored) {
+      for (std::uint32_t k = 0; k < codebook_size; ++k) {
+        const std::uint8_t* word = codebook + std::size_t{k} * cw;
+        for (std::uint32_t py = 0; py < P; ++py) {
+          std::uint8_t* dst = planar_.data() + ((std::size_t{mirrored} * padded_size_ + k) * P + py) * slot;
+          for (std::uint32_t c = 0; c < C; ++c) {
+            for (std::uint32_t px = 0; px < P; ++px) {
+              store(dst + (c * P + px) * es, word[(py * P + (mirrored ? P - 1 - px : px)) * C + c], c);
+            }
+          }
+        }
+      }
+    }
+  }
+
   pad_values_.resize(std::size_t{planes_} * elements_per_pixel_ * es);
   for (std::uint32_t plane = 0; plane < planes_; ++plane) {
     for (std::uint32_t e = 0; e < elements_per_pixel_; ++e) {
@@ -132,7 +151,8 @@ void gather_sample(const GatherTable& table, const std::uint8_t* packed, const S
   thread_local AlignedBuffer<std::uint16_t> indices;
   thread_local AlignedBuffer<std::uint8_t> row;
   const std::size_t index_count = g.num_patches() + kernels::kIndexSlack;
-  const std::size_t row_bytes = std::size_t{g.grid_w()} * table.piece_bytes() + kernels::kRowSlack;
+  // One source row of pieces per plane (the planar kernels lay all planes of a row at once).
+  const std::size_t row_bytes = std::size_t{g.grid_w()} * table.piece_bytes() * table.planes() + kernels::kRowSlack;
   if (indices.size() < index_count) indices.resize(index_count);
   if (row.size() < row_bytes) row.resize(row_bytes);
 

@@ -1,6 +1,7 @@
 // AVX2 level of gather.h: the row algorithm (gather_rows.h) with an AVX2 index unpacker.
 #include <immintrin.h>
 
+#include "gather_planar.h"
 #include "gather_rows.h"
 
 namespace lowbit::kuat::kernels {
@@ -31,7 +32,62 @@ void lay_pieces6(std::uint8_t* dst, const std::uint8_t* base, std::size_t stride
   for (; g < n; ++g) std::memcpy(dst + g * 6, base + idx[reverse ? n - 1 - g : g] * stride, 8);
 }
 
+// Planar slots (gather_planar.h), four at a time: each 16-byte lane holds two slots
+// [R0 R1 G0 G1 B0 B1 x x | R0 R1 G0 G1 B0 B1 x x]; a byte shuffle gathers each plane's four
+// bytes into one dword, a dword permute joins the lanes, and each plane gets one 8-byte store.
+void lay_planar(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride, const std::uint16_t* idx,
+                std::uint32_t n, bool reverse) {
+  const __m256i by_plane = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, -1, -1, -1, -1,  //
+                                            0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, -1, -1, -1, -1);
+  const __m256i join = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto slot = [&](std::uint32_t j) {
+    std::uint64_t v;
+    std::memcpy(&v, base + std::size_t{idx[reverse ? n - 1 - j : j]} * stride, 8);
+    return static_cast<long long>(v);
+  };
+  std::uint32_t g = 0;
+  for (; g + 4 <= n; g += 4) {
+    const __m128i a = _mm_set_epi64x(slot(g + 1), slot(g)), b = _mm_set_epi64x(slot(g + 3), slot(g + 2));
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+    v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, by_plane), join);
+    const __m128i rg = _mm256_castsi256_si128(v), bx = _mm256_extracti128_si256(v, 1);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst[0] + 2 * g), rg);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst[1] + 2 * g), _mm_unpackhi_epi64(rg, rg));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst[2] + 2 * g), bx);
+  }
+  lay_planar_tail(dst, base, stride, idx, g, n, reverse, 1);
+}
+
+// float32 planar slots (32 bytes: qwords R, G, B, pad), four at a time: unpacking qword pairs of
+// two slots gives [R R | B B] and [G G | x x]; 128-bit lane permutes join two such pairs into each
+// plane's four pieces (8 floats), one 32-byte store per plane.
+void lay_planar_f32(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride, const std::uint16_t* idx,
+                    std::uint32_t n, bool reverse) {
+  auto slot = [&](std::uint32_t j) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + std::size_t{idx[reverse ? n - 1 - j : j]} * stride));
+  };
+  std::uint32_t g = 0;
+  for (; g + 4 <= n; g += 4) {
+    const __m256i s0 = slot(g), s1 = slot(g + 1), s2 = slot(g + 2), s3 = slot(g + 3);
+    const __m256i rb01 = _mm256_unpacklo_epi64(s0, s1), rb23 = _mm256_unpacklo_epi64(s2, s3);
+    const __m256i gx01 = _mm256_unpackhi_epi64(s0, s1), gx23 = _mm256_unpackhi_epi64(s2, s3);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[0] + 8 * g), _mm256_permute2x128_si256(rb01, rb23, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[1] + 8 * g), _mm256_permute2x128_si256(gx01, gx23, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[2] + 8 * g), _mm256_permute2x128_si256(rb01, rb23, 0x31));
+  }
+  lay_planar_tail(dst, base, stride, idx, g, n, reverse, 4);
+}
+
 struct Avx2 {
+  static void lay_planar_u8(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
+                            const std::uint16_t* idx, std::uint32_t n, bool reverse) {
+    kernels::lay_planar(dst, base, stride, idx, n, reverse);
+  }
+  static void lay_planar_f32(std::uint8_t* const dst[3], const std::uint8_t* base, std::size_t stride,
+                             const std::uint16_t* idx, std::uint32_t n, bool reverse) {
+    kernels::lay_planar_f32(dst, base, stride, idx, n, reverse);
+  }
+
   static LayPiecesFn lay_for(std::size_t piece_bytes, std::size_t slot_bytes, std::size_t* width) {
     if (piece_bytes != 6 || slot_bytes != 8) return nullptr;
     *width = 32;
@@ -90,6 +146,7 @@ struct Avx2 {
 
 std::uint32_t gather_sample_avx2(const GatherTable& table, const std::uint8_t* packed,
                                  const SampleTransform& transform, std::uint8_t* out, const GatherScratch& scratch) {
+  if (table.has_planar()) return gather_planar_rows<Avx2>(table, packed, transform, out, scratch);
   return gather_rows<Avx2>(table, packed, transform, out, scratch);
 }
 

@@ -1,181 +1,172 @@
-// Image decoding through libjpeg-turbo, libpng (simplified API) and libwebp.
-#include <png.h>
-#include <webp/decode.h>
-
-#include <algorithm>
-#include <cmath>
-#include <csetjmp>
-#include <cstdio>
+// Image decoding: container detection, the pixel limit, alpha compositing, EXIF orientation.
+// The per-container decoders are image_jpeg.cpp, image_png.cpp and image_webp.cpp.
 #include <cstring>
+#include <new>
 
-// jpeglib.h needs FILE and size_t declared first.
-#include <jpeglib.h>
-
+#include "image_codecs.h"
 #include "lowbit/core/error.h"
 #include "lowbit/kuat/image.h"
 
 namespace lowbit::kuat {
-namespace {
+namespace detail {
 
-[[noreturn]] void bad_image(const std::string& what, const std::string& reason) {
-  throw IoError(io_message(what, reason));
-}
+void bad_image(const std::string& what, const std::string& reason) { throw IoError(io_message(what, reason)); }
 
-struct JpegError {
-  jpeg_error_mgr mgr;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-  bool warned = false;
-};
-
-void jpeg_error_exit(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  err->mgr.format_message(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
-// libjpeg reports truncated or corrupt entropy data as warnings and fills in grey; a dataset
-// converter must not silently store such images, so the first warning fails the decode.
-void jpeg_emit_message(j_common_ptr cinfo, int level) {
-  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  if (level < 0 && !err->warned) {
-    err->warned = true;
-    err->mgr.format_message(cinfo, err->message);
+void check_pixel_limit(std::uint64_t width, std::uint64_t height, const DecodeOptions& options, const std::string& what,
+                       const char* container) {
+  if (width == 0 || height == 0) bad_image(what, std::string(container) + " header gives an empty image");
+  const std::uint64_t pixels = width * height;  // both < 2^32: no overflow
+  if (pixels > options.max_pixels) {
+    bad_image(what, std::string(container) + " is " + std::to_string(width) + " x " + std::to_string(height) + " = " +
+                        std::to_string(pixels) + " pixels, over the limit of " + std::to_string(options.max_pixels) +
+                        " (--max-pixels / max_pixels)");
   }
 }
 
-// Smallest M/8 (M = 1..8) whose output still covers the size the target needs.
-unsigned jpeg_scale_numerator(std::uint32_t w, std::uint32_t h, const TargetSize& target) {
-  if (!target.active()) return 8;
-  double need_w = target.width, need_h = target.height;
-  if (target.mode == ResizeMode::CenterCrop) {
-    const double s = std::max(double(target.width) / w, double(target.height) / h);
-    need_w = w * s;
-    need_h = h * s;
-  }
-  for (unsigned m = 1; m < 8; ++m) {
-    const double sw = std::ceil(w * m / 8.0), sh = std::ceil(h * m / 8.0);
-    if (sw >= need_w && sh >= need_h) return m;
-  }
-  return 8;
-}
-
-Image decode_jpeg(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const TargetSize& target,
-                  const std::string& what) {
-  jpeg_decompress_struct cinfo;
-  JpegError err;
-  cinfo.err = jpeg_std_error(&err.mgr);
-  err.mgr.error_exit = jpeg_error_exit;
-  err.mgr.emit_message = jpeg_emit_message;
-  // Objects with destructors are declared before setjmp so a longjmp never skips their construction.
-  Image img;
-  std::vector<std::uint8_t> raw;
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    bad_image(what, std::string("corrupt JPEG: ") + err.message);
-  }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
-  jpeg_read_header(&cinfo, TRUE);
-  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-  if (cmyk) {
-    cinfo.out_color_space = JCS_CMYK;
-  } else {
-    cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
-  }
-  cinfo.scale_num = jpeg_scale_numerator(cinfo.image_width, cinfo.image_height, target);
-  cinfo.scale_denom = 8;
-  cinfo.dct_method = JDCT_ISLOW;
-  jpeg_start_decompress(&cinfo);
-  const std::uint32_t w = cinfo.output_width, h = cinfo.output_height, oc = cinfo.output_components;
-  raw.resize(std::size_t{w} * h * oc);
-  while (cinfo.output_scanline < h) {
-    JSAMPROW row = raw.data() + std::size_t{cinfo.output_scanline} * w * oc;
-    jpeg_read_scanlines(&cinfo, &row, 1);
-  }
-  const bool adobe_inverted = cinfo.saw_Adobe_marker;
-  jpeg_finish_decompress(&cinfo);
-  jpeg_destroy_decompress(&cinfo);
-  if (err.warned) bad_image(what, std::string("corrupt JPEG: ") + err.message);
-  img.height = h;
-  img.width = w;
-  if (cmyk) {
-    // Adobe CMYK JPEGs store inverted values: R = C * K / 255 on the stored bytes.
-    img.channels = 3;
-    img.pixels.resize(std::size_t{w} * h * 3);
-    for (std::size_t i = 0; i < std::size_t{w} * h; ++i) {
-      const std::uint8_t* p = &raw[i * 4];
-      for (int c = 0; c < 3; ++c) {
-        const unsigned v = adobe_inverted ? p[c] : 255u - p[c];
-        const unsigned k = adobe_inverted ? p[3] : 255u - p[3];
-        img.pixels[i * 3 + c] = static_cast<std::uint8_t>((v * k + 127) / 255);
-      }
+void composite_rgba_in_place(std::vector<std::uint8_t>& pixels, std::size_t count, Rgb background) {
+  std::uint8_t* p = pixels.data();
+  const std::uint8_t bg[3] = {background.r, background.g, background.b};
+  // Output pixel i (3 bytes at 3i) never overtakes input pixel i (4 bytes at 4i).
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint8_t* s = p + 4 * i;
+    std::uint8_t* d = p + 3 * i;
+    const std::uint8_t a = s[3];
+    if (a == 255) {
+      d[0] = s[0];
+      d[1] = s[1];
+      d[2] = s[2];
+    } else {
+      const std::uint8_t r = composite_over(s[0], a, bg[0]), g = composite_over(s[1], a, bg[1]),
+                         b = composite_over(s[2], a, bg[2]);
+      d[0] = r;
+      d[1] = g;
+      d[2] = b;
     }
-    return channels == 3 ? img : convert_channels(img, channels);
   }
-  img.channels = oc;
-  img.pixels = std::move(raw);
-  return img;
+  pixels.resize(count * 3);
 }
 
-Image decode_png(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const std::string& what) {
-  png_image png;
-  std::memset(&png, 0, sizeof png);
-  png.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_memory(&png, data, size)) {
-    bad_image(what, std::string("corrupt PNG: ") + png.message);
+int exif_orientation(const std::uint8_t* data, std::size_t size) {
+  if (size >= 6 && std::memcmp(data, "Exif\0\0", 6) == 0) {
+    data += 6;
+    size -= 6;
   }
-  png.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  Image img;
-  img.height = png.height;
-  img.width = png.width;
-  img.channels = channels;
-  if (png.width == 0 || png.height == 0 || std::uint64_t{png.width} * png.height > (std::uint64_t{1} << 31)) {
-    png_image_free(&png);
-    bad_image(what, "PNG size out of range");
+  if (size < 8) return 1;
+  const bool little = data[0] == 'I' && data[1] == 'I';
+  if (!little && !(data[0] == 'M' && data[1] == 'M')) return 1;
+  auto u16 = [&](std::size_t at) {
+    return little ? std::uint32_t{data[at]} | std::uint32_t{data[at + 1]} << 8
+                  : std::uint32_t{data[at]} << 8 | std::uint32_t{data[at + 1]};
+  };
+  auto u32 = [&](std::size_t at) { return little ? u16(at) | u16(at + 2) << 16 : u16(at) << 16 | u16(at + 2); };
+  if (u16(2) != 42) return 1;
+  const std::uint64_t ifd = u32(4);
+  if (ifd + 2 > size) return 1;
+  const std::uint32_t entries = u16(static_cast<std::size_t>(ifd));
+  for (std::uint32_t e = 0; e < entries; ++e) {
+    const std::uint64_t at = ifd + 2 + 12ull * e;
+    if (at + 12 > size) return 1;
+    if (u16(at) != 0x0112) continue;
+    if (u16(at + 2) != 3) return 1;  // SHORT
+    const std::uint32_t v = u16(at + 8);
+    return v >= 1 && v <= 8 ? static_cast<int>(v) : 1;
   }
-  img.pixels.resize(PNG_IMAGE_SIZE(png));
-  png_color background{0, 0, 0};  // transparent pixels are composited onto black
-  if (!png_image_finish_read(&png, &background, img.pixels.data(), 0, nullptr)) {
-    const std::string msg = png.message;
-    png_image_free(&png);
-    bad_image(what, "corrupt PNG: " + msg);
-  }
-  return img;
+  return 1;
 }
 
-Image decode_webp(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const std::string& what) {
-  int w = 0, h = 0;
-  if (!WebPGetInfo(data, size, &w, &h) || w <= 0 || h <= 0) bad_image(what, "corrupt WebP header");
-  Image img;
-  img.height = static_cast<std::uint32_t>(h);
-  img.width = static_cast<std::uint32_t>(w);
-  img.channels = 3;
-  img.pixels.resize(std::size_t(w) * h * 3);
-  if (!WebPDecodeRGBInto(data, size, img.pixels.data(), img.pixels.size(), w * 3)) bad_image(what, "corrupt WebP data");
-  return channels == 3 ? img : convert_channels(img, channels);
+}  // namespace detail
+
+Rgb parse_rgb(const std::string& text) {
+  unsigned v[3] = {0, 0, 0};
+  std::size_t at = 0;
+  for (int c = 0; c < 3; ++c) {
+    std::size_t digits = 0;
+    unsigned value = 0;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9' && digits < 4) {
+      value = value * 10 + static_cast<unsigned>(text[at++] - '0');
+      ++digits;
+    }
+    const bool sep_ok = c == 2 ? at == text.size() : at < text.size() && text[at] == ',';
+    if (digits == 0 || value > 255 || !sep_ok) {
+      throw InvalidArgument("background must be R,G,B with each value 0..255, got '" + text + "'");
+    }
+    v[c] = value;
+    ++at;
+  }
+  return Rgb{static_cast<std::uint8_t>(v[0]), static_cast<std::uint8_t>(v[1]), static_cast<std::uint8_t>(v[2])};
 }
 
-}  // namespace
+Image apply_orientation(const Image& image, int orientation) {
+  if (orientation < 2 || orientation > 8) return image;
+  const std::uint32_t W = image.width, H = image.height, C = image.channels;
+  const bool swap = orientation >= 5;
+  Image out;
+  out.width = swap ? H : W;
+  out.height = swap ? W : H;
+  out.channels = C;
+  out.pixels.resize(image.pixels.size());
+  for (std::uint32_t y = 0; y < out.height; ++y) {
+    for (std::uint32_t x = 0; x < out.width; ++x) {
+      std::uint32_t sx = x, sy = y;
+      switch (orientation) {
+        case 2: sx = W - 1 - x; break;                      // FLIP_LEFT_RIGHT
+        case 3: sx = W - 1 - x; sy = H - 1 - y; break;      // ROTATE_180
+        case 4: sy = H - 1 - y; break;                      // FLIP_TOP_BOTTOM
+        case 5: sx = y; sy = x; break;                      // TRANSPOSE
+        case 6: sx = y; sy = H - 1 - x; break;              // ROTATE_270 (90 clockwise)
+        case 7: sx = W - 1 - y; sy = H - 1 - x; break;      // TRANSVERSE
+        case 8: sx = W - 1 - y; sy = x; break;              // ROTATE_90 (90 counter-clockwise)
+      }
+      std::memcpy(&out.pixels[(std::size_t{y} * out.width + x) * C], &image.pixels[(std::size_t{sy} * W + sx) * C], C);
+    }
+  }
+  return out;
+}
+
+bool image_codecs_available() noexcept { return LOWBIT_IMAGE_CODECS != 0; }
+
+const char* no_image_codecs_reason() noexcept {
+  return LOWBIT_IMAGE_CODECS ? ""
+                             : "lowbit was built without image codecs (LOWBIT_IMAGE_CODECS=OFF): JPEG, PNG and WebP "
+                               "files cannot be read or written; rebuild with libjpeg, libpng and libwebp installed "
+                               "(IDX, CIFAR and numpy sources work)";
+}
 
 Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const TargetSize& target,
-                   const std::string& what) {
+                   const std::string& what, const DecodeOptions& options) {
   if (channels != 1 && channels != 3) throw InvalidArgument("channels must be 1 or 3");
-  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, size, channels, target, what);
-  if (size >= 8 && std::memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(data, size, channels, what);
-  if (size >= 12 && std::memcmp(data, "RIFF", 4) == 0 && std::memcmp(data + 8, "WEBP", 4) == 0) {
-    return decode_webp(data, size, channels, what);
+  const bool want_gray = channels == 1;
+  int orientation = 1;
+  Image img;
+  try {
+    if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
+      img = detail::decode_jpeg(data, size, want_gray, target, what, options, &orientation);
+    } else if (size >= 8 && std::memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) {
+      img = detail::decode_png(data, size, want_gray, what, options, &orientation);
+    } else if (size >= 12 && std::memcmp(data, "RIFF", 4) == 0 && std::memcmp(data + 8, "WEBP", 4) == 0) {
+      img = detail::decode_webp(data, size, what, options, &orientation);
+    } else if (size == 0) {
+      detail::bad_image(what, "file is empty");
+    } else {
+      detail::bad_image(what, "not a JPEG, PNG or WebP image");
+    }
+    if (options.exif_transpose && orientation != 1) img = apply_orientation(img, orientation);
+    return img.channels == channels ? img : convert_channels(img, channels);
+  } catch (const std::bad_alloc&) {
+    img = Image{};
+    detail::bad_image(what, "out of memory while decoding (lower --max-pixels or --threads)");
   }
-  if (size == 0) bad_image(what, "file is empty");
-  bad_image(what, "not a JPEG, PNG or WebP image");
 }
 
-bool image_codecs_available() noexcept { return true; }
-const char* no_image_codecs_reason() noexcept { return ""; }
-
-Image read_image_file(const std::string& path, std::uint32_t channels, const TargetSize& target) {
-  const std::vector<std::uint8_t> bytes = read_whole_file(path);
-  return decode_image(bytes.data(), bytes.size(), channels, target, path);
+Image read_image_file(const std::string& path, std::uint32_t channels, const TargetSize& target,
+                      const DecodeOptions& options) {
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes = read_whole_file(path);
+  } catch (const std::bad_alloc&) {
+    detail::bad_image(path, "out of memory reading the file");
+  }
+  return decode_image(bytes.data(), bytes.size(), channels, target, path, options);
 }
 
 }  // namespace lowbit::kuat

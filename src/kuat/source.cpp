@@ -26,6 +26,10 @@ bool has_image_extension(const std::string& filename) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp" || ext == ".jpe";
 }
 
+bool is_hidden_name(const std::string& filename) {
+  return (!filename.empty() && filename[0] == '.') || filename == "__MACOSX";
+}
+
 namespace {
 
 bool is_idx_name(const std::string& name) {
@@ -42,19 +46,26 @@ std::string detect_format(const std::string& path) {
     const std::string name = fs::path(path).filename().string();
     if (is_idx_name(name)) return "idx";
     if (name.rfind("data_batch", 0) == 0 || name == "test_batch" || name == "train" || name == "test") return "cifar";
+    if (name == "test_batch.bin" || name == "train.bin" || name == "test.bin") return "cifar";
     throw IoError(io_message(path, "cannot tell the format of this file (use --format idx or cifar)"));
   }
   if (!fs::is_directory(st)) throw IoError(io_message(path, "not a file or folder"));
   bool has_idx = false, has_images = false, has_class_dirs = false;
   for (const auto& e : fs::directory_iterator(path, ec)) {
     const std::string name = e.path().filename().string();
+    if (is_hidden_name(name)) continue;
     if (e.is_regular_file()) {
       if (name == "batches.meta" || name == "data_batch_1" || name == "test_batch" || name == "meta") return "cifar";
+      if (name == "batches.meta.txt" || name == "data_batch_1.bin" || name == "test_batch.bin" || name == "train.bin" ||
+          name == "fine_label_names.txt") {
+        return "cifar";
+      }
       if (is_idx_name(name)) has_idx = true;
       if (has_image_extension(name)) has_images = true;
     } else if (e.is_directory() && !has_class_dirs) {
       for (const auto& f : fs::directory_iterator(e.path(), ec)) {
-        if (f.is_regular_file() && has_image_extension(f.path().filename().string())) {
+        const std::string file = f.path().filename().string();
+        if (!is_hidden_name(file) && f.is_regular_file() && has_image_extension(file)) {
           has_class_dirs = true;
           break;
         }

@@ -5,14 +5,14 @@
 #include "lowbit/core/error.h"
 #include "lowbit/kuat/image.h"
 #include "pickle.h"
-#include "source_memory.h"
+#include "source_cifar.h"
 
 namespace lowbit::kuat {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::uint32_t kSide = 32, kPlane = kSide * kSide;
+constexpr std::uint32_t kSide = kCifarSide, kPlane = kCifarPlane;
 
 struct CifarLayout {
   std::vector<std::string> batches;  // full paths
@@ -78,21 +78,12 @@ void append_batch(const std::string& file, bool hundred, InMemorySource& src) {
   if (!pickle::to_int_vector(lv, &labels) || labels.size() != n) {
     throw IoError(io_message(file, "CIFAR labels are missing or do not match the " + std::to_string(n) + " images"));
   }
-  const std::string base = fs::path(file).filename().string();
-  const auto* px = reinterpret_cast<const std::uint8_t*>(data->data.data());
-  const std::size_t first = src.pixels_.size();
-  src.pixels_.resize(first + n * 3 * kPlane);
-  std::uint8_t* out = src.pixels_.data() + first;
-  // Channel-planar (all R, then G, then B) to interleaved HWC.
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint8_t* s = px + i * 3 * kPlane;
-    std::uint8_t* d = out + i * 3 * kPlane;
-    for (std::uint32_t p = 0; p < kPlane; ++p) {
-      d[3 * p] = s[p];
-      d[3 * p + 1] = s[kPlane + p];
-      d[3 * p + 2] = s[2 * kPlane + p];
-    }
     if (labels[i] < -1 || labels[i] > INT32_MAX) throw IoError(io_message(file, "CIFAR label out of range"));
+  }
+  const std::string base = fs::path(file).filename().string();
+  append_planar_images(reinterpret_cast<const std::uint8_t*>(data->data.data()), n, src);
+  for (std::size_t i = 0; i < n; ++i) {
     src.labels_.push_back(static_cast<std::int32_t>(labels[i]));
     src.names_.push_back(base + ":" + std::to_string(i));
   }
@@ -100,8 +91,24 @@ void append_batch(const std::string& file, bool hundred, InMemorySource& src) {
 
 }  // namespace
 
+void append_planar_images(const std::uint8_t* planar, std::size_t n, InMemorySource& src) {
+  const std::size_t first = src.pixels_.size();
+  src.pixels_.resize(first + n * kCifarImageBytes);
+  std::uint8_t* out = src.pixels_.data() + first;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint8_t* s = planar + i * kCifarImageBytes;
+    std::uint8_t* d = out + i * kCifarImageBytes;
+    for (std::uint32_t p = 0; p < kCifarPlane; ++p) {
+      d[3 * p] = s[p];
+      d[3 * p + 1] = s[kCifarPlane + p];
+      d[3 * p + 2] = s[2 * kCifarPlane + p];
+    }
+  }
+}
+
 std::unique_ptr<DatasetSource> open_cifar_source(const std::string& path, const SourceOptions& options) {
   if (!fs::exists(path)) throw IoError(io_message(path, "input does not exist"));
+  if (is_cifar_binary(path)) return open_cifar_binary_source(path, options);
   const CifarLayout layout = layout_for(path, options.split);
   auto src = std::make_unique<InMemorySource>("cifar", kSide, kSide, 3);
   for (const auto& b : layout.batches) append_batch(b, layout.hundred, *src);

@@ -41,17 +41,19 @@ def test_config_validation():
 
 
 def test_registry_priorities_and_fallback():
-    config = BitQuantConfig()
-    assert isinstance(KernelRegistry.get_kernel_for_config(config), CppInt8Kernel)
-    assert KernelRegistry.get_kernel_from_config(config).has_cpp_backend
+    config = BitQuantConfig(activation_dtype="int8")
+    with lowbit.backend("auto"):
+        assert isinstance(KernelRegistry.get_kernel_for_config(config), CppInt8Kernel)
+        assert KernelRegistry.get_kernel_from_config(config).has_cpp_backend
 
     @KernelRegistry.register(activation_dtype="int8", weight_granularity="per_channel", priority=500)
     class Preferred(TorchReferenceKernel):
         pass
 
     try:
-        assert type(KernelRegistry.get_kernel_for_config(BitQuantConfig("per_channel"))) is Preferred
-        assert type(KernelRegistry.get_kernel_for_config(BitQuantConfig("per_tensor"))) is CppInt8Kernel
+        assert type(KernelRegistry.get_kernel_for_config(BitQuantConfig("per_channel", "int8"))) is Preferred
+        with lowbit.backend("auto"):
+            assert type(KernelRegistry.get_kernel_for_config(BitQuantConfig("per_tensor", "int8"))) is CppInt8Kernel
     finally:
         KernelRegistry.unregister(Preferred)
     with pytest.raises(ValueError):
@@ -111,7 +113,8 @@ def test_quantizer_twins_agree(granularity):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(c.to_dict().values()))
 def test_cpp_kernels_bit_identical_to_reference_at_every_level(config, each_simd_level):
     reference = TorchReferenceKernel(config)
-    native = KernelRegistry.get_kernel_for_config(config)
+    with lowbit.backend("auto"):
+        native = KernelRegistry.get_kernel_for_config(config)
     assert native.has_cpp_backend
     g = torch.Generator().manual_seed(3)
     for k in AWKWARD:
@@ -120,7 +123,7 @@ def test_cpp_kernels_bit_identical_to_reference_at_every_level(config, each_simd
             w = torch.randn(n, k, generator=g)
             x = torch.randn(m, k, generator=g)
             bias = torch.randn(n, generator=g)
-            trits, scales = native.quantize_weights(w)
+            trits, scales = native.ternarize(w)
             packed = native.pack(trits)
             expected = reference.linear(x, packed, k, scales, bias)
             for level in each_simd_level:

@@ -56,7 +56,7 @@ def test_qweight_is_int8_ternary_and_follows_the_formula():
 
 
 def test_qat_gradients_are_straight_through():
-    layer = make_layer()
+    layer = make_layer(config=BitQuantConfig(activation_dtype="int8"))
     x = torch.randn(4, 96, requires_grad=True)
     layer.train()
     layer(x).sum().backward()

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import lowbit
 from bitcore.config import BitQuantConfig
 from bitlayers.bitlinear import BitLinear
 from bitmodels import AutoBitModel, BitMLP, BitMLPConfig, convert_to_bitlinear, deploy_model
@@ -23,7 +24,8 @@ def test_config_reaches_every_layer(n_layers):
     assert [(l.in_features, l.out_features) for l in layers] == config.layer_sizes()
     assert layers[0].in_features == 20 and layers[-1].out_features == 3
     assert all(l.quant_config == qc and l.bias is None for l in layers)
-    assert all(type(l.kernel).__name__ == "CppFloat32Kernel" for l in layers)
+    expected = "TorchReferenceKernel" if lowbit.get_backend() == "torch" else "CppFloat32Kernel"
+    assert all(type(l.kernel).__name__ == expected for l in layers)
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert len(dropouts) == n_layers - 1 and all(d.p == 0.25 for d in dropouts)
     assert model(torch.randn(2, 5, 20)).shape == (2, 5, 3)

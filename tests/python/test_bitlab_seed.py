@@ -41,10 +41,12 @@ SELF_CONTAINED = [
 def test_verify_installation_shell_command(repo_root):
     # The README runs it as `python -c "..."`, in the user's environment: whatever makes the
     # packages importable for this test run (the installed .venv, or PYTHONPATH=python in a dev
-    # build) is inherited unchanged.
+    # build) is inherited unchanged - except LOWBIT_BACKEND: the README's promise ("Has C++
+    # backend: True") is about the default backend; under LOWBIT_BACKEND=torch the kernel says False.
+    env = {k: v for k, v in os.environ.items() if k != "LOWBIT_BACKEND"}
     result = subprocess.run(
         [sys.executable, "-c", SEED_BLOCKS["verify_installation"]],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        capture_output=True, text=True, timeout=120, env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "BitLab installation successful" in result.stdout
@@ -62,9 +64,12 @@ def test_self_contained_block_runs_alone(name, capsys):
 
 
 def test_all_blocks_run_in_one_session(capsys):
+    import lowbit
+
     namespace = {"__name__": "__seed__"}
-    for name, code in SEED_BLOCKS.items():
-        exec(compile(code, f"<seed:{name}>", "exec"), namespace)
+    with lowbit.backend("auto"):  # the README's outputs are those of the default backend
+        for name, code in SEED_BLOCKS.items():
+            exec(compile(code, f"<seed:{name}>", "exec"), namespace)
     out = capsys.readouterr().out
     # The outputs the README promises.
     assert "Training output shape: torch.Size([32, 256])" in out

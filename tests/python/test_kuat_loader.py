@@ -55,7 +55,7 @@ def thread_count() -> int:
 def test_batches_are_zero_copy_views_with_every_sample_once():
     arch, idx, codebook, labels = make_archive()
     ds = KuatDataset(arch, batch_size=8)
-    assert len(ds) == 7 and ds.num_samples == 50 and ds.sample_shape == (10, 9, 3)
+    assert len(ds) == 50 and ds.batch_count() == 7 and ds.num_samples == 50 and ds.sample_shape == (10, 9, 3)
     order = ds.sample_order(0)
     seen = []
     for i, batch in enumerate(ds.epoch(0)):

@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kuat.dataset import KuatDataset  # noqa: E402
+from kuat import dataset as kd  # noqa: E402
+from kuat.dataset import KuatDataset, MemoryArchive  # noqa: E402
 from kuat.torch import KuatIterableDataset  # noqa: E402
 
 from test_kuat_loader import make_archive  # noqa: E402
@@ -61,3 +62,73 @@ def test_rank_and_world_size_default_to_torch_distributed(tmp_path):
             KuatDataset(arch, batch_size=2, rank=1)  # world_size 1 comes from the process group
     finally:
         dist.destroy_process_group()
+
+
+def labelled_archive(n):
+    """An archive whose label is the sample index, so batches name their samples."""
+    arch, idx, codebook, _ = make_archive(n=n)
+    packed = np.stack([kd._engine.pack_indices(row, 9) for row in idx])
+    return MemoryArchive(codebook, packed, np.arange(n, dtype=np.int32), 10, 9, 3, 2)
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("n,batch,drop_last", [(23, 4, False), (23, 4, True), (10, 3, False), (7, 8, False)])
+def test_epochs_advance_wherever_the_loop_runs(workers, persistent, n, batch, drop_last):
+    # Issue 15 kind 5: each pass is a new epoch, in the order num_workers=0 gives, each sample once.
+    if persistent and workers == 0:
+        persistent = False  # DataLoader only knows persistent workers when there are workers
+    arch = labelled_archive(n)
+    ds = KuatIterableDataset(arch, batch_size=batch, drop_last=drop_last, seed=11)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=persistent)
+    reference = KuatDataset(arch, batch_size=batch, drop_last=drop_last, seed=11)
+    per_epoch = len(reference.sample_order(0)) if not drop_last else n // batch * batch
+    passes = [[int(v) for _, labels in loader for v in labels] for _ in range(3)]
+    for epoch, seen in enumerate(passes):
+        assert seen == [int(s) for s in reference.sample_order(epoch)[:per_epoch]], f"epoch {epoch}"
+        assert len(seen) == len(set(seen)) == per_epoch
+    assert passes[0] != passes[1] and passes[1] != passes[2]
+    assert ds.epoch == 3
+    ds.set_epoch(1)  # explicit control reaches the workers, persistent ones included
+    assert [int(v) for _, labels in loader for v in labels] == passes[1]
+    assert [int(v) for _, labels in loader for v in labels] == passes[2]
+
+
+def test_set_epoch_and_worker_count_changes_agree():
+    arch = labelled_archive(17)
+    ds = KuatIterableDataset(arch, batch_size=3, seed=2)
+    reference = KuatDataset(arch, batch_size=3, seed=2)
+    got = []
+    for workers in (2, 3, 0, 1, 3):
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+        got.append([int(v) for _, labels in loader for v in labels])
+    assert got == [[int(s) for s in reference.sample_order(e)] for e in range(5)]
+    # Reseeding torch before every pass gives every DataLoader iterator the same base seed: still new epochs.
+    ds.set_epoch(0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    reseeded = []
+    for _ in range(3):
+        torch.manual_seed(0)
+        reseeded.append([int(v) for _, labels in loader for v in labels])
+    assert reseeded == got[:3]
+    ds.set_epoch(5)
+    import copy
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(ds._epochs))  # a plain pickle is a snapshot with its own counter
+    assert clone.next_epoch() == ds.epoch == 5
+    clone.set(0)
+    assert ds.epoch == 5 and copy.deepcopy(ds._epochs).next_epoch() == 5
+    with pytest.raises(ValueError, match="epoch"):
+        ds.set_epoch(-1)
+
+
+def test_iterable_dataset_on_a_device_yields_device_tensors(device):
+    arch, *_ = make_archive(n=13)
+    ds = KuatIterableDataset(arch, batch_size=4, layout="NCHW", device=device)
+    want = [b["images"].copy() for b in KuatDataset(arch, batch_size=4, layout="NCHW").epoch(0)]
+    got = list(torch.utils.data.DataLoader(ds, batch_size=None))
+    assert len(got) == len(want) == len(ds)
+    for (images, labels), w in zip(got, want):
+        assert images.device.type == device.type and labels.dtype == torch.int64
+        np.testing.assert_array_equal(images.cpu().numpy(), w)

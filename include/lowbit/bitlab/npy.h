@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@ struct FloatArray {
 
 // IoError unless the file is a version 1/2/3 .npy of little-endian float32 ('<f4') in C order.
 FloatArray read_npy_f32(const std::string& path);
+// The same for the bytes of a .npy file; `name` is used in error messages.
+FloatArray parse_npy_f32(const std::uint8_t* data, std::size_t size, const std::string& name);
 // Writes path.tmp then renames it over path.
 void write_npy_f32(const std::string& path, const FloatArray& array);
 

@@ -44,6 +44,8 @@ struct ConvertStats {
   std::uint64_t samples = 0;
   std::uint64_t skipped = 0;                 // broken inputs skipped
   std::vector<std::string> skipped_reasons;  // one message per skipped input
+  std::vector<std::string> ignored;          // hidden entries the folder scan left out (relative paths)
+  std::vector<std::string> warnings;         // about the source as a whole (e.g. IDX without labels)
   double psnr = 0, psnr_worst = 0, mse = 0;
   std::uint64_t raw_bytes = 0;               // H*W*C of every stored sample
   std::uint64_t archive_bytes = 0;
@@ -55,7 +57,8 @@ struct ConvertStats {
   std::uint64_t codebook_hash = 0;
 };
 
-// `warn` receives one line per skipped input (default: nothing; the CLI prints them).
+// `warn` receives one line per warning: each source warning, then "skipped <reason>" per
+// skipped input (default: nothing; the CLI prints them).
 ConvertStats convert_dataset(const std::string& input, const std::string& output, const ConvertOptions& options,
                              const std::function<void(const std::string&)>& warn = {});
 

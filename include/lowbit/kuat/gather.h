@@ -84,6 +84,18 @@ class GatherTable {
     return pad_values_.data() + std::size_t{plane} * elements_per_pixel_ * element_size();
   }
 
+  // Planar pieces, built for NCHW with 2x2 patches and 3 channels (the common NCHW case), uint8 or
+  // float32: one slot per (codeword, patch row) holding that row's pixels plane by plane,
+  // [c0 px0, c0 px1, c1 px0, c1 px1, c2 px0, c2 px1, 0, 0] (8 bytes for uint8, 32 for float32), so
+  // a SIMD kernel lays the rows of all three planes from one load per patch (the per-plane pieces
+  // above need three).
+  bool has_planar() const noexcept { return !planar_.empty(); }
+  std::size_t planar_slot_bytes() const noexcept { return 8 * element_size(); }
+  const std::uint8_t* planar_piece(bool mirrored, std::uint32_t k, std::uint32_t py) const noexcept {
+    return planar_.data() + ((std::size_t{mirrored} * padded_size_ + k) * geometry_.patch + py) * planar_slot_bytes();
+  }
+  std::size_t planar_stride() const noexcept { return std::size_t{geometry_.patch} * planar_slot_bytes(); }
+
  private:
   ImageGeometry geometry_;
   OutputFormat format_;
@@ -96,6 +108,7 @@ class GatherTable {
   std::size_t slot_bytes_ = 0;
   AlignedBuffer<std::uint8_t> pieces_;
   AlignedBuffer<std::uint8_t> pad_values_;
+  AlignedBuffer<std::uint8_t> planar_;
 };
 
 // Decodes one sample: `packed` is its block of geometry().num_patches() indices of bits() bits,

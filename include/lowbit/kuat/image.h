@@ -27,13 +27,48 @@ struct TargetSize {
   bool active() const { return width > 0 && height > 0; }
 };
 
+// PIL's decompression-bomb *error* threshold (2 * Image.MAX_IMAGE_PIXELS): the default limit.
+constexpr std::uint64_t kDefaultMaxPixels = 2ull * 89478485ull;
+
+struct Rgb {
+  std::uint8_t r = 0, g = 0, b = 0;
+  bool operator==(const Rgb&) const = default;
+};
+
+// How a file's stored values become pixels; the rule is written in docs/kuat.md ("Image
+// pixels"): stored values (16-bit samples: the high byte; no gamma, chromaticity or ICC
+// transform), palette expanded, transparent and translucent pixels composited onto
+// `background` (PIL's Image.alpha_composite, integer-exact), the first frame of an animation.
+struct DecodeOptions {
+  std::uint64_t max_pixels = kDefaultMaxPixels;  // width * height above this: refused before any allocation
+  Rgb background;                                // black by default
+  bool exif_transpose = false;                   // apply the EXIF orientation (PIL's ImageOps.exif_transpose)
+};
+
+// Parses "R,G,B" (each 0..255); InvalidArgument otherwise.
+Rgb parse_rgb(const std::string& text);
+
+// One channel of `value` with opacity `alpha` over an opaque `background`, exactly as PIL's
+// Image.alpha_composite rounds it.
+inline std::uint8_t composite_over(std::uint8_t value, std::uint8_t alpha, std::uint8_t background) {
+  const std::uint32_t x = std::uint32_t{value} * alpha + std::uint32_t{background} * (255u - alpha);
+  const std::uint32_t t = (x << 7) + (0x80u << 7);
+  return static_cast<std::uint8_t>((((t >> 8) + t) >> 8) >> 7);
+}
+
 // Decodes a JPEG, PNG or WebP (detected from its first bytes) into `channels` (1 or 3)
-// channels. With an active target, JPEGs are decoded at the smallest DCT scale (M/8) that
-// still leaves at least the target's resolution, so large photos decode much faster.
-// Throws IoError("'what': reason") for unknown, truncated or corrupt data.
+// channels by the rule of DecodeOptions (1 channel: the RGB result's luma, convert_channels).
+// With an active target, JPEGs are decoded at the smallest DCT scale (M/8) that still leaves at
+// least the target's resolution, so large photos decode much faster. Throws IoError("'what':
+// reason") for unknown, truncated, corrupt or over-limit data and when memory runs out.
 Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const TargetSize& target,
-                   const std::string& what);
-Image read_image_file(const std::string& path, std::uint32_t channels, const TargetSize& target);
+                   const std::string& what, const DecodeOptions& options = {});
+Image read_image_file(const std::string& path, std::uint32_t channels, const TargetSize& target,
+                      const DecodeOptions& options = {});
+
+// EXIF orientation (1..8) as PIL's ImageOps.exif_transpose applies it; 1 and unknown values
+// return the image unchanged.
+Image apply_orientation(const Image& image, int orientation);
 
 // False in a build without image codecs (LOWBIT_IMAGE_CODECS=OFF): decode_image, read_image_file
 // and encode_png then throw IoError with no_image_codecs_reason(), and so does opening an

@@ -17,6 +17,7 @@ struct SourceOptions {
   std::string split = "train";  // idx / cifar: "train" or "test" (idx also accepts "t10k")
   std::string labels_file;      // images: optional "relative/path,label" lines
   std::uint32_t channels = 0;   // 0: the source's own (1 for idx, 3 otherwise)
+  DecodeOptions decode;         // image files: pixel limit, background, EXIF orientation
 };
 
 class DatasetSource {
@@ -33,6 +34,10 @@ class DatasetSource {
   // Sample i with `channels` channels, brought to `target`. Thread-safe. IoError for broken inputs.
   virtual Image load(std::size_t i, std::uint32_t channels, const TargetSize& target) const = 0;
   std::uint32_t default_channels() const { return default_channels_; }
+  // Entries the folder scan left out because they are hidden (relative paths), for the summary.
+  virtual std::vector<std::string> ignored() const { return {}; }
+  // Warnings about the source as a whole (e.g. IDX images without a labels file).
+  virtual std::vector<std::string> warnings() const { return {}; }
 
  protected:
   std::uint32_t default_channels_ = 3;
@@ -48,5 +53,8 @@ std::unique_ptr<DatasetSource> open_idx_source(const std::string& path, const So
 std::unique_ptr<DatasetSource> open_cifar_source(const std::string& path, const SourceOptions& options);
 std::unique_ptr<DatasetSource> open_folder_source(const std::string& path, const SourceOptions& options, bool class_folders);
 bool has_image_extension(const std::string& filename);
+// Hidden entries are never classes or samples: names starting with a dot (.DS_Store,
+// .ipynb_checkpoints, AppleDouble ._* files) and macOS archive folders (__MACOSX).
+bool is_hidden_name(const std::string& filename);
 
 }  // namespace lowbit::kuat

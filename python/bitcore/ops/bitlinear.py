@@ -1,31 +1,129 @@
-"""Functional ternary linear layers."""
+"""Functional ternary linear layers (the namesake's ``bitcore.ops.bitlinear`` module).
+
+* :func:`train_forward` - quantization-aware training: fake-quantized weights (and int8
+  activations), straight-through gradients (BitNet b1.58, Ma et al. 2024, arXiv:2402.17764).
+* :func:`quantize_weights` - ``(qweight_scale, qweight)`` for :func:`eval_forward`.
+* :func:`eval_forward` - inference on pre-quantized weights through the kernel the registry picks
+  for the config and the input's device (bit-identical on every backend).
+
+The module is also callable: ``bitcore.ops.bitlinear(x, weight, bias, config)`` is
+:func:`bitlinear` (quantize, pack and run in one call), as in earlier lowbit releases.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import sys
+import types
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from lowbit._backend import check_same_device
+
 from ..config import BitQuantConfig
 from . import quant
+
+__all__ = ["train_forward", "eval_forward", "quantize_weights", "bitlinear", "bitlinear_qat"]
+
+
+def _config(quant_config: Optional[BitQuantConfig]) -> BitQuantConfig:
+    if quant_config is None:
+        return BitQuantConfig()
+    if not isinstance(quant_config, BitQuantConfig):
+        raise ValueError(f"quant_config must be a BitQuantConfig or None, got {type(quant_config).__name__}")
+    return quant_config
+
+
+def _kernel(config: BitQuantConfig, device):
+    from ..kernels import KernelRegistry  # the kernels import ops: resolve at call time
+
+    return KernelRegistry.get_kernel_for_config(config, device)
+
+
+def train_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+    quant_config: Optional[BitQuantConfig] = None,
+) -> torch.Tensor:
+    """Quantization-aware forward: ``F.linear(x_ste, W_ste, bias)``.
+
+    ``W_ste = W + (W_q * s - W).detach()`` and, for int8 activations,
+    ``x_ste = x + (x_q * a / 127 - x).detach()``, so gradients pass straight through.
+
+    Args:
+        x: ``(..., K)`` floating tensor. weight: ``[N, K]``. bias: ``[N]`` or None. All on one device.
+
+    Returns:
+        ``(..., N)`` in ``x``'s dtype, on ``x``'s device. Computed in float32 (float64 for float64
+        weights): half-precision weights are upcast inside the graph, so their gradients stay
+        half and the quantizer's scales do not lose bits.
+
+    Raises:
+        ValueError: tensors on different devices (the message names both), a bad config.
+    """
+    config = _config(quant_config)
+    check_same_device("x", x, "the weight", weight.device)
+    dtype = torch.promote_types(weight.dtype, torch.float32)
+    w = quant.fake_quantize_weights(weight.to(dtype), config.weight_granularity)
+    xc = x.to(dtype)
+    if config.activation_dtype == "int8":
+        xc = quant.fake_quantize_activations(xc, config.activation_granularity)
+    b = None if bias is None else bias.to(dtype)
+    return F.linear(xc, w, b).to(x.dtype)
+
+
+def quantize_weights(
+    weight: torch.Tensor, quant_config: Optional[BitQuantConfig] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(qweight_scale, qweight)``: float32 0-d (per tensor) or ``[N]`` (per channel) scale(s), and
+    int8 ternary ``[N, K]``, on ``weight``'s device (the namesake's order).
+
+    Raises:
+        ValueError: NaN/Inf weights, a non-2-D or empty weight, a bad config.
+    """
+    config = _config(quant_config)
+    return _kernel(config, weight.device).quantize_weights(weight)
+
+
+def eval_forward(
+    x: torch.Tensor, qweight_scale: torch.Tensor, qweight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+    quant_config: Optional[BitQuantConfig] = None,
+) -> torch.Tensor:
+    """Inference from :func:`quantize_weights`'s output: ``(..., K)`` -> ``(..., N)`` in ``x``'s dtype.
+
+    Raises:
+        ValueError: tensors on different devices, non-ternary ``qweight``, shapes that do not fit,
+        NaN/Inf input.
+    """
+    config = _config(quant_config)
+    check_same_device("x", x, "qweight", qweight.device)
+    if bias is not None:
+        check_same_device("bias", bias, "qweight", qweight.device)
+    return _kernel(config, x.device).forward(x, qweight_scale, qweight, bias)
 
 
 def bitlinear(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, config: Optional[BitQuantConfig] = None
 ) -> torch.Tensor:
-    """Inference: quantize and pack ``weight`` and run the best kernel for ``config`` on ``x`` (..., K)."""
-    from ..kernels import KernelRegistry  # the kernels import ops: resolve at call time
-
-    return KernelRegistry.get_kernel_for_config(config or BitQuantConfig())(x, weight, bias)
+    """Inference in one call: quantize and pack float ``weight`` ``[N, K]``, run the kernel for
+    ``config`` on ``x``'s device. Returns ``(..., N)`` in ``x``'s dtype."""
+    config = _config(config)
+    check_same_device("x", x, "the weight", weight.device)
+    return _kernel(config, x.device)(x, weight, bias)
 
 
 def bitlinear_qat(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, config: Optional[BitQuantConfig] = None
 ) -> torch.Tensor:
-    """Training: quantized weights (and int8 activations) forward, straight-through gradients."""
-    config = config or BitQuantConfig()
-    w = quant.fake_quantize_weights(weight, config.weight_granularity)
-    if config.activation_dtype == "int8":
-        x = quant.fake_quantize_activations(x, config.activation_granularity)
-    return F.linear(x, w, bias)
+    """Training forward (:func:`train_forward` with lowbit's argument name ``config``)."""
+    return train_forward(x, weight, bias, config)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``bitcore.ops.bitlinear(...)`` keep working now that the name is the namesake's module."""
+
+    def __call__(self, *args, **kwargs):
+        return bitlinear(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

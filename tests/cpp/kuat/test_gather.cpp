@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -69,11 +70,18 @@ void check_every_level(const Sample& s, const OutputFormat& f, const SampleTrans
   ScopedSimdLevel guard;
   const GatherTable table(s.g, s.codebook.data(), s.K, f);
   const std::vector<double> want = expected(s, f, t);
+  // Every level must give the scalar reference's bytes exactly (float32 too: all levels copy the
+  // same table values); the definitions are checked against `want` below.
+  set_simd_level(SimdLevel::Scalar);
+  std::vector<std::uint8_t> reference(table.sample_bytes());
+  gather_sample(table, s.packed.data(), t, reference.data());
   for (SimdLevel level : available_simd_levels()) {
     set_simd_level(level);
     std::vector<std::uint8_t> out(table.sample_bytes() + 64, 0xCD);
     gather_sample(table, s.packed.data(), t, out.data());
     ASSERT_EQ(last_dispatched_level(), level) << what;
+    ASSERT_EQ(0, std::memcmp(out.data(), reference.data(), reference.size()))
+        << what << ": not the scalar reference's bytes at " << simd_level_name(level);
     for (std::size_t b = table.sample_bytes(); b < out.size(); ++b) {
       ASSERT_EQ(out[b], 0xCD) << what << ": wrote past the sample at " << simd_level_name(level);
     }
@@ -168,6 +176,50 @@ TEST(KuatGather, ImageNetShapeWithCropAndFlip) {
   }
 }
 
+// uint8 NCHW with 2x2 patches and 3 channels takes the planar kernels (GatherTable::has_planar):
+// even widths (rows laid straight into the output), odd ones (through the scratch rows), grid
+// widths around the 4- and 8-piece SIMD blocks, every shift/flip case, several index widths.
+TEST(KuatGather, PlanarNchwEveryLevel) {
+  std::uint32_t seed = 500;
+  for (PixelType dtype : {PixelType::UInt8, PixelType::Float32}) {
+    for (std::uint32_t w : {1u, 2u, 6u, 7u, 8u, 14u, 16u, 17u, 18u, 30u, 32u, 34u, 224u}) {
+      for (std::uint32_t h : {1u, 2u, 5u, 16u}) {
+        for (std::uint32_t K : {2u, 300u, 512u, 65536u}) {
+          const Sample s = make_sample({h, w, 3, 2}, K, seed++);
+          OutputFormat f;
+          f.layout = Layout::NCHW;
+          f.dtype = dtype;
+          f.mirrored = true;
+          if (dtype == PixelType::Float32) {  // padding is then a non-zero value per plane
+            f.mean = {0.485f, 0.456f, 0.406f};
+            f.std = {0.229f, 0.224f, 0.225f};
+          }
+          ASSERT_TRUE(GatherTable(s.g, s.codebook.data(), s.K, f).has_planar());
+          for (SampleTransform t : {SampleTransform{0, 0, false}, SampleTransform{0, 0, true},
+                                    SampleTransform{1, -2, false}, SampleTransform{-3, 3, true},
+                                    SampleTransform{0, 1, true}, SampleTransform{0, -1, false},
+                                    SampleTransform{-20, 0, false}, SampleTransform{0, 300, true}}) {
+            check_every_level(s, f, t, describe(s, f, t));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(KuatGather, ImageNetShapeNchwWithCropAndFlip) {
+  const Sample s = make_sample({224, 224, 3, 2}, 512, 11);
+  for (PixelType dtype : {PixelType::UInt8, PixelType::Float32}) {
+    OutputFormat f;
+    f.layout = Layout::NCHW;
+    f.dtype = dtype;
+    f.mirrored = true;
+    for (SampleTransform t : {SampleTransform{0, 0, false}, SampleTransform{0, 0, true}, SampleTransform{4, -4, true}}) {
+      check_every_level(s, f, t, describe(s, f, t));
+    }
+  }
+}
+
 TEST(KuatGather, OutOfRangeIndexNamesThePatchAtEveryLevel) {
   ScopedSimdLevel guard;
   const ImageGeometry g{5, 6, 3, 2};  // 3x3 grid
@@ -177,16 +229,20 @@ TEST(KuatGather, OutOfRangeIndexNamesThePatchAtEveryLevel) {
   idx[5] = 400;  // patch (1, 2)
   std::vector<std::uint8_t> packed(packed_bytes(idx.size(), 9));
   pack_indices(idx.data(), idx.size(), 9, packed.data());
-  const GatherTable table(g, codebook.data(), K, OutputFormat{});
-  std::vector<std::uint8_t> out(table.sample_bytes());
-  for (SimdLevel level : available_simd_levels()) {
-    set_simd_level(level);
-    try {
-      gather_sample(table, packed.data(), {}, out.data());
-      FAIL() << "no error at " << simd_level_name(level);
-    } catch (const InvalidArgument& e) {
-      EXPECT_NE(std::string(e.what()).find("patch (1, 2) has index 400 >= codebook size 300"), std::string::npos)
-          << e.what();
+  for (Layout layout : {Layout::NHWC, Layout::NCHW}) {
+    OutputFormat f;
+    f.layout = layout;
+    const GatherTable table(g, codebook.data(), K, f);
+    std::vector<std::uint8_t> out(table.sample_bytes());
+    for (SimdLevel level : available_simd_levels()) {
+      set_simd_level(level);
+      try {
+        gather_sample(table, packed.data(), {}, out.data());
+        FAIL() << "no error at " << simd_level_name(level) << " " << layout_name(layout);
+      } catch (const InvalidArgument& e) {
+        EXPECT_NE(std::string(e.what()).find("patch (1, 2) has index 400 >= codebook size 300"), std::string::npos)
+            << e.what();
+      }
     }
   }
 }

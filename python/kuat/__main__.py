@@ -1,0 +1,121 @@
+"""``python -m kuat benchmark ARCHIVE --device cuda``: decode throughput on a torch device.
+
+The C++ ``kuat benchmark`` times the CPU loader; for ``--device`` other than ``cpu`` it hands the
+command to this module (PyTorch decode). Two figures, both with the device synchronised:
+
+* loader: ``KuatDataset(archive, device=...)`` epochs (host staging of packed indices, copy, decode);
+* decode: the decode alone, on packed indices already resident on the device (``GPUDataset``).
+
+Each reports img/s and GB/s of decoded pixels (uint8 NHWC by default, as the C++ benchmark).
+Exit codes: 0 success, 2 bad usage or an unavailable device, 1 any other error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kuat benchmark", description="decode throughput on a torch device")
+    parser.add_argument("archive")
+    parser.add_argument("--batch-size", "-b", type=int, default=64, help="samples per batch (default 64)")
+    parser.add_argument("--epochs", "-e", type=int, default=1, help="timed epochs after one warm-up (default 1)")
+    parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
+    parser.add_argument("--layout", default="NHWC", help="NHWC (default) or NCHW")
+    parser.add_argument("--dtype", default="uint8", help="uint8 (default) or float32")
+    parser.add_argument("--sequential", action="store_true", help="read in archive order instead of shuffled")
+    parser.add_argument("--threads", type=int, default=None, help="ignored on a device (host staging is one thread)")
+    parser.add_argument("--raw", action="store_true", help="ignored on a device (the C++ CLI's CPU comparison)")
+    args = parser.parse_args(argv)
+    if args.batch_size <= 0 or args.epochs <= 0:
+        parser.error("--batch-size and --epochs must be positive")
+
+    try:
+        import torch
+    except ImportError:
+        print("kuat benchmark: error: --device needs PyTorch (pip install torch)", file=sys.stderr)
+        return 2
+    from .archive import KuatArchive
+    from .dataset import KuatDataset
+    from .gpu import GPUDataset
+
+    try:
+        ds = KuatDataset(args.archive, batch_size=args.batch_size, shuffle=not args.sequential, layout=args.layout,
+                         dtype=args.dtype, device=args.device)
+    except ValueError as e:
+        print(f"kuat benchmark: error: {e}", file=sys.stderr)
+        return 2
+    archive = KuatArchive(args.archive)
+    h, w, c = ds.sample_shape if ds.layout == "NHWC" else (ds.sample_shape[1], ds.sample_shape[2], ds.sample_shape[0])
+    sample_bytes = h * w * c * (1 if ds.dtype == "uint8" else 4)
+    device = ds.device
+
+    def run_loader(first: int, epochs: int):
+        n = batches = 0
+        _sync(device)
+        t0 = time.perf_counter()
+        for e in range(first, first + epochs):
+            for batch in ds.epoch(e):
+                n += batch["images"].shape[0]
+                batches += 1
+        _sync(device)
+        return n, batches, time.perf_counter() - t0
+
+    run_loader(0, 1)
+    n, batches, seconds = run_loader(1, args.epochs)
+    ips = n / seconds
+    print(f"{args.archive}: {n} images ({h}x{w}x{c}) in {batches} batches of {args.batch_size}, "
+          f"{'sequential' if args.sequential else 'shuffled'}, {ds.layout} {ds.dtype}, device {device} "
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type})")
+    how = ("C++ loader workers, zero-copy CPU tensors (LOWBIT_BACKEND=torch for the PyTorch path)"
+           if ds._uses_native_decode() else "packed indices staged on the host, copied, decoded on the device")
+    print(f"  loader: {ips:.0f} img/s   {1e3 * seconds / batches:.3f} ms/batch   {ips * sample_bytes / 1e9:.3f} GB/s "
+          f"decoded ({how})")
+
+    resident = GPUDataset(archive, batch_size=args.batch_size, device=device, normalize=False,
+                          dtype=torch.uint8 if ds.dtype == "uint8" else torch.float32, layout=ds.layout)
+    rows = [torch.arange(i, min(i + args.batch_size, len(resident))) for i in range(0, len(resident), args.batch_size)]
+    for r in rows:
+        resident[r]
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(args.epochs):
+        for r in rows:
+            resident[r]
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    dips = args.epochs * len(resident) / seconds
+    print(f"  decode: {dips:.0f} img/s   {dips * sample_bytes / 1e9:.3f} GB/s decoded "
+          f"(packed indices resident on the device)")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m kuat benchmark ARCHIVE [--device cuda] [-b BATCH] [-e EPOCHS] [--layout] [--dtype]\n"
+              "(the other commands are in the C++ `kuat` executable)")
+        return 0
+    if argv[0] != "benchmark":
+        print(f"python -m kuat: unknown command '{argv[0]}' (this entry point runs `benchmark`; the C++ `kuat` "
+              f"executable has the others)", file=sys.stderr)
+        return 2
+    try:
+        return benchmark(argv[1:])
+    except OSError as e:
+        print(f"kuat benchmark: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

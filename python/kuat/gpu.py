@@ -1,0 +1,339 @@
+"""Device decode with PyTorch: ``GPUDecoder`` and ``GPUDataset`` (Kuat-Beta's ``kuat.gpu`` names).
+
+Decoding a Kuat sample is a codebook gather, which any torch device does well: the codebook (a few
+hundred KB) goes to the device once, and only indices cross the bus. Both classes run on ANY torch
+device (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ``"mps"``), through the pure-PyTorch ops of
+``kuat._torch_decode`` (or the CUDA kernels registered for them in ``lowbit._cuda_ops``).
+
+* :class:`GPUDecoder` decodes (B, grid) index arrays, as in Kuat-Beta's notebook:
+  ``decode_batch(indices, width, height, layout="NCHW")`` (uint8), ``decode_float(indices, width,
+  height)`` (float32 in [0, 1]) and ``decode(indices, layout="NCHW", normalize=False)``.
+* :class:`GPUDataset` is a random-access dataset on the device: ``dataset[index_list]`` (or a slice,
+  or an int) is ``(images, labels)``; ``epoch(n)`` yields shuffled ``(images, labels)`` batches.
+
+For training loops over whole epochs, ``KuatDataset(path, device="cuda")`` is the streaming loader
+(same order, ranks and resume as on the CPU; only packed indices are staged on the host).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Optional, Sequence, Tuple
+
+import torch
+
+from . import _torch_decode as td
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = ["GPUDecoder", "GPUDataset"]
+
+
+def _device(device: Any) -> torch.device:
+    from ._device import resolve_device
+
+    return resolve_device(device)
+
+
+def _as_codebook(codebook: Any, patch: Optional[int], channels: Optional[int]) -> torch.Tensor:
+    """(K, P, P, C) uint8 tensor from a (K, P*P*C) or (K, P, P, C) array/tensor."""
+    cb = codebook if isinstance(codebook, torch.Tensor) else torch.as_tensor(codebook)
+    if cb.dtype != torch.uint8:
+        raise ValueError(f"codebook must be uint8, got {cb.dtype}")
+    if cb.dim() == 4:
+        if cb.shape[1] != cb.shape[2]:
+            raise ValueError(f"codebook (K, P, P, C) must have square patches, got {tuple(cb.shape)}")
+        return cb
+    if cb.dim() != 2:
+        raise ValueError(f"codebook must be (K, P*P*C) or (K, P, P, C), got shape {tuple(cb.shape)}")
+    width = int(cb.shape[1])
+    shapes = [(p, c) for p in (2, 4) for c in (1, 3) if p * p * c == width
+              and (patch is None or p == patch) and (channels is None or c == channels)]
+    if len(shapes) != 1:
+        raise ValueError(f"codebook rows of {width} bytes do not name one patch geometry (P*P*C with P in (2, 4), "
+                         f"C in (1, 3)); pass patch= and channels=")
+    p, c = shapes[0]
+    return cb.reshape(cb.shape[0], p, p, c)
+
+
+class GPUDecoder:
+    """Codebook on a torch device; decodes index arrays into image batches there.
+
+    ``codebook_or_archive``: a :class:`kuat.KuatArchive`, a path to a ``.kuat`` file, or a codebook
+    ``(K, P*P*C)`` / ``(K, P, P, C)`` uint8 numpy array or tensor (Kuat-Beta's notebook passes
+    ``(K, 12)``: 2x2 RGB patches). ``device``: any torch device (default ``"cuda"``). ``dtype``: the
+    output of :meth:`decode` (float32 in [0, 1] by default, as Kuat-Beta; ``torch.uint8`` for bytes).
+    With an archive, image width and height default to the archive's.
+
+    Errors: ``ValueError`` for a device that is not available, a codebook of unknown geometry,
+    indices of the wrong shape or with a value >= K (naming the sample and patch), or indices on
+    another device than the decoder's.
+    """
+
+    def __init__(self, codebook_or_archive: Any, device: Any = "cuda", dtype: Optional[torch.dtype] = None, *,
+                 patch: Optional[int] = None, channels: Optional[int] = None) -> None:
+        from .archive import KuatArchive
+
+        source = codebook_or_archive
+        if isinstance(source, (str, os.PathLike)):
+            source = KuatArchive(source)
+        self.width: Optional[int] = None
+        self.height: Optional[int] = None
+        if isinstance(source, KuatArchive):
+            codebook = torch.from_numpy(source.codebook_numpy())
+            patch, channels = source.patch_size, source.channels
+            if source.fixed_shape and len(source):
+                self.width, self.height = source.dimensions
+        else:
+            codebook = source
+        self.device = _device(device)
+        self.dtype = dtype or torch.float32
+        if self.dtype not in (torch.uint8, torch.float32, torch.float16, torch.bfloat16, torch.float64):
+            raise ValueError(f"dtype must be torch.uint8 or a float dtype, got {self.dtype}")
+        cb = _as_codebook(codebook, patch, channels)
+        self.codebook = cb.to(self.device).contiguous()  # (K, P, P, C) uint8 on the device
+        self.codebook_size = int(cb.shape[0])
+        self.patch_size = int(cb.shape[1])
+        self.channels = int(cb.shape[3])
+        self._tables: dict = {}
+
+    # Kuat-Beta's geometry attributes (None when the decoder was made from a bare codebook).
+    @property
+    def grid_w(self) -> Optional[int]:
+        return None if self.width is None else -(-self.width // self.patch_size)
+
+    @property
+    def grid_h(self) -> Optional[int]:
+        return None if self.height is None else -(-self.height // self.patch_size)
+
+    @property
+    def patches_per_image(self) -> Optional[int]:
+        return None if self.width is None or self.height is None else self.grid_w * self.grid_h
+
+    def __repr__(self) -> str:
+        return (f"GPUDecoder(device={self.device}, codebook={tuple(self.codebook.shape)}, "
+                f"memory={self.codebook.numel() / 1e6:.2f}MB)")
+
+    # -- tables ---------------------------------------------------------------------------------
+    def _table(self, dtype: str, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]):
+        key = (dtype, None if mean is None else tuple(td.channel_values(mean, self.channels, 0.0, "mean")),
+               None if std is None else tuple(td.channel_values(std, self.channels, 1.0, "std")))
+        if key not in self._tables:
+            self._tables[key] = td.make_table(self.codebook, dtype, key[1], key[2])
+        return self._tables[key]
+
+    def _size(self, width: Optional[int], height: Optional[int]) -> Tuple[int, int]:
+        width = self.width if width is None else int(width)
+        height = self.height if height is None else int(height)
+        if width is None or height is None or width <= 0 or height <= 0:
+            raise ValueError("width and height are needed (positive ints) when the decoder was made from a codebook")
+        return width, height
+
+    def _indices(self, indices: Any, width: int, height: int) -> torch.Tensor:
+        if isinstance(indices, tuple) and len(indices) == 2:  # archive.get_indices_batch(...) as is
+            indices = indices[0]
+        if isinstance(indices, torch.Tensor):
+            from lowbit._backend import check_same_device
+
+            if indices.device.type != "cpu":
+                check_same_device("indices", indices, "the decoder", self.device)
+            idx = indices
+        else:
+            import numpy as np
+
+            arr = np.asarray(indices)
+            if arr.dtype.kind not in "iu":
+                raise ValueError(f"indices must be integers, got {arr.dtype}")
+            idx = torch.from_numpy(arr.astype(np.int64, copy=False))
+        if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.dtype.is_complex:
+            raise ValueError(f"indices must be an integer tensor, got {idx.dtype}")
+        P = self.patch_size
+        grid = (-(-height // P)) * (-(-width // P))
+        if idx.dim() == 1 and idx.shape[0] == grid:
+            idx = idx.unsqueeze(0)
+        if idx.dim() != 2 or idx.shape[1] != grid:
+            raise ValueError(f"indices must be (B, {grid}) for {width}x{height} images of {P}x{P} patches, "
+                             f"got {tuple(idx.shape)}")
+        idx = idx.to(self.device, torch.int64, non_blocking=True)
+        # Out-of-range values (negative ones included, as huge unsigned) get the C++ gather's message.
+        bad = td.first_bad_index(torch.where(idx < 0, self.codebook_size + (-idx), idx), self.codebook_size) \
+            if idx.numel() else None
+        if bad is not None:
+            row, patch, _ = bad
+            value = int(idx[row, patch])
+            raise ValueError(f"indices: sample {row}: "
+                             + td.describe_bad_index(patch, value, -(-width // P), self.codebook_size))
+        return idx
+
+    def _run(self, idx: torch.Tensor, table, pad, width: int, height: int, layout: str) -> torch.Tensor:
+        from ._device import dispatch
+
+        return dispatch(td.OP_DECODE_INDICES, td.decode_indices, self.device, idx, table, pad, height, width,
+                        layout, None, None, None)
+
+    # -- Kuat-Beta notebook API -------------------------------------------------------------------
+    def decode_batch(self, indices: Any, width: Optional[int] = None, height: Optional[int] = None,
+                     layout: str = "NCHW") -> torch.Tensor:
+        """uint8 images from (B, grid_h * grid_w) indices (numpy, tensor or list; any integer dtype).
+
+        Returns (B, C, H, W) (``"NCHW"``, the default) or (B, H, W, C) uint8 on the decoder's device.
+        """
+        width, height = self._size(width, height)
+        table, pad = self._table("uint8", None, None)
+        return self._run(self._indices(indices, width, height), table, pad, width, height, layout)
+
+    def decode_float(self, indices: Any, width: Optional[int] = None, height: Optional[int] = None,
+                     layout: str = "NCHW", mean: Optional[Sequence[float]] = None,
+                     std: Optional[Sequence[float]] = None) -> torch.Tensor:
+        """float32 images ``(x / 255 - mean) / std`` (mean 0, std 1: x / 255 in [0, 1]); (B, C, H, W) by default."""
+        width, height = self._size(width, height)
+        table, pad = self._table("float32", mean, std)
+        return self._run(self._indices(indices, width, height), table, pad, width, height, layout)
+
+    def decode(self, indices: Any, layout: str = "NCHW", normalize: bool = False,
+               mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+               width: Optional[int] = None, height: Optional[int] = None) -> torch.Tensor:
+        """Kuat-Beta's ``GPUDecoder.decode``: images in the decoder's ``dtype``.
+
+        float dtypes: x / 255, and with ``normalize=True`` ``(x / 255 - mean) / std`` (ImageNet mean/std
+        unless given). ``torch.uint8``: the bytes (``normalize`` not allowed). (B, C, H, W) by default.
+        """
+        if self.dtype == torch.uint8:
+            if normalize:
+                raise ValueError("normalize=True needs a float dtype decoder")
+            return self.decode_batch(indices, width, height, layout)
+        if normalize:
+            mean = IMAGENET_MEAN if mean is None else mean
+            std = IMAGENET_STD if std is None else std
+        else:
+            mean = std = None
+        out = self.decode_float(indices, width, height, layout, mean, std)
+        return out if self.dtype == torch.float32 else out.to(self.dtype)
+
+
+class GPUDataset:
+    """A Kuat archive as a random-access dataset on a torch device (Kuat-Beta's ``GPUDataset``).
+
+    ``dataset[i]``, ``dataset[[i, j, ...]]`` or ``dataset[a:b]`` is ``(images, labels)``: images
+    (B, C, H, W) (``layout="NCHW"``, default) or (B, H, W, C); float32 ``(x / 255 - mean) / std`` with
+    ImageNet mean/std when ``normalize=True`` (default), float32 x / 255 when False, uint8 with
+    ``dtype=torch.uint8``; labels (B,) int64 (-1 for unlabelled samples), all on ``device``. An int
+    index gives a batch of one. ``len(dataset)`` is the number of samples, ``batch_count()`` the
+    batches of ``batch_size``; ``epoch(n, shuffle=True)`` yields ``(images, labels)`` batches in the
+    C++ loader's order for ``(seed, n)``.
+
+    ``preload=True`` (default) keeps every sample's packed indices on the device (bits/8 bytes per
+    patch: 14 KB per 224x224 image at K = 512), so a batch is gathered without the host; with False
+    they are staged per batch. Errors: ``ValueError`` (bad arguments, unavailable device,
+    variable-size archive), ``IndexError`` (index out of range), ``OSError`` (corrupt sample).
+    """
+
+    def __init__(self, archive_or_path: Any, batch_size: int = 64, device: Any = "cuda", preload: bool = True,
+                 normalize: bool = True, mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None, layout: str = "NCHW", dtype: Optional[torch.dtype] = None,
+                 seed: int = 42) -> None:
+        from .archive import KuatArchive
+
+        self.archive = archive_or_path if isinstance(archive_or_path, KuatArchive) else KuatArchive(archive_or_path)
+        if not self.archive.fixed_shape:
+            raise ValueError(f"{self.archive.path}: holds images of different sizes; GPUDataset needs one size "
+                             "(convert with --width/--height)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.layout = td._check_layout(layout)
+        self.device = _device(device)
+        self.dtype = dtype or torch.float32
+        self.normalize = bool(normalize)
+        self.seed = int(seed)
+        if self.dtype == torch.uint8:
+            if normalize or mean is not None or std is not None:
+                raise ValueError("normalize/mean/std need a float dtype (pass normalize=False with dtype=torch.uint8)")
+            self.mean = self.std = None
+            table_dtype = "uint8"
+        else:
+            self.mean = list(IMAGENET_MEAN if mean is None else mean) if normalize else None
+            self.std = list(IMAGENET_STD if std is None else std) if normalize else None
+            table_dtype = "float32"
+        self.num_samples = len(self.archive)
+        self.width, self.height = self.archive.dimensions if self.num_samples else (0, 0)
+        native = self.archive._native
+        self._bits = int(native.index_bits)
+        self._grid_w = self.archive.grid_size[0] if self.num_samples else 0
+        self._num_patches = self._grid_w * (self.archive.grid_size[1] if self.num_samples else 0)
+        self._codebook_size = self.archive.codebook_size
+        codebook = torch.from_numpy(self.archive.codebook_numpy()).reshape(
+            self._codebook_size, self.archive.patch_size, self.archive.patch_size, self.archive.channels)
+        self._table, self._pad = td.make_table(codebook.to(self.device), table_dtype, self.mean, self.std)
+        self._packed_host = native.packed_indices() if self.num_samples else None
+        self._labels_host = torch.from_numpy(self.archive.labels.astype("int64"))
+        self._packed: Optional[torch.Tensor] = None
+        self._labels = self._labels_host.to(self.device)
+        # Kuat-Beta's attribute: the decoder for index arrays (archive.get_indices_batch) on this device.
+        self.decoder = GPUDecoder(self.archive, device=self.device, dtype=self.dtype)
+        if preload and self.num_samples:
+            import numpy as np
+
+            self._packed = torch.from_numpy(np.array(self._packed_host)).to(self.device)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def batch_count(self) -> int:
+        """Batches of ``batch_size`` per epoch (the last may be short)."""
+        return -(-self.num_samples // self.batch_size)
+
+    def __repr__(self) -> str:
+        return f"GPUDataset(samples={self.num_samples:,}, batch_size={self.batch_size}, device={self.device})"
+
+    def _rows(self, index: Any) -> torch.Tensor:
+        n = self.num_samples
+        if isinstance(index, slice):
+            return torch.arange(n)[index]
+        if isinstance(index, torch.Tensor):
+            rows = index.detach().to("cpu", torch.int64).reshape(-1)
+        elif isinstance(index, int) or (hasattr(index, "__index__") and not hasattr(index, "__len__")):
+            rows = torch.tensor([int(index)], dtype=torch.int64)
+        else:
+            rows = torch.as_tensor(list(index), dtype=torch.int64).reshape(-1)
+        if rows.numel() and (int(rows.min()) < -n or int(rows.max()) >= n):
+            bad = next(int(v) for v in rows.tolist() if not -n <= v < n)
+            raise IndexError(f"sample index {bad} out of range for {n} samples")
+        return torch.where(rows < 0, rows + n, rows)
+
+    def __getitem__(self, index: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self._decode_rows(self._rows(index))
+
+    def _decode_rows(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        from ._device import dispatch
+
+        if self._packed is not None:
+            packed = self._packed.index_select(0, rows.to(self.device))
+        else:
+            import numpy as np
+
+            packed = torch.from_numpy(np.take(self._packed_host, rows.numpy(), axis=0)).to(self.device)
+        idx = dispatch(td.OP_UNPACK, td.unpack_indices, self.device, packed, self._num_patches, self._bits)
+        if self._codebook_size < (1 << self._bits):
+            bad = td.first_bad_index(idx, self._codebook_size)
+            if bad is not None:
+                row, patch, value = bad
+                raise OSError(f"sample {int(rows[row])} is corrupt: "
+                              + td.describe_bad_index(patch, value, self._grid_w, self._codebook_size))
+        images = dispatch(td.OP_DECODE_INDICES, td.decode_indices, self.device, idx, self._table, self._pad,
+                          self.height, self.width, self.layout, None, None, None)
+        return images, self._labels.index_select(0, rows.to(self.device))
+
+    def epoch(self, epoch_num: int, shuffle: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """``(images, labels)`` batches of one epoch; shuffled in the C++ loader's order for ``(seed, epoch)``."""
+        from .dataset import _engine
+
+        if self.num_samples == 0:
+            return
+        order = _engine.Loader([self.archive.path], self.batch_size, bool(shuffle), self.seed & (2**64 - 1), False,
+                               "NHWC", "uint8", [], [], 0, False, 0, 1, 1, 0).sample_order(int(epoch_num))
+        order = torch.from_numpy(order)
+        for start in range(0, self.num_samples, self.batch_size):
+            yield self._decode_rows(order[start:start + self.batch_size])
+

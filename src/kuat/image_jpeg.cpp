@@ -1,0 +1,143 @@
+// JPEG decoding through libjpeg-turbo: stored values, DCT scaling for small targets, CMYK as PIL.
+#include <algorithm>
+#include <cmath>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+
+// jpeglib.h needs FILE and size_t declared first.
+#include <jpeglib.h>
+#include <jerror.h>
+
+#include "image_codecs.h"
+
+namespace lowbit::kuat::detail {
+namespace {
+
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+  bool warned = false;
+};
+
+void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+  err->mgr.format_message(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
+
+// libjpeg reports truncated or corrupt entropy data as warnings and fills in grey; a dataset
+// converter must not silently store such images, so the first warning fails the decode.
+void jpeg_emit_message(j_common_ptr cinfo, int level) {
+  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+  if (level < 0 && !err->warned) {
+    err->warned = true;
+    err->mgr.format_message(cinfo, err->message);
+  }
+}
+
+// Destroys the decompressor on every way out (jpeg_destroy is a no-op on a zeroed struct).
+struct DecompressGuard {
+  jpeg_decompress_struct* cinfo;
+  ~DecompressGuard() { jpeg_destroy_decompress(cinfo); }
+};
+
+// Smallest M/8 (M = 1..8) whose output still covers the size the target needs.
+unsigned jpeg_scale_numerator(std::uint32_t w, std::uint32_t h, const TargetSize& target) {
+  if (!target.active()) return 8;
+  double need_w = target.width, need_h = target.height;
+  if (target.mode == ResizeMode::CenterCrop) {
+    const double s = std::max(double(target.width) / w, double(target.height) / h);
+    need_w = w * s;
+    need_h = h * s;
+  }
+  for (unsigned m = 1; m < 8; ++m) {
+    const double sw = std::ceil(w * m / 8.0), sh = std::ceil(h * m / 8.0);
+    if (sw >= need_w && sh >= need_h) return m;
+  }
+  return 8;
+}
+
+int jpeg_exif_orientation(const jpeg_decompress_struct& cinfo) {
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next) {
+    if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 && std::memcmp(m->data, "Exif\0\0", 6) == 0) {
+      return exif_orientation(m->data, m->data_length);
+    }
+  }
+  return 1;
+}
+
+// PIL reads every CMYK JPEG with Adobe's inverted polarity ("CMYK;I") and converts CMYK to RGB
+// as R = (255 - K) - round((C * (255 - K)) / 255) on the un-inverted values.
+void cmyk_to_rgb(const std::uint8_t* cmyk, std::size_t count, std::uint8_t* rgb) {
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint8_t* p = cmyk + 4 * i;
+    const std::uint32_t nk = p[3];  // 255 - K, K = 255 - stored
+    for (int c = 0; c < 3; ++c) {
+      const std::uint32_t t = (255u - p[c]) * nk + 128u;
+      rgb[3 * i + c] = static_cast<std::uint8_t>(nk - (((t >> 8) + t) >> 8));
+    }
+  }
+}
+
+}  // namespace
+
+Image decode_jpeg(const std::uint8_t* data, std::size_t size, bool want_gray, const TargetSize& target,
+                  const std::string& what, const DecodeOptions& options, int* orientation) {
+  jpeg_decompress_struct cinfo;
+  std::memset(&cinfo, 0, sizeof cinfo);
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_emit_message;
+  // Objects with destructors live outside the setjmp region, so a longjmp never skips one.
+  const DecompressGuard guard{&cinfo};
+  Image img;
+  std::vector<std::uint8_t> cmyk;
+  if (setjmp(err.jump)) {
+    const bool oom = err.mgr.msg_code == JERR_OUT_OF_MEMORY;
+    bad_image(what, oom ? std::string("out of memory while decoding the JPEG") : std::string("corrupt JPEG: ") + err.message);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
+  if (options.exif_transpose) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
+  jpeg_read_header(&cinfo, TRUE);
+  check_pixel_limit(cinfo.image_width, cinfo.image_height, options, what, "JPEG");
+  *orientation = options.exif_transpose ? jpeg_exif_orientation(cinfo) : 1;
+  const bool cmyk_source = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  if (cmyk_source) {
+    cinfo.out_color_space = JCS_CMYK;
+  } else {
+    cinfo.out_color_space = want_gray && cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
+  }
+  // The DCT scale is chosen for the image as it will stand (rotated by EXIF when asked).
+  const bool swapped = *orientation >= 5;
+  cinfo.scale_num = swapped ? jpeg_scale_numerator(cinfo.image_height, cinfo.image_width, target)
+                            : jpeg_scale_numerator(cinfo.image_width, cinfo.image_height, target);
+  cinfo.scale_denom = 8;
+  cinfo.dct_method = JDCT_ISLOW;
+  jpeg_start_decompress(&cinfo);
+  const std::uint32_t w = cinfo.output_width, h = cinfo.output_height, oc = cinfo.output_components;
+  std::vector<std::uint8_t>& raw = cmyk_source ? cmyk : img.pixels;
+  raw.resize(std::size_t{w} * h * oc);
+  while (cinfo.output_scanline < h && !err.warned) {
+    JSAMPROW row = raw.data() + std::size_t{cinfo.output_scanline} * w * oc;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  if (err.warned) bad_image(what, std::string("corrupt JPEG: ") + err.message);
+  jpeg_finish_decompress(&cinfo);
+  if (err.warned) bad_image(what, std::string("corrupt JPEG: ") + err.message);
+  img.height = h;
+  img.width = w;
+  if (cmyk_source) {
+    img.channels = 3;
+    img.pixels.resize(std::size_t{w} * h * 3);
+    cmyk_to_rgb(cmyk.data(), std::size_t{w} * h, img.pixels.data());
+  } else {
+    img.channels = oc;
+  }
+  return img;
+}
+
+}  // namespace lowbit::kuat::detail

@@ -1,0 +1,268 @@
+"""What users of the namesake BitLab (OliverGrainge/BitLab) rely on: names, defaults, argument and
+tuple orders, eval-mode buffers, registries, and its state dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import bitcore
+import bitlayers
+import bitmodels
+from bitcore.config import BitQuantConfig
+from bitcore.kernels import (BitKernelBase, KernelRegistry, NoSuitableKernelError, ReferenceKernel,
+                             TorchReferenceKernel)
+from bitcore.ops import bitlinear
+from bitlayers import LAYER_REGISTRY, register_layer
+from bitlayers.bitlinear import BitLinear
+from bitmodels import AutoBitModel, CONFIG_REGISTRY, MODEL_REGISTRY, build_model, register_config, register_model
+from bitmodels.base import BitModelBase
+from bitmodels.mlp import BitMLP, BitMLPConfig, BitMLPModel
+
+
+def test_config_defaults_and_dataclass():
+    c = BitQuantConfig()
+    assert (c.weight_granularity, c.activation_dtype, c.activation_granularity) == ("per_tensor", "float32",
+                                                                                   "per_tensor")
+    assert dataclasses.is_dataclass(c) and dataclasses.asdict(c) == c.to_dict()
+    assert BitLinear(4, 3).quant_config.activation_dtype == "float32"
+
+
+@pytest.mark.parametrize("granularity, scale_shape", [("per_tensor", ()), ("per_channel", (4,))])
+def test_kernel_quantize_weights_returns_scale_then_qweight(granularity, scale_shape, backend_name):
+    w = torch.randn(4, 8)
+    for ad in ("int8", "float32"):
+        config = BitQuantConfig(granularity, ad)
+        kernel = KernelRegistry.get_kernel_from_config(config)
+        qweight_scale, qweight = kernel.quantize_weights(w)
+        assert tuple(qweight_scale.shape) == scale_shape and qweight_scale.dtype == torch.float32
+        assert qweight.shape == (4, 8) and qweight.dtype == torch.int8
+        assert float(qweight_scale.reshape(-1)[0]) == pytest.approx(float(w.abs().mean(dim=1)[0] if scale_shape
+                                                                              else w.abs().mean()), rel=1e-6)
+        # The namesake's quantize_weights(weight, quant_config) form.
+        s2, q2 = kernel.quantize_weights(w, config)
+        assert torch.equal(s2, qweight_scale) and torch.equal(q2, qweight)
+        x = torch.randn(3, 8)
+        y = kernel.forward(x, qweight_scale, qweight, torch.zeros(4))
+        assert torch.equal(y, kernel.forward(x, qweight_scale, qweight.float(), None))
+        assert torch.equal(y, bitlinear.eval_forward(x, qweight_scale, qweight, None, config))
+        with pytest.raises(ValueError, match="-1, 0 or 1"):
+            kernel.forward(x, qweight_scale, qweight * 2)
+
+
+def test_ops_bitlinear_is_the_namesake_module_and_still_callable():
+    import bitcore.ops.bitlinear as module
+
+    assert bitlinear is module and bitcore.bitlinear is module
+    for name in ("train_forward", "eval_forward", "quantize_weights"):
+        assert callable(getattr(bitlinear, name))
+    config = BitQuantConfig("per_tensor", "float32", "per_tensor")
+    torch.manual_seed(42)
+    x, w, b = torch.randn(2, 2), torch.randn(2, 2), torch.randn(2)
+    s, q = bitlinear.quantize_weights(w, config)
+    assert torch.allclose(bitlinear.eval_forward(x, s, q, b, config), bitlinear.train_forward(x, w, b, config),
+                          atol=1e-6)
+    assert torch.equal(bitlinear(x, w, b, config), bitlinear.eval_forward(x, s, q, b, config))
+
+
+def test_registry_namesake_api():
+    names = KernelRegistry.list_kernels()
+    assert "TorchReferenceKernel" in names and "CppInt8Kernel" in names
+    assert ReferenceKernel is TorchReferenceKernel
+    k = KernelRegistry.get_kernel_from_name("TorchReferenceKernel", BitQuantConfig(activation_dtype="int8"))
+    assert type(k) is TorchReferenceKernel and k.quant_config.activation_dtype == "int8"
+    assert type(KernelRegistry.get_kernel_by_name("CppFloat32Kernel")) .__name__ == "CppFloat32Kernel"
+    with pytest.raises(ValueError, match="Unknown kernel"):
+        KernelRegistry.get_kernel_by_name("nope")
+
+    @KernelRegistry.register_kernel(name="int8_pc", priority=300, activation_dtype="int8",
+                                    weight_granularity="per_channel")
+    class Declared(TorchReferenceKernel):
+        pass
+
+    @KernelRegistry.register(lambda c: c.activation_granularity == "per_channel", name="matcher", priority=200)
+    class Matched(TorchReferenceKernel):
+        pass
+
+    try:
+        assert KernelRegistry.list_kernels()[:2] == ["int8_pc", "matcher"]
+        assert type(KernelRegistry.get_kernel_from_config(BitQuantConfig("per_channel", "int8"))) is Declared
+        assert type(KernelRegistry.get_kernel_from_config(BitQuantConfig("per_tensor", "float32", "per_channel"))) \
+            is Matched
+        assert type(KernelRegistry.get_kernel_by_name("int8_pc")) is Declared
+    finally:
+        KernelRegistry.unregister("int8_pc")
+        KernelRegistry.unregister(Matched)
+    assert "int8_pc" not in KernelRegistry.list_kernels()
+    saved = list(KernelRegistry._entries)
+    try:
+        KernelRegistry.unregister(TorchReferenceKernel)
+        with pytest.raises(NoSuitableKernelError):
+            KernelRegistry.get_kernel_for_config(BitQuantConfig(), "meta")
+        assert issubclass(NoSuitableKernelError, ValueError)
+    finally:
+        KernelRegistry._entries = saved
+        KernelRegistry._changed()
+    assert issubclass(ReferenceKernel, BitKernelBase)
+
+
+def test_bitlinear_namesake_attributes():
+    layer = BitLinear(10, 5)
+    assert layer.use_bias and not BitLinear(10, 5, bias=False).use_bias
+    assert not layer.is_deployed
+    bound = math.sqrt(3.0) * math.sqrt(2.0 / 10)
+    k = BitLinear(10, 5, init_method="kaiming_uniform")
+    assert bool((k.weight.abs() <= bound).all()) and bool((k.bias == 0).all())
+    xb = math.sqrt(6.0 / 15)
+    assert bool((BitLinear(10, 5, init_method="xavier_uniform").weight.abs() <= xb).all())
+    with pytest.raises(ValueError, match="Unknown initialization method"):
+        BitLinear(10, 5, init_method="invalid_method")
+    # lowbit's earlier positional order (quant_config 4th) still works.
+    assert BitLinear(10, 5, True, BitQuantConfig("per_channel")).quant_config.weight_granularity == "per_channel"
+    assert not hasattr(layer, "qweight") and not hasattr(layer, "qweight_scale")
+    layer.eval()
+    buffers = dict(layer.named_buffers())
+    assert buffers["qweight"].dtype == torch.int8 and buffers["qweight_scale"].shape == ()
+    assert "qweight" not in layer.state_dict()  # derived: the stored form is weight (or packed_weight)
+    layer.train()
+    assert "qweight" not in dict(layer.named_buffers())
+    layer._on_enter_training_mode()
+    layer._on_enter_eval_mode()
+    layer.deploy()
+    assert layer.is_deployed and not layer.training
+    assert layer.qweight_scale.shape == () and layer.qweight.shape == (5, 10)
+    assert LAYER_REGISTRY["BitLinear"] is BitLinear and bitlayers.register_layer is register_layer
+
+
+def _namesake_eval_state_dict(n=5, k=10, per_channel=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g)
+    scale = w.abs().mean(dim=1) if per_channel else w.abs().mean()
+    q = torch.clamp(torch.round(w / (scale.reshape(-1, 1) if per_channel else scale)), -1, 1)
+    return {"weight": w, "bias": torch.randn(n, generator=g), "qweight": q, "qweight_scale": scale}
+
+
+def test_namesake_eval_state_dicts_load():
+    sd = _namesake_eval_state_dict()
+    for mode in ("train", "eval"):
+        layer = BitLinear(10, 5)
+        getattr(layer, mode)()
+        layer.load_state_dict(sd)  # strict
+        assert torch.equal(layer.weight, sd["weight"]) and not layer.deployed
+        x = torch.randn(3, 10)
+        ref = BitLinear(10, 5).eval()
+        ref.load_state_dict({"weight": sd["weight"], "bias": sd["bias"]})
+        assert torch.equal(layer.eval()(x), ref(x))
+    with pytest.raises(ValueError, match="qweight"):
+        BitLinear(10, 5).load_state_dict({**sd, "qweight": torch.zeros(5, 11)})
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_namesake_deployed_state_dict_loads_as_a_deployed_layer(per_channel):
+    sd = _namesake_eval_state_dict(per_channel=per_channel)
+    deployed_sd = {key: sd[key] for key in ("bias", "qweight", "qweight_scale")}
+    config = BitQuantConfig("per_channel" if per_channel else "per_tensor")
+    layer = BitLinear(10, 5, quant_config=config)
+    layer.load_state_dict(deployed_sd)
+    assert layer.deployed
+    x = torch.randn(4, 10)
+    scale = sd["qweight_scale"].reshape(-1, 1) if per_channel else sd["qweight_scale"]
+    expected = torch.nn.functional.linear(x, sd["qweight"] * scale, sd["bias"])
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    assert torch.equal(layer.qweight, sd["qweight"].to(torch.int8))
+    bad = dict(deployed_sd, qweight=sd["qweight"] * 3)
+    with pytest.raises(ValueError, match="-1, 0 or 1"):
+        BitLinear(10, 5).load_state_dict(bad)
+
+
+def test_model_registries_and_auto_model():
+    assert MODEL_REGISTRY["BitMLPModel"] is BitMLPModel is BitMLP
+    assert CONFIG_REGISTRY["BitMLPConfig"] is BitMLPConfig
+    cfg = BitMLPConfig()
+    assert dataclasses.is_dataclass(cfg)
+    assert (cfg.n_layers, cfg.in_channels, cfg.hidden_dim, cfg.out_channels, cfg.dropout) == (3, 256, 128, 10, 0.0)
+    qc = BitQuantConfig(activation_dtype="int8")
+    model = AutoBitModel.from_config(cfg, qc)
+    assert isinstance(model, BitModelBase) and model.training
+    assert model.get_config() is cfg and model.get_quant_config() == qc
+    assert all(layer.quant_config == qc for layer in model.bit_layers())  # every layer, first and last too
+    assert model(torch.randn(2, 256)).shape == (2, 10)
+    keys = list(build_model("BitMLPModel", cfg).state_dict())
+    assert keys == ["network.0.weight", "network.0.bias", "network.2.weight", "network.2.bias",
+                    "network.4.weight", "network.4.bias"]
+    with pytest.raises(ValueError, match="not found"):
+        build_model("Missing", cfg)
+
+    @register_config("TinyConfig")
+    @dataclasses.dataclass
+    class TinyConfig:
+        width: int = 4
+
+    @register_model("TinyModel")
+    class TinyModel(BitModelBase):
+        def __init__(self, config, quant_config=None):
+            super().__init__(config, quant_config)
+            self.layer = BitLinear(config.width, 2, quant_config=quant_config)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    try:
+        tiny = AutoBitModel.from_config(TinyConfig(), qc)  # the namesake's naming rule
+        assert isinstance(tiny, TinyModel) and tiny.get_quant_config() is qc
+        assert bitmodels.build_model("TinyModel", TinyConfig()).layer.in_features == 4
+    finally:
+        MODEL_REGISTRY.pop("TinyModel")
+        CONFIG_REGISTRY.pop("TinyConfig")
+    with pytest.raises(NotImplementedError):
+        AutoBitModel.from_pretrained("x")
+
+
+def test_earlier_lowbit_mlp_state_dicts_still_load():
+    torch.manual_seed(0)
+    cfg = BitMLPConfig(3, 20, 12, 4)
+    model = BitMLP(cfg)
+    legacy = {}
+    for key, value in model.state_dict().items():  # lowbit 0.x: layers.<0|3|6> (ReLU, Dropout between)
+        index, rest = key.split(".", 2)[1:]
+        legacy[f"layers.{int(index) // 2 * 3}.{rest}"] = value
+    fresh = BitMLP(cfg)
+    fresh.load_state_dict(legacy)
+    x = torch.randn(3, 20)
+    assert torch.equal(fresh.eval()(x), model.eval()(x))
+    assert fresh.layers is fresh.network
+
+
+def test_dropout_only_when_positive():
+    assert not any(isinstance(m, nn.Dropout) for m in BitMLP(BitMLPConfig(dropout=0.0)).modules())
+    assert sum(isinstance(m, nn.Dropout) for m in BitMLP(BitMLPConfig(dropout=0.1)).modules()) == 2
+
+
+def test_a_kernel_written_for_the_namesake_runs_in_a_layer():
+    calls = []
+
+    @KernelRegistry.register(lambda c: c.weight_granularity == "per_channel", name="upstream_style", priority=900)
+    class UpstreamStyle(BitKernelBase):
+        @classmethod
+        def is_suitable_for(cls, config):
+            return True
+
+        def forward(self, x, qweight_scale, qweight, bias=None):
+            calls.append(tuple(qweight_scale.shape))
+            scale = qweight_scale.reshape(-1, 1) if qweight_scale.dim() else qweight_scale
+            return torch.nn.functional.linear(x, qweight.float() * scale, bias)
+
+    try:
+        layer = BitLinear(16, 4, quant_config=BitQuantConfig("per_channel")).eval()
+        assert type(layer.kernel) is UpstreamStyle
+        x = torch.randn(3, 16)
+        expected = torch.nn.functional.linear(x, layer.qweight.float() * layer.scale.reshape(-1, 1), layer.bias)
+        assert torch.allclose(layer(x), expected, atol=1e-6) and calls == [(4,)]
+    finally:
+        KernelRegistry.unregister(UpstreamStyle)
+    with pytest.raises(TypeError):
+        BitKernelBase(BitQuantConfig())

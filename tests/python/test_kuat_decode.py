@@ -1,0 +1,358 @@
+"""Image pixels: one decoding rule for JPEG, PNG and WebP of every pixel format (docs/kuat.md,
+"Image pixels"), checked against PIL's convert("RGB") and PIL's alpha compositing."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from lowbit import _native
+
+decode = _native.kuat.decode_image
+BACKGROUNDS = [(0, 0, 0), (255, 255, 255), (12, 200, 77)]
+
+
+def composite(rgb: np.ndarray, alpha: np.ndarray, bg) -> np.ndarray:
+    """PIL's Image.alpha_composite onto an opaque background, integer-exact (checked below)."""
+    x = rgb.astype(np.int64) * alpha[..., None] + np.asarray(bg, np.int64) * (255 - alpha[..., None].astype(np.int64))
+    t = (x << 7) + (0x80 << 7)
+    return ((((t >> 8) + t) >> 8) >> 7).astype(np.uint8)
+
+
+def luma_of(rgb: np.ndarray) -> np.ndarray:
+    """convert_channels' gray: (299 R + 587 G + 114 B) / 1000, rounded."""
+    v = rgb.astype(np.int64)
+    return (299 * v[..., 0] + 587 * v[..., 1] + 114 * v[..., 2] + 500) // 1000
+
+
+def pil_reference(data: bytes, bg) -> np.ndarray:
+    """PIL's convert("RGB") for opaque pixels, its RGBA composited onto bg for the others."""
+    im = Image.open(io.BytesIO(data))
+    rgba = im.convert("RGBA")
+    back = Image.new("RGBA", im.size, tuple(bg) + (255,))
+    return np.asarray(Image.alpha_composite(back, rgba).convert("RGB"))
+
+
+def test_composite_rule_is_pil_alpha_composite_exactly():
+    v, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    src = np.stack([v, 255 - v, v // 2, a], -1).astype(np.uint8)
+    for bg in BACKGROUNDS + [(1, 128, 254)]:
+        back = Image.new("RGBA", (256, 256), bg + (255,))
+        want = np.asarray(Image.alpha_composite(back, Image.fromarray(src, "RGBA")))[..., :3]
+        np.testing.assert_array_equal(composite(src[..., :3], src[..., 3], bg), want)
+
+
+# --- PNG: every color type x bit depth x tRNS, written by hand so every combination exists ---
+
+def _chunk(t: bytes, d: bytes) -> bytes:
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+
+def _pack_rows(samples: np.ndarray, depth: int) -> list:
+    """samples: (h, w*channels) ints -> packed big-endian rows."""
+    rows = []
+    for r in samples:
+        if depth == 16:
+            rows.append(r.astype(">u2").tobytes())
+        elif depth == 8:
+            rows.append(r.astype(np.uint8).tobytes())
+        else:
+            per = 8 // depth
+            pad = (-len(r)) % per
+            v = np.concatenate([r, np.zeros(pad, r.dtype)]).reshape(-1, per).astype(np.uint16)
+            shifts = np.array([8 - depth * (k + 1) for k in range(per)], np.uint16)
+            rows.append((v << shifts).sum(axis=1).astype(np.uint8).tobytes())
+    return rows
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_bytes(samples: np.ndarray, depth: int, color: int, chunks=(), interlace=False, plte=None, trns=None) -> bytes:
+    """samples: (h, w, channels) stored values (palette indices for color 3)."""
+    h, w, c = samples.shape
+    raw = b""
+    if interlace:
+        for x0, y0, dx, dy in ADAM7:
+            sub = samples[y0::dy, x0::dx]
+            if sub.size:
+                raw += b"".join(b"\x00" + r for r in _pack_rows(sub.reshape(sub.shape[0], -1), depth))
+    else:
+        raw = b"".join(b"\x00" + r for r in _pack_rows(samples.reshape(h, -1), depth))
+    body = b"".join(_chunk(t, d) for t, d in chunks)
+    if plte is not None:
+        body += _chunk(b"PLTE", plte.astype(np.uint8).tobytes())
+    if trns is not None:
+        body += _chunk(b"tRNS", trns)
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 1 if interlace else 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + body + _chunk(b"IDAT", zlib.compress(raw))
+            + _chunk(b"IEND", b""))
+
+
+COLOR_MANAGEMENT = [(b"gAMA", struct.pack(">I", 100000)),  # linear light: must NOT be applied
+                    (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)),
+                    (b"sRGB", b"\x00")]
+
+
+def png_case(color: int, depth: int, trns: bool, seed: int, h=7, w=13):
+    """(png_bytes keyword spec, expected RGB before compositing as uint8, alpha uint8)."""
+    rng = np.random.default_rng(seed)
+    top = (1 << depth) - 1
+    if color == 3:
+        n = 1 << depth
+        plte = rng.integers(0, 256, (n, 3))
+        idx = rng.integers(0, n, (h, w, 1))
+        rgb = plte[idx[..., 0]].astype(np.uint8)
+        alpha = np.full((h, w), 255, np.uint8)
+        trns_bytes = None
+        if trns:
+            pal_alpha = rng.integers(0, 256, n // 2 + 1).astype(np.uint8)  # shorter than the palette: rest opaque
+            trns_bytes = pal_alpha.tobytes()
+            full = np.concatenate([pal_alpha, np.full(n - len(pal_alpha), 255, np.uint8)])
+            alpha = full[idx[..., 0]]
+        return dict(samples=idx, depth=depth, color=3, plte=plte, trns=trns_bytes), rgb, alpha
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+    s = rng.integers(0, top + 1, (h, w, channels))
+    trns_bytes = None
+    if color in (0, 2) and trns:
+        key = s[h // 2, w // 2]
+        s[0, :3] = key  # a few more pixels with the key colour
+        trns_bytes = b"".join(struct.pack(">H", int(v)) for v in key)
+    to8 = (lambda v: (v >> 8).astype(np.uint8)) if depth == 16 else (lambda v: (v * 255 // top).astype(np.uint8))
+    gray = color in (0, 4)
+    rgb = np.repeat(to8(s[..., :1]), 3, -1) if gray else to8(s[..., :3])
+    alpha = np.full((h, w), 255, np.uint8)
+    if color in (4, 6):
+        alpha = to8(s[..., -1])
+    elif trns:
+        alpha = np.where((s == key).all(-1), 0, 255).astype(np.uint8)
+    return dict(samples=s, depth=depth, color=color, trns=trns_bytes), rgb, alpha
+
+
+# (color type, bit depth, tRNS chunk): every combination the PNG specification allows.
+PNG_KINDS = ([(c, d, t) for c, depths in ((0, (1, 2, 4, 8, 16)), (2, (8, 16)), (3, (1, 2, 4, 8)))
+              for d in depths for t in (False, True)]
+             + [(c, d, False) for c in (4, 6) for d in (8, 16)])
+
+
+@pytest.mark.filterwarnings("ignore:Palette images with Transparency")
+@pytest.mark.parametrize("color,depth,trns", PNG_KINDS)
+def test_png_every_color_type_and_depth(color, depth, trns):
+    spec, rgb, alpha = png_case(color, depth, trns, seed=color * 100 + depth)
+    data = png_bytes(**spec)
+    for bg in BACKGROUNDS:
+        want = composite(rgb, alpha, bg)
+        np.testing.assert_array_equal(decode(data, 3, background=list(bg)), want)
+        if not (color == 0 and depth == 16):  # PIL 9.4 opens 16-bit gray as mode I and clips on convert
+            opaque = alpha == 255
+            pil = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            np.testing.assert_array_equal(want[opaque], pil[opaque])
+            if not trns or color == 3:  # PIL ignores a gray/RGB tRNS key; palettes carry real alpha
+                np.testing.assert_array_equal(want, pil_reference(data, bg))
+    # Adam7 interlacing and colour-management chunks (linear gAMA, cHRM, sRGB) change nothing.
+    for interlace in (False, True):
+        again = png_bytes(**spec, chunks=COLOR_MANAGEMENT if color != 3 else COLOR_MANAGEMENT[:2], interlace=interlace)
+        np.testing.assert_array_equal(decode(again, 3), composite(rgb, alpha, (0, 0, 0)))
+        luma = luma_of(rgb)
+        if (alpha == 255).all():
+            np.testing.assert_array_equal(decode(again, 1)[..., 0], luma)
+
+
+def test_png16_field_case_values_are_the_high_byte():
+    v16 = np.zeros((16, 16), np.uint16)
+    v16[:8, 8:], v16[8:, :8], v16[8:, 8:] = 0x4000, 0x8000, 0xC000
+    expected = (v16 >> 8).astype(np.uint8)
+    for data in (png_bytes(v16[..., None], 16, 0), png_bytes(np.stack([v16] * 3, -1), 16, 2),
+                 png_bytes(np.stack([v16 >> 8] * 3, -1), 8, 2, [(b"gAMA", struct.pack(">I", 100000))])):
+        out = decode(data, 3)
+        np.testing.assert_array_equal(out, np.stack([expected] * 3, -1))
+        np.testing.assert_array_equal(decode(data, 1)[..., 0], expected)
+
+
+def test_png_with_icc_profile_is_not_transformed():
+    rgb = np.random.default_rng(3).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    from PIL import ImageCms
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG", icc_profile=profile)
+    assert b"iCCP" in buf.getvalue()
+    np.testing.assert_array_equal(decode(buf.getvalue(), 3), rgb)
+
+
+# --- JPEG: gray, RGB (subsampled or not), CMYK with and without Adobe marker, progressive ---
+
+def photo(h=40, w=56, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (w + h)], -1)
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def strip_adobe(data: bytes) -> bytes:
+    at = data.find(b"\xff\xee")
+    assert at > 0
+    n = struct.unpack(">H", data[at + 2:at + 4])[0]
+    return data[:at] + data[at + 2 + n:]
+
+
+def jpeg_cases():
+    rgb = photo()
+    out = {}
+    for name, kwargs in {"rgb444": dict(subsampling=0), "rgb420": dict(subsampling=2),
+                         "progressive": dict(progressive=True), "q50": dict(quality=50)}.items():
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", **kwargs)
+        out[name] = buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("L").save(buf, "JPEG")
+    out["gray"] = buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, "JPEG", quality=95)
+    out["cmyk_adobe"] = buf.getvalue()
+    out["cmyk_no_adobe"] = strip_adobe(out["cmyk_adobe"])
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, "JPEG", quality=95, progressive=True)
+    out["cmyk_progressive"] = buf.getvalue()
+    return out
+
+
+@pytest.mark.parametrize("kind", list(jpeg_cases()))
+def test_jpeg_matches_pil_convert_rgb(kind):
+    data = jpeg_cases()[kind]
+    want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(decode(data, 3), want)
+    # One channel is the luma of those RGB values (PIL's "L" weights, rounded).
+    luma = luma_of(want)
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], luma)
+
+
+# --- WebP: lossy, lossless, alpha, animated (first frame, sub-rectangle frames) ---
+
+def rgba_image(h=24, w=32, seed=1):
+    rgb = photo(h, w, seed)
+    a = np.zeros((h, w), np.uint8)
+    a[:, : w // 3] = 255
+    a[:, w // 3: 2 * w // 3] = np.linspace(0, 255, h)[:, None].astype(np.uint8)
+    return np.dstack([rgb, a])
+
+
+def webp_cases():
+    out = {}
+    rgb, rgba = photo(), rgba_image()
+    for name, img, kw in (("lossy", Image.fromarray(rgb), dict(quality=80)),
+                          ("lossless", Image.fromarray(rgb), dict(lossless=True)),
+                          ("lossy_alpha", Image.fromarray(rgba, "RGBA"), dict(quality=80)),
+                          ("lossless_alpha", Image.fromarray(rgba, "RGBA"), dict(lossless=True))):
+        buf = io.BytesIO()
+        img.save(buf, "WEBP", **kw)
+        out[name] = buf.getvalue()
+    for name, first in (("animated", Image.fromarray(rgb)), ("animated_alpha", Image.fromarray(rgba_image(40, 56), "RGBA"))):
+        buf = io.BytesIO()
+        second = Image.new(first.mode, first.size, (10, 10, 200, 255)[: len(first.mode)])
+        first.save(buf, "WEBP", save_all=True, append_images=[second], duration=100, loop=0, lossless=True)
+        out[name] = buf.getvalue()
+    return out
+
+
+@pytest.mark.parametrize("kind", list(webp_cases()))
+def test_webp_matches_pil(kind):
+    data = webp_cases()[kind]
+    im = Image.open(io.BytesIO(data))
+    assert getattr(im, "n_frames", 1) == (2 if kind.startswith("animated") else 1)
+    for bg in BACKGROUNDS:
+        np.testing.assert_array_equal(decode(data, 3, background=list(bg)), pil_reference(data, bg))
+
+
+def _riff_chunk(tag: bytes, payload: bytes) -> bytes:
+    return tag + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+
+
+def _u24(v: int) -> bytes:
+    return struct.pack("<I", v)[:3]
+
+
+def animated_webp_with_offset_first_frame(canvas=(16, 12), first_at=(4, 2)) -> bytes:
+    """An animation whose first frame covers only part of the canvas (ANMF offsets), built
+    chunk by chunk: the rest of the canvas is transparent, so it shows the background."""
+    frames = []
+    for (x, y), img in ((first_at, rgba_image(6, 8, 3)), ((0, 0), rgba_image(canvas[1], canvas[0], 4))):
+        buf = io.BytesIO()
+        Image.fromarray(img, "RGBA").save(buf, "WEBP", lossless=True)
+        data = buf.getvalue()
+        at = data.find(b"VP8L")
+        bitstream = _riff_chunk(b"VP8L", data[at + 8: at + 8 + struct.unpack("<I", data[at + 4: at + 8])[0]])
+        h, w = img.shape[:2]
+        header = _u24(x // 2) + _u24(y // 2) + _u24(w - 1) + _u24(h - 1) + _u24(100) + b"\x00"
+        frames.append(_riff_chunk(b"ANMF", header + bitstream))
+    vp8x = _riff_chunk(b"VP8X", bytes([0x12, 0, 0, 0]) + _u24(canvas[0] - 1) + _u24(canvas[1] - 1))
+    anim = _riff_chunk(b"ANIM", struct.pack("<IH", 0xFF00FF00, 0))  # a green hint; decoders start transparent
+    body = b"WEBP" + vp8x + anim + b"".join(frames)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_animated_webp_first_frame_smaller_than_the_canvas():
+    data = animated_webp_with_offset_first_frame()
+    im = Image.open(io.BytesIO(data))
+    assert im.n_frames == 2 and im.size == (16, 12)
+    for bg in BACKGROUNDS:
+        out = decode(data, 3, background=list(bg))
+        np.testing.assert_array_equal(out, pil_reference(data, bg))
+        assert (out[0, 0] == bg).all() and (out[11, 15] == bg).all()  # outside the first frame
+
+
+def test_same_pixels_same_result_in_every_container():
+    rgba = rgba_image()
+    results = []
+    for fmt, kw in (("PNG", {}), ("WEBP", dict(lossless=True))):
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buf, fmt, **kw)
+        results.append(decode(buf.getvalue(), 3, background=[12, 200, 77]))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], composite(rgba[..., :3], rgba[..., 3], (12, 200, 77)))
+
+
+# --- EXIF orientation: kept as stored by default, applied like ImageOps.exif_transpose on request ---
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_exif_orientation_only_on_request(fmt):
+    rgb = photo(16, 24, 5)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+        data = buf.getvalue()
+        stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        np.testing.assert_array_equal(decode(data, 3), stored)
+        turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+        np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned, err_msg=f"{fmt} {orientation}")
+
+
+# --- Resource limits: refused from the header, before any allocation ---
+
+def test_pixel_limit_from_the_header():
+    small = png_bytes(np.zeros((8, 8, 3), np.uint8), 8, 2)
+    assert decode(small, 3, max_pixels=64).shape == (8, 8, 3)
+    with pytest.raises(OSError, match="over the limit of 63"):
+        decode(small, 3, max_pixels=63)
+    huge_png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
+    with pytest.raises(OSError, match="100000 x 100000 = 10000000000 pixels, over the limit of 178956970"):
+        decode(huge_png)
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(buf, "JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.find(b"\xff\xc0")
+    struct.pack_into(">HH", jpeg, sof + 5, 60000, 60000)
+    with pytest.raises(OSError, match="JPEG is 60000 x 60000"):
+        decode(bytes(jpeg))
+    buf = io.BytesIO()
+    Image.new("RGBA", (16, 16)).save(buf, "WEBP", lossless=True)
+    assert decode(buf.getvalue(), 3, max_pixels=256).shape == (16, 16, 3)
+    with pytest.raises(OSError, match="WebP is 16 x 16"):
+        decode(buf.getvalue(), 3, max_pixels=255)

@@ -1,0 +1,308 @@
+"""Inputs people really have: decompression-bomb headers and memory limits, hidden files and
+symbolic-link loops in folders, CIFAR binary batches, IDX images without labels."""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kuat
+from kuat_helpers import cifar_batch, write_idx
+
+
+def run(cli, *args, expect=0, limit_bytes=None):
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+    p = subprocess.run([cli, *map(str, args)], capture_output=True, text=True, timeout=120,
+                       preexec_fn=cap if limit_bytes else None)
+    assert p.returncode == expect, f"rc={p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}"
+    return p
+
+
+def leftovers(folder: Path):
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def jpeg_claiming(side_w: int, side_h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(buf, "JPEG", quality=90)
+    b = bytearray(buf.getvalue())
+    sof = b.find(b"\xff\xc0")
+    struct.pack_into(">HH", b, sof + 5, side_h, side_w)
+    return bytes(b)
+
+
+def bomb_folder(tmp_path: Path, w: int, h: int) -> Path:
+    d = tmp_path / f"bomb{w}x{h}"
+    d.mkdir()
+    (d / "bomb.jpg").write_bytes(jpeg_claiming(w, h))
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(d / "ok.png")
+    return d
+
+
+# --- Rule 2: resource limits ---
+
+@pytest.mark.parametrize("side", [15000, 60000])
+def test_header_bomb_is_skipped_by_the_pixel_limit(kuat_cli, tmp_path, side):
+    d = bomb_folder(tmp_path, side, side)
+    p = run(kuat_cli, "convert", d, tmp_path / "x.kuat", "-f", "images", "--threads", "1", "--codebook-size", "16",
+            limit_bytes=3 << 30)
+    assert "bomb.jpg" in p.stderr and "over the limit of 178956970" in p.stderr and "skipped 1" in p.stderr
+    assert len(kuat.KuatArchive(tmp_path / "x.kuat")) == 1
+    p = run(kuat_cli, "convert", d, tmp_path / "s.kuat", "-f", "images", "--strict", "--codebook-size", "16", expect=1)
+    assert "bomb.jpg" in p.stderr and "over the limit" in p.stderr
+    assert not (tmp_path / "s.kuat").exists() and leftovers(tmp_path) == []
+
+
+def test_max_pixels_option_cli_and_python(kuat_cli, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.new("RGB", (20, 10), (9, 9, 9)).save(d / "big.png")   # 200 pixels
+    Image.new("RGB", (10, 10), (9, 9, 9)).save(d / "small.webp", lossless=True)  # 100 pixels
+    p = run(kuat_cli, "convert", d, tmp_path / "a.kuat", "--max-pixels", "100", "--codebook-size", "16")
+    assert "big.png" in p.stderr and "20 x 10 = 200 pixels, over the limit of 100" in p.stderr
+    stats = kuat.convert_dataset(d, tmp_path / "b.kuat", codebook_size=16, max_pixels=199)
+    assert stats["samples"] == 1 and "over the limit of 199" in stats["skipped_reasons"][0]
+    assert kuat.KuatArchive(tmp_path / "b.kuat").metadata["conversion"]["max_pixels"] == 199
+    run(kuat_cli, "convert", d, tmp_path / "c.kuat", "--max-pixels", "0", expect=2)
+    with pytest.raises(ValueError, match="max_pixels"):
+        kuat.convert_dataset(d, tmp_path / "c.kuat", max_pixels=0)
+
+
+def test_allocation_failure_is_that_images_error(kuat_cli, tmp_path):
+    # Under the raised limit the 30000 x 30000 header asks for 2.7 GB; with 1.5 GB of address
+    # space that allocation fails, and the run goes on without that one file.
+    d = bomb_folder(tmp_path, 30000, 30000)
+    p = run(kuat_cli, "convert", d, tmp_path / "x.kuat", "-f", "images", "--threads", "1", "--codebook-size", "16",
+            "--max-pixels", str(10 ** 10), limit_bytes=3 << 29)
+    assert "bomb.jpg" in p.stderr and "out of memory" in p.stderr and "skipped 1" in p.stderr
+    assert len(kuat.KuatArchive(tmp_path / "x.kuat")) == 1
+
+
+def test_background_option_cli_and_python(kuat_cli, tmp_path):
+    d = tmp_path / "alpha"
+    d.mkdir()
+    Image.new("RGBA", (16, 16), (200, 100, 50, 0)).save(d / "clear.png")
+    Image.new("LA", (16, 16), (80, 128)).save(d / "half.webp", lossless=True)
+    for bg in ((0, 0, 0), (255, 255, 255), (10, 20, 30)):
+        out = tmp_path / f"{bg[0]}.kuat"
+        run(kuat_cli, "convert", d, out, "--background", ",".join(map(str, bg)), "--codebook-size", "16", "--bits", "8", "-q")
+        a = kuat.KuatArchive(out)
+        assert a.metadata["conversion"]["background"] == ",".join(map(str, bg))
+        names = [a._native.source_name(i) for i in range(len(a))]
+        clear = a[names.index("clear.png")]["image"]
+        assert (clear == np.array(bg, np.uint8)).all()
+        # 80 at alpha 128 over bg: PIL's alpha_composite rounding.
+        half = a[names.index("half.webp")]["image"][0, 0]
+        want = [((((x << 7) + (0x80 << 7)) >> 8) + ((x << 7) + (0x80 << 7)) >> 8) >> 7
+                for x in (80 * 128 + c * 127 for c in bg)]
+        assert list(half) == want
+        py = kuat.convert_dataset(d, tmp_path / f"p{bg[0]}.kuat", codebook_size=16, bits=8, background=bg)
+        assert py["samples"] == 2
+        np.testing.assert_array_equal(kuat.KuatArchive(tmp_path / f"p{bg[0]}.kuat")[0]["image"], a[0]["image"])
+    for bad in ("1,2", "1,2,256", "a,b,c", "1,2,3,4", "-1,0,0"):
+        p = run(kuat_cli, "convert", d, tmp_path / "bad.kuat", "--background", bad, expect=2)
+        assert "background" in p.stderr
+    with pytest.raises(ValueError, match="background"):
+        kuat.convert_dataset(d, tmp_path / "bad.kuat", background=(1, 2))
+
+
+def test_exif_transpose_option(kuat_cli, tmp_path):
+    d = tmp_path / "exif"
+    d.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (32, 16), (50, 60, 70)).save(d / "a.jpg", exif=exif.tobytes())
+    run(kuat_cli, "convert", d, tmp_path / "n.kuat", "--codebook-size", "16", "-q")
+    assert kuat.KuatArchive(tmp_path / "n.kuat")[0]["image"].shape == (16, 32, 3)
+    run(kuat_cli, "convert", d, tmp_path / "t.kuat", "--codebook-size", "16", "-q", "--exif-transpose")
+    assert kuat.KuatArchive(tmp_path / "t.kuat")[0]["image"].shape == (32, 16, 3)
+    kuat.convert_dataset(d, tmp_path / "p.kuat", codebook_size=16, exif_transpose=True, width=8, height=16)
+    a = kuat.KuatArchive(tmp_path / "p.kuat")
+    assert a[0]["image"].shape == (16, 8, 3) and a.metadata["conversion"]["exif_transpose"] is True
+
+
+# --- Rule 3: folder scanning ---
+
+def hidden_tree(root: Path) -> Path:
+    for cls, colour in (("cat", (255, 0, 0)), ("dog", (0, 255, 0))):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (16, 16), colour).save(root / cls / "a.jpg")
+    (root / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (16, 16)).save(root / ".ipynb_checkpoints" / "a-checkpoint.jpg")
+    (root / "__MACOSX" / "cat").mkdir(parents=True)
+    (root / "__MACOSX" / "cat" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble junk")
+    (root / "cat" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble junk")
+    (root / "cat" / ".thumbs").mkdir()
+    Image.new("RGB", (16, 16)).save(root / "cat" / ".thumbs" / "t.jpg")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "dog" / ".hidden.png").write_bytes(b"not even a png")
+    return root
+
+
+HIDDEN = [".DS_Store", ".ipynb_checkpoints", "__MACOSX", "cat/._a.jpg", "cat/.thumbs", "dog/.hidden.png"]
+
+
+def test_hidden_entries_are_never_classes_or_samples(kuat_cli, tmp_path):
+    root = hidden_tree(tmp_path / "data")
+    stats = kuat.convert_dataset(root, tmp_path / "x.kuat", codebook_size=16)
+    a = kuat.KuatArchive(tmp_path / "x.kuat")
+    assert stats["format"] == "imagenet" and a.classes == ["cat", "dog"] and list(a.labels) == [0, 1]
+    assert stats["skipped"] == 0 and sorted(stats["ignored"]) == sorted(HIDDEN)
+    assert a.metadata["stats"]["ignored_hidden"] == len(HIDDEN)
+    p = run(kuat_cli, "convert", root, tmp_path / "c.kuat", "--codebook-size", "16")
+    assert f"ignored {len(HIDDEN)} hidden entries" in p.stdout and ".ipynb_checkpoints" in p.stdout
+    assert "skipped" not in p.stderr
+
+
+def test_hidden_entries_in_a_flat_folder_and_detection(tmp_path):
+    d = tmp_path / "flat"
+    d.mkdir()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(d / "a.png")
+    (d / "._a.png").write_bytes(b"\x00\x05\x16\x07AppleDouble junk")
+    (d / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (16, 16)).save(d / ".ipynb_checkpoints" / "a-checkpoint.png")
+    stats = kuat.convert_dataset(d, tmp_path / "f.kuat", codebook_size=16)  # auto: a flat folder, not classes
+    assert stats["format"] == "images" and stats["samples"] == 1 and stats["skipped"] == 0
+    assert stats["ignored"] == ["._a.png", ".ipynb_checkpoints"]
+
+
+def test_symlink_loops_are_errors_naming_the_path(kuat_cli, tmp_path):
+    root = tmp_path / "loop"
+    (root / "cat").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(root / "cat" / "a.jpg")
+    os.symlink("..", root / "cat" / "up")
+    with pytest.raises(OSError, match=r"cat/up.*symbolic link loop"):
+        kuat.convert_dataset(root, tmp_path / "x.kuat", format="imagenet", codebook_size=16)
+    p = run(kuat_cli, "convert", root, tmp_path / "x.kuat", "-f", "imagenet", expect=1)
+    assert "cat/up" in p.stderr and "symbolic link loop" in p.stderr and not (tmp_path / "x.kuat").exists()
+    flat = tmp_path / "self"
+    flat.mkdir()
+    Image.new("RGB", (16, 16)).save(flat / "a.jpg")
+    os.symlink("b.jpg", flat / "b.jpg")
+    with pytest.raises(OSError, match=r"b\.jpg.*symbolic link loop"):
+        kuat.convert_dataset(flat, tmp_path / "y.kuat", format="images", codebook_size=16)
+    # A link to a folder elsewhere (no loop) is followed.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    Image.new("RGB", (16, 16)).save(other / "b.jpg")
+    os.unlink(root / "cat" / "up")
+    os.symlink(other, root / "dog")
+    stats = kuat.convert_dataset(root, tmp_path / "z.kuat", format="imagenet", codebook_size=16)
+    assert stats["samples"] == 2 and kuat.KuatArchive(tmp_path / "z.kuat").classes == ["cat", "dog"]
+
+
+# --- Rule 4: CIFAR binary batches, IDX without labels ---
+
+def write_cifar10_bin(folder: Path, per_batch=6, batches=5) -> dict:
+    folder.mkdir(parents=True)
+    data = {}
+    for name, seed in [(f"data_batch_{b}.bin", b) for b in range(1, batches + 1)] + [("test_batch.bin", 99)]:
+        batch = cifar_batch(per_batch, seed)
+        labels = np.asarray(batch[b"labels"], np.uint8)
+        recs = np.concatenate([labels[:, None], batch[b"data"]], axis=1)
+        (folder / name).write_bytes(recs.tobytes())
+        data[name] = (batch[b"data"], labels)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta.txt").write_text("\n".join(names) + "\n\n")
+    return data
+
+
+def hwc(planar: np.ndarray) -> np.ndarray:
+    return planar.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def test_cifar10_binary_matches_its_pixels(kuat_cli, tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    data = write_cifar10_bin(folder)
+    stats = kuat.convert_dataset(folder, tmp_path / "c.kuat", codebook_size=256, bits=8)
+    a = kuat.KuatArchive(tmp_path / "c.kuat")
+    assert stats["format"] == "cifar" and len(a) == 30 and a.classes[9] == "truck"
+    px = np.concatenate([data[f"data_batch_{b}.bin"][0] for b in range(1, 6)])
+    labels = np.concatenate([data[f"data_batch_{b}.bin"][1] for b in range(1, 6)])
+    np.testing.assert_array_equal(a.labels, labels.astype(np.int32))
+    # The stored image is the VQ of these pixels: its PSNR against them is the one recorded.
+    dec = a.get_batch(np.arange(30))["images"].astype(np.float64)
+    mse = ((dec - hwc(px)) ** 2).reshape(30, -1).mean(1)
+    assert np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))) == pytest.approx(stats["psnr"], abs=1e-6)
+    t = kuat.convert_dataset(folder, tmp_path / "t.kuat", split="test", codebook=tmp_path / "c.kuat")
+    assert t["samples"] == 6
+    one = kuat.convert_dataset(folder / "data_batch_2.bin", tmp_path / "one.kuat", codebook=tmp_path / "c.kuat")
+    assert one["samples"] == 6
+    np.testing.assert_array_equal(kuat.KuatArchive(tmp_path / "one.kuat")[0]["image"], a[6]["image"])
+    run(kuat_cli, "convert", folder, tmp_path / "cli.kuat", "--codebook-size", "16", "-q")
+
+
+def test_cifar100_binary_uses_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-binary"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    fine = {}
+    for name in ("train", "test"):
+        px = rng.integers(0, 256, (8, 3072), dtype=np.uint8)
+        f = rng.integers(0, 100, 8).astype(np.uint8)
+        recs = np.concatenate([(f // 5)[:, None], f[:, None], px], axis=1)
+        (folder / f"{name}.bin").write_bytes(recs.tobytes())
+        fine[name] = f
+    (folder / "fine_label_names.txt").write_text("\n".join(f"fine{i}" for i in range(100)) + "\n")
+    (folder / "coarse_label_names.txt").write_text("\n".join(f"c{i}" for i in range(20)) + "\n")
+    kuat.convert_dataset(folder, tmp_path / "c.kuat", codebook_size=16, split="test")
+    a = kuat.KuatArchive(tmp_path / "c.kuat")
+    assert list(a.labels) == list(fine["test"]) and len(a.classes) == 100 and a.classes[7] == "fine7"
+
+
+def test_cifar_binary_broken_files_name_the_file(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    write_cifar10_bin(folder, batches=2)
+    good = (folder / "data_batch_2.bin").read_bytes()
+    (folder / "data_batch_2.bin").write_bytes(good[:-100])
+    with pytest.raises(OSError, match=r"data_batch_2\.bin.*not a whole number of 3073-byte CIFAR-10 records"):
+        kuat.convert_dataset(folder, tmp_path / "x.kuat", codebook_size=16)
+    bad_label = bytearray(good)
+    bad_label[3073] = 10
+    (folder / "data_batch_2.bin").write_bytes(bytes(bad_label))
+    with pytest.raises(OSError, match=r"data_batch_2\.bin.*record 1 has label 10"):
+        kuat.convert_dataset(folder, tmp_path / "x.kuat", codebook_size=16)
+    (folder / "data_batch_2.bin").write_bytes(b"")
+    with pytest.raises(OSError, match=r"data_batch_2\.bin.*empty"):
+        kuat.convert_dataset(folder, tmp_path / "x.kuat", codebook_size=16)
+    (folder / "data_batch_2.bin").write_bytes(good)
+    (folder / "batches.meta.txt").write_text("a\nb\n")
+    with pytest.raises(OSError, match=r"batches\.meta\.txt.*2 class names, expected 10"):
+        kuat.convert_dataset(folder, tmp_path / "x.kuat", codebook_size=16)
+    hundred = tmp_path / "cifar-100-binary"
+    hundred.mkdir()
+    (hundred / "train.bin").write_bytes(bytes(3073 * 2))  # CIFAR-10-sized records
+    with pytest.raises(OSError, match=r"train\.bin.*3074-byte CIFAR-100 records"):
+        kuat.convert_dataset(hundred, tmp_path / "x.kuat", codebook_size=16)
+    assert not (tmp_path / "x.kuat").exists() and leftovers(tmp_path) == []
+
+
+def test_idx_images_without_labels_warn(kuat_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    d = write_idx(tmp_path / "idx", rng.integers(0, 256, (20, 8, 8), dtype=np.uint8), np.zeros(20, np.uint8))
+    (d / "train-labels-idx1-ubyte.gz").unlink()
+    (d / "._train-images-idx3-ubyte.gz").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble: not a second IDX file
+    with pytest.warns(UserWarning, match=r"train-images-idx3-ubyte\.gz.*no labels file.*every label is -1"):
+        stats = kuat.convert_dataset(d, tmp_path / "i.kuat", codebook_size=16)
+    assert list(kuat.KuatArchive(tmp_path / "i.kuat").labels) == [-1] * 20 and len(stats["warnings"]) == 1
+    p = run(kuat_cli, "convert", d, tmp_path / "c.kuat", "--codebook-size", "16")
+    assert "warning:" in p.stderr and "every label is -1" in p.stderr
+
+
+def test_idx_gzip_longer_than_its_header_is_refused(tmp_path):
+    import gzip
+    d = tmp_path / "gz"
+    d.mkdir()
+    body = struct.pack(">IIII", 0x803, 2, 4, 4) + bytes(32) + bytes(10 ** 6)
+    (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(body))
+    with pytest.raises(OSError, match="longer than the 48 bytes its IDX header gives"):
+        kuat.convert_dataset(d, tmp_path / "x.kuat", codebook_size=16)

@@ -1,0 +1,158 @@
+"""Kuat-Beta's API on lowbit's Kuat: archive accessors, len = samples, exports, kuat.gpu
+(GPUDecoder with the seed notebook's calls, GPUDataset), on every available torch device."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import kuat  # noqa: E402
+from kuat import KuatArchive, KuatDataset, KuatEpochIterator  # noqa: E402
+from kuat import dataset as kd  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def archive_file(tmp_path_factory):
+    """A fixed-size archive of 21 RGB 10x14 images (K = 64: 6-bit indices), labels i % 4, label -1 at 5."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (21, 10, 14, 3), dtype=np.uint8)
+    labels = (np.arange(21) % 4).astype(np.int32)
+    labels[5] = -1
+    path = tmp_path_factory.mktemp("ns") / "a.kuat"
+    kd._engine.write_archive(str(path), images, labels, 64)
+    return str(path)
+
+
+def test_version_and_exports():
+    assert kuat.__version__.startswith("0.1.0")
+    for name in ("KuatArchive", "KuatDataset", "KuatEpochIterator", "convert_dataset", "GPUDecoder", "GPUDataset"):
+        assert hasattr(kuat, name), name
+    gpu = importlib.import_module("kuat.gpu")
+    assert gpu.GPUDecoder is kuat.GPUDecoder and gpu.GPUDataset is kuat.GPUDataset
+
+
+def test_archive_accessors(archive_file):
+    a = KuatArchive(archive_file)
+    assert a.len() == len(a) == 21
+    assert a.dimensions == (14, 10) and a.patch_size == 2 and a.grid_size == (7, 5)
+    image, label = a.decode(3)
+    assert image.shape == (10, 14, 3) and image.dtype == np.uint8 and label == 3
+    np.testing.assert_array_equal(image, a[3]["image"])
+    assert a.decode(5)[1] is None and a.label(5) is None and a.label(-1) == 20 % 4
+    assert a.all_labels() == [None if i == 5 else i % 4 for i in range(21)]
+    batch = a.decode_batch([0, 4, -1])
+    assert batch.shape == (3, 10, 14, 3)
+    np.testing.assert_array_equal(batch, a.get_batch([0, 4, 20])["images"])
+    cb = a.codebook_numpy()
+    assert cb.shape == (64, 12) and cb.dtype == np.uint8 and cb.flags.writeable
+    np.testing.assert_array_equal(cb, a.codebook.reshape(64, 12))
+    idx, labels = a.get_indices_batch([2, 5])
+    assert idx.shape == (2, 35) and idx.dtype == np.uint32 and labels == [2, None]
+    # The indices decode to the image with the seed notebook's own numpy recipe.
+    img = cb[idx[0]].reshape(5, 7, 2, 2, 3).transpose(0, 2, 1, 3, 4).reshape(10, 14, 3)
+    np.testing.assert_array_equal(img, a.decode(2)[0])
+    info = a.info()
+    assert info["samples"] == 21 and info["width"] == 14 and info["height"] == 10 and "bits" in info
+    assert info["path"] == archive_file and info["classes"] == []
+    with pytest.raises(IndexError):
+        a.decode(21)
+    with pytest.raises(IndexError):
+        a.get_indices_batch([0, 99])
+
+
+def test_info_bits_is_the_converters_bits(tmp_path):
+    from kuat_helpers import write_cifar10
+
+    src = write_cifar10(tmp_path / "c", per_batch=4, batches=1)
+    kuat.convert_dataset(src, tmp_path / "c.kuat", format="cifar", bits=5, codebook_size=16)
+    assert KuatArchive(tmp_path / "c.kuat").info()["bits"] == 5
+
+
+def test_dataset_len_counts_samples_and_epoch_is_a_kuat_epoch_iterator(archive_file):
+    ds = KuatDataset(archive_file, batch_size=8)
+    assert len(ds) == 21 and ds.batch_count() == 3
+    assert KuatDataset(archive_file, batch_size=8, drop_last=True).batch_count() == 2
+    assert len(KuatDataset(archive_file, batch_size=8, world_size=2, rank=1)) == 11
+    it = ds.epoch(0)
+    assert isinstance(it, KuatEpochIterator) and len(it) == 3 and it.epoch == 0
+    assert sum(b["images"].shape[0] for b in it) == 21
+
+
+def test_gpu_decoder_seed_notebook_calls(device):
+    from kuat.gpu import GPUDecoder
+
+    rng = np.random.default_rng(0)
+    codebook = rng.integers(0, 256, (65536, 12), dtype=np.uint8)  # the notebook's simulated 16-bit codebook
+    indices = rng.integers(0, 65536, (3, 6 * 5), dtype=np.uint16)
+    decoder = GPUDecoder(codebook, device=device)
+    images = decoder.decode_batch(indices, 10, 12)  # width 10, height 12: NCHW by default
+    assert images.shape == (3, 3, 12, 10) and images.dtype == torch.uint8 and images.device.type == device.type
+    want = codebook[indices.astype(np.int64)].reshape(3, 6, 5, 2, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(3, 12, 10, 3)
+    np.testing.assert_array_equal(images.cpu().numpy(), want.transpose(0, 3, 1, 2))
+    nhwc = decoder.decode_batch(torch.from_numpy(indices.astype(np.int64)), 10, 12, layout="NHWC")
+    np.testing.assert_array_equal(nhwc.cpu().numpy(), want)
+    floats = decoder.decode_float(indices, 10, 12)
+    assert floats.dtype == torch.float32
+    assert torch.equal(floats.cpu(), torch.from_numpy(want.transpose(0, 3, 1, 2).copy()).float() / 255.0)
+    with pytest.raises(ValueError, match=r"indices must be \(B, 30\)"):
+        decoder.decode_batch(indices[:, :29], 10, 12)
+    with pytest.raises(ValueError, match="width and height"):
+        decoder.decode_batch(indices)
+
+
+def test_gpu_decoder_from_archive_and_bad_inputs(archive_file, device):
+    from kuat.gpu import GPUDecoder
+
+    a = KuatArchive(archive_file)
+    decoder = GPUDecoder(a, device=device, dtype=torch.uint8)
+    assert (decoder.width, decoder.height, decoder.grid_w, decoder.grid_h, decoder.patches_per_image) == (14, 10, 7, 5, 35)
+    idx, _ = a.get_indices_batch([0, 1])
+    images = decoder.decode(idx, layout="NHWC")
+    np.testing.assert_array_equal(images.cpu().numpy(), a.decode_batch([0, 1]))
+    f = GPUDecoder(archive_file, device=device).decode(idx, normalize=True)  # ImageNet normalisation
+    want = (a.decode_batch([0, 1]).astype(np.float64) / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(f.cpu().numpy(), want.transpose(0, 3, 1, 2), rtol=1e-6, atol=1e-6)
+    bad = idx.copy()
+    bad[1, 8] = 64
+    with pytest.raises(ValueError, match=r"sample 1: patch \(1, 1\) has index 64 >= codebook size 64"):
+        decoder.decode(bad)
+    bad = bad.astype(np.int64)
+    bad[1, 8] = -3
+    with pytest.raises(ValueError, match="sample 1: patch"):
+        decoder.decode(bad)
+    with pytest.raises(ValueError, match="is on device meta"):
+        decoder.decode(torch.zeros((1, 35), dtype=torch.int64, device="meta"))
+    with pytest.raises(ValueError, match="integers"):
+        decoder.decode(np.zeros((1, 35), dtype=np.float32))
+
+
+def test_gpu_dataset_indexing_and_epochs(archive_file, device):
+    from kuat.gpu import GPUDataset
+
+    a = KuatArchive(archive_file)
+    ds = GPUDataset(archive_file, device=device, normalize=True, batch_size=8)
+    assert len(ds) == 21 and ds.batch_count() == 3
+    images, labels = ds[[0, 5, 10]]
+    assert images.shape == (3, 3, 10, 14) and images.dtype == torch.float32 and images.device.type == device.type
+    assert labels.dtype == torch.int64 and labels.tolist() == [0, -1, 2]
+    want = KuatDataset(archive_file, batch_size=21, shuffle=False, layout="NCHW", dtype="float32",
+                       mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    full = next(iter(want.epoch(0)))["images"]
+    assert torch.equal(images.cpu(), torch.from_numpy(full[[0, 5, 10]]))
+    sliced, _ = ds[0:4]
+    assert torch.equal(sliced.cpu(), torch.from_numpy(full[:4]))
+    one, label = ds[-1]
+    assert one.shape == (1, 3, 10, 14) and label.tolist() == [0]
+    raw = GPUDataset(a, device=device, normalize=False, dtype=torch.uint8, layout="NHWC", preload=False)
+    np.testing.assert_array_equal(raw[[3, 4]][0].cpu().numpy(), a.decode_batch([3, 4]))
+    order = KuatDataset(archive_file, batch_size=8, seed=42).sample_order(1)
+    seen = torch.cat([lab.cpu() for _, lab in ds.epoch(1)])
+    assert seen.tolist() == [-1 if s == 5 else int(s) % 4 for s in order]
+    with pytest.raises(IndexError, match="out of range"):
+        ds[[0, 21]]
+    idx, _ = a.get_indices_batch([0, 5, 10])
+    assert torch.equal(ds.decoder.decode(idx, normalize=True), images)  # Kuat-Beta's dataset.decoder
