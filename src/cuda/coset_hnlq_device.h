@@ -119,20 +119,37 @@ inline bool finite(T v) { return std::isfinite(v); }
 #endif
 
 // ---- one closest-point step (lattice_step.h) ---------------------------------------------------
+// snap: the relative tie tolerance of the closest point of float data where the CPU reference
+// has one (lattice_step.h's kTieSnap: the first step with the nudge, and the dither), else 0.
+// With snap 0 every comparison below is the exact one.
 template <class T>
 struct Step {
   T div, inv_div, half;
   bool nudge;
+  T snap;
 };
 
+// The absolute tie tolerance of one vector: snap * max(1, max_j |v_j|) (0 when snap is 0).
+template <class T, int D>
+LOWBIT_HD T tie_tolerance(const T* v, const Step<T>& p) {
+  if (p.snap == T(0)) return T(0);
+  T m = T(1);
+#pragma unroll
+  for (int j = 0; j < D; ++j) {
+    const T a = abs_of(v[j]);
+    m = (m < a) ? a : m;  // std::max(m, a)
+  }
+  return mul_rn(p.snap, m);
+}
+
 template <class T>
-LOWBIT_HD void round_coord(T v, const Step<T>& p, T& r, T& e) {
+LOWBIT_HD void round_coord(T v, const Step<T>& p, T& r, T& e, T tol) {
   r = round_even(mul_rn(v, p.inv_div));
   e = sub_rn(v, mul_rn(p.div, r));
-  if (e >= p.half) {
+  if (e >= sub_rn(p.half, tol)) {
     r = add_rn(r, T(1));
     e = sub_rn(e, p.div);
-  } else if (e < -p.half) {
+  } else if (e < sub_rn(-p.half, tol)) {
     r = sub_rn(r, T(1));
     e = add_rn(e, p.div);
   }
@@ -143,7 +160,7 @@ LOWBIT_HD void round_coord(T v, const Step<T>& p, T& r, T& e) {
 }
 
 template <class T, int D>
-LOWBIT_HD void dn_fix(T* r, T* e, const Step<T>& p) {
+LOWBIT_HD void dn_fix(T* r, T* e, const Step<T>& p, T tol) {
   T sum = r[0];
 #pragma unroll
   for (int j = 1; j < D; ++j) sum = add_rn(sum, r[j]);
@@ -156,7 +173,8 @@ LOWBIT_HD void dn_fix(T* r, T* e, const Step<T>& p) {
     const T a = abs_of(e[j]);
     const T w = static_cast<T>(1 << j);
     const T sw = e[j] >= T(0) ? w : -w;
-    const bool take = p.nudge ? (a > best_abs || (a == best_abs && sw > best_sw)) : a > best_abs;
+    const bool take = p.nudge ? (a > add_rn(best_abs, tol) || (a >= sub_rn(best_abs, tol) && sw > best_sw))
+                              : a > best_abs;
     if (take) {
       best = j;
       best_abs = a;
@@ -194,22 +212,25 @@ LOWBIT_HD T nudge_dot(const T* e) {
 template <class T, int L>
 LOWBIT_HD void lattice_step(const T* v, const Step<T>& p, T* point, T* e) {
   constexpr int d = Lattice<L>::d;
+  const T tol = tie_tolerance<T, d>(v, p);
   if constexpr (L != kE8) {
 #pragma unroll
-    for (int j = 0; j < d; ++j) round_coord(v[j], p, point[j], e[j]);
-    if constexpr (L == kD4) dn_fix<T, d>(point, e, p);
+    for (int j = 0; j < d; ++j) round_coord(v[j], p, point[j], e[j], tol);
+    if constexpr (L == kD4) dn_fix<T, d>(point, e, p, tol);
   } else {
     T r0[8], e0[8], r1[8], e1[8];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) round_coord(v[j], p, r0[j], e0[j]);
-    dn_fix<T, 8>(r0, e0, p);
+    for (int j = 0; j < 8; ++j) round_coord(v[j], p, r0[j], e0[j], tol);
+    dn_fix<T, 8>(r0, e0, p, tol);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) round_coord(sub_rn(v[j], p.half), p, r1[j], e1[j]);
-    dn_fix<T, 8>(r1, e1, p);
+    for (int j = 0; j < 8; ++j) round_coord(sub_rn(v[j], p.half), p, r1[j], e1[j], tol);
+    dn_fix<T, 8>(r1, e1, p, tol);
     const T d0 = squared_norm<T, 8>(e0);
     const T d1 = squared_norm<T, 8>(e1);
+    const T tol_d = mul_rn(T(8), tol);  // |d error| <= 2 sum_j |e_j| |e_j error| < 8 tol
     const bool integer_coset =
-        p.nudge ? (d0 < d1 || (d0 == d1 && nudge_dot<T, 8>(e0) <= nudge_dot<T, 8>(e1))) : d0 <= d1;
+        p.nudge ? (d0 < sub_rn(d1, tol_d) || (d0 <= add_rn(d1, tol_d) && nudge_dot<T, 8>(e0) <= nudge_dot<T, 8>(e1)))
+                : d0 <= d1;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       point[j] = integer_coset ? mul_rn(T(2), r0[j]) : add_rn(mul_rn(T(2), r1[j]), T(1));
@@ -280,7 +301,7 @@ struct Levels {
 };
 
 template <class T, int L>
-LOWBIT_HD Levels<T> make_levels(int q, int levels, bool nudge) {
+LOWBIT_HD Levels<T> make_levels(int q, int levels, bool nudge, T snap) {
   constexpr int c = Lattice<L>::c;
   double qm = 1.0;
   for (int m = 0; m < levels; ++m) qm *= q;
@@ -289,9 +310,9 @@ LOWBIT_HD Levels<T> make_levels(int q, int levels, bool nudge) {
   lv.levels = levels;
   lv.nudge = nudge;
   lv.bound = static_cast<T>(2.0 * qm + 2.0);
-  lv.first = {T(1), T(1), T(0.5), nudge};
+  lv.first = {T(1), T(1), T(0.5), nudge, nudge ? snap : T(0)};
   const double div = static_cast<double>(c) * q;
-  lv.level = {static_cast<T>(div), static_cast<T>(1.0 / div), static_cast<T>(div / 2), nudge};
+  lv.level = {static_cast<T>(div), static_cast<T>(1.0 / div), static_cast<T>(div / 2), nudge, T(0)};
   return lv;
 }
 
@@ -364,7 +385,7 @@ LOWBIT_HD std::uint64_t splitmix64(std::uint64_t& state) {
 
 // u of vector `index`. g: the generator matrix, row-major d x d, as lattice.cpp builds it.
 template <class T, int L>
-LOWBIT_HD void dither_vector(const double* g, std::uint64_t seed, std::uint64_t index, T* u) {
+LOWBIT_HD void dither_vector(const double* g, std::uint64_t seed, std::uint64_t index, T snap, T* u) {
   constexpr int d = Lattice<L>::d;
   std::uint64_t state = seed ^ (index * 0xD1B54A32D192ED03ull);
   double t[d];
@@ -378,7 +399,7 @@ LOWBIT_HD void dither_vector(const double* g, std::uint64_t seed, std::uint64_t 
     for (int k = 0; k < d; ++k) s = add_rn(s, mul_rn(g[r * d + k], t[k]));
     z[r] = static_cast<T>(s);
   }
-  lattice_step<T, L>(z, Step<T>{T(1), T(1), T(0.5), true}, point, e);
+  lattice_step<T, L>(z, Step<T>{T(1), T(1), T(0.5), true, snap}, point, e);
   const T inv_c = T(1) / static_cast<T>(Lattice<L>::c);
 #pragma unroll
   for (int j = 0; j < d; ++j) u[j] = sub_rn(z[j], mul_rn(point[j], inv_c));
@@ -390,6 +411,7 @@ struct EncodeConfig {
   Levels<T> lv;
   int max_t;              // 0 with overload protection off
   bool with_dither;
+  T dither_snap;          // the tie tolerance of the dither's closest point (as the first step's)
   std::uint64_t dither_seed;
   double g[kMaxDim * kMaxDim];  // generator (dither only)
   T scales[kMaxScales];   // QuantizationConfig::scale<T>(k), k = 0..max_t
@@ -402,7 +424,7 @@ LOWBIT_HD int encode_full(const EncodeConfig<T>& cfg, const T* x, std::uint64_t 
                           bool* over) {
   constexpr int d = Lattice<L>::d;
   T u[d];
-  if (cfg.with_dither) dither_vector<T, L>(cfg.g, cfg.dither_seed, index, u);
+  if (cfg.with_dither) dither_vector<T, L>(cfg.g, cfg.dither_seed, index, cfg.dither_snap, u);
   int k = 0;
   bool o;
   for (;;) {
@@ -430,7 +452,7 @@ LOWBIT_HD void decode_full(const EncodeConfig<T>& cfg, const std::uint8_t* codes
   const T s = cfg.scales[t];
   if (cfg.with_dither) {
     T u[d];
-    dither_vector<T, L>(cfg.g, cfg.dither_seed, index, u);
+    dither_vector<T, L>(cfg.g, cfg.dither_seed, index, cfg.dither_snap, u);
 #pragma unroll
     for (int j = 0; j < d; ++j) out[j] = mul_rn(add_rn(out[j], u[j]), s);
   } else {

@@ -60,6 +60,13 @@ std::vector<T> inputs(int d, std::size_t n, unsigned seed) {
   // Points on Voronoi boundaries: half-integers and exact lattice points exercise the tie rule.
   for (std::size_t i = 0; i < n / 8; ++i)
     for (int j = 0; j < d; ++j) x[i * d + j] = static_cast<T>(static_cast<int>(i + 3 * j) % 7 - 3) * T(0.5);
+  // Near-ties: half-integers off by a relative 2^-22, inside the tie snap of the reference where
+  // it has one (lattice_step.h), so the snap's tolerance logic is exercised too.
+  for (std::size_t i = n / 8; i < n / 4; ++i)
+    for (int j = 0; j < d; ++j) {
+      const T tie = static_cast<T>(static_cast<int>(i + 5 * j) % 9 - 4) * T(0.5);
+      x[i * d + j] = tie * (T(1) + static_cast<T>(static_cast<int>(i + j) % 3 - 1) * static_cast<T>(0x1p-22));
+    }
   return x;
 }
 
