@@ -127,8 +127,10 @@ CUDA_FLAG=OFF
 [[ $GPU == 1 ]] && CUDA_FLAG=ON
 rm -rf "$PREFIX"
 build() {
-  CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" "$PYTHON" -m pip install --no-build-isolation --no-deps --no-index \
-    --no-cache-dir --disable-pip-version-check --prefix "$PREFIX" -v . \
+  # --ignore-installed: pip must never uninstall a lowbit it finds in the interpreter's own
+  # environment (a shared venv, say); everything goes to $PREFIX only.
+  CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" PYTHONNOUSERSITE=1 "$PYTHON" -m pip install --no-build-isolation --no-deps \
+    --no-index --ignore-installed --no-cache-dir --disable-pip-version-check --prefix "$PREFIX" -v . \
     --config-settings=build-dir="$BUILD_DIR/cmake" \
     --config-settings=cmake.build-type=Release \
     --config-settings=cmake.define.LOWBIT_CUDA="$CUDA_FLAG" \

@@ -19,14 +19,15 @@ Ops registered (name: function):
 from __future__ import annotations
 
 import contextlib
+import importlib
 import warnings
 from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
 from . import _cuda_ops
-from . import _native
 
+_native = importlib.import_module("lowbit._native")  # the module itself, even where a test hides the attribute
 _cuda = _native.cuda  # AttributeError in a build without CUDA: _cuda_ops.get never imports us then
 
 __all__ = [

@@ -9,6 +9,7 @@ the same; the product's dispatcher asks :func:`get` when :func:`lowbit._backend.
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Dict, Optional
 
 _OPS: Dict[str, Callable] = {}
@@ -32,11 +33,11 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
+    # The modules themselves (sys.modules), not package attributes, which a test may replace.
+    native = importlib.import_module("lowbit._native")
+    if hasattr(native, "cuda"):  # LOWBIT_CUDA=ON builds only
+        importlib.import_module("lowbit._cuda_kernels")  # registers its ops on import
     _loaded = True
-    from . import _native
-
-    if hasattr(_native, "cuda"):  # LOWBIT_CUDA=ON builds only
-        from . import _cuda_kernels  # noqa: F401  (registers its ops on import)
 
 
 def get(name: str) -> Optional[Callable]:

@@ -121,5 +121,16 @@ def _image_files_skip_reason() -> str:
     return ""
 
 
+def _codecs_skip_reason() -> str:
+    import lowbit
+
+    if not lowbit.build_info().get("image_codecs", True):
+        return "lowbit built with LOWBIT_IMAGE_CODECS=OFF (no libjpeg/libpng/libwebp): image files cannot be read or written"
+    return ""
+
+
+# Tests that decode or write image files (JPEG/PNG/WebP) they make themselves: they need the codecs.
+needs_image_codecs = pytest.mark.skipif(bool(_codecs_skip_reason()), reason=_codecs_skip_reason() or "-")
+
 # Tests that read or write image files (JPEG/PNG/WebP): they need the codecs and the sample photos.
 needs_image_files = pytest.mark.skipif(bool(_image_files_skip_reason()), reason=_image_files_skip_reason() or "-")
