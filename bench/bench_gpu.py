@@ -124,9 +124,11 @@ def kuat_decode(copy_bw: float, quick: bool) -> None:
 
     from lowbit import _cuda_ops
 
-    fn = _cuda_ops.get("kuat.decode_batch")
-    if fn is None:
-        raise Skip("no CUDA kernel registered for kuat.decode_batch")
+    if _cuda_ops.get("kuat.decode_packed") is None:
+        raise Skip("no CUDA kernel registered for kuat.decode_packed")
+    from lowbit import _cuda_kernels
+
+    fn = _cuda_kernels.kuat_decode_batch
     batch, h, w, c, patch, k, bits = 256, 224, 224, 3, 2, 65536, 16
     gh, gw = h // patch, w // patch
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -209,12 +211,13 @@ def coset_rows(copy_bw: float, quick: bool) -> None:
 
     from lowbit import _cuda_ops
 
-    enc, dec = _cuda_ops.get("coset.encode"), _cuda_ops.get("coset.decode")
-    if enc is None or dec is None:
+    if _cuda_ops.get("coset.encode") is None or _cuda_ops.get("coset.decode") is None:
         raise Skip("no CUDA kernels registered for coset.encode / coset.decode")
     from coset import QuantizationConfig
 
     from lowbit import _cuda_kernels as ck
+
+    enc, dec = ck.coset_encode, ck.coset_decode
 
     for lattice, q, m in (("D4", 4, 2), ("E8", 16, 1)):
         d = 4 if lattice == "D4" else 8
@@ -274,9 +277,11 @@ def bitlab_rows(quick: bool) -> None:
 
     from lowbit import _cuda_ops
 
-    fn = _cuda_ops.get("bitlab.bitlinear_int8")
-    if fn is None:
-        raise Skip("no CUDA kernel registered for bitlab.bitlinear_int8")
+    if _cuda_ops.get("bitlab.linear_int8") is None:
+        raise Skip("no CUDA kernel registered for bitlab.linear_int8")
+    from lowbit import _cuda_kernels
+
+    fn = _cuda_kernels.bitlinear_int8  # the layer without the NaN check's device read
     k = n = 8192
     gen = torch.Generator(device="cuda").manual_seed(1)
     codes = torch.randint(0, 3, (n, k), dtype=torch.uint8, device="cuda", generator=gen)  # trit + 1

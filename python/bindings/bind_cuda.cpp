@@ -145,7 +145,8 @@ LOWBIT_BINDING(cuda) {
   // ---- Coset ------------------------------------------------------------------------------
   m.def("coset_encode",
         [](const lowbit::coset::QuantizationConfig& c, std::uintptr_t x, const std::string& dtype, std::size_t n,
-           std::uintptr_t codes, std::uintptr_t t, std::uintptr_t stream, std::uintptr_t status) {
+           std::uintptr_t codes, std::uintptr_t t, std::uintptr_t stream, std::uintptr_t status,
+           std::uintptr_t overloaded) {
           lowbit::require(dtype == "float32" || dtype == "float64", "coset_encode: dtype must be float32 or float64");
           if (n > 0) {
             require_address(x, "coset_encode x");
@@ -158,18 +159,21 @@ LOWBIT_BINDING(cuda) {
             nb::gil_scoped_release release;
             if (dtype == "float32")
               s = lowbit::cuda::coset_encode<float>(c, ptr<const float>(x), n, ptr<std::uint8_t>(codes),
-                                                    ptr<std::uint8_t>(t), stream_of(stream), st);
+                                                    ptr<std::uint8_t>(t), stream_of(stream), st,
+                                                    ptr<std::uint8_t>(overloaded));
             else
               s = lowbit::cuda::coset_encode<double>(c, ptr<const double>(x), n, ptr<std::uint8_t>(codes),
-                                                     ptr<std::uint8_t>(t), stream_of(stream), st);
+                                                     ptr<std::uint8_t>(t), stream_of(stream), st,
+                                                     ptr<std::uint8_t>(overloaded));
           }
           return nb::make_tuple(s.retried, s.overloaded);
         },
         nb::arg("config"), nb::arg("x"), nb::arg("dtype"), nb::arg("n"), nb::arg("codes"), nb::arg("t"),
-        nb::arg("stream"), nb::arg("status"),
+        nb::arg("stream"), nb::arg("status"), nb::arg("overloaded") = 0,
         "HNLQ encode of n vectors (include/lowbit/cuda/coset_hnlq.h). status 0: synchronous, raises "
         "ValueError as the CPU does and returns (retried, overloaded); else the address of 32 device bytes "
-        "(4 x int64: retried, overloaded, first bad index, error) filled asynchronously, returns (0, 0).");
+        "(4 x int64: retried, overloaded, first bad index, error) filled asynchronously, returns (0, 0). "
+        "overloaded: 0, or n device bytes set to 1 where a vector still overloads.");
   m.def("coset_decode",
         [](const lowbit::coset::QuantizationConfig& c, std::uintptr_t codes, std::uintptr_t t, std::size_t n,
            std::uintptr_t out, const std::string& dtype, std::uintptr_t stream, std::uintptr_t status) {

@@ -8,12 +8,16 @@ asynchronous form). Inputs are checked here (device, dtype, shape; non-contiguou
 made contiguous, which copies) and again in C++; errors are ``ValueError`` and CUDA failures
 ``RuntimeError`` naming the failing call.
 
-Ops registered (name: function):
+Ops registered under the names (and signatures) of the products' PyTorch twins:
 
-* ``kuat.decode_batch``: :func:`kuat_decode_batch`
-* ``bitlab.bitlinear_int8``: :func:`bitlinear_int8` (the arguments of the C++ binding
-  ``bitcore.kernels.bindings.bitlinear_cpp.bitlinear_int8``)
-* ``coset.encode``: :func:`coset_encode`; ``coset.decode``: :func:`coset_decode`
+* ``bitlab.linear_int8``: :func:`linear_int8` (``bitcore.ops.torch_ops.linear_int8``)
+* ``kuat.decode_packed``: :func:`decode_packed` (``kuat._torch_decode.decode_packed``; uint8
+  tables on the fused kernel, other tables on the twin)
+* ``coset.encode`` / ``coset.decode``: :func:`encode` / :func:`decode` (``coset._torch_ops``;
+  a caller-given dither goes to the twin)
+
+The lower-level launchers (:func:`kuat_decode_batch`, :func:`bitlinear_int8`,
+:func:`coset_encode`, :func:`coset_decode`) are public here for benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -25,18 +29,21 @@ from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
-from . import _cuda_ops
-
 _native = importlib.import_module("lowbit._native")  # the module itself, even where a test hides the attribute
 _cuda = _native.cuda  # AttributeError in a build without CUDA: _cuda_ops.get never imports us then
 
 __all__ = [
     "kuat_decode_batch",
+    "decode_packed",
     "bitlinear_int8",
+    "linear_int8",
     "coset_encode",
     "coset_decode",
     "coset_check",
     "coset_status",
+    "encode",
+    "decode",
+    "OPS",
 ]
 
 
@@ -318,7 +325,105 @@ def coset_decode(b: torch.Tensor, T: Optional[torch.Tensor], config: Any, dtype:
     return out
 
 
-_cuda_ops.register("kuat.decode_batch")(kuat_decode_batch)
-_cuda_ops.register("bitlab.bitlinear_int8")(bitlinear_int8)
-_cuda_ops.register("coset.encode")(coset_encode)
-_cuda_ops.register("coset.decode")(coset_decode)
+# ---- the products' op names ---------------------------------------------------------------------
+_checked_pad: Tuple[Any, ...] = ()
+
+
+def _zero_pad(pad: torch.Tensor) -> bool:
+    """Whether ``pad`` is all zeros; read from the device once per tensor (and version), not per batch."""
+    global _checked_pad
+    key = (pad.data_ptr(), pad._version, pad.device, pad.numel())
+    if key == _checked_pad:
+        return True
+    if bool(pad.any()):
+        return False
+    _checked_pad = key
+    return True
+
+
+def decode_packed(packed: torch.Tensor, table: torch.Tensor, pad: torch.Tensor, height: int, width: int,
+                  bits: int, layout: str = "NHWC", shift_y: Optional[torch.Tensor] = None,
+                  shift_x: Optional[torch.Tensor] = None, flip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``kuat.decode_packed``: packed (B, S) uint8 blocks to (B, H, W, C) / (B, C, H, W) images.
+
+    A uint8 table with a zero pad is the codebook itself: the fused kernel gathers it, bit for bit
+    the twin's result. Other tables (float32, normalised) run the twin
+    (``kuat._torch_decode.decode_packed``), whose values are the C++ loader's to the bit.
+    Indices must be < K (the caller checks, as for the twin); the kernel never waits.
+    """
+    K, P, P2, C = (int(v) for v in table.shape)
+    if (table.dtype != torch.uint8 or P != P2 or P not in (2, 4) or C not in (1, 3) or not _zero_pad(pad)
+            or packed.dtype != torch.uint8 or packed.dim() != 2):
+        from kuat import _torch_decode
+
+        return _torch_decode.decode_packed(packed, table, pad, height, width, bits, layout, shift_y, shift_x, flip)
+    if (shift_y is None) != (shift_x is None) or (shift_y is None) != (flip is None):
+        raise ValueError("shift_y, shift_x and flip go together (all three or none)")
+    flag = torch.zeros(1, dtype=torch.int32, device=packed.device)  # async: indices are the caller's check
+    return kuat_decode_batch(
+        table.reshape(K, P * P * C), packed, height=height, width=width, channels=C, patch=P, index_bits=bits,
+        layout=layout, crop_y=None if shift_y is None else shift_y.to(torch.int32),
+        crop_x=None if shift_x is None else shift_x.to(torch.int32),
+        flip=None if flip is None else flip.to(torch.uint8), error_flag=flag)
+
+
+def linear_int8(x2d: torch.Tensor, packed: torch.Tensor, in_features: int, weight_scale: torch.Tensor,
+                bias: Optional[torch.Tensor], activation_granularity: str) -> torch.Tensor:
+    """``bitlab.linear_int8``: :func:`bitlinear_int8` plus the twin's NaN/Inf check (one device read)."""
+    if not isinstance(x2d, torch.Tensor) or x2d.device.type != "cuda":
+        raise ValueError("x: expected a CUDA tensor")
+    if x2d.numel() and not bool(torch.isfinite(x2d).all()):
+        raise ValueError("bitlinear: input contains NaN or Inf")
+    return bitlinear_int8(x2d, packed, in_features, weight_scale, bias, activation_granularity)
+
+
+def encode(x: torch.Tensor, config: Any, dither_u: Optional[torch.Tensor] = None):
+    """``coset.encode``: x (n, d) float32/float64, finite -> ``(b (n, M, d) uint8, T (n,) uint8,
+    still_overloaded (n,) bool)``; the caller validates, nothing waits. The config's own seeded dither
+    runs in the kernel; a caller-given ``dither_u`` runs the twin (``coset._torch_ops.encode``)."""
+    if dither_u is not None:
+        from coset import _torch_ops
+
+        return _torch_ops.encode(x, config, dither_u)
+    native = _native_config(config)
+    x = _on_cuda(x if x.dtype in _FLOAT_NAMES else x.float(), "x")
+    d = _native.coset.lattice_dim(native.lattice)
+    n = x.shape[0]
+    b = torch.empty((n, native.M, d), dtype=torch.uint8, device=x.device)
+    t = torch.empty(n, dtype=torch.uint8, device=x.device)
+    over = torch.zeros(n, dtype=torch.uint8, device=x.device)
+    status = coset_status(x.device)
+    with _on_device(x.device):
+        _cuda.coset_encode(native, _address(x), _FLOAT_NAMES[x.dtype], n, _address(b), _address(t),
+                           _stream(x.device), status.data_ptr(), _address(over))
+    return b, t, over.bool()
+
+
+def decode(b: torch.Tensor, T: torch.Tensor, config: Any, dtype: torch.dtype,
+           dither_u: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``coset.decode``: b (n, M, d) codes in [0, q), T (n,) -> (n, d) of ``dtype``; the caller
+    validates, nothing waits. A caller-given ``dither_u`` runs the twin (``coset._torch_ops.decode``)."""
+    if dither_u is not None or dtype not in _FLOAT_NAMES:
+        from coset import _torch_ops
+
+        return _torch_ops.decode(b, T, config, dtype, dither_u)
+    native = _native_config(config)
+    b = _on_cuda(b if b.dtype == torch.uint8 else b.to(torch.uint8), "b")
+    T = _on_cuda(T if T.dtype == torch.uint8 else T.to(torch.uint8), "T")
+    n = b.shape[0]
+    d = _native.coset.lattice_dim(native.lattice)
+    out = torch.empty((n, d), dtype=dtype, device=b.device)
+    status = coset_status(b.device)
+    with _on_device(b.device):
+        _cuda.coset_decode(native, _address(b), _address(T), n, _address(out), _FLOAT_NAMES[dtype],
+                           _stream(b.device), status.data_ptr())
+    return out
+
+
+OPS = {
+    "bitlab.linear_int8": linear_int8,
+    "kuat.decode_packed": decode_packed,
+    "coset.encode": encode,
+    "coset.decode": decode,
+}
+

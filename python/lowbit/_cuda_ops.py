@@ -25,18 +25,24 @@ def register(name: str) -> Callable[[Callable], Callable]:
     return wrap
 
 
+_BUILTIN = _OPS  # where the bound kernels go: a test may swap _OPS for a registry of its own
 _loaded = False
 
 
 def _load() -> None:
-    """Import the bound kernels (:mod:`lowbit._cuda_kernels`) once, when the build has CUDA."""
+    """Register the bound kernels (:data:`lowbit._cuda_kernels.OPS`) once, when the build has CUDA.
+
+    They go into the module's own registry even while a test has swapped ``_OPS`` for another
+    dict, and never replace an op registered there before them.
+    """
     global _loaded
     if _loaded:
         return
     # The modules themselves (sys.modules), not package attributes, which a test may replace.
     native = importlib.import_module("lowbit._native")
     if hasattr(native, "cuda"):  # LOWBIT_CUDA=ON builds only
-        importlib.import_module("lowbit._cuda_kernels")  # registers its ops on import
+        for name, fn in importlib.import_module("lowbit._cuda_kernels").OPS.items():
+            _BUILTIN.setdefault(name, fn)
     _loaded = True
 
 

@@ -119,7 +119,7 @@ template <class T, int L, int M>
 __global__ void __launch_bounds__(kThreads) encode_kernel(const dev::EncodeConfig<T> cfg, const T* __restrict__ x,
                                                           std::size_t n, std::uint8_t* __restrict__ codes,
                                                           std::uint8_t* __restrict__ t, int x_width, int code_width,
-                                                          CosetStatus* status) {
+                                                          CosetStatus* status, std::uint8_t* __restrict__ over_out) {
   constexpr int d = dev::Lattice<L>::d;
   constexpr int kRecord = M * d;
   const std::size_t i = static_cast<std::size_t>(blockIdx.x) * kThreads + threadIdx.x;
@@ -137,6 +137,7 @@ __global__ void __launch_bounds__(kThreads) encode_kernel(const dev::EncodeConfi
       const int k = dev::encode_full<T, L, M>(cfg, v, i, c, &overloaded);
       store_bytes<kRecord>(codes + i * kRecord, c, code_width);
       t[i] = static_cast<std::uint8_t>(k);
+      if (over_out) over_out[i] = overloaded ? 1 : 0;
       retried = k > 0;
     }
   }
@@ -180,10 +181,10 @@ struct Encode {
   template <int L, int M>
   struct Launch {
     static void run(const coset::QuantizationConfig& config, const T* x, std::size_t n, std::uint8_t* codes,
-                    std::uint8_t* t, cudaStream_t s, CosetStatus* status) {
+                    std::uint8_t* t, cudaStream_t s, CosetStatus* status, std::uint8_t* overloaded) {
       const auto cfg = dev::make_encode_config<T, L>(config);
       encode_kernel<T, L, M><<<static_cast<unsigned>(blocks_for(n)), kThreads, 0, s>>>(
-          cfg, x, n, codes, t, alignment_of(x), alignment_of(codes), status);
+          cfg, x, n, codes, t, alignment_of(x), alignment_of(codes), status, overloaded);
     }
   };
 };
@@ -269,7 +270,8 @@ void coset_check_status(const coset::QuantizationConfig& config, const CosetStat
 
 template <class T>
 coset::EncodeStats coset_encode(const coset::QuantizationConfig& config, const T* x, std::size_t n,
-                                std::uint8_t* codes, std::uint8_t* t, void* stream, CosetStatus* status) {
+                                std::uint8_t* codes, std::uint8_t* t, void* stream, CosetStatus* status,
+                                std::uint8_t* overloaded) {
   config.validate();
   auto s = static_cast<cudaStream_t>(stream);
   require(blocks_for(n) <= 0x7fffffffu, "encode (CUDA): too many vectors");
@@ -280,7 +282,7 @@ coset::EncodeStats coset_encode(const coset::QuantizationConfig& config, const T
   }
   reset_status(status, s);
   if (n > 0) {
-    dispatch<Encode<T>::template Launch>(config, config, x, n, codes, t, s, status);
+    dispatch<Encode<T>::template Launch>(config, config, x, n, codes, t, s, status, overloaded);
     LOWBIT_CUDA_CHECK(cudaGetLastError());
   }
   if (!owned) return {};
@@ -309,9 +311,9 @@ void coset_decode(const coset::QuantizationConfig& config, const std::uint8_t* c
 }
 
 template coset::EncodeStats coset_encode<float>(const coset::QuantizationConfig&, const float*, std::size_t,
-                                                std::uint8_t*, std::uint8_t*, void*, CosetStatus*);
+                                                std::uint8_t*, std::uint8_t*, void*, CosetStatus*, std::uint8_t*);
 template coset::EncodeStats coset_encode<double>(const coset::QuantizationConfig&, const double*, std::size_t,
-                                                 std::uint8_t*, std::uint8_t*, void*, CosetStatus*);
+                                                 std::uint8_t*, std::uint8_t*, void*, CosetStatus*, std::uint8_t*);
 template void coset_decode<float>(const coset::QuantizationConfig&, const std::uint8_t*, const std::uint8_t*,
                                   std::size_t, float*, void*, CosetStatus*);
 template void coset_decode<double>(const coset::QuantizationConfig&, const std::uint8_t*, const std::uint8_t*,

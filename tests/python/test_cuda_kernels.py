@@ -33,11 +33,10 @@ def _kernels():
 
 def test_ops_are_registered_on_first_use():
     ck = _kernels()
-    assert _cuda_ops.get("coset.encode") is ck.coset_encode
-    assert _cuda_ops.get("coset.decode") is ck.coset_decode
-    assert _cuda_ops.get("bitlab.bitlinear_int8") is ck.bitlinear_int8
-    assert _cuda_ops.get("kuat.decode_batch") is ck.kuat_decode_batch
-    assert {"coset.encode", "coset.decode", "bitlab.bitlinear_int8", "kuat.decode_batch"} <= set(_cuda_ops.names())
+    assert _cuda_ops.get("coset.encode") is ck.encode
+    assert _cuda_ops.get("coset.decode") is ck.decode
+    assert _cuda_ops.get("bitlab.linear_int8") is ck.linear_int8
+    assert _cuda_ops.get("kuat.decode_packed") is ck.decode_packed
 
 
 # ---- Coset ---------------------------------------------------------------------------------------
@@ -206,3 +205,60 @@ def test_kuat_decode_crop_flip_and_corrupt_index():
     flag = torch.zeros(1, dtype=torch.int32, device=CUDA)
     ck.kuat_decode_batch(small, pk, height=32, width=32, channels=3, patch=2, index_bits=bits, error_flag=flag)
     assert int(flag.item()) == 1
+
+
+# ---- the registered ops, with the products' signatures -------------------------------------------
+def test_registered_coset_ops_match_cpu():
+    from coset import QuantizationConfig, decode, encode
+    from coset.lattices import lattice_for
+
+    ck = _kernels()
+    for lattice, q, M in (("D4", 4, 2), ("E8", 16, 1), ("Z2", 5, 3)):
+        cfg = QuantizationConfig(lattice_type=lattice, q=q, M=M, beta=1.0 / q**M, alpha=0.25)
+        lat = lattice_for(lattice)
+        x = torch.randn(5000, lat.d) * 3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            b_cpu, t_cpu = encode(x, lat, cfg)
+        b, t, over = ck.encode(x.to(CUDA), cfg)
+        assert torch.equal(b.cpu(), b_cpu) and torch.equal(t.cpu(), t_cpu) and over.dtype == torch.bool
+        # still-overloaded vectors are exactly those whose decode is not Q(x) at their last scale
+        assert int(over.sum()) <= int((t_cpu == cfg.max_t()).sum())
+        for dtype in (torch.float32, torch.float64):
+            got = ck.decode(b, t, cfg, dtype)
+            assert got.dtype == dtype and torch.equal(got.cpu(), decode(b_cpu, lat, cfg, t_cpu, dtype=dtype))
+
+
+def test_registered_linear_int8_checks_finite_input():
+    from bitcore.kernels.bindings import bitlinear_cpp as cpp
+
+    ck = _kernels()
+    w = torch.randn(16, 300)
+    trits, scales = cpp.quantize_weights(w, "per_tensor")
+    packed = cpp.pack_2bit(trits)
+    x = torch.randn(4, 300)
+    got = ck.linear_int8(x.to(CUDA), packed.to(CUDA), 300, scales.to(CUDA), None, "per_tensor")
+    assert torch.equal(got.cpu(), cpp.bitlinear_int8(x, packed, 300, scales, None, "per_tensor"))
+    x[1, 7] = float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ck.linear_int8(x.to(CUDA), packed.to(CUDA), 300, scales.to(CUDA), None, "per_tensor")
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_registered_decode_packed_matches_the_twin(layout):
+    twin = pytest.importorskip("kuat._torch_decode")
+    ck = _kernels()
+    rng = np.random.default_rng(7)
+    codebook = torch.from_numpy(rng.integers(0, 256, size=(300, 2, 2, 3), dtype=np.uint8))
+    idx, packed, bits = _packed_batch(6, 30, 22, 2, 300, 8)
+    packed_t = torch.from_numpy(packed)
+    shift_y = torch.tensor([0, 3, -2, 10, 0, 29])
+    shift_x = torch.tensor([0, -5, 4, 0, 21, 1])
+    flip = torch.tensor([False, True, False, True, True, False])
+    for dtype, mean, std in (("uint8", None, None), ("float32", [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])):
+        table, pad = twin.make_table(codebook, dtype, mean, std)
+        for extra in ({}, {"shift_y": shift_y, "shift_x": shift_x, "flip": flip}):
+            want = twin.decode_packed(packed_t, table, pad, 30, 22, bits, layout, **extra)
+            got = ck.decode_packed(packed_t.to(CUDA), table.to(CUDA), pad.to(CUDA), 30, 22, bits, layout,
+                                   **{k: v.to(CUDA) for k, v in extra.items()})
+            assert got.dtype == want.dtype and torch.equal(got.cpu(), want), (dtype, extra)

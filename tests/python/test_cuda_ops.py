@@ -7,7 +7,7 @@ import sys
 import lowbit
 from lowbit import _cuda_ops
 
-OURS = {"coset.encode", "coset.decode", "bitlab.bitlinear_int8", "kuat.decode_batch"}
+OURS = {"coset.encode", "coset.decode", "bitlab.linear_int8", "kuat.decode_packed"}
 
 
 def test_registry_matches_the_build():
@@ -20,6 +20,11 @@ def test_registry_matches_the_build():
         assert not names & OURS
         assert _cuda_ops.get("coset.encode") is None
         assert "lowbit._cuda_kernels" not in sys.modules
+
+
+def test_a_swapped_registry_is_left_as_the_test_made_it(monkeypatch):
+    monkeypatch.setattr(_cuda_ops, "_OPS", {})
+    assert _cuda_ops.get("coset.encode") is None and _cuda_ops.names() == []
 
 
 def test_register_and_get():

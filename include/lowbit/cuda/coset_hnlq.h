@@ -35,9 +35,11 @@ enum CosetError : std::int32_t {
 // status == nullptr: the call allocates a status, waits for the stream and throws
 // InvalidArgument with the CPU's message on a rejected input; the stats are then returned.
 // Throws InvalidArgument for a bad config, RuntimeError on a CUDA error.
+// overloaded: optional, n bytes, 1 where a vector still overloads after its last allowed T.
 template <class T>
 coset::EncodeStats coset_encode(const coset::QuantizationConfig& config, const T* x, std::size_t n,
-                                std::uint8_t* codes, std::uint8_t* t, void* stream, CosetStatus* status = nullptr);
+                                std::uint8_t* codes, std::uint8_t* t, void* stream, CosetStatus* status = nullptr,
+                                std::uint8_t* overloaded = nullptr);
 
 template <class T>
 void coset_decode(const coset::QuantizationConfig& config, const std::uint8_t* codes, const std::uint8_t* t,

@@ -78,14 +78,22 @@ void expect_same_as_cpu(const QuantizationConfig& cfg, const std::vector<T>& x, 
   coset::decode<T>(cfg, codes.data(), t.data(), n, out.data());
 
   DeviceBuffer<T> d_x(x.size()), d_out(out.size());
-  DeviceBuffer<std::uint8_t> d_codes(codes.size()), d_t(n);
+  DeviceBuffer<std::uint8_t> d_codes(codes.size()), d_t(n), d_over(n);
   d_x.upload(x);
   d_codes.poison();
   d_t.poison();
   d_out.poison();
-  const coset::EncodeStats gpu_stats = cuda::coset_encode<T>(cfg, d_x.ptr, n, d_codes.ptr, d_t.ptr, nullptr);
+  d_over.poison();
+  const coset::EncodeStats gpu_stats =
+      cuda::coset_encode<T>(cfg, d_x.ptr, n, d_codes.ptr, d_t.ptr, nullptr, nullptr, d_over.ptr);
   EXPECT_EQ(gpu_stats.retried, cpu_stats.retried) << what;
   EXPECT_EQ(gpu_stats.overloaded, cpu_stats.overloaded) << what;
+  std::size_t flagged = 0;
+  for (std::uint8_t f : d_over.download()) {
+    ASSERT_LE(f, 1) << what;
+    flagged += f;
+  }
+  EXPECT_EQ(flagged, cpu_stats.overloaded) << what;
   ASSERT_EQ(d_codes.download(), codes) << what;
   ASSERT_EQ(d_t.download(), t) << what;
   // Decode the CPU's codes (the same bytes), so a decode bug is not masked by an encode bug.
