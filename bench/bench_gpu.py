@@ -177,7 +177,7 @@ def kuat_dataset(quick: bool) -> None:
 
     try:
         from kuat import KuatDataset
-        from lowbit._native import kuat as native_kuat
+        from lowbit._native import kuat_loader as engine
     except ImportError as exc:
         raise Skip(f"kuat not importable: {exc}")
     params = inspect.signature(KuatDataset).parameters
@@ -190,7 +190,7 @@ def kuat_dataset(quick: bool) -> None:
     labels = (np.arange(n) % 10).astype(np.int32)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.kuat")
-        native_kuat.write_archive(path, images, labels, 256, 2, 8, 16)
+        engine.write_archive(path, images, labels, codebook_size=256, patch=2, training_images=16)
         ds = KuatDataset(path, batch_size=256, shuffle=True, seed=0, device="cuda")
         for _ in ds.epoch(0):  # warm-up epoch (page cache, allocator, kernels)
             pass
@@ -203,7 +203,7 @@ def kuat_dataset(quick: bool) -> None:
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
     row("KuatDataset(device='cuda') end to end", f"{count / dt:,.0f} img/s", "",
-        f"{count} images 224x224, batch 256, shuffled, wall clock")
+        f"{count} images 224x224 uint8 NHWC, K=256, batch 256, shuffled, wall clock")
 
 
 def coset_rows(copy_bw: float, quick: bool) -> None:
