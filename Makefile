@@ -5,6 +5,8 @@
 #   make bench     build, then every benchmark; writes BENCHMARKS.md
 #   make sanitize  C++ tests under ASan + UBSan
 #   make cuda      compile the CUDA kernels (needs nvcc; nothing runs on a GPU)
+#   make wheel     a manylinux wheel in dist/ with the image libraries bundled (auditwheel repair)
+#   make wheel-check  install that wheel in a new venv without system packages and use it
 #   make gpu-check on a GPU machine (even a bare one): CUDA build for it, every test, GPU benchmark
 
 SHELL := /bin/bash
@@ -14,7 +16,7 @@ BUILD_DIR := build/release
 JOBS ?= $(shell nproc)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda gpu-check clean
+.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda gpu-check wheel wheel-check clean
 
 all: build
 
@@ -73,5 +75,11 @@ cuda: venv
 gpu-check:
 	bash scripts/gpu-check.sh $(GPU_CHECK_ARGS)
 
+wheel: build
+	bash scripts/build-wheel.sh
+
+wheel-check: wheel
+	bash scripts/check-wheel.sh
+
 clean:
-	rm -rf build python/lowbit/_native*.so
+	rm -rf build dist python/lowbit/_native*.so

@@ -5,6 +5,10 @@
 * :mod:`bitcore.kernels` - :class:`~bitcore.kernels.KernelRegistry` and the kernels it dispatches to
 """
 
+from lowbit._deps import require_torch
+
+require_torch("bitcore")  # a clear ImportError, naming the fix, when PyTorch is missing
+
 from .config import BitQuantConfig
 from .ops import bitlinear
 

@@ -4,6 +4,10 @@
 (``LAYER_REGISTRY["BitLinear"] is BitLinear``).
 """
 
+from lowbit._deps import require_torch
+
+require_torch("bitlayers")  # a clear ImportError, naming the fix, when PyTorch is missing
+
 from .registry import LAYER_REGISTRY, register_layer
 from .base import BitLayerBase
 from .bitlinear import BitLinear

@@ -5,6 +5,10 @@
 ``BitMLPModel`` is :class:`BitMLP`.
 """
 
+from lowbit._deps import require_torch
+
+require_torch("bitmodels")  # a clear ImportError, naming the fix, when PyTorch is missing
+
 from .registry import CONFIG_REGISTRY, MODEL_REGISTRY, build_model, register_config, register_model
 from .base import BitModelBase
 from .mlp import BitMLP, BitMLPConfig, BitMLPModel

@@ -10,9 +10,14 @@ Quick start::
     b, T = encode(torch.randn(4), lattice, config)
     x_hat = decode(b, lattice, config, T)
 
-The native core (lowbit._native.coset) does the work: exact closest points, bit-exact
-encode/decode at every SIMD level, bit-packed codes and lookup-table inner products.
+The native core (lowbit._native.coset) does the work on host data and CPU tensors: exact
+closest points, bit-exact encode/decode at every SIMD level, bit-packed codes and lookup-table
+inner products. Tensors on other devices stay there and run the bit-identical pure-PyTorch twin
+(coset._torch_ops; ``lowbit.backend("torch")`` forces it everywhere). Users of the namesake
+package: docs/migrating.md.
 """
+
+from lowbit import __version__
 
 from .config import D4Config, E8Config, QuantizationConfig, Z2Config
 from .lattices import D4Lattice, E8Lattice, Lattice, Z2Lattice
@@ -22,6 +27,7 @@ from .quant import (decode, encode, optimal_beta, quantize, quantize_tensor, rat
                     side_information_rate)
 
 __all__ = [
+    "__version__",
     "QuantizationConfig", "Z2Config", "D4Config", "E8Config",
     "Lattice", "Z2Lattice", "D4Lattice", "E8Lattice",
     "encode", "decode", "quantize", "quantize_tensor", "optimal_beta", "rate_optimal_config",

@@ -72,8 +72,60 @@ def back(arr: np.ndarray, as_torch: bool, dtype: Any = None) -> Any:
 def code_array(b: Any, name: str, upper: int) -> np.ndarray:
     """Integer codes in [0, upper) as a contiguous uint8 array, else ValueError naming `name`."""
     arr, _ = to_numpy(b, name)
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = integral_float_codes(arr, name)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name}: expected an integer array, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= upper):
         raise ValueError(f"{name}: values must lie in [0, {upper}), got [{arr.min()}, {arr.max()}]")
     return _contig(arr, dtype=np.uint8)
+
+
+# --- tensors that stay on their device (the pure-PyTorch backend) -------------------------------
+
+def torch_float(x: Any, name: str) -> Any:
+    """A detached float32/float64 tensor on x's device (other real dtypes computed in float32)."""
+    if x.is_complex():
+        raise ValueError(f"{name}: expected a real tensor, got dtype {x.dtype}")
+    t = x.detach()
+    if t.dtype not in (torch.float32, torch.float64):
+        if t.dtype == torch.bool:
+            raise ValueError(f"{name}: expected a real numeric tensor, got dtype {t.dtype}")
+        t = t.float()
+    return t.contiguous()
+
+
+def require_finite(x: Any, what: str, d: int) -> None:
+    """ValueError like the C++ core's: ``<what>: x contains NaN or Inf (vector i)``."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).reshape(-1, d).any(-1).nonzero()[0, 0]) if x.numel() else 0
+        raise ValueError(f"{what}: x contains NaN or Inf (vector {bad})")
+
+
+def torch_codes(b: Any, name: str, upper: int) -> Any:
+    """Integer codes in [0, upper) as a uint8 tensor on b's device, else ValueError naming `name`.
+
+    Float tensors are accepted when every value is an integer (the namesake's codes are float).
+    """
+    if b.dtype == torch.bool or b.is_complex():
+        raise ValueError(f"{name}: expected an integer array, got dtype {b.dtype}")
+    t = b.detach()
+    if t.is_floating_point():
+        if t.numel() and not bool((torch.isfinite(t) & (t == torch.round(t))).all()):
+            raise ValueError(f"{name}: float codes must hold integers, got non-integer or non-finite values")
+    if t.numel():
+        lo, hi = t.min(), t.max()
+        if not t.is_floating_point():  # compare in int64: 256 does not fit a uint8 comparison
+            lo, hi = lo.to(torch.int64), hi.to(torch.int64)
+        if bool(lo < 0) or bool(hi >= upper):
+            fmt = (lambda v: int(v)) if not t.is_floating_point() else (lambda v: float(v))
+            raise ValueError(f"{name}: values must lie in [0, {upper}), got [{fmt(lo)}, {fmt(hi)}]")
+    return t.to(torch.uint8).contiguous()
+
+
+def integral_float_codes(arr: np.ndarray, name: str) -> np.ndarray:
+    """Float codes that hold integers, as int64 (the namesake's float codes); else ValueError."""
+    if arr.size and not bool(np.all(np.isfinite(arr) & (arr == np.round(arr)))):
+        raise ValueError(f"{name}: float codes must hold integers, got non-integer or non-finite values")
+    return arr.astype(np.int64)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, fields
+from typing import Any, Dict
 
 from lowbit._native import coset as _native
 
@@ -55,7 +58,15 @@ class QuantizationConfig:
                 raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         if isinstance(self.dither_seed, bool) or not isinstance(self.dither_seed, int) or not 0 <= self.dither_seed < 2**64:
             raise ValueError(f"dither_seed: expected an integer in [0, 2**64), got {self.dither_seed!r}")
-        self.native()  # the C++ checks (e.g. 2**(alpha*T) overflowing)
+        self._check_scale_range()  # the C++ validate() check, in Python (no native call here)
+
+    def _check_scale_range(self) -> None:
+        """``beta * 2**(alpha * max_scaling_iterations)`` must fit a float (QuantizationConfig::validate)."""
+        base = 1.0 if self.disable_scaling else float(self.beta)
+        try:
+            struct.pack("f", base * math.exp2(float(self.alpha) * self.max_scaling_iterations))
+        except OverflowError:
+            raise ValueError("alpha: beta * 2^(alpha * max_scaling_iterations) overflows float") from None
 
     @property
     def d(self) -> int:
@@ -67,6 +78,29 @@ class QuantizationConfig:
         import math
 
         return self.M * math.log2(self.q)
+
+    def get_rate(self) -> float:
+        """Bits per dimension of the codes, ``M * log2(q)`` (the namesake's name for :attr:`rate`)."""
+        return self.rate
+
+    def get_compression_ratio(self) -> float:
+        """float32 bits over code bits per dimension: ``32 / (M * log2(q))`` (T not counted)."""
+        return 32.0 / self.rate
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Every field as a plain dict (JSON-serialisable); :meth:`from_dict` inverts it."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, config_dict: Dict[str, Any]) -> "QuantizationConfig":
+        """A config from :meth:`to_dict`'s output (unknown keys raise ``ValueError``)."""
+        if not isinstance(config_dict, dict):
+            raise ValueError(f"config_dict: expected a dict, got {type(config_dict).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config_dict) - known)
+        if unknown:
+            raise ValueError(f"config_dict: unknown keys {unknown} (known: {sorted(known)})")
+        return cls(**config_dict)
 
     def max_t(self) -> int:
         return 0 if self.disable_overload_protection else self.max_scaling_iterations

@@ -17,14 +17,17 @@ handed to the collective per rank and what a float32 all-reduce would have hande
 # No `from __future__ import annotations`: DDP checks the hook's return annotation at run time.
 from typing import Dict, Optional
 
-import numpy as np
+from lowbit._deps import require_torch
+
+require_torch("coset.distributed")
+
 import torch
 import torch.distributed as dist
 
 from .config import QuantizationConfig
 from .lattices import lattice_for
-from .packing import pack, unpack
-from .quant import decode, encode, optimal_beta
+from .packing import pack, packed_size, unpack
+from .quant import _encode_counted, decode, optimal_beta
 
 
 class HNLQState:
@@ -48,18 +51,45 @@ class HNLQState:
         self._beta = optimal_beta(config.lattice_type, config.q, config.M)
 
 
+# Rescaling rounds allowed when vectors still overload after the config's T retries: each multiplies
+# the bucket's scale by 2**(alpha * (max_t + 1)), capped at a scale where every vector has norm
+# below 1/4, inside the Voronoi cell of 0 of every lattice here (packing radius >= 1/2), which never
+# overloads: the loop always ends.
+MAX_RESCALES = 64
+
+
 def _compress(state: HNLQState, flat: torch.Tensor):
-    """(packed uint8 tensor, scale, decoded float32 tensor of flat's length)."""
-    d = state.config.d
+    """(packed uint8 tensor, scale, decoded float32 tensor of flat's length), all on flat's device;
+    ``None`` when no float32 scale fits the bucket (values near the float range): then the hook
+    sends the bucket dense.
+
+    Vectors that still overload after the config's retries (an outlier far above the bucket's
+    rms) make the whole bucket retry at a coarser scale: the hook never sends wrapped codes and
+    never warns about settings (max_scaling_iterations) the user did not choose.
+    """
+    cfg0 = state.config
+    d = cfg0.d
     n = flat.numel()
     pad = (-n) % d
     g = torch.cat([flat, flat.new_zeros(pad)]) if pad else flat
-    rms = float(g.pow(2).mean().sqrt()) if n else 0.0
-    scale = rms * state._beta * state.config.beta if rms > 0 else 1.0
-    cfg = state.config.replace(beta=scale)
-    b, t = encode(g.view(-1, d).numpy(), state.lattice, cfg)
-    packed = torch.from_numpy(pack(b, t, cfg))
-    own = torch.from_numpy(decode(b, state.lattice, cfg, t)).view(-1)[:n]
+    wide = g.to(torch.float64)  # squares of float32 values may overflow float32
+    rms = float(wide.pow(2).mean().sqrt())  # one scalar to the host: the scale is part of the message
+    safe = 4.0 * float(wide.view(-1, d).norm(dim=1).max())
+    scale = rms * state._beta * cfg0.beta if rms > 0 else 1.0
+    vectors = g.view(-1, d)
+    for _ in range(MAX_RESCALES):
+        try:
+            cfg = cfg0.replace(beta=scale)
+        except ValueError:  # beta * 2**(alpha * max_t) beyond float32
+            return None
+        b, t, overloaded = _encode_counted(vectors, state.lattice, cfg)
+        if not overloaded:
+            break
+        scale = max(min(scale * 2.0 ** (cfg0.alpha * (cfg0.max_t() + 1)), safe), scale)
+    else:
+        return None
+    packed = pack(b, t, cfg)
+    own = decode(b, state.lattice, cfg, t).reshape(-1)[:n]
     return packed, scale, own
 
 
@@ -67,35 +97,65 @@ def _expand(state: HNLQState, packed: torch.Tensor, scale: float, n: int) -> tor
     d = state.config.d
     vectors = (n + d - 1) // d
     cfg = state.config.replace(beta=scale)
-    b, t = unpack(packed.numpy(), vectors, cfg)
-    return torch.from_numpy(decode(b, state.lattice, cfg, t)).view(-1)[:n]
+    b, t = unpack(packed, vectors, cfg)
+    return decode(b, state.lattice, cfg, t).reshape(-1)[:n]
 
 
 def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """DDP comm hook: HNLQ-compressed all-gather with error feedback (see the module doc)."""
+    """DDP comm hook: HNLQ-compressed all-gather with error feedback (see the module doc).
+
+    Behaves like DDP's default all-reduce hook for every gradient that one accepts: every rank
+    gets the same average (each rank decodes every rank's codes and sums them in rank order),
+    on the bucket's device and dtype, with the process group DDP uses (gloo, NCCL). A bucket with
+    NaN or Inf on any rank takes the default hook's path on every rank (``buffer / world``,
+    all-reduced), so NaN and Inf reach every rank as they would by default and AMP's GradScaler
+    skips the step everywhere; no rank raises alone. Empty buckets are returned as they are.
+    """
     group = state.process_group if state.process_group is not None else dist.group.WORLD
     world = dist.get_world_size(group)
     buffer = bucket.buffer()
-    flat = buffer.detach().to(dtype=torch.float32, device="cpu").reshape(-1).clone()
+    n = buffer.numel()
+    fut: torch.futures.Future = torch.futures.Future()  # done: the exchange below is synchronous
+    if n == 0:  # bucket sizes agree across ranks: every rank skips the collectives alike
+        fut.set_result(buffer)
+        return fut
+    flat = buffer.detach().reshape(-1).to(torch.float32)
     index = bucket.index()
-    if state.error_feedback and index in state.errors and state.errors[index].numel() == flat.numel():
-        flat += state.errors[index]
-    packed, scale, own = _compress(state, flat)
+    residual = state.errors.get(index) if state.error_feedback else None
+    if residual is not None and residual.numel() == n and residual.device == flat.device:
+        flat = flat + residual
+    nonfinite = not bool(torch.isfinite(flat).all())
+    compressed = None if nonfinite else _compress(state, flat)
+    if compressed is None:
+        packed = torch.zeros(packed_size(state.config, (n + state.config.d - 1) // state.config.d),
+                             dtype=torch.uint8, device=flat.device)
+        scale, own = float("nan"), None
+    else:
+        packed, scale, own = compressed
+    # One float64 per rank: the bucket's scale, or NaN when the bucket holds NaN or Inf (or values
+    # no float32 scale fits): then every rank takes the default hook's path.
+    meta = torch.tensor([scale], dtype=torch.float64, device=flat.device)
+    metas = [torch.empty_like(meta) for _ in range(world)]
+    dist.all_gather(metas, meta, group=group)
+    state.bytes_dense += n * 4
+    if bool(torch.isnan(torch.cat(metas)).any()):  # the default hook's result, on every rank
+        # gloo cannot sum bfloat16: reduce those in float32 (the same inf/NaN pattern)
+        wide = buffer.dtype == torch.bfloat16 and dist.get_backend(group) == "gloo"
+        tensor = (buffer.float() if wide else buffer) / world
+        dist.all_reduce(tensor, group=group)
+        tensor = tensor.to(buffer.dtype)
+        state.bytes_sent += meta.numel() * 8 + tensor.numel() * tensor.element_size()
+        fut.set_result(tensor)
+        return fut
     if state.error_feedback:
         state.errors[index] = flat - own
-    scale_t = torch.tensor([scale], dtype=torch.float64)
     packs = [torch.empty_like(packed) for _ in range(world)]
-    scales = [torch.empty_like(scale_t) for _ in range(world)]
     dist.all_gather(packs, packed, group=group)
-    dist.all_gather(scales, scale_t, group=group)
     total = torch.zeros_like(flat)
-    for p, s in zip(packs, scales):
-        total += _expand(state, p, float(s.item()), flat.numel())
-    state.bytes_sent += packed.numel() + scale_t.numel() * 8
-    state.bytes_dense += flat.numel() * 4
-    result = (total / world).to(dtype=buffer.dtype, device=buffer.device).view_as(buffer)
-    fut: torch.futures.Future = torch.futures.Future()  # done: the exchange above was synchronous
-    fut.set_result(result)
+    for p, m in zip(packs, metas):
+        total = total + _expand(state, p, float(m[0]), n)
+    state.bytes_sent += packed.numel() + meta.numel() * 8
+    fut.set_result((total / world).to(dtype=buffer.dtype).view_as(buffer))
     return fut
 
 

@@ -2,50 +2,93 @@
 
 from __future__ import annotations
 
-import math
-from typing import Optional
+from typing import Any, Dict, Optional
 
-import numpy as np
+from lowbit._deps import require_torch
+
+require_torch("coset.QLinear")
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lowbit import _backend
+
 from .config import QuantizationConfig
-from .lattices import lattice_for
+from .lattices import Lattice, lattice_for
 from .quant import optimal_beta, quantize_tensor
 
+_BITS_VIEW = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
+              torch.float64: torch.int64}
 
-def quantize_weight_rows(weight: torch.Tensor, config: QuantizationConfig) -> torch.Tensor:
-    """Weight (out, in) quantized in blocks of d along the input dimension, one scale per row.
 
-    Row r is divided by ``std_r * optimal_beta(...)``, the scale that minimises the MSE of a
+def quantize_rows(t: torch.Tensor, config: QuantizationConfig) -> torch.Tensor:
+    """``t`` (..., n) quantized in blocks of d along its last axis, one scale per row, on t's device.
+
+    Row r is divided by ``rms_r * optimal_beta(...)``, the scale that minimises the MSE of a
     Gaussian row (overloads are then rare and handled by T), quantized with ``config`` (whose
-    ``beta`` multiplies that scale), and multiplied back. No gradient flows through this.
+    ``beta`` multiplies that scale), and multiplied back. Zero rows stay zero. No gradient flows
+    through this. Same dtype and shape out. CPU tensors run the C++ kernels, other devices the
+    bit-identical PyTorch twin (Kaplan & Ordentlich, arXiv 2505.13164, Algorithms 1 and 2).
     """
     with torch.no_grad():
-        w = weight.detach().to(torch.float32).cpu()
-        std = w.pow(2).mean(dim=1).sqrt()  # rms: weights are centred
+        w = t.detach().to(torch.float32)
+        std = w.pow(2).mean(dim=-1).sqrt()  # rms: weights are centred
         std = torch.where(std > 0, std, torch.ones_like(std))
         row_scale = std * optimal_beta(config.lattice_type, config.q, config.M)
         out = quantize_tensor(w, lattice_for(config.lattice_type), config, scale=row_scale)
-    return out.to(device=weight.device, dtype=weight.dtype)
+    return out.to(dtype=t.dtype)
+
+
+def quantize_weight_rows(weight: torch.Tensor, config: QuantizationConfig) -> torch.Tensor:
+    """Weight (out, in) quantized in blocks of d along the input dimension, one scale per row
+    (:func:`quantize_rows`), on the weight's device."""
+    return quantize_rows(weight, config)
 
 
 class QLinear(nn.Linear):
-    """``nn.Linear`` whose forward pass uses HNLQ-quantized weights.
+    """``nn.Linear`` whose forward pass uses HNLQ-quantized weights (and optionally activations).
 
-    Quantization-aware training: the forward uses ``W^ = Q(W)`` and the backward passes the
-    gradient straight through to the float weights (``W + (W^ - W).detach()``). With
-    ``quantize_weights=False`` the layer is a plain linear layer. ``quantized_weight()`` returns
-    ``W^`` (what a deployed model would decode).
+    Signature and attributes follow the namesake (mlsquare/coset ``coset.nn.QLinear``)::
+
+        QLinear(in_features, out_features, config, lattice=None, quantize_weights=True,
+                quantize_activations=False, quantize_every=1, use_lut=False, bias=True,
+                device=None, dtype=None)
+
+    ``lattice`` defaults to the config's lattice (and must match it). Training: the forward uses
+    ``W^ = Q(W)`` on every ``quantize_every``-th training forward (0: never; the others use W)
+    and the backward passes the gradient straight through (``W + (W^ - W).detach()``); with
+    ``quantize_activations`` the input rows are quantized the same way (straight through too).
+    Evaluation: always ``W^``, cached until the weight really changes (see :meth:`quantized_weight`).
+    ``use_lut`` is accepted for the namesake's code; the product is then still ``x @ W^.T``
+    (what the lookup-table product computes, up to float summation order). Any ``in_features``
+    works (rows are zero-padded to a multiple of d; the namesake requires multiples of d).
+
+    Inputs must be on the weight's device (``ValueError`` naming both devices otherwise); every
+    computation stays there. Raises ``ValueError`` for a config that is not a
+    :class:`QuantizationConfig`, one with ``with_dither``, a lattice that is not a lattice object
+    or does not match ``config.lattice_type``, and a negative ``quantize_every``.
     """
 
     def __init__(self, in_features: int, out_features: int, config: QuantizationConfig,
-                 quantize_weights: bool = True, bias: bool = True, device=None, dtype=None) -> None:
+                 lattice: Optional[Lattice] = None, quantize_weights: bool = True,
+                 quantize_activations: bool = False, quantize_every: int = 1, use_lut: bool = False,
+                 bias: bool = True, device=None, dtype=None) -> None:
         if not isinstance(config, QuantizationConfig):
             raise ValueError(f"config: expected a QuantizationConfig, got {type(config).__name__}")
         if config.with_dither:
             raise ValueError("config: with_dither is not supported for weights (the dither would change every step)")
+        if lattice is None:
+            lattice = lattice_for(config.lattice_type)
+        elif not isinstance(lattice, Lattice):
+            raise ValueError(f"lattice: expected a Z2Lattice, D4Lattice or E8Lattice, got {type(lattice).__name__} "
+                             "(the 4th positional argument is `lattice`, as in coset; pass quantize_weights= "
+                             "by keyword)")
+        elif lattice.name != config.lattice_type:
+            raise ValueError(f"lattice: {type(lattice).__name__} does not match config.lattice_type="
+                             f"{config.lattice_type!r}")
+        if isinstance(quantize_every, bool) or not isinstance(quantize_every, int) or quantize_every < 0:
+            raise ValueError(f"quantize_every: expected an integer >= 0, got {quantize_every!r}")
         factory = {}
         if device is not None:
             factory["device"] = device
@@ -53,19 +96,101 @@ class QLinear(nn.Linear):
             factory["dtype"] = dtype
         super().__init__(in_features, out_features, bias=bias, **factory)
         self.config = config
+        self.lattice = lattice
         self.quantize_weights = bool(quantize_weights)
+        self.quantize_activations = bool(quantize_activations)
+        self.quantize_every = quantize_every
+        self.use_lut = bool(use_lut)
+        self._step_count = 0
+        self._cache_key: Optional[tuple] = None
+        self._cache_snapshot: Optional[torch.Tensor] = None
+        self._cache_value: Optional[torch.Tensor] = None
+
+    # --- the cached quantized weight (evaluation) ---------------------------------------------
+
+    def _weight_key(self) -> tuple:
+        w = self.weight
+        return (w._version, w.data_ptr(), w.device, w.dtype, tuple(w.shape), self.config)
+
+    def _snapshot_matches(self) -> bool:
+        """Bitwise equality with the weight the cache was computed from.
+
+        ``_version`` misses in-place writes through ``weight.data`` (``.data`` has its own
+        version counter), so the key alone cannot prove the weight unchanged: the cache also
+        keeps a copy and compares bits (NaN-safe; one pass over the weight, far cheaper than
+        quantizing it again).
+        """
+        w = self.weight.detach()
+        view = _BITS_VIEW.get(w.dtype)
+        if view is None:
+            return bool(torch.equal(w, self._cache_snapshot))
+        return bool(torch.equal(w.view(view), self._cache_snapshot.view(view)))
 
     def quantized_weight(self) -> torch.Tensor:
-        return quantize_weight_rows(self.weight, self.config)
+        """``W^``, the quantized weight (no gradient), on the weight's device and dtype.
+
+        Cached: recomputed only when the weight changed (optimizer steps, ``copy_``,
+        ``load_state_dict``, writes through ``.data``, ``.to()``; also a new config). The key is
+        the weight's ``_version``, data pointer, device, dtype, shape and the config, plus a
+        bitwise comparison with a copy of the weight the cache was made from.
+        """
+        key = self._weight_key()
+        if self._cache_key == key and self._cache_value is not None and self._snapshot_matches():
+            return self._cache_value
+        value = quantize_weight_rows(self.weight, self.config)
+        self._cache_key = key
+        self._cache_snapshot = self.weight.detach().clone()
+        self._cache_value = value
+        return value
+
+    def clear_cache(self) -> None:
+        """Drop the cached quantized weight (and the weight copy kept to validate it)."""
+        self._cache_key = self._cache_snapshot = self._cache_value = None
+
+    def train(self, mode: bool = True) -> "QLinear":
+        if mode:
+            self.clear_cache()  # training changes the weight every step: keep no copy around
+        return super().train(mode)
+
+    # --- forward ----------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.quantize_weights:
-            return F.linear(x, self.weight, self.bias)
-        w = self.weight
-        w_q = w + (self.quantized_weight() - w).detach()  # straight-through estimator
-        return F.linear(x, w_q, self.bias)
+        _backend.check_same_device("x", x, "the layer's weight", self.weight.device)
+        if self.training:
+            quantize_now = self.quantize_every > 0 and self._step_count % self.quantize_every == 0
+            if self.quantize_every > 0:
+                self._step_count += 1
+            if not quantize_now:
+                return F.linear(x, self.weight, self.bias)
+            w = self.weight
+            if self.quantize_weights:
+                w = w + (quantize_weight_rows(w, self.config) - w).detach()  # straight-through estimator
+        else:
+            w = self.quantized_weight() if self.quantize_weights else self.weight
+        if self.quantize_activations:
+            x = x + (quantize_rows(x, self.config) - x).detach()
+        return F.linear(x, w, self.bias)
+
+    # --- the namesake's helpers ---------------------------------------------------------------
+
+    def get_quantization_stats(self) -> Dict[str, Any]:
+        """Step count, switches, lattice and config (the namesake's keys)."""
+        return {
+            "step_count": self._step_count,
+            "quantize_weights": self.quantize_weights,
+            "quantize_activations": self.quantize_activations,
+            "quantize_every": self.quantize_every,
+            "use_lut": self.use_lut,
+            "lattice_type": self.lattice.name,
+            "config": self.config.to_dict(),
+        }
+
+    def reset_step_count(self) -> None:
+        """Restart the ``quantize_every`` schedule."""
+        self._step_count = 0
 
     def extra_repr(self) -> str:
         c = self.config
         return (f"{super().extra_repr()}, lattice={c.lattice_type}, q={c.q}, M={c.M}, "
-                f"quantize_weights={self.quantize_weights}")
+                f"quantize_weights={self.quantize_weights}, quantize_activations={self.quantize_activations}, "
+                f"quantize_every={self.quantize_every}")

@@ -8,9 +8,12 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from lowbit import _backend
 from lowbit._native import coset as _native
 
-from ._arrays import _contig, back, code_array, float_array, is_tensor, is_tensor_dtype
+from ._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, require_finite,
+                      torch_codes, torch_float)
+from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 
 # Retries allowed to rate_optimal_config: with alpha = 1/8, 64 retries span a gain of 256.
@@ -27,44 +30,171 @@ def _check_pair(lattice: Any, config: Any) -> None:
         raise ValueError(f"lattice: {type(lattice).__name__} does not match config.lattice_type={config.lattice_type!r}")
 
 
-def encode(x: Any, lattice: Lattice, config: QuantizationConfig) -> Tuple[Any, Any]:
-    """Hierarchical encoding of ``x`` (shape ``(..., d)``).
+def _on_device(x: Any, device: Any, name: str) -> Any:
+    """``x`` moved to ``device`` when the caller asked for one (the namesake's ``device=``)."""
+    if device is None:
+        return x
+    import torch
 
-    Returns ``(b, T)``: ``b`` of shape ``(..., M, d)`` with codes in ``[0, q)`` (uint8) and ``T``
-    of shape ``(...)``, the number of overload rescalings of each vector (uint8). A single
-    vector gives ``b`` of shape ``(M, d)`` and a 0-d ``T``. Torch in, torch out (CPU).
+    dev = torch.device(device)
+    if is_tensor(x):
+        return x.to(dev)
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return torch.as_tensor(arr, device=dev)
+
+
+
+
+def _user_dither(dither: Any, config: QuantizationConfig, like: Any) -> Any:
+    """The namesake's ``dither=`` vector, scaled to the input domain (``beta_eff * u``), or None.
+
+    The namesake adds it only when ``config.with_dither`` (in the domain divided by beta); here
+    it then replaces the seeded dither: encode ``x + beta_eff * u``, decode subtracts it again.
     """
-    _check_pair(lattice, config)
-    arr, as_torch, _ = float_array(x, "x")
+    if dither is None or not config.with_dither:
+        return None
+    base = 1.0 if config.disable_scaling else config.beta
+    if is_tensor(like):
+        import torch
+
+        u = dither.to(like.device) if is_tensor(dither) else torch.as_tensor(np.asarray(dither), device=like.device)
+        return u.to(like.dtype if like.is_floating_point() else torch.float32) * base
+    arr = np.asarray(like)
+    ftype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
+    return (np.asarray(dither.cpu().numpy() if is_tensor(dither) else dither, dtype=np.float64) * base).astype(ftype)
+
+
+def _host(u: Any) -> np.ndarray:
+    """A dither (C++ path: the data is on the host) as a numpy array."""
+    return u.detach().cpu().numpy() if is_tensor(u) else np.asarray(u)
+
+
+def _encode_counted(x: Any, lattice: Lattice, config: QuantizationConfig) -> Tuple[Any, Any, int]:
+    """(b, T, vectors still overloaded): :func:`encode` without the warning and the 1-D conversions."""
     d = config.d
+    impl = _torch_path(x, "x")
+    if impl is not None:
+        t_x = torch_float(x, "x")
+        if t_x.dim() == 0 or t_x.shape[-1] != d:
+            raise ValueError(f"x: last dimension must be d={d} for {config.lattice_type}, got shape {tuple(t_x.shape)}")
+        lead = t_x.shape[:-1]
+        flat = t_x.reshape(-1, d)
+        require_finite(flat, "encode", d)
+        b, t, over = _op(impl, "coset.encode")(flat, config)
+        return b.reshape(lead + (config.M, d)), t.reshape(lead), int(over.sum()) if flat.shape[0] else 0
+    arr, as_torch, _ = float_array(x, "x")
     if arr.ndim == 0 or arr.shape[-1] != d:
         raise ValueError(f"x: last dimension must be d={d} for {config.lattice_type}, got shape {tuple(arr.shape)}")
     lead = arr.shape[:-1]
     codes = np.empty(lead + (config.M, d), dtype=np.uint8)
     t = np.empty(lead, dtype=np.uint8)
     _, overloaded = _native.encode(config.native(), arr, codes, t)
+    return back(codes, as_torch), back(t, as_torch), int(overloaded)
+
+
+def _warn_overload(overloaded: int, config: QuantizationConfig) -> None:
     if overloaded and not config.disable_overload_protection:
         warnings.warn(f"encode: {overloaded} vector(s) still overload after max_scaling_iterations="
                       f"{config.max_scaling_iterations}; they will not decode to Q(x) (raise beta, alpha "
-                      "or max_scaling_iterations)", RuntimeWarning, stacklevel=2)
-    return back(codes, as_torch), back(t, as_torch)
+                      "or max_scaling_iterations)", RuntimeWarning, stacklevel=3)
 
 
-def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, dtype: Any = None) -> Any:
-    """Hierarchical decoding: ``b`` of shape ``(..., M, d)`` and ``T`` of shape ``(...)``.
+def encode(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = None,
+           device: Any = None) -> Tuple[Any, Any]:
+    """Hierarchical encoding (Algorithm 1 of Kaplan & Ordentlich, arXiv 2505.13164, section 3).
 
-    ``T=None`` means no rescaling (all zeros). Returns float32 (or ``dtype``: float32/float64,
-    numpy or torch) of shape ``(..., d)``; torch when ``b`` is a tensor.
+    ``x``: shape ``(..., d)``, any real dtype (float64 stays float64, the rest runs in float32);
+    numpy array or torch tensor on any device. Returns ``(b, T)``: ``b`` of shape ``(..., M, d)``
+    with codes in ``[0, q)`` (uint8) and ``T`` of shape ``(...)``, each vector's number of overload
+    rescalings (uint8), on x's device. A single vector (``x`` of shape ``(d,)``) gives what the
+    namesake gives: ``b`` of shape ``(M, d)`` as float32 codes (so ``b @ lattice.G.T`` works) and
+    ``T`` as a Python ``int``.
+
+    ``dither``: the namesake's dither vector, used only when ``config.with_dither`` (then in place
+    of the seeded dither; pass the same one to :func:`decode`). ``device``: move ``x`` there first.
+
+    Raises ``ValueError`` for a lattice/config mismatch, a last dimension other than d, NaN or Inf
+    in ``x``; warns (``RuntimeWarning``) when vectors still overload after the last retry.
+    CPU tensors and numpy run the C++ kernels; other devices (or ``lowbit.backend("torch")``) run
+    the bit-identical PyTorch twin (:mod:`coset._torch_ops`) without leaving the device.
     """
     _check_pair(lattice, config)
-    as_torch = is_tensor(b)
-    codes = code_array(b, "b", config.q)
+    x = _on_device(x, device, "x")
+    u = _user_dither(dither, config, x)
+    if u is not None:
+        x = (torch_float(x, "x") + u) if is_tensor(x) else (np.asarray(x).astype(u.dtype) + u)
+        config = config.replace(with_dither=False)
+    b, t, overloaded = _encode_counted(x, lattice, config)
+    _warn_overload(overloaded, config)
+    if (x.dim() if is_tensor(x) else np.ndim(x)) == 1:  # one vector: the namesake's types
+        return (b.float() if is_tensor(b) else b.astype(np.float32)), int(t)
+    return b, t
+
+
+def _t_for(T: Any, lead: Tuple[int, ...], config: QuantizationConfig, like: Any) -> Any:
+    """T as uint8 codes of shape ``lead`` on ``like``'s device (None: zeros; an int: that T)."""
+    import torch
+
+    if T is None or isinstance(T, (int, np.integer)) and not isinstance(T, bool):
+        value = 0 if T is None else int(T)
+        if not 0 <= value <= config.max_t():
+            raise ValueError(f"T: values must lie in [0, {config.max_t() + 1}), got [{value}, {value}]")
+        return torch.full(lead, value, dtype=torch.uint8, device=like.device)
+    if not is_tensor(T):
+        T = torch.as_tensor(np.asarray(T), device=like.device)
+    _backend.check_same_device("T", T, "b", like.device)
+    t = torch_codes(T, "T", config.max_t() + 1)
+    if tuple(t.shape) != tuple(lead):
+        raise ValueError(f"T: shape must be {tuple(lead)} (b's leading shape), got {tuple(t.shape)}")
+    return t
+
+
+def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, dtype: Any = None,
+           dither: Any = None, device: Any = None) -> Any:
+    """Hierarchical decoding (Algorithm 2 of Kaplan & Ordentlich, arXiv 2505.13164, section 3).
+
+    ``b``: codes of shape ``(..., M, d)`` in ``[0, q)``, integer or float holding integers (the
+    namesake's codes); ``T``: shape ``(...)``, a Python int, or ``None`` (all zeros). Returns
+    ``x^ = s_T * sum_m q^m (G b_m - q Q(G b_m / q))`` of shape ``(..., d)`` as float32 (or
+    ``dtype=float64``), torch on b's device when ``b`` is a tensor, numpy otherwise. ``dither``
+    and ``device`` as in :func:`encode`.
+
+    Raises ``ValueError`` for a wrong trailing shape, codes outside ``[0, q)`` or not integers,
+    T beyond ``max_scaling_iterations`` or of the wrong shape, and T on another device than b.
+    """
+    _check_pair(lattice, config)
+    b = _on_device(b, device, "b")
     d, m = config.d, config.M
+    u = _user_dither(dither, config, b)
+    if u is not None:
+        config = config.replace(with_dither=False)
+    impl = _torch_path(b, "b")
+    if impl is not None:
+        import torch
+
+        codes = torch_codes(b, "b", config.q)
+        if codes.dim() < 2 or tuple(codes.shape[-2:]) != (m, d):
+            raise ValueError(f"b: trailing shape must be (M, d)=({m}, {d}), got shape {tuple(codes.shape)}")
+        lead = tuple(codes.shape[:-2])
+        t = _t_for(T, lead, config, codes)
+        out_dtype = torch.float64 if _is_float64(dtype) else torch.float32
+        out = _op(impl, "coset.decode")(codes.reshape(-1, m, d), t.reshape(-1), config, out_dtype)
+        out = out.reshape(lead + (d,))
+        return out if u is None else out - u.to(out.dtype)
+    as_torch = is_tensor(b)
+    if as_torch and is_tensor(T):
+        _backend.check_same_device("T", T, "b", b.device)
+    codes = code_array(b, "b", config.q)
     if codes.ndim < 2 or codes.shape[-2:] != (m, d):
         raise ValueError(f"b: trailing shape must be (M, d)=({m}, {d}), got shape {tuple(codes.shape)}")
     lead = codes.shape[:-2]
     if T is None:
         t = np.zeros(lead, dtype=np.uint8)
+    elif isinstance(T, (int, np.integer)) and not isinstance(T, bool):  # one T for every vector
+        t = np.full(lead, 0, dtype=np.uint8)
+        t[...] = code_array(np.asarray(int(T)), "T", config.max_t() + 1)
     else:
         t = code_array(T, "T", config.max_t() + 1)
         if t.shape != lead:
@@ -72,6 +202,8 @@ def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, 
     want64 = _is_float64(dtype)
     out = np.empty(lead + (d,), dtype=np.float64 if want64 else np.float32)
     _native.decode(config.native(), codes, t, out)
+    if u is not None:
+        out = (out - _host(u)).astype(out.dtype)
     return back(out, as_torch)
 
 
@@ -88,13 +220,56 @@ def _is_float64(dtype: Any) -> bool:
         raise ValueError(f"dtype: expected a float dtype, got {dtype!r}") from exc
 
 
-def quantize(x: Any, lattice: Lattice, config: QuantizationConfig) -> Any:
-    """decode(encode(x)): equals ``s * Q(x / s)`` exactly for vectors that did not overload."""
+def quantize(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = None, device: Any = None) -> Any:
+    """decode(encode(x)): equals ``s * Q(x / s)`` exactly for vectors that did not overload.
+
+    Shape and dtype of ``x`` kept (float16/bfloat16 computed in float32), on x's device.
+    Errors and warnings as :func:`encode`.
+    """
     _check_pair(lattice, config)
+    x = _on_device(x, device, "x")
+    u = _user_dither(dither, config, x)
+    if u is not None:
+        config = config.replace(with_dither=False)
+    if _torch_path(x, "x") is not None:
+        t_x = torch_float(x, "x")
+        b, t, overloaded = _encode_counted(t_x if u is None else t_x + u.to(t_x.dtype), lattice, config)
+        _warn_overload(overloaded, config)
+        out = decode(b, lattice, config, t, dtype=t_x.dtype)
+        if u is not None:
+            out = out - u.to(out.dtype)
+        return out.to(x.dtype) if x.is_floating_point() else out
     arr, as_torch, original = float_array(x, "x")
-    b, t = encode(arr, lattice, config)
+    src = arr if u is None else (arr + _host(u)).astype(arr.dtype)
+    b, t, overloaded = _encode_counted(src, lattice, config)
+    _warn_overload(overloaded, config)
     out = decode(b, lattice, config, t, dtype=arr.dtype)
+    if u is not None:
+        out = (out - _host(u)).astype(out.dtype)
     return back(out, as_torch, original)
+
+
+def batch_encode(X: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = None) -> Tuple[Any, Any]:
+    """The namesake's batch encode: ``X`` (n, d) (a single vector is one row) -> ``(b (n, M, d), T (n,))``."""
+    if (X.dim() if is_tensor(X) else np.ndim(X)) == 1:
+        X = X.reshape(1, -1) if is_tensor(X) else np.reshape(X, (1, -1))
+    return encode(X, lattice, config, dither=dither)
+
+
+def batch_decode(encoded_vectors: Any, scaling_counts: Any, lattice: Lattice, config: QuantizationConfig,
+                 dither: Any = None) -> Any:
+    """The namesake's batch decode: codes (n, M, d) and T (n,) -> (n, d)."""
+    return decode(encoded_vectors, lattice, config, scaling_counts, dither=dither)
+
+
+def mac_modq(x: Any, y: Any, q: int) -> Any:
+    """``<x, y> mod q`` (the namesake's modular multiply-accumulate)."""
+    return (x * y).sum() % q
+
+
+def accumulate_modq(acc: Any, x: Any, q: int) -> Any:
+    """``(acc + x) mod q``."""
+    return (acc + x) % q
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,6 +343,8 @@ def quantize_tensor(x: Any, lattice: Lattice, config: QuantizationConfig, scale:
     multiplies it back after; by default rows are not rescaled (config.beta applies).
     """
     _check_pair(lattice, config)
+    if _torch_path(x, "x") is not None:
+        return _quantize_tensor_torch(x, lattice, config, scale)
     arr, as_torch, original = float_array(x, "x")
     if arr.ndim == 0:
         raise ValueError("x: expected at least one dimension")
@@ -188,3 +365,28 @@ def quantize_tensor(x: Any, lattice: Lattice, config: QuantizationConfig, scale:
     if scale is not None:
         out = out * s
     return back(_contig(out, dtype=arr.dtype), as_torch, original)
+
+
+def _quantize_tensor_torch(x: Any, lattice: Lattice, config: QuantizationConfig, scale: Optional[Any]) -> Any:
+    """:func:`quantize_tensor` on x's device: the same divisions, padding and products as numpy's."""
+    import torch
+
+    t = torch_float(x, "x")
+    if t.dim() == 0:
+        raise ValueError("x: expected at least one dimension")
+    d, n = config.d, t.shape[-1]
+    pad = (-n) % d
+    work = t
+    if scale is not None:
+        s = scale.detach() if is_tensor(scale) else torch.as_tensor(np.asarray(scale), device=t.device)
+        _backend.check_same_device("scale", s, "x", t.device)
+        s = torch.broadcast_to(s.to(t.dtype), t.shape[:-1]).unsqueeze(-1)
+        if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+            raise ValueError("scale: must be finite and positive")
+        work = t / s
+    if pad:
+        work = torch.cat([work, work.new_zeros(work.shape[:-1] + (pad,))], dim=-1)
+    out = quantize(work.reshape(-1, d), lattice, config).reshape(work.shape)[..., :n]
+    if scale is not None:
+        out = out * s
+    return out.to(x.dtype) if x.is_floating_point() else out

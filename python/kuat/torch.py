@@ -21,6 +21,10 @@ import multiprocessing.context
 import os
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+from lowbit._deps import require_torch
+
+require_torch("kuat.torch")
+
 import torch
 import torch.utils.data
 

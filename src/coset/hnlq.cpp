@@ -125,7 +125,7 @@ void dither_vector(const QuantizationConfig& cfg, std::uint64_t index, T* u) {
     for (int k = 0; k < d; ++k) s += g[r * d + k] * t[k];
     z[r] = static_cast<T>(s);
   }
-  detail::lattice_step(cfg.lattice, z, detail::make_step<T>(1.0, true), point, e);
+  detail::lattice_step(cfg.lattice, z, detail::make_step<T>(1.0, true, /*snap=*/true), point, e);
   const T inv_c = T(1) / static_cast<T>(coordinate_scale(cfg.lattice));
   for (int j = 0; j < d; ++j) u[j] = z[j] - point[j] * inv_c;
 }

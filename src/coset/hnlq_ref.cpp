@@ -30,7 +30,7 @@ void encode_ref(LatticeType type, int q, int levels, bool nudge, const T* y, std
   const int c = coordinate_scale(type);
   const auto ginv = inverse_generator_matrix(type);
   const T bound = static_cast<T>(overload_bound(q, levels));
-  const auto first = detail::make_step<T>(1.0, nudge);
+  const auto first = detail::make_step<T>(1.0, nudge, /*snap=*/true);
   const auto level = detail::make_step<double>(static_cast<double>(c) * q, nudge);
   for (std::size_t i = 0; i < n; ++i) {
     T v[kMaxDim], point[kMaxDim], e[kMaxDim];

@@ -38,20 +38,22 @@ struct Lanes {
             V::set1(-(div / 2))};
   }
 
-  LOWBIT_COSET_INLINE static void round_coord(F v, const Step& p, F& r, F& e) {
+  // Snap = true: the first step on float data, ties within the tolerance tol (lattice_step.h).
+  template <bool Snap>
+  LOWBIT_COSET_INLINE static void round_coord(F v, const Step& p, F& r, F& e, F tol) {
     const F one = V::set1(1.0f);
     r = V::rint(V::mul(v, p.inv_div));
     e = V::sub(v, V::mul(p.div, r));
-    const Mk up = V::ge(e, p.half);
+    const Mk up = V::ge(e, Snap ? V::sub(p.half, tol) : p.half);
     r = V::select(up, V::add(r, one), r);
     e = V::select(up, V::sub(e, p.div), e);
-    const Mk down = V::lt(e, p.neg_half);
+    const Mk down = V::lt(e, Snap ? V::sub(p.neg_half, tol) : p.neg_half);
     r = V::select(down, V::sub(r, one), r);
     e = V::select(down, V::add(e, p.div), e);
   }
 
-  template <int D>
-  LOWBIT_COSET_INLINE static void dn_fix(F* r, F* e, const Step& p) {
+  template <int D, bool Snap>
+  LOWBIT_COSET_INLINE static void dn_fix(F* r, F* e, const Step& p, F tol) {
     const F zero = V::set1(0.0f), one = V::set1(1.0f), minus_one = V::set1(-1.0f);
     F sum = r[0];
     for (int j = 1; j < D; ++j) sum = V::add(sum, r[j]);
@@ -64,7 +66,9 @@ struct Lanes {
       const F a = V::abs(e[j]);
       const F w = V::set1(static_cast<S>(1 << j));
       const F sw = V::select(V::ge(e[j], zero), w, V::set1(-static_cast<S>(1 << j)));
-      const Mk take = V::or_(V::gt(a, best_abs), V::and_(V::eq(a, best_abs), V::gt(sw, best_sw)));
+      const Mk take = Snap ? V::or_(V::gt(a, V::add(best_abs, tol)),
+                                    V::and_(V::ge(a, V::sub(best_abs, tol)), V::gt(sw, best_sw)))
+                           : V::or_(V::gt(a, best_abs), V::and_(V::eq(a, best_abs), V::gt(sw, best_sw)));
       best_abs = V::select(take, a, best_abs);
       best_sw = V::select(take, sw, best_sw);
       best = V::select(take, V::set1(static_cast<S>(j)), best);
@@ -77,20 +81,28 @@ struct Lanes {
     }
   }
 
-  // point (C-scaled) and residual of the closest lattice point to v / div.
-  template <LatticeType L>
+  // point (C-scaled) and residual of the closest lattice point to v / div. Snap: the first step
+  // on float data, with the tie tolerance kTieSnap * max(1, max_j |v_j|) of lattice_step.h.
+  template <LatticeType L, bool Snap = false>
   LOWBIT_COSET_INLINE static void step(const F* v, const Step& p, F* point, F* e) {
+    constexpr int D = L == LatticeType::Z2 ? 2 : L == LatticeType::D4 ? 4 : 8;
+    F tol = V::set1(0.0f);
+    if constexpr (Snap) {
+      F m = V::set1(1.0f);
+      for (int j = 0; j < D; ++j) m = V::max(m, V::abs(v[j]));
+      tol = V::mul(V::set1(static_cast<S>(detail_snap())), m);
+    }
     if constexpr (L == LatticeType::Z2) {
-      for (int j = 0; j < 2; ++j) round_coord(v[j], p, point[j], e[j]);
+      for (int j = 0; j < 2; ++j) round_coord<Snap>(v[j], p, point[j], e[j], tol);
     } else if constexpr (L == LatticeType::D4) {
-      for (int j = 0; j < 4; ++j) round_coord(v[j], p, point[j], e[j]);
-      dn_fix<4>(point, e, p);
+      for (int j = 0; j < 4; ++j) round_coord<Snap>(v[j], p, point[j], e[j], tol);
+      dn_fix<4, Snap>(point, e, p, tol);
     } else {
       F r0[8], e0[8], r1[8], e1[8];
-      for (int j = 0; j < 8; ++j) round_coord(v[j], p, r0[j], e0[j]);
-      dn_fix<8>(r0, e0, p);
-      for (int j = 0; j < 8; ++j) round_coord(V::sub(v[j], p.half), p, r1[j], e1[j]);
-      dn_fix<8>(r1, e1, p);
+      for (int j = 0; j < 8; ++j) round_coord<Snap>(v[j], p, r0[j], e0[j], tol);
+      dn_fix<8, Snap>(r0, e0, p, tol);
+      for (int j = 0; j < 8; ++j) round_coord<Snap>(V::sub(v[j], p.half), p, r1[j], e1[j], tol);
+      dn_fix<8, Snap>(r1, e1, p, tol);
       F d0 = V::set1(0.0f), d1 = V::set1(0.0f), w0 = V::set1(0.0f), w1 = V::set1(0.0f);
       for (int j = 0; j < 8; ++j) {
         d0 = V::add(d0, V::mul(e0[j], e0[j]));
@@ -101,7 +113,13 @@ struct Lanes {
         w0 = V::add(w0, V::mul(w, e0[j]));
         w1 = V::add(w1, V::mul(w, e1[j]));
       }
-      const Mk integer_coset = V::or_(V::lt(d0, d1), V::and_(V::eq(d0, d1), V::le(w0, w1)));
+      Mk integer_coset;
+      if constexpr (Snap) {
+        const F tol_d = V::mul(V::set1(8.0f), tol);
+        integer_coset = V::or_(V::lt(d0, V::sub(d1, tol_d)), V::and_(V::le(d0, V::add(d1, tol_d)), V::le(w0, w1)));
+      } else {
+        integer_coset = V::or_(V::lt(d0, d1), V::and_(V::eq(d0, d1), V::le(w0, w1)));
+      }
       const F two = V::set1(2.0f), one = V::set1(1.0f);
       for (int j = 0; j < 8; ++j) {
         point[j] = V::select(integer_coset, V::mul(two, r0[j]), V::add(V::mul(two, r1[j]), one));
@@ -109,6 +127,8 @@ struct Lanes {
       }
     }
   }
+
+  static constexpr double detail_snap() { return 0x1p-20; }  // lattice_step.h kTieSnap
 
   // b = G^-1 (point / C) before the reduction mod q (closed forms of lattice.cpp's G).
   template <LatticeType L>
@@ -176,7 +196,7 @@ struct Lanes {
       overloaded = V::or_(overloaded, V::gt(V::abs(yj), bound));
       v[j] = V::min(V::max(yj, neg_bound), bound);
     }
-    step<L>(v, make_step(1.0f), point, e);
+    step<L, true>(v, make_step(1.0f), point, e);
     const Step level = make_step(C * static_cast<S>(q));
     const F qf = V::set1(static_cast<S>(q)), inv_q = V::set1(static_cast<S>(1.0 / q));
     alignas(64) std::uint32_t words[D / 4 + 1][W];

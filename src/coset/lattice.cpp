@@ -95,7 +95,7 @@ template <class T>
 void closest_points(LatticeType type, const T* x, std::size_t n, T* out, bool tie_dither) {
   const int d = lattice_dim(type);
   const T inv_scale = T(1) / static_cast<T>(coordinate_scale(type));
-  const auto step = detail::make_step<T>(1.0, tie_dither);
+  const auto step = detail::make_step<T>(1.0, tie_dither, /*snap=*/true);
   parallel_for(0, n, 4096, [&](std::size_t begin, std::size_t end) {
     T v[kMaxDim], point[kMaxDim], e[kMaxDim];
     for (std::size_t i = begin; i < end; ++i) {

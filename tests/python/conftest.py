@@ -97,42 +97,10 @@ def backend_name(request):
 def no_native_no_numpy(monkeypatch):
     """Inside the test, any use of the native module, numpy, or a tensor<->numpy conversion raises.
 
-    Proves a pure-PyTorch path never touches the host C++ core or numpy: every module-level name
-    bound to ``lowbit._native`` or one of its submodules (``from lowbit._native import coset as
-    _native``) is replaced by an object whose attributes raise, and so are numpy's array makers.
+    Proves a pure-PyTorch path never touches the host C++ core or numpy
+    (see backend_helpers.forbid_native_and_numpy).
     """
-    import numpy
-    import torch
+    from backend_helpers import forbid_native_and_numpy
 
-    import lowbit
-
-    class _Forbidden:
-        def __init__(self, name):
-            self._name = name
-
-        def __getattr__(self, attr):
-            raise AssertionError(f"the torch backend touched {self._name}.{attr}")
-
-    native = lowbit._native
-    targets = {id(native): "lowbit._native"}
-    for sub in dir(native):
-        obj = getattr(native, sub)
-        if type(obj) is type(native):
-            targets[id(obj)] = f"lowbit._native.{sub}"
-    for mod_name, mod in list(sys.modules.items()):
-        if mod is None or not mod_name.split(".")[0] in ("lowbit", "kuat", "coset", "bitcore", "bitlayers", "bitmodels"):
-            continue
-        for attr, value in list(vars(mod).items()):
-            if id(value) in targets:
-                monkeypatch.setattr(mod, attr, _Forbidden(targets[id(value)]))
-
-    def _forbid(what):
-        def raiser(*args, **kwargs):
-            raise AssertionError(f"the torch backend called {what}")
-        return raiser
-
-    monkeypatch.setattr(torch.Tensor, "numpy", _forbid("Tensor.numpy"))
-    monkeypatch.setattr(torch, "from_numpy", _forbid("torch.from_numpy"))
-    for fn in ("array", "asarray", "ascontiguousarray", "empty", "zeros", "frombuffer"):
-        monkeypatch.setattr(numpy, fn, _forbid(f"numpy.{fn}"))
+    forbid_native_and_numpy(monkeypatch)
     yield

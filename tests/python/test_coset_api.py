@@ -19,7 +19,8 @@ def test_seed_quick_start():
     config = QuantizationConfig(lattice_type="D4", q=4, M=2)
     x = torch.randn(4)
     b, T = encode(x, lattice, config)
-    assert b.shape == (2, 4) and T.shape == ()
+    # One vector: the namesake's types (issue 16): float codes (so b @ G.T works) and a Python int T.
+    assert b.shape == (2, 4) and b.dtype == torch.float32 and isinstance(T, int)
     x_rec = decode(b, lattice, config, T)
     assert isinstance(x_rec, torch.Tensor) and x_rec.shape == (4,)
     assert torch.norm(x - x_rec) < 2.0

@@ -84,3 +84,91 @@ def test_hnlq_hook_trains_with_fewer_bytes(tmp_path):
     assert losses[-1] < 0.2 * losses[0], "HNLQ training did not converge"
     assert losses[-1] < 2.0 * base_losses[-1] + 0.05
     assert sent < 0.25 * base_bytes
+
+
+# --- the hook behaves like the default all-reduce (issue 15, kind 7) --------------------------------
+
+class _Bucket:
+    """What the hook reads from a dist.GradBucket."""
+
+    def __init__(self, buffer: torch.Tensor, index: int) -> None:
+        self._buffer, self._index = buffer, index
+
+    def buffer(self) -> torch.Tensor:
+        return self._buffer
+
+    def index(self) -> int:
+        return self._index
+
+
+CASES = [  # (name, dtype, size, poison on rank 1: None, "nan", "inf", "-inf")
+    ("f32", torch.float32, 4096, None), ("f16", torch.float16, 1001, None), ("bf16", torch.bfloat16, 333, None),
+    ("f64", torch.float64, 7, None), ("one", torch.float32, 1, None), ("empty", torch.float32, 0, None),
+    ("nan_rank1", torch.float32, 100, "nan"), ("inf_rank1", torch.float16, 103, "inf"),
+    ("neg_inf_rank1", torch.float64, 9, "-inf"), ("outlier", torch.float32, 64, "outlier"),
+]
+
+
+def _hook_cases(rank: int, world: int):
+    from coset.distributed import HNLQState, hnlq_hook
+
+    state = HNLQState()
+    out = {}
+    for index, (name, dtype, size, poison) in enumerate(CASES):
+        g = torch.Generator().manual_seed(1000 * index + rank)
+        grad = torch.randn(size, generator=g).to(dtype)
+        if poison == "outlier":
+            grad[5] = 1e30  # far beyond rms * 2**15: still averaged, no warning, no wrapped codes
+        elif poison is not None and rank == 1:
+            grad[3] = float(poison)
+        # The default hook: buffer / world, all-reduced (gloo has no bfloat16 sum: float32 there).
+        default = (grad.float() if dtype == torch.bfloat16 else grad) / world
+        if size:  # gloo dies (SIGFPE) on empty collectives; the hook itself never issues one
+            dist.all_reduce(default)
+        default = default.to(dtype)
+        with __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("error")  # no rank may warn (or raise) alone
+            result = hnlq_hook(state, _Bucket(grad.clone(), index)).wait()
+        wide = result.to(torch.float64)  # exact for every dtype here; gloo gathers no bfloat16
+        gathered = [torch.empty_like(wide) for _ in range(world)]
+        if size:
+            dist.all_gather(gathered, wide)
+        else:
+            gathered = [wide] * world
+        same = all(torch.equal(gathered[0].view(-1).float().nan_to_num(7.0), t.view(-1).float().nan_to_num(7.0))
+                   for t in gathered)
+        finite_default = torch.isfinite(default.float())
+        out[name] = {
+            "dtype_ok": result.dtype == dtype and result.shape == grad.shape,
+            "same_on_every_rank": same,
+            "nonfinite_like_default": bool(torch.equal(torch.isnan(result.float()), torch.isnan(default.float()))
+                                           and torch.equal(torch.isposinf(result.float()), torch.isposinf(default.float()))
+                                           and torch.equal(torch.isneginf(result.float()), torch.isneginf(default.float()))),
+            "rel_err": float(((result.double() - default.double())[finite_default].norm()
+                              / default.double()[finite_default].norm().clamp_min(1e-30))) if size else 0.0,
+        }
+    return out
+
+
+def _hook_worker(rank: int, world: int, port: int, out_dir: str):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = _hook_cases(rank, world)
+    finally:
+        dist.destroy_process_group()
+    Path(out_dir, f"hook{rank}.json").write_text(json.dumps(result))
+
+
+def test_hook_matches_default_allreduce_semantics(tmp_path):
+    mp.spawn(_hook_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        results = json.loads((tmp_path / f"hook{rank}.json").read_text())
+        for name, r in results.items():
+            assert r["dtype_ok"], (rank, name)
+            assert r["same_on_every_rank"], (rank, name)
+            assert r["nonfinite_like_default"], (rank, name)
+            limit = 0.25 if name not in ("bf16", "f16", "inf_rank1") else 0.3
+            assert r["rel_err"] < limit, (rank, name, r["rel_err"])

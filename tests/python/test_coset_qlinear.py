@@ -63,3 +63,94 @@ def test_bad_config_and_overload_warning():
     cfg = QuantizationConfig(lattice_type="D4", q=4, M=1, max_scaling_iterations=0)
     with pytest.warns(RuntimeWarning, match="overload"):
         encode(torch.full((2, 4), 1000.0), D4Lattice(), cfg)
+
+
+# --- the cached quantized weight in evaluation (issue 15, kind 6) ----------------------------------
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts how often QLinear quantizes its weight."""
+    import coset.nn as qnn
+
+    calls = {"n": 0}
+    real = qnn.quantize_weight_rows
+
+    def counting(weight, config):
+        calls["n"] += 1
+        return real(weight, config)
+
+    monkeypatch.setattr(qnn, "quantize_weight_rows", counting)
+    return calls
+
+
+def _eval_layer():
+    torch.manual_seed(3)
+    layer = QLinear(16, 8, QuantizationConfig(lattice_type="D4", q=4, M=2))
+    layer.eval()
+    return layer
+
+
+def _fresh(layer):
+    return quantize_weight_rows(layer.weight, layer.config)
+
+
+@pytest.mark.parametrize("write", ["optimizer_step", "copy_", "load_state_dict", "data_inplace", "data_setitem",
+                                   "data_assign", "to_dtype", "no_grad_inplace"])
+def test_eval_cache_recomputes_after_every_kind_of_write(counted, write):
+    layer = _eval_layer()
+    x = torch.randn(4, 16)
+    first = layer(x)
+    assert torch.equal(layer(x), first) and counted["n"] == 1  # cached: no second quantization
+    if write == "optimizer_step":
+        layer.weight.grad = torch.ones_like(layer.weight)
+        torch.optim.SGD(layer.parameters(), lr=0.5).step()
+    elif write == "copy_":
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight * 3)
+    elif write == "load_state_dict":
+        state = {k: v * 3 for k, v in layer.state_dict().items()}
+        layer.load_state_dict(state)
+    elif write == "data_inplace":
+        layer.weight.data.mul_(3)  # .data has its own version counter: _version does not move
+    elif write == "data_setitem":
+        layer.weight.data[0, 0] = 100.0
+    elif write == "data_assign":
+        layer.weight.data = layer.weight.data * 3
+    elif write == "to_dtype":
+        layer.to(torch.float64)
+        x = x.double()
+    elif write == "no_grad_inplace":
+        with torch.no_grad():
+            layer.weight[1] += 1.0
+    out = layer(x)
+    assert counted["n"] == 2, f"{write}: the cached W^ was not recomputed"
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, _fresh(layer), layer.bias), rtol=0, atol=0)
+    layer(x)
+    assert counted["n"] == 2  # and cached again
+
+
+def test_eval_cache_follows_config_and_training(counted):
+    layer = _eval_layer()
+    x = torch.randn(4, 16)
+    layer(x)
+    layer.config = QuantizationConfig(lattice_type="D4", q=8, M=1)
+    layer(x)
+    assert counted["n"] == 2
+    layer.train()
+    layer(x)
+    layer(x)
+    assert counted["n"] == 4  # training quantizes every step (the weights change every step)
+    assert layer._cache_snapshot is None  # no weight copy kept while training
+
+
+def test_layer_runs_on_its_device(device, backend_name):
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    layer = QLinear(12, 6, config, device=device, quantize_activations=True)
+    x = torch.randn(5, 12, device=device, requires_grad=True)
+    out = layer(x)
+    assert out.device == x.device
+    out.sum().backward()
+    assert layer.weight.grad.device == x.device and x.grad.device == x.device
+    layer.eval()
+    assert layer(x).device == x.device
+    assert layer.quantized_weight().device == x.device
