@@ -7,6 +7,7 @@
 #   make cuda      compile the CUDA kernels (needs nvcc; nothing runs on a GPU)
 #   make wheel     a manylinux wheel in dist/ with the image libraries bundled (auditwheel repair)
 #   make wheel-check  install that wheel in a new venv without system packages and use it
+#   make gpu-check on a GPU machine (even a bare one): CUDA build for it, every test, GPU benchmark
 
 SHELL := /bin/bash
 VENV := .venv
@@ -15,7 +16,7 @@ BUILD_DIR := build/release
 JOBS ?= $(shell nproc)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda wheel wheel-check clean
+.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda gpu-check wheel wheel-check clean
 
 all: build
 
@@ -68,6 +69,11 @@ fuzz: venv
 cuda: venv
 	cmake --preset cuda
 	cmake --build --preset cuda -j $(JOBS)
+
+# No venv, no installs: scripts/gpu-check.sh uses the machine's python3 and builds under build/.
+# GPU_CHECK_ARGS=--no-gpu rehearses it on a machine without a GPU.
+gpu-check:
+	bash scripts/gpu-check.sh $(GPU_CHECK_ARGS)
 
 wheel: build
 	bash scripts/build-wheel.sh

@@ -27,6 +27,8 @@ LOWBIT_BINDING(core) {
     d["simd_selected"] = info.simd_selected;
     d["cuda_compiled"] = info.cuda_compiled;
     d["cuda_devices"] = info.cuda_devices;
+    d["image_codecs"] = info.image_codecs;
+    d["gzip"] = info.gzip;
     d["num_threads"] = info.num_threads;
     return d;
   }, "Version, compiled/available/selected SIMD levels, CUDA, thread count.");

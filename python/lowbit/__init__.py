@@ -51,7 +51,9 @@ def build_info() -> dict:
     """What this build contains and what it selected at run time.
 
     Keys: ``version``, ``compiler``, ``simd_compiled``, ``simd_available``, ``simd_selected``,
-    ``cuda_compiled``, ``cuda_devices``, ``gpu_visible``, ``num_threads``.
+    ``cuda_compiled``, ``cuda_devices``, ``gpu_visible``, ``image_codecs`` (Kuat reads JPEG/PNG/WebP
+    files; False in a ``LOWBIT_IMAGE_CODECS=OFF`` build), ``gzip`` (gzip-compressed IDX files; False
+    when zlib was missing at build time), ``num_threads``.
     """
     info = dict(_native.build_info())
     info["gpu_visible"] = info["cuda_devices"] > 0 or _torch_sees_gpu()

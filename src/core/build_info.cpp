@@ -28,6 +28,12 @@ BuildInfo build_info() {
   info.cuda_compiled = true;
   info.cuda_devices = cuda::visible_device_count();
 #endif
+#if defined(LOWBIT_IMAGE_CODECS) && LOWBIT_IMAGE_CODECS
+  info.image_codecs = true;
+#endif
+#if defined(LOWBIT_HAVE_ZLIB) && LOWBIT_HAVE_ZLIB
+  info.gzip = true;
+#endif
   info.num_threads = default_thread_pool().size();
   return info;
 }

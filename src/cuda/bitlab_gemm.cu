@@ -6,6 +6,7 @@
 // activations. Codes are t + 1, so the row sum of x is subtracted at the end (see gemm.h).
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 
 #include "check.h"
@@ -139,17 +140,23 @@ void ternary_gemm_int8(const std::int8_t* xq, const std::int32_t* row_sums, std:
   LOWBIT_CUDA_CHECK(cudaGetLastError());
 }
 
+std::size_t bitlinear_int8_workspace_bytes(std::size_t rows, const TernaryWeightsDevice& w) {
+  // absmax | act_scale | row_sums | acc | xq, each section a multiple of 4 bytes.
+  return rows * (2 * sizeof(float) + sizeof(std::int32_t)) + rows * w.rows * sizeof(std::int32_t) +
+         rows * w.row_bytes * 4;
+}
+
 void bitlinear_int8(const float* x, std::size_t rows, const TernaryWeightsDevice& w, bool per_row_activations,
-                    float* y, void* stream) {
+                    float* y, void* stream, void* workspace) {
   check_weights(w);
   if (rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   const std::size_t stride = w.row_bytes * 4;
-  // One stream-ordered workspace: absmax | act_scale | row_sums | acc | xq.
-  const std::size_t bytes = rows * (2 * sizeof(float) + sizeof(std::int32_t)) + rows * w.rows * sizeof(std::int32_t) +
-                            rows * stride;
-  char* ws = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ws), bytes, s));
+  require(reinterpret_cast<std::uintptr_t>(workspace) % 16 == 0, "bitlinear (CUDA): workspace must be 16-byte aligned");
+  char* ws = static_cast<char*>(workspace);
+  const bool owned = ws == nullptr;
+  if (owned)
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ws), bitlinear_int8_workspace_bytes(rows, w), s));
   float* absmax = reinterpret_cast<float*>(ws);
   float* act_scale = absmax + rows;
   auto* row_sums = reinterpret_cast<std::int32_t*>(act_scale + rows);
@@ -165,7 +172,7 @@ void bitlinear_int8(const float* x, std::size_t rows, const TernaryWeightsDevice
   epilogue_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(
       acc, act_scale, w.scales, w.bias, static_cast<int>(rows), static_cast<int>(w.rows), y);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
-  LOWBIT_CUDA_CHECK(cudaFreeAsync(ws, s));
+  if (owned) LOWBIT_CUDA_CHECK(cudaFreeAsync(ws, s));
 }
 
 }  // namespace lowbit::cuda

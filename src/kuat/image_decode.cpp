@@ -123,6 +123,15 @@ Image apply_orientation(const Image& image, int orientation) {
   return out;
 }
 
+bool image_codecs_available() noexcept { return LOWBIT_IMAGE_CODECS != 0; }
+
+const char* no_image_codecs_reason() noexcept {
+  return LOWBIT_IMAGE_CODECS ? ""
+                             : "lowbit was built without image codecs (LOWBIT_IMAGE_CODECS=OFF): JPEG, PNG and WebP "
+                               "files cannot be read or written; rebuild with libjpeg, libpng and libwebp installed "
+                               "(IDX, CIFAR and numpy sources work)";
+}
+
 Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t channels, const TargetSize& target,
                    const std::string& what, const DecodeOptions& options) {
   if (channels != 1 && channels != 3) throw InvalidArgument("channels must be 1 or 3");

@@ -1,6 +1,8 @@
 // Whole-file reads, atomic writes, and PNG encoding.
 #include <fcntl.h>
+#if LOWBIT_IMAGE_CODECS
 #include <png.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +47,9 @@ void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>&
   });
 }
 
+#if !LOWBIT_IMAGE_CODECS
+std::vector<std::uint8_t> encode_png(const Image&) { throw IoError(io_message("PNG output", no_image_codecs_reason())); }
+#else
 std::vector<std::uint8_t> encode_png(const Image& image) {
   require(image.channels == 1 || image.channels == 3, "PNG output supports 1 or 3 channels");
   require(image.pixels.size() == std::size_t{image.height} * image.width * image.channels, "image buffer size mismatch");
@@ -65,6 +70,7 @@ std::vector<std::uint8_t> encode_png(const Image& image) {
   out.resize(size);
   return out;
 }
+#endif  // LOWBIT_IMAGE_CODECS
 
 void write_png(const std::string& path, const Image& image) { write_file_atomic(path, encode_png(image)); }
 

@@ -85,6 +85,8 @@ std::unique_ptr<DatasetSource> open_source(const std::string& path, const Source
           "channels must be 1 or 3, got " + std::to_string(options.channels));
   if (format == "idx" || format == "mnist") return open_idx_source(path, options);
   if (format == "cifar") return open_cifar_source(path, options);
+  if ((format == "images" || format == "imagenet") && !image_codecs_available())
+    throw IoError(io_message(path, no_image_codecs_reason()));
   if (format == "images") return open_folder_source(path, options, false);
   if (format == "imagenet") return open_folder_source(path, options, true);
   throw InvalidArgument("unknown format '" + format + "' (expected auto, idx, cifar, images or imagenet)");

@@ -1,7 +1,9 @@
 // MNIST / Fashion-MNIST IDX files (big-endian header; optionally gzip-compressed).
 #include "source_idx.h"
 
+#if LOWBIT_HAVE_ZLIB
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -82,6 +84,10 @@ std::vector<std::uint8_t> read_idx_file(const std::string& path, std::uint64_t m
 std::vector<std::uint8_t> idx_file_bytes(const std::uint8_t* data, std::size_t size, const std::string& what,
                                          std::uint64_t max_bytes) {
   if (size < 2 || data[0] != 0x1f || data[1] != 0x8b) return std::vector<std::uint8_t>(data, data + size);
+#if !LOWBIT_HAVE_ZLIB  // zlib's headers were missing at build time (LOWBIT_IMAGE_CODECS=OFF builds only)
+  (void)max_bytes;
+  throw IoError(io_message(what, "gzip-compressed, and lowbit was built without zlib; gunzip the file first"));
+#else
   z_stream z{};
   if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) throw IoError(io_message(what, "cannot start gzip decompression"));
   std::vector<std::uint8_t> out;
@@ -115,6 +121,7 @@ std::vector<std::uint8_t> idx_file_bytes(const std::uint8_t* data, std::size_t s
   inflateEnd(&z);
   if (r != Z_STREAM_END) throw IoError(io_message(what, "corrupt or truncated gzip data"));
   return out;
+#endif
 }
 
 std::unique_ptr<InMemorySource> idx_images_source(const std::vector<std::uint8_t>& raw, const std::string& what,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import pickle
 import struct
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import pytest
 
 
 def cifar_batch(n: int, seed: int, hundred: bool = False) -> dict:
@@ -69,7 +72,18 @@ def python2_cifar_bytes(pixels: np.ndarray, labels: list) -> bytes:
     return out
 
 
-def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, prefix: str = "train", gz: bool = True) -> Path:
+def gzip_supported() -> bool:
+    """Whether this build reads gzip-compressed IDX files (zlib was found when it was built)."""
+    import lowbit
+
+    return bool(lowbit.build_info().get("gzip", True))
+
+
+def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, prefix: str = "train",
+              gz: Optional[bool] = None) -> Path:
+    """IDX files, gzip-compressed by default where the build reads gzip (``gz=None``)."""
+    if gz is None:
+        gz = gzip_supported()
     folder.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape
     img_bytes = struct.pack(">IIII", 0x803, n, h, w) + images.astype(np.uint8).tobytes()
@@ -83,5 +97,40 @@ def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, prefix: str 
     return folder
 
 
-SKIMAGE_DATA = Path("/usr/lib/python3/dist-packages/skimage/data")
+def _skimage_data() -> Path:
+    """scikit-image's sample photos: Debian's package, else wherever python finds scikit-image."""
+    debian = Path("/usr/lib/python3/dist-packages/skimage/data")
+    if debian.exists():
+        return debian
+    spec = importlib.util.find_spec("skimage")
+    return Path(spec.origin).parent / "data" if spec is not None and spec.origin else debian
+
+
+SKIMAGE_DATA = _skimage_data()
 REAL_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "camera.png", "motorcycle_left.png", "hubble_deep_field.jpg"]
+
+
+def _image_files_skip_reason() -> str:
+    import lowbit
+
+    if not lowbit.build_info().get("image_codecs", True):
+        return "lowbit built with LOWBIT_IMAGE_CODECS=OFF (no libjpeg/libpng/libwebp): image files cannot be read or written"
+    missing = [n for n in REAL_PHOTOS if not (SKIMAGE_DATA / n).exists()]
+    if missing:
+        return f"scikit-image's sample photos are not installed ({', '.join(missing)} missing in {SKIMAGE_DATA})"
+    return ""
+
+
+def _codecs_skip_reason() -> str:
+    import lowbit
+
+    if not lowbit.build_info().get("image_codecs", True):
+        return "lowbit built with LOWBIT_IMAGE_CODECS=OFF (no libjpeg/libpng/libwebp): image files cannot be read or written"
+    return ""
+
+
+# Tests that decode or write image files (JPEG/PNG/WebP) they make themselves: they need the codecs.
+needs_image_codecs = pytest.mark.skipif(bool(_codecs_skip_reason()), reason=_codecs_skip_reason() or "-")
+
+# Tests that read or write image files (JPEG/PNG/WebP): they need the codecs and the sample photos.
+needs_image_files = pytest.mark.skipif(bool(_image_files_skip_reason()), reason=_image_files_skip_reason() or "-")

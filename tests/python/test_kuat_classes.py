@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kuat
-from kuat_helpers import REAL_PHOTOS, SKIMAGE_DATA, write_idx
+from kuat_helpers import REAL_PHOTOS, SKIMAGE_DATA, needs_image_files, write_idx
 
 FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -52,6 +52,7 @@ def test_class_count_must_match_the_labels(tmp_path):
         kuat.convert_dataset(d, tmp_path / "bad.kuat", codebook_size=16, classes=empty)
 
 
+@needs_image_files
 def test_classes_on_sources_with_their_own_names_or_no_labels(tmp_path):
     root = tmp_path / "train"
     for cls, name in (("n01", REAL_PHOTOS[0]), ("n02", REAL_PHOTOS[1])):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import kuat
-from kuat_helpers import REAL_PHOTOS, SKIMAGE_DATA, write_cifar10
+from kuat_helpers import REAL_PHOTOS, SKIMAGE_DATA, needs_image_files, write_cifar10
 
 
 def run(cli, *args, expect=0):
@@ -20,6 +20,7 @@ def run(cli, *args, expect=0):
     return p
 
 
+@needs_image_files
 def test_convert_info_verify_extract_preview_benchmark(kuat_cli, tmp_path):
     src = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=8, batches=2)
     out = tmp_path / "c.kuat"
@@ -44,6 +45,7 @@ def test_convert_info_verify_extract_preview_benchmark(kuat_cli, tmp_path):
     assert "img/s" in b and "ms/batch" in b and "GB/s" in b
 
 
+@needs_image_files
 def test_images_folder_warnings_strict_and_shards(kuat_cli, tmp_path):
     d = tmp_path / "imgs"
     d.mkdir()

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import kuat
-from kuat_helpers import (REAL_PHOTOS, SKIMAGE_DATA, python2_cifar_bytes, write_cifar10, write_cifar100, write_idx)
+import lowbit
+from kuat_helpers import (REAL_PHOTOS, SKIMAGE_DATA, gzip_supported, needs_image_files, python2_cifar_bytes,
+                          write_cifar10, write_cifar100, write_idx)
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -20,7 +22,8 @@ def leftovers(folder: Path):
     return [p.name for p in folder.iterdir() if ".tmp-" in p.name]
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST is not installed at /usr/share/datasets")
+@pytest.mark.skipif(not FASHION.exists() or not gzip_supported(),
+                    reason="Fashion-MNIST is not installed at /usr/share/datasets (or this build reads no gzip)")
 def test_fashion_mnist_subset_round_trip(tmp_path):
     out = tmp_path / "fm.kuat"
     stats = kuat.convert_dataset(FASHION, out, format="idx", codebook_size=64, bits=4, limit=2000)
@@ -48,7 +51,11 @@ def test_idx_synthetic_plain_and_gzip(tmp_path):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (50, 9, 7), dtype=np.uint8)
     labels = rng.integers(0, 10, 50).astype(np.uint8)
-    for gz in (True, False):
+    if not gzip_supported():  # a build without zlib refuses gzip with the reason, reads plain files
+        d = write_idx(tmp_path / "gz", imgs, labels, gz=True)
+        with pytest.raises(OSError, match="built without zlib"):
+            kuat.convert_dataset(d, tmp_path / "gz.kuat", codebook_size=256, bits=8)
+    for gz in (True, False) if gzip_supported() else (False,):
         d = write_idx(tmp_path / f"idx{gz}", imgs, labels, gz=gz)
         stats = kuat.convert_dataset(d, tmp_path / f"i{gz}.kuat", codebook_size=256, bits=8)
         a = kuat.KuatArchive(tmp_path / f"i{gz}.kuat")
@@ -130,6 +137,7 @@ def photo_folder(tmp_path: Path, broken: bool = True) -> Path:
     return d
 
 
+@needs_image_files
 def test_images_folder_resized_with_broken_files(tmp_path):
     d = photo_folder(tmp_path)
     stats = kuat.convert_dataset(d, tmp_path / "p.kuat", format="images", width=64, height=48, codebook_size=64)
@@ -143,6 +151,7 @@ def test_images_folder_resized_with_broken_files(tmp_path):
     assert not (tmp_path / "s.kuat").exists() and leftovers(tmp_path) == []
 
 
+@needs_image_files
 def test_native_sizes_grayscale_and_stretch(tmp_path):
     d = photo_folder(tmp_path, broken=False)
     kuat.convert_dataset(d, tmp_path / "n.kuat", codebook_size=32, channels=1)
@@ -157,6 +166,7 @@ def test_native_sizes_grayscale_and_stretch(tmp_path):
     assert kuat.KuatArchive(tmp_path / "s.kuat")[0]["image"].shape == (20, 40, 3)
 
 
+@needs_image_files
 def test_imagenet_class_folders_and_labels(tmp_path):
     root = tmp_path / "train"
     for cls, names in (("n02_cat", REAL_PHOTOS[1:2]), ("n01_person", REAL_PHOTOS[0:1] + REAL_PHOTOS[3:4])):
@@ -184,6 +194,7 @@ def test_codebook_reuse_and_shards(tmp_path):
     np.testing.assert_array_equal(kuat.KuatArchive(tmp_path / "val.kuat").codebook, a_full.codebook)
 
 
+@needs_image_files
 def test_bad_inputs_and_options(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(OSError, match="does not exist"):
@@ -201,3 +212,14 @@ def test_bad_inputs_and_options(tmp_path):
     with pytest.raises(OSError, match="output folder does not exist"):
         kuat.convert_dataset(d, tmp_path / "no" / "o.kuat")
     assert not (tmp_path / "o.kuat").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(lowbit.build_info().get("image_codecs", True), reason="image codecs are built in")
+def test_image_sources_raise_without_codecs(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not decoded")
+    for fmt in ("images", "auto"):
+        with pytest.raises(OSError, match="LOWBIT_IMAGE_CODECS=OFF"):
+            kuat.convert_dataset(d, tmp_path / "o.kuat", format=fmt)
+    assert not (tmp_path / "o.kuat").exists()

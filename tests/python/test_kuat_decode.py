@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from kuat_helpers import needs_image_codecs
 from lowbit import _native
+
+pytestmark = needs_image_codecs  # every test here decodes JPEG, PNG or WebP
 
 decode = _native.kuat.decode_image
 BACKGROUNDS = [(0, 0, 0), (255, 255, 255), (12, 200, 77)]

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import kuat
-from kuat_helpers import cifar_batch, write_idx
+from kuat_helpers import cifar_batch, needs_image_codecs, write_idx
 
 
 def run(cli, *args, expect=0, limit_bytes=None):
@@ -50,6 +50,7 @@ def bomb_folder(tmp_path: Path, w: int, h: int) -> Path:
 
 # --- Rule 2: resource limits ---
 
+@needs_image_codecs
 @pytest.mark.parametrize("side", [15000, 60000])
 def test_header_bomb_is_skipped_by_the_pixel_limit(kuat_cli, tmp_path, side):
     d = bomb_folder(tmp_path, side, side)
@@ -62,6 +63,7 @@ def test_header_bomb_is_skipped_by_the_pixel_limit(kuat_cli, tmp_path, side):
     assert not (tmp_path / "s.kuat").exists() and leftovers(tmp_path) == []
 
 
+@needs_image_codecs
 def test_max_pixels_option_cli_and_python(kuat_cli, tmp_path):
     d = tmp_path / "imgs"
     d.mkdir()
@@ -77,6 +79,7 @@ def test_max_pixels_option_cli_and_python(kuat_cli, tmp_path):
         kuat.convert_dataset(d, tmp_path / "c.kuat", max_pixels=0)
 
 
+@needs_image_codecs
 def test_allocation_failure_is_that_images_error(kuat_cli, tmp_path):
     # Under the raised limit the 30000 x 30000 header asks for 2.7 GB; with 1.5 GB of address
     # space that allocation fails, and the run goes on without that one file.
@@ -87,6 +90,7 @@ def test_allocation_failure_is_that_images_error(kuat_cli, tmp_path):
     assert len(kuat.KuatArchive(tmp_path / "x.kuat")) == 1
 
 
+@needs_image_codecs
 def test_background_option_cli_and_python(kuat_cli, tmp_path):
     d = tmp_path / "alpha"
     d.mkdir()
@@ -115,6 +119,7 @@ def test_background_option_cli_and_python(kuat_cli, tmp_path):
         kuat.convert_dataset(d, tmp_path / "bad.kuat", background=(1, 2))
 
 
+@needs_image_codecs
 def test_exif_transpose_option(kuat_cli, tmp_path):
     d = tmp_path / "exif"
     d.mkdir()
@@ -151,6 +156,7 @@ def hidden_tree(root: Path) -> Path:
 HIDDEN = [".DS_Store", ".ipynb_checkpoints", "__MACOSX", "cat/._a.jpg", "cat/.thumbs", "dog/.hidden.png"]
 
 
+@needs_image_codecs
 def test_hidden_entries_are_never_classes_or_samples(kuat_cli, tmp_path):
     root = hidden_tree(tmp_path / "data")
     stats = kuat.convert_dataset(root, tmp_path / "x.kuat", codebook_size=16)
@@ -163,6 +169,7 @@ def test_hidden_entries_are_never_classes_or_samples(kuat_cli, tmp_path):
     assert "skipped" not in p.stderr
 
 
+@needs_image_codecs
 def test_hidden_entries_in_a_flat_folder_and_detection(tmp_path):
     d = tmp_path / "flat"
     d.mkdir()
@@ -175,6 +182,7 @@ def test_hidden_entries_in_a_flat_folder_and_detection(tmp_path):
     assert stats["ignored"] == ["._a.png", ".ipynb_checkpoints"]
 
 
+@needs_image_codecs
 def test_symlink_loops_are_errors_naming_the_path(kuat_cli, tmp_path):
     root = tmp_path / "loop"
     (root / "cat").mkdir(parents=True)

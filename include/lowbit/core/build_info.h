@@ -13,6 +13,8 @@ struct BuildInfo {
   std::string simd_selected;               // the active level
   bool cuda_compiled = false;
   int cuda_devices = 0;                    // visible CUDA devices (0 when CUDA is not compiled)
+  bool image_codecs = false;               // Kuat reads JPEG/PNG/WebP files (LOWBIT_IMAGE_CODECS)
+  bool gzip = false;                       // Kuat reads gzip-compressed IDX files (zlib found)
   std::size_t num_threads = 0;             // size of the default thread pool
 };
 

@@ -26,10 +26,16 @@ struct TernaryWeightsDevice {
 void ternary_gemm_int8(const std::int8_t* xq, const std::int32_t* row_sums, std::size_t rows,
                        std::size_t stride, const TernaryWeightsDevice& w, std::int32_t* acc, void* stream);
 
+// Device bytes of the scratch bitlinear_int8 needs for `rows` activation rows.
+std::size_t bitlinear_int8_workspace_bytes(std::size_t rows, const TernaryWeightsDevice& w);
+
 // The full layer: quantizes x (rows x cols float32) per tensor or per row, runs the integer
 // product and the epilogue y = (float(acc) * act_scale[m]) * w_scale[n] + bias[n].
-// Throws lowbit::InvalidArgument on shape mismatches, lowbit::RuntimeError on CUDA errors.
+// workspace: bitlinear_int8_workspace_bytes(rows, w) device bytes, 16-byte aligned (a caching
+// allocator's block, say); nullptr allocates it stream-ordered (cudaMallocAsync) for this call.
+// Asynchronous on `stream` either way. Throws lowbit::InvalidArgument on shape mismatches,
+// lowbit::RuntimeError on CUDA errors.
 void bitlinear_int8(const float* x, std::size_t rows, const TernaryWeightsDevice& w, bool per_row_activations,
-                    float* y, void* stream);
+                    float* y, void* stream, void* workspace = nullptr);
 
 }  // namespace lowbit::cuda

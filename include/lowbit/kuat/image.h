@@ -70,6 +70,12 @@ Image read_image_file(const std::string& path, std::uint32_t channels, const Tar
 // return the image unchanged.
 Image apply_orientation(const Image& image, int orientation);
 
+// False in a build without image codecs (LOWBIT_IMAGE_CODECS=OFF): decode_image, read_image_file
+// and encode_png then throw IoError with no_image_codecs_reason(), and so does opening an
+// "images" or "imagenet" source.
+bool image_codecs_available() noexcept;
+const char* no_image_codecs_reason() noexcept;
+
 // Grayscale <-> RGB (luma = (299 R + 587 G + 114 B) / 1000, rounded, as ITU-R BT.601 / PIL "L").
 Image convert_channels(const Image& image, std::uint32_t channels);
 

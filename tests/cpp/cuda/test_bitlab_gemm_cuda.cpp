@@ -74,6 +74,16 @@ TEST_P(BitlabCuda, MatchesCpuBitExactly) {
   ASSERT_EQ(cudaMemcpy(y_gpu.data(), d_y, y_gpu.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_EQ(acc_gpu, acc_cpu);
   EXPECT_EQ(0, std::memcmp(y_gpu.data(), y_cpu.data(), y_cpu.size() * sizeof(float)));
+
+  // The same layer with a caller-provided workspace (what the Python binding passes).
+  void* d_ws = nullptr;
+  ASSERT_EQ(cudaMalloc(&d_ws, cuda::bitlinear_int8_workspace_bytes(sh.m, dw)), cudaSuccess);
+  ASSERT_EQ(cudaMemset(d_y, 0xA5, y_cpu.size() * sizeof(float)), cudaSuccess);
+  cuda::bitlinear_int8(d_x, sh.m, dw, sh.per_row, d_y, nullptr, d_ws);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(y_gpu.data(), d_y, y_gpu.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(0, std::memcmp(y_gpu.data(), y_cpu.data(), y_cpu.size() * sizeof(float)));
+  cudaFree(d_ws);
   for (void* p : {static_cast<void*>(d_w), static_cast<void*>(d_scales), static_cast<void*>(d_bias),
                   static_cast<void*>(d_x), static_cast<void*>(d_xq), static_cast<void*>(d_sums),
                   static_cast<void*>(d_y), static_cast<void*>(d_acc)})

@@ -55,7 +55,20 @@ TEST(KuatImage, ChannelConversion) {
   EXPECT_EQ(convert_channels(g, 3).pixels, (std::vector<std::uint8_t>{76, 76, 76, 18, 18, 18}));
 }
 
+TEST(KuatImage, WithoutCodecsImageFilesFailWithTheReason) {
+  if (image_codecs_available()) GTEST_SKIP() << "image codecs are built in";
+  const std::uint8_t png_magic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  try {
+    decode_image(png_magic, sizeof png_magic, 3, {}, "x.png");
+    FAIL() << "decode_image succeeded without codecs";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("LOWBIT_IMAGE_CODECS=OFF"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(encode_png(Image{1, 1, 1, {0}}), IoError);
+}
+
 TEST(KuatImage, PngRoundTripAndDecodeErrors) {
+  if (!image_codecs_available()) GTEST_SKIP() << "built with LOWBIT_IMAGE_CODECS=OFF";
   const Image img = gradient(5, 7, 3);
   const auto png = encode_png(img);
   const Image back = decode_image(png.data(), png.size(), 3, {}, "mem.png");
@@ -75,6 +88,7 @@ TEST(KuatImage, PngRoundTripAndDecodeErrors) {
 }
 
 TEST(KuatImage, JpegUsesDctScalingForSmallTargets) {
+  if (!image_codecs_available()) GTEST_SKIP() << "built with LOWBIT_IMAGE_CODECS=OFF";
   const std::string path = "/usr/lib/python3/dist-packages/skimage/data/hubble_deep_field.jpg";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "needs scikit-image's sample JPEG";
   const Image full = read_image_file(path, 3, {});
