@@ -1,6 +1,7 @@
 # lowbit: the commands a newcomer needs. Each installs whatever is missing first.
 #   make build     system deps, .venv, C++ build, package installed into .venv
 #   make test      build, then every C++ test (ctest) and every Python test (pytest)
+#   make test-torch-backend  the Python tests again with LOWBIT_BACKEND=torch
 #   make demo      build, then the main job on real data (Fashion-MNIST)
 #   make bench     build, then every benchmark; writes BENCHMARKS.md
 #   make sanitize  C++ tests under ASan + UBSan
@@ -16,7 +17,7 @@ BUILD_DIR := build/release
 JOBS ?= $(shell nproc)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv build test test-cpp test-python demo bench sanitize fuzz cuda gpu-check wheel wheel-check clean
+.PHONY: all deps venv build test test-torch-backend test-cpp test-python demo bench sanitize fuzz cuda gpu-check wheel wheel-check clean
 
 all: build
 
@@ -49,6 +50,10 @@ test-python: build
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 	$(PY) -m pytest tests/python -q
+
+# The whole Python suite again with every op on the pure-PyTorch backend (lowbit.backend).
+test-torch-backend: build
+	LOWBIT_BACKEND=torch $(PY) -m pytest tests/python -q
 
 demo: build
 	$(PY) examples/demo.py

@@ -18,6 +18,10 @@ package: docs/migrating.md.
 """
 
 from lowbit import __version__
+from lowbit._deps import require_torch
+
+require_torch("coset")  # its PyTorch twin of every op is part of the package: say so clearly
+
 
 from .config import D4Config, E8Config, QuantizationConfig, Z2Config
 from .lattices import D4Lattice, E8Lattice, Lattice, Z2Lattice

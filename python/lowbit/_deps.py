@@ -1,8 +1,8 @@
 """Optional dependencies: a clear ImportError when a package needs PyTorch and it is missing.
 
-``kuat`` (archives, conversion, ``KuatDataset``) needs only numpy; ``coset`` works on numpy arrays
-too. ``bitcore``, ``bitlayers``, ``bitmodels``, ``kuat.torch`` and Coset's ``QLinear`` are PyTorch
-modules.
+``kuat`` (archives, conversion, ``KuatDataset`` with numpy output) needs only numpy.
+``coset`` (whose every op has a PyTorch twin), ``bitcore``, ``bitlayers``, ``bitmodels``,
+``kuat.torch`` and ``kuat.gpu`` need PyTorch.
 """
 
 from __future__ import annotations
@@ -15,6 +15,5 @@ def require_torch(package: str):
     except ImportError as e:
         raise ImportError(
             f"{package} needs PyTorch, which is not installed: install it with `pip install torch` "
-            f"(1.13 or 2.x, CPU or CUDA build). kuat (archives, conversion, KuatDataset) and coset's "
-            f"numpy functions work without it.") from e
+            f"(1.13 or 2.x, CPU or CUDA build). kuat (archives, conversion, KuatDataset) works without it.") from e
     return torch
