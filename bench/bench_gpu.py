@@ -31,7 +31,7 @@ ROWS: List[Tuple[str, str, str, str]] = []  # (benchmark, result, versus baselin
 
 def row(name: str, result: str, versus: str = "", note: str = "") -> None:
     ROWS.append((name, result, versus, note))
-    print(f"  {name}: {result} {versus} {note}".rstrip(), flush=True)
+    print(f"  {name}: {result} {versus} {note}".rstrip(), file=sys.stderr, flush=True)  # progress
 
 
 def skip(name: str, reason: str) -> None:
@@ -306,7 +306,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes and fewer runs")
     args = ap.parse_args()
     started = time.perf_counter()
-    print("lowbit GPU benchmark", flush=True)
+    print("## GPU (bench/bench_gpu.py: CUDA events after warm-up, median of many runs)", flush=True)
     ready = True
     try:
         import torch
