@@ -17,6 +17,7 @@ from .tokenizer import ByteTokenizer
 from .auto import AutoBitModel
 from .convert import convert_to_bitlinear, deploy_model
 from .export import export_bitmlp, load_bitmlp
+from .gguf_io import export_gguf, load_gguf
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -37,4 +38,6 @@ __all__ = [
     "deploy_model",
     "export_bitmlp",
     "load_bitmlp",
+    "export_gguf",
+    "load_gguf",
 ]
