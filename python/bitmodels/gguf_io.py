@@ -323,7 +323,7 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
             bos_token_id=None if bos is None or int(bos) >= vocab else int(bos),
             eos_token_id=None if eos is None or int(eos) >= vocab else int(eos),
         )
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # missing keys, or values of the wrong kind
         msg = str(e)
         raise ValueError(msg if str(path) in msg else f"load_gguf: {path}: {msg}") from None
 

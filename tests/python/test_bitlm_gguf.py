@@ -116,6 +116,8 @@ def test_round_trip_same_logits(exported, trainable):
 @pytest.mark.parametrize("qtype", ["TQ2_0", "TQ1_0"])
 def test_round_trip_variants(tmp_path, kw, qtype):
     model = trained(small(**kw), seed=1, steps=1)
+    if qtype == "TQ1_0":
+        model.deploy()  # a deployed model (packed weights only) exports the same way
     path = export_gguf(model, tmp_path / "m.gguf", ternary_type=qtype)
     loaded = load_gguf(path)
     ids = torch.randint(0, 258, (1, 9))
@@ -172,7 +174,8 @@ def rewrite(src, dst, arch=None, fields=None, drop_tensors=lambda n: False, tens
         value = (fields or {}).get(name, field.contents())
         key = name.replace(old_arch + ".", (arch or old_arch) + ".", 1)
         sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(key, value, field.types[0], sub_type=sub)
+        vtype = gguf.GGUFValueType.STRING if isinstance(value, str) else field.types[0]
+        w.add_key_value(key, value, vtype, sub_type=sub)
     for t in r.tensors:
         if drop_tensors(t.name):
             continue
@@ -216,6 +219,7 @@ def test_unknown_architecture(exported, tmp_path):
     ({"bitnet.block_count": 3}, None, "blk.2.attn_norm.weight' is missing"),
     ({}, "blk.1.attn_sub_norm.weight", "blk.1.attn_sub_norm.weight' is missing"),
     ({"bitnet.attention.head_count": 3}, None, "num_heads"),
+    ({"bitnet.block_count": "two"}, None, "invalid literal"),
 ])
 def test_mismatched_shapes_and_metadata(exported, tmp_path, fields, drop, match):
     _, path = exported
