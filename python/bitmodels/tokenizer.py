@@ -1,4 +1,4 @@
-"""ByteTokenizer: UTF-8 bytes as tokens (ids 0-255), plus BOS (256) and EOS (257).
+"""ByteTokenizer: UTF-8 bytes as tokens (ids 0-255), plus BOS (256, "<|bos|>") and EOS (257, "<|endoftext|>").
 
 Lossless for any text, no training, no files: the tokenizer of the BitLM examples and the one
 :func:`bitmodels.gguf_io.export_gguf` writes into GGUF metadata (as a GPT-2 style byte-level BPE
@@ -12,7 +12,7 @@ from typing import Iterable, List
 BOS_ID = 256
 EOS_ID = 257
 BOS_TOKEN = "<|bos|>"
-EOS_TOKEN = "<|eos|>"
+EOS_TOKEN = "<|endoftext|>"  # the text llama.cpp recognises as end of generation
 
 
 class ByteTokenizer:
