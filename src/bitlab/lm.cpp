@@ -39,9 +39,23 @@ std::uint32_t single_code_point(const std::string& s) {
   return std::numeric_limits<std::uint32_t>::max();
 }
 
+// sum_i a[i] * b[i] with 16 interleaved partial sums (a fixed order the compiler can vectorize
+// without -ffast-math), then the partials in order.
+float dot(const float* a, const float* b, std::size_t n) {
+  constexpr std::size_t kLanes = 16;
+  float part[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t l = 0; l < kLanes; ++l) part[l] += a[i + l] * b[i + l];
+  }
+  float s = 0.0f;
+  for (std::size_t l = 0; l < kLanes; ++l) s += part[l];
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
 void rms_norm(const float* x, const float* w, std::size_t n, float eps, float* y) {
-  float ss = 0.0f;
-  for (std::size_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float ss = dot(x, x, n);
   const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
   for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * w[i];
 }
@@ -250,10 +264,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
         const float* qrow = &qv[t * nq + hh * hd];
         float mx = -std::numeric_limits<float>::infinity();
         for (std::size_t j = 0; j < visible; ++j) {
-          const float* krow = &K[j * nkv + kh * hd];
-          float s = 0.0f;
-          for (std::size_t i = 0; i < hd; ++i) s += qrow[i] * krow[i];
-          scores[j] = s * softmax_scale;
+          scores[j] = dot(qrow, &K[j * nkv + kh * hd], hd) * softmax_scale;
           mx = std::max(mx, scores[j]);
         }
         float sum = 0.0f;
@@ -301,11 +312,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   parallel_for(0, c.vocab_size, 64, [&](std::size_t begin, std::size_t end) {
     for (std::size_t v = begin; v < end; ++v) {
       const float* w = &head[v * d];
-      for (std::size_t r = 0; r < rows; ++r) {
-        float s = 0.0f;
-        for (std::size_t i = 0; i < d; ++i) s += normed[r * d + i] * w[i];
-        logits[r * c.vocab_size + v] = s;
-      }
+      for (std::size_t r = 0; r < rows; ++r) logits[r * c.vocab_size + v] = dot(&normed[r * d], w, d);
     }
   });
   return logits;
