@@ -193,3 +193,17 @@ def test_byte_tokenizer_round_trip():
     assert tok.decode(ids, skip_special_tokens=False).startswith("<|bos|>naïve")
     with pytest.raises(ValueError):
         tok.decode([-1])
+
+
+def test_pure_pytorch_backend_is_bit_identical():
+    """The device-generic path (what runs on CUDA/MPS tensors, or under lowbit.backend("torch"))
+    gives the C++ path's logits and tokens exactly."""
+    import lowbit
+
+    torch.manual_seed(5)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    ids = torch.randint(0, 256, (2, 9))
+    logits, tokens = model(ids), model.generate(ids[:, :4], 8)
+    with lowbit.backend("torch"):
+        assert torch.equal(model(ids), logits)
+        assert torch.equal(model.generate(ids[:, :4], 8), tokens)
