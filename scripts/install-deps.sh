@@ -22,6 +22,8 @@ PACKAGES=(
   libgtest-dev libbenchmark-dev
   # real data: Fashion-MNIST (IDX files) and real photographs
   dataset-fashion-mnist python3-skimage ukui-wallpapers
+  # real English text for the BitLM language-model example (examples/train_bitlm.py)
+  fortunes
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(libopencv-dev libturbojpeg0-dev)

@@ -1,11 +1,16 @@
-// bitlab-run: run a deployed BitMLP (LBBITMLP file) on float32 inputs without Python.
+// bitlab-run: run a deployed BitMLP (LBBITMLP file) on float32 inputs, or generate text with a
+// BitLM (GGUF file of llama.cpp's "bitnet" architecture), without Python.
 //
 //   bitlab-run MODEL INPUT [-o OUTPUT.npy] [--quiet] [--logits]
+//   bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids]
 // INPUT is a .npy float32 array of shape (..., in_features), or a raw little-endian float32
 // file (any other extension) holding rows of in_features values. Prints one line per row
 // "<row> <argmax>" (with --logits also the outputs), and writes the outputs as .npy with -o.
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -13,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/bitlab/lm.h"
 #include "lowbit/bitlab/model.h"
 #include "lowbit/bitlab/npy.h"
 #include "lowbit/core/error.h"
@@ -24,7 +30,114 @@ constexpr const char* kUsage =
     "  MODEL   a model exported with bitmodels.export_bitmlp (LBBITMLP format)\n"
     "  INPUT   float32 .npy of shape (..., in_features), or raw little-endian float32 rows\n"
     "  -o      write the outputs (rows x out_features) as float32 .npy\n"
-    "  --quiet print nothing per row; --logits print every output value\n";
+    "  --quiet print nothing per row; --logits print every output value\n"
+    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids]\n"
+    "  MODEL      a BitLM exported with bitmodels.export_gguf (GGUF, architecture bitnet)\n"
+    "  --prompt   the prompt (byte-level tokens); -n new tokens to generate (default 64)\n"
+    "  --threads  worker threads (default: LOWBIT_NUM_THREADS, else every core)\n"
+    "  --ids      also print every token id (prompt and generated) on a line 'ids: ...'\n"
+    "  Greedy decoding with a KV cache; stops after the EOS token. Prints the generated text;\n"
+    "  speeds go to stderr.\n";
+
+bool parse_count(const std::string& text, long long min_value, long long& out) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno || end == text.c_str() || *end != '\0' || v < min_value) return false;
+  out = v;
+  return true;
+}
+
+int run_generate(int argc, char** argv) {
+  std::string model_path, prompt;
+  bool have_prompt = false, print_ids = false;
+  long long n_new = 64, threads = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const char* what) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bitlab-run generate: %s needs %s\n%s", arg.c_str(), what, kUsage);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--prompt" || arg == "-p") {
+      prompt = value("a text");
+      have_prompt = true;
+    } else if (arg == "-n" || arg == "--n-predict") {
+      if (!parse_count(value("a count"), 0, n_new)) {
+        std::fprintf(stderr, "bitlab-run generate: -n takes a non-negative integer\n");
+        return 2;
+      }
+    } else if (arg == "--threads" || arg == "-t") {
+      if (!parse_count(value("a count"), 1, threads)) {
+        std::fprintf(stderr, "bitlab-run generate: --threads takes a positive integer\n");
+        return 2;
+      }
+    } else if (arg == "--ids") {
+      print_ids = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::fprintf(stderr, "bitlab-run generate: unknown option '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    } else if (model_path.empty()) {
+      model_path = arg;
+    } else {
+      std::fprintf(stderr, "bitlab-run generate: unexpected argument '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (model_path.empty() || !have_prompt || prompt.empty()) {
+    std::fprintf(stderr, "bitlab-run generate: needs MODEL and a non-empty --prompt\n%s", kUsage);
+    return 2;
+  }
+  // The thread pool reads LOWBIT_NUM_THREADS when first used, which is after this point.
+  if (threads > 0) setenv("LOWBIT_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  try {
+    using clock = std::chrono::steady_clock;
+    const auto model = lowbit::bitlab::BitLMModel::load(model_path);
+    const std::vector<std::int32_t> ids = model.encode(prompt);
+    if (ids.size() + static_cast<std::size_t>(n_new) > model.config().context_length) {
+      throw lowbit::InvalidArgument(std::to_string(ids.size()) + " prompt tokens plus -n " + std::to_string(n_new) +
+                                    " exceed the model's context length " +
+                                    std::to_string(model.config().context_length));
+    }
+    auto cache = model.new_cache();
+    std::vector<std::int32_t> out = ids;
+    const auto t0 = clock::now();
+    std::vector<float> logits;
+    if (n_new > 0) logits = model.forward(ids.data(), ids.size(), cache);
+    const auto t1 = clock::now();
+    for (long long step = 0; step < n_new; ++step) {
+      const auto best = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      out.push_back(best);
+      if (best == model.config().eos_token_id || step + 1 == n_new) break;
+      logits = model.forward(&out.back(), 1, cache);
+    }
+    const auto t2 = clock::now();
+    const std::vector<std::int32_t> generated(out.begin() + static_cast<std::ptrdiff_t>(ids.size()), out.end());
+    const std::string text = model.decode(generated);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fputc('\n', stdout);
+    if (print_ids) {
+      std::printf("ids:");
+      for (std::int32_t id : out) std::printf(" %d", id);
+      std::printf("\n");
+    }
+    const double prefill = std::chrono::duration<double>(t1 - t0).count();
+    const double decode = std::chrono::duration<double>(t2 - t1).count();
+    const std::size_t decoded = generated.empty() ? 0 : generated.size() - 1;
+    std::fprintf(stderr, "bitlab-run: prefill %zu tokens in %.3f s (%.1f tok/s), decode %zu tokens in %.3f s (%.1f tok/s)\n",
+                 ids.size(), prefill, prefill > 0 ? ids.size() / prefill : 0.0, decoded, decode,
+                 decode > 0 ? decoded / decode : 0.0);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitlab-run: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -55,6 +168,7 @@ lowbit::bitlab::FloatArray read_input(const std::string& path, std::size_t in_fe
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "generate") return run_generate(argc, argv);
   std::vector<std::string> positional;
   std::string output_path;
   bool quiet = false, logits = false;

@@ -2,7 +2,7 @@
 
 ``MODEL_REGISTRY`` / ``CONFIG_REGISTRY`` / ``register_model`` / ``register_config`` /
 ``build_model(name, config, quant_config=None)`` work as in OliverGrainge/BitLab;
-``BitMLPModel`` is :class:`BitMLP`.
+``BitMLPModel`` is :class:`BitMLP`; ``BitLMModel`` is :class:`BitLM` (a BitNet b1.58 decoder LM).
 """
 
 from lowbit._deps import require_torch
@@ -12,9 +12,12 @@ require_torch("bitmodels")  # a clear ImportError, naming the fix, when PyTorch 
 from .registry import CONFIG_REGISTRY, MODEL_REGISTRY, build_model, register_config, register_model
 from .base import BitModelBase
 from .mlp import BitMLP, BitMLPConfig, BitMLPModel
+from .lm import BitLM, BitLMConfig, BitLMModel
+from .tokenizer import ByteTokenizer
 from .auto import AutoBitModel
 from .convert import convert_to_bitlinear, deploy_model
 from .export import export_bitmlp, load_bitmlp
+from .gguf_io import export_gguf, load_gguf
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -27,8 +30,14 @@ __all__ = [
     "BitMLP",
     "BitMLPModel",
     "BitMLPConfig",
+    "BitLM",
+    "BitLMModel",
+    "BitLMConfig",
+    "ByteTokenizer",
     "convert_to_bitlinear",
     "deploy_model",
     "export_bitmlp",
     "load_bitmlp",
+    "export_gguf",
+    "load_gguf",
 ]

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from bitcore.config import BitQuantConfig
 
+from .lm import BitLM, BitLMConfig
 from .mlp import BitMLP, BitMLPConfig
 from .registry import MODEL_REGISTRY
 
@@ -20,7 +21,7 @@ class AutoBitModel:
     (``BitMLPConfig`` -> ``"BitMLPModel"``).
     """
 
-    _models: Dict[type, Type[nn.Module]] = {BitMLPConfig: BitMLP}
+    _models: Dict[type, Type[nn.Module]] = {BitMLPConfig: BitMLP, BitLMConfig: BitLM}
 
     def __init__(self) -> None:
         raise ValueError("AutoBitModel is a factory: use AutoBitModel.from_config(config)")

@@ -1,0 +1,90 @@
+// BitLMModel: a BitNet b1.58 decoder language model loaded from a GGUF file of llama.cpp's
+// "bitnet" architecture (as python/bitmodels/gguf_io.py writes it), run on the packed ternary
+// kernels (gemm.h) with a KV cache. No Python.
+//
+// Per block (BitNet b1.58, arXiv:2402.17764 / 2504.12285; llama.cpp src/models/bitnet.cpp):
+//   a = rms_norm(h) * attn_norm;  q, k, v = bitlinear_int8(a) (per-token int8 activations) * scale
+//   q, k = rope_neox(q, k);  o = softmax(q k^T / sqrt(d), causal) v   (KV heads shared by groups)
+//   h += bitlinear_int8(rms_norm(o) * attn_sub_norm) [attn_output]
+//   f = rms_norm(h) * ffn_norm;  g = act(gate f) * (up f)   act = relu^2 or silu
+//   h += bitlinear_int8(rms_norm(g) * ffn_sub_norm) [ffn_down]
+// logits = (rms_norm(h) * output_norm) . token_embd (or output.weight when present).
+// The projections are bit-identical to PyTorch's BitLinear eval path; the float glue (norms,
+// rotary, softmax, head) follows the same formulas in float32, so greedy tokens agree with
+// bitmodels.BitLM.generate (tested) while logits may differ in the last bits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/bitlab/packing.h"
+
+namespace lowbit::bitlab {
+
+struct BitLMConfig {
+  std::size_t vocab_size = 0;
+  std::size_t hidden_size = 0;
+  std::size_t num_layers = 0;
+  std::size_t num_heads = 0;
+  std::size_t num_kv_heads = 0;
+  std::size_t intermediate_size = 0;
+  std::size_t context_length = 0;
+  std::size_t head_dim = 0;
+  float rms_norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  bool relu2 = true;  // false: silu (SwiGLU)
+  std::int64_t bos_token_id = -1;
+  std::int64_t eos_token_id = -1;
+};
+
+// The keys and values of every layer for the tokens seen so far.
+struct BitLMCache {
+  std::size_t length = 0;                // tokens cached
+  std::vector<std::vector<float>> keys;  // per layer: context_length x (num_kv_heads * head_dim)
+  std::vector<std::vector<float>> values;
+};
+
+class BitLMModel {
+ public:
+  // IoError when the file is unreadable, not GGUF, not the "bitnet" architecture, or its tensors
+  // are missing, of other shapes, or not ternary; the message names the file.
+  static BitLMModel load(const std::string& path);
+
+  const BitLMConfig& config() const noexcept { return config_; }
+  BitLMCache new_cache() const;
+
+  // Runs tokens[0..n) at positions cache.length.. and appends them to the cache. Returns the
+  // logits of the last token (vocab_size floats), or of every token (n x vocab_size) with
+  // all_logits. InvalidArgument on an empty input, an id outside the vocabulary, or more
+  // tokens than context_length.
+  std::vector<float> forward(const std::int32_t* tokens, std::size_t n, BitLMCache& cache,
+                             bool all_logits = false) const;
+
+  // Greedy decoding: the prompt followed by up to max_new_tokens tokens (stops after EOS).
+  std::vector<std::int32_t> generate(const std::vector<std::int32_t>& prompt, std::size_t max_new_tokens) const;
+
+  // Byte-level tokenizer of the file (GPT-2 byte alphabet, tokenizer.ggml.model "gpt2").
+  std::vector<std::int32_t> encode(const std::string& text) const;
+  std::string decode(const std::vector<std::int32_t>& ids) const;  // special tokens are skipped
+
+ private:
+  struct Projection {
+    PackedTernary packed;
+    std::vector<float> scales;  // one per output row (the tensor's scale repeated)
+  };
+  struct Layer {
+    std::vector<float> attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
+    Projection q, k, v, o, gate, up, down;
+  };
+  BitLMConfig config_;
+  std::vector<float> token_embd_;  // vocab x hidden
+  std::vector<float> output_;      // vocab x hidden, or empty (tied)
+  std::vector<float> output_norm_;
+  std::vector<Layer> layers_;
+  std::vector<std::int32_t> byte_to_token_;  // 256 entries
+  std::vector<std::int16_t> token_to_byte_;  // vocab entries, -1 for special tokens
+};
+
+}  // namespace lowbit::bitlab

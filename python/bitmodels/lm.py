@@ -1,0 +1,386 @@
+"""BitLM: the BitNet b1.58 decoder-only language model, every projection a ternary BitLinear.
+
+Architecture (Ma et al. 2024, "The Era of 1-bit LLMs", arXiv:2402.17764; BitNet b1.58 2B4T
+technical report, arXiv:2504.12285), laid out as llama.cpp's ``bitnet`` architecture so that
+:func:`bitmodels.gguf_io.export_gguf` maps it one to one::
+
+    h = embed(ids)                                    # float embeddings (higher precision)
+    for each block:
+        a = attn_norm(h)                              # RMSNorm
+        q, k, v = Wq a, Wk a, Wv a                    # BitLinear, int8 per-token activations
+        q, k = rope(q), rope(k)                       # rotary, half-split ("NeoX") pairing
+        o = softmax(q k^T / sqrt(d) + causal) v       # grouped KV heads repeated to the query heads
+        h = h + Wo attn_sub_norm(o)                   # the extra "subln" before the output projection
+        f = ffn_norm(h)
+        g = act(Wgate f) * (Wup f)                    # act: relu^2 (2B4T) or silu (SwiGLU)
+        h = h + Wdown ffn_sub_norm(g)                 # subln before the down projection
+    logits = lm_head(output_norm(h))                  # float head, tied to the embeddings by default
+
+``BitLMConfig(ternary=False)`` builds the float32 twin (``nn.Linear`` projections, same shapes)
+used as the baseline in ``examples/train_bitlm.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bitcore.config import BitQuantConfig
+from bitlayers.base import resolve_config
+from bitlayers.bitlinear import BitLinear
+
+from .base import BitModelBase
+from .registry import register_config, register_model
+
+#: FFN activations: ``relu2`` = squared ReLU (BitNet b1.58 2B4T), ``silu`` = SwiGLU (LLaMA, BitNet b1.58 3B).
+HIDDEN_ACTS = ("relu2", "silu")
+
+#: The default quantization of a BitLM projection: one absmean scale per weight tensor, int8 absmax
+#: activations per token (W1.58A8 as in the paper). Per-token activations also make a token's output
+#: independent of the other tokens in the batch, which is what lets the KV cache reproduce the full pass.
+BITNET_QUANT = BitQuantConfig(weight_granularity="per_tensor", activation_dtype="int8",
+                              activation_granularity="per_channel")
+
+KVCache = List[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"BitLMConfig: {name} must be a positive int, got {value!r}")
+    return value
+
+
+@register_config("BitLMConfig")
+@dataclasses.dataclass
+class BitLMConfig:
+    """Shape of a :class:`BitLM` (field names follow Hugging Face's ``LlamaConfig`` where they exist).
+
+    Args:
+        vocab_size: number of tokens (a byte-level tokenizer needs 258: 256 bytes, BOS, EOS).
+        hidden_size: model width; must be ``num_heads * head_dim``.
+        num_layers: decoder blocks.
+        num_heads: query heads; must divide ``hidden_size``.
+        intermediate_size: FFN width.
+        max_position_embeddings: longest sequence (prompt plus generated tokens) the model accepts.
+        num_kv_heads: key/value heads (grouped-query attention); None = ``num_heads``; must divide it.
+        hidden_act: ``"relu2"`` (default, BitNet b1.58 2B4T) or ``"silu"`` (SwiGLU).
+        rms_norm_eps: RMSNorm epsilon. Default 1e-5.
+        rope_theta: rotary base. Default 10000.0.
+        tie_word_embeddings: output head shares the embedding matrix (default True; llama.cpp's
+            ``bitnet`` graph always uses ``token_embd`` as the head).
+        ternary: True (default) for BitLinear projections; False builds the float32 twin.
+        quant_config: the :class:`BitQuantConfig` of every projection (default :data:`BITNET_QUANT`).
+        bos_token_id, eos_token_id: special token ids (default 256 and 257: :class:`ByteTokenizer`).
+
+    Raises:
+        ValueError: non-positive sizes, heads that do not divide, an unknown ``hidden_act``, a
+        ``quant_config`` that is not a BitQuantConfig.
+    """
+
+    vocab_size: int = 258
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+    num_kv_heads: Optional[int] = None
+    hidden_act: str = "relu2"
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = True
+    ternary: bool = True
+    quant_config: Optional[BitQuantConfig] = None
+    bos_token_id: Optional[int] = 256
+    eos_token_id: Optional[int] = 257
+
+    model_type = "bit_lm"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position_embeddings"):
+            _positive_int(name, getattr(self, name))
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
+        _positive_int("num_kv_heads", self.num_kv_heads)
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"BitLMConfig: num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"BitLMConfig: num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
+        if self.head_dim % 2:
+            raise ValueError(f"BitLMConfig: head_dim ({self.head_dim}) must be even for rotary embeddings")
+        if self.hidden_act not in HIDDEN_ACTS:
+            raise ValueError(f"BitLMConfig: hidden_act must be one of {HIDDEN_ACTS}, got {self.hidden_act!r}")
+        for name in ("rms_norm_eps", "rope_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"BitLMConfig: {name} must be a positive number, got {value!r}")
+            setattr(self, name, float(value))
+        for name in ("tie_word_embeddings", "ternary"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"BitLMConfig: {name} must be a bool, got {getattr(self, name)!r}")
+        self.quant_config = BITNET_QUANT if self.quant_config is None else resolve_config(self.quant_config)
+        for name in ("bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value < self.vocab_size):
+                raise ValueError(f"BitLMConfig: {name} must be None or a token id below vocab_size, got {value!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+class RMSNorm(nn.Module):
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last dimension, computed in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight.float()).to(x.dtype)
+
+
+def _projection(config: BitLMConfig, fan_in: int, fan_out: int) -> nn.Module:
+    if config.ternary:
+        return BitLinear(fan_in, fan_out, bias=False, quant_config=config.quant_config)
+    return nn.Linear(fan_in, fan_out, bias=False)
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin ``[T, head_dim]`` (float32) for int64 ``positions [T]``: frequencies
+    ``theta^(-2i/d)``, each repeated for the two halves of the head (rotate-half pairing)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x [B, H, T, D]`` rotated: pairs ``(x_i, x_{i+D/2})`` (llama.cpp's NEOX rope, HF's rotate_half)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class BitLMAttention(nn.Module):
+    """Causal multi-head attention with grouped KV heads, rotary embeddings and the BitNet sub-norm."""
+
+    def __init__(self, config: BitLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, hd = config.hidden_size, config.head_dim
+        self.q_proj = _projection(config, d, config.num_heads * hd)
+        self.k_proj = _projection(config, d, config.num_kv_heads * hd)
+        self.v_proj = _projection(config, d, config.num_kv_heads * hd)
+        self.attn_sub_norm = RMSNorm(config.num_heads * hd, config.rms_norm_eps)
+        self.o_proj = _projection(config, config.num_heads * hd, d)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        b, t, _ = x.shape
+        c = self.config
+        q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        present = (k, v)
+        groups = c.num_heads // c.num_kv_heads
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        total = k.shape[2]
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (c.head_dim ** -0.5)
+        if t > 1:  # query i sits at position total - t + i and sees keys 0..that position
+            rows = torch.arange(total - t, total, device=x.device)[:, None]
+            cols = torch.arange(total, device=x.device)[None, :]
+            scores = scores.masked_fill(cols > rows, float("-inf"))
+        attn = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
+        return self.o_proj(self.attn_sub_norm(out)), present
+
+
+class BitLMFeedForward(nn.Module):
+    """Gated FFN: ``down(ffn_sub_norm(act(gate(x)) * up(x)))``, act = relu^2 or silu."""
+
+    def __init__(self, config: BitLMConfig) -> None:
+        super().__init__()
+        d, f = config.hidden_size, config.intermediate_size
+        self.hidden_act = config.hidden_act
+        self.gate_proj = _projection(config, d, f)
+        self.up_proj = _projection(config, d, f)
+        self.ffn_sub_norm = RMSNorm(f, config.rms_norm_eps)
+        self.down_proj = _projection(config, f, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate_proj(x)
+        g = torch.relu(g).square() if self.hidden_act == "relu2" else F.silu(g)
+        return self.down_proj(self.ffn_sub_norm(g * self.up_proj(x)))
+
+
+class BitLMBlock(nn.Module):
+    """One pre-norm decoder block (attention then FFN, each with a residual)."""
+
+    def __init__(self, config: BitLMConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = BitLMAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = BitLMFeedForward(config)
+
+    def forward(self, h, cos, sin, past=None):
+        a, present = self.self_attn(self.input_layernorm(h), cos, sin, past)
+        h = h + a
+        return h + self.mlp(self.post_attention_layernorm(h)), present
+
+
+@register_model("BitLMModel")
+class BitLM(BitModelBase):
+    """BitNet b1.58 decoder LM (see the module docstring).
+
+    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False)`` returns logits
+    ``[B, T, vocab_size]`` (float32), or ``(logits, cache)`` with ``use_cache=True``: the cache is a
+    list of ``(k, v)`` per layer, each ``[B, num_kv_heads, T_total, head_dim]``. Runs on the device
+    of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
+    training (straight-through), eval mode = packed ternary kernels.
+
+    Raises:
+        ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
+        outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``.
+    """
+
+    config_cls = BitLMConfig
+
+    def __init__(self, config: BitLMConfig, quant_config: Optional[BitQuantConfig] = None) -> None:
+        if not isinstance(config, BitLMConfig):
+            raise ValueError(f"BitLM: expected a BitLMConfig, got {type(config).__name__}")
+        if quant_config is not None:
+            config = dataclasses.replace(config, quant_config=resolve_config(quant_config))
+        super().__init__(config, config.quant_config if config.ternary else None)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(BitLMBlock(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        nn.init.normal_(self.embed_tokens.weight, std=0.02)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        else:
+            nn.init.normal_(self.lm_head.weight, std=0.02)
+
+    def _check_ids(self, input_ids, past_len: int) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype.is_floating_point \
+                or input_ids.dtype == torch.bool or input_ids.is_complex():
+            got = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise ValueError(f"BitLM: input_ids must be a 2-D integer tensor [batch, tokens], got {got}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"BitLM: token ids must lie in [0, {self.config.vocab_size}), got "
+                             f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+        total = past_len + input_ids.shape[1]
+        if total > self.config.max_position_embeddings:
+            raise ValueError(f"BitLM: {total} positions exceed max_position_embeddings="
+                             f"{self.config.max_position_embeddings}")
+
+    def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False):
+        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        self._check_ids(input_ids, past_len)
+        h = self.embed_tokens(input_ids.to(self.embed_tokens.weight.device).long())
+        positions = torch.arange(past_len, past_len + input_ids.shape[1], device=h.device)
+        cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
+        cos, sin = cos.to(h.dtype), sin.to(h.dtype)
+        presents = []
+        for i, layer in enumerate(self.layers):
+            h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
+            presents.append(present)
+        logits = self.lm_head(self.norm(h)).float()
+        return (logits, presents) if use_cache else logits
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 eos_token_id: Optional[int] = None, use_cache: bool = True,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Autoregressive decoding, Hugging Face style: returns ``[B, T + n]`` int64 (the prompt
+        followed by ``n <= max_new_tokens`` new tokens) on the model's device.
+
+        Greedy (``do_sample=False``) picks the argmax; sampling divides the logits by
+        ``temperature``, keeps the ``top_k`` largest and/or the smallest set with probability
+        ``>= top_p``, and draws with ``generator``. With ``eos_token_id`` a row that produced it
+        keeps emitting it, and decoding stops once every row has. ``use_cache=False`` recomputes the
+        whole sequence each step (same tokens; slower). Runs in eval mode and restores the mode.
+
+        Raises:
+            ValueError: bad ``input_ids`` (see :meth:`forward`), negative ``max_new_tokens``, a
+            prompt plus new tokens beyond ``max_position_embeddings``, ``temperature <= 0``,
+            ``top_k < 1``, ``top_p`` outside (0, 1].
+        """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+        if do_sample:
+            if not temperature > 0:
+                raise ValueError(f"generate: temperature must be > 0, got {temperature!r}")
+            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+                raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
+            if top_p is not None and not 0 < top_p <= 1:
+                raise ValueError(f"generate: top_p must be None or in (0, 1], got {top_p!r}")
+        self._check_ids(input_ids, 0)
+        if input_ids.shape[1] == 0:
+            raise ValueError("generate: the prompt must hold at least one token")
+        self._check_ids(input_ids, max_new_tokens)
+        was_training = self.training
+        self.eval()
+        try:
+            ids = input_ids.to(self.embed_tokens.weight.device).long()
+            done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+            cache = None
+            step_input = ids
+            for _ in range(max_new_tokens):
+                if use_cache:
+                    logits, cache = self(step_input, past_key_values=cache, use_cache=True)
+                else:
+                    logits = self(ids)
+                nxt = self._pick(logits[:, -1, :], do_sample, temperature, top_k, top_p, generator)
+                if eos_token_id is not None:
+                    nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
+                    done |= nxt == eos_token_id
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+                step_input = nxt[:, None]
+                if eos_token_id is not None and bool(done.all()):
+                    break
+            return ids
+        finally:
+            self.train(was_training)
+
+    @staticmethod
+    def _pick(logits, do_sample, temperature, top_k, top_p, generator) -> torch.Tensor:
+        if not do_sample:
+            return logits.argmax(dim=-1)
+        logits = logits / temperature
+        if top_k is not None and top_k < logits.shape[-1]:
+            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p is not None and top_p < 1:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+            drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the first token always
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    def num_parameters(self) -> int:
+        """Distinct parameters (a tied head counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+
+#: The Hugging Face style name.
+BitLMModel = BitLM

@@ -1,0 +1,354 @@
+// BitLMModel: GGUF loading, the decoder forward pass with a KV cache, greedy decoding, byte tokens.
+#include "lowbit/bitlab/lm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+
+#include "lowbit/bitlab/gemm.h"
+#include "lowbit/bitlab/gguf.h"
+#include "lowbit/core/error.h"
+#include "lowbit/core/thread_pool.h"
+
+namespace lowbit::bitlab {
+
+namespace {
+
+const char* const kArch = "bitnet";
+
+[[noreturn]] void bad(const std::string& file, const std::string& what) { throw IoError(io_message(file, what)); }
+
+// GPT-2's reversible byte -> code point map (the byte-level BPE alphabet).
+std::vector<std::uint32_t> byte_code_points() {
+  std::vector<std::uint32_t> cp(256);
+  std::uint32_t extra = 0;
+  for (std::uint32_t b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    cp[b] = printable ? b : 256 + extra++;
+  }
+  return cp;
+}
+
+// The single code point of a UTF-8 string, or UINT32_MAX if it holds anything else.
+std::uint32_t single_code_point(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  if (s.size() == 1 && p[0] < 0x80) return p[0];
+  if (s.size() == 2 && (p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+  return std::numeric_limits<std::uint32_t>::max();
+}
+
+// sum_i a[i] * b[i] with 16 interleaved partial sums (a fixed order the compiler can vectorize
+// without -ffast-math), then the partials in order.
+float dot(const float* a, const float* b, std::size_t n) {
+  constexpr std::size_t kLanes = 16;
+  float part[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t l = 0; l < kLanes; ++l) part[l] += a[i + l] * b[i + l];
+  }
+  float s = 0.0f;
+  for (std::size_t l = 0; l < kLanes; ++l) s += part[l];
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void rms_norm(const float* x, const float* w, std::size_t n, float eps, float* y) {
+  const float ss = dot(x, x, n);
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * w[i];
+}
+
+}  // namespace
+
+BitLMModel BitLMModel::load(const std::string& path) {
+  const GgufFile f = GgufFile::load(path);
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != kArch) bad(path, "architecture '" + arch + "' is not supported (expected 'bitnet')");
+  const std::string p = std::string(kArch) + ".";
+  BitLMModel m;
+  BitLMConfig& c = m.config_;
+  c.hidden_size = f.get_uint(p + "embedding_length");
+  c.num_layers = f.get_uint(p + "block_count");
+  c.num_heads = f.get_uint(p + "attention.head_count");
+  c.num_kv_heads = f.has(p + "attention.head_count_kv") ? f.get_uint(p + "attention.head_count_kv") : c.num_heads;
+  c.intermediate_size = f.get_uint(p + "feed_forward_length");
+  c.context_length = f.get_uint(p + "context_length");
+  c.rms_norm_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon"));
+  c.rope_theta = f.has(p + "rope.freq_base") ? static_cast<float>(f.get_float(p + "rope.freq_base")) : 10000.0f;
+  if (f.has(p + "hidden_activation")) {
+    const std::string act = f.get_string(p + "hidden_activation");
+    if (act == "relu2" || act == "relu_sqr") {
+      c.relu2 = true;
+    } else if (act == "silu" || act == "swiglu") {
+      c.relu2 = false;
+    } else {
+      bad(path, "hidden_activation '" + act + "' is not supported (relu2 or silu)");
+    }
+  } else {
+    c.relu2 = false;  // llama.cpp's default for bitnet
+  }
+  if (c.hidden_size == 0 || c.num_layers == 0 || c.num_heads == 0 || c.num_kv_heads == 0 || c.context_length == 0 ||
+      c.intermediate_size == 0 || c.hidden_size % c.num_heads || c.num_heads % c.num_kv_heads ||
+      (c.hidden_size / c.num_heads) % 2 || c.num_layers > 4096 || c.context_length > (1u << 20)) {
+    bad(path, "inconsistent bitnet hyperparameters (sizes, heads)");
+  }
+  c.head_dim = c.hidden_size / c.num_heads;
+  if (f.has(p + "rope.dimension_count") && f.get_uint(p + "rope.dimension_count") != c.head_dim) {
+    bad(path, "rope.dimension_count differs from the head size (partial rotary is not supported)");
+  }
+
+  auto tensor = [&](const std::string& name, std::vector<std::size_t> shape) -> const GgufTensor& {
+    const GgufTensor* t = f.find_tensor(name);
+    if (!t) bad(path, "tensor '" + name + "' is missing");
+    std::vector<std::size_t> got(t->dims.rbegin(), t->dims.rend());  // row-major order
+    if (got != shape) {
+      std::string g, e;
+      for (auto d : got) g += (g.empty() ? "" : ", ") + std::to_string(d);
+      for (auto d : shape) e += (e.empty() ? "" : ", ") + std::to_string(d);
+      bad(path, "tensor '" + name + "' has shape (" + g + "), expected (" + e + ")");
+    }
+    return *t;
+  };
+  auto floats = [&](const std::string& name, std::vector<std::size_t> shape) {
+    return GgufFile::to_float(tensor(name, std::move(shape)));
+  };
+  auto projection = [&](const std::string& base, std::size_t rows, std::size_t cols) {
+    std::vector<float> values = floats(base + ".weight", {rows, cols});
+    float scale = 1.0f;
+    if (f.find_tensor(base + ".scale")) scale = floats(base + ".scale", {1})[0];
+    float magnitude = 0.0f;
+    std::vector<std::int8_t> trits(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const float a = std::fabs(values[i]);
+      if (a == 0.0f) continue;
+      if (magnitude == 0.0f) magnitude = a;
+      if (a != magnitude) bad(path, "tensor '" + base + ".weight' is not ternary (its nonzero magnitudes differ)");
+      trits[i] = values[i] > 0 ? 1 : -1;
+    }
+    if (magnitude != 0.0f) scale *= magnitude;
+    if (!std::isfinite(scale) || scale < 0) bad(path, "tensor '" + base + ".scale' holds an invalid scale");
+    Projection out;
+    out.packed = pack_ternary_2bit(trits.data(), rows, cols);
+    out.scales.assign(rows, scale);
+    return out;
+  };
+
+  const GgufTensor* embd = f.find_tensor("token_embd.weight");
+  if (!embd || embd->dims.size() != 2) bad(path, "tensor 'token_embd.weight' is missing or not 2-D");
+  c.vocab_size = embd->dims[1];
+  const std::size_t d = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim,
+                    ff = c.intermediate_size, vocab = c.vocab_size;
+  m.token_embd_ = floats("token_embd.weight", {vocab, d});
+  m.output_norm_ = floats("output_norm.weight", {d});
+  if (f.find_tensor("output.weight")) m.output_ = floats("output.weight", {vocab, d});
+  for (std::size_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    Layer layer;
+    layer.attn_norm = floats(b + "attn_norm.weight", {d});
+    layer.attn_sub_norm = floats(b + "attn_sub_norm.weight", {q});
+    layer.ffn_norm = floats(b + "ffn_norm.weight", {d});
+    layer.ffn_sub_norm = floats(b + "ffn_sub_norm.weight", {ff});
+    layer.q = projection(b + "attn_q", q, d);
+    layer.k = projection(b + "attn_k", kv, d);
+    layer.v = projection(b + "attn_v", kv, d);
+    layer.o = projection(b + "attn_output", d, q);
+    layer.gate = projection(b + "ffn_gate", ff, d);
+    layer.up = projection(b + "ffn_up", ff, d);
+    layer.down = projection(b + "ffn_down", d, ff);
+    m.layers_.push_back(std::move(layer));
+  }
+
+  // byte-level vocabulary
+  if (!f.has("tokenizer.ggml.model") || f.get_string("tokenizer.ggml.model") != "gpt2") {
+    bad(path, "tokenizer.ggml.model must be 'gpt2' (a byte-level vocabulary)");
+  }
+  const std::vector<std::string> tokens = f.get_string_array("tokenizer.ggml.tokens");
+  if (tokens.size() != vocab) bad(path, "tokenizer.ggml.tokens has " + std::to_string(tokens.size()) +
+                                            " entries but token_embd has " + std::to_string(vocab) + " rows");
+  std::vector<std::int32_t> types;
+  if (f.has("tokenizer.ggml.token_type")) {
+    for (const GgufValue& v : f.value("tokenizer.ggml.token_type").elements) types.push_back(static_cast<std::int32_t>(v.i + static_cast<std::int64_t>(v.u)));
+  }
+  const std::vector<std::uint32_t> cps = byte_code_points();
+  std::map<std::uint32_t, int> cp_to_byte;
+  for (int b = 0; b < 256; ++b) cp_to_byte[cps[b]] = b;
+  m.byte_to_token_.assign(256, -1);
+  m.token_to_byte_.assign(vocab, -1);
+  for (std::size_t id = 0; id < vocab; ++id) {
+    const bool normal = types.size() != vocab || types[id] == 1;
+    if (!normal) continue;
+    auto it = cp_to_byte.find(single_code_point(tokens[id]));
+    if (it == cp_to_byte.end()) continue;
+    m.token_to_byte_[id] = static_cast<std::int16_t>(it->second);
+    if (m.byte_to_token_[it->second] < 0) m.byte_to_token_[it->second] = static_cast<std::int32_t>(id);
+  }
+  for (int b = 0; b < 256; ++b) {
+    if (m.byte_to_token_[b] < 0) bad(path, "the vocabulary has no token for byte " + std::to_string(b) + " (not byte-level)");
+  }
+  if (f.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<std::int64_t>(f.get_uint("tokenizer.ggml.bos_token_id"));
+  if (f.has("tokenizer.ggml.eos_token_id")) c.eos_token_id = static_cast<std::int64_t>(f.get_uint("tokenizer.ggml.eos_token_id"));
+  return m;
+}
+
+BitLMCache BitLMModel::new_cache() const {
+  BitLMCache cache;
+  const std::size_t row = config_.num_kv_heads * config_.head_dim;
+  cache.keys.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
+  cache.values.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
+  return cache;
+}
+
+std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n, BitLMCache& cache,
+                                       bool all_logits) const {
+  const BitLMConfig& c = config_;
+  require(n > 0, "BitLMModel::forward: no tokens");
+  require(cache.keys.size() == c.num_layers, "BitLMModel::forward: the cache belongs to another model");
+  require(cache.length + n <= c.context_length,
+          "BitLMModel::forward: " + std::to_string(cache.length + n) + " positions exceed the context length " +
+              std::to_string(c.context_length));
+  for (std::size_t t = 0; t < n; ++t) {
+    require(tokens[t] >= 0 && static_cast<std::size_t>(tokens[t]) < c.vocab_size,
+            "BitLMModel::forward: token id " + std::to_string(tokens[t]) + " is outside the vocabulary");
+  }
+  const std::size_t d = c.hidden_size, hd = c.head_dim, nq = c.num_heads * hd, nkv = c.num_kv_heads * hd,
+                    ff = c.intermediate_size, group = c.num_heads / c.num_kv_heads, start = cache.length;
+  std::vector<float> h(n * d), a(n * d), qv(n * nq), kvk(n * nkv), kvv(n * nkv), o(n * nq), on(n * nq),
+      g(n * ff), u(n * ff), tmp(n * d);
+  for (std::size_t t = 0; t < n; ++t) std::memcpy(&h[t * d], &token_embd_[tokens[t] * d], d * sizeof(float));
+
+  // rotary tables (float32, as the PyTorch model computes them)
+  const std::size_t half = hd / 2;
+  std::vector<float> cosv(n * half), sinv(n * half);
+  for (std::size_t i = 0; i < half; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(hd);
+    const float inv_freq = 1.0f / std::pow(c.rope_theta, exponent);
+    for (std::size_t t = 0; t < n; ++t) {
+      const float angle = static_cast<float>(start + t) * inv_freq;
+      cosv[t * half + i] = std::cos(angle);
+      sinv[t * half + i] = std::sin(angle);
+    }
+  }
+  auto rope = [&](float* x, std::size_t t) {
+    for (std::size_t i = 0; i < half; ++i) {
+      const float x0 = x[i], x1 = x[i + half], cs = cosv[t * half + i], sn = sinv[t * half + i];
+      x[i] = x0 * cs + (-x1) * sn;
+      x[i + half] = x1 * cs + x0 * sn;
+    }
+  };
+  auto project = [](const Projection& p, const float* x, std::size_t rows, float* y) {
+    bitlinear_int8(x, rows, p.packed.view(), p.scales.data(), nullptr, Granularity::PerRow, y);
+  };
+  const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  for (std::size_t l = 0; l < c.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    for (std::size_t t = 0; t < n; ++t) rms_norm(&h[t * d], L.attn_norm.data(), d, c.rms_norm_eps, &a[t * d]);
+    project(L.q, a.data(), n, qv.data());
+    project(L.k, a.data(), n, kvk.data());
+    project(L.v, a.data(), n, kvv.data());
+    std::vector<float>& K = cache.keys[l];
+    std::vector<float>& V = cache.values[l];
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(&qv[t * nq + hh * hd], t);
+      for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(&kvk[t * nkv + hh * hd], t);
+      std::memcpy(&K[(start + t) * nkv], &kvk[t * nkv], nkv * sizeof(float));
+      std::memcpy(&V[(start + t) * nkv], &kvv[t * nkv], nkv * sizeof(float));
+    }
+    parallel_for(0, n * c.num_heads, 1, [&](std::size_t begin, std::size_t end) {
+      std::vector<float> scores(start + n);
+      for (std::size_t job = begin; job < end; ++job) {
+        const std::size_t t = job / c.num_heads, hh = job % c.num_heads, kh = hh / group;
+        const std::size_t visible = start + t + 1;
+        const float* qrow = &qv[t * nq + hh * hd];
+        float mx = -std::numeric_limits<float>::infinity();
+        for (std::size_t j = 0; j < visible; ++j) {
+          scores[j] = dot(qrow, &K[j * nkv + kh * hd], hd) * softmax_scale;
+          mx = std::max(mx, scores[j]);
+        }
+        float sum = 0.0f;
+        for (std::size_t j = 0; j < visible; ++j) {
+          scores[j] = std::exp(scores[j] - mx);
+          sum += scores[j];
+        }
+        float* out = &o[t * nq + hh * hd];
+        std::fill(out, out + hd, 0.0f);
+        for (std::size_t j = 0; j < visible; ++j) {
+          const float w = scores[j] / sum;
+          const float* vrow = &V[j * nkv + kh * hd];
+          for (std::size_t i = 0; i < hd; ++i) out[i] += w * vrow[i];
+        }
+      }
+    });
+    for (std::size_t t = 0; t < n; ++t) rms_norm(&o[t * nq], L.attn_sub_norm.data(), nq, c.rms_norm_eps, &on[t * nq]);
+    project(L.o, on.data(), n, tmp.data());
+    for (std::size_t i = 0; i < n * d; ++i) h[i] += tmp[i];
+
+    for (std::size_t t = 0; t < n; ++t) rms_norm(&h[t * d], L.ffn_norm.data(), d, c.rms_norm_eps, &a[t * d]);
+    project(L.gate, a.data(), n, g.data());
+    project(L.up, a.data(), n, u.data());
+    for (std::size_t i = 0; i < n * ff; ++i) {
+      float x = g[i];
+      if (c.relu2) {
+        x = x > 0.0f ? x : 0.0f;
+        x = x * x;
+      } else {
+        x = x / (1.0f + std::exp(-x));
+      }
+      u[i] = x * u[i];
+    }
+    for (std::size_t t = 0; t < n; ++t) rms_norm(&u[t * ff], L.ffn_sub_norm.data(), ff, c.rms_norm_eps, &g[t * ff]);
+    project(L.down, g.data(), n, tmp.data());
+    for (std::size_t i = 0; i < n * d; ++i) h[i] += tmp[i];
+  }
+  cache.length += n;
+
+  const std::size_t first = all_logits ? 0 : n - 1;
+  const std::size_t rows = n - first;
+  std::vector<float> normed(rows * d), logits(rows * c.vocab_size);
+  for (std::size_t r = 0; r < rows; ++r) rms_norm(&h[(first + r) * d], output_norm_.data(), d, c.rms_norm_eps, &normed[r * d]);
+  const std::vector<float>& head = output_.empty() ? token_embd_ : output_;
+  parallel_for(0, c.vocab_size, 64, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t v = begin; v < end; ++v) {
+      const float* w = &head[v * d];
+      for (std::size_t r = 0; r < rows; ++r) logits[r * c.vocab_size + v] = dot(&normed[r * d], w, d);
+    }
+  });
+  return logits;
+}
+
+std::vector<std::int32_t> BitLMModel::generate(const std::vector<std::int32_t>& prompt, std::size_t max_new_tokens) const {
+  require(!prompt.empty(), "BitLMModel::generate: the prompt must hold at least one token");
+  require(prompt.size() + max_new_tokens <= config_.context_length,
+          "BitLMModel::generate: prompt plus new tokens exceed the context length " + std::to_string(config_.context_length));
+  BitLMCache cache = new_cache();
+  std::vector<std::int32_t> ids = prompt;
+  std::vector<float> logits = forward(prompt.data(), prompt.size(), cache);
+  for (std::size_t step = 0; step < max_new_tokens; ++step) {
+    const auto best = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    ids.push_back(best);
+    if (best == config_.eos_token_id || step + 1 == max_new_tokens) break;
+    logits = forward(&ids.back(), 1, cache);
+  }
+  return ids;
+}
+
+std::vector<std::int32_t> BitLMModel::encode(const std::string& text) const {
+  std::vector<std::int32_t> ids;
+  ids.reserve(text.size());
+  for (unsigned char ch : text) ids.push_back(byte_to_token_[ch]);
+  return ids;
+}
+
+std::string BitLMModel::decode(const std::vector<std::int32_t>& ids) const {
+  std::string out;
+  for (std::int32_t id : ids) {
+    if (id >= 0 && static_cast<std::size_t>(id) < token_to_byte_.size() && token_to_byte_[id] >= 0) {
+      out.push_back(static_cast<char>(token_to_byte_[id]));
+    }
+  }
+  return out;
+}
+
+}  // namespace lowbit::bitlab

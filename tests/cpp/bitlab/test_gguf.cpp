@@ -1,0 +1,219 @@
+// GgufFile: parsing, TQ1_0 / TQ2_0 / F16 decoding, and truncated or corrupt files (IoError, no crash).
+// BitLMModel::load on files that are not BitLM GGUFs. (End-to-end generation against PyTorch is
+// tests/python/test_bitlm_runtime.py.)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/bitlab/gguf.h"
+#include "lowbit/bitlab/lm.h"
+#include "lowbit/core/error.h"
+#include "test_helpers.h"
+
+namespace lowbit::bitlab {
+namespace {
+
+class Writer {
+ public:
+  template <typename T>
+  void put(T v) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(&v);
+    bytes.insert(bytes.end(), p, p + sizeof(T));
+  }
+  void str(const std::string& s) {
+    put<std::uint64_t>(s.size());
+    bytes.insert(bytes.end(), s.begin(), s.end());
+  }
+  std::vector<std::uint8_t> bytes;
+};
+
+// TQ2_0 block as gguf-py's quantize_blocks writes it (d = 1.0 as float16 0x3C00).
+std::vector<std::uint8_t> encode_tq2(const std::vector<std::int8_t>& trits) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t b = 0; b < trits.size() / kTqBlock; ++b) {
+    const std::int8_t* t = trits.data() + b * kTqBlock;
+    for (std::size_t j = 0; j < 2; ++j) {
+      for (std::size_t m = 0; m < 32; ++m) {
+        std::uint8_t byte = 0;
+        for (std::size_t l = 0; l < 4; ++l) byte |= static_cast<std::uint8_t>((t[128 * j + 32 * l + m] + 1) << (2 * l));
+        out.push_back(byte);
+      }
+    }
+    out.push_back(0x00);
+    out.push_back(0x3C);
+  }
+  return out;
+}
+
+// TQ1_0 block as gguf-py's quantize_blocks writes it.
+std::vector<std::uint8_t> encode_tq1(const std::vector<std::int8_t>& trits) {
+  std::vector<std::uint8_t> out;
+  auto pack = [](const std::int8_t* t, std::size_t stride, std::size_t digits) {
+    unsigned v = 0;
+    for (std::size_t n = 0; n < digits; ++n) v = v * 3 + static_cast<unsigned>(t[n * stride] + 1);
+    for (std::size_t n = digits; n < 5; ++n) v *= 3;
+    return static_cast<std::uint8_t>((v * 256 + 242) / 243);
+  };
+  for (std::size_t b = 0; b < trits.size() / kTqBlock; ++b) {
+    const std::int8_t* t = trits.data() + b * kTqBlock;
+    for (std::size_t m = 0; m < 32; ++m) out.push_back(pack(t + m, 32, 5));
+    for (std::size_t m = 0; m < 16; ++m) out.push_back(pack(t + 160 + m, 16, 5));
+    for (std::size_t j = 0; j < 4; ++j) out.push_back(pack(t + 240 + j, 4, 4));
+    out.push_back(0x00);
+    out.push_back(0x3C);
+  }
+  return out;
+}
+
+struct Sample {
+  std::vector<std::uint8_t> bytes;
+  std::vector<std::int8_t> trits;  // 2 x 512
+  std::vector<std::uint16_t> halves;
+};
+
+Sample sample_file(const std::string& arch = "bitnet") {
+  std::mt19937 rng(5);
+  Sample s;
+  s.trits = testing::random_trits(2 * 512, rng);
+  s.halves = {0x3C00, 0xC000, 0x0001, 0x7BFF};  // 1, -2, smallest subnormal, 65504
+  const std::vector<std::uint8_t> tq2 = encode_tq2(s.trits), tq1 = encode_tq1(s.trits);
+  Writer w;
+  w.put<std::uint32_t>(0x46554747u);
+  w.put<std::uint32_t>(3);
+  w.put<std::uint64_t>(3);  // tensors
+  w.put<std::uint64_t>(3);  // kv
+  w.str("general.architecture");
+  w.put<std::uint32_t>(8);
+  w.str(arch);
+  w.str("test.count");
+  w.put<std::uint32_t>(4);
+  w.put<std::uint32_t>(7);
+  w.str("test.tokens");
+  w.put<std::uint32_t>(9);
+  w.put<std::uint32_t>(8);
+  w.put<std::uint64_t>(2);
+  w.str("a");
+  w.str("bc");
+  std::uint64_t offset = 0;
+  auto info = [&](const std::string& name, std::vector<std::uint64_t> dims, std::uint32_t type, std::size_t nbytes) {
+    w.str(name);
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(dims.size()));
+    for (auto d : dims) w.put<std::uint64_t>(d);
+    w.put<std::uint32_t>(type);
+    w.put<std::uint64_t>(offset);
+    offset += (nbytes + 31) / 32 * 32;
+  };
+  info("w2", {512, 2}, 35, tq2.size());
+  info("w1", {512, 2}, 34, tq1.size());
+  info("h", {4}, 1, 8);
+  while (w.bytes.size() % 32) w.bytes.push_back(0);
+  auto data = [&](const std::vector<std::uint8_t>& d) {
+    w.bytes.insert(w.bytes.end(), d.begin(), d.end());
+    while (w.bytes.size() % 32) w.bytes.push_back(0);
+  };
+  data(tq2);
+  data(tq1);
+  std::vector<std::uint8_t> h(8);
+  std::memcpy(h.data(), s.halves.data(), 8);
+  data(h);
+  s.bytes = w.bytes;
+  return s;
+}
+
+TEST(Gguf, ParsesMetadataAndDecodesTernaryAndHalfTensors) {
+  const Sample s = sample_file();
+  const GgufFile f = GgufFile::from_bytes(s.bytes, "sample.gguf");
+  EXPECT_EQ(f.version(), 3u);
+  EXPECT_EQ(f.get_string("general.architecture"), "bitnet");
+  EXPECT_EQ(f.get_uint("test.count"), 7u);
+  EXPECT_EQ(f.get_string_array("test.tokens"), (std::vector<std::string>{"a", "bc"}));
+  ASSERT_EQ(f.tensors().size(), 3u);
+  for (const char* name : {"w2", "w1"}) {
+    const GgufTensor* t = f.find_tensor(name);
+    ASSERT_NE(t, nullptr);
+    const std::vector<float> v = GgufFile::to_float(*t);
+    ASSERT_EQ(v.size(), s.trits.size());
+    for (std::size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], static_cast<float>(s.trits[i])) << name << " " << i;
+  }
+  const std::vector<float> h = GgufFile::to_float(*f.find_tensor("h"));
+  EXPECT_EQ(h, (std::vector<float>{1.0f, -2.0f, 5.9604644775390625e-08f, 65504.0f}));
+  EXPECT_EQ(f.find_tensor("missing"), nullptr);
+  EXPECT_THROW(f.get_uint("general.architecture"), IoError);
+  EXPECT_THROW(f.get_string("nope"), IoError);
+}
+
+TEST(Gguf, EveryTruncationIsAnIoErrorNamingTheFile) {
+  const Sample s = sample_file();
+  for (std::size_t n = 0; n < s.bytes.size(); n += (n < 400 ? 1 : 97)) {
+    std::vector<std::uint8_t> cut(s.bytes.begin(), s.bytes.begin() + static_cast<std::ptrdiff_t>(n));
+    try {
+      GgufFile::from_bytes(cut, "cut.gguf");
+      ADD_FAILURE() << "a file truncated to " << n << " bytes parsed";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("cut.gguf"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Gguf, CorruptBytesNeverCrash) {
+  const Sample s = sample_file();
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<std::size_t> pos(0, 300);
+  std::uniform_int_distribution<int> val(0, 255);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::vector<std::uint8_t> bad = s.bytes;
+    for (int k = 0; k < 3; ++k) bad[pos(rng)] = static_cast<std::uint8_t>(val(rng));
+    try {
+      GgufFile::from_bytes(bad, "bad.gguf");
+    } catch (const IoError&) {
+    }
+  }
+  std::vector<std::uint8_t> magic = s.bytes;
+  magic[0] = 'X';
+  EXPECT_THROW(GgufFile::from_bytes(magic, "m.gguf"), IoError);
+}
+
+TEST(Gguf, HalfToFloatIsExact) {
+  EXPECT_EQ(half_to_float(0x0000), 0.0f);
+  EXPECT_TRUE(std::signbit(half_to_float(0x8000)));
+  EXPECT_EQ(half_to_float(0x3555), 0.333251953125f);
+  EXPECT_EQ(half_to_float(0x0400), 6.103515625e-05f);
+  EXPECT_TRUE(std::isinf(half_to_float(0xFC00)));
+  EXPECT_TRUE(std::isnan(half_to_float(0x7E00)));
+}
+
+TEST(BitLMModel, LoadRefusesOtherArchitecturesAndIncompleteFiles) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto llama = dir / "lowbit_test_llama.gguf";
+  const auto bitnet = dir / "lowbit_test_bitnet.gguf";
+  for (const auto& [path, arch] : {std::pair{llama, std::string("llama")}, std::pair{bitnet, std::string("bitnet")}}) {
+    const Sample s = sample_file(arch);
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(s.bytes.data()),
+                                                static_cast<std::streamsize>(s.bytes.size()));
+  }
+  try {
+    BitLMModel::load(llama.string());
+    ADD_FAILURE() << "a llama GGUF loaded";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("architecture 'llama'"), std::string::npos) << e.what();
+  }
+  try {
+    BitLMModel::load(bitnet.string());  // no hyperparameters
+    ADD_FAILURE() << "an incomplete bitnet GGUF loaded";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("lowbit_test_bitnet.gguf"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(BitLMModel::load((dir / "lowbit_no_such_file.gguf").string()), IoError);
+  std::filesystem::remove(llama);
+  std::filesystem::remove(bitnet);
+}
+
+}  // namespace
+}  // namespace lowbit::bitlab

@@ -1,0 +1,209 @@
+"""bitmodels.BitLM: the BitNet b1.58 decoder LM (config, layers, KV cache, generate, training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bitcore.config import BitQuantConfig
+from bitlayers.bitlinear import BitLinear
+from bitmodels import (CONFIG_REGISTRY, MODEL_REGISTRY, AutoBitModel, BitLM, BitLMConfig, ByteTokenizer,
+                       build_model)
+from bitmodels.lm import BITNET_QUANT, RMSNorm, apply_rotary, rotary_cos_sin
+
+
+def small(**kw):
+    base = dict(vocab_size=258, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                max_position_embeddings=48)
+    base.update(kw)
+    return BitLMConfig(**base)
+
+
+def test_from_config_and_registries():
+    config = small(num_kv_heads=2)
+    model = AutoBitModel.from_config(config)
+    assert isinstance(model, BitLM)
+    assert CONFIG_REGISTRY["BitLMConfig"] is BitLMConfig and MODEL_REGISTRY["BitLMModel"] is BitLM
+    assert isinstance(build_model("BitLMModel", config), BitLM)
+    projections = [m for m in model.modules() if isinstance(m, BitLinear)]
+    assert len(projections) == 7 * config.num_layers
+    assert all(p.quant_config == BITNET_QUANT and p.bias is None for p in projections)
+    assert BITNET_QUANT.activation_dtype == "int8" and BITNET_QUANT.activation_granularity == "per_channel"
+    attn = model.layers[0].self_attn
+    assert (attn.q_proj.out_features, attn.k_proj.out_features, attn.v_proj.out_features) == (32, 16, 16)
+    assert isinstance(attn.attn_sub_norm, RMSNorm) and isinstance(model.layers[0].mlp.ffn_sub_norm, RMSNorm)
+    assert model.layers[0].mlp.ffn_sub_norm.weight.shape == (48,)
+    # embeddings and the (tied) head stay float
+    assert type(model.embed_tokens) is nn.Embedding and type(model.lm_head) is nn.Linear
+    assert model.lm_head.weight is model.embed_tokens.weight
+
+
+def test_untied_head_and_float_twin():
+    untied = BitLM(small(tie_word_embeddings=False))
+    assert untied.lm_head.weight is not untied.embed_tokens.weight
+    twin = BitLM(small(ternary=False))
+    assert not any(isinstance(m, BitLinear) for m in twin.modules())
+    assert twin.num_parameters() == BitLM(small()).num_parameters()
+    qc = BitQuantConfig("per_tensor", "int8", "per_tensor")
+    override = AutoBitModel.from_config(small(), quant_config=qc)
+    assert override.layers[0].mlp.up_proj.quant_config == qc
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(hidden_size=30), "num_heads"),
+    (dict(num_kv_heads=3), "num_kv_heads"),
+    (dict(hidden_act="gelu"), "hidden_act"),
+    (dict(vocab_size=0), "vocab_size"),
+    (dict(rms_norm_eps=0), "rms_norm_eps"),
+    (dict(quant_config="int8"), "quant_config"),
+    (dict(eos_token_id=300), "eos_token_id"),
+    (dict(hidden_size=24, num_heads=8), "even"),
+])
+def test_bad_configs_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small(**kwargs)
+
+
+def test_bad_inputs_raise():
+    model = BitLM(small()).eval()
+    with pytest.raises(ValueError, match="2-D integer"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="2-D integer"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="token ids"):
+        model(torch.tensor([[0, 258]]))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.zeros(1, 49, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model.generate(torch.zeros(1, 40, dtype=torch.long), 9)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), -1)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), 2, do_sample=True, temperature=0)
+
+
+def test_rotary_is_a_rotation_and_relative():
+    cos, sin = rotary_cos_sin(torch.arange(6), 8, 10000.0)
+    x = torch.randn(1, 2, 6, 8)
+    y = apply_rotary(x, cos, sin)
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+    assert torch.equal(y[:, :, 0], x[:, :, 0])  # position 0: identity
+    # q.k depends only on the distance between positions
+    q, k = torch.randn(8), torch.randn(8)
+    def dot(i, j):
+        qi = apply_rotary(q.view(1, 1, 1, 8), cos[i:i + 1], sin[i:i + 1])
+        kj = apply_rotary(k.view(1, 1, 1, 8), cos[j:j + 1], sin[j:j + 1])
+        return float((qi * kj).sum())
+    assert dot(3, 1) == pytest.approx(dot(5, 3), abs=1e-5)
+
+
+@pytest.mark.parametrize("act, kv", [("relu2", None), ("silu", 2), ("relu2", 1)])
+def test_kv_cache_matches_full_pass(act, kv):
+    torch.manual_seed(0)
+    model = BitLM(small(hidden_act=act, num_kv_heads=kv)).eval()
+    ids = torch.randint(0, 256, (3, 20))
+    full = model(ids)
+    logits, cache = model(ids[:, :7], use_cache=True)
+    parts = [logits]
+    for t in range(7, 20):
+        logits, cache = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+        parts.append(logits)
+    assert cache[0][0].shape == (3, kv or 4, 20, 8)
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=0, atol=1e-4)
+    # causal: the logits of a prefix do not depend on what follows it
+    torch.testing.assert_close(model(ids[:, :5]), full[:, :5], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kv", [None, 2])
+def test_greedy_generate_with_and_without_cache(kv):
+    torch.manual_seed(1)
+    model = BitLM(small(num_kv_heads=kv))
+    prompt = torch.randint(0, 256, (2, 5))
+    out = model.generate(prompt, max_new_tokens=16)
+    assert out.shape == (2, 21) and out.dtype == torch.int64 and torch.equal(out[:, :5], prompt)
+    assert torch.equal(out, model.generate(prompt, max_new_tokens=16, use_cache=False))
+    assert model.training  # mode restored
+    # greedy = argmax of the full pass at every step
+    logits = model.eval()(out[:, :-1])
+    assert torch.equal(logits[:, 4:].argmax(-1), out[:, 5:])
+
+
+def test_sampling_and_eos():
+    torch.manual_seed(2)
+    model = BitLM(small()).eval()
+    prompt = torch.randint(0, 256, (2, 3))
+    a = model.generate(prompt, 10, do_sample=True, temperature=0.7, top_k=5, top_p=0.9,
+                       generator=torch.Generator().manual_seed(3))
+    b = model.generate(prompt, 10, do_sample=True, temperature=0.7, top_k=5, top_p=0.9,
+                       generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == (2, 13)
+    one = model.generate(prompt, 6, do_sample=True, top_k=1)
+    assert torch.equal(one, model.generate(prompt, 6))  # top_k=1 sampling is greedy
+    greedy = model.generate(prompt, 6)
+    eos = int(greedy[0, 4])  # the row emits this as its second new token
+    stopped = model.generate(prompt, 6, eos_token_id=eos)
+    assert stopped.shape[1] <= 9
+    row = stopped[0, 3:].tolist()
+    assert all(t == eos for t in row[row.index(eos):])
+    assert model.generate(prompt, 0).shape == (2, 3)
+
+
+def test_qat_step_trains_latent_weights():
+    torch.manual_seed(3)
+    model = BitLM(small())
+    tok = ByteTokenizer()
+    ids = torch.tensor([tok.encode("the cat sat on the mat. " * 2)])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        logits = model(ids[:, :-1])
+        loss = nn.functional.cross_entropy(logits.reshape(-1, 258), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.6 * losses[0]
+    assert model.layers[0].self_attn.q_proj.weight.grad is not None
+    # train (fake-quant) and eval (packed kernel) agree closely on the same weights
+    model.eval()
+    with torch.no_grad():
+        ev = model(ids)
+        tr = model.train()(ids)
+    assert (ev - tr).abs().max() < 1e-2 * tr.abs().max()
+
+
+def test_deploy_keeps_outputs():
+    torch.manual_seed(4)
+    model = BitLM(small()).eval()
+    ids = torch.randint(0, 256, (1, 9))
+    before = model(ids)
+    model.deploy()
+    assert all(m.deployed for m in model.modules() if isinstance(m, BitLinear))
+    assert torch.equal(model(ids), before)
+    assert torch.equal(model.generate(ids, 4), model.generate(ids, 4, use_cache=False))
+
+
+def test_byte_tokenizer_round_trip():
+    tok = ByteTokenizer()
+    text = "naïve café — 1.58 bits\n"
+    ids = tok.encode(text, add_bos=True, add_eos=True)
+    assert ids[0] == 256 and ids[-1] == 257 and all(0 <= i < 256 for i in ids[1:-1])
+    assert tok.decode(ids) == text
+    assert tok.decode(ids, skip_special_tokens=False).startswith("<|bos|>naïve")
+    with pytest.raises(ValueError):
+        tok.decode([-1])
+
+
+def test_pure_pytorch_backend_is_bit_identical():
+    """The device-generic path (what runs on CUDA/MPS tensors, or under lowbit.backend("torch"))
+    gives the C++ path's logits and tokens exactly."""
+    import lowbit
+
+    torch.manual_seed(5)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    ids = torch.randint(0, 256, (2, 9))
+    logits, tokens = model(ids), model.generate(ids[:, :4], 8)
+    with lowbit.backend("torch"):
+        assert torch.equal(model(ids), logits)
+        assert torch.equal(model.generate(ids[:, :4], 8), tokens)

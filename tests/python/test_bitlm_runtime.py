@@ -1,0 +1,78 @@
+"""bitlab-run generate: the C++ runtime runs a BitLM GGUF (export_gguf) and decodes greedily with a KV
+cache on the packed kernels, producing the tokens PyTorch's BitLM.generate produces."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("gguf")
+
+from bitmodels import BitLM, BitLMConfig, ByteTokenizer, export_gguf  # noqa: E402
+from test_bitlab_inference import bitlab_run  # noqa: E402,F401  (the fixture)
+
+
+def trained(config, seed, steps=20):
+    torch.manual_seed(seed)
+    model = BitLM(config)
+    tok = ByteTokenizer()
+    text = "the quick brown fox jumps over the lazy dog. " * 2
+    ids = torch.tensor([tok.encode(text)[:config.max_position_embeddings]])
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(ids[:, :-1]).reshape(-1, config.vocab_size), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def run_generate(exe, path, prompt, n, *extra):
+    r = subprocess.run([exe, "generate", str(path), "--prompt", prompt, "-n", str(n), "--ids", *extra],
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    lines = r.stdout.rstrip(b"\n").split(b"\n")
+    assert lines[-1].startswith(b"ids:")
+    ids = [int(x) for x in lines[-1].split()[1:]]
+    return ids, b"\n".join(lines[:-1]), r.stderr.decode()
+
+
+@pytest.mark.parametrize("kw, qtype", [
+    (dict(num_kv_heads=2, intermediate_size=256), "TQ2_0"),
+    (dict(hidden_act="silu", tie_word_embeddings=False, intermediate_size=512), "TQ1_0"),
+    (dict(num_layers=3, num_heads=8, num_kv_heads=2, intermediate_size=256), "TQ2_0"),
+])
+def test_cli_greedy_tokens_match_pytorch(tmp_path, bitlab_run, kw, qtype):  # noqa: F811
+    base = dict(hidden_size=256, num_layers=2, num_heads=4, max_position_embeddings=96)
+    config = BitLMConfig(**{**base, **kw})
+    model = trained(config, seed=len(kw))
+    path = export_gguf(model, tmp_path / "lm.gguf", ternary_type=qtype)
+    tok = ByteTokenizer()
+    for prompt in ("the quick", "Über naïve"):
+        ref = model.generate(torch.tensor([tok.encode(prompt)]), 48, eos_token_id=257)[0].tolist()
+        for threads in ("1", "3"):
+            ids, text, speed = run_generate(bitlab_run, path, prompt, 48, "--threads", threads)
+            assert ids == ref
+            assert text == bytes(i for i in ref[len(tok.encode(prompt)):] if i < 256)
+            assert "decode" in speed and "tok/s" in speed
+
+
+def test_cli_errors_name_the_file(tmp_path, bitlab_run):  # noqa: F811
+    model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                                max_position_embeddings=32), seed=0, steps=1)
+    path = export_gguf(model, tmp_path / "ok.gguf")
+    data = path.read_bytes()
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(data[: len(data) - 100])
+    r = subprocess.run([bitlab_run, "generate", str(bad), "--prompt", "hi", "-n", "4"], capture_output=True, text=True)
+    assert r.returncode == 1 and "cut.gguf" in r.stderr and "truncated" in r.stderr
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "x" * 30, "-n", "4"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "context length 32" in r.stderr
+    r = subprocess.run([bitlab_run, "generate", str(path), "-n", "4"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--prompt" in r.stderr
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "a", "-n", "-3"], capture_output=True, text=True)
+    assert r.returncode == 2
