@@ -102,3 +102,13 @@ def test_qlinear_namesake_signature():
     assert layer._step_count == 0
     off = QLinear(4, 8, cfg, quantize_every=0)
     assert torch.equal(off(x), torch.nn.functional.linear(x, off.weight, off.bias))
+
+
+def test_the_namesakes_cuda_vlut_module_points_to_the_lut_classes():
+    import importlib
+
+    with pytest.raises(ImportError, match=r"coset\.OneSidedLUT.*docs/migrating\.md"):
+        importlib.import_module("coset.cuda.test_optimized_kernels_v2")
+    cuda = importlib.import_module("coset.cuda")
+    with pytest.raises(AttributeError, match=r"create_vectorized_vlut_operations.*coset\.TwoSidedLUT"):
+        cuda.create_vectorized_vlut_operations
