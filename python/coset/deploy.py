@@ -60,7 +60,8 @@ def _config_repr(config: QuantizationConfig) -> str:
 
 
 class PackedLinear(nn.Module):
-    """A linear layer stored and evaluated as packed lattice codes (inference only).
+    """A linear layer stored and evaluated as packed lattice codes (no trainable parameters; gradients
+    still reach the input, ``grad_y @ W^``, like ``nn.Linear`` in eval mode).
 
     Build one with :meth:`from_weight`, :meth:`from_linear` or :meth:`from_qlinear`; a layer
     built with the constructor is empty (zero codes) until ``load_state_dict`` fills it.
