@@ -95,6 +95,13 @@ def torch_float(x: Any, name: str) -> Any:
     return t.contiguous()
 
 
+def reject_meta(x: Any, name: str, op: str) -> None:
+    """ValueError naming ``name`` when ``x`` is a meta tensor (a shape without data)."""
+    if is_tensor(x) and x.is_meta:
+        raise ValueError(f"{op}: {name} is a meta tensor, which holds no data (shape only) to {op}; "
+                         "give it real data on a CPU or GPU device first")
+
+
 def require_finite(x: Any, what: str, d: int) -> None:
     """ValueError like the C++ core's: ``<what>: x contains NaN or Inf (vector i)``."""
     finite = torch.isfinite(x)

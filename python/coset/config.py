@@ -19,7 +19,8 @@ MAX_SCALING_ITERATIONS = 255
 class QuantizationConfig:
     """Parameters of hierarchical nested-lattice quantization.
 
-    ``q`` (2..16) is the alphabet per coordinate and level, ``M`` (1..4) the number of levels:
+    ``q`` (2..16) is the alphabet per coordinate and level, ``M`` (1..4) the number of levels
+    (integers; floats that hold one, such as the namesake's ``q=4.0``, are converted to ``int``):
     the rate is ``M * log2(q)`` bits per dimension plus the scaling count ``T`` of each vector.
     Encoding divides by ``beta`` and, on overload, by a further ``2**alpha`` per retry (up to
     ``max_scaling_iterations``). ``with_tie_dither`` selects the exact shift-invariant tie rule
@@ -47,6 +48,12 @@ class QuantizationConfig:
         for name, (lo, hi) in (("q", Q_RANGE), ("M", M_RANGE),
                                ("max_scaling_iterations", (0, MAX_SCALING_ITERATIONS))):
             v = getattr(self, name)
+            if isinstance(v, float) and not isinstance(v, bool):  # the namesake may pass q=4.0
+                if not v.is_integer():
+                    raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r} (a float must hold "
+                                     "an integer, e.g. 4.0)")
+                v = int(v)
+                object.__setattr__(self, name, v)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r}")
         for name in ("beta", "alpha"):

@@ -55,8 +55,13 @@ def _config_dict(config: QuantizationConfig) -> dict:
     return dataclasses.asdict(config)
 
 
+def _config_repr(config: QuantizationConfig) -> str:
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(config).items()) + ")"
+
+
 class PackedLinear(nn.Module):
-    """A linear layer stored and evaluated as packed lattice codes (inference only).
+    """A linear layer stored and evaluated as packed lattice codes (no trainable parameters; gradients
+    still reach the input, ``grad_y @ W^``, like ``nn.Linear`` in eval mode).
 
     Build one with :meth:`from_weight`, :meth:`from_linear` or :meth:`from_qlinear`; a layer
     built with the constructor is empty (zero codes) until ``load_state_dict`` fills it.
@@ -220,6 +225,9 @@ class PackedLinear(nn.Module):
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
         config = self._checked_config(config)
+        if config != self.config:
+            raise ValueError(f"{name}: packed state dict has config {_config_repr(config)}, this layer has "
+                             f"{_config_repr(self.config)}; build the layer with the saved config to load it")
         blocks = -(-self.in_features // config.d)
         row_bytes = int(_native.code_row_bytes(config.native(), blocks))
 
@@ -322,6 +330,14 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            # Like nn.Linear in eval mode, gradients reach earlier layers: the output is the
+            # packed forward's (bit for bit); the backward is grad_y @ W^ (the decoded weight),
+            # treating the activations' int8 rounding as identity (straight-through).
+            return _PackedLinearFn.apply(x, self)
+        return self._forward_packed(x)
+
+    def _forward_packed(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)
         if _backend.select(x.device, self.layer_name) == "cpp":
@@ -371,3 +387,22 @@ class PackedLinear(nn.Module):
         c = self.config
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"lattice={c.lattice_type}, q={c.q}, M={c.M}, bits_per_weight={self.bits_per_weight():.3f}")
+
+
+class _PackedLinearFn(torch.autograd.Function):
+    """y = PackedLinear's packed forward; dL/dx = dL/dy @ W^ (straight-through for the int8
+    activation rounding). The packed weights are buffers: no gradient flows to them."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: "PackedLinear") -> torch.Tensor:
+        ctx.layer = layer
+        ctx.x_dtype = x.dtype
+        with torch.no_grad():
+            return layer._forward_packed(x)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        layer = ctx.layer
+        w = layer.decoded_weight().to(device=grad_y.device, dtype=torch.float32)
+        grad_x = grad_y.to(torch.float32) @ w
+        return grad_x.to(ctx.x_dtype), None

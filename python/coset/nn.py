@@ -137,11 +137,35 @@ class QLinear(nn.Linear):
         key = self._weight_key()
         if self._cache_key == key and self._cache_value is not None and self._snapshot_matches():
             return self._cache_value
-        value = quantize_weight_rows(self.weight, self.config)
+        value = self._quantize_weight(self.weight)
         self._cache_key = key
         self._cache_snapshot = self.weight.detach().clone()
         self._cache_value = value
         return value
+
+    def _quantize_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """``quantize_weight_rows(w)``, refusing a meta or non-finite weight with a ValueError
+        that names this layer's weight (not the encoder's vectors)."""
+        if w.is_meta:
+            raise ValueError("QLinear: the layer's weight is a meta tensor, which holds no data to quantize; "
+                             "materialise it first (e.g. module.to_empty(device=...) and load the weights)")
+        bad = ~torch.isfinite(w.detach())
+        if bool(bad.any()):
+            row = int(bad.any(dim=1).nonzero()[0, 0])
+            raise ValueError(f"QLinear: the layer's weight contains NaN or Inf (row {row}); cannot quantize it")
+        return quantize_weight_rows(w, self.config)
+
+    def _check_input(self, x: Any) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"QLinear: input must be a torch tensor, got {type(x).__name__}")
+        _backend.check_same_device("x", x, "the layer's weight", self.weight.device)
+        if not x.is_floating_point():
+            raise ValueError(f"QLinear: input must be floating point, got {x.dtype}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"QLinear: input has {x.shape[-1] if x.dim() else 0} features (shape {tuple(x.shape)}), "
+                             f"expected in_features={self.in_features}")
+        if not x.is_meta and not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError("QLinear: input contains NaN or Inf")
 
     def clear_cache(self) -> None:
         """Drop the cached quantized weight (and the weight copy kept to validate it)."""
@@ -155,7 +179,10 @@ class QLinear(nn.Linear):
     # --- forward ----------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _backend.check_same_device("x", x, "the layer's weight", self.weight.device)
+        self._check_input(x)
+        if x.is_meta and self.weight.is_meta:
+            # Shape propagation (like nn.Linear on the meta device): there is no data to quantize.
+            return F.linear(x, self.weight, self.bias)
         if self.training:
             quantize_now = self.quantize_every > 0 and self._step_count % self.quantize_every == 0
             if self.quantize_every > 0:
@@ -164,7 +191,7 @@ class QLinear(nn.Linear):
                 return F.linear(x, self.weight, self.bias)
             w = self.weight
             if self.quantize_weights:
-                w = w + (quantize_weight_rows(w, self.config) - w).detach()  # straight-through estimator
+                w = w + (self._quantize_weight(w) - w).detach()  # straight-through estimator
         else:
             w = self.quantized_weight() if self.quantize_weights else self.weight
         if self.quantize_activations:

@@ -11,8 +11,8 @@ import numpy as np
 from lowbit import _backend
 from lowbit._native import coset as _native
 
-from ._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, require_finite,
-                      torch_codes, torch_float)
+from ._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, reject_meta,
+                      require_finite, torch_codes, torch_float)
 from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 
@@ -122,6 +122,7 @@ def encode(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = N
     """
     _check_pair(lattice, config)
     x = _on_device(x, device, "x")
+    reject_meta(x, "x", "encode")
     u = _user_dither(dither, config, x)
     if u is not None:
         x = (torch_float(x, "x") + u) if is_tensor(x) else (np.asarray(x).astype(u.dtype) + u)
@@ -166,6 +167,7 @@ def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, 
     """
     _check_pair(lattice, config)
     b = _on_device(b, device, "b")
+    reject_meta(b, "b", "decode")
     d, m = config.d, config.M
     u = _user_dither(dither, config, b)
     if u is not None:
@@ -228,6 +230,7 @@ def quantize(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any =
     """
     _check_pair(lattice, config)
     x = _on_device(x, device, "x")
+    reject_meta(x, "x", "quantize")
     u = _user_dither(dither, config, x)
     if u is not None:
         config = config.replace(with_dither=False)
@@ -343,6 +346,7 @@ def quantize_tensor(x: Any, lattice: Lattice, config: QuantizationConfig, scale:
     multiplies it back after; by default rows are not rescaled (config.beta applies).
     """
     _check_pair(lattice, config)
+    reject_meta(x, "x", "quantize")
     if _torch_path(x, "x") is not None:
         return _quantize_tensor_torch(x, lattice, config, scale)
     arr, as_torch, original = float_array(x, "x")

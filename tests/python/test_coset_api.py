@@ -166,3 +166,21 @@ def test_bad_input_raises_value_error_naming_the_argument():
         decode(b, lat, cfg, T + 11)
     with pytest.raises(ValueError, match="^T:"):
         decode(b, lat, cfg, T[:2])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_meta_tensors_are_refused_with_a_clear_error(backend):
+    import lowbit
+    from coset import D4Lattice, QuantizationConfig, decode, encode, quantize
+
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    lattice = D4Lattice()
+    with lowbit.backend(backend):
+        with pytest.raises(ValueError, match="encode: x is a meta tensor, which holds no data"):
+            encode(torch.randn(3, 4, device="meta"), lattice, config)
+        with pytest.raises(ValueError, match="encode: x is a meta tensor, which holds no data"):
+            encode(torch.randn(3, 4), lattice, config, device="meta")
+        with pytest.raises(ValueError, match="decode: b is a meta tensor, which holds no data"):
+            decode(torch.zeros(3, 2, 4, dtype=torch.uint8, device="meta"), lattice, config)
+        with pytest.raises(ValueError, match="quantize: x is a meta tensor, which holds no data"):
+            quantize(torch.randn(3, 4, device="meta"), lattice, config)

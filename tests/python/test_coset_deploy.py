@@ -97,7 +97,7 @@ def test_state_dict_holds_only_the_packed_form_and_reloads_bit_identically(confi
     buf = io.BytesIO()
     torch.save(state, buf)
     buf.seek(0)
-    fresh = PackedLinear(37, 11, QuantizationConfig(lattice_type="D4", q=4, M=2))  # config comes from the state
+    fresh = PackedLinear(37, 11, config)  # the same shape and config, empty codes
     fresh.load_state_dict(torch.load(buf))
     x = torch.randn(9, 37)
     assert torch.equal(fresh(x), layer(x))
@@ -194,3 +194,44 @@ def test_quantize_model_and_deploy_model_swap_layers():
     assert isinstance(by_predicate[0], QLinear) and type(by_predicate[1]) is nn.Linear
     with pytest.raises(ValueError, match="skip"):
         quantize_model(nn.Sequential(nn.Linear(8, 8)), config, skip=[3])
+
+
+def test_loading_a_state_dict_of_another_config_is_refused():
+    _, e8 = _layer(deployable_config("E8", 16, 1))
+    d4 = PackedLinear(37, 11, QuantizationConfig(lattice_type="D4", q=4, M=2), name="fc3")
+    before = d4.state_dict()
+    with pytest.raises(ValueError, match=r"fc3: packed state dict has config \(lattice_type='E8'.*this layer has "
+                                         r"\(lattice_type='D4'"):
+        d4.load_state_dict(e8.state_dict())
+    assert d4.config.lattice_type == "D4" and torch.equal(d4.codes, before["codes"])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_packed_forward_passes_gradients_to_its_input(backend):
+    torch.manual_seed(1)
+    q = QLinear(37, 11, QuantizationConfig(lattice_type="D4", q=4, M=2))
+    layer = q.deploy(name="fc").eval()
+    x = torch.randn(5, 37)
+    with lowbit.backend(backend):
+        y_plain = layer(x)
+        xg = x.clone().requires_grad_(True)
+        y = layer(xg)
+        assert torch.equal(y.detach(), y_plain)  # the output is the packed forward's, bit for bit
+        g = torch.randn(5, 11)
+        y.backward(g)
+        torch.testing.assert_close(xg.grad, g @ layer.decoded_weight(), rtol=1e-5, atol=1e-6)
+        with torch.no_grad():
+            assert not layer(xg).requires_grad
+    # through a model: an earlier layer receives a gradient
+    first = torch.nn.Linear(8, 37)
+    model = torch.nn.Sequential(first, layer)
+    model(torch.randn(3, 8)).sum().backward()
+    assert first.weight.grad is not None and bool(first.weight.grad.abs().sum() > 0)
+
+
+def test_qlinear_eval_passes_gradients_to_its_input():
+    q = QLinear(16, 4, QuantizationConfig(lattice_type="D4", q=4, M=2)).eval()
+    x = torch.randn(3, 16, requires_grad=True)
+    g = torch.randn(3, 4)
+    q(x).backward(g)
+    torch.testing.assert_close(x.grad, g @ q.quantized_weight())

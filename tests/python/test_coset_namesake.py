@@ -102,3 +102,26 @@ def test_qlinear_namesake_signature():
     assert layer._step_count == 0
     off = QLinear(4, 8, cfg, quantize_every=0)
     assert torch.equal(off(x), torch.nn.functional.linear(x, off.weight, off.bias))
+
+
+def test_the_namesakes_cuda_vlut_module_points_to_the_lut_classes():
+    import importlib
+
+    with pytest.raises(ImportError, match=r"coset\.OneSidedLUT.*docs/migrating\.md"):
+        importlib.import_module("coset.cuda.test_optimized_kernels_v2")
+    cuda = importlib.import_module("coset.cuda")
+    with pytest.raises(AttributeError, match=r"create_vectorized_vlut_operations.*coset\.TwoSidedLUT"):
+        cuda.create_vectorized_vlut_operations
+
+
+def test_integral_floats_are_accepted_for_integer_config_fields():
+    cfg = QuantizationConfig(lattice_type="D4", q=4.0, M=2.0, max_scaling_iterations=10.0)
+    assert cfg == QuantizationConfig(lattice_type="D4", q=4, M=2)
+    assert type(cfg.q) is int and type(cfg.M) is int and type(cfg.max_scaling_iterations) is int
+    assert QuantizationConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"^q: expected an integer in \[2, 16\], got 4\.5 \(a float must hold an integer"):
+        QuantizationConfig(q=4.5)
+    with pytest.raises(ValueError, match="^M:"):
+        QuantizationConfig(M=float("nan"))
+    with pytest.raises(ValueError, match="^q:"):
+        QuantizationConfig(q=32.0)

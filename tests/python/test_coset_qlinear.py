@@ -154,3 +154,26 @@ def test_layer_runs_on_its_device(device, backend_name):
     layer.eval()
     assert layer(x).device == x.device
     assert layer.quantized_weight().device == x.device
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_qlinear_checks_its_input_and_weight(training):
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    layer = QLinear(16, 8, config).train(training)
+    with pytest.raises(ValueError, match=r"QLinear: input has 15 features \(shape \(2, 15\)\), expected in_features=16"):
+        layer(torch.randn(2, 15))
+    with pytest.raises(ValueError, match="QLinear: input contains NaN or Inf"):  # quantize_activations=False too
+        layer(torch.full((2, 16), float("nan")))
+    with torch.no_grad():
+        layer.weight[3, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"QLinear: the layer's weight contains NaN or Inf \(row 3\)"):
+        layer(torch.randn(2, 16))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_qlinear_on_the_meta_device_propagates_shapes(training):
+    layer = QLinear(16, 8, QuantizationConfig(lattice_type="D4", q=4, M=2), device="meta").train(training)
+    y = layer(torch.empty(3, 5, 16, device="meta"))
+    assert y.is_meta and y.shape == (3, 5, 8)
+    with pytest.raises(ValueError, match="QLinear: the layer's weight is a meta tensor, which holds no data"):
+        layer.quantized_weight()
