@@ -167,6 +167,31 @@ def test_writes_to_qweight_in_eval_mode_are_honoured():
     assert torch.equal(layer(x), before)
 
 
+def test_writes_to_qweight_scale_in_eval_mode_are_honoured():
+    torch.manual_seed(7)
+    layer = BitLinear(16, 8, quant_config=BitQuantConfig(weight_granularity="per_channel")).eval()
+    x = torch.randn(4, 16)
+    before = layer(x) - layer.bias.detach()
+    layer.qweight_scale.data.mul_(2)
+    torch.testing.assert_close(layer(x) - layer.bias.detach(), 2 * before)
+    layer.qweight_scale.data.fill_(-1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        layer(x)
+
+
+def test_registering_a_kernel_requantizes_cached_layers(registered):
+    torch.manual_seed(8)
+    layer = BitLinear(16, 8, bias=False).eval()
+    layer(torch.randn(2, 16))  # cache built with the shipped kernel
+
+    class AllOnes(ReferenceKernel):
+        def quantize_weights(self, weight, quant_config=None):
+            return torch.tensor(1.0), torch.ones(weight.shape, dtype=torch.int8)
+
+    registered(AllOnes)
+    assert torch.equal(layer.qweight, torch.ones(8, 16, dtype=torch.int8))
+
+
 def test_assigning_a_new_qweight_and_bad_values():
     torch.manual_seed(4)
     layer = BitLinear(16, 8, bias=False).eval()
