@@ -48,9 +48,14 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 class _PackedCache:
-    """The packed form of the latent weights, and what it was built from."""
+    """The packed form of the latent weights, and what it was built from.
 
-    __slots__ = ("key", "snapshot", "packed", "scales", "trits")
+    ``trits`` / ``scale_view`` are the tensors exposed as the eval-mode ``qweight`` /
+    ``qweight_scale`` buffers; ``trits_snapshot`` / ``scale_snapshot`` are copies of what the packed
+    form was built from, so writes to those buffers are seen and honoured (:meth:`BitLayerBase._sync_from_qweight`).
+    """
+
+    __slots__ = ("key", "snapshot", "packed", "scales", "trits", "scale_view", "trits_snapshot", "scale_snapshot")
 
     def __init__(self, key, snapshot, packed, scales, trits) -> None:
         self.key = key
@@ -58,6 +63,51 @@ class _PackedCache:
         self.packed = packed
         self.scales = scales
         self.trits = trits
+        self.scale_view = None
+        self.trits_snapshot = None
+        self.scale_snapshot = None
+
+
+def _shipped_attr_owner(kernel_cls: type, name: str) -> Optional[type]:
+    """The class in ``kernel_cls``'s MRO that defines ``name``."""
+    for klass in kernel_cls.__mro__:
+        if name in vars(klass):
+            return klass
+    return None
+
+
+def kernel_overrides(kernel, name: str) -> bool:
+    """True when ``name`` (``"forward"``, ``"quantize_weights"``, ``"linear"``) of ``kernel`` is
+    defined by a class outside lowbit's shipped kernels (:mod:`bitcore.kernels`), i.e. a user
+    kernel - possibly a subclass of a shipped one - overrides it."""
+    owner = _shipped_attr_owner(type(kernel), name)
+    return owner is not None and not owner.__module__.startswith("bitcore.kernels")
+
+
+def kernel_ternarize(kernel, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(trits int8 ``[N, K]``, scales float32 ``[N]``) of ``weight`` through ``kernel``: its
+    namesake ``quantize_weights`` when a user kernel overrides it, else the packed API's ``ternarize``."""
+    if kernel_overrides(kernel, "quantize_weights") and not kernel_overrides(kernel, "ternarize"):
+        scale, qweight = kernel.quantize_weights(weight.detach())
+        return normalize_qweight(qweight.to(weight.device), scale)
+    return kernel.ternarize(weight)
+
+
+def kernel_linear(kernel, x2d: torch.Tensor, packed: torch.Tensor, in_features: int, scales: torch.Tensor,
+                  bias: Optional[torch.Tensor], granularity: str, trits: Optional[torch.Tensor] = None
+                  ) -> torch.Tensor:
+    """float32 ``[M, N]`` = the kernel applied to float32 ``x2d`` ``[M, K]``.
+
+    A user kernel that overrides the namesake's ``forward`` (and not the packed ``linear``) is
+    called as the namesake's layers call it: ``forward(x, qweight_scale, qweight, bias)``;
+    otherwise ``linear`` runs on the packed bytes.
+    """
+    if kernel_overrides(kernel, "forward") and not kernel_overrides(kernel, "linear"):
+        if trits is None:
+            trits = kernel.unpack(packed, in_features)
+        scale = scales[0] if granularity == "per_tensor" else scales
+        return kernel.forward(x2d, scale, trits, bias).to(torch.float32)
+    return kernel.linear(x2d, packed, in_features, scales, bias)
 
 
 class BitLayerBase(nn.Module):
@@ -113,8 +163,9 @@ class BitLayerBase(nn.Module):
         return self.deployed
 
     def _weight_key(self, w: torch.Tensor) -> tuple:
+        # the registry generation: registering a kernel (which may quantize differently) rebuilds
         return (id(w), w._version, w.data_ptr(), w.device, w.dtype, tuple(w.shape), tuple(w.stride()),
-                self.quant_config)
+                self.quant_config, KernelRegistry._generation)
 
     def packed_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(I2_S256 uint8 ``[N, Kp / 4]``, scales float32 ``[N]``) of the current weights, on the layer's device.
@@ -125,17 +176,54 @@ class BitLayerBase(nn.Module):
         if self.deployed:
             return self.packed_2bit, self.weight_scale
         w = self.weight.detach()
+        if w.is_meta:
+            raise ValueError(f"{type(self).__name__}: the weights are on device 'meta' (no values to quantize); "
+                             f"materialize them first (to_empty(device=...) and load_state_dict)")
         key = self._weight_key(self.weight)
         cache = self.__dict__.get("_cache")
         if not isinstance(cache, _PackedCache):  # None, or a module pickled by an earlier release
             cache = None
         if cache is None or cache.key != key or not _same_bits(w, cache.snapshot):
             kernel = self.kernel
-            trits, scales = kernel.ternarize(w)
+            trits, scales = kernel_ternarize(kernel, w)
             cache = _PackedCache(key, w.clone(), kernel.pack(trits), scales, trits)
             self._cache = cache
             self._sync_eval_buffers()
+        elif QWEIGHT_KEY in self._buffers:
+            self._sync_from_qweight(cache)
         return cache.packed, cache.scales
+
+    def _sync_from_qweight(self, cache: _PackedCache) -> None:
+        """Eval mode: a write to the ``qweight`` / ``qweight_scale`` buffers (``qweight.data.zero_()``,
+        ``copy_``, assigning a new tensor) repacks the weights from them, as the namesake's eval
+        forward reads ``qweight``. They stay in force until the latent ``weight`` changes (then
+        ``weight`` is requantized and the buffers follow it again)."""
+        q = self._buffers.get(QWEIGHT_KEY)
+        qs = self._buffers.get(QWEIGHT_SCALE_KEY)
+        if q is None or qs is None or cache.trits_snapshot is None:
+            return
+        if (q is cache.trits and qs is cache.scale_view and q.shape == cache.trits_snapshot.shape
+                and qs.shape == cache.scale_snapshot.shape and _same_bits(q, cache.trits_snapshot)
+                and _same_bits(qs, cache.scale_snapshot)):
+            return
+        self._require_shape(QWEIGHT_KEY, q, (self.out_features, self.in_features))
+        trits, scales = normalize_qweight(q.to(self.layer_device()), qs)
+        cache.packed = self.kernel.pack(trits)
+        cache.scales = scales
+        cache.trits, cache.scale_view = q, qs
+        cache.trits_snapshot, cache.scale_snapshot = q.detach().clone(), qs.detach().clone()
+
+    @property
+    def packed_weight(self) -> torch.Tensor:
+        """Deployed layers: the TQ1_B3 bytes stored under the ``packed_weight`` state dict key (a
+        copy computed from the ``packed_2bit`` buffer). The two names differ on purpose: the
+        in-memory buffer ``packed_2bit`` is I2_S256 (2 bits per weight, what the kernels read, not
+        saved), the state dict entry ``packed_weight`` is TQ1_B3 (1.6 bits per weight, not a buffer,
+        so ``get_buffer("packed_weight")`` raises; use ``get_buffer("packed_2bit")``)."""
+        if not self.deployed:
+            raise AttributeError(f"'{type(self).__name__}' has no 'packed_weight' before deploy() "
+                                 f"(see packed_weights() for the packed form of the latent weights)")
+        return self.kernel.to_storage(self.packed_2bit, self.in_features)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -176,9 +264,14 @@ class BitLayerBase(nn.Module):
         return self._buffers[QWEIGHT_SCALE_KEY]
 
     def _sync_eval_buffers(self) -> None:
-        if QWEIGHT_KEY in self._buffers and self._cache is not None:
-            self._buffers[QWEIGHT_KEY] = self._cache.trits
-            self._buffers[QWEIGHT_SCALE_KEY] = self._scale_view(self._cache.scales)
+        cache = self._cache
+        if QWEIGHT_KEY in self._buffers and cache is not None:
+            if cache.scale_view is None:
+                cache.scale_view = self._scale_view(cache.scales)
+                cache.trits_snapshot = cache.trits.clone()
+                cache.scale_snapshot = cache.scale_view.clone()
+            self._buffers[QWEIGHT_KEY] = cache.trits
+            self._buffers[QWEIGHT_SCALE_KEY] = cache.scale_view
 
     def _drop_eval_buffers(self) -> None:
         for name in (QWEIGHT_KEY, QWEIGHT_SCALE_KEY):
@@ -201,8 +294,8 @@ class BitLayerBase(nn.Module):
 
     def _on_enter_eval_mode(self) -> None:
         """Eval mode: quantize now and expose ``qweight`` / ``qweight_scale`` buffers (non-persistent)."""
-        if self.deployed:
-            return
+        if self.deployed or (self.weight is not None and self.weight.is_meta):
+            return  # meta weights: nothing to quantize (the forward explains)
         for name in (QWEIGHT_KEY, QWEIGHT_SCALE_KEY):
             self._buffers.setdefault(name, None)
             self._non_persistent_buffers_set.add(name)
@@ -257,6 +350,12 @@ class BitLayerBase(nn.Module):
             raise ValueError(
                 f"{name}: input of shape {tuple(x.shape)} must end with in_features={self.in_features}"
             )
+        if x.is_meta:
+            # shape propagation only (no values to check); the packed kernels need real data
+            if not self.training or self.deployed:
+                raise ValueError(f"{name}: eval-mode and deployed layers run packed kernels and cannot take "
+                                 f"inputs on device 'meta' (train mode propagates shapes on 'meta', as nn.Linear)")
+            return
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name}: input contains NaN or Inf")
 
@@ -264,7 +363,7 @@ class BitLayerBase(nn.Module):
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         if self.deployed:
-            destination[prefix + PACKED_WEIGHT_KEY] = self.kernel.to_storage(self.packed_2bit, self.in_features)
+            destination[prefix + PACKED_WEIGHT_KEY] = self.packed_weight
 
     def _require_shape(self, key: str, tensor, shape: tuple) -> None:
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:

@@ -11,11 +11,32 @@ import torch.nn as nn
 from bitcore.config import BitQuantConfig
 from bitcore.ops.bitlinear import train_forward
 
-from .base import BitLayerBase
+from .base import BitLayerBase, kernel_linear
 from .registry import register_layer
 
 #: ``init_method`` values: None (nn.Linear's initialisation, the default) and the namesake's two.
 INIT_METHODS = (None, "kaiming_uniform", "xavier_uniform")
+
+
+class _PackedLinearSTE(torch.autograd.Function):
+    """The packed eval / deployed forward with a straight-through backward.
+
+    Forward: ``run(x)`` (the packed kernel, exactly as without autograd). Backward: the gradient
+    of ``x @ W_deq^T`` with ``W_deq = trits * scale`` (dequantized from the packed weights);
+    activation quantization counts as the identity (BitNet's straight-through estimator). Only
+    the input gets a gradient: no weight (and no bias) gradient in eval mode or once deployed.
+    """
+
+    @staticmethod
+    def forward(ctx, x, run, dequantize):
+        ctx.dequantize = dequantize
+        return run(x.detach())
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        w_deq = ctx.dequantize()  # float32 [N, K]
+        g = grad_y.to(w_deq.dtype).reshape(-1, w_deq.shape[0]) @ w_deq
+        return g.reshape(*grad_y.shape[:-1], w_deq.shape[1]).to(grad_y.dtype), None, None
 
 
 @register_layer("BitLinear")
@@ -29,6 +50,11 @@ class BitLinear(BitLayerBase):
       ``qweight_scale`` appear as buffers, as in the namesake. The cache follows every write to
       ``weight`` (optimizer steps, ``copy_``, ``load_state_dict``, ``.data`` writes, ``.to()``).
     * :meth:`deploy`: drop the latent weights; ``state_dict()`` then stores 1.6 bits per weight.
+    * Gradients in eval / deployed mode: when grad is enabled and the input requires grad, the
+      input gets the straight-through gradient ``grad_y @ W_deq`` (``W_deq = qweight * scale``,
+      activation quantization as the identity), so layers before it still train; the layer's own
+      weight and bias get no gradient there (use ``train()`` for QAT). The output is the same
+      bit for bit with or without autograd.
 
     Args:
         in_features, out_features: positive ints.
@@ -123,15 +149,33 @@ class BitLinear(BitLayerBase):
         return train_forward(x, self.weight, self.bias, self.quant_config)
 
     def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Packed-kernel forward (the namesake's hook name); ``x`` already checked."""
+        """Packed-kernel forward (the namesake's hook name); ``x`` already checked.
+
+        With grad enabled and ``x.requires_grad`` the input gets straight-through gradients
+        (:class:`_PackedLinearSTE`); the output is the same either way."""
         packed, scales = self.packed_weights()
-        x2d = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
-        if x2d.shape[0] == 0:
-            y2d = torch.zeros((0, self.out_features), dtype=torch.float32, device=x.device)
-        else:
-            bias = None if self.bias is None else self.bias.detach().to(torch.float32).contiguous()
-            y2d = self.kernel.linear(x2d, packed, self.in_features, scales.to(torch.float32), bias)
-        return y2d.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        kernel = self.kernel
+        cache = None if self.deployed else self._cache
+        trits = None if cache is None else cache.trits
+
+        def run(xd: torch.Tensor) -> torch.Tensor:
+            x2d = xd.reshape(-1, self.in_features).to(torch.float32).contiguous()
+            if x2d.shape[0] == 0:
+                y2d = torch.zeros((0, self.out_features), dtype=torch.float32, device=xd.device)
+            else:
+                bias = None if self.bias is None else self.bias.detach().to(torch.float32).contiguous()
+                y2d = kernel_linear(kernel, x2d, packed, self.in_features, scales.to(torch.float32), bias,
+                                    self.quant_config.weight_granularity, trits)
+            return y2d.reshape(*xd.shape[:-1], self.out_features).to(xd.dtype)
+
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return run(x.detach())
+
+        def dequantize() -> torch.Tensor:
+            t = kernel.unpack(packed, self.in_features)
+            return t.to(torch.float32) * scales.to(torch.float32).reshape(-1, 1)
+
+        return _PackedLinearSTE.apply(x, run, dequantize)
 
     def extra_repr(self) -> str:
         return (

@@ -78,6 +78,9 @@ class BitMLP(BitModelBase):
     modules in ``self.network`` (an ``nn.Sequential``; ``Dropout`` only when ``dropout > 0``), so
     state dicts use the namesake's keys (``network.0.weight``, ...). Every layer gets the quant
     config: ``quant_config`` if given, else ``config.quant_config`` (the namesake's MLP ignored it).
+    :meth:`get_config` returns a config whose ``quant_config`` is the one in force (a copy of
+    ``config`` when ``quant_config`` overrode it), so ``from_config(m.get_config())`` rebuilds the
+    same model.
     State dicts of earlier lowbit releases (``layers.<i>.*``) still load.
 
     Raises:
@@ -90,6 +93,10 @@ class BitMLP(BitModelBase):
         if not isinstance(config, BitMLPConfig):
             raise ValueError(f"BitMLP: expected a BitMLPConfig, got {type(config).__name__}")
         quant_config = config.quant_config if quant_config is None else resolve_config(quant_config)
+        if quant_config != config.quant_config:
+            # get_config() must describe the model built: a copy carrying the override (the
+            # caller's config is left alone), so from_config(m.get_config()) rebuilds the same model.
+            config = dataclasses.replace(config, quant_config=quant_config)
         super().__init__(config, quant_config)
         modules = []
         sizes = config.layer_sizes()

@@ -188,7 +188,10 @@ def test_model_registries_and_auto_model():
     qc = BitQuantConfig(activation_dtype="int8")
     model = AutoBitModel.from_config(cfg, qc)
     assert isinstance(model, BitModelBase) and model.training
-    assert model.get_config() is cfg and model.get_quant_config() == qc
+    # get_config() describes the model built: a copy of cfg carrying the override (cfg untouched)
+    assert model.get_config() == dataclasses.replace(cfg, quant_config=qc) and model.get_quant_config() == qc
+    assert cfg.quant_config == BitQuantConfig()
+    assert AutoBitModel.from_config(cfg).get_config() is cfg  # no override: the config itself
     assert all(layer.quant_config == qc for layer in model.bit_layers())  # every layer, first and last too
     assert model(torch.randn(2, 256)).shape == (2, 10)
     keys = list(build_model("BitMLPModel", cfg).state_dict())

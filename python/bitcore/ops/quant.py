@@ -96,6 +96,8 @@ def ternarize(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
 
 
 def _require_finite(t: torch.Tensor, what: str) -> None:
+    if t.is_meta:  # no values (shape propagation)
+        return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{what}: contains NaN or Inf")
 

@@ -43,6 +43,9 @@ def forward(
 
     trits, scales = normalize_qweight(qweight, qweight_scale)
     n, k = trits.shape
+    if not isinstance(x, _torch.Tensor) or x.dim() == 0 or x.shape[-1] != k:
+        got = tuple(x.shape) if isinstance(x, _torch.Tensor) else type(x).__name__
+        raise ValueError(f"forward: input of shape {got} must end with in_features={k} (qweight is [{n}, {k}])")
     x2d = x.detach().reshape(-1, k).to(_torch.float32).contiguous()
     b = None if bias is None else bias.detach().to(_torch.float32).contiguous()
     y = _cpp.bitlinear_int8(x2d, _cpp.pack_2bit(trits), k, scales, b, ACTIVATION_GRANULARITY)
