@@ -35,6 +35,18 @@ def test_version_and_exports():
     assert gpu.GPUDecoder is kuat.GPUDecoder and gpu.GPUDataset is kuat.GPUDataset
 
 
+def test_kuat_gpu_is_available_after_plain_import():
+    # A fresh interpreter: `import kuat` alone, then the documented module as an attribute.
+    import subprocess
+    import sys
+
+    code = ("import kuat, sys; assert 'kuat.gpu' not in sys.modules; "
+            "print(kuat.gpu.GPUDecoder is kuat.GPUDecoder, kuat.gpu.__name__)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "kuat.gpu"]
+
+
 def test_archive_accessors(archive_file):
     a = KuatArchive(archive_file)
     assert a.len() == len(a) == 21
