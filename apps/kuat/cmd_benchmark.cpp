@@ -104,6 +104,14 @@ int run_python_benchmark(int argc, char** argv, const std::string& device) {
     std::fflush(stdout);
     execv(python.c_str(), cargs.data());
   }
+  if (const char* explicit_python = std::getenv("KUAT_PYTHON"); explicit_python && *explicit_python) {
+    const bool exists = access(explicit_python, F_OK) == 0;
+    throw lowbit::InvalidArgument("--device " + device +
+                                  ": this kuat executable decodes on the CPU only; device decode runs in PyTorch, "
+                                  "and KUAT_PYTHON points to " +
+                                  (exists ? "a file that cannot be executed" : "a missing file") + ": '" +
+                                  explicit_python + "'");
+  }
   throw lowbit::InvalidArgument("--device " + device +
                                 ": this kuat executable decodes on the CPU only; device decode runs in PyTorch "
                                 "(`python -m kuat benchmark ARCHIVE --device " + device +

@@ -59,8 +59,16 @@ int cmd_convert(int argc, char** argv) {
   o.codebook_from = args.get("codebook");
   if (args.has("shard")) lowbit::kuat::parse_shard(args.get("shard"), &o.shard_index, &o.shard_count);
   o.strict = args.has("strict");
-  o.source.decode.max_pixels = args.get_uint("max-pixels", lowbit::kuat::kDefaultMaxPixels);
-  if (o.source.decode.max_pixels == 0) throw UsageError("--max-pixels must be at least 1");
+  {
+    // One message for every bad value (text, negative or 0): a pixel count of at least 1.
+    const auto bad = [&] { return UsageError("--max-pixels needs a positive integer, got '" + args.get("max-pixels") + "'"); };
+    try {
+      o.source.decode.max_pixels = args.get_uint("max-pixels", lowbit::kuat::kDefaultMaxPixels);
+    } catch (const UsageError&) {
+      throw bad();
+    }
+    if (o.source.decode.max_pixels == 0) throw bad();
+  }
   if (args.has("background")) o.source.decode.background = lowbit::kuat::parse_rgb(args.get("background"));
   o.source.decode.exif_transpose = args.has("exif-transpose");
   o.iterations = static_cast<std::uint32_t>(args.get_uint("iterations", 20));
@@ -79,8 +87,13 @@ int cmd_convert(int argc, char** argv) {
     if (!quiet) std::fprintf(stderr, "kuat convert: warning: %s\n", line.c_str());
   };
   const lowbit::kuat::ConvertStats s = lowbit::kuat::convert_dataset(input, output, o, warn);
-  if (s.skipped > 0) {
-    std::fprintf(stderr, "kuat convert: warning: skipped %llu broken input(s)\n", static_cast<unsigned long long>(s.skipped));
+  if (s.refused > 0) {
+    std::fprintf(stderr, "kuat convert: warning: refused %llu input(s) over --max-pixels\n",
+                 static_cast<unsigned long long>(s.refused));
+  }
+  if (s.skipped > s.refused) {
+    std::fprintf(stderr, "kuat convert: warning: skipped %llu broken input(s)\n",
+                 static_cast<unsigned long long>(s.skipped - s.refused));
   }
   if (!quiet && !s.ignored.empty()) {
     std::string listing;
@@ -89,8 +102,15 @@ int cmd_convert(int argc, char** argv) {
     std::printf("ignored %zu hidden entr%s:%s\n", s.ignored.size(), s.ignored.size() == 1 ? "y" : "ies", listing.c_str());
   }
   if (!quiet) {
-    std::printf("%s: %llu samples (%s), %.1fx smaller than raw pixels, PSNR %.2f dB (worst %.2f dB), %.1f s (codebook %.1f s)\n",
-                output.c_str(), static_cast<unsigned long long>(s.samples), s.format.c_str(), s.compression_ratio, s.psnr,
+    // A tiny dataset can make the archive (header, codebook) bigger than its pixels: say so.
+    char size[64];
+    if (s.compression_ratio >= 1 || s.compression_ratio <= 0) {
+      std::snprintf(size, sizeof size, "%.1fx smaller than", s.compression_ratio);
+    } else {
+      std::snprintf(size, sizeof size, "%.1fx larger than", 1.0 / s.compression_ratio);
+    }
+    std::printf("%s: %llu samples (%s), %s raw pixels, PSNR %.2f dB (worst %.2f dB), %.1f s (codebook %.1f s)\n",
+                output.c_str(), static_cast<unsigned long long>(s.samples), s.format.c_str(), size, s.psnr,
                 s.psnr_worst, s.seconds, s.training_seconds);
   }
   return 0;

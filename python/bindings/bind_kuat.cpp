@@ -270,6 +270,7 @@ LOWBIT_BINDING(kuat) {
     nb::dict d;
     d["samples"] = s.samples;
     d["skipped"] = s.skipped;
+    d["refused"] = s.refused;
     d["skipped_reasons"] = s.skipped_reasons;
     d["ignored"] = s.ignored;
     d["warnings"] = s.warnings;

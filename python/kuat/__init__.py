@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import Any
 
@@ -27,10 +28,13 @@ if importlib.util.find_spec("torch") is not None:  # `from kuat import *` must w
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("GPUDecoder", "GPUDataset"):
+    # kuat.gpu (the documented module) and its two classes load on first use, so `import kuat`
+    # never imports torch. import_module, not `from . import gpu`: that form looks the name up on
+    # this package first, which would call this function again.
+    if name in ("gpu", "GPUDecoder", "GPUDataset"):
         try:
-            from . import gpu
+            gpu = importlib.import_module(f"{__name__}.gpu")
         except ImportError as e:  # no torch: the names are absent, as in Kuat-Beta
             raise AttributeError(f"kuat.{name} needs PyTorch ({e})") from None
-        return getattr(gpu, name)
+        return gpu if name == "gpu" else getattr(gpu, name)
     raise AttributeError(f"module 'kuat' has no attribute {name!r}")

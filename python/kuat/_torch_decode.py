@@ -221,5 +221,12 @@ def first_bad_index(indices: torch.Tensor, codebook_size: int) -> Optional[Tuple
 
 
 def describe_bad_index(patch: int, value: int, grid_w: int, codebook_size: int) -> str:
-    """The C++ gather's message for an out-of-range index (gather.cpp), word for word."""
-    return (f"patch ({patch // grid_w}, {patch % grid_w}) has index {value} >= codebook size {codebook_size}")
+    """The C++ gather's message for an out-of-range index (gather.cpp), word for word.
+
+    A negative value (only possible in indices given from Python; the C++ unpacks unsigned ones)
+    is called negative rather than compared with the codebook size.
+    """
+    where = f"patch ({patch // grid_w}, {patch % grid_w})"
+    if value < 0:
+        return f"{where} has index {value}, which is negative (valid indices are 0 to {codebook_size - 1})"
+    return f"{where} has index {value} >= codebook size {codebook_size}"

@@ -57,11 +57,13 @@ def convert_dataset(
     Hidden files and folders are never samples or classes (listed in ``ignored``); warnings
     about the source (e.g. IDX images without labels) are issued as ``UserWarning``.
 
-    Returns a dict with ``samples``, ``skipped``, ``ignored``, ``warnings``, ``compression_ratio``, ``psnr`` (mean
+    Returns a dict with ``samples``, ``skipped`` (of them ``refused``: images over ``max_pixels``), ``ignored``, ``warnings``, ``compression_ratio``, ``psnr`` (mean
     per-sample dB), ``psnr_worst``, ``mse``, ``seconds``, ``training_seconds``,
     ``archive_bytes``, ``raw_bytes`` and more. Raises ``OSError`` for unreadable inputs and
     ``ValueError`` for bad options; no partial output file is ever left behind.
     """
+    if not isinstance(exif_transpose, bool):
+        raise ValueError(f"exif_transpose must be True or False, got {exif_transpose!r}")
     if (width is None) != (height is None):
         raise ValueError("width and height must be given together")
     options = {
@@ -85,7 +87,7 @@ def convert_dataset(
         "limit": limit,
         "threads": threads,
         "max_pixels": max_pixels,
-        "exif_transpose": bool(exif_transpose),
+        "exif_transpose": exif_transpose,
     }
     if background is not None:
         rgb = list(background)
@@ -106,6 +108,22 @@ def convert_dataset(
         value = options[name]
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    # The engine's own checks name the CLI's flags (--bits, ...): check the ranges here first, so
+    # Python callers read the argument names they wrote.
+    ranges = (("bits", 1, 8), ("codebook_size", 2, 65536), ("width", 0, 65535), ("height", 0, 65535),
+              ("iterations", 1, None))
+    for name, low, high in ranges:
+        value = options[name]
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = (f"at most {high}" if low == 0 else f"between {low} and {high}") if high is not None \
+                else f"at least {low}"
+            raise ValueError(f"{name} must be {bound}, got {value}")
+    if patch not in (2, 4):
+        raise ValueError(f"patch must be 2 or 4, got {patch}")
+    if shard is not None:
+        parts = shard.split("/") if isinstance(shard, str) else []
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not int(parts[0]) < int(parts[1]):
+            raise ValueError(f"shard must look like 'i/N' with 0 <= i < N (e.g. '0/4'), got {shard!r}")
     stats = dict(_native.kuat.convert(os.fspath(src), os.fspath(dst), options))
     for message in stats["warnings"]:
         warnings.warn(message, UserWarning, stacklevel=2)

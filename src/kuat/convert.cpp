@@ -35,11 +35,20 @@ struct Job {
   ConvertStats& stats;
   std::mutex mutex;
 
+  std::vector<std::string> training_failures;  // why inputs of the training sample could not be read
+
+  // Images over max_pixels are refused by check_pixel_limit (image_decode.cpp) and the IDX reader
+  // with a message naming the limit: they are intact, only too large, so the summary counts them apart.
+  static bool is_pixel_limit_refusal(const std::string& message) {
+    return message.find("over the limit of") != std::string::npos && message.find("--max-pixels") != std::string::npos;
+  }
+
   // A broken input: counted and reported, or fatal with --strict.
   void skip(const std::string& message) {
     if (options.strict) throw IoError(message + " (--strict)");
     std::lock_guard<std::mutex> lock(mutex);
     ++stats.skipped;
+    if (is_pixel_limit_refusal(message)) ++stats.refused;
     stats.skipped_reasons.push_back(message);
     if (warn) warn("skipped " + message);
   }
@@ -52,7 +61,12 @@ struct Job {
     } catch (const IoError& e) {
       if (!source.samples_can_fail()) throw;
       if (options.strict) throw IoError(std::string(e.what()) + " (--strict)");
-      if (report) skip(e.what());
+      if (report) {
+        skip(e.what());
+      } else {
+        std::lock_guard<std::mutex> lock(mutex);
+        training_failures.push_back(e.what());
+      }
       return std::nullopt;
     }
   }
@@ -129,6 +143,29 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   std::vector<std::uint8_t> patches;
   for (auto& p : per) patches.insert(patches.end(), p.begin(), p.end());
   return patches;
+}
+
+// Why no codebook could be trained: the first few per-file reasons (sorted: the reading order is
+// parallel), how many were refused over max_pixels, and the hidden entries the scan left out.
+std::string no_training_images_message(const Job& job, const std::vector<std::string>& ignored) {
+  std::vector<std::string> reasons = job.training_failures;
+  std::sort(reasons.begin(), reasons.end());
+  std::string m = "no readable images to train a codebook on";
+  if (!reasons.empty()) {
+    const auto refused = std::count_if(reasons.begin(), reasons.end(), Job::is_pixel_limit_refusal);
+    m += ": none of the " + std::to_string(reasons.size()) + " input(s) read for it could be used";
+    if (refused > 0) m += " (" + std::to_string(refused) + " refused over --max-pixels)";
+    const std::size_t shown = std::min<std::size_t>(reasons.size(), 5);
+    for (std::size_t i = 0; i < shown; ++i) m += "\n  " + reasons[i];
+    if (reasons.size() > shown) m += "\n  ... (" + std::to_string(reasons.size() - shown) + " more)";
+  }
+  if (!ignored.empty()) {
+    m += "\n  ignored " + std::to_string(ignored.size()) + " hidden entr" + (ignored.size() == 1 ? "y" : "ies") + ":";
+    for (std::size_t i = 0; i < ignored.size() && i < 10; ++i) m += (i ? ", " : " ") + ignored[i];
+    if (ignored.size() > 10) m += ", ... (" + std::to_string(ignored.size() - 10) + " more)";
+    m += " (hidden files and folders are never samples)";
+  }
+  return m;
 }
 
 // The class names to store: the source's own, or the user's (checked against the labels).
@@ -256,6 +293,10 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   {
     const std::filesystem::path parent = std::filesystem::absolute(output).parent_path();
     if (!std::filesystem::is_directory(parent)) throw IoError(io_message(output, "output folder does not exist"));
+    std::error_code ec;
+    if (std::filesystem::is_directory(output, ec)) {
+      throw IoError(io_message(output, "is a directory; give the path of the .kuat file to write"));
+    }
   }
 
   std::optional<Archive> donor;
@@ -275,7 +316,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   if (warn) {
     for (const auto& w : stats.warnings) warn(w);
   }
-  Job job{*source, o, channels, pool, warn, stats, {}};
+  Job job{*source, o, channels, pool, warn, stats, {}, {}};
   const std::uint32_t dim = o.patch * o.patch * channels;
 
   // The samples this run encodes: its shard, up to the limit.
@@ -307,7 +348,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
     const auto tt = Clock::now();
     const std::uint64_t target = o.training_patches ? o.training_patches : std::max<std::uint64_t>(65536, 256ull * K);
     const std::vector<std::uint8_t> patches = collect_training_patches(job, dim, target, encoded, cache);
-    if (patches.empty()) throw IoError(io_message(input, "no readable images to train a codebook on"));
+    if (patches.empty()) throw IoError(io_message(input, no_training_images_message(job, stats.ignored)));
     CodebookOptions co;
     co.codebook_size = K;
     co.bits = o.bits;

@@ -75,3 +75,28 @@ def test_missing_truncated_and_flipped_files(repo_root, tmp_path):
     flipped.write_bytes(bytes(raw))
     with pytest.raises(OSError, match="padding"):
         kuat.KuatArchive(flipped).verify()
+
+
+_NO_TORCH = """
+import sys
+sys.modules["torch"] = None  # as if torch were not installed: find_spec gives None, import fails
+import kuat
+assert sys.modules["torch"] is None, "import kuat imported torch"
+assert not hasattr(kuat, "gpu")
+try:
+    kuat.gpu
+except AttributeError as e:
+    assert "kuat.gpu needs PyTorch" in str(e), e
+else:
+    raise AssertionError("kuat.gpu without torch")
+assert "GPUDecoder" not in kuat.__all__
+print("ok")
+"""
+
+
+def test_import_kuat_without_torch_stays_torch_free():
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _NO_TORCH], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr

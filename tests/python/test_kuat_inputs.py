@@ -56,7 +56,9 @@ def test_header_bomb_is_skipped_by_the_pixel_limit(kuat_cli, tmp_path, side):
     d = bomb_folder(tmp_path, side, side)
     p = run(kuat_cli, "convert", d, tmp_path / "x.kuat", "-f", "images", "--threads", "1", "--codebook-size", "16",
             limit_bytes=3 << 30)
-    assert "bomb.jpg" in p.stderr and "over the limit of 178956970" in p.stderr and "skipped 1" in p.stderr
+    assert "bomb.jpg" in p.stderr and "over the limit of 178956970" in p.stderr
+    # The summary calls an image over the limit refused, not broken.
+    assert "refused 1 input(s) over --max-pixels" in p.stderr and "broken input" not in p.stderr
     assert len(kuat.KuatArchive(tmp_path / "x.kuat")) == 1
     p = run(kuat_cli, "convert", d, tmp_path / "s.kuat", "-f", "images", "--strict", "--codebook-size", "16", expect=1)
     assert "bomb.jpg" in p.stderr and "over the limit" in p.stderr
@@ -71,12 +73,76 @@ def test_max_pixels_option_cli_and_python(kuat_cli, tmp_path):
     Image.new("RGB", (10, 10), (9, 9, 9)).save(d / "small.webp", lossless=True)  # 100 pixels
     p = run(kuat_cli, "convert", d, tmp_path / "a.kuat", "--max-pixels", "100", "--codebook-size", "16")
     assert "big.png" in p.stderr and "20 x 10 = 200 pixels, over the limit of 100" in p.stderr
+    assert "refused 1 input(s) over --max-pixels" in p.stderr and "broken input" not in p.stderr
     stats = kuat.convert_dataset(d, tmp_path / "b.kuat", codebook_size=16, max_pixels=199)
     assert stats["samples"] == 1 and "over the limit of 199" in stats["skipped_reasons"][0]
+    assert stats["skipped"] == 1 and stats["refused"] == 1
     assert kuat.KuatArchive(tmp_path / "b.kuat").metadata["conversion"]["max_pixels"] == 199
-    run(kuat_cli, "convert", d, tmp_path / "c.kuat", "--max-pixels", "0", expect=2)
+    # One message for every bad value: text, negative, zero.
+    for bad in ("abc", "-1", "0"):
+        p = run(kuat_cli, "convert", d, tmp_path / "c.kuat", "--max-pixels", bad, expect=2)
+        assert f"--max-pixels needs a positive integer, got '{bad}'" in p.stderr, p.stderr
     with pytest.raises(ValueError, match="max_pixels"):
         kuat.convert_dataset(d, tmp_path / "c.kuat", max_pixels=0)
+
+
+@needs_image_codecs
+def test_every_image_refused_or_broken_lists_the_reasons(kuat_cli, tmp_path):
+    d = tmp_path / "imgs_flat"
+    d.mkdir()
+    Image.new("RGB", (20, 10), (9, 9, 9)).save(d / "big.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (d / "._big.png").write_bytes(b"\x00\x05\x16\x07AppleDouble junk")
+    p = run(kuat_cli, "convert", d, tmp_path / "a.kuat", "--max-pixels", "100", "--codebook-size", "16", expect=1)
+    err = p.stderr
+    assert "no readable images to train a codebook on" in err
+    assert "none of the 2 input(s) read for it could be used (1 refused over --max-pixels)" in err, err
+    assert "big.png" in err and "over the limit of 100" in err and "broken.png" in err
+    assert "ignored 1 hidden entry: ._big.png" in err
+    assert not (tmp_path / "a.kuat").exists() and leftovers(tmp_path) == []
+    with pytest.raises(OSError, match="broken.png"):
+        kuat.convert_dataset(d, tmp_path / "b.kuat", codebook_size=16, max_pixels=100)
+
+
+@needs_image_codecs
+def test_output_path_is_checked_before_any_work(kuat_cli, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(d / "a.png")
+    (tmp_path / "out.kuat").mkdir()
+    p = run(kuat_cli, "convert", d, tmp_path / "out.kuat", "--codebook-size", "16", expect=1)
+    assert "out.kuat" in p.stderr and "is a directory" in p.stderr and "rename" not in p.stderr, p.stderr
+    assert "codebook" not in p.stdout  # nothing was converted
+    p = run(kuat_cli, "convert", d, tmp_path / "missing" / "o.kuat", "--codebook-size", "16", expect=1)
+    assert "output folder does not exist" in p.stderr
+    with pytest.raises(OSError, match="is a directory"):
+        kuat.convert_dataset(d, tmp_path / "out.kuat", codebook_size=16)
+
+
+@needs_image_codecs
+def test_tiny_archive_says_larger_than_raw(kuat_cli, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(d / "a.png")
+    p = run(kuat_cli, "convert", d, tmp_path / "t.kuat", "--codebook-size", "16")
+    line = [x for x in p.stdout.splitlines() if "raw pixels" in x][0]
+    assert "x larger than raw pixels" in line and "smaller" not in line, line
+    ratio = float(line.split("x larger")[0].rsplit(" ", 1)[1])
+    assert ratio > 1
+
+
+def test_python_errors_name_the_python_arguments(tmp_path):
+    for kwargs, message in (({"bits": 0}, "bits must be between 1 and 8, got 0"),
+                            ({"bits": 9}, "bits must be between 1 and 8, got 9"),
+                            ({"codebook_size": 1}, "codebook_size must be between 2 and 65536, got 1"),
+                            ({"patch": 3}, "patch must be 2 or 4, got 3"),
+                            ({"width": 70000, "height": 8}, "width must be at most 65535"),
+                            ({"iterations": 0}, "iterations must be at least 1"),
+                            ({"shard": "2/1"}, "shard must look like 'i/N'"),
+                            ({"exif_transpose": "yes"}, "exif_transpose must be True or False")):
+        with pytest.raises(ValueError) as e:
+            kuat.convert_dataset(tmp_path / "nope", tmp_path / "o.kuat", **kwargs)
+        assert str(e.value).startswith(message) and "--" not in str(e.value), (kwargs, str(e.value))
 
 
 @needs_image_codecs

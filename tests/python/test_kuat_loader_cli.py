@@ -77,3 +77,14 @@ def _python_env():
     env["PYTHONPATH"] = os.pathsep.join([str(Path(kuat.__file__).resolve().parents[1])]
                                         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
+
+
+def test_benchmark_device_names_a_missing_kuat_python(kuat_cli, tmp_path):
+    import os
+
+    env = dict(os.environ, KUAT_PYTHON=str(tmp_path / "nonexistent"))
+    p = subprocess.run([kuat_cli, "benchmark", str(DATA / "golden_v1_fixed.kuat"), "--device", "cuda"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode != 0
+    assert "KUAT_PYTHON points to a missing file" in p.stderr and "nonexistent" in p.stderr, p.stderr
+    assert "no Python was found beside it" not in p.stderr

@@ -35,6 +35,18 @@ def test_version_and_exports():
     assert gpu.GPUDecoder is kuat.GPUDecoder and gpu.GPUDataset is kuat.GPUDataset
 
 
+def test_kuat_gpu_is_available_after_plain_import():
+    # A fresh interpreter: `import kuat` alone, then the documented module as an attribute.
+    import subprocess
+    import sys
+
+    code = ("import kuat, sys; assert 'kuat.gpu' not in sys.modules; "
+            "print(kuat.gpu.GPUDecoder is kuat.GPUDecoder, kuat.gpu.__name__)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "kuat.gpu"]
+
+
 def test_archive_accessors(archive_file):
     a = KuatArchive(archive_file)
     assert a.len() == len(a) == 21
@@ -122,8 +134,9 @@ def test_gpu_decoder_from_archive_and_bad_inputs(archive_file, device):
         decoder.decode(bad)
     bad = bad.astype(np.int64)
     bad[1, 8] = -3
-    with pytest.raises(ValueError, match="sample 1: patch"):
+    with pytest.raises(ValueError, match=r"sample 1: patch \(1, 1\) has index -3, which is negative") as neg:
         decoder.decode(bad)
+    assert ">= codebook size" not in str(neg.value)
     with pytest.raises(ValueError, match="is on device meta"):
         decoder.decode(torch.zeros((1, 35), dtype=torch.int64, device="meta"))
     with pytest.raises(ValueError, match="integers"):

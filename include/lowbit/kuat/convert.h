@@ -43,6 +43,7 @@ struct ConvertOptions {
 struct ConvertStats {
   std::uint64_t samples = 0;
   std::uint64_t skipped = 0;                 // broken inputs skipped
+  std::uint64_t refused = 0;                 // of `skipped`: images refused as over max_pixels (not broken)
   std::vector<std::string> skipped_reasons;  // one message per skipped input
   std::vector<std::string> ignored;          // hidden entries the folder scan left out (relative paths)
   std::vector<std::string> warnings;         // about the source as a whole (e.g. IDX without labels)
