@@ -48,6 +48,16 @@ class AutoBitModel:
         return model_cls(config, quant_config)
 
     @staticmethod
-    def from_pretrained(path: str):
-        """Not supported (as upstream): load a state dict into ``from_config(...)`` instead."""
-        raise NotImplementedError("AutoBitModel.from_pretrained: build with from_config() and load_state_dict()")
+    def from_pretrained(path: str, **kwargs):
+        """A ``.gguf`` file written by :func:`bitmodels.export_gguf` (or llama.cpp's BitNet
+        converter): the model from :func:`bitmodels.load_gguf` (``kwargs`` go there).
+
+        Other paths raise ``NotImplementedError`` as upstream BitLab does (it has no checkpoint
+        format): build with ``from_config(...)`` and ``load_state_dict(...)`` instead.
+        """
+        if str(path).lower().endswith(".gguf"):
+            from .gguf_io import load_gguf
+
+            return load_gguf(path, **kwargs)
+        raise NotImplementedError(f"AutoBitModel.from_pretrained({str(path)!r}): only .gguf files are read "
+                                  "(bitmodels.load_gguf); otherwise build with from_config() and load_state_dict()")

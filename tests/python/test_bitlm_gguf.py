@@ -257,3 +257,14 @@ def test_export_refuses_what_llama_cpp_cannot_run(tmp_path, config, match):
         export_gguf(BitLM(small()), out, ternary_type="Q4_0")
     with pytest.raises(ValueError, match="BitLM"):
         export_gguf(torch.nn.Linear(2, 2), out)
+
+
+def test_auto_bit_model_from_pretrained_reads_gguf(exported):
+    from bitmodels import AutoBitModel
+
+    model, path = exported
+    loaded = AutoBitModel.from_pretrained(str(path))
+    ids = torch.randint(0, 258, (1, 9))
+    assert torch.equal(loaded(ids), model(ids))
+    with pytest.raises(NotImplementedError, match="only .gguf files"):  # upstream has no checkpoint format
+        AutoBitModel.from_pretrained("checkpoint.pt")
