@@ -14,7 +14,7 @@ except ImportError:  # numpy-only use stays possible
 
 def _contig(arr: Any, dtype: Any = None) -> np.ndarray:
     """C-contiguous without a copy when possible; unlike np.ascontiguousarray, keeps 0-d arrays 0-d."""
-    return np.array(arr, dtype=dtype, order="C", copy=False)
+    return np.asarray(arr, dtype=dtype, order="C")  # numpy 1 and 2 alike: a copy only when needed
 
 
 def is_tensor(x: Any) -> bool:
