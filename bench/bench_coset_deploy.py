@@ -172,10 +172,18 @@ def speed_ggml(lines, w_np, layers, ours):
                          + " | ".join("- | -" for _ in short) + " |")
             continue
         bits, _, t1, t64 = r
-        ratios = " | ".join(f"{t1 / (ours[1][i] * 1e3):.2f}x | {t64 / (ours[64][i] * 1e3):.2f}x" for i in range(len(short)))
-        lines.append(f"| ggml {label} | {bits:.3f} | {t1:.2f} ms | {t64:.2f} ms | {ratios} |")
+
+        def ms(t):
+            return f"{t:.2f} ms" if t == t else "wrong result"
+
+        def ratio(t, o):
+            return f"{t / (o * 1e3):.2f}x" if t == t else "-"
+
+        ratios = " | ".join(f"{ratio(t1, ours[1][i])} | {ratio(t64, ours[64][i])}" for i in range(len(short)))
+        lines.append(f"| ggml {label} | {bits:.3f} | {ms(t1)} | {ms(t64)} | {ratios} |")
     lines += ["", "ggml here: plain `ggml_mul_mat` through `ggml_graph_compute` on a CPU context (activations "
-              "converted to the weight type's dot-product format inside, as in llama.cpp); the CPU backend's "
+              "converted to the weight type's dot-product format inside, as in llama.cpp; each result checked "
+              "against the dequantized weight, \"wrong result\" when off by over 5 %); the CPU backend's "
               "optional repacked layouts (extra buffer types used by llama.cpp's model loader on some CPUs) are "
               "not used.", ""]
 

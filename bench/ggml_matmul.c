@@ -14,6 +14,7 @@
  * where mse is the mean squared error of the dequantized weight and the times are the best CPU time of
  * ggml_mul_mat (weight x float32 activations, one thread; the activations are converted to the type's dot
  * product format inside, as in llama.cpp) over REPEAT1 / REPEAT64 runs; REPEAT 0 skips the timing (prints nan).
+ * Each timed product is first checked against the dequantized weight (nan and a note on stderr when off).
  * A type that needs an importance matrix prints "TYPE skipped requires-imatrix".
  */
 #include <math.h>
@@ -42,9 +43,10 @@ static int type_by_name(const char * name) {
     return -1;
 }
 
-/* Best CPU time (seconds) of out = W x X with X of `batch` float32 columns. */
-static double time_mul_mat(enum ggml_type type, const void * wq, size_t wbytes, int64_t rows, int64_t cols,
-                           int batch, int repeat) {
+/* Best CPU time (seconds) of out = W x X with X of `batch` float32 columns; NAN when the result is off
+ * (relative L2 error above 5 % against the dequantized weight `back` times X in double precision). */
+static double time_mul_mat(enum ggml_type type, const void * wq, size_t wbytes, const float * back, int64_t rows,
+                           int64_t cols, int batch, int repeat) {
     size_t mem = wbytes + (size_t)4 * (size_t)(cols + rows) * (size_t)batch + 16 * ggml_tensor_overhead() +
                  ggml_graph_overhead() + (1u << 20);
     struct ggml_init_params params = {mem, NULL, false};
@@ -64,7 +66,23 @@ static double time_mul_mat(enum ggml_type type, const void * wq, size_t wbytes, 
     struct ggml_cplan plan = ggml_graph_plan(gf, 1, NULL);
     void * work = plan.work_size ? malloc(plan.work_size) : NULL;
     plan.work_data = work;
-    ggml_graph_compute(gf, &plan);  // warm up
+    ggml_graph_compute(gf, &plan);  // warm up, and the result checked below
+    double num = 0.0, den = 0.0;
+    for (int b = 0; b < batch; b++) {
+        for (int64_t r = 0; r < rows; r += 7) {
+            double ref = 0.0;
+            for (int64_t c = 0; c < cols; c++) ref += (double)back[r * cols + c] * (double)xd[b * cols + c];
+            double d = (double)((const float *)out->data)[b * rows + r] - ref;
+            num += d * d;
+            den += ref * ref;
+        }
+    }
+    if (!(num <= 0.0025 * den)) {
+        fprintf(stderr, "%s: mul_mat result off by %.3g (relative L2)\n", ggml_type_name(type), sqrt(num / den));
+        free(work);
+        ggml_free(ctx);
+        return NAN;
+    }
     double best = INFINITY;
     for (int r = 0; r < repeat; r++) {
         double t0 = cpu_seconds();
@@ -123,8 +141,8 @@ int main(int argc, char ** argv) {
             double d = (double)back[i] - (double)w[i];
             err += d * d;
         }
-        double t1 = rep1 > 0 ? time_mul_mat(type, wq, wbytes, rows, cols, 1, rep1) : NAN;
-        double t64 = rep64 > 0 ? time_mul_mat(type, wq, wbytes, rows, cols, 64, rep64) : NAN;
+        double t1 = rep1 > 0 ? time_mul_mat(type, wq, wbytes, back, rows, cols, 1, rep1) : NAN;
+        double t64 = rep64 > 0 ? time_mul_mat(type, wq, wbytes, back, rows, cols, 64, rep64) : NAN;
         printf("%s %.6f %.9g %.6f %.6f\n", argv[a], 8.0 * (double)wbytes / (double)n, err / (double)n, t1 * 1e3,
                t64 * 1e3);
         fflush(stdout);
