@@ -50,13 +50,13 @@ def source_dir() -> Path:
 
 
 def _cmake_build(targets: list[str]) -> Path:
-    """Configure the llama.cpp source into build/ (once) and build `targets` there."""
+    """Configure the llama.cpp source into build/ (again each time: quick once cached, and a configure that
+    failed before is retried) and build `targets` there."""
     build = LLAMA_DIR / "build"
     src = source_dir()
-    if not (build / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
-                        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DGGML_OPENMP=OFF"],
-                       check=True, capture_output=True, timeout=600)
+    subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
+                    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DGGML_OPENMP=OFF"],
+                   check=True, capture_output=True, timeout=600)
     subprocess.run(["cmake", "--build", str(build), "-j", str(CORES), "--target", *targets],
                    check=True, capture_output=True, timeout=3600)
     return build
