@@ -15,7 +15,6 @@ import os
 
 os.environ.setdefault("LOWBIT_NUM_THREADS", "1")  # per-core figures; set before lowbit loads
 
-import gzip  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
@@ -39,7 +38,7 @@ from coset import (D4Lattice, QLinear, QuantizationConfig, QuantizedMatrix, deco
 from coset.lattices import lattice_for  # noqa: E402
 
 QUICK = "--quick" in sys.argv
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+from _fashion import FASHION, load_fashion  # noqa: E402
 
 
 def best_time(fn, repeat=5):
@@ -227,19 +226,6 @@ def section_lut(lines):
               f"| LUT (build included) | {t_lut * 1e3:.1f} | {t_dec / t_lut:.1f}x |", "",
               f"Max relative difference LUT vs decode-then-dot: {err:.1e}.", ""]
 
-
-def load_fashion():
-    def read(name, offset):
-        with gzip.open(FASHION / name, "rb") as f:
-            return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
-
-    xtr = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255.0
-    ytr = read("train-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    xte = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255.0
-    yte = read("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    mean, std = xtr.mean(), xtr.std()
-    return [torch.from_numpy((v - mean) / std) if v.dtype == np.float32 else torch.from_numpy(v)
-            for v in (xtr, ytr, xte, yte)]
 
 
 def mlp(quantized: bool):

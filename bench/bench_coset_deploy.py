@@ -288,23 +288,8 @@ def distortion_ggml(lines, data):
     return got
 
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+from _fashion import FASHION, load_fashion  # noqa: E402
 
-
-def load_fashion():
-    import gzip
-
-    def read(name, offset):
-        with gzip.open(FASHION / name, "rb") as f:
-            return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
-
-    xtr = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255.0
-    ytr = read("train-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    xte = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255.0
-    yte = read("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    mean, std = xtr.mean(), xtr.std()
-    return [torch.from_numpy((v - mean) / std) if v.dtype == np.float32 else torch.from_numpy(v)
-            for v in (xtr, ytr, xte, yte)]
 
 
 def section_mlp(lines):
