@@ -38,6 +38,22 @@ kernels::DecodeFn<float> pick_decode();
 void decode_row_ints(const PackedLinearView& view, std::size_t n, kernels::DecodeFn<float> decode,
                      std::uint8_t* codes, float* values, std::int32_t* w);
 
+// The wide path's row kernel: for each of `rows` int8 activation rows (xq, `cols` = blocks * d apart),
+// the exact int32 block sums I_k = sum_j w[k d + j] xq[k d + j] of one decoded int32 weight row and the
+// epilogue of deploy.h up to the tree: p[k % 16] = fma(s[k], float(I_k), p[k % 16]), halving tree;
+// out[r] = p[0] (the caller multiplies by xs, row_scale, 1/C). One source (deploy_wide_dot.h) for every
+// level: deploy_wide.cpp
+// (scalar twin), deploy_wide_avx2.cpp, deploy_wide_avx512.cpp compile it with their ISA flags (no FP
+// contraction; std::fma is correctly rounded everywhere), so every level gives the same bits.
+using WideDotFn = void (*)(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
+                           std::size_t rows, float* out);
+void wide_dot_scalar(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
+                     std::size_t rows, float* out);
+void wide_dot_avx2(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
+                   std::size_t rows, float* out);
+void wide_dot_avx512(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
+                     std::size_t rows, float* out);
+
 // The wide path (configs whose |w| exceeds the int8 kernels' 63): packed_linear and packed_decode with
 // int32 weights and exact int32 block sums, the same activation rule and float epilogue order.
 void packed_linear_wide(const PackedLinearView& w, const float* x, std::size_t batch, float* y);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "deploy_generic.h"
+#include "deploy_wide_dot.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/simd.h"
 #include "lowbit/core/thread_pool.h"
@@ -17,7 +18,6 @@ namespace lowbit::coset::generic {
 namespace {
 
 constexpr std::size_t kMinWeightsPerChunk = std::size_t{1} << 16;
-constexpr std::size_t kLanes = 16;  // the epilogue's partial sums (deploy.h)
 
 // One row's decode: integer weights and block scales.
 struct WideRow {
@@ -96,22 +96,17 @@ void packed_linear_wide(const PackedLinearView& w, const float* x, std::size_t b
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
   const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
   const kernels::DecodeFn<float> decode = pick_decode();
+  static constexpr KernelSet<WideDotFn> kDot{wide_dot_scalar, LOWBIT_AVX2_FN(wide_dot_avx2),
+                                             LOWBIT_AVX512_FN(wide_dot_avx512)};
+  const WideDotFn dot = kDot.pick();
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     WideRow row(w, decode);
+    std::vector<float> sums(batch);
     for (std::size_t n = n0; n < n1; ++n) {
       row.decode(n);  // once per weight row, shared by every input row
+      dot(d, row.w.data(), row.s.data(), xq.data(), w.blocks, batch, sums.data());
       for (std::size_t m = 0; m < batch; ++m) {
-        const std::int8_t* a = xq.data() + m * cols;
-        float p[kLanes] = {};
-        for (std::size_t k = 0; k < w.blocks; ++k) {
-          // |I| <= 8 * 127 * deploy_weight_bound < 2^31 (require_deployable): exact in int32.
-          std::int32_t acc = 0;
-          for (int j = 0; j < d; ++j) acc += row.w[k * d + j] * static_cast<std::int32_t>(a[k * d + j]);
-          p[k % kLanes] = std::fma(row.s[k], static_cast<float>(acc), p[k % kLanes]);
-        }
-        for (std::size_t h = kLanes / 2; h >= 1; h /= 2)
-          for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-        float v = p[0] * xs[m];
+        float v = sums[m] * xs[m];
         v = v * w.row_scale[n];
         v = v * inv_c;
         if (w.bias) v = v + w.bias[n];
@@ -131,6 +126,11 @@ void packed_decode_wide(const PackedLinearView& w, float* out) {
     for (std::size_t i = 0; i < cols; ++i)
       out[n * cols + i] = ((w.row_scale[n] * row.s[i / d]) * static_cast<float>(row.w[i])) * inv_c;
   }
+}
+
+void wide_dot_scalar(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
+                     std::size_t rows, float* out) {
+  wide_dot_dispatch(d, w, s, xq, blocks, rows, out);
 }
 
 }  // namespace lowbit::coset::generic
