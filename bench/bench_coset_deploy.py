@@ -17,9 +17,11 @@ One run, one thread, the same data for every contender:
   quantization, and the relative MSE of its trained weights under our formats, the gguf package's Q4_0 /
   MXFP4 and ggml's IQ4_NL / IQ4_XS / Q4_K (every stored bit counted, padding included).
 
-    PYTHONPATH=python .venv/bin/python bench/bench_coset_deploy.py [--quick] [--speed] [--rd] [--mlp] [--no-llama-cpp]
+    PYTHONPATH=python .venv/bin/python bench/bench_coset_deploy.py [--quick] [--speed] [--rd] [--mlp] [--other]
+        [--no-llama-cpp]
 
-(--speed, --rd, --mlp choose sections; none: all of them.)
+(--speed, --rd, --mlp, --other choose sections; none: the first three. --other: the speed of deployable formats off
+the two fast paths: q not a power of two, |w| > 63 on the wide int32 path.)
 """
 
 from __future__ import annotations
@@ -167,6 +169,43 @@ def section_speed(lines):
         lines.append(f"| {label} | {mem:,} | 1/{4 * N * N / mem:.2f} | {layer.bits_per_weight():.3f} |")
     lines.append("")
     speed_ggml(lines, w_np, layers, ours)
+
+
+# Deployable formats off the two fast paths: (label, lattice, q, M); --other only.
+OTHER_FORMATS = (("E8 q=4 M=2 (int8, HNLQ decode)", "E8", 4, 2), ("D4 q=3 M=2 (int8, 2-bit codes)", "D4", 3, 2),
+                 ("E8 q=6 M=1 (int8, 3-bit codes)", "E8", 6, 1), ("D4 q=4 M=4 (wide int32, w up to 340)", "D4", 4, 4),
+                 ("E8 q=16 M=2 (wide int32, w up to 544)", "E8", 16, 2))
+
+
+def section_other(lines):
+    """Every other config has a deployed form on slower paths (docs/coset.md): their speed next to
+    F.linear and the fast E8 q=16 M=1 on the same weight, one thread, CPU time."""
+    torch.set_num_threads(1)
+    n = 1024
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(n, n, generator=g) / math.sqrt(n)
+    layers = [("E8 q=16 M=1 (fast path)", PackedLinear.from_weight(w, None, deployable_config("E8", 16, 1),
+                                                                    row_scale="rms"))]
+    for label, lattice, q, m in OTHER_FORMATS:
+        cfg = QuantizationConfig(lattice_type=lattice, q=q, M=m, beta=3.3 / q ** m, alpha=0.25,
+                                 max_scaling_iterations=15)
+        layers.append((label, PackedLinear.from_weight(w, None, cfg, row_scale="rms")))
+    lines += [f"### Other deployable formats (slower paths), {n} x {n} layer, one thread (CPU time, best of "
+              "several; ratio = F.linear time / ours, > 1 means ours is faster)", "",
+              "| format | bits/weight | batch 1 | vs F.linear | batch 64 | vs F.linear |", "|---|---:|---:|---:|---:|---:|"]
+    cells = {label: [] for label, _ in layers}
+    t_ref = {}
+    for batch in (1, 64):
+        x = torch.randn(batch, n, generator=g)
+        repeat = 10 if batch == 1 else 3
+        t_ref[batch] = best_time(lambda: F.linear(x, w), repeat)
+        for label, layer in layers:
+            t = best_time(lambda layer=layer: layer(x), repeat)
+            cells[label].append(f"{t * 1e3:.2f} ms | {t_ref[batch] / t:.2f}x")
+    lines.append(f"| torch F.linear (float32) | 32 | {t_ref[1] * 1e3:.2f} ms | 1 | {t_ref[64] * 1e3:.2f} ms | 1 |")
+    for label, layer in layers:
+        lines.append(f"| {label} | {layer.bits_per_weight():.3f} | " + " | ".join(cells[label]) + " |")
+    lines.append("")
 
 
 def speed_ggml(lines, w_np, layers, ours):
@@ -521,7 +560,7 @@ def main() -> int:
              f"Command: `python bench/bench_coset_deploy.py{' --quick' if QUICK else ''}`; one thread for torch, "
              "BLAS and lowbit. Ours: int8 activations (one scale per row), lattice codes decoded per row in "
              "registers / through tables, exact integer block sums, float epilogue (docs/coset.md).", ""]
-    chosen = {a for a in ("--speed", "--rd", "--mlp") if a in sys.argv} or {"--speed", "--rd", "--mlp"}
+    chosen = {a for a in ("--speed", "--rd", "--mlp", "--other") if a in sys.argv} or {"--speed", "--rd", "--mlp"}
     if "--speed" in chosen:
         section_speed(lines)
     if "--rd" in chosen:
@@ -529,6 +568,8 @@ def main() -> int:
     if "--mlp" in chosen:
         section_mlp(lines)
         section_mlp_weights(lines)
+    if "--other" in chosen:
+        section_other(lines)
     print("\n".join(lines))
     return 0
 

@@ -62,3 +62,19 @@ def test_quick_mlp_weight_distortion(repo_root, tmp_path):
         assert len(q4) == 2  # row-padded and straight-through layouts
         assert float(q4[0].split(" | ")[-2]) > 4.5  # 784-wide rows padded to 800: the padding is counted
         assert "- whole model: Coset E8 " in out and "target (lower error at equal or fewer bits)" in out
+
+
+def test_other_formats_section(repo_root, tmp_path):
+    """--other: the deployable formats off the fast paths (q not a power of two, the wide int32 path) run and
+    get a speed row each, and nothing else runs."""
+    env = dict(os.environ, LOWBIT_LLAMA_CPP_DIR=str(tmp_path / "llama"))
+    proc = subprocess.run([sys.executable, str(repo_root / "bench" / "bench_coset_deploy.py"), "--other"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "### Other deployable formats (slower paths)" in out and "### Speed" not in out
+    for label in ("D4 q=3 M=2 (int8, 2-bit codes)", "E8 q=6 M=1 (int8, 3-bit codes)",
+                  "D4 q=4 M=4 (wide int32, w up to 340)", "E8 q=16 M=2 (wide int32, w up to 544)"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
+        assert len(row.split(" | ")) == 6 and row.count(" ms") == 2
+    assert not (tmp_path / "llama").exists()
