@@ -2,16 +2,18 @@
 
 The packed form of a weight ``W`` (out x in) is documented in docs/coset.md ("Deployed layers"):
 ``in`` is zero-padded to ``blocks * d``; each block of d weights holds M levels of d codes of
-``ceil(log2(q))`` bits (any q in [2, 16]); every block has a scaling count T (its gain step, entropy-coded in the state
-dict, one nibble in memory); every row has a float32 scale. ``state_dict()`` holds exactly that
-(``codes``, ``t_code``, ``t_lengths``, ``row_scale``, ``bias`` and the config as extra state);
-loading it into a fresh ``PackedLinear`` of the same shape reproduces the outputs bit for bit.
+``ceil(log2(q))`` bits (any q in [2, 16]; codes >= q are invalid); every block has a scaling count
+T (its gain step, entropy-coded in the state dict, one nibble in memory); every row has a float32
+scale. ``state_dict()`` holds exactly that (``codes``, ``t_code``, ``t_lengths``, ``row_scale``,
+``bias`` and the config as extra state); loading it into a fresh ``PackedLinear`` of the same shape
+reproduces the outputs bit for bit.
 
 CPU tensors run the C++ kernels (lowbit._native.coset_deploy: AVX-512 / AVX2 / scalar, chosen at
 run time, threads over rows; configs whose integer decode exceeds the int8 kernels' 63, such as
-D4 q=4 M=4, take a slower scalar int32 path with the same arithmetic). Other devices, or ``lowbit.backend("torch")``, run a pure-PyTorch
-twin that decodes the blocks with torch ops (same closest-point rule, exact integers) and agrees
-with the kernels within :data:`TORCH_PATH_RTOL` of the sum of magnitudes.
+D4 q=4 M=4, take a slower int32 path with the same arithmetic). Other devices, or
+``lowbit.backend("torch")``, run a pure-PyTorch twin that decodes the blocks with torch ops (same
+closest-point rule, exact integers) and agrees with the kernels within :data:`TORCH_PATH_RTOL` of the
+sum of magnitudes.
 """
 
 from __future__ import annotations
