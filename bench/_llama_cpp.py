@@ -5,13 +5,15 @@ The PyPI llama-cpp-python sdist (its vendored llama.cpp) is downloaded into $LOW
 
 * build_llama_cpp(): llama-simple and llama-bench into build/, for bench_bitlm.py;
 * build_ggml_harness(): only ggml's CPU library (targets ggml-base, ggml-cpu) in the same build/, plus
-  our harness bench/ggml_matmul.c compiled against it into build/, for bench_coset_deploy.py.
+  our harness bench/ggml_matmul.c compiled against it into build/lowbit_ggml_matmul-<hash of its source>,
+  for bench_coset_deploy.py.
 
 Any failure raises; the callers turn it into a "skipped: <reason>" row with skip_reason().
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -91,15 +93,21 @@ def build_ggml_harness() -> Path:
         libs = _ggml_libs(build)
         if not libs:
             raise RuntimeError(f"no libggml-cpu / libggml-base under {build} after the build")
-    exe = build / "lowbit_ggml_matmul"
+    # One executable per version of the harness source, compiled under a temporary name and renamed into
+    # place: benches of other checkouts sharing this cache never run a half-written or different harness.
+    source = BENCH / "ggml_matmul.c"
+    exe = build / f"lowbit_ggml_matmul-{hashlib.sha1(source.read_bytes()).hexdigest()[:12]}"
+    if exe.exists():
+        return exe
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         raise RuntimeError("no C compiler (cc, gcc, clang) for the ggml harness")
     dirs = sorted({str(lib.parent) for lib in libs})
-    subprocess.run([cc, "-O2", "-o", str(exe), str(BENCH / "ggml_matmul.c"), "-I",
-                    str(source_dir() / "ggml" / "include"),
+    tmp = exe.with_name(f"{exe.name}.{os.getpid()}.tmp")
+    subprocess.run([cc, "-O2", "-o", str(tmp), str(source), "-I", str(source_dir() / "ggml" / "include"),
                     *[f"-L{d}" for d in dirs], *[f"-Wl,-rpath,{d}" for d in dirs], "-lggml-cpu", "-lggml-base",
                     "-lstdc++", "-lpthread", "-lm"], check=True, capture_output=True, timeout=300)
+    os.replace(tmp, exe)
     return exe
 
 

@@ -13,7 +13,15 @@ One run, one thread, the same data for every contender:
   sdist outside our tree (bench/_llama_cpp.py); IQ4_XS / Q4_K distortion comes from that build too (the
   PyPI gguf package has no reference quantizer for them). Any failure is a "skipped: <reason>" row.
 
-    PYTHONPATH=python .venv/bin/python bench/bench_coset_deploy.py [--quick] [--speed | --rd] [--no-llama-cpp]
+* the demo's MLP (784-256-10 on Fashion-MNIST, trained here): test accuracy after post-training
+  quantization, and the relative MSE of its trained weights under our formats, the gguf package's Q4_0 /
+  MXFP4 and ggml's IQ4_NL / IQ4_XS / Q4_K (every stored bit counted, padding included).
+
+    PYTHONPATH=python .venv/bin/python bench/bench_coset_deploy.py [--quick] [--speed] [--rd] [--mlp] [--other]
+        [--no-llama-cpp]
+
+(--speed, --rd, --mlp, --other choose sections; none: the first three. --other: the speed of deployable formats off
+the two fast paths: q not a power of two, |w| > 63 on the wide int32 path.)
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import os
 for _var in ("LOWBIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one thread everywhere; set before the libraries load
 
+import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -67,14 +76,18 @@ def ggml_harness():
     return _GGML.get("exe"), _GGML.get("skip", "")
 
 
-def ggml_run(exe, w: np.ndarray, types, repeat1=0, repeat64=0):
-    """{type name: (bits/weight, mse, ms batch 1, ms batch 64)} from the harness on the weight `w`."""
+def ggml_run(exe, w: np.ndarray, types, repeat1=0, repeat64=0, dump_dir=None):
+    """{type name: (bits/weight, mse, ms batch 1, ms batch 64)} from the harness on the weight `w` (or the
+    harness's skip reason for that type); with `dump_dir`, the harness also writes each type's dequantized
+    weight to dump_dir/<type>.f32."""
+    env = dict(os.environ, GGML_N_THREADS="1")
+    if dump_dir is not None:
+        env["LOWBIT_GGML_DUMP_DIR"] = str(dump_dir)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "w.f32"
         np.ascontiguousarray(w, dtype=np.float32).tofile(path)
         proc = subprocess.run([str(exe), str(path), str(w.shape[0]), str(w.shape[1]), str(repeat1), str(repeat64),
-                               *types], check=True, capture_output=True, text=True, timeout=1800,
-                              env=dict(os.environ, GGML_N_THREADS="1"))
+                               *types], check=True, capture_output=True, text=True, timeout=1800, env=env)
     out = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -82,6 +95,18 @@ def ggml_run(exe, w: np.ndarray, types, repeat1=0, repeat64=0):
             out[parts[0]] = tuple(float(v) for v in parts[1:])
         elif len(parts) >= 3 and parts[1] == "skipped":
             out[parts[0]] = parts[2]
+    return out
+
+
+def ggml_dequantize(exe, w: np.ndarray, types):
+    """{type name: (bits per stored weight of `w`, ggml's dequantized `w`)} (or the skip reason for a type)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        res = ggml_run(exe, w, types, dump_dir=tmp)
+        out = {}
+        for name in types:
+            r = res.get(name, "no output")
+            out[name] = r if not isinstance(r, tuple) else (
+                r[0], np.fromfile(Path(tmp) / f"{name}.f32", dtype=np.float32).reshape(w.shape))
     return out
 
 
@@ -144,6 +169,43 @@ def section_speed(lines):
         lines.append(f"| {label} | {mem:,} | 1/{4 * N * N / mem:.2f} | {layer.bits_per_weight():.3f} |")
     lines.append("")
     speed_ggml(lines, w_np, layers, ours)
+
+
+# Deployable formats off the two fast paths: (label, lattice, q, M); --other only.
+OTHER_FORMATS = (("E8 q=4 M=2 (int8, HNLQ decode)", "E8", 4, 2), ("D4 q=3 M=2 (int8, 2-bit codes)", "D4", 3, 2),
+                 ("E8 q=6 M=1 (int8, 3-bit codes)", "E8", 6, 1), ("D4 q=4 M=4 (wide int32, w up to 340)", "D4", 4, 4),
+                 ("E8 q=16 M=2 (wide int32, w up to 544)", "E8", 16, 2))
+
+
+def section_other(lines):
+    """Every other config has a deployed form on slower paths (docs/coset.md): their speed next to
+    F.linear and the fast E8 q=16 M=1 on the same weight, one thread, CPU time."""
+    torch.set_num_threads(1)
+    n = 1024
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(n, n, generator=g) / math.sqrt(n)
+    layers = [("E8 q=16 M=1 (fast path)", PackedLinear.from_weight(w, None, deployable_config("E8", 16, 1),
+                                                                    row_scale="rms"))]
+    for label, lattice, q, m in OTHER_FORMATS:
+        cfg = QuantizationConfig(lattice_type=lattice, q=q, M=m, beta=3.3 / q ** m, alpha=0.25,
+                                 max_scaling_iterations=15)
+        layers.append((label, PackedLinear.from_weight(w, None, cfg, row_scale="rms")))
+    lines += [f"### Other deployable formats (slower paths), {n} x {n} layer, one thread (CPU time, best of "
+              "several; ratio = F.linear time / ours, > 1 means ours is faster)", "",
+              "| format | bits/weight | batch 1 | vs F.linear | batch 64 | vs F.linear |", "|---|---:|---:|---:|---:|---:|"]
+    cells = {label: [] for label, _ in layers}
+    t_ref = {}
+    for batch in (1, 64):
+        x = torch.randn(batch, n, generator=g)
+        repeat = 10 if batch == 1 else 3
+        t_ref[batch] = best_time(lambda: F.linear(x, w), repeat)
+        for label, layer in layers:
+            t = best_time(lambda layer=layer: layer(x), repeat)
+            cells[label].append(f"{t * 1e3:.2f} ms | {t_ref[batch] / t:.2f}x")
+    lines.append(f"| torch F.linear (float32) | 32 | {t_ref[1] * 1e3:.2f} ms | 1 | {t_ref[64] * 1e3:.2f} ms | 1 |")
+    for label, layer in layers:
+        lines.append(f"| {label} | {layer.bits_per_weight():.3f} | " + " | ".join(cells[label]) + " |")
+    lines.append("")
 
 
 def speed_ggml(lines, w_np, layers, ours):
@@ -290,6 +352,35 @@ def distortion_ggml(lines, data):
 
 from _fashion import FASHION, load_fashion  # noqa: E402
 
+_MLP = {}  # the trained demo MLP, once per run
+
+
+def demo_mlp():
+    """The demo's float32 MLP (784-256-10, examples/demo.py) trained deterministically on Fashion-MNIST
+    (seed 0, Adam 1e-3, batch 128; 1 epoch with --quick, else 2): ``(model, epochs, x_test, y_test)``,
+    or None when the data set is not installed. Trained once per run, shared by the MLP sections."""
+    if "model" not in _MLP:
+        if not FASHION.exists():
+            _MLP["model"] = None
+            return None
+        xtr, ytr, xte, yte = load_fashion()
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(0)
+        epochs = 1 if QUICK else 2
+        for _ in range(epochs):
+            perm = torch.randperm(len(xtr), generator=gen)
+            for i in range(0, len(xtr), 128):
+                idx = perm[i:i + 128]
+                loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        _MLP.update(model=model, epochs=epochs, xte=xte, yte=yte)
+    if _MLP["model"] is None:
+        return None
+    return _MLP["model"], _MLP["epochs"], _MLP["xte"], _MLP["yte"]
 
 
 def section_mlp(lines):
@@ -298,23 +389,11 @@ def section_mlp(lines):
 
     from coset import deploy_model, quantize_model
 
-    if not FASHION.exists():
+    trained = demo_mlp()
+    if trained is None:
         lines += ["### Post-training quantization of the demo MLP", "", f"Skipped: {FASHION} not found.", ""]
         return
-    xtr, ytr, xte, yte = load_fashion()
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    epochs = 1 if QUICK else 2
-    for _ in range(epochs):
-        perm = torch.randperm(len(xtr), generator=gen)
-        for i in range(0, len(xtr), 128):
-            idx = perm[i:i + 128]
-            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    model, epochs, xte, yte = trained
 
     def accuracy(m):
         with torch.no_grad():
@@ -336,17 +415,161 @@ def section_mlp(lines):
     lines.append("")
 
 
+# ggml formats quantized by the llama.cpp build for the MLP's weights: (label, ggml type name, block size).
+MLP_GGML = (("IQ4_NL", "iq4_nl", 32), ("IQ4_XS", "iq4_xs", 256), ("Q4_K", "q4_K", 256))
+MLP_GGUF = (("Q4_0", 32), ("MXFP4", 32))  # the gguf package's reference quantizers used on the MLP
+
+
+def _pad_cols(w: np.ndarray, multiple: int) -> np.ndarray:
+    pad = -w.shape[1] % multiple
+    return np.pad(w, ((0, 0), (0, pad))) if pad else w
+
+
+def _flat_rows(w: np.ndarray, multiple: int):
+    """`w` as rows of 256 values read straight through its row-major storage (blocks run across row
+    ends), or None when its size is not a multiple of 256 (and of the block size)."""
+    return w.reshape(-1, 256) if w.size % 256 == 0 and 256 % multiple == 0 else None
+
+
+def mlp_weight_errors(weights):
+    """{(format label, layout): [per layer (squared error, squared norm, stored bits) or None] or a skip
+    reason}, every format applied to each weight (out x in float32) of `weights` separately."""
+    results = {}
+    for label, cfg, rs in formats() + [("D4 q=4 M=2 (tuned, T entropy-coded)", deployable_config("D4", 4, 2), "rms")]:
+        per = []
+        for w in weights:
+            layer = PackedLinear.from_weight(torch.from_numpy(w), None, cfg, row_scale=rs)
+            w_hat = layer.decoded_weight().numpy()
+            per.append((float(((w_hat - w) ** 2).sum()), float((w * w).sum()), layer.bits_per_weight() * w.size))
+        results[(f"Coset {label}", "rows as they are (784 = 98 E8 / 196 D4 blocks)")] = per
+    layouts = (("rows zero-padded to a multiple of the block", _pad_cols),
+               ("blocks across row ends (storage only, no mat-mul layout)", _flat_rows))
+    quantizers, why = gguf_quantizers()
+    gguf_types = {name: (qt, quants) for name, qt, quants in (quantizers or [])}
+    for name, block in MLP_GGUF:
+        for layout, arrange in layouts:
+            key = (f"GGUF {name} (gguf.quants reference)", layout)
+            if name not in gguf_types:
+                results[key] = why or f"no {name} in the gguf package"
+                continue
+            qt, quants = gguf_types[name]
+            per = []
+            for w in weights:
+                x = arrange(w, block)
+                if x is None:
+                    per.append(None)
+                    continue
+                q = quants.quantize(x, qt)
+                x_hat = quants.dequantize(q, qt).reshape(x.shape)
+                w_hat = x_hat[:, : w.shape[1]] if arrange is _pad_cols else x_hat.reshape(w.shape)
+                per.append((float(((w_hat - w) ** 2).sum()), float((w * w).sum()), 8.0 * q.nbytes))
+            results[key] = per
+    exe, why = ggml_harness()
+    for label, name, block in MLP_GGML:
+        for layout, arrange in layouts:
+            key = (f"ggml {label} (llama.cpp build, no imatrix)", layout)
+            if exe is None:
+                results[key] = why
+                continue
+            per = []
+            try:
+                for w in weights:
+                    x = arrange(w, block)
+                    if x is None:
+                        per.append(None)
+                        continue
+                    r = ggml_dequantize(exe, x, [name])[name]
+                    if not isinstance(r, tuple):
+                        raise RuntimeError(f"ggml skipped {name}: {r}")
+                    bits, x_hat = r
+                    w_hat = x_hat[:, : w.shape[1]] if arrange is _pad_cols else x_hat.reshape(w.shape)
+                    per.append((float(((w_hat - w) ** 2).sum()), float((w * w).sum()), bits * x.size))
+            except Exception as e:  # noqa: BLE001 - a failed ggml call is a skip with its reason
+                results[key] = _llama_cpp.skip_reason(e)
+                continue
+            results[key] = per
+    return results
+
+
+def section_mlp_weights(lines):
+    """Relative MSE ||W - W^||^2 / ||W||^2 of the demo MLP's trained weights, per layer and for the whole
+    model, for our deployed formats and llama.cpp's 4-bit formats, every stored bit counted."""
+    trained = demo_mlp()
+    title = "### Distortion on the demo MLP's trained weights"
+    if trained is None:
+        lines += [title, "", f"Skipped: {FASHION} not found.", ""]
+        return
+    model, epochs = trained[0], trained[1]
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    weights = [m.weight.detach().numpy().astype(np.float32) for m in linears]
+    names = [f"fc{i + 1} ({w.shape[0]} x {w.shape[1]})" for i, w in enumerate(weights)]
+    results = mlp_weight_errors(weights)
+    lines += [f"{title} (784-256-10 float32 MLP, Fashion-MNIST, {epochs} epoch(s) Adam; relative MSE "
+              "= ||W - W^||^2 / ||W||^2, lower is better; bits/weight = every stored bit of the layer / its real "
+              "weights, padding included)", "",
+              "| format | layout | " + " | ".join(f"{n} bits/weight | {n} rel. MSE" for n in names)
+              + " | model bits/weight | model rel. MSE |",
+              "|---|---|" + "---:|---:|" * (len(names) + 1)]
+    summary = {}
+    for (label, layout), per in results.items():
+        if not isinstance(per, list):
+            lines.append(f"| {label} (skipped: {per.replace('|', '/')}) | {layout} | "
+                         + " | ".join("- | -" for _ in range(len(names) + 1)) + " |")
+            continue
+        cells = []
+        for r, w in zip(per, weights):
+            cells.append("- | -" if r is None else f"{r[2] / w.size:.3f} | {r[0] / r[1]:.5f}")
+        if all(r is not None for r in per):
+            err, norm, bits = (sum(r[i] for r in per) for i in range(3))
+            total = (bits / sum(w.size for w in weights), err / norm)
+            cells.append(f"{total[0]:.3f} | {total[1]:.5f}")
+        else:
+            total = None
+            cells.append("- | -")
+        summary[(label, layout)] = [None if r is None else (r[2] / w.size, r[0] / r[1]) for r, w in zip(per, weights)]
+        summary[(label, layout)].append(total)
+        lines.append(f"| {label} | {layout} | " + " | ".join(cells) + " |")
+    lines.append("")
+    e8 = next(k for k in summary if k[0].startswith("Coset E8"))
+    for (label, layout), per in summary.items():
+        if not (label.startswith("GGUF Q4_0") or label.startswith("ggml IQ4_NL")):
+            continue
+        for i, part in enumerate(names + ["whole model"]):
+            ours, theirs = summary[e8][i], per[i]
+            if ours is None or theirs is None:
+                continue
+            holds = ours[1] < theirs[1] and ours[0] <= theirs[0] + 1e-9
+            short = "padded rows" if layout.startswith("rows zero-padded") else "blocks across rows"
+            lines.append(f"- {part}: Coset E8 {ours[1]:.5f} at {ours[0]:.3f} bits/weight vs {label.split(' (')[0]} "
+                         f"({short}) {theirs[1]:.5f} at {theirs[0]:.3f}: relative MSE x{ours[1] / theirs[1]:.2f}; "
+                         f"target (lower error at equal or fewer bits) {'holds' if holds else 'does NOT hold'}.")
+    config_bytes = len(json.dumps(PackedLinear(8, 1, formats()[0][1]).get_extra_state()).encode())
+    lines += ["", "Coset bits/weight are `PackedLinear.bits_per_weight()`: codes, T's Huffman stream and lengths, "
+              f"the float32 row scales and the config's JSON (about {config_bytes} bytes per layer: "
+              f"{8 * config_bytes / weights[-1].size:.2f} bits/weight on the last layer's {weights[-1].size:,} "
+              "weights; the ggml / GGUF rows count their block bytes only, not a GGUF file's per-tensor header). "
+              "The ggml formats need rows that are a multiple of "
+              "their block (IQ4_NL, Q4_0, MXFP4: 32; IQ4_XS, Q4_K: 256): with 784-wide rows each row is "
+              "zero-padded (to 800 or 1024) and the padded blocks are counted; the second layout reads the "
+              "weight's storage straight through in rows of 256 (no padding, but blocks span two rows, which no "
+              "mat-mul can use) as the formats' best case. Errors are measured on the real weights only.", ""]
+
+
 def main() -> int:
     lines = ["## Coset: deployed lattice-quantized layers", "",
              f"Command: `python bench/bench_coset_deploy.py{' --quick' if QUICK else ''}`; one thread for torch, "
              "BLAS and lowbit. Ours: int8 activations (one scale per row), lattice codes decoded per row in "
              "registers / through tables, exact integer block sums, float epilogue (docs/coset.md).", ""]
-    if "--rd" not in sys.argv:
+    chosen = {a for a in ("--speed", "--rd", "--mlp", "--other") if a in sys.argv} or {"--speed", "--rd", "--mlp"}
+    if "--speed" in chosen:
         section_speed(lines)
-    if "--speed" not in sys.argv:
+    if "--rd" in chosen:
         section_distortion(lines)
-    if "--speed" not in sys.argv and "--rd" not in sys.argv:
+    if "--mlp" in chosen:
         section_mlp(lines)
+        section_mlp_weights(lines)
+    if "--other" in chosen:
+        section_other(lines)
     print("\n".join(lines))
     return 0
 

@@ -16,6 +16,9 @@
  * product format inside, as in llama.cpp) over REPEAT1 / REPEAT64 runs; REPEAT 0 skips the timing (prints nan).
  * Each timed product is first checked against the dequantized weight (nan and a note on stderr when off).
  * A type that needs an importance matrix prints "TYPE skipped requires-imatrix".
+ * With LOWBIT_GGML_DUMP_DIR set, the dequantized weight of each TYPE is also written (ROWS x COLS float32,
+ * row major) to $LOWBIT_GGML_DUMP_DIR/TYPE.f32, so that the caller can measure the error on part of it
+ * (e.g. without the zero padding it added to make COLS a multiple of the type's block size).
  */
 #include <math.h>
 #include <stdint.h>
@@ -135,6 +138,17 @@ int main(int argc, char ** argv) {
             memcpy(back, wq, wbytes);
         } else {
             tr->to_float(wq, back, (int64_t)n);
+        }
+        const char * dump_dir = getenv("LOWBIT_GGML_DUMP_DIR");
+        if (dump_dir && *dump_dir) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s.f32", dump_dir, argv[a]);
+            FILE * g = fopen(path, "wb");
+            if (!g || fwrite(back, sizeof(float), n, g) != n) {
+                fprintf(stderr, "cannot write %zu floats to %s\n", n, path);
+                return 2;
+            }
+            fclose(g);
         }
         double err = 0.0;
         for (size_t i = 0; i < n; i++) {

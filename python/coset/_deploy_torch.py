@@ -8,20 +8,26 @@ identical to the C++ decode.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .config import QuantizationConfig
 
 
+def code_bits(q: int) -> int:
+    """Bits of one stored code: ceil(log2 q) (deploy_code_bits of include/lowbit/coset/deploy.h)."""
+    return (int(q) - 1).bit_length()
+
+
 def unpack_codes(codes: torch.Tensor, blocks: int, config: QuantizationConfig) -> torch.Tensor:
-    """(rows, row_bytes) uint8 -> (rows, blocks, M, d) int64 codes (LSB-first, log2(q) bits each)."""
-    bits = int(round(math.log2(config.q)))
-    shifts = torch.arange(0, 8, bits, device=codes.device, dtype=torch.int32)
-    vals = (codes.to(torch.int32)[..., None] >> shifts) & (config.q - 1)
+    """(rows, row_bytes) uint8 -> (rows, blocks, M, d) int64 codes: code i of a row at bit i * b, b =
+    ceil(log2 q), LSB first (a 3-bit code may straddle two bytes). Values are not range-checked here."""
+    bits = code_bits(config.q)
     n = blocks * config.M * config.d
-    return vals.reshape(codes.shape[0], -1)[:, :n].reshape(codes.shape[0], blocks, config.M, config.d).long()
+    bit = torch.arange(n, device=codes.device, dtype=torch.int64) * bits
+    padded = torch.nn.functional.pad(codes.to(torch.int32), (0, 1))  # a zero byte past the row end
+    window = padded[:, bit // 8] | (padded[:, bit // 8 + 1] << 8)
+    vals = (window >> (bit % 8).to(torch.int32)) & ((1 << bits) - 1)
+    return vals.reshape(codes.shape[0], blocks, config.M, config.d).long()
 
 
 def unpack_nibbles(nibbles: torch.Tensor, blocks: int) -> torch.Tensor:
@@ -60,7 +66,9 @@ def scale_table(config: QuantizationConfig, device) -> torch.Tensor:
 
 
 def _round(v: torch.Tensor, div: float):
-    r = torch.floor((v + div / 2) / div)  # ties up; div is a power of two, so this is exact
+    # Ties up. Exact for any div: v is an integer (|v| < 2^21), so the true quotient is either an
+    # integer (then float division returns it exactly) or at least 1 / (2 div) away from one.
+    r = torch.floor((v + div / 2) / div)
     return r, v - div * r
 
 

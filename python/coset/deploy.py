@@ -2,22 +2,24 @@
 
 The packed form of a weight ``W`` (out x in) is documented in docs/coset.md ("Deployed layers"):
 ``in`` is zero-padded to ``blocks * d``; each block of d weights holds M levels of d codes of
-``log2(q)`` bits; every block has a scaling count T (its gain step, entropy-coded in the state
-dict, one nibble in memory); every row has a float32 scale. ``state_dict()`` holds exactly that
-(``codes``, ``t_code``, ``t_lengths``, ``row_scale``, ``bias`` and the config as extra state);
-loading it into a fresh ``PackedLinear`` of the same shape reproduces the outputs bit for bit.
+``ceil(log2(q))`` bits (any q in [2, 16]; codes >= q are invalid); every block has a scaling count
+T (its gain step, entropy-coded in the state dict, one nibble in memory); every row has a float32
+scale. ``state_dict()`` holds exactly that (``codes``, ``t_code``, ``t_lengths``, ``row_scale``,
+``bias`` and the config as extra state); loading it into a fresh ``PackedLinear`` of the same shape
+reproduces the outputs bit for bit.
 
 CPU tensors run the C++ kernels (lowbit._native.coset_deploy: AVX-512 / AVX2 / scalar, chosen at
-run time, threads over rows). Other devices, or ``lowbit.backend("torch")``, run a pure-PyTorch
-twin that decodes the blocks with torch ops (same closest-point rule, exact integers) and agrees
-with the kernels within :data:`TORCH_PATH_RTOL` of the sum of magnitudes.
+run time, threads over rows; configs whose integer decode exceeds the int8 kernels' 63, such as
+D4 q=4 M=4, take a slower int32 path with the same arithmetic). Other devices, or
+``lowbit.backend("torch")``, run a pure-PyTorch twin that decodes the blocks with torch ops (same
+closest-point rule, exact integers) and agrees with the kernels within :data:`TORCH_PATH_RTOL` of the
+sum of magnitudes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import warnings
 from typing import Any, Optional, Union
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from lowbit import _backend
 from lowbit._native import coset_deploy as _native
 
+from ._deploy_torch import code_bits, unpack_codes
 from .config import QuantizationConfig
 
 LAYOUT_VERSION = 1
@@ -253,11 +256,16 @@ class PackedLinear(nn.Module):
             bias = tensor("bias", torch.float32, (self.out_features,))
             if not bool(torch.isfinite(bias).all()):
                 raise ValueError(f"{name}: 'bias' contains NaN or Inf")
-        used_bits = blocks * config.M * config.d * int(round(math.log2(config.q)))
+        used_bits = blocks * config.M * config.d * code_bits(config.q)
         if used_bits % 8:
             tail = codes[:, -1].numpy() >> (used_bits % 8)
             if tail.any():
                 raise ValueError(f"{name}: 'codes' has non-zero padding bits (codes out of range)")
+        if config.q != 1 << code_bits(config.q):  # ceil(log2 q) bits also hold the invalid values q .. 2^b - 1
+            bad = unpack_codes(codes, blocks, config) >= config.q
+            if bool(bad.any()):
+                row = int(bad.flatten(1).any(dim=1).nonzero()[0])
+                raise ValueError(f"{name}: 'codes' holds a code >= q={config.q} (row {row}; codes out of range)")
         t = np.empty(self.out_features * blocks, np.uint8)
         try:
             _native.t_decode(t_code.numpy(), lengths.numpy(), config.max_t(), t)
@@ -360,7 +368,7 @@ class PackedLinear(nn.Module):
 
     def _torch_scaled_ints(self) -> torch.Tensor:
         """s_T * w per weight (out x blocks*d): the C-scaled integer decode times the T gain."""
-        from ._deploy_torch import decode_scaled_ints, scale_table, unpack_codes, unpack_nibbles
+        from ._deploy_torch import decode_scaled_ints, scale_table, unpack_nibbles
 
         cfg = self.config
         codes = unpack_codes(self.codes, self.blocks, cfg)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "deploy_generic.h"
 #include "deploy_kernels.h"
 #include "hnlq_kernels.h"
 #include "lowbit/core/error.h"
@@ -27,13 +28,6 @@ constexpr std::size_t kPanelRows = 16;
 
 bool is_d4q4m2(const QuantizationConfig& c) { return c.lattice == LatticeType::D4 && c.q == 4 && c.M == 2; }
 bool is_e8q16m1(const QuantizationConfig& c) { return c.lattice == LatticeType::E8 && c.q == 16 && c.M == 1; }
-
-kernels::DecodeFn<float> pick_decode() {
-  static constexpr KernelSet<kernels::DecodeFn<float>> kSet{
-      kernels::decode_scalar<float>, LOWBIT_AVX2_FN(kernels::decode_avx2<float>),
-      LOWBIT_AVX512_FN(kernels::decode_avx512<float>)};
-  return kSet.pick();
-}
 
 kernels::DecodeD4Q4Fn pick_decode_d4q4() {
   static constexpr KernelSet<kernels::DecodeD4Q4Fn> kSet{
@@ -104,26 +98,26 @@ void require_view(const PackedLinearView& w, const char* what) {
   require(w.codes && w.t && w.row_scale, std::string(what) + ": codes, T or row scales are missing");
 }
 
-std::array<float, 16> scale_table16(const QuantizationConfig& c) {
-  std::array<float, 16> s{};
-  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
-  for (int t = 0; t <= max_t; ++t) s[static_cast<std::size_t>(t)] = c.scale<float>(t);
-  return s;
-}
+using generic::scale_table16;
+
+// Configs whose decoded integers exceed the int8 kernels' 63 take the wide path (deploy_wide.cpp).
+bool is_wide(const QuantizationConfig& c) { return deploy_weight_bound(c) > kDeployInt8Bound; }
 
 // One decoded row: int8 weights w (blocks16 x d, deploy_pos layout; padding blocks zero), block
 // scales s (padding 0) and the weight-side corrections wb of deploy_kernels.h.
 class RowDecoder {
  public:
   explicit RowDecoder(const PackedLinearView& view)
-      : view_(view), d_(view.config.dim()), bits_(deploy_code_bits(view.config)),
+      : view_(view), d_(view.config.dim()),
         blocks16_((view.blocks + 15) / 16 * 16), code_row_bytes_(deploy_code_row_bytes(view.config, view.blocks)),
         t_row_bytes_(deploy_t_row_bytes(view.blocks)), scales_(scale_table16(view.config)),
         fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
         s_(blocks16_, 0.0f), wb_(blocks16_, 0) {
     if (!fast_d4_ && !fast_e8_) {
+      decode_ = generic::pick_decode();
       codes_.resize(view.blocks * view.config.M * d_);
       values_.resize(view.blocks * d_);
+      ints_.resize(view.blocks * d_);
     }
   }
 
@@ -138,19 +132,12 @@ class RowDecoder {
       pick_decode_e8q16()(scales_.data(), code_row, t_row, view_.blocks, w_.data(), s_.data(), wb_.data());
       return;
     }
-    // Generic: unpack the codes, decode with the HNLQ kernel, keep the C-scaled integers.
-    const std::size_t n_codes = codes_.size();
-    const unsigned mask = (1u << bits_) - 1u;
-    for (std::size_t i = 0; i < n_codes; ++i) {
-      const std::size_t bit = i * static_cast<std::size_t>(bits_);
-      codes_[i] = static_cast<std::uint8_t>((code_row[bit / 8] >> (bit % 8)) & mask);
-    }
-    pick_decode()(view_.config.lattice, view_.config.q, view_.config.M, codes_.data(), view_.blocks, values_.data());
-    const float cs = static_cast<float>(coordinate_scale(view_.config.lattice));
+    // Generic: unpack the codes, decode with the HNLQ kernel, keep the C-scaled integers (|w| <= 63).
+    generic::decode_row_ints(view_, n, decode_, codes_.data(), values_.data(), ints_.data());
     for (std::size_t k = 0; k < view_.blocks; ++k) {
       std::int32_t sum = 0;
       for (int j = 0; j < d_; ++j) {
-        const int v = static_cast<int>(values_[k * d_ + j] * cs);
+        const int v = ints_[k * d_ + j];
         w_[kernels::deploy_pos(d_, k, j)] = static_cast<std::int8_t>(v);
         sum += v;
       }
@@ -165,7 +152,7 @@ class RowDecoder {
 
  private:
   const PackedLinearView& view_;
-  int d_, bits_;
+  int d_;
   std::size_t blocks16_, code_row_bytes_, t_row_bytes_;
   std::array<float, 16> scales_;
   bool fast_d4_, fast_e8_;
@@ -174,14 +161,15 @@ class RowDecoder {
   std::vector<std::int32_t> wb_;
   std::vector<std::uint8_t> codes_;
   std::vector<float> values_;
+  std::vector<std::int32_t> ints_;
+  kernels::DecodeFn<float> decode_ = nullptr;
 };
 
 }  // namespace
 
 int deploy_code_bits(const QuantizationConfig& c) {
-  require(std::has_single_bit(static_cast<unsigned>(c.q)),
-          "deploy: q=" + std::to_string(c.q) + " is not a power of two (codes are stored in log2(q) bits)");
-  return std::countr_zero(static_cast<unsigned>(c.q));
+  require(c.q >= 2, "deploy: q=" + std::to_string(c.q) + " is below 2");
+  return std::bit_width(static_cast<unsigned>(c.q - 1));  // ceil(log2 q)
 }
 
 std::size_t deploy_code_row_bytes(const QuantizationConfig& c, std::size_t blocks) {
@@ -204,17 +192,18 @@ int deploy_weight_bound(const QuantizationConfig& c) {
 
 void require_deployable(const QuantizationConfig& c, const std::string& what) {
   c.validate();
-  require(std::has_single_bit(static_cast<unsigned>(c.q)),
-          what + ": q=" + std::to_string(c.q) + " is not a power of two (codes are stored in log2(q) bits)");
   require(!c.with_dither, what + ": config.with_dither is not supported by deployed layers");
   require(c.with_tie_dither, what + ": deployed layers need with_tie_dither=True (the kernels' decode rule)");
   const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
   require(max_t <= kDeployMaxT, what + ": max_scaling_iterations=" + std::to_string(max_t) + " exceeds " +
                                     std::to_string(kDeployMaxT) + " (T is stored in 4 bits)");
+  // Beyond kDeployInt8Bound the wide path runs; its int32 block sums stay exact while
+  // d * 127 * bound < 2^31 (every valid config: at most E8 q=16 M=4, bound 139,808).
   const int bound = deploy_weight_bound(c);
-  require(bound <= 63, what + ": " + lattice_name(c.lattice) + " q=" + std::to_string(c.q) + " M=" +
-                           std::to_string(c.M) + " decodes to integers up to " + std::to_string(bound) +
-                           ", beyond the int8 kernels' 63");
+  require(bound <= kDeployMaxWeightBound, what + ": " + lattice_name(c.lattice) + " q=" + std::to_string(c.q) +
+                                              " M=" + std::to_string(c.M) + " decodes to integers up to " +
+                                              std::to_string(bound) + ", beyond the int32 path's " +
+                                              std::to_string(kDeployMaxWeightBound));
 }
 
 void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t blocks, const std::uint8_t* codes,
@@ -233,7 +222,9 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
       if (v >= c.q)
         throw InvalidArgument("deploy_pack: code " + std::to_string(v) + " outside [0, q=" + std::to_string(c.q) + ")");
       const std::size_t bit = i * static_cast<std::size_t>(bits);
-      out[bit / 8] = static_cast<std::uint8_t>(out[bit / 8] | (v << (bit % 8)));
+      const unsigned shifted = static_cast<unsigned>(v) << (bit % 8);  // 3-bit codes may straddle two bytes
+      out[bit / 8] = static_cast<std::uint8_t>(out[bit / 8] | (shifted & 0xFFu));
+      if (shifted > 0xFFu) out[bit / 8 + 1] = static_cast<std::uint8_t>(out[bit / 8 + 1] | (shifted >> 8));
     }
     std::uint8_t* tout = t_out + n * t_bytes;
     std::fill(tout, tout + t_bytes, 0);
@@ -248,30 +239,20 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
 
 void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y) {
   require_view(w, "packed_linear");
+  if (is_wide(w.config)) return generic::packed_linear_wide(w, x, batch, y);
   const int d = w.config.dim();
   const std::size_t cols = w.blocks * d;
   const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
   // Activations: int8 per row, stored as xq + kActBias in the kernels' layout (padding: xq = 0).
   std::vector<std::uint8_t> xu(batch * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
   std::vector<float> xs(batch, 0.0f);
+  std::vector<std::int8_t> row_q(cols);
   for (std::size_t m = 0; m < batch; ++m) {
-    const float* row = x + m * cols;
-    float amax = 0.0f;
-    for (std::size_t i = 0; i < cols; ++i) {
-      if (!std::isfinite(row[i]))
-        throw InvalidArgument("packed_linear: input contains NaN or Inf (row " + std::to_string(m) + ", column " +
-                              std::to_string(i) + ")");
-      amax = std::max(amax, std::fabs(row[i]));
-    }
-    if (amax == 0.0f) continue;
-    const float scale = amax / 127.0f;
-    xs[m] = scale;
+    xs[m] = generic::quantize_input_row(x + m * cols, cols, m, row_q.data());
     std::uint8_t* q = xu.data() + m * blocks16 * d;
     for (std::size_t k = 0; k < w.blocks; ++k)
-      for (int j = 0; j < d; ++j) {
-        const float v = std::clamp(std::nearbyint(row[k * d + j] / scale), -127.0f, 127.0f);
-        q[kernels::deploy_pos(d, k, j)] = static_cast<std::uint8_t>(static_cast<int>(v) + kernels::kActBias);
-      }
+      for (int j = 0; j < d; ++j)
+        q[kernels::deploy_pos(d, k, j)] = static_cast<std::uint8_t>(row_q[k * d + j] + kernels::kActBias);
   }
   const kernels::BlockDotFn dot = pick_block_dot();
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
@@ -318,6 +299,7 @@ void deploy_require_t(const PackedLinearView& w, const std::string& what) {
 
 void packed_decode(const PackedLinearView& w, float* out) {
   require_view(w, "packed_decode");
+  if (is_wide(w.config)) return generic::packed_decode_wide(w, out);
   const int d = w.config.dim();
   const std::size_t cols = w.blocks * d;
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));

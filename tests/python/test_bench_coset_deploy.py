@@ -34,3 +34,47 @@ def test_no_llama_cpp_flag(repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| llama.cpp ggml (skipped: --no-llama-cpp) |" in proc.stdout
     assert not (tmp_path / "llama").exists()
+
+
+def test_quick_mlp_weight_distortion(repo_root, tmp_path):
+    """--quick --mlp: the table of the demo MLP's trained weights has our formats (with numbers), the gguf
+    Q4_0 row when the package is installed, and an IQ4_NL row that says why ggml was skipped."""
+    env = dict(os.environ, LOWBIT_LLAMA_CPP_DIR=str(tmp_path / "llama"))
+    proc = subprocess.run([sys.executable, str(repo_root / "bench" / "bench_coset_deploy.py"), "--quick", "--mlp",
+                           "--no-llama-cpp"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "### Speed" not in out and "### Distortion of a" not in out
+    if "Skipped: /usr/share/datasets/fashion-mnist not found." in out:
+        pytest.skip("Fashion-MNIST (Debian's dataset-fashion-mnist) is not installed")
+    assert "### Distortion on the demo MLP's trained weights" in out
+    rows = {line.split(" | ")[0]: line for line in out.splitlines() if line.startswith("| ")}
+    e8 = rows["| Coset E8 q=16 M=1 (tuned, T entropy-coded)"].split(" | ")
+    bits, rel = float(e8[-2]), float(e8[-1].rstrip(" |"))
+    assert 4.0 < bits < 4.5 and 0.0 < rel < 0.05
+    assert "| ggml IQ4_NL (llama.cpp build, no imatrix) (skipped: --no-llama-cpp)" in rows
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        assert "| GGUF Q4_0 (gguf.quants reference) (skipped: the PyPI package `gguf` is not installed" in out
+    else:
+        q4 = [line for line in out.splitlines() if line.startswith("| GGUF Q4_0 (gguf.quants reference) |")]
+        assert len(q4) == 2  # row-padded and straight-through layouts
+        assert float(q4[0].split(" | ")[-2]) > 4.5  # 784-wide rows padded to 800: the padding is counted
+        assert "- whole model: Coset E8 " in out and "target (lower error at equal or fewer bits)" in out
+
+
+def test_other_formats_section(repo_root, tmp_path):
+    """--other: the deployable formats off the fast paths (q not a power of two, the wide int32 path) run and
+    get a speed row each, and nothing else runs."""
+    env = dict(os.environ, LOWBIT_LLAMA_CPP_DIR=str(tmp_path / "llama"))
+    proc = subprocess.run([sys.executable, str(repo_root / "bench" / "bench_coset_deploy.py"), "--other"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "### Other deployable formats (slower paths)" in out and "### Speed" not in out
+    for label in ("D4 q=3 M=2 (int8, 2-bit codes)", "E8 q=6 M=1 (int8, 3-bit codes)",
+                  "D4 q=4 M=4 (wide int32, w up to 340)", "E8 q=16 M=2 (wide int32, w up to 544)"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
+        assert len(row.split(" | ")) == 6 and row.count(" ms") == 2
+    assert not (tmp_path / "llama").exists()

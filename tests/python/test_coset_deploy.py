@@ -131,8 +131,8 @@ def test_bad_weights_and_inputs_raise_value_errors_naming_the_layer():
     w[2, 3] = float("nan")
     with pytest.raises(ValueError, match="fc1: weight contains NaN or Inf"):
         PackedLinear.from_weight(w, None, config, name="fc1")
-    with pytest.raises(ValueError, match="fc1: .*not a power of two"):
-        PackedLinear.from_weight(torch.randn(4, 8), None, QuantizationConfig(lattice_type="D4", q=3, M=2), name="fc1")
+    with pytest.raises(ValueError, match="fc1: .*with_dither is not supported"):
+        PackedLinear.from_weight(torch.randn(4, 8), None, config.replace(with_dither=True), name="fc1")
     with pytest.raises(ValueError, match="fc1: .*exceeds 15"):
         PackedLinear.from_weight(torch.randn(4, 8), None, config.replace(max_scaling_iterations=20), name="fc1")
     layer = PackedLinear.from_weight(torch.randn(4, 8), torch.zeros(4), config, name="fc1")
@@ -235,3 +235,78 @@ def test_qlinear_eval_passes_gradients_to_its_input():
     g = torch.randn(3, 4)
     q(x).backward(g)
     torch.testing.assert_close(x.grad, g @ q.quantized_weight())
+
+
+# Every valid config has a deployed form: q not a power of two (codes in ceil(log2 q) bits, 3-bit
+# ones straddling bytes) and configs whose integer decode exceeds the int8 kernels' 63 (the wide
+# int32 path). (lattice, q, M, the largest |w|)
+OTHER_FORMATS = [("D4", 3, 2, 12), ("E8", 5, 1, 10), ("Z2", 6, 2, 21), ("D4", 6, 2, 42), ("Z2", 3, 4, 40),
+                 ("E8", 12, 1, 24), ("E8", 7, 2, 112), ("D4", 5, 3, 155), ("D4", 4, 4, 340), ("E8", 16, 2, 544),
+                 ("Z2", 16, 2, 136), ("Z2", 9, 3, 364)]
+
+
+def _other(lattice, q, M):
+    return QuantizationConfig(lattice_type=lattice, q=q, M=M, beta=3.3 / q ** M, alpha=0.25,
+                              max_scaling_iterations=15)
+
+
+@pytest.mark.parametrize("lattice,q,M,bound", OTHER_FORMATS, ids=lambda v: str(v))
+def test_every_config_deploys_reloads_bit_identically_and_follows_the_decoded_weight(lattice, q, M, bound):
+    from lowbit._native import coset_deploy
+
+    config = _other(lattice, q, M)
+    assert coset_deploy.weight_bound(config.native()) == bound
+    torch.manual_seed(q * 10 + M)
+    in_f, out_f = 203, 13
+    layer = PackedLinear.from_weight(torch.randn(out_f, in_f), torch.randn(out_f), config, row_scale="rms",
+                                     name="fc")
+    # Stored bits: ceil(log2 q) per code, each row rounded up to a byte.
+    bits = (q - 1).bit_length()
+    assert layer.codes.shape == (out_f, -(-layer.blocks * M * config.d * bits // 8))
+    assert layer.bits_per_weight() == pytest.approx(8.0 * (layer.codes.numel() + layer.side_bytes()) / (in_f * out_f))
+    # Round trip: a fresh layer loaded from the saved state dict gives the same bits.
+    buf = io.BytesIO()
+    torch.save(layer.state_dict(), buf)
+    buf.seek(0)
+    fresh = PackedLinear(in_f, out_f, config, name="fc")
+    fresh.load_state_dict(torch.load(buf))
+    x = torch.randn(6, in_f) * 3
+    with lowbit.backend("cpp"):
+        y = layer(x)
+        assert torch.equal(fresh(x), y)
+        assert torch.equal(fresh.codes, layer.codes)
+        w = layer.decoded_weight().double()
+    # Against the packed_decode reference: exact integer block sums, so only the float epilogue
+    # rounds: (blocks / 16 + 12) * 2^-24 of the sum of magnitudes (docs/coset.md, Kernels).
+    amax = x.abs().amax(dim=1, keepdim=True)
+    xq = (torch.clamp(torch.round(x / (amax / 127)), -127, 127) * (amax / 127)).double()
+    ref = xq @ w.t() + layer.bias.double()
+    mag = xq.abs() @ w.abs().t() + layer.bias.double().abs()
+    tol = (layer.blocks / 16 + 12) * 2.0 ** -24 * mag
+    assert bool(((y.double() - ref).abs() <= tol).all())
+    # The PyTorch twin decodes the same integers and agrees within TORCH_PATH_RTOL.
+    with lowbit.backend("torch"):
+        y_torch = layer(x)
+        torch.testing.assert_close(layer.decoded_weight(), w.float(), rtol=1e-6, atol=0)
+    assert bool(((y_torch.double() - y.double()).abs() <= TORCH_PATH_RTOL * mag + 1e-6).all())
+
+
+def test_codes_out_of_range_in_a_state_dict_raise_value_errors():
+    config = _other("D4", 3, 2)  # 2-bit codes: the value 3 is not a code
+    layer = PackedLinear.from_weight(torch.randn(5, 16), None, config, row_scale="rms", name="fc4")
+    state = dict(layer.state_dict())
+    codes = state["codes"].clone()
+    codes[3, 1] = 0xFF  # four 2-bit fields of value 3
+    state["codes"] = codes
+    with pytest.raises(ValueError, match=r"fc4: 'codes' holds a code >= q=3 \(row 3"):
+        PackedLinear(16, 5, config, bias=False, name="fc4").load_state_dict(state)
+    # 3-bit codes (q = 6): a value 7 straddling two bytes
+    config6 = _other("E8", 6, 1)
+    layer6 = PackedLinear.from_weight(torch.randn(2, 16), None, config6, row_scale="rms", name="fc5")
+    state6 = dict(layer6.state_dict())
+    codes6 = state6["codes"].clone()
+    codes6[1, 0] |= 0xC0  # code 2 of row 1 occupies bits 6..8
+    codes6[1, 1] |= 0x01
+    state6["codes"] = codes6
+    with pytest.raises(ValueError, match=r"fc5: 'codes' holds a code >= q=6 \(row 1"):
+        PackedLinear(16, 2, config6, bias=False, name="fc5").load_state_dict(state6)

@@ -1,10 +1,13 @@
 // Deployed lattice-quantized linear layers: y = x W^T + b evaluated from the packed codes.
 //
 // Packed weight (docs/coset.md, "Deployed layers"): W is out x in, in padded with zeros to
-// blocks * d. Row n, block k holds M levels of d codes, log2(q) bits each (q a power of two),
-// LSB-first, code (m, j) at bit offset (m * d + j) * log2(q) of the block's record; records back
-// to back, each row starting on a byte. T of (n, k) is a nibble (T <= 15), block k at byte k / 2
-// (low nibble first). The decoded weight is
+// blocks * d. Row n, block k holds M levels of d codes of b = ceil(log2 q) bits each (any q in
+// [2, 16]: b = 1 for q = 2, 2 for q = 3..4, 3 for q = 5..8, 4 for q = 9..16), LSB-first, code
+// (m, j) at bit offset (m * d + j) * b of the block's record; records back to back (bit
+// (k * M * d + m * d + j) * b of the row, so a 3-bit code may straddle two bytes), each row
+// starting on a byte, unused high bits of its last byte zero. A stored code must be < q (values
+// q .. 2^b - 1 are invalid; deploy_pack refuses them, loaders check). T of (n, k) is a nibble
+// (T <= 15), block k at byte k / 2 (low nibble first). The decoded weight is
 //   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,
 // w = sum_m q^m e_m the C-scaled integer decode of the codes (C = 2 for E8, else 1).
 //
@@ -16,6 +19,14 @@
 // That order is fixed, so every SIMD level gives the scalar reference's result bit for bit. The
 // float matrix is never formed: each thread decodes a panel of 16 rows into small buffers and
 // reuses them for every input row (batch 1: a GEMV; batch >= 8: the decode is amortised, a GEMM).
+//
+// Two paths, the same arithmetic. Configs with |w| <= kDeployInt8Bound (63; deploy_weight_bound)
+// run the int8 kernels above (D4 q=4 M=2 and E8 q=16 M=1 with dedicated decoders, the others
+// through the HNLQ decode kernel). Wider configs (e.g. D4 q=4 M=4, E8 q=16 M=2, Z2 q=16 M=2, D4 q=8
+// M=2) take the wide path: row by row, the codes decoded to int32 weights, I[n, k] summed exactly
+// in int32 (|I| <= 8 * 127 * |w| < 2^31), then the same epilogue in the same order; only the
+// conversion of I to float can round (when |I| > 2^24). It is scalar and slower, and like the int8
+// path it never forms the float matrix.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +40,11 @@ namespace lowbit::coset {
 
 // T is one nibble per block in memory: deployable configs allow at most 15 scaling retries.
 inline constexpr int kDeployMaxT = 15;
+// The int8 kernels' largest |w| (vpmaddubsw pairs never saturate below it); wider configs take the
+// wide path.
+inline constexpr int kDeployInt8Bound = 63;
+// The wide path's largest |w|: int32 block sums stay exact (every valid config is far below it).
+inline constexpr int kDeployMaxWeightBound = (1 << 20) - 1;
 
 struct PackedLinearView {
   QuantizationConfig config;
@@ -40,12 +56,12 @@ struct PackedLinearView {
   const float* bias = nullptr;          // rows, or nullptr
 };
 
-// Bits of one log2(q) code; throws unless q is a power of two.
+// Bits of one stored code: ceil(log2 q).
 int deploy_code_bits(const QuantizationConfig& config);
 std::size_t deploy_code_row_bytes(const QuantizationConfig& config, std::size_t blocks);
 std::size_t deploy_t_row_bytes(std::size_t blocks);
-// Throws InvalidArgument (prefixed by `what`) unless the config can be deployed: q a power of
-// two, no dither, the tie-dither rule, T <= 15, and |w| <= 63 (the kernels' int8 weights).
+// Throws InvalidArgument (prefixed by `what`) unless the config can be deployed: no dither, the
+// tie-dither rule, T <= 15 and |w| <= kDeployMaxWeightBound (any valid q and M).
 void require_deployable(const QuantizationConfig& config, const std::string& what);
 // The largest |w| (C-scaled integer decode) the config can produce.
 int deploy_weight_bound(const QuantizationConfig& config);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "coset/deploy_generic.h"
 #include "coset/deploy_kernels.h"
 #include "coset_test_data.h"
 #include "lowbit/core/error.h"
@@ -31,11 +32,21 @@ QuantizationConfig make(LatticeType type, int q, int levels, double beta, double
   return c;
 }
 
-// The deploy formats: the two fast ones (D4 q=4 M=2, E8 q=16 M=1) and generic ones (Z2: scalar dot).
+// The deploy formats: the two fast ones (D4 q=4 M=2, E8 q=16 M=1), generic int8 ones (Z2: scalar
+// dot; q not a power of two: 2- and 3-bit codes, some straddling bytes) and wide ones (|w| > 63:
+// the int32 path).
 std::vector<QuantizationConfig> formats() {
   return {make(LatticeType::D4, 4, 2, 3.08 / 16, 0.25, 15), make(LatticeType::E8, 16, 1, 3.36 / 16, 0.25, 15),
           make(LatticeType::E8, 4, 2, 3.67 / 16, 0.25, 15), make(LatticeType::Z2, 16, 1, 0.25, 1.0, 10),
-          make(LatticeType::D4, 16, 1, 0.2, 0.5, 15)};
+          make(LatticeType::D4, 16, 1, 0.2, 0.5, 15),
+          make(LatticeType::D4, 3, 2, 3.36 / 9, 0.25, 15),    // 2-bit codes, q = 3
+          make(LatticeType::E8, 6, 1, 3.3 / 6, 0.25, 15),     // 3-bit codes straddle bytes
+          make(LatticeType::Z2, 5, 2, 3.3 / 25, 0.5, 15),     // 3 bits, M = 2
+          make(LatticeType::D4, 7, 2, 3.3 / 49, 0.25, 15),    // |w| <= 56: still int8
+          make(LatticeType::D4, 4, 4, 3.3 / 256, 0.25, 15),   // wide: |w| <= 340
+          make(LatticeType::E8, 16, 2, 3.3 / 256, 0.25, 15),  // wide: |w| <= 544
+          make(LatticeType::Z2, 16, 2, 3.3 / 256, 0.5, 15),   // wide: |w| <= 136
+          make(LatticeType::E8, 5, 3, 3.3 / 125, 0.25, 15)};  // wide, 3-bit codes: |w| <= 310
 }
 
 struct Layer {
@@ -101,7 +112,8 @@ TEST(CosetDeploy, MatchesDoubleReferenceWithinEpilogueRounding) {
   // integer block sums are exact; its float epilogue rounds each s_k * I_k once, adds at most
   // blocks/16 terms per partial sum, 4 tree levels and 3 final products: relative to the sum of
   // magnitudes, its error is below (blocks/16 + 8) * 2^-24 (plus the decoded weights' own
-  // rounding in the reference, 3 * 2^-24 per term).
+  // rounding in the reference, 3 * 2^-24 per term, and on the wide path the conversion of
+  // I_k to float, 2^-24 per term, when |I_k| > 2^24).
   for (const auto& c : formats())
     for (std::size_t blocks : {1, 17, 100}) {
       const std::size_t rows = 9, batch = 2, cols = blocks * c.dim();
@@ -121,7 +133,7 @@ TEST(CosetDeploy, MatchesDoubleReferenceWithinEpilogueRounding) {
             sum += static_cast<double>(w[n * cols + i]) * xq * xs;
             mag += std::fabs(static_cast<double>(w[n * cols + i]) * xq * xs);
           }
-          const double tol = (static_cast<double>(blocks) / 16 + 11) * std::ldexp(1.0, -24) * mag + 1e-30;
+          const double tol = (static_cast<double>(blocks) / 16 + 12) * std::ldexp(1.0, -24) * mag + 1e-30;
           EXPECT_NEAR(y[m * rows + n], sum + l.bias[n], tol + std::fabs(l.bias[n]) * std::ldexp(1.0, -24))
               << lattice_name(c.lattice) << " q=" << c.q << " blocks=" << blocks;
         }
@@ -261,14 +273,77 @@ TEST(CosetDeploy, E8DecodersEqualTheReferenceDirectly) {
 }
 
 TEST(CosetDeploy, RefusesConfigsTheKernelsCannotRun) {
-  EXPECT_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"), InvalidArgument);   // q=3
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 2, 0.2, 1.0, 16), "x"), InvalidArgument);   // T > 15
-  EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 4, 0.2, 1.0, 10), "x"), InvalidArgument);   // |w| > 63
+  EXPECT_NO_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"));   // q=3: 2-bit codes
+  EXPECT_NO_THROW(require_deployable(make(LatticeType::D4, 4, 4, 0.2, 1.0, 10), "x"));   // |w| > 63: wide path
   auto dithered = make(LatticeType::E8, 16, 1, 0.2, 1.0, 10);
   dithered.with_dither = true;
   EXPECT_THROW(require_deployable(dithered, "x"), InvalidArgument);
   EXPECT_NO_THROW(require_deployable(make(LatticeType::E8, 16, 1, 0.2, 1.0, 15), "x"));
   EXPECT_EQ(deploy_weight_bound(make(LatticeType::D4, 4, 2, 0.2, 1.0, 10)), 20);  // |rep| <= 4
+  // Every valid config deploys, and its codes take ceil(log2 q) bits.
+  for (auto type : {LatticeType::Z2, LatticeType::D4, LatticeType::E8})
+    for (int q = kMinQ; q <= kMaxQ; ++q)
+      for (int levels = kMinLevels; levels <= kMaxLevels; ++levels) {
+        const auto c = make(type, q, levels, 0.2, 1.0, 15);
+        EXPECT_NO_THROW(require_deployable(c, "x")) << lattice_name(type) << " q=" << q << " M=" << levels;
+        EXPECT_EQ(deploy_code_bits(c), static_cast<int>(std::ceil(std::log2(q) - 1e-9))) << "q=" << q;
+        EXPECT_EQ(deploy_code_row_bytes(c, 3), (3 * levels * c.dim() * deploy_code_bits(c) + 7) / 8);
+      }
+}
+
+TEST(CosetDeploy, EveryValidConfigDecodesRandomCodesLikeHnlqDecode) {
+  // Every lattice, q in [2, 16] and M in [1, 4]: random codes < q packed in ceil(log2 q) bits
+  // (straddling bytes when 3 bits), unpacked and decoded by the int8 path (|w| <= 63) or the
+  // wide path; with beta = 1, T = 0 and row scale 1 both sides are exact, so they must be equal.
+  std::mt19937 rng(23);
+  for (auto type : {LatticeType::Z2, LatticeType::D4, LatticeType::E8})
+    for (int q = kMinQ; q <= kMaxQ; ++q)
+      for (int levels = kMinLevels; levels <= kMaxLevels; ++levels) {
+        const auto c = make(type, q, levels, 1.0, 1.0, 15);
+        const int d = c.dim();
+        const std::size_t rows = 2, blocks = 37;
+        std::vector<std::uint8_t> codes(rows * blocks * levels * d), t(rows * blocks, 0);
+        for (auto& v : codes) v = static_cast<std::uint8_t>(rng() % static_cast<unsigned>(q));
+        Layer l{c, rows, blocks, std::vector<std::uint8_t>(rows * deploy_code_row_bytes(c, blocks)),
+                std::vector<std::uint8_t>(rows * deploy_t_row_bytes(blocks)), {1.0f, 1.0f}, {0.0f, 0.0f}};
+        deploy_pack(c, rows, blocks, codes.data(), t.data(), l.codes.data(), l.t.data());
+        const std::size_t row_bytes = deploy_code_row_bytes(c, blocks);
+        for (std::size_t n = 0; n < rows; ++n)
+          for (std::size_t i = 0; i < blocks * levels * d; ++i)
+            ASSERT_EQ(generic::unpack_code(l.codes.data() + n * row_bytes, row_bytes, i, deploy_code_bits(c)),
+                      codes[n * blocks * levels * d + i]) << "q=" << q << " i=" << i;
+        std::vector<float> ref(rows * blocks * d), got(ref.size());
+        decode<float>(c, codes.data(), t.data(), rows * blocks, ref.data());
+        packed_decode(l.view(), got.data());
+        ASSERT_EQ(got, ref) << lattice_name(type) << " q=" << q << " M=" << levels;
+      }
+}
+
+TEST(CosetDeploy, WidePathEqualsTheInt8PathBitForBit) {
+  // The wide path (int32 weights) follows the same activation rule and epilogue order: on a config
+  // the int8 kernels also run, both give the same bits.
+  for (const auto& c : {formats()[0], formats()[1], formats()[5]})
+    for (std::size_t blocks : {1, 17, 40}) {
+      const Layer l = encoded_layer(c, 19, blocks, 11);
+      const std::size_t batch = 5;
+      const auto x = gaussian(batch * blocks * c.dim(), 1.5, 12);
+      std::vector<float> ref(batch * 19), got(batch * 19), w_ref(19 * blocks * c.dim()), w_got(w_ref.size());
+      packed_linear(l.view(), x.data(), batch, ref.data());
+      generic::packed_linear_wide(l.view(), x.data(), batch, got.data());
+      ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+          << lattice_name(c.lattice) << " q=" << c.q << " blocks=" << blocks;
+      packed_decode(l.view(), w_ref.data());
+      generic::packed_decode_wide(l.view(), w_got.data());
+      ASSERT_EQ(w_got, w_ref);
+    }
+}
+
+TEST(CosetDeploy, PackRefusesCodesOutOfRange) {
+  const auto c = make(LatticeType::D4, 5, 1, 0.2, 1.0, 15);  // 3-bit codes: 5, 6, 7 are invalid
+  std::vector<std::uint8_t> codes(4, 1), t(1, 0), out(deploy_code_row_bytes(c, 1)), tout(1);
+  codes[2] = 5;
+  EXPECT_THROW(deploy_pack(c, 1, 1, codes.data(), t.data(), out.data(), tout.data()), InvalidArgument);
 }
 
 TEST(CosetDeploy, InputWithNanThrows) {
