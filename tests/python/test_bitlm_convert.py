@@ -23,7 +23,7 @@ except ImportError as exc:  # a dev requirement: fail loudly instead of skipping
 from bitcore.config import BitQuantConfig  # noqa: E402
 from bitlayers.bitlinear import BitLinear  # noqa: E402
 from bitmodels import (BitLM, BitLMConfig, BitMLP, BitMLPConfig, ByteTokenizer, convert_to_bitlinear,  # noqa: E402
-                       export_gguf, llama_to_bitlm)
+                       deploy_model, export_gguf, llama_to_bitlm)
 from bitmodels.lm import BITNET_QUANT  # noqa: E402
 
 FORTUNES = Path("/usr/share/games/fortunes")
@@ -104,6 +104,10 @@ def test_inplace_conversion_swaps_projections_keeps_head_and_trains():
     with torch.no_grad():
         logits = model(ids).logits
     assert torch.isfinite(logits).all()
+    deploy_model(model)  # drop the latent weights: 2-bit projections, same outputs
+    assert all(m.deployed for m in model.modules() if isinstance(m, BitLinear))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, logits)
 
 
 def test_inplace_conversion_explicit_skip_and_quant_config():
@@ -140,6 +144,16 @@ def test_bitlm_conversion_matches_llama_logits_without_quantization():
             for _ in range(12):
                 seq = torch.cat([seq, hf(seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
         assert torch.equal(out, seq), kw
+
+
+def test_bitlm_conversion_of_a_bfloat16_model():
+    hf = llama(seed=6).to(torch.bfloat16)
+    bitlm = llama_to_bitlm(hf)
+    weight = bitlm.layers[0].mlp.up_proj.weight
+    assert weight.dtype == torch.float32 and torch.equal(weight, hf.model.layers[0].mlp.up_proj.weight.float())
+    assert bitlm.embed_tokens.weight.dtype == torch.float32
+    ids = torch.randint(0, 258, (1, 12), generator=torch.Generator().manual_seed(7))
+    assert bitlm.eval().generate(ids, max_new_tokens=4).shape == (1, 16)
 
 
 def test_ternary_bitlm_matches_inplace_conversion():
