@@ -18,6 +18,7 @@ from .auto import AutoBitModel
 from .convert import convert_to_bitlinear, deploy_model
 from .export import export_bitmlp, load_bitmlp
 from .gguf_io import export_gguf, load_gguf
+from .hf import llama_to_bitlm
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -40,4 +41,5 @@ __all__ = [
     "load_bitmlp",
     "export_gguf",
     "load_gguf",
+    "llama_to_bitlm",
 ]

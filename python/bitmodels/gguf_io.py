@@ -134,8 +134,9 @@ def export_gguf(model: BitLM, path: Union[str, os.PathLike], ternary_type: str =
         ternary_type: ``"TQ2_0"`` (2 bits per weight, default) or ``"TQ1_0"`` (1.69 bits).
 
     Raises:
-        ValueError: not a BitLM, a float (``ternary=False``) model, per-channel weight scales,
-        ``in_features`` not a multiple of 256, a vocabulary under 258, an unknown ``ternary_type``.
+        ValueError: not a BitLM, a float (``ternary=False``) model, one without sub-norms
+        (``sub_norms=False``), per-channel weight scales, ``in_features`` not a multiple of 256, a
+        vocabulary under 258, an unknown ``ternary_type``.
     """
     gguf = _gguf()
     if not isinstance(model, BitLM):
@@ -145,6 +146,9 @@ def export_gguf(model: BitLM, path: Union[str, os.PathLike], ternary_type: str =
     c: BitLMConfig = model.config
     if not c.ternary:
         raise ValueError("export_gguf: the model is the float twin (ternary=False); only ternary BitLMs export")
+    if not c.sub_norms:
+        raise ValueError("export_gguf: the model has no sub-norms (sub_norms=False); llama.cpp's bitnet graph "
+                         "needs attn_sub_norm and ffn_sub_norm: convert with sub_norms=True")
     qtype = getattr(gguf.GGMLQuantizationType, ternary_type)
     tokens, types = byte_level_vocab(c.vocab_size)
 

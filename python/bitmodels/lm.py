@@ -75,6 +75,10 @@ class BitLMConfig:
         ternary: True (default) for BitLinear projections; False builds the float32 twin.
         quant_config: the :class:`BitQuantConfig` of every projection (default :data:`BITNET_QUANT`).
         bos_token_id, eos_token_id: special token ids (default 256 and 257: :class:`ByteTokenizer`).
+        sub_norms: True (default) for BitNet's RMSNorms before the attention output and FFN down
+            projections; False leaves them out (a plain Llama block: what
+            :func:`bitmodels.llama_to_bitlm` builds to reproduce a Llama model exactly; such
+            models do not export to GGUF, whose ``bitnet`` graph has the sub-norms).
 
     Raises:
         ValueError: non-positive sizes, heads that do not divide, an unknown ``hidden_act``, a
@@ -96,6 +100,7 @@ class BitLMConfig:
     quant_config: Optional[BitQuantConfig] = None
     bos_token_id: Optional[int] = 256
     eos_token_id: Optional[int] = 257
+    sub_norms: bool = True
 
     model_type = "bit_lm"
 
@@ -119,7 +124,7 @@ class BitLMConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"BitLMConfig: {name} must be a positive number, got {value!r}")
             setattr(self, name, float(value))
-        for name in ("tie_word_embeddings", "ternary"):
+        for name in ("tie_word_embeddings", "ternary", "sub_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"BitLMConfig: {name} must be a bool, got {getattr(self, name)!r}")
         self.quant_config = BITNET_QUANT if self.quant_config is None else resolve_config(self.quant_config)
@@ -154,6 +159,10 @@ def _projection(config: BitLMConfig, fan_in: int, fan_out: int) -> nn.Module:
     return nn.Linear(fan_in, fan_out, bias=False)
 
 
+def _sub_norm(config: BitLMConfig, dim: int) -> nn.Module:
+    return RMSNorm(dim, config.rms_norm_eps) if config.sub_norms else nn.Identity()
+
+
 def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """cos and sin ``[T, head_dim]`` (float32) for int64 ``positions [T]``: frequencies
     ``theta^(-2i/d)``, each repeated for the two halves of the head (rotate-half pairing)."""
@@ -180,7 +189,7 @@ class BitLMAttention(nn.Module):
         self.q_proj = _projection(config, d, config.num_heads * hd)
         self.k_proj = _projection(config, d, config.num_kv_heads * hd)
         self.v_proj = _projection(config, d, config.num_kv_heads * hd)
-        self.attn_sub_norm = RMSNorm(config.num_heads * hd, config.rms_norm_eps)
+        self.attn_sub_norm = _sub_norm(config, config.num_heads * hd)
         self.o_proj = _projection(config, config.num_heads * hd, d)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -219,7 +228,7 @@ class BitLMFeedForward(nn.Module):
         self.hidden_act = config.hidden_act
         self.gate_proj = _projection(config, d, f)
         self.up_proj = _projection(config, d, f)
-        self.ffn_sub_norm = RMSNorm(f, config.rms_norm_eps)
+        self.ffn_sub_norm = _sub_norm(config, f)
         self.down_proj = _projection(config, f, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,223 @@
+"""convert_to_bitlinear / llama_to_bitlm on Hugging Face transformers Llama models (issue 17, item 3).
+
+transformers is a dev requirement (requirements-dev.txt pins a version that works with Debian's
+torch 1.13 and with torch 2.x) and the fortunes text a Debian one (scripts/install-deps.sh): without
+them these tests fail (they are not skipped).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+try:
+    from transformers import LlamaConfig, LlamaForCausalLM
+except ImportError as exc:  # a dev requirement: fail loudly instead of skipping
+    pytest.fail(f"transformers is missing ({exc}): pip install -r requirements-dev.txt", pytrace=False)
+
+from bitcore.config import BitQuantConfig  # noqa: E402
+from bitlayers.bitlinear import BitLinear  # noqa: E402
+from bitmodels import (BitLM, BitLMConfig, BitMLP, BitMLPConfig, ByteTokenizer, convert_to_bitlinear,  # noqa: E402
+                       deploy_model, export_gguf, llama_to_bitlm)
+from bitmodels.lm import BITNET_QUANT  # noqa: E402
+
+FORTUNES = Path("/usr/share/games/fortunes")
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def llama(seed=0, **kw) -> LlamaForCausalLM:
+    """A small random-weight Llama with a byte-level vocabulary (258 = ByteTokenizer)."""
+    base = dict(vocab_size=258, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                rope_theta=5000.0, rms_norm_eps=1e-5, bos_token_id=256, eos_token_id=257)
+    base.update(kw)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**base))
+
+
+def fortune_batches(n_batches: int, batch: int = 8, seq_len: int = 64, seed: int = 0):
+    """Real English text: byte windows from the fortunes package (a Debian dependency)."""
+    if not FORTUNES.is_dir():
+        pytest.fail(f"{FORTUNES} is missing: install the Debian package 'fortunes' (scripts/install-deps.sh)")
+    files = sorted(p for p in FORTUNES.iterdir() if p.suffix not in (".dat", ".u8") and p.is_file()
+                   and not p.is_symlink() and p.name not in ("art", "ascii-art", "translate-me"))
+    text = b"".join(p.read_bytes() for p in files[:6])
+    data = torch.tensor(ByteTokenizer().encode(text.decode("utf-8", errors="replace")), dtype=torch.long)
+    rng = random.Random(seed)
+    for _ in range(n_batches):
+        starts = [rng.randrange(0, data.numel() - seq_len - 1) for _ in range(batch)]
+        yield torch.stack([data[s:s + seq_len + 1] for s in starts])
+
+
+def lm_loss(model, xy: torch.Tensor) -> torch.Tensor:
+    out = model(xy[:, :-1])
+    logits = out.logits if hasattr(out, "logits") else out
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xy[:, 1:].reshape(-1))
+
+
+def train_losses(model, steps: int = 12, lr: float = 3e-3):
+    """Loss on one fixed held-out batch before and after ``steps`` AdamW steps on other batches."""
+    batches = list(fortune_batches(steps + 1))
+    held, train = batches[0], batches[1:]
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    with torch.no_grad():
+        before = float(lm_loss(model, held))
+    for xy in train:
+        loss = lm_loss(model, xy)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(lm_loss(model, held))
+    return before, after
+
+
+def test_inplace_conversion_swaps_projections_keeps_head_and_trains():
+    model = llama()
+    reference = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = convert_to_bitlinear(model)
+    assert out is model
+    for i, layer in enumerate(model.model.layers):
+        for name in PROJECTIONS:
+            module = getattr(layer.self_attn if name in PROJECTIONS[:4] else layer.mlp, name)
+            assert isinstance(module, BitLinear), (i, name)
+            assert module.quant_config == BITNET_QUANT  # the LM default: int8 activations per token
+            section = "self_attn" if name in PROJECTIONS[:4] else "mlp"
+            assert torch.equal(module.weight, reference[f"model.layers.{i}.{section}.{name}.weight"])
+    # the skipped layers (output head) and the embeddings stay in higher precision
+    assert type(model.lm_head) is nn.Linear and type(model.model.embed_tokens) is nn.Embedding
+    assert torch.equal(model.lm_head.weight, reference["lm_head.weight"])
+    assert sum(isinstance(m, BitLinear) for m in model.modules()) == 7 * 2
+
+    ids = next(fortune_batches(1, batch=2, seq_len=16))
+    out = model(input_ids=ids, labels=ids)  # Hugging Face's forward and loss still work
+    assert out.logits.shape == (2, 17, 258) and torch.isfinite(out.loss)
+    before, after = train_losses(model)
+    assert after < before - 0.3, (before, after)
+    model.eval()  # packed ternary kernels
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert torch.isfinite(logits).all()
+    deploy_model(model)  # drop the latent weights: 2-bit projections, same outputs
+    assert all(m.deployed for m in model.modules() if isinstance(m, BitLinear))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, logits)
+
+
+def test_inplace_conversion_explicit_skip_and_quant_config():
+    model = llama()
+    qc = BitQuantConfig("per_channel", "int8", "per_channel")
+    convert_to_bitlinear(model, qc, skip=("model.layers.1.mlp.*", "lm_head"))  # an explicit skip is the whole list
+    assert type(model.lm_head) is nn.Linear
+    assert type(model.model.layers[1].mlp.down_proj) is nn.Linear
+    assert isinstance(model.model.layers[0].mlp.down_proj, BitLinear)
+    assert model.model.layers[0].self_attn.q_proj.quant_config == qc
+    # skip=() converts the head too (only with an explicit request)
+    every = convert_to_bitlinear(llama(), skip=())
+    assert isinstance(every.lm_head, BitLinear)
+
+
+def test_bitlm_conversion_matches_llama_logits_without_quantization():
+    for kw in (dict(), dict(num_key_value_heads=4), dict(tie_word_embeddings=True), dict(hidden_act="relu2")):
+        hf = llama(seed=1, **kw).eval()
+        twin = llama_to_bitlm(hf, sub_norms=False, ternary=False).eval()
+        assert isinstance(twin, BitLM) and not twin.config.ternary
+        c = twin.config
+        assert (c.num_kv_heads, c.rope_theta, c.rms_norm_eps) == (hf.config.num_key_value_heads, 5000.0, 1e-5)
+        assert c.tie_word_embeddings == hf.config.tie_word_embeddings
+        ids = torch.randint(0, 258, (2, 40), generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            expected = hf(ids).logits
+            got = twin(ids)
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (kw, float((got - expected).abs().max()))
+        # and greedy decoding agrees token for token (our KV-cache generate against the full HF pass)
+        prompt = ids[:1, :8]
+        out = twin.generate(prompt, max_new_tokens=12)
+        seq = prompt
+        with torch.no_grad():
+            for _ in range(12):
+                seq = torch.cat([seq, hf(seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        assert torch.equal(out, seq), kw
+
+
+def test_bitlm_conversion_of_a_bfloat16_model():
+    hf = llama(seed=6).to(torch.bfloat16)
+    bitlm = llama_to_bitlm(hf)
+    weight = bitlm.layers[0].mlp.up_proj.weight
+    assert weight.dtype == torch.float32 and torch.equal(weight, hf.model.layers[0].mlp.up_proj.weight.float())
+    assert bitlm.embed_tokens.weight.dtype == torch.float32
+    ids = torch.randint(0, 258, (1, 12), generator=torch.Generator().manual_seed(7))
+    assert bitlm.eval().generate(ids, max_new_tokens=4).shape == (1, 16)
+
+
+def test_ternary_bitlm_matches_inplace_conversion():
+    """Both conversion paths compute the same ternary model: the BitLM without sub-norms and the
+    Llama with BitLinear projections swapped in agree (same quantizers, same block)."""
+    hf = llama(seed=3)
+    bitlm = llama_to_bitlm(hf, sub_norms=False)
+    assert isinstance(bitlm.layers[0].self_attn.q_proj, BitLinear)
+    assert torch.equal(bitlm.layers[1].mlp.down_proj.weight, hf.model.layers[1].mlp.down_proj.weight)
+    ids = torch.randint(0, 258, (2, 24), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        float_logits = hf.eval()(ids).logits
+    convert_to_bitlinear(hf)
+    for mode in ("train", "eval"):
+        hf.train(mode == "train"), bitlm.train(mode == "train")
+        with torch.no_grad():
+            a, b = hf(ids).logits, bitlm(ids)
+        # float32 rounding differs slightly between the two graphs, so an int8 activation can round
+        # to the neighbouring level: compare loosely, but far tighter than the logits' spread
+        assert (a - b).abs().max() < 0.05 * a.std(), (mode, float((a - b).abs().max()), float(a.std()))
+        # and both are really ternary: far from the float model's logits
+        assert (a - float_logits).abs().max() > 0.2 * float_logits.std()
+
+
+def test_bitlm_conversion_with_sub_norms_trains_and_exports(tmp_path):
+    hf = llama(seed=5, hidden_size=256, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+               tie_word_embeddings=True, num_hidden_layers=1)
+    bitlm = convert_to_bitlinear(hf, target="bitlm")
+    assert isinstance(bitlm, BitLM) and bitlm.config.sub_norms and bitlm.config.ternary
+    sub = bitlm.layers[0].self_attn.attn_sub_norm
+    assert torch.equal(sub.weight, torch.ones(256))  # BitNet's sub-norms start at ones
+    assert type(hf.model.layers[0].self_attn.q_proj) is nn.Linear  # the Hugging Face model is left as it was
+    assert type(bitlm.lm_head) is nn.Linear and bitlm.lm_head.weight is bitlm.embed_tokens.weight
+    before, after = train_losses(bitlm)
+    assert after < before - 0.3, (before, after)
+    path = export_gguf(bitlm, tmp_path / "converted.gguf")  # the BitNet layout exports
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match="sub_norms"):
+        export_gguf(llama_to_bitlm(hf, sub_norms=False), tmp_path / "plain.gguf")
+
+
+def test_conversion_bad_input():
+    with pytest.raises(ValueError, match="expected an nn.Module"):
+        convert_to_bitlinear("not a model")
+    with pytest.raises(ValueError, match="target"):
+        convert_to_bitlinear(llama(), target="gguf")
+    with pytest.raises(ValueError, match="not a transformers Llama-style"):
+        convert_to_bitlinear(nn.Sequential(nn.Linear(4, 4)), target="bitlm")
+    with pytest.raises(ValueError, match="not a transformers Llama-style"):
+        llama_to_bitlm(BitMLP(BitMLPConfig()))
+    with pytest.raises(ValueError, match="Llama-style model"):
+        llama_to_bitlm(42)
+    with pytest.raises(ValueError, match="skip"):
+        convert_to_bitlinear(llama(), target="bitlm", skip=["lm_head"])
+    with pytest.raises(ValueError, match="projection biases"):
+        llama_to_bitlm(llama(attention_bias=True))
+    with pytest.raises(ValueError, match="rope_scaling"):
+        llama_to_bitlm(llama(rope_scaling={"rope_type": "linear", "factor": 2.0}))
+    with pytest.raises(ValueError, match="hidden_act"):
+        llama_to_bitlm(llama(hidden_act="gelu"))
+    converted = convert_to_bitlinear(llama())
+    with pytest.raises(ValueError, match="not an nn.Linear"):  # already converted in place
+        llama_to_bitlm(converted)
+    with pytest.raises(ValueError, match="match no module"):
+        convert_to_bitlinear(llama(), skip=["decoder.head"])
+    with pytest.raises(ValueError, match="sub_norms must be a bool"):
+        BitLMConfig(sub_norms="no")
