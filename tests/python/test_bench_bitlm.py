@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-pytest.importorskip("gguf")
+from deps_helpers import need_module
+
+need_module("gguf")
 
 
 def test_quick_bench_table_and_llama_cpp_skip(repo_root, tmp_path):

@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from deps_helpers import need_path
 
 
 @pytest.mark.parametrize("section", ["--speed", "--rd"])
@@ -46,7 +49,7 @@ def test_quick_mlp_weight_distortion(repo_root, tmp_path):
     out = proc.stdout
     assert "### Speed" not in out and "### Distortion of a" not in out
     if "Skipped: /usr/share/datasets/fashion-mnist not found." in out:
-        pytest.skip("Fashion-MNIST (Debian's dataset-fashion-mnist) is not installed")
+        need_path(Path("/usr/share/datasets/fashion-mnist"), "fashion-mnist")
     assert "### Distortion on the demo MLP's trained weights" in out
     rows = {line.split(" | ")[0]: line for line in out.splitlines() if line.startswith("| ")}
     e8 = rows["| Coset E8 q=16 M=1 (tuned, T entropy-coded)"].split(" | ")

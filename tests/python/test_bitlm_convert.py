@@ -2,7 +2,7 @@
 
 transformers is a dev requirement (requirements-dev.txt pins a version that works with Debian's
 torch 1.13 and with torch 2.x) and the fortunes text a Debian one (scripts/install-deps.sh): without
-them these tests fail (they are not skipped).
+them these tests fail (they are not skipped; tests/python/deps_helpers.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-try:
-    from transformers import LlamaConfig, LlamaForCausalLM
-except ImportError as exc:  # a dev requirement: fail loudly instead of skipping
-    pytest.fail(f"transformers is missing ({exc}): pip install -r requirements-dev.txt", pytrace=False)
+from deps_helpers import need_module, need_path
+
+transformers = need_module("transformers")
+LlamaConfig, LlamaForCausalLM = transformers.LlamaConfig, transformers.LlamaForCausalLM
 
 from bitcore.config import BitQuantConfig  # noqa: E402
 from bitlayers.bitlinear import BitLinear  # noqa: E402
@@ -42,8 +42,7 @@ def llama(seed=0, **kw) -> LlamaForCausalLM:
 
 def fortune_batches(n_batches: int, batch: int = 8, seq_len: int = 64, seed: int = 0):
     """Real English text: byte windows from the fortunes package (a Debian dependency)."""
-    if not FORTUNES.is_dir():
-        pytest.fail(f"{FORTUNES} is missing: install the Debian package 'fortunes' (scripts/install-deps.sh)")
+    need_path(FORTUNES, "fortunes")
     files = sorted(p for p in FORTUNES.iterdir() if p.suffix not in (".dat", ".u8") and p.is_file()
                    and not p.is_symlink() and p.name not in ("art", "ascii-art", "translate-me"))
     text = b"".join(p.read_bytes() for p in files[:6])

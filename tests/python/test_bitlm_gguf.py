@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-gguf = pytest.importorskip("gguf")
+from deps_helpers import need_module
+
+gguf = need_module("gguf")
 
 from bitcore.config import BitQuantConfig  # noqa: E402
 from bitlayers.bitlinear import BitLinear  # noqa: E402

@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("gguf")
+from deps_helpers import need_module
+
+need_module("gguf")
 
 from bitmodels import BitLM, BitLMConfig, ByteTokenizer, export_gguf  # noqa: E402
 from test_bitlab_inference import bitlab_run  # noqa: E402,F401  (the fixture)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deps_helpers import need_path
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README.read_text(), flags=re.S)
 
@@ -23,8 +25,8 @@ DATASETS = "/usr/share/datasets"
 
 def skip_without_datasets(body: str) -> None:
     """Examples that read the Fashion-MNIST files under /usr/share/datasets need them installed."""
-    if DATASETS in body and not Path(DATASETS, "fashion-mnist").exists():
-        pytest.skip(f"the example reads Fashion-MNIST, which is not installed at {DATASETS}/fashion-mnist")
+    if DATASETS in body:
+        need_path(Path(DATASETS, "fashion-mnist"), "fashion-mnist")
 
 
 def test_readme_has_the_two_commands():
