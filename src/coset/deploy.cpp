@@ -246,14 +246,33 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
   }
 }
 
-void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y) {
-  require_view(w, "packed_linear");
-  const int d = w.config.dim();
-  const std::size_t cols = w.blocks * d;
-  const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
-  // Activations: int8 per row, stored as xq + kActBias in the kernels' layout (padding: xq = 0).
-  std::vector<std::uint8_t> xu(batch * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
-  std::vector<float> xs(batch, 0.0f);
+namespace {
+// The fused small-batch GEMV of the config at the current SIMD level, or nullptr (then the panel
+// path runs). Chosen where the row decoder would be the VBMI one, so forcing a level keeps both
+// paths' dispatch consistent.
+struct FusedGemv {
+  kernels::FusedGemvD4Q4Fn d4 = nullptr;
+  kernels::FusedGemvE8Q16Fn e8 = nullptr;
+  explicit operator bool() const { return d4 || e8; }
+};
+
+FusedGemv pick_fused_gemv(const QuantizationConfig& c) {
+  FusedGemv f;
+#if defined(LOWBIT_HAVE_AVX512)
+  if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx512_vbmi) f.d4 = kernels::fused_gemv_d4q4_avx512_vbmi;
+  if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx512_vbmi)
+    f.e8 = kernels::fused_gemv_e8q16_avx512_vbmi;
+#else
+  (void)c;
+#endif
+  return f;
+}
+
+// Each input row as int8 xq = clamp(rint(x / xs), -127, 127), xs = max|x| / 127 (0 for a zero
+// row), in the kernels' layout (deploy_pos), `stride` blocks per row (padding xq = 0).
+void quantize_activations(const float* x, std::size_t batch, std::size_t blocks, int d, std::size_t stride,
+                          std::int8_t* xq, float* xs) {
+  const std::size_t cols = blocks * d;
   for (std::size_t m = 0; m < batch; ++m) {
     const float* row = x + m * cols;
     float amax = 0.0f;
@@ -263,19 +282,72 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
                               std::to_string(i) + ")");
       amax = std::max(amax, std::fabs(row[i]));
     }
+    xs[m] = 0.0f;
     if (amax == 0.0f) continue;
     const float scale = amax / 127.0f;
     xs[m] = scale;
-    std::uint8_t* q = xu.data() + m * blocks16 * d;
-    for (std::size_t k = 0; k < w.blocks; ++k)
+    std::int8_t* q = xq + m * stride * d;
+    for (std::size_t k = 0; k < blocks; ++k)
       for (int j = 0; j < d; ++j) {
         const float v = std::clamp(std::nearbyint(row[k * d + j] / scale), -127.0f, 127.0f);
-        q[kernels::deploy_pos(d, k, j)] = static_cast<std::uint8_t>(static_cast<int>(v) + kernels::kActBias);
+        q[kernels::deploy_pos(d, k, j)] = static_cast<std::int8_t>(v);
       }
   }
-  const kernels::BlockDotFn dot = pick_block_dot();
+}
+}  // namespace
+
+void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y) {
+  require_view(w, "packed_linear");
+  const int d = w.config.dim();
+  const std::size_t cols = w.blocks * d;
+  const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
+  const auto finish = [&](std::size_t n, std::size_t m, float sum, float xs) {
+    float v = sum * xs;
+    v = v * w.row_scale[n];
+    v = v * inv_c;
+    if (w.bias) v = v + w.bias[n];
+    y[m * w.rows + n] = v;
+  };
   const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
+  std::vector<float> xs(batch, 0.0f);
+  const FusedGemv fused = batch <= kernels::kFusedMaxBatch ? pick_fused_gemv(w.config) : FusedGemv{};
+  if (fused) {
+    // Signed activations, 64-block padded, and the per-block correction shared by all weight rows.
+    const std::size_t stride = (w.blocks + 63) / 64 * 64;
+    std::vector<std::int8_t> xq(batch * stride * d, 0);
+    quantize_activations(x, batch, w.blocks, d, stride, xq.data(), xs.data());
+    std::vector<std::int32_t> xb(batch * stride, 0);
+    const int bias = kernels::fused_weight_bias(d);
+    for (std::size_t m = 0; m < batch; ++m)
+      for (std::size_t k = 0; k < w.blocks; ++k) {
+        std::int32_t sum = 0;
+        for (int j = 0; j < d; ++j) sum += xq[m * stride * d + kernels::deploy_pos(d, k, j)];
+        xb[m * stride + k] = -bias * sum;
+      }
+    const std::array<float, 16> scales = scale_table16(w.config);
+    const std::size_t code_row_bytes = deploy_code_row_bytes(w.config, w.blocks);
+    const std::size_t t_row_bytes = deploy_t_row_bytes(w.blocks);
+    parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
+      float sums[kernels::kFusedMaxBatch];
+      for (std::size_t n = n0; n < n1; ++n) {
+        const std::uint8_t* codes = w.codes + n * code_row_bytes;
+        const std::uint8_t* t = w.t + n * t_row_bytes;
+        if (fused.d4)
+          fused.d4(d4q4_tables(), scales.data(), codes, t, w.blocks, xq.data(), xb.data(), stride, batch, sums);
+        else
+          fused.e8(scales.data(), codes, t, w.blocks, xq.data(), xb.data(), stride, batch, sums);
+        for (std::size_t m = 0; m < batch; ++m) finish(n, m, sums[m], xs[m]);
+      }
+    });
+    return;
+  }
+  // Activations: int8 per row, stored as xq + kActBias in the kernels' layout (padding: xq = 0).
+  std::vector<std::int8_t> xq(batch * blocks16 * d, 0);
+  quantize_activations(x, batch, w.blocks, d, blocks16, xq.data(), xs.data());
+  std::vector<std::uint8_t> xu(xq.size());
+  for (std::size_t i = 0; i < xq.size(); ++i) xu[i] = static_cast<std::uint8_t>(xq[i] + kernels::kActBias);
+  const kernels::BlockDotFn dot = pick_block_dot();
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
     // activations are read once per panel instead of once per weight row.
@@ -290,13 +362,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         for (std::size_t n = p0; n < p1; ++n) {
           const RowDecoder& row = panel[n - p0];
           dot(d, row.w(), row.s(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, sums);
-          for (std::size_t r = 0; r < rows; ++r) {
-            float v = sums[r] * xs[m0 + r];
-            v = v * w.row_scale[n];
-            v = v * inv_c;
-            if (w.bias) v = v + w.bias[n];
-            y[(m0 + r) * w.rows + n] = v;
-          }
+          for (std::size_t r = 0; r < rows; ++r) finish(n, m0 + r, sums[r], xs[m0 + r]);
         }
       }
     }

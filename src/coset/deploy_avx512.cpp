@@ -3,6 +3,8 @@
 // 16 float partial sums in one register per input row.
 #include <immintrin.h>
 
+#include <cstring>
+
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which its
 // -Wmaybe-uninitialized reports at every inlined call site; the warning is about the header.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -189,39 +191,66 @@ constexpr VbmiIndex kVbmiIndex{};
   const __m512i hi = _mm512_permutex2var_epi8(table[2], idx, table[3]);
   return _mm512_mask_blend_epi8(high, lo, hi);
 }
+
+// The registers of d4_decode64: the four 256-byte coordinate tables rep[j] (plus `offset` per
+// byte) and the index permutes.
+struct D4VbmiConsts {
+  __m512i rep[4][4];
+  __m512i sel0, sel1;
+  [[gnu::target("avx512vbmi")]] D4VbmiConsts(const D4Q4Tables& tables, int offset) {
+    const __m512i off = _mm512_set1_epi8(static_cast<char>(offset));
+    LOWBIT_UNROLL8
+    for (int j = 0; j < 4; ++j)
+      for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_add_epi8(_mm512_loadu_si512(tables.rep[j] + 64 * q), off);
+    sel0 = _mm512_load_si512(kVbmiIndex.level0);
+    sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  }
+};
+
+// 64 blocks (128 code bytes at c) -> out[g]: blocks 16 g .. 16 g + 15 as dwords in block order.
+// Offset 0 (D4VbmiConsts): w = rep0 + 4 rep1 (|w| <= 20). Offset kD4FusedRepOffset: the unsigned
+// w + kD4FusedWeightBias = (rep0 + 16) + 4 (rep1 + 16), every byte in [0, 100] (the 16-bit shift
+// moves no bit across bytes: rep1 + 16 <= 20 < 64).
+template <bool kBiased>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void d4_decode64(const D4VbmiConsts& k4, const std::uint8_t* c,
+                                                                       __m512i out[4]) {
+  const __m512i c0 = _mm512_loadu_si512(c);
+  const __m512i c1 = _mm512_loadu_si512(c + 64);
+  const __m512i idx0 = _mm512_permutex2var_epi8(c0, k4.sel0, c1);
+  const __m512i idx1 = _mm512_permutex2var_epi8(c0, k4.sel1, c1);
+  const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
+  __m512i wj[4];
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 4; ++j) {
+    const __m512i a = lookup256(k4.rep[j], idx0, high0);
+    __m512i b = lookup256(k4.rep[j], idx1, high1);
+    if (kBiased) {
+      b = _mm512_slli_epi16(b, 2);
+    } else {
+      b = _mm512_add_epi8(b, b);
+      b = _mm512_add_epi8(b, b);
+    }
+    wj[j] = _mm512_add_epi8(a, b);
+  }
+  const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
+  const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
+  out[0] = _mm512_unpacklo_epi16(a01, a23);
+  out[1] = _mm512_unpackhi_epi16(a01, a23);
+  out[2] = _mm512_unpacklo_epi16(b01, b23);
+  out[3] = _mm512_unpackhi_epi16(b01, b23);
+}
 }  // namespace
 
 [[gnu::target("avx512vbmi")]] void decode_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
                                                            const std::uint8_t* codes, const std::uint8_t* t,
                                                            std::size_t blocks, std::int8_t* w, float* s,
                                                            std::int32_t* wb) {
-  __m512i rep[4][4];
-  LOWBIT_UNROLL8
-  for (int j = 0; j < 4; ++j)
-    for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_loadu_si512(tables.rep[j] + 64 * q);
-  const __m512i sel0 = _mm512_load_si512(kVbmiIndex.level0);
-  const __m512i sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  const D4VbmiConsts k4(tables, 0);
   const __m512i ones = _mm512_set1_epi8(1);
   std::size_t k = 0;
   for (; k + 64 <= blocks; k += 64) {
-    const __m512i c0 = _mm512_loadu_si512(codes + 2 * k);
-    const __m512i c1 = _mm512_loadu_si512(codes + 2 * k + 64);
-    const __m512i idx0 = _mm512_permutex2var_epi8(c0, sel0, c1);
-    const __m512i idx1 = _mm512_permutex2var_epi8(c0, sel1, c1);
-    const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
-    __m512i wj[4];
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 4; ++j) {
-      const __m512i a = lookup256(rep[j], idx0, high0);
-      __m512i b = lookup256(rep[j], idx1, high1);
-      b = _mm512_add_epi8(b, b);
-      b = _mm512_add_epi8(b, b);
-      wj[j] = _mm512_add_epi8(a, b);  // rep0 + 4 rep1, |.| <= 20
-    }
-    const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
-    const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
-    const __m512i out[4] = {_mm512_unpacklo_epi16(a01, a23), _mm512_unpackhi_epi16(a01, a23),
-                            _mm512_unpacklo_epi16(b01, b23), _mm512_unpackhi_epi16(b01, b23)};
+    __m512i out[4];
+    d4_decode64<false>(k4, codes + 2 * k, out);
     LOWBIT_UNROLL8
     for (int g = 0; g < 4; ++g) {
       _mm512_storeu_si512(w + 4 * (k + 16 * g), out[g]);
@@ -268,125 +297,148 @@ constexpr E8VbmiIndex kE8Index{};
 // With a = |e0|: (D1 - D0) / 32 = 64 - sum a + odd1 (32 - 2 max|e1|) - odd0 (32 - 2 max|e0|), and
 // on a tie N1 >= N0 iff A + X >= 128, A = sum over e0_j < 0 of 2^j,
 // X = odd0 s0 2^j0 - odd1 s1 2^j1 (s, j: the fixed coordinate's sign and index).
+namespace {
+// The constants of e8_decode64 (loaded once per row).
+struct E8VbmiConsts {
+  __m512i ia[4], ib[4];
+  __mmask64 high;
+  [[gnu::target("avx512vbmi")]] E8VbmiConsts() : high(kE8Index.high) {
+    LOWBIT_UNROLL8
+    for (int q = 0; q < 4; ++q) {
+      ia[q] = _mm512_load_si512(kE8Index.a[q]);
+      ib[q] = _mm512_load_si512(kE8Index.b[q]);
+    }
+  }
+};
+
+// 64 blocks (256 code bytes at c) -> halves[h][g]: group g (blocks 16 g .. 16 g + 15) bytes
+// 4h..4h+3 of each block as dwords in block order (deploy_pos). Per block (scalar semantics,
+// checked against decode_e8q16_ref by the tests): v = 2 G b; t = v + 16; coset 0 (D8):
+// e0 = (t & 31) - 16, parity = xor of bit 5 of t; coset 1 (D8 + 1/2): e1 = e0 -/+ 16
+// (|e1| = 16 - |e0|, e1 >= 0 iff e0 < 0), parity = xor of bit 5 of v. A parity fix moves the
+// coordinate with the largest (|e|, tie) key, tie = e >= 0 ? 8 + j : 7 - j, by 32. With a = |e0|:
+// (D1 - D0) / 32 = 64 - sum a + odd1 (32 - 2 max|e1|) - odd0 (32 - 2 max|e0|), and on a tie
+// N1 >= N0 iff A + X >= 128, A = sum over e0_j < 0 of 2^j, X = odd0 s0 2^j0 - odd1 s1 2^j1
+// (s, j: the fixed coordinate's sign and index).
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void e8_decode64(const E8VbmiConsts& k8, const std::uint8_t* c,
+                                                                       __m512i halves[2][4]) {
+  const __m512i c15 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16), c31 = _mm512_set1_epi8(31);
+  const __m512i c32 = _mm512_set1_epi8(32), c8 = _mm512_set1_epi8(8), c7 = _mm512_set1_epi8(7);
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
+  const __m512i r0 = _mm512_loadu_si512(c), r1 = _mm512_loadu_si512(c + 64);
+  const __m512i r2 = _mm512_loadu_si512(c + 128), r3 = _mm512_loadu_si512(c + 192);
+  __m512i b[8];
+  LOWBIT_UNROLL8
+  for (int q = 0; q < 4; ++q) {
+    const __m512i bytes = _mm512_mask_blend_epi8(k8.high, _mm512_permutex2var_epi8(r0, k8.ia[q], r1),
+                                                 _mm512_permutex2var_epi8(r2, k8.ib[q], r3));
+    b[2 * q] = _mm512_and_si512(bytes, c15);
+    b[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), c15);
+  }
+  __m512i v[8];
+  const __m512i h = b[7];
+  const __m512i b0x2 = _mm512_add_epi8(b[0], b[0]);
+  const __m512i d0 = _mm512_sub_epi8(b0x2, b[1]);
+  v[0] = _mm512_add_epi8(_mm512_add_epi8(d0, d0), h);
+  LOWBIT_UNROLL8
+  for (int j = 1; j <= 5; ++j) {
+    const __m512i dj = _mm512_sub_epi8(b[j], b[j + 1]);
+    v[j] = _mm512_add_epi8(_mm512_add_epi8(dj, dj), h);
+  }
+  v[6] = _mm512_add_epi8(_mm512_add_epi8(b[6], b[6]), h);
+  v[7] = h;
+  // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
+  __m512i e0[8], a[8];
+  __m512i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero;
+  __m512i max_a = zero, min_a = c16;
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 8; ++j) {
+    const __m512i tj = _mm512_add_epi8(v[j], c16);
+    e0[j] = _mm512_sub_epi8(_mm512_and_si512(tj, c31), c16);
+    a[j] = _mm512_abs_epi8(e0[j]);
+    par0 = _mm512_xor_si512(par0, tj);
+    par1 = _mm512_xor_si512(par1, v[j]);
+    sum_a = _mm512_add_epi8(sum_a, a[j]);
+    neg_set = _mm512_mask_add_epi8(neg_set, _mm512_movepi8_mask(e0[j]), neg_set, _mm512_set1_epi8(static_cast<char>(1 << j)));
+    max_a = _mm512_max_epu8(max_a, a[j]);
+    min_a = _mm512_min_epu8(min_a, a[j]);
+  }
+  // Pass 2: the tie of the fixed coordinate of each coset (largest |e|, then largest tie).
+  __m512i t0 = _mm512_set1_epi8(-1), t1 = _mm512_set1_epi8(-1);
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 8; ++j) {
+    const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
+    const __m512i tie0 = _mm512_mask_blend_epi8(neg, _mm512_set1_epi8(static_cast<char>(8 + j)),
+                                                _mm512_set1_epi8(static_cast<char>(7 - j)));
+    t0 = _mm512_mask_max_epi8(t0, _mm512_cmpeq_epi8_mask(a[j], max_a), t0, tie0);
+    t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_sub_epi8(c15, tie0));
+  }
+  const __mmask64 odd0 = _mm512_test_epi8_mask(par0, c32), odd1 = _mm512_test_epi8_mask(par1, c32);
+  const __mmask64 pos0 = _mm512_cmpge_epi8_mask(t0, c8), pos1 = _mm512_cmpge_epi8_mask(t1, c8);
+  const __m512i j0 = _mm512_mask_blend_epi8(pos0, _mm512_sub_epi8(c7, t0), _mm512_sub_epi8(t0, c8));
+  const __m512i j1 = _mm512_mask_blend_epi8(pos1, _mm512_sub_epi8(c7, t1), _mm512_sub_epi8(t1, c8));
+  // (D1 - D0) / 32; max|e1| = 16 - min|e0|, so 32 - 2 max|e1| = 2 min|e0|.
+  __m512i dd = _mm512_sub_epi8(_mm512_set1_epi8(64), sum_a);
+  dd = _mm512_mask_add_epi8(dd, odd1, dd, _mm512_add_epi8(min_a, min_a));
+  dd = _mm512_mask_sub_epi8(dd, odd0, dd, _mm512_sub_epi8(c32, _mm512_add_epi8(max_a, max_a)));
+  // Nudge tie-break in int16 halves: A + X >= 128.
+  const __m512i p0 = _mm512_shuffle_epi8(pow2, j0), p1 = _mm512_shuffle_epi8(pow2, j1);
+  __mmask64 nudge_ok = 0;
+  LOWBIT_UNROLL8
+  for (int half = 0; half < 2; ++half) {
+    const int sh = 32 * half;
+    const __mmask32 o0 = static_cast<__mmask32>(odd0 >> sh), o1 = static_cast<__mmask32>(odd1 >> sh);
+    const __mmask32 q0 = static_cast<__mmask32>(pos0 >> sh), q1 = static_cast<__mmask32>(pos1 >> sh);
+    const __m512i av = half ? widen_hi(neg_set) : widen_lo(neg_set);
+    const __m512i pw0 = half ? widen_hi(p0) : widen_lo(p0);
+    const __m512i pw1 = half ? widen_hi(p1) : widen_lo(p1);
+    __m512i x = av;
+    x = _mm512_mask_add_epi16(x, o0 & q0, x, pw0);
+    x = _mm512_mask_sub_epi16(x, o0 & ~q0, x, pw0);
+    x = _mm512_mask_sub_epi16(x, o1 & q1, x, pw1);
+    x = _mm512_mask_add_epi16(x, o1 & ~q1, x, pw1);
+    const __mmask32 ok = _mm512_cmpge_epi16_mask(x, _mm512_set1_epi16(128));
+    nudge_ok |= static_cast<__mmask64>(ok) << sh;
+  }
+  const __mmask64 keep0 = _mm512_cmpgt_epi8_mask(dd, zero) | (_mm512_cmpeq_epi8_mask(dd, zero) & nudge_ok);
+  const __m512i jc = _mm512_mask_blend_epi8(keep0, j1, j0);
+  const __mmask64 odd = (keep0 & odd0) | (~keep0 & odd1);
+  const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
+  __m512i e[8];
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 8; ++j) {
+    const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
+    const __m512i e1 = _mm512_mask_blend_epi8(neg, _mm512_sub_epi8(e0[j], c16), _mm512_add_epi8(e0[j], c16));
+    __m512i ej = _mm512_mask_blend_epi8(keep0, e1, e0[j]);
+    const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
+    ej = _mm512_mask_sub_epi8(ej, hit & pos, ej, c32);
+    e[j] = _mm512_mask_add_epi8(ej, hit & ~pos, ej, c32);
+  }
+  // To block order (the permuted gather makes the in-lane transpose land in place): per group
+  // of 16 blocks, bytes 0-3 of each block, then bytes 4-7 (deploy_pos).
+  LOWBIT_UNROLL8
+  for (int hh = 0; hh < 2; ++hh) {
+    const __m512i* q = e + 4 * hh;
+    const __m512i a01 = _mm512_unpacklo_epi8(q[0], q[1]), b01 = _mm512_unpackhi_epi8(q[0], q[1]);
+    const __m512i a23 = _mm512_unpacklo_epi8(q[2], q[3]), b23 = _mm512_unpackhi_epi8(q[2], q[3]);
+    halves[hh][0] = _mm512_unpacklo_epi16(a01, a23);
+    halves[hh][1] = _mm512_unpackhi_epi16(a01, a23);
+    halves[hh][2] = _mm512_unpacklo_epi16(b01, b23);
+    halves[hh][3] = _mm512_unpackhi_epi16(b01, b23);
+  }
+}
+}  // namespace
+
 [[gnu::target("avx512vbmi")]] void decode_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
                                                             const std::uint8_t* t, std::size_t blocks,
                                                             std::int8_t* w, float* s, std::int32_t* wb) {
-  const __m512i c15 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16), c31 = _mm512_set1_epi8(31);
-  const __m512i c32 = _mm512_set1_epi8(32), c8 = _mm512_set1_epi8(8), c7 = _mm512_set1_epi8(7);
+  const E8VbmiConsts k8;
   const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
-  const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
-  __m512i ia[4], ib[4];
-  LOWBIT_UNROLL8
-  for (int q = 0; q < 4; ++q) {
-    ia[q] = _mm512_load_si512(kE8Index.a[q]);
-    ib[q] = _mm512_load_si512(kE8Index.b[q]);
-  }
-  const __mmask64 high = kE8Index.high;
   std::size_t k = 0;
   for (; k + 64 <= blocks; k += 64) {
-    const std::uint8_t* c = codes + 4 * k;
-    const __m512i r0 = _mm512_loadu_si512(c), r1 = _mm512_loadu_si512(c + 64);
-    const __m512i r2 = _mm512_loadu_si512(c + 128), r3 = _mm512_loadu_si512(c + 192);
-    __m512i b[8];
-    LOWBIT_UNROLL8
-    for (int q = 0; q < 4; ++q) {
-      const __m512i bytes = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(r0, ia[q], r1),
-                                                   _mm512_permutex2var_epi8(r2, ib[q], r3));
-      b[2 * q] = _mm512_and_si512(bytes, c15);
-      b[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), c15);
-    }
-    __m512i v[8];
-    const __m512i h = b[7];
-    const __m512i b0x2 = _mm512_add_epi8(b[0], b[0]);
-    const __m512i d0 = _mm512_sub_epi8(b0x2, b[1]);
-    v[0] = _mm512_add_epi8(_mm512_add_epi8(d0, d0), h);
-    LOWBIT_UNROLL8
-    for (int j = 1; j <= 5; ++j) {
-      const __m512i dj = _mm512_sub_epi8(b[j], b[j + 1]);
-      v[j] = _mm512_add_epi8(_mm512_add_epi8(dj, dj), h);
-    }
-    v[6] = _mm512_add_epi8(_mm512_add_epi8(b[6], b[6]), h);
-    v[7] = h;
-    // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
-    __m512i e0[8], a[8];
-    __m512i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero;
-    __m512i max_a = zero, min_a = c16;
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 8; ++j) {
-      const __m512i tj = _mm512_add_epi8(v[j], c16);
-      e0[j] = _mm512_sub_epi8(_mm512_and_si512(tj, c31), c16);
-      a[j] = _mm512_abs_epi8(e0[j]);
-      par0 = _mm512_xor_si512(par0, tj);
-      par1 = _mm512_xor_si512(par1, v[j]);
-      sum_a = _mm512_add_epi8(sum_a, a[j]);
-      neg_set = _mm512_mask_add_epi8(neg_set, _mm512_movepi8_mask(e0[j]), neg_set, _mm512_set1_epi8(static_cast<char>(1 << j)));
-      max_a = _mm512_max_epu8(max_a, a[j]);
-      min_a = _mm512_min_epu8(min_a, a[j]);
-    }
-    // Pass 2: the tie of the fixed coordinate of each coset (largest |e|, then largest tie).
-    __m512i t0 = _mm512_set1_epi8(-1), t1 = _mm512_set1_epi8(-1);
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 8; ++j) {
-      const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
-      const __m512i tie0 = _mm512_mask_blend_epi8(neg, _mm512_set1_epi8(static_cast<char>(8 + j)),
-                                                  _mm512_set1_epi8(static_cast<char>(7 - j)));
-      t0 = _mm512_mask_max_epi8(t0, _mm512_cmpeq_epi8_mask(a[j], max_a), t0, tie0);
-      t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_sub_epi8(c15, tie0));
-    }
-    const __mmask64 odd0 = _mm512_test_epi8_mask(par0, c32), odd1 = _mm512_test_epi8_mask(par1, c32);
-    const __mmask64 pos0 = _mm512_cmpge_epi8_mask(t0, c8), pos1 = _mm512_cmpge_epi8_mask(t1, c8);
-    const __m512i j0 = _mm512_mask_blend_epi8(pos0, _mm512_sub_epi8(c7, t0), _mm512_sub_epi8(t0, c8));
-    const __m512i j1 = _mm512_mask_blend_epi8(pos1, _mm512_sub_epi8(c7, t1), _mm512_sub_epi8(t1, c8));
-    // (D1 - D0) / 32; max|e1| = 16 - min|e0|, so 32 - 2 max|e1| = 2 min|e0|.
-    __m512i dd = _mm512_sub_epi8(_mm512_set1_epi8(64), sum_a);
-    dd = _mm512_mask_add_epi8(dd, odd1, dd, _mm512_add_epi8(min_a, min_a));
-    dd = _mm512_mask_sub_epi8(dd, odd0, dd, _mm512_sub_epi8(c32, _mm512_add_epi8(max_a, max_a)));
-    // Nudge tie-break in int16 halves: A + X >= 128.
-    const __m512i p0 = _mm512_shuffle_epi8(pow2, j0), p1 = _mm512_shuffle_epi8(pow2, j1);
-    __mmask64 nudge_ok = 0;
-    LOWBIT_UNROLL8
-    for (int half = 0; half < 2; ++half) {
-      const int sh = 32 * half;
-      const __mmask32 o0 = static_cast<__mmask32>(odd0 >> sh), o1 = static_cast<__mmask32>(odd1 >> sh);
-      const __mmask32 q0 = static_cast<__mmask32>(pos0 >> sh), q1 = static_cast<__mmask32>(pos1 >> sh);
-      const __m512i av = half ? widen_hi(neg_set) : widen_lo(neg_set);
-      const __m512i pw0 = half ? widen_hi(p0) : widen_lo(p0);
-      const __m512i pw1 = half ? widen_hi(p1) : widen_lo(p1);
-      __m512i x = av;
-      x = _mm512_mask_add_epi16(x, o0 & q0, x, pw0);
-      x = _mm512_mask_sub_epi16(x, o0 & ~q0, x, pw0);
-      x = _mm512_mask_sub_epi16(x, o1 & q1, x, pw1);
-      x = _mm512_mask_add_epi16(x, o1 & ~q1, x, pw1);
-      const __mmask32 ok = _mm512_cmpge_epi16_mask(x, _mm512_set1_epi16(128));
-      nudge_ok |= static_cast<__mmask64>(ok) << sh;
-    }
-    const __mmask64 keep0 = _mm512_cmpgt_epi8_mask(dd, zero) | (_mm512_cmpeq_epi8_mask(dd, zero) & nudge_ok);
-    const __m512i jc = _mm512_mask_blend_epi8(keep0, j1, j0);
-    const __mmask64 odd = (keep0 & odd0) | (~keep0 & odd1);
-    const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
-    __m512i e[8];
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 8; ++j) {
-      const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
-      const __m512i e1 = _mm512_mask_blend_epi8(neg, _mm512_sub_epi8(e0[j], c16), _mm512_add_epi8(e0[j], c16));
-      __m512i ej = _mm512_mask_blend_epi8(keep0, e1, e0[j]);
-      const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
-      ej = _mm512_mask_sub_epi8(ej, hit & pos, ej, c32);
-      e[j] = _mm512_mask_add_epi8(ej, hit & ~pos, ej, c32);
-    }
-    // To block order (the permuted gather makes the in-lane transpose land in place): per group
-    // of 16 blocks, bytes 0-3 of each block, then bytes 4-7 (deploy_pos).
     __m512i halves[2][4];
-    LOWBIT_UNROLL8
-    for (int hh = 0; hh < 2; ++hh) {
-      const __m512i* q = e + 4 * hh;
-      const __m512i a01 = _mm512_unpacklo_epi8(q[0], q[1]), b01 = _mm512_unpackhi_epi8(q[0], q[1]);
-      const __m512i a23 = _mm512_unpacklo_epi8(q[2], q[3]), b23 = _mm512_unpackhi_epi8(q[2], q[3]);
-      halves[hh][0] = _mm512_unpacklo_epi16(a01, a23);
-      halves[hh][1] = _mm512_unpackhi_epi16(a01, a23);
-      halves[hh][2] = _mm512_unpacklo_epi16(b01, b23);
-      halves[hh][3] = _mm512_unpackhi_epi16(b01, b23);
-    }
+    e8_decode64(k8, codes + 4 * k, halves);
     LOWBIT_UNROLL8
     for (int g = 0; g < 4; ++g) {
       std::int8_t* out = w + 8 * (k + 16 * g);
@@ -398,6 +450,122 @@ constexpr E8VbmiIndex kE8Index{};
     scales64_of(scales16, t + k / 2, s + k);
   }
   if (k < blocks) decode_e8q16_avx512(scales16, codes + 4 * k, t + k / 2, blocks - k, w + 8 * k, s + k, wb + k);
+}
+
+namespace {
+// 64 T nibbles (32 bytes at t) -> the scales of groups 0-3 (16 blocks each, block order), lanes
+// of blocks >= valid zeroed (the reference's padding scale).
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void scales64_regs(const __m512 table, const std::uint8_t* t,
+                                                                         std::size_t valid, __m512 s[4]) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
+  const __m256i lo = _mm256_and_si256(b, _mm256_set1_epi8(15));
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(15));
+  const __m256i first = _mm256_unpacklo_epi8(lo, hi);   // blocks 0-15 | 32-47
+  const __m256i second = _mm256_unpackhi_epi8(lo, hi);  // blocks 16-31 | 48-63
+  const __m128i idx[4] = {_mm256_castsi256_si128(first), _mm256_castsi256_si128(second),
+                          _mm256_extracti128_si256(first, 1), _mm256_extracti128_si256(second, 1)};
+  LOWBIT_UNROLL8
+  for (int g = 0; g < 4; ++g) {
+    const std::size_t n = valid > 16 * static_cast<std::size_t>(g) ? valid - 16 * static_cast<std::size_t>(g) : 0;
+    const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+    s[g] = _mm512_maskz_permutexvar_ps(m, _mm512_cvtepu8_epi32(idx[g]), table);
+  }
+}
+
+// The fused GEMV's 64-block step: per group g and input row r, I = xb + sum (w + bias) xq (exact),
+// p[r] = fma(s_g, I, p[r]). D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
+template <int D, int R>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64(const __m512i* wu, const __m512 s[4],
+                                                                       const std::int8_t* xq, const std::int32_t* xb,
+                                                                       std::size_t x_stride, __m512 p[R]) {
+  LOWBIT_UNROLL8
+  for (int g = 0; g < 4; ++g)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
+      __m512i acc = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
+      acc = _mm512_dpbusd_epi32(acc, wu[g], _mm512_loadu_si512(x));
+      if (D == 8) acc = _mm512_dpbusd_epi32(acc, wu[4 + g], _mm512_loadu_si512(x + 64));
+      p[r] = _mm512_fmadd_ps(s[g], _mm512_cvtepi32_ps(acc), p[r]);
+    }
+}
+
+template <int D, int R, class Consts>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
+                                                                      const std::uint8_t* c, const std::uint8_t* tk,
+                                                                      std::size_t valid, const std::int8_t* xq,
+                                                                      const std::int32_t* xb, std::size_t x_stride,
+                                                                      __m512 p[R]) {
+  __m512i wu[8];
+  if constexpr (D == 4) {
+    d4_decode64<true>(consts, c, wu);
+  } else {
+    __m512i halves[2][4];
+    e8_decode64(consts, c, halves);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(kE8FusedWeightBias));
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) {
+      wu[g] = _mm512_add_epi8(halves[0][g], bias);
+      wu[4 + g] = _mm512_add_epi8(halves[1][g], bias);
+    }
+  }
+  __m512 s[4];
+  scales64_regs(table, tk, valid, s);
+  fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
+}
+
+template <int D, int R, class Consts>
+[[gnu::target("avx512vbmi")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
+                                                   const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
+                                                   const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                                                   float* out) {
+  constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
+  const __m512 table = _mm512_loadu_ps(scales16);
+  __m512 p[R];
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+  std::size_t k = 0;
+  for (; k + 64 <= blocks; k += 64)
+    fused_step<D, R>(consts, table, codes + k * kCodeBytes / 64, t + k / 2, 64, xq + k * D, xb + k, x_stride, p);
+  if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
+    alignas(64) std::uint8_t c[kCodeBytes] = {};
+    alignas(32) std::uint8_t tt[32] = {};
+    const std::size_t n = blocks - k;
+    std::memcpy(c, codes + k * kCodeBytes / 64, n * kCodeBytes / 64);
+    std::memcpy(tt, t + k / 2, (n + 1) / 2);
+    fused_step<D, R>(consts, table, c, tt, n, xq + k * D, xb + k, x_stride, p);
+  }
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
+}
+
+template <int D, class Consts>
+[[gnu::target("avx512vbmi")]] void fused_gemv_d(const Consts& consts, const float* scales16, const std::uint8_t* codes,
+                                                const std::uint8_t* t, std::size_t blocks, const std::int8_t* xq,
+                                                const std::int32_t* xb, std::size_t x_stride, std::size_t rows,
+                                                float* out) {
+  switch (rows) {
+    case 4: return fused_gemv_rows<D, 4>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
+    case 3: return fused_gemv_rows<D, 3>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
+    case 2: return fused_gemv_rows<D, 2>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
+    default: return fused_gemv_rows<D, 1>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
+  }
+}
+}  // namespace
+
+[[gnu::target("avx512vbmi")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
+                                                               const std::uint8_t* codes, const std::uint8_t* t,
+                                                               std::size_t blocks, const std::int8_t* xq,
+                                                               const std::int32_t* xb, std::size_t x_stride,
+                                                               std::size_t rows, float* out) {
+  fused_gemv_d<4>(D4VbmiConsts(tables, kD4FusedRepOffset), scales16, codes, t, blocks, xq, xb, x_stride, rows, out);
+}
+
+[[gnu::target("avx512vbmi")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+                                                                const std::uint8_t* t, std::size_t blocks,
+                                                                const std::int8_t* xq, const std::int32_t* xb,
+                                                                std::size_t x_stride, std::size_t rows, float* out) {
+  fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, xq, xb, x_stride, rows, out);
 }
 
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,

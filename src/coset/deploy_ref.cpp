@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <vector>
 
 namespace lowbit::coset::kernels {
 
@@ -92,6 +93,51 @@ void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32
       for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
     out[r] = p[0];
   }
+}
+
+namespace {
+// The fused GEMV's arithmetic on a decoded row (w in deploy_pos layout, blocks16 blocks).
+void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t blocks16, const std::int8_t* xq,
+                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out) {
+  const int bias = fused_weight_bias(d);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::int8_t* x = xq + r * x_stride * d;
+    float p[kDeployLanes] = {};
+    for (std::size_t k = 0; k < blocks16; ++k) {
+      std::int32_t acc = xb[r * x_stride + k];
+      for (int j = 0; j < d; ++j) {
+        const std::size_t i = deploy_pos(d, k, j);
+        acc += (w[i] + bias) * static_cast<std::int32_t>(x[i]);
+      }
+      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+    }
+    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
+    out[r] = p[0];
+  }
+}
+}  // namespace
+
+void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
+                         const std::uint8_t* t, std::size_t blocks, const std::int8_t* xq, const std::int32_t* xb,
+                         std::size_t x_stride, std::size_t rows, float* out) {
+  const std::size_t blocks16 = (blocks + 15) / 16 * 16;
+  std::vector<std::int8_t> w(blocks16 * 4, 0);
+  std::vector<float> s(blocks16, 0.0f);
+  std::vector<std::int32_t> wb(blocks16, 0);
+  decode_d4q4_ref(tables, scales16, codes, t, blocks, w.data(), s.data(), wb.data());
+  fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out);
+}
+
+void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
+                          const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride, std::size_t rows,
+                          float* out) {
+  const std::size_t blocks16 = (blocks + 15) / 16 * 16;
+  std::vector<std::int8_t> w(blocks16 * 8, 0);
+  std::vector<float> s(blocks16, 0.0f);
+  std::vector<std::int32_t> wb(blocks16, 0);
+  decode_e8q16_ref(scales16, codes, t, blocks, w.data(), s.data(), wb.data());
+  fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out);
 }
 
 }  // namespace lowbit::coset::kernels

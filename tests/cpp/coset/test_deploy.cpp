@@ -260,6 +260,105 @@ TEST(CosetDeploy, E8DecodersEqualTheReferenceDirectly) {
   }
 }
 
+// Random signed activations in the fused GEMV's layout (zero beyond `blocks`) and their xb.
+void fused_activations(int d, std::size_t blocks, std::size_t stride, std::size_t rows, bool extreme, std::mt19937& rng,
+                       std::vector<std::int8_t>& xq, std::vector<std::int32_t>& xb) {
+  xq.assign(rows * stride * d, 0);
+  xb.assign(rows * stride, 0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t k = 0; k < blocks; ++k) {
+      std::int32_t sum = 0;
+      for (int j = 0; j < d; ++j) {
+        const int v = extreme ? ((rng() & 1) ? 127 : -127) : static_cast<int>(rng() % 255) - 127;
+        xq[r * stride * d + kernels::deploy_pos(d, k, j)] = static_cast<std::int8_t>(v);
+        sum += v;
+      }
+      xb[r * stride + k] = -kernels::fused_weight_bias(d) * sum;
+    }
+}
+
+TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
+  // The fused small-batch GEMV (AVX-512 VBMI) against its scalar twin and against the panel path's
+  // decode + block_dot (the documented result), bit for bit: block counts around the 16- and
+  // 64-block strides (odd counts: a padding T nibble), T = 15 everywhere, all-extreme codes
+  // (0xFF bytes) and all-extreme activations (+-127), 1..4 input rows.
+  std::vector<float> scales16(16);
+  for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
+  kernels::D4Q4Tables tables{};
+  {
+    // rep(idx) for D4 q=4 read off packed_decode of level-0-only codes (beta = 1, T = 0).
+    QuantizationConfig c = make(LatticeType::D4, 4, 2, 1.0, 0.25, 15);
+    std::vector<std::uint8_t> codes(2 * 256);
+    for (int idx = 0; idx < 256; ++idx) codes[2 * static_cast<std::size_t>(idx)] = static_cast<std::uint8_t>(idx);
+    Layer l{c, 1, 256, codes, std::vector<std::uint8_t>(128, 0), {1.0f}, {0.0f}};
+    std::vector<float> rep(256 * 4);
+    {
+      ScopedSimdLevel scalar(SimdLevel::Scalar);
+      packed_decode(l.view(), rep.data());
+    }
+    for (int idx = 0; idx < 256; ++idx) {
+      std::uint32_t l0 = 0, l1 = 0;
+      for (int j = 0; j < 4; ++j) {
+        const int r = static_cast<int>(rep[static_cast<std::size_t>(idx) * 4 + static_cast<std::size_t>(j)]);
+        ASSERT_LE(std::abs(r), 4);
+        tables.rep[j][idx] = static_cast<std::int8_t>(r);
+        l0 |= static_cast<std::uint32_t>(r + 48) << (8 * j);
+        l1 |= static_cast<std::uint32_t>(4 * r + 16) << (8 * j);
+      }
+      tables.level0[idx] = l0;
+      tables.level1[idx] = l1;
+    }
+  }
+  std::mt19937 rng(31);
+  for (int d : {4, 8})
+    for (std::size_t blocks : {1, 3, 15, 16, 17, 63, 64, 65, 127, 129, 1025})
+      for (int variant = 0; variant < 3; ++variant) {  // random; T = 15 and extreme codes; extreme activations
+        const std::size_t stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
+        const std::size_t code_bytes = blocks * (d == 4 ? 2 : 4);
+        std::vector<std::uint8_t> codes(code_bytes), t((blocks + 1) / 2);
+        for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
+        for (auto& v : t) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
+        if (blocks % 2) t.back() &= 0x0F;  // the padding nibble is zero
+        const std::size_t rows = 1 + rng() % 4;
+        std::vector<std::int8_t> xq;
+        std::vector<std::int32_t> xb;
+        fused_activations(d, blocks, stride, rows, variant == 2, rng, xq, xb);
+        std::vector<float> ref(rows), got(rows, -1.0f), dot(rows);
+        if (d == 4)
+          kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, xq.data(), xb.data(),
+                                       stride, rows, ref.data());
+        else
+          kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, xq.data(), xb.data(), stride,
+                                        rows, ref.data());
+        // The panel path on the same row and activations (xq + 128, blocks16 per row).
+        std::vector<std::int8_t> w(blocks16 * d, 0);
+        std::vector<float> s(blocks16, 0.0f);
+        std::vector<std::int32_t> wb(blocks16, 0);
+        if (d == 4)
+          kernels::decode_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, w.data(), s.data(), wb.data());
+        else
+          kernels::decode_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, w.data(), s.data(), wb.data());
+        std::vector<std::uint8_t> xu(rows * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t i = 0; i < blocks16 * d; ++i)
+            xu[r * blocks16 * d + i] = static_cast<std::uint8_t>(xq[r * stride * d + i] + kernels::kActBias);
+        kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, dot.data());
+        ASSERT_EQ(0, std::memcmp(ref.data(), dot.data(), rows * sizeof(float))) << "d=" << d << " blocks=" << blocks;
+#if defined(LOWBIT_HAVE_AVX512)
+        if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+          if (d == 4)
+            kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), t.data(), blocks, xq.data(),
+                                                 xb.data(), stride, rows, got.data());
+          else
+            kernels::fused_gemv_e8q16_avx512_vbmi(scales16.data(), codes.data(), t.data(), blocks, xq.data(),
+                                                  xb.data(), stride, rows, got.data());
+          ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), rows * sizeof(float)))
+              << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows;
+        }
+#endif
+      }
+}
+
 TEST(CosetDeploy, RefusesConfigsTheKernelsCannotRun) {
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"), InvalidArgument);   // q=3
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 2, 0.2, 1.0, 16), "x"), InvalidArgument);   // T > 15
