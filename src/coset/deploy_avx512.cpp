@@ -453,22 +453,35 @@ struct E8VbmiConsts {
 }
 
 namespace {
-// 64 T nibbles (32 bytes at t) -> the scales of groups 0-3 (16 blocks each, block order), lanes
-// of blocks >= valid zeroed (the reference's padding scale).
-[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void scales64_regs(const __m512 table, const std::uint8_t* t,
-                                                                         std::size_t valid, __m512 s[4]) {
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
-  const __m256i lo = _mm256_and_si256(b, _mm256_set1_epi8(15));
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(15));
-  const __m256i first = _mm256_unpacklo_epi8(lo, hi);   // blocks 0-15 | 32-47
-  const __m256i second = _mm256_unpackhi_epi8(lo, hi);  // blocks 16-31 | 48-63
-  const __m128i idx[4] = {_mm256_castsi256_si128(first), _mm256_castsi256_si128(second),
-                          _mm256_extracti128_si256(first, 1), _mm256_extracti128_si256(second, 1)};
+// 64 T nibbles (32 bytes at t) -> the scales of groups 0-3 (16 blocks each, block order). Group
+// g's 8 T bytes are broadcast to every qword and vpmultishiftqb puts block i's nibble in the low
+// bits of dword i (vpermps reads only bits 0-3 of an index). kMasked: lanes of blocks >= valid are
+// zeroed (the reference's padding scale).
+struct ScaleShift {
+  alignas(64) std::uint8_t control[64];
+  constexpr ScaleShift() : control() {
+    for (int i = 0; i < 16; ++i)
+      for (int b = 0; b < 4; ++b) control[4 * i + b] = static_cast<std::uint8_t>(4 * i);
+  }
+};
+constexpr ScaleShift kScaleShift{};
+
+template <bool kMasked>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void scales64_regs(const __m512 table, const __m512i control,
+                                                                         const std::uint8_t* t, std::size_t valid,
+                                                                         __m512 s[4]) {
   LOWBIT_UNROLL8
   for (int g = 0; g < 4; ++g) {
-    const std::size_t n = valid > 16 * static_cast<std::size_t>(g) ? valid - 16 * static_cast<std::size_t>(g) : 0;
-    const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-    s[g] = _mm512_maskz_permutexvar_ps(m, _mm512_cvtepu8_epi32(idx[g]), table);
+    std::uint64_t bytes;
+    std::memcpy(&bytes, t + 8 * g, 8);
+    const __m512i idx = _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(bytes)));
+    if (kMasked) {
+      const std::size_t n = valid > 16 * static_cast<std::size_t>(g) ? valid - 16 * static_cast<std::size_t>(g) : 0;
+      const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+      s[g] = _mm512_maskz_permutexvar_ps(m, idx, table);
+    } else {
+      s[g] = _mm512_permutexvar_ps(idx, table);
+    }
   }
 }
 
@@ -490,8 +503,9 @@ template <int D, int R>
     }
 }
 
-template <int D, int R, class Consts>
+template <int D, int R, bool kMasked, class Consts>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
+                                                                      const __m512i control,
                                                                       const std::uint8_t* c, const std::uint8_t* tk,
                                                                       std::size_t valid, const std::int8_t* xq,
                                                                       const std::int32_t* xb, std::size_t x_stride,
@@ -510,7 +524,7 @@ template <int D, int R, class Consts>
     }
   }
   __m512 s[4];
-  scales64_regs(table, tk, valid, s);
+  scales64_regs<kMasked>(table, control, tk, valid, s);
   fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
 }
 
@@ -521,19 +535,21 @@ template <int D, int R, class Consts>
                                                    float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
   const __m512 table = _mm512_loadu_ps(scales16);
+  const __m512i control = _mm512_load_si512(kScaleShift.control);
   __m512 p[R];
   LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
   std::size_t k = 0;
   for (; k + 64 <= blocks; k += 64)
-    fused_step<D, R>(consts, table, codes + k * kCodeBytes / 64, t + k / 2, 64, xq + k * D, xb + k, x_stride, p);
+    fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, t + k / 2, 64, xq + k * D, xb + k,
+                            x_stride, p);
   if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
     alignas(64) std::uint8_t c[kCodeBytes] = {};
     alignas(32) std::uint8_t tt[32] = {};
     const std::size_t n = blocks - k;
     std::memcpy(c, codes + k * kCodeBytes / 64, n * kCodeBytes / 64);
     std::memcpy(tt, t + k / 2, (n + 1) / 2);
-    fused_step<D, R>(consts, table, c, tt, n, xq + k * D, xb + k, x_stride, p);
+    fused_step<D, R, true>(consts, table, control, c, tt, n, xq + k * D, xb + k, x_stride, p);
   }
   LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
