@@ -329,16 +329,16 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
     const std::size_t code_row_bytes = deploy_code_row_bytes(w.config, w.blocks);
     const std::size_t t_row_bytes = deploy_t_row_bytes(w.blocks);
     parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
-      float sums[kernels::kFusedMaxBatch];
-      for (std::size_t n = n0; n < n1; ++n) {
-        const std::uint8_t* codes = w.codes + n * code_row_bytes;
-        const std::uint8_t* t = w.t + n * t_row_bytes;
-        if (fused.d4)
-          fused.d4(d4q4_tables(), scales.data(), codes, t, w.blocks, xq.data(), xb.data(), stride, batch, sums);
-        else
-          fused.e8(scales.data(), codes, t, w.blocks, xq.data(), xb.data(), stride, batch, sums);
-        for (std::size_t m = 0; m < batch; ++m) finish(n, m, sums[m], xs[m]);
-      }
+      std::vector<float> sums((n1 - n0) * batch);
+      const std::uint8_t* codes = w.codes + n0 * code_row_bytes;
+      const std::uint8_t* t = w.t + n0 * t_row_bytes;
+      if (fused.d4)
+        fused.d4(d4q4_tables(), scales.data(), codes, t, w.blocks, n1 - n0, xq.data(), xb.data(), stride, batch,
+                 sums.data());
+      else
+        fused.e8(scales.data(), codes, t, w.blocks, n1 - n0, xq.data(), xb.data(), stride, batch, sums.data());
+      for (std::size_t n = n0; n < n1; ++n)
+        for (std::size_t m = 0; m < batch; ++m) finish(n, m, sums[(n - n0) * batch + m], xs[m]);
     });
     return;
   }

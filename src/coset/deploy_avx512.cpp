@@ -531,57 +531,62 @@ template <int D, int R, bool kMasked, class Consts>
 template <int D, int R, class Consts>
 [[gnu::target("avx512vbmi")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
                                                    const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                                                   const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
-                                                   float* out) {
+                                                   std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
+                                                   std::size_t x_stride, float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
+  const std::size_t code_row = blocks * kCodeBytes / 64, t_row = (blocks + 1) / 2;
   const __m512 table = _mm512_loadu_ps(scales16);
   const __m512i control = _mm512_load_si512(kScaleShift.control);
-  __m512 p[R];
-  LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
-  std::size_t k = 0;
-  for (; k + 64 <= blocks; k += 64)
-    fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, t + k / 2, 64, xq + k * D, xb + k,
-                            x_stride, p);
-  if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
-    alignas(64) std::uint8_t c[kCodeBytes] = {};
-    alignas(32) std::uint8_t tt[32] = {};
-    const std::size_t n = blocks - k;
-    std::memcpy(c, codes + k * kCodeBytes / 64, n * kCodeBytes / 64);
-    std::memcpy(tt, t + k / 2, (n + 1) / 2);
-    fused_step<D, R, true>(consts, table, control, c, tt, n, xq + k * D, xb + k, x_stride, p);
+  for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, t += t_row, out += R) {
+    __m512 p[R];
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+    std::size_t k = 0;
+    for (; k + 64 <= blocks; k += 64)
+      fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, t + k / 2, 64, xq + k * D, xb + k,
+                              x_stride, p);
+    if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
+      alignas(64) std::uint8_t c[kCodeBytes] = {};
+      alignas(32) std::uint8_t tt[32] = {};
+      const std::size_t nb = blocks - k;
+      std::memcpy(c, codes + k * kCodeBytes / 64, nb * kCodeBytes / 64);
+      std::memcpy(tt, t + k / 2, (nb + 1) / 2);
+      fused_step<D, R, true>(consts, table, control, c, tt, nb, xq + k * D, xb + k, x_stride, p);
+    }
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
   }
-  LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
 }
 
 template <int D, class Consts>
 [[gnu::target("avx512vbmi")]] void fused_gemv_d(const Consts& consts, const float* scales16, const std::uint8_t* codes,
-                                                const std::uint8_t* t, std::size_t blocks, const std::int8_t* xq,
-                                                const std::int32_t* xb, std::size_t x_stride, std::size_t rows,
-                                                float* out) {
+                                                const std::uint8_t* t, std::size_t blocks, std::size_t n_rows,
+                                                const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                                                std::size_t rows, float* out) {
   switch (rows) {
-    case 4: return fused_gemv_rows<D, 4>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
-    case 3: return fused_gemv_rows<D, 3>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
-    case 2: return fused_gemv_rows<D, 2>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
-    default: return fused_gemv_rows<D, 1>(consts, scales16, codes, t, blocks, xq, xb, x_stride, out);
+    case 4: return fused_gemv_rows<D, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 3: return fused_gemv_rows<D, 3>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_gemv_rows<D, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_gemv_rows<D, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
   }
 }
 }  // namespace
 
 [[gnu::target("avx512vbmi")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
                                                                const std::uint8_t* codes, const std::uint8_t* t,
-                                                               std::size_t blocks, const std::int8_t* xq,
-                                                               const std::int32_t* xb, std::size_t x_stride,
-                                                               std::size_t rows, float* out) {
-  fused_gemv_d<4>(D4VbmiConsts(tables, kD4FusedRepOffset), scales16, codes, t, blocks, xq, xb, x_stride, rows, out);
+                                                               std::size_t blocks, std::size_t n_rows,
+                                                               const std::int8_t* xq, const std::int32_t* xb,
+                                                               std::size_t x_stride, std::size_t rows, float* out) {
+  fused_gemv_d<4>(D4VbmiConsts(tables, kD4FusedRepOffset), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows,
+                  out);
 }
 
 [[gnu::target("avx512vbmi")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
                                                                 const std::uint8_t* t, std::size_t blocks,
-                                                                const std::int8_t* xq, const std::int32_t* xb,
-                                                                std::size_t x_stride, std::size_t rows, float* out) {
-  fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, xq, xb, x_stride, rows, out);
+                                                                std::size_t n_rows, const std::int8_t* xq,
+                                                                const std::int32_t* xb, std::size_t x_stride,
+                                                                std::size_t rows, float* out) {
+  fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,

@@ -50,8 +50,9 @@ using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes,
 using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::int32_t* wb,
                             const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float* out);
 
-// Fused small-batch GEMV (AVX-512 VBMI; batch <= kFusedMaxBatch): one weight row against `rows`
-// (1..4) input rows, the 64-block decode kept in registers (no w / s / wb row buffers). The
+// Fused small-batch GEMV (AVX-512 VBMI; batch <= kFusedMaxBatch): n_rows consecutive weight rows
+// (codes and T back to back, deploy.h layout) against `rows` (1..4) input rows, out[n * rows + r];
+// the 64-block decode stays in registers (no w / s / wb row buffers). The
 // activations come as signed int8 xq (deploy_pos layout, row r at xq + r * x_stride * d, zero from
 // block `blocks` up to a multiple of 64) with xb[r * x_stride + k] = -bias * sum_j xq[k, j]
 // (bias = fused_weight_bias(d)); the weights enter vpdpbusd as the unsigned bytes w + bias, so
@@ -64,19 +65,21 @@ inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 +
 inline constexpr int kE8FusedWeightBias = 64;                         // |w| <= 32
 inline constexpr int fused_weight_bias(int d) { return d == 4 ? kD4FusedWeightBias : kE8FusedWeightBias; }
 using FusedGemvD4Q4Fn = void (*)(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
-                                 const std::uint8_t* t, std::size_t blocks, const std::int8_t* xq,
-                                 const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out);
+                                 const std::uint8_t* t, std::size_t blocks, std::size_t n_rows,
+                                 const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                                 std::size_t rows, float* out);
 using FusedGemvE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t,
-                                  std::size_t blocks, const std::int8_t* xq, const std::int32_t* xb,
-                                  std::size_t x_stride, std::size_t rows, float* out);
+                                  std::size_t blocks, std::size_t n_rows, const std::int8_t* xq,
+                                  const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out);
 // Scalar twins: the reference decode of the row, then I = xb + sum (w + bias) xq and the epilogue.
 void fused_gemv_d4q4_ref(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
-                         const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
-void fused_gemv_e8q16_ref(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, const std::int8_t*,
-                          const std::int32_t*, std::size_t, std::size_t, float*);
+                         std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
+void fused_gemv_e8q16_ref(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::size_t,
+                          const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
 void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*,
-                                 std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
-void fused_gemv_e8q16_avx512_vbmi(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
+                                 std::size_t, std::size_t, const std::int8_t*, const std::int32_t*, std::size_t,
+                                 std::size_t, float*);
+void fused_gemv_e8q16_avx512_vbmi(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::size_t,
                                   const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
 
 void decode_d4q4_ref(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,

@@ -119,25 +119,31 @@ void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t bloc
 }  // namespace
 
 void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
-                         const std::uint8_t* t, std::size_t blocks, const std::int8_t* xq, const std::int32_t* xb,
-                         std::size_t x_stride, std::size_t rows, float* out) {
+                         const std::uint8_t* t, std::size_t blocks, std::size_t n_rows, const std::int8_t* xq,
+                         const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 4, 0);
   std::vector<float> s(blocks16, 0.0f);
   std::vector<std::int32_t> wb(blocks16, 0);
-  decode_d4q4_ref(tables, scales16, codes, t, blocks, w.data(), s.data(), wb.data());
-  fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out);
+  for (std::size_t n = 0; n < n_rows; ++n) {
+    decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, t + n * ((blocks + 1) / 2), blocks, w.data(), s.data(),
+                    wb.data());
+    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+  }
 }
 
 void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                          const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride, std::size_t rows,
-                          float* out) {
+                          std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                          std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 8, 0);
   std::vector<float> s(blocks16, 0.0f);
   std::vector<std::int32_t> wb(blocks16, 0);
-  decode_e8q16_ref(scales16, codes, t, blocks, w.data(), s.data(), wb.data());
-  fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out);
+  for (std::size_t n = 0; n < n_rows; ++n) {
+    decode_e8q16_ref(scales16, codes + n * 4 * blocks, t + n * ((blocks + 1) / 2), blocks, w.data(), s.data(),
+                     wb.data());
+    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+  }
 }
 
 }  // namespace lowbit::coset::kernels

@@ -314,45 +314,51 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
     for (std::size_t blocks : {1, 3, 15, 16, 17, 63, 64, 65, 127, 129, 1025})
       for (int variant = 0; variant < 3; ++variant) {  // random; T = 15 and extreme codes; extreme activations
         const std::size_t stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
-        const std::size_t code_bytes = blocks * (d == 4 ? 2 : 4);
-        std::vector<std::uint8_t> codes(code_bytes), t((blocks + 1) / 2);
+        const std::size_t code_row = blocks * (d == 4 ? 2 : 4), t_row = (blocks + 1) / 2, n_rows = 3;
+        std::vector<std::uint8_t> codes(n_rows * code_row), t(n_rows * t_row);
         for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
         for (auto& v : t) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
-        if (blocks % 2) t.back() &= 0x0F;  // the padding nibble is zero
+        if (blocks % 2)
+          for (std::size_t n = 0; n < n_rows; ++n) t[n * t_row + t_row - 1] &= 0x0F;  // zero padding nibbles
         const std::size_t rows = 1 + rng() % 4;
         std::vector<std::int8_t> xq;
         std::vector<std::int32_t> xb;
         fused_activations(d, blocks, stride, rows, variant == 2, rng, xq, xb);
-        std::vector<float> ref(rows), got(rows, -1.0f), dot(rows);
+        std::vector<float> ref(n_rows * rows), got(n_rows * rows, -1.0f), dot(rows);
         if (d == 4)
-          kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, xq.data(), xb.data(),
-                                       stride, rows, ref.data());
+          kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, n_rows, xq.data(),
+                                       xb.data(), stride, rows, ref.data());
         else
-          kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, xq.data(), xb.data(), stride,
-                                        rows, ref.data());
-        // The panel path on the same row and activations (xq + 128, blocks16 per row).
-        std::vector<std::int8_t> w(blocks16 * d, 0);
-        std::vector<float> s(blocks16, 0.0f);
-        std::vector<std::int32_t> wb(blocks16, 0);
-        if (d == 4)
-          kernels::decode_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, w.data(), s.data(), wb.data());
-        else
-          kernels::decode_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, w.data(), s.data(), wb.data());
+          kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, n_rows, xq.data(), xb.data(),
+                                        stride, rows, ref.data());
+        // The panel path on the same rows and activations (xq + 128, blocks16 per row).
         std::vector<std::uint8_t> xu(rows * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t i = 0; i < blocks16 * d; ++i)
             xu[r * blocks16 * d + i] = static_cast<std::uint8_t>(xq[r * stride * d + i] + kernels::kActBias);
-        kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, dot.data());
-        ASSERT_EQ(0, std::memcmp(ref.data(), dot.data(), rows * sizeof(float))) << "d=" << d << " blocks=" << blocks;
+        for (std::size_t n = 0; n < n_rows; ++n) {
+          std::vector<std::int8_t> w(blocks16 * d, 0);
+          std::vector<float> s(blocks16, 0.0f);
+          std::vector<std::int32_t> wb(blocks16, 0);
+          if (d == 4)
+            kernels::decode_d4q4_ref(tables, scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
+                                     w.data(), s.data(), wb.data());
+          else
+            kernels::decode_e8q16_ref(scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
+                                      w.data(), s.data(), wb.data());
+          kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, dot.data());
+          ASSERT_EQ(0, std::memcmp(ref.data() + n * rows, dot.data(), rows * sizeof(float)))
+              << "d=" << d << " blocks=" << blocks;
+        }
 #if defined(LOWBIT_HAVE_AVX512)
         if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
           if (d == 4)
-            kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), t.data(), blocks, xq.data(),
-                                                 xb.data(), stride, rows, got.data());
+            kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), t.data(), blocks, n_rows,
+                                                 xq.data(), xb.data(), stride, rows, got.data());
           else
-            kernels::fused_gemv_e8q16_avx512_vbmi(scales16.data(), codes.data(), t.data(), blocks, xq.data(),
+            kernels::fused_gemv_e8q16_avx512_vbmi(scales16.data(), codes.data(), t.data(), blocks, n_rows, xq.data(),
                                                   xb.data(), stride, rows, got.data());
-          ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), rows * sizeof(float)))
+          ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
               << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows;
         }
 #endif
