@@ -167,7 +167,7 @@ void decode_d4q4_avx512(const D4Q4Tables& tables, const float* scales16, const s
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-bool cpu_has_avx512_vbmi() noexcept { return __builtin_cpu_supports("avx512vbmi"); }
+bool cpu_has_avx512_vbmi() noexcept { return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2"); }
 
 namespace {
 // Byte position p of the permuted index vectors holds block pi(p) = 16 g + 4 L + s for
@@ -453,9 +453,9 @@ struct E8VbmiConsts {
 }
 
 namespace {
-// 64 T nibbles (32 bytes at t) -> the scales of groups 0-3 (16 blocks each, block order). Group
-// g's 8 T bytes are broadcast to every qword and vpmultishiftqb puts block i's nibble in the low
-// bits of dword i (vpermps reads only bits 0-3 of an index). kMasked: lanes of blocks >= valid are
+// 64 T nibbles (q[g]: the 16 nibbles of group g, block order) -> the scales of groups 0-3.
+// Each q[g] is broadcast to every qword and vpmultishiftqb puts block i's nibble in the low bits
+// of dword i (vpermps reads only bits 0-3 of an index). kMasked: lanes of blocks >= valid are
 // zeroed (the reference's padding scale).
 struct ScaleShift {
   alignas(64) std::uint8_t control[64];
@@ -468,19 +468,47 @@ constexpr ScaleShift kScaleShift{};
 
 template <bool kMasked>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void scales64_regs(const __m512 table, const __m512i control,
-                                                                         const std::uint8_t* t, std::size_t valid,
+                                                                         const std::uint64_t q[4], std::size_t valid,
                                                                          __m512 s[4]) {
   LOWBIT_UNROLL8
   for (int g = 0; g < 4; ++g) {
-    std::uint64_t bytes;
-    std::memcpy(&bytes, t + 8 * g, 8);
-    const __m512i idx = _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(bytes)));
+    const __m512i idx = _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(q[g])));
     if (kMasked) {
       const std::size_t n = valid > 16 * static_cast<std::size_t>(g) ? valid - 16 * static_cast<std::size_t>(g) : 0;
       const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
       s[g] = _mm512_maskz_permutexvar_ps(m, idx, table);
     } else {
       s[g] = _mm512_permutexvar_ps(idx, table);
+    }
+  }
+}
+
+// The T nibbles of 64 blocks from their in-memory form (deploy.h) at tp: Bits 4 copies them; Bits
+// 2 and 1 spread the codes to nibbles with pdep and replace each escape code (2^Bits - 1) by the
+// row's next escape (esc, in block order; past `end`: T = 0, as expand_t_row).
+template <int Bits>
+[[gnu::target("bmi2"), gnu::always_inline]] inline void t_nibbles64(const std::uint8_t* tp, const std::uint8_t*& esc,
+                                                                 const std::uint8_t* end, std::uint64_t q[4]) {
+  for (int g = 0; g < 4; ++g) {
+    std::uint64_t escapes = 0;
+    if constexpr (Bits == 4) {
+      std::memcpy(&q[g], tp + 8 * g, 8);
+    } else if constexpr (Bits == 2) {
+      std::uint32_t x;
+      std::memcpy(&x, tp + 4 * g, 4);
+      q[g] = _pdep_u64(x, 0x3333333333333333ull);
+      escapes = _pdep_u64(x & (x >> 1) & 0x55555555u, 0x3333333333333333ull);  // code i == 3: bit 4 i
+    } else {
+      std::uint16_t x;
+      std::memcpy(&x, tp + 2 * g, 2);
+      q[g] = _pdep_u64(x, 0x1111111111111111ull);
+      escapes = q[g];
+    }
+    while (escapes) {  // rare by construction (deploy_t_compact)
+      const int shift = __builtin_ctzll(escapes);  // 4 i for block i
+      const std::uint64_t v = esc < end ? (*esc++ & 15u) : 0u;
+      q[g] = (q[g] & ~(std::uint64_t{15} << shift)) | (v << shift);
+      escapes &= escapes - 1;
     }
   }
 }
@@ -506,7 +534,7 @@ template <int D, int R>
 template <int D, int R, bool kMasked, class Consts>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
                                                                       const __m512i control,
-                                                                      const std::uint8_t* c, const std::uint8_t* tk,
+                                                                      const std::uint8_t* c, const std::uint64_t tk[4],
                                                                       std::size_t valid, const std::int8_t* xq,
                                                                       const std::int32_t* xb, std::size_t x_stride,
                                                                       __m512 p[R]) {
@@ -528,52 +556,76 @@ template <int D, int R, bool kMasked, class Consts>
   fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
 }
 
-template <int D, int R, class Consts>
-[[gnu::target("avx512vbmi")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
-                                                   const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                                                   std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
-                                                   std::size_t x_stride, float* out) {
+template <int D, int R, int Bits, class Consts>
+[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
+                                                        const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                                                        std::size_t n_rows, const std::int8_t* xq,
+                                                        const std::int32_t* xb, std::size_t x_stride, float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
-  const std::size_t code_row = blocks * kCodeBytes / 64, t_row = (blocks + 1) / 2;
+  constexpr std::size_t kTBytes = 8 * Bits;               // per 64 blocks
+  const std::size_t code_row = blocks * kCodeBytes / 64;
   const __m512 table = _mm512_loadu_ps(scales16);
   const __m512i control = _mm512_load_si512(kScaleShift.control);
-  for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, t += t_row, out += R) {
+  for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
+    const std::uint8_t* trow = t.t + n * t.row_bytes;
+    const std::uint8_t* esc = nullptr;
+    const std::uint8_t* esc_end = nullptr;
+    if constexpr (Bits != 4) {
+      esc = t.escapes + t.escape_start[n];
+      esc_end = t.escapes + t.escape_start[n + 1];
+    }
     __m512 p[R];
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+    std::uint64_t q[4];
     std::size_t k = 0;
-    for (; k + 64 <= blocks; k += 64)
-      fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, t + k / 2, 64, xq + k * D, xb + k,
-                              x_stride, p);
+    for (; k + 64 <= blocks; k += 64) {
+      t_nibbles64<Bits>(trow + k / 64 * kTBytes, esc, esc_end, q);
+      fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, q, 64, xq + k * D, xb + k, x_stride,
+                              p);
+    }
     if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
       alignas(64) std::uint8_t c[kCodeBytes] = {};
       alignas(32) std::uint8_t tt[32] = {};
       const std::size_t nb = blocks - k;
       std::memcpy(c, codes + k * kCodeBytes / 64, nb * kCodeBytes / 64);
-      std::memcpy(tt, t + k / 2, (nb + 1) / 2);
-      fused_step<D, R, true>(consts, table, control, c, tt, nb, xq + k * D, xb + k, x_stride, p);
+      std::memcpy(tt, trow + k / 64 * kTBytes, (nb * Bits + 7) / 8);
+      t_nibbles64<Bits>(tt, esc, esc_end, q);
+      fused_step<D, R, true>(consts, table, control, c, q, nb, xq + k * D, xb + k, x_stride, p);
     }
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
   }
 }
 
+template <int D, int R, class Consts>
+[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_bits(const Consts& consts, const float* scales16,
+                                                        const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                                                        std::size_t n_rows, const std::int8_t* xq,
+                                                        const std::int32_t* xb, std::size_t x_stride, float* out) {
+  switch (t.bits) {
+    case 1: return fused_gemv_rows<D, R, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_gemv_rows<D, R, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_gemv_rows<D, R, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+  }
+}
+
 template <int D, class Consts>
-[[gnu::target("avx512vbmi")]] void fused_gemv_d(const Consts& consts, const float* scales16, const std::uint8_t* codes,
-                                                const std::uint8_t* t, std::size_t blocks, std::size_t n_rows,
-                                                const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
-                                                std::size_t rows, float* out) {
+[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_d(const Consts& consts, const float* scales16,
+                                                     const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                                                     std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
+                                                     std::size_t x_stride, std::size_t rows, float* out) {
   switch (rows) {
-    case 4: return fused_gemv_rows<D, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 3: return fused_gemv_rows<D, 3>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 2: return fused_gemv_rows<D, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    default: return fused_gemv_rows<D, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 4: return fused_gemv_bits<D, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 3: return fused_gemv_bits<D, 3>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_gemv_bits<D, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_gemv_bits<D, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
   }
 }
 }  // namespace
 
-[[gnu::target("avx512vbmi")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
-                                                               const std::uint8_t* codes, const std::uint8_t* t,
+[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
+                                                               const std::uint8_t* codes, const TRows& t,
                                                                std::size_t blocks, std::size_t n_rows,
                                                                const std::int8_t* xq, const std::int32_t* xb,
                                                                std::size_t x_stride, std::size_t rows, float* out) {
@@ -581,8 +633,8 @@ template <int D, class Consts>
                   out);
 }
 
-[[gnu::target("avx512vbmi")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
-                                                                const std::uint8_t* t, std::size_t blocks,
+[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+                                                                const TRows& t, std::size_t blocks,
                                                                 std::size_t n_rows, const std::int8_t* xq,
                                                                 const std::int32_t* xb, std::size_t x_stride,
                                                                 std::size_t rows, float* out) {

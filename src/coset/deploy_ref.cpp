@@ -118,30 +118,51 @@ void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t bloc
 }
 }  // namespace
 
-void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
-                         const std::uint8_t* t, std::size_t blocks, std::size_t n_rows, const std::int8_t* xq,
-                         const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out) {
+void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles) {
+  const std::size_t nibble_bytes = (blocks + 1) / 2;
+  const std::uint8_t* row = t.t + n * t.row_bytes;
+  if (t.bits == 4) {
+    for (std::size_t i = 0; i < nibble_bytes; ++i) nibbles[i] = row[i];
+    return;
+  }
+  const int esc = (1 << t.bits) - 1;
+  std::size_t pos = t.escape_start[n];
+  const std::size_t end = t.escape_start[n + 1];
+  for (std::size_t i = 0; i < nibble_bytes; ++i) nibbles[i] = 0;
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const std::size_t bit = k * static_cast<std::size_t>(t.bits);
+    int v = (row[bit / 8] >> (bit % 8)) & esc;
+    if (v == esc) v = pos < end ? (t.escapes[pos++] & 15) : 0;
+    nibbles[k / 2] = static_cast<std::uint8_t>(nibbles[k / 2] | (v << (4 * (k % 2))));
+  }
+}
+
+void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes, const TRows& t,
+                         std::size_t blocks, std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
+                         std::size_t x_stride, std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 4, 0);
   std::vector<float> s(blocks16, 0.0f);
   std::vector<std::int32_t> wb(blocks16, 0);
+  std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
   for (std::size_t n = 0; n < n_rows; ++n) {
-    decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, t + n * ((blocks + 1) / 2), blocks, w.data(), s.data(),
-                    wb.data());
+    expand_t_row(t, n, blocks, nibbles.data());
+    decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
     fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
   }
 }
 
-void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
+void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                           std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
                           std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 8, 0);
   std::vector<float> s(blocks16, 0.0f);
   std::vector<std::int32_t> wb(blocks16, 0);
+  std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
   for (std::size_t n = 0; n < n_rows; ++n) {
-    decode_e8q16_ref(scales16, codes + n * 4 * blocks, t + n * ((blocks + 1) / 2), blocks, w.data(), s.data(),
-                     wb.data());
+    expand_t_row(t, n, blocks, nibbles.data());
+    decode_e8q16_ref(scales16, codes + n * 4 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
     fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
   }
 }

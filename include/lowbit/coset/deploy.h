@@ -30,20 +30,44 @@ namespace lowbit::coset {
 // T is one nibble per block in memory: deployable configs allow at most 15 scaling retries.
 inline constexpr int kDeployMaxT = 15;
 
+// T in memory: t_bits = 4, one nibble per block (block k of a row at byte k / 2, low nibble
+// first); or the compact form of deploy_t_compact, t_bits = 1 or 2 bits per block (block k at bit
+// k * t_bits of its row, LSB first, each row starting on a byte) where the largest code 2^t_bits - 1
+// is an escape: that block's T is the row's next byte of t_escapes (row n's escapes, in block
+// order, are t_escapes[t_escape_start[n] .. t_escape_start[n + 1])).
 struct PackedLinearView {
   QuantizationConfig config;
   std::size_t rows = 0;               // out_features
   std::size_t blocks = 0;             // padded in_features / d
   const std::uint8_t* codes = nullptr;  // rows x deploy_code_row_bytes(config, blocks)
-  const std::uint8_t* t = nullptr;      // rows x deploy_t_row_bytes(blocks) nibbles
+  const std::uint8_t* t = nullptr;      // rows x deploy_t_row_bytes(blocks, t_bits)
   const float* row_scale = nullptr;     // rows
   const float* bias = nullptr;          // rows, or nullptr
+  int t_bits = 4;                             // 4 (nibbles), 2 or 1 (compact, with escapes)
+  const std::uint8_t* t_escapes = nullptr;    // t_bits < 4
+  const std::uint32_t* t_escape_start = nullptr;  // t_bits < 4: rows + 1 offsets into t_escapes
 };
 
 // Bits of one log2(q) code; throws unless q is a power of two.
 int deploy_code_bits(const QuantizationConfig& config);
 std::size_t deploy_code_row_bytes(const QuantizationConfig& config, std::size_t blocks);
-std::size_t deploy_t_row_bytes(std::size_t blocks);
+// Bytes of one row of T at t_bits bits per block (4: nibbles).
+std::size_t deploy_t_row_bytes(std::size_t blocks, int t_bits = 4);
+
+// The compact in-memory T: the smallest t_bits in {1, 2} whose escapes (T >= 2^t_bits - 1) are at
+// most 1/64 of the blocks (so the kernels' escape path stays rare), else 4 (nibbles, no escapes).
+struct CompactT {
+  int bits = 4;
+  std::vector<std::uint8_t> t;                // rows x deploy_t_row_bytes(blocks, bits)
+  std::vector<std::uint8_t> escapes;          // empty for bits = 4
+  std::vector<std::uint32_t> escape_start;    // rows + 1 (all zero for bits = 4)
+};
+// From T (rows x blocks, one per byte, each <= 15); bits = 0 chooses as above. Throws
+// InvalidArgument on T > 15 or more than 2^32 - 1 escapes.
+CompactT deploy_t_compact(const std::uint8_t* t, std::size_t rows, std::size_t blocks, int bits = 0);
+// Row n's T as nibbles (deploy_t_row_bytes(blocks) bytes, padding nibble zero). An escape past
+// the row's list reads as T = 0 (deploy_require_t refuses such views).
+void deploy_t_expand_row(const PackedLinearView& w, std::size_t n, std::uint8_t* nibbles);
 // Throws InvalidArgument (prefixed by `what`) unless the config can be deployed: q a power of
 // two, no dither, the tie-dither rule, T <= 15, and |w| <= 63 (the kernels' int8 weights).
 void require_deployable(const QuantizationConfig& config, const std::string& what);
@@ -56,8 +80,10 @@ void deploy_pack(const QuantizationConfig& config, std::size_t rows, std::size_t
                  const std::uint8_t* codes, const std::uint8_t* t, std::uint8_t* codes_out,
                  std::uint8_t* t_out);
 
-// Throws InvalidArgument (prefixed by `what`) if a T exceeds the config's max_scaling_iterations
-// or a row's padding nibble is not zero. Owners of a view check once (packed_linear does not).
+// Throws InvalidArgument (prefixed by `what`) if a T exceeds the config's max_scaling_iterations,
+// a row's padding nibble or bits are not zero, or (compact T) the escape offsets are not
+// monotonic or a row's escape count differs from its escape codes. Owners of a view check once
+// (packed_linear does not).
 void deploy_require_t(const PackedLinearView& w, const std::string& what);
 
 // y (batch x rows) = x (batch x blocks*d) W^T + bias, as documented above. Multi-threaded over

@@ -325,11 +325,12 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
         std::vector<std::int32_t> xb;
         fused_activations(d, blocks, stride, rows, variant == 2, rng, xq, xb);
         std::vector<float> ref(n_rows * rows), got(n_rows * rows, -1.0f), dot(rows);
+        const kernels::TRows nib{t.data(), t_row, 4, nullptr, nullptr};
         if (d == 4)
-          kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), t.data(), blocks, n_rows, xq.data(),
+          kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), nib, blocks, n_rows, xq.data(),
                                        xb.data(), stride, rows, ref.data());
         else
-          kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), t.data(), blocks, n_rows, xq.data(), xb.data(),
+          kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), nib, blocks, n_rows, xq.data(), xb.data(),
                                         stride, rows, ref.data());
         // The panel path on the same rows and activations (xq + 128, blocks16 per row).
         std::vector<std::uint8_t> xu(rows * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
@@ -350,18 +351,38 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
           ASSERT_EQ(0, std::memcmp(ref.data() + n * rows, dot.data(), rows * sizeof(float)))
               << "d=" << d << " blocks=" << blocks;
         }
-#if defined(LOWBIT_HAVE_AVX512)
-        if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+        // Every in-memory T form: nibbles, and compact 2- and 1-bit codes with escapes.
+        std::vector<std::uint8_t> traw(n_rows * blocks);
+        for (std::size_t n = 0; n < n_rows; ++n)
+          for (std::size_t k = 0; k < blocks; ++k)
+            traw[n * blocks + k] = static_cast<std::uint8_t>((t[n * t_row + k / 2] >> (4 * (k % 2))) & 15);
+        for (int bits : {4, 2, 1}) {
+          const CompactT ct = deploy_t_compact(traw.data(), n_rows, blocks, bits);
+          ASSERT_EQ(ct.bits, bits);
+          const kernels::TRows tr{ct.t.data(), deploy_t_row_bytes(blocks, bits), bits, ct.escapes.data(),
+                                  ct.escape_start.data()};
+          std::vector<float> twin(n_rows * rows, -1.0f);
           if (d == 4)
-            kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), t.data(), blocks, n_rows,
-                                                 xq.data(), xb.data(), stride, rows, got.data());
+            kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                         xb.data(), stride, rows, twin.data());
           else
-            kernels::fused_gemv_e8q16_avx512_vbmi(scales16.data(), codes.data(), t.data(), blocks, n_rows, xq.data(),
-                                                  xb.data(), stride, rows, got.data());
-          ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
-              << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows;
-        }
+            kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(), xb.data(),
+                                          stride, rows, twin.data());
+          ASSERT_EQ(0, std::memcmp(ref.data(), twin.data(), twin.size() * sizeof(float))) << "bits=" << bits;
+#if defined(LOWBIT_HAVE_AVX512)
+          if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+            std::fill(got.begin(), got.end(), -1.0f);
+            if (d == 4)
+              kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), tr, blocks, n_rows,
+                                                   xq.data(), xb.data(), stride, rows, got.data());
+            else
+              kernels::fused_gemv_e8q16_avx512_vbmi(scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                                    xb.data(), stride, rows, got.data());
+            ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
+                << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+          }
 #endif
+        }
       }
 }
 
