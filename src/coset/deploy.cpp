@@ -123,7 +123,7 @@ class RowDecoder {
         t_row_bytes_(deploy_t_row_bytes(view.blocks, view.t_bits)), scales_(scale_table16(view.config)),
         fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
         s_(blocks16_, 0.0f), wb_(blocks16_, 0) {
-    if (view.t_bits != 4) t_nibbles_.resize(t_row_bytes_);
+    if (view.t_bits != 4) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
     if (!fast_d4_ && !fast_e8_) {
       codes_.resize(view.blocks * view.config.M * d_);
       values_.resize(view.blocks * d_);

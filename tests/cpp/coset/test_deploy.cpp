@@ -386,6 +386,90 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
       }
 }
 
+TEST(CosetDeploy, CompactTGivesTheNibbleResultAtEveryLevel) {
+  // The compact in-memory T (1 and 2 bits per block plus escapes) against the nibble form, through
+  // packed_linear (fused GEMV at batch <= 4, panel path above) and packed_decode, bit for bit.
+  for (const auto& c : formats())
+    for (std::size_t blocks : {1, 17, 65, 130}) {
+      const std::size_t rows = 5;
+      Layer l = encoded_layer(c, rows, blocks, static_cast<unsigned>(blocks + 3));
+      std::vector<std::uint8_t> traw(rows * blocks);
+      std::mt19937 rng(static_cast<unsigned>(blocks));
+      for (auto& v : traw) v = static_cast<std::uint8_t>(rng() % 5 == 0 ? rng() % (c.max_scaling_iterations + 1) : 0);
+      const CompactT nib = deploy_t_compact(traw.data(), rows, blocks, 4);
+      l.t = nib.t;
+      for (std::size_t batch : {1, 3, 9}) {
+        const auto x = gaussian(batch * blocks * c.dim(), 1.0, static_cast<unsigned>(batch));
+        std::vector<float> ref(batch * rows), got(batch * rows);
+        {
+          ScopedSimdLevel scalar(SimdLevel::Scalar);
+          packed_linear(l.view(), x.data(), batch, ref.data());
+        }
+        for (int bits : {1, 2}) {
+          const CompactT ct = deploy_t_compact(traw.data(), rows, blocks, bits);
+          PackedLinearView v = l.view();
+          v.t = ct.t.data();
+          v.t_bits = bits;
+          v.t_escapes = ct.escapes.data();
+          v.t_escape_start = ct.escape_start.data();
+          EXPECT_NO_THROW(deploy_require_t(v, "layer"));
+          for (auto level : available_simd_levels()) {
+            ScopedSimdLevel forced(level);
+            std::fill(got.begin(), got.end(), -1.0f);
+            packed_linear(v, x.data(), batch, got.data());
+            ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+                << simd_level_name(level) << " " << lattice_name(c.lattice) << " q=" << c.q << " bits=" << bits
+                << " blocks=" << blocks << " batch=" << batch;
+          }
+          if (batch == 1) {
+            std::vector<float> w1(rows * blocks * c.dim()), w2(w1.size());
+            packed_decode(l.view(), w1.data());
+            packed_decode(v, w2.data());
+            ASSERT_EQ(w1, w2);
+          }
+        }
+      }
+    }
+}
+
+TEST(CosetDeploy, CompactTChoosesTheWidthAndRejectsBrokenEscapes) {
+  std::vector<std::uint8_t> t(6400, 0);
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 1);  // no escapes
+  for (std::size_t i = 0; i < 100; ++i) t[i * 64] = 1;     // 1/64 escape at 1 bit
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 1);
+  t[1] = 1;  // one more: 2 bits (T = 1 is a literal there)
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 2);
+  for (std::size_t i = 0; i < 200; ++i) t[i * 32 + 3] = 7;  // > 1/64 escapes at 2 bits too: nibbles
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 4);
+  t[5] = 16;
+  EXPECT_THROW(deploy_t_compact(t.data(), 2, 3200), InvalidArgument);
+  // A view whose escape list does not match its escape codes, or holds T beyond the config.
+  const QuantizationConfig c = formats()[0];
+  Layer l = encoded_layer(c, 2, 9, 1);
+  std::vector<std::uint8_t> traw(18, 0);
+  traw[3] = 5;
+  traw[12] = 2;
+  CompactT ct = deploy_t_compact(traw.data(), 2, 9, 1);
+  ASSERT_EQ(ct.escapes.size(), 2u);
+  PackedLinearView v = l.view();
+  v.t = ct.t.data();
+  v.t_bits = 1;
+  v.t_escapes = ct.escapes.data();
+  v.t_escape_start = ct.escape_start.data();
+  EXPECT_NO_THROW(deploy_require_t(v, "layer"));
+  ct.escape_start[1] = 0;  // row 0's escape moved to row 1
+  EXPECT_THROW(deploy_require_t(v, "layer"), InvalidArgument);
+  ct.escape_start[1] = 1;
+  ct.escapes[1] = 15;
+  Layer small = encoded_layer(formats()[3], 2, 9, 1);  // max_t = 10
+  PackedLinearView vs = small.view();
+  vs.t = ct.t.data();
+  vs.t_bits = 1;
+  vs.t_escapes = ct.escapes.data();
+  vs.t_escape_start = ct.escape_start.data();
+  EXPECT_THROW(deploy_require_t(vs, "layer"), InvalidArgument);
+}
+
 TEST(CosetDeploy, RefusesConfigsTheKernelsCannotRun) {
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"), InvalidArgument);   // q=3
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 2, 0.2, 1.0, 16), "x"), InvalidArgument);   // T > 15
