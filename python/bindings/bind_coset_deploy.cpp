@@ -49,7 +49,8 @@ PackedLinearView make_view(const QuantizationConfig& c, std::size_t blocks, In<s
     lowbit::require(start[0] == 0 && static_cast<std::size_t>(start[v.rows]) == t_escapes.size(),
                     what + ": the T escape offsets must run from 0 to the number of escapes");
     for (std::size_t n = 0; n < v.rows; ++n)
-      lowbit::require(start[n + 1] >= start[n], what + ": the T escape offsets decrease at row " + std::to_string(n));
+      if (start[n + 1] < start[n])
+        throw lowbit::InvalidArgument(what + ": the T escape offsets decrease at row " + std::to_string(n));
     v.t_escapes = t_escapes.data();
     v.t_escape_start = reinterpret_cast<const std::uint32_t*>(start);  // non-negative int32
   }

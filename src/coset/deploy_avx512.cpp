@@ -483,32 +483,51 @@ template <bool kMasked>
   }
 }
 
-// The T nibbles of 64 blocks from their in-memory form (deploy.h) at tp: Bits 4 copies them; Bits
-// 2 and 1 spread the codes to nibbles with pdep and replace each escape code (2^Bits - 1) by the
-// row's next escape (esc, in block order; past `end`: T = 0, as expand_t_row).
+// The escapes of one group's nibbles q (escape_bits: bit 4 i set for an escaped block i) replaced
+// by the row's next escapes (esc, block order; past `end`: T = 0, as expand_t_row). Rare by
+// construction (deploy_t_compact). Inlined: a call in the loop would make every zmm register
+// caller-saved there and spill the decode tables.
+[[gnu::always_inline]] inline std::uint64_t patch_escapes(std::uint64_t q, std::uint64_t escape_bits,
+                                                         const std::uint8_t*& esc, const std::uint8_t* end) {
+  while (escape_bits) {
+    const int shift = __builtin_ctzll(escape_bits);
+    const std::uint64_t v = esc < end ? (*esc++ & 15u) : 0u;
+    q = (q & ~(std::uint64_t{15} << shift)) | (v << shift);
+    escape_bits &= escape_bits - 1;
+  }
+  return q;
+}
+
+// The T nibbles of 64 blocks (q[g]: group g) from their in-memory form (deploy.h) at tp: Bits 4
+// copies them; Bits 2 spreads the codes to nibbles with pdep; Bits 1 has no literal but T = 0.
+// Escape codes (2^Bits - 1) take the row's next escapes.
 template <int Bits>
 [[gnu::target("bmi2"), gnu::always_inline]] inline void t_nibbles64(const std::uint8_t* tp, const std::uint8_t*& esc,
                                                                  const std::uint8_t* end, std::uint64_t q[4]) {
-  for (int g = 0; g < 4; ++g) {
-    std::uint64_t escapes = 0;
-    if constexpr (Bits == 4) {
-      std::memcpy(&q[g], tp + 8 * g, 8);
-    } else if constexpr (Bits == 2) {
-      std::uint32_t x;
-      std::memcpy(&x, tp + 4 * g, 4);
-      q[g] = _pdep_u64(x, 0x3333333333333333ull);
-      escapes = _pdep_u64(x & (x >> 1) & 0x55555555u, 0x3333333333333333ull);  // code i == 3: bit 4 i
-    } else {
-      std::uint16_t x;
-      std::memcpy(&x, tp + 2 * g, 2);
-      q[g] = _pdep_u64(x, 0x1111111111111111ull);
-      escapes = q[g];
+  if constexpr (Bits == 4) {
+    std::memcpy(q, tp, 32);
+  } else if constexpr (Bits == 2) {
+    std::uint64_t x[2];
+    std::memcpy(x, tp, 16);
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) q[g] = _pdep_u64(static_cast<std::uint32_t>(x[g / 2] >> (32 * (g % 2))), 0x3333333333333333ull);
+    const std::uint64_t e0 = x[0] & (x[0] >> 1) & 0x5555555555555555ull;
+    const std::uint64_t e1 = x[1] & (x[1] >> 1) & 0x5555555555555555ull;
+    if (__builtin_expect((e0 | e1) != 0, 0)) {
+      for (int g = 0; g < 4; ++g) {
+        const std::uint32_t e = static_cast<std::uint32_t>((g < 2 ? e0 : e1) >> (32 * (g % 2)));
+        if (e) q[g] = patch_escapes(q[g], _pdep_u64(e, 0x3333333333333333ull), esc, end);  // code i: bit 4 i
+      }
     }
-    while (escapes) {  // rare by construction (deploy_t_compact)
-      const int shift = __builtin_ctzll(escapes);  // 4 i for block i
-      const std::uint64_t v = esc < end ? (*esc++ & 15u) : 0u;
-      q[g] = (q[g] & ~(std::uint64_t{15} << shift)) | (v << shift);
-      escapes &= escapes - 1;
+  } else {
+    std::uint64_t x;
+    std::memcpy(&x, tp, 8);
+    q[0] = q[1] = q[2] = q[3] = 0;
+    if (__builtin_expect(x != 0, 0)) {
+      for (int g = 0; g < 4; ++g) {
+        const std::uint64_t e = _pdep_u64((x >> (16 * g)) & 0xFFFF, 0x1111111111111111ull);
+        if (e) q[g] = patch_escapes(0, e, esc, end);
+      }
     }
   }
 }
