@@ -571,7 +571,13 @@ template <int D, int R, bool kMasked, class Consts>
     }
   }
   __m512 s[4];
-  scales64_regs<kMasked>(table, control, tk, valid, s);
+  if (tk) {
+    scales64_regs<kMasked>(table, control, tk, valid, s);
+  } else {  // every T of the 64 blocks is 0 (the 1-bit form's common case)
+    const __m512 s0 = _mm512_permutexvar_ps(_mm512_setzero_si512(), table);
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) s[g] = s0;
+  }
   fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
 }
 
@@ -599,9 +605,18 @@ template <int D, int R, int Bits, class Consts>
     std::uint64_t q[4];
     std::size_t k = 0;
     for (; k + 64 <= blocks; k += 64) {
-      t_nibbles64<Bits>(trow + k / 64 * kTBytes, esc, esc_end, q);
-      fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, q, 64, xq + k * D, xb + k, x_stride,
-                              p);
+      const std::uint8_t* tp = trow + k / 64 * kTBytes;
+      const std::uint64_t* tk = q;
+      if constexpr (Bits == 1) {
+        std::uint64_t x;
+        std::memcpy(&x, tp, 8);
+        if (x == 0) tk = nullptr;  // no escape: T = 0 throughout
+        else t_nibbles64<Bits>(tp, esc, esc_end, q);
+      } else {
+        t_nibbles64<Bits>(tp, esc, esc_end, q);
+      }
+      fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, tk, 64, xq + k * D, xb + k,
+                              x_stride, p);
     }
     if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
       alignas(64) std::uint8_t c[kCodeBytes] = {};

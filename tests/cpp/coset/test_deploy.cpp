@@ -312,12 +312,19 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   std::mt19937 rng(31);
   for (int d : {4, 8})
     for (std::size_t blocks : {1, 3, 15, 16, 17, 63, 64, 65, 127, 129, 1025})
-      for (int variant = 0; variant < 3; ++variant) {  // random; T = 15 and extreme codes; extreme activations
+      for (int variant = 0; variant < 4; ++variant) {
+        // random; T = 15 and extreme codes; extreme activations; T = 0 but one block per row
+        // (64-block chunks without escapes in the compact forms)
         const std::size_t stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
         const std::size_t code_row = blocks * (d == 4 ? 2 : 4), t_row = (blocks + 1) / 2, n_rows = 3;
         std::vector<std::uint8_t> codes(n_rows * code_row), t(n_rows * t_row);
         for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
-        for (auto& v : t) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
+        for (auto& v : t) v = variant == 1 ? 0xFF : variant == 3 ? 0 : static_cast<std::uint8_t>(rng());
+        if (variant == 3)
+          for (std::size_t n = 0; n < n_rows; ++n) {
+            const std::size_t k = rng() % blocks;
+            t[n * t_row + k / 2] = static_cast<std::uint8_t>(7 << (4 * (k % 2)));
+          }
         if (blocks % 2)
           for (std::size_t n = 0; n < n_rows; ++n) t[n * t_row + t_row - 1] &= 0x0F;  // zero padding nibbles
         const std::size_t rows = 1 + rng() % 4;
