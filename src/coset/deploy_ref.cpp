@@ -118,6 +118,23 @@ void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t bloc
 }
 }  // namespace
 
+namespace {
+// A byte of 2-bit T codes as 4 nibbles (little endian) and a mask of its escape codes (3).
+struct TwoBitTable {
+  std::uint16_t nibbles[256];
+  std::uint8_t escapes[256];
+  constexpr TwoBitTable() : nibbles(), escapes() {
+    for (int b = 0; b < 256; ++b)
+      for (int j = 0; j < 4; ++j) {
+        const int v = (b >> (2 * j)) & 3;
+        nibbles[b] = static_cast<std::uint16_t>(nibbles[b] | (v << (4 * j)));
+        if (v == 3) escapes[b] = static_cast<std::uint8_t>(escapes[b] | (1 << j));
+      }
+  }
+};
+constexpr TwoBitTable kTwoBit{};
+}  // namespace
+
 void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles) {
   const std::size_t nibble_bytes = (blocks + 1) / 2;
   const std::uint8_t* row = t.t + n * t.row_bytes;
@@ -125,16 +142,32 @@ void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_
     for (std::size_t i = 0; i < nibble_bytes; ++i) nibbles[i] = row[i];
     return;
   }
-  const int esc = (1 << t.bits) - 1;
+  // Escapes in block order; one past the row's list reads as T = 0.
   std::size_t pos = t.escape_start[n];
   const std::size_t end = t.escape_start[n + 1];
+  const auto put = [&](std::size_t k) {
+    const int v = pos < end ? (t.escapes[pos++] & 15) : 0;
+    nibbles[k / 2] = static_cast<std::uint8_t>((nibbles[k / 2] & ~(15 << (4 * (k % 2)))) | (v << (4 * (k % 2))));
+  };
   for (std::size_t i = 0; i < nibble_bytes; ++i) nibbles[i] = 0;
-  for (std::size_t k = 0; k < blocks; ++k) {
-    const std::size_t bit = k * static_cast<std::size_t>(t.bits);
-    int v = (row[bit / 8] >> (bit % 8)) & esc;
-    if (v == esc) v = pos < end ? (t.escapes[pos++] & 15) : 0;
-    nibbles[k / 2] = static_cast<std::uint8_t>(nibbles[k / 2] | (v << (4 * (k % 2))));
+  if (t.bits == 1) {  // the only literal is T = 0: visit the escape codes (set bits) only
+    if (pos == end) return;  // no escape values: every block reads T = 0
+    for (std::size_t i = 0; i < t.row_bytes; ++i)
+      for (unsigned b = row[i]; b; b &= b - 1) {
+        const std::size_t k = 8 * i + static_cast<std::size_t>(__builtin_ctz(b));
+        if (k < blocks) put(k);
+      }
+    return;
   }
+  for (std::size_t i = 0; i < t.row_bytes; ++i) {  // 2 bits: 4 codes per byte, nibbles 2i and 2i+1
+    const std::uint16_t v = kTwoBit.nibbles[row[i]];
+    for (std::size_t h = 0; h < 2 && 2 * i + h < nibble_bytes; ++h) nibbles[2 * i + h] = static_cast<std::uint8_t>(v >> (8 * h));
+    for (unsigned e = kTwoBit.escapes[row[i]]; e; e &= e - 1) {
+      const std::size_t k = 4 * i + static_cast<std::size_t>(__builtin_ctz(e));
+      if (k < blocks) put(k);
+    }
+  }
+  if (blocks % 2) nibbles[nibble_bytes - 1] &= 15;  // the padding nibble
 }
 
 void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes, const TRows& t,
