@@ -167,7 +167,9 @@ void decode_d4q4_avx512(const D4Q4Tables& tables, const float* scales16, const s
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-bool cpu_has_avx512_vbmi() noexcept { return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2"); }
+bool cpu_has_avx512_vbmi() noexcept {
+  return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("gfni");
+}
 
 namespace {
 // Byte position p of the permuted index vectors holds block pi(p) = 16 g + 4 L + s for
@@ -192,26 +194,21 @@ constexpr VbmiIndex kVbmiIndex{};
   return _mm512_mask_blend_epi8(high, lo, hi);
 }
 
-// The registers of d4_decode64: the four 256-byte coordinate tables rep[j] (plus `offset` per
-// byte) and the index permutes.
+// The registers of d4_decode64: the four 256-byte coordinate tables rep[j] and the index permutes.
 struct D4VbmiConsts {
   __m512i rep[4][4];
   __m512i sel0, sel1;
-  [[gnu::target("avx512vbmi")]] D4VbmiConsts(const D4Q4Tables& tables, int offset) {
-    const __m512i off = _mm512_set1_epi8(static_cast<char>(offset));
+  [[gnu::target("avx512vbmi")]] explicit D4VbmiConsts(const D4Q4Tables& tables) {
     LOWBIT_UNROLL8
     for (int j = 0; j < 4; ++j)
-      for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_add_epi8(_mm512_loadu_si512(tables.rep[j] + 64 * q), off);
+      for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_loadu_si512(tables.rep[j] + 64 * q);
     sel0 = _mm512_load_si512(kVbmiIndex.level0);
     sel1 = _mm512_load_si512(kVbmiIndex.level1);
   }
 };
 
-// 64 blocks (128 code bytes at c) -> out[g]: blocks 16 g .. 16 g + 15 as dwords in block order.
-// Offset 0 (D4VbmiConsts): w = rep0 + 4 rep1 (|w| <= 20). Offset kD4FusedRepOffset: the unsigned
-// w + kD4FusedWeightBias = (rep0 + 16) + 4 (rep1 + 16), every byte in [0, 100] (the 16-bit shift
-// moves no bit across bytes: rep1 + 16 <= 20 < 64).
-template <bool kBiased>
+// 64 blocks (128 code bytes at c) -> out[g]: blocks 16 g .. 16 g + 15 as dwords in block order,
+// w = rep0 + 4 rep1 (|w| <= 20).
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void d4_decode64(const D4VbmiConsts& k4, const std::uint8_t* c,
                                                                        __m512i out[4]) {
   const __m512i c0 = _mm512_loadu_si512(c);
@@ -224,13 +221,68 @@ template <bool kBiased>
   for (int j = 0; j < 4; ++j) {
     const __m512i a = lookup256(k4.rep[j], idx0, high0);
     __m512i b = lookup256(k4.rep[j], idx1, high1);
-    if (kBiased) {
-      b = _mm512_slli_epi16(b, 2);
-    } else {
-      b = _mm512_add_epi8(b, b);
-      b = _mm512_add_epi8(b, b);
-    }
+    b = _mm512_add_epi8(b, b);
+    b = _mm512_add_epi8(b, b);
     wj[j] = _mm512_add_epi8(a, b);
+  }
+  const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
+  const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
+  out[0] = _mm512_unpacklo_epi16(a01, a23);
+  out[1] = _mm512_unpackhi_epi16(a01, a23);
+  out[2] = _mm512_unpacklo_epi16(b01, b23);
+  out[3] = _mm512_unpackhi_epi16(b01, b23);
+}
+
+// The fused GEMV's D4 decode: two coordinates per table byte. pair[h][q] (h = 0: coordinates 0, 1;
+// h = 1: 2, 3) holds (rep_a + 4) | (rep_b + 4) << 4 (|rep| <= 4, each nibble in [0, 8]), so a
+// level needs 2 table lookups instead of 4 (the byte permutes are the bottleneck). The nibbles
+// are split and the level-1 part multiplied by 4 with GFNI bit-matrix moves (gf2p8affineqb), giving
+// the unsigned w + kD4FusedWeightBias = (rep0 + 4) + 4 (rep1 + 4) in [0, 40].
+struct D4PairConsts {
+  __m512i pair[2][4];
+  __m512i sel0, sel1;
+  [[gnu::target("avx512vbmi")]] explicit D4PairConsts(const D4Q4Tables& tables) {
+    const __m512i four = _mm512_set1_epi8(4);
+    LOWBIT_UNROLL8
+    for (int h = 0; h < 2; ++h)
+      for (int q = 0; q < 4; ++q) {
+        const __m512i a = _mm512_add_epi8(_mm512_loadu_si512(tables.rep[2 * h] + 64 * q), four);
+        const __m512i b = _mm512_add_epi8(_mm512_loadu_si512(tables.rep[2 * h + 1] + 64 * q), four);
+        pair[h][q] = _mm512_or_si512(a, _mm512_slli_epi16(b, 4));  // b <= 8: no bit crosses a byte
+      }
+    sel0 = _mm512_load_si512(kVbmiIndex.level0);
+    sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  }
+};
+
+// gf2p8affineqb matrices (output bit i = parity of x & byte 7 - i): byte moves of bit fields.
+constexpr long long affine_move(int from, int to, int count) {
+  unsigned long long m = 0;
+  for (int i = 0; i < count; ++i) m |= (1ull << (from + i)) << (8 * (7 - (to + i)));
+  return static_cast<long long>(m);
+}
+constexpr long long kHighNibbleDown = affine_move(4, 0, 4);   // (x >> 4) & 15
+constexpr long long kLowNibbleUp2 = affine_move(0, 2, 4);     // (x & 15) << 2
+constexpr long long kHighNibbleDown2 = affine_move(4, 2, 4);  // ((x >> 4) & 15) << 2
+
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_pairs(const D4PairConsts& k4,
+                                                                                   const std::uint8_t* c,
+                                                                                   __m512i out[4]) {
+  const __m512i c0 = _mm512_loadu_si512(c);
+  const __m512i c1 = _mm512_loadu_si512(c + 64);
+  const __m512i idx0 = _mm512_permutex2var_epi8(c0, k4.sel0, c1);
+  const __m512i idx1 = _mm512_permutex2var_epi8(c0, k4.sel1, c1);
+  const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
+  const __m512i low = _mm512_set1_epi8(15);
+  __m512i wj[4];
+  LOWBIT_UNROLL8
+  for (int h = 0; h < 2; ++h) {
+    const __m512i a = lookup256(k4.pair[h], idx0, high0);  // level 0
+    const __m512i b = lookup256(k4.pair[h], idx1, high1);  // level 1
+    wj[2 * h] = _mm512_add_epi8(_mm512_and_si512(a, low),
+                                _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(kLowNibbleUp2), 0));
+    wj[2 * h + 1] = _mm512_add_epi8(_mm512_gf2p8affine_epi64_epi8(a, _mm512_set1_epi64(kHighNibbleDown), 0),
+                                    _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(kHighNibbleDown2), 0));
   }
   const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
   const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
@@ -245,12 +297,12 @@ template <bool kBiased>
                                                            const std::uint8_t* codes, const std::uint8_t* t,
                                                            std::size_t blocks, std::int8_t* w, float* s,
                                                            std::int32_t* wb) {
-  const D4VbmiConsts k4(tables, 0);
+  const D4VbmiConsts k4(tables);
   const __m512i ones = _mm512_set1_epi8(1);
   std::size_t k = 0;
   for (; k + 64 <= blocks; k += 64) {
     __m512i out[4];
-    d4_decode64<false>(k4, codes + 2 * k, out);
+    d4_decode64(k4, codes + 2 * k, out);
     LOWBIT_UNROLL8
     for (int g = 0; g < 4; ++g) {
       _mm512_storeu_si512(w + 4 * (k + 16 * g), out[g]);
@@ -551,7 +603,7 @@ template <int D, int R>
 }
 
 template <int D, int R, bool kMasked, class Consts>
-[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
                                                                       const __m512i control,
                                                                       const std::uint8_t* c, const std::uint64_t tk[4],
                                                                       std::size_t valid, const std::int8_t* xq,
@@ -559,7 +611,7 @@ template <int D, int R, bool kMasked, class Consts>
                                                                       __m512 p[R]) {
   __m512i wu[8];
   if constexpr (D == 4) {
-    d4_decode64<true>(consts, c, wu);
+    d4_decode64_pairs(consts, c, wu);
   } else {
     __m512i halves[2][4];
     e8_decode64(consts, c, halves);
@@ -582,7 +634,7 @@ template <int D, int R, bool kMasked, class Consts>
 }
 
 template <int D, int R, int Bits, class Consts>
-[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
                                                         const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                                                         std::size_t n_rows, const std::int8_t* xq,
                                                         const std::int32_t* xb, std::size_t x_stride, float* out) {
@@ -633,7 +685,7 @@ template <int D, int R, int Bits, class Consts>
 }
 
 template <int D, int R, class Consts>
-[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_bits(const Consts& consts, const float* scales16,
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_bits(const Consts& consts, const float* scales16,
                                                         const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                                                         std::size_t n_rows, const std::int8_t* xq,
                                                         const std::int32_t* xb, std::size_t x_stride, float* out) {
@@ -645,7 +697,7 @@ template <int D, int R, class Consts>
 }
 
 template <int D, class Consts>
-[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_d(const Consts& consts, const float* scales16,
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_d(const Consts& consts, const float* scales16,
                                                      const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                                                      std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
                                                      std::size_t x_stride, std::size_t rows, float* out) {
@@ -658,16 +710,15 @@ template <int D, class Consts>
 }
 }  // namespace
 
-[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
                                                                const std::uint8_t* codes, const TRows& t,
                                                                std::size_t blocks, std::size_t n_rows,
                                                                const std::int8_t* xq, const std::int32_t* xb,
                                                                std::size_t x_stride, std::size_t rows, float* out) {
-  fused_gemv_d<4>(D4VbmiConsts(tables, kD4FusedRepOffset), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows,
-                  out);
+  fused_gemv_d<4>(D4PairConsts(tables), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
-[[gnu::target("avx512vbmi,bmi2")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
                                                                 const TRows& t, std::size_t blocks,
                                                                 std::size_t n_rows, const std::int8_t* xq,
                                                                 const std::int32_t* xb, std::size_t x_stride,

@@ -72,8 +72,8 @@ struct TRows {
 // Row n of `t` as nibbles (blocks T, deploy_t_row_bytes(blocks) bytes, padding nibble zero); an
 // escape past the row's list reads as T = 0. The scalar rule every kernel follows.
 void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles);
-inline constexpr int kD4FusedRepOffset = 16;                          // rep + 16 in [12, 20]
-inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 + 16) + 4 (rep1 + 16) = w + 80
+inline constexpr int kD4FusedRepOffset = 4;                           // rep + 4 in [0, 8]: a nibble
+inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 + 4) + 4 (rep1 + 4) = w + 20
 inline constexpr int kE8FusedWeightBias = 64;                         // |w| <= 32
 inline constexpr int fused_weight_bias(int d) { return d == 4 ? kD4FusedWeightBias : kE8FusedWeightBias; }
 using FusedGemvD4Q4Fn = void (*)(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
@@ -88,7 +88,7 @@ void fused_gemv_d4q4_ref(const D4Q4Tables&, const float*, const std::uint8_t*, c
                          std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
 void fused_gemv_e8q16_ref(const float*, const std::uint8_t*, const TRows&, std::size_t, std::size_t,
                           const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
-// Needs VBMI and BMI2 (pdep expands compact T): cpu_has_avx512_vbmi() checks both.
+// Need VBMI, GFNI and BMI2 (pdep expands compact T): cpu_has_avx512_vbmi() checks all three.
 void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables&, const float*, const std::uint8_t*, const TRows&,
                                  std::size_t, std::size_t, const std::int8_t*, const std::int32_t*, std::size_t,
                                  std::size_t, float*);
