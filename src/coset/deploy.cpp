@@ -322,6 +322,16 @@ FusedGemv pick_fused_gemv(const QuantizationConfig& c) {
   return f;
 }
 
+// rint(v) (round half to even) for |v| < 2^22 in the default rounding mode, without a libm call
+// (this file is built for baseline x86-64, where std::nearbyint is one): adding and subtracting
+// 1.5 * 2^23 rounds to an integer exactly (checked against std::nearbyint for every float in
+// [-130, 130]: they differ only in the sign of zero, which the int8 cast drops). Here |v| <= 127
+// (up to rounding).
+inline float rint_small(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+
 // Each input row as int8 xq = clamp(rint(x / xs), -127, 127), xs = max|x| / 127 (0 for a zero
 // row), in the kernels' layout (deploy_pos), `stride` blocks per row (padding xq = 0).
 void quantize_activations(const float* x, std::size_t batch, std::size_t blocks, int d, std::size_t stride,
@@ -343,7 +353,7 @@ void quantize_activations(const float* x, std::size_t batch, std::size_t blocks,
     std::int8_t* q = xq + m * stride * d;
     for (std::size_t k = 0; k < blocks; ++k)
       for (int j = 0; j < d; ++j) {
-        const float v = std::clamp(std::nearbyint(row[k * d + j] / scale), -127.0f, 127.0f);
+        const float v = std::clamp(rint_small(row[k * d + j] / scale), -127.0f, 127.0f);
         q[kernels::deploy_pos(d, k, j)] = static_cast<std::int8_t>(v);
       }
   }
