@@ -3,8 +3,9 @@
 // Packed weight (docs/coset.md, "Deployed layers"): W is out x in, in padded with zeros to
 // blocks * d. Row n, block k holds M levels of d codes, log2(q) bits each (q a power of two),
 // LSB-first, code (m, j) at bit offset (m * d + j) * log2(q) of the block's record; records back
-// to back, each row starting on a byte. T of (n, k) is a nibble (T <= 15), block k at byte k / 2
-// (low nibble first). The decoded weight is
+// to back, each row starting on a byte. T of (n, k) is at most 15, held as a nibble (block k at
+// byte k / 2, low nibble first) or in the compact form described at PackedLinearView. The decoded
+// weight is
 //   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,
 // w = sum_m q^m e_m the C-scaled integer decode of the codes (C = 2 for E8, else 1).
 //
@@ -13,9 +14,10 @@
 // I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the float epilogue then accumulates
 // p[k % 16] = fma(s_k, I[n, k], p[k % 16]) (s_k = config.scale(T)), reduces the 16 partial sums
 // as a halving tree (8, 4, 2, 1), and returns ((sum * xs) * row_scale[n]) * (1 / C) (+ bias).
-// That order is fixed, so every SIMD level gives the scalar reference's result bit for bit. The
-// float matrix is never formed: each thread decodes a panel of 16 rows into small buffers and
-// reuses them for every input row (batch 1: a GEMV; batch >= 8: the decode is amortised, a GEMM).
+// That order is fixed, so every path and SIMD level gives the scalar reference's result bit for
+// bit. The float matrix is never formed: at batch <= 4 with AVX-512 VBMI a fused GEMV decodes each
+// weight row in registers (docs/coset.md); otherwise each thread decodes a panel of 16 rows into
+// small buffers and reuses them for every input row (the decode amortised over the batch, a GEMM).
 #pragma once
 
 #include <cstddef>
