@@ -264,6 +264,9 @@ constexpr long long affine_move(int from, int to, int count) {
 constexpr long long kHighNibbleDown = affine_move(4, 0, 4);   // (x >> 4) & 15
 constexpr long long kLowNibbleUp2 = affine_move(0, 2, 4);     // (x & 15) << 2
 constexpr long long kHighNibbleDown2 = affine_move(4, 2, 4);  // ((x >> 4) & 15) << 2
+// Bits 0-3 = bit 7 (the sign of an int8): 15 for a negative byte, else 0.
+constexpr long long kSignToLowNibble =
+    affine_move(7, 0, 1) | affine_move(7, 1, 1) | affine_move(7, 2, 1) | affine_move(7, 3, 1);
 
 [[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_pairs(const D4PairConsts& k4,
                                                                                    const std::uint8_t* c,
@@ -372,7 +375,7 @@ struct E8VbmiConsts {
 // (D1 - D0) / 32 = 64 - sum a + odd1 (32 - 2 max|e1|) - odd0 (32 - 2 max|e0|), and on a tie
 // N1 >= N0 iff A + X >= 128, A = sum over e0_j < 0 of 2^j, X = odd0 s0 2^j0 - odd1 s1 2^j1
 // (s, j: the fixed coordinate's sign and index).
-[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void e8_decode64(const E8VbmiConsts& k8, const std::uint8_t* c,
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void e8_decode64(const E8VbmiConsts& k8, const std::uint8_t* c,
                                                                        __m512i halves[2][4]) {
   const __m512i c15 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16), c31 = _mm512_set1_epi8(31);
   const __m512i c32 = _mm512_set1_epi8(32), c8 = _mm512_set1_epi8(8), c7 = _mm512_set1_epi8(7);
@@ -386,7 +389,7 @@ struct E8VbmiConsts {
     const __m512i bytes = _mm512_mask_blend_epi8(k8.high, _mm512_permutex2var_epi8(r0, k8.ia[q], r1),
                                                  _mm512_permutex2var_epi8(r2, k8.ib[q], r3));
     b[2 * q] = _mm512_and_si512(bytes, c15);
-    b[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), c15);
+    b[2 * q + 1] = _mm512_gf2p8affine_epi64_epi8(bytes, _mm512_set1_epi64(kHighNibbleDown), 0);
   }
   __m512i v[8];
   const __m512i h = b[7];
@@ -412,7 +415,7 @@ struct E8VbmiConsts {
     par0 = _mm512_xor_si512(par0, tj);
     par1 = _mm512_xor_si512(par1, v[j]);
     sum_a = _mm512_add_epi8(sum_a, a[j]);
-    neg_set = _mm512_mask_add_epi8(neg_set, _mm512_movepi8_mask(e0[j]), neg_set, _mm512_set1_epi8(static_cast<char>(1 << j)));
+    neg_set = _mm512_or_si512(neg_set, _mm512_gf2p8affine_epi64_epi8(e0[j], _mm512_set1_epi64(affine_move(7, j, 1)), 0));
     max_a = _mm512_max_epu8(max_a, a[j]);
     min_a = _mm512_min_epu8(min_a, a[j]);
   }
@@ -420,11 +423,11 @@ struct E8VbmiConsts {
   __m512i t0 = _mm512_set1_epi8(-1), t1 = _mm512_set1_epi8(-1);
   LOWBIT_UNROLL8
   for (int j = 0; j < 8; ++j) {
-    const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
-    const __m512i tie0 = _mm512_mask_blend_epi8(neg, _mm512_set1_epi8(static_cast<char>(8 + j)),
-                                                _mm512_set1_epi8(static_cast<char>(7 - j)));
+    // tie = e >= 0 ? 8 + j : 7 - j = (8 + j) ^ (e < 0 ? 15 : 0); coset 1's sign is the opposite.
+    const __m512i sign15 = _mm512_gf2p8affine_epi64_epi8(e0[j], _mm512_set1_epi64(kSignToLowNibble), 0);
+    const __m512i tie0 = _mm512_xor_si512(sign15, _mm512_set1_epi8(static_cast<char>(8 + j)));
     t0 = _mm512_mask_max_epi8(t0, _mm512_cmpeq_epi8_mask(a[j], max_a), t0, tie0);
-    t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_sub_epi8(c15, tie0));
+    t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_xor_si512(tie0, c15));
   }
   const __mmask64 odd0 = _mm512_test_epi8_mask(par0, c32), odd1 = _mm512_test_epi8_mask(par1, c32);
   const __mmask64 pos0 = _mm512_cmpge_epi8_mask(t0, c8), pos1 = _mm512_cmpge_epi8_mask(t1, c8);
@@ -458,11 +461,11 @@ struct E8VbmiConsts {
   const __mmask64 odd = (keep0 & odd0) | (~keep0 & odd1);
   const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
   __m512i e[8];
+  const __m512i cf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
   LOWBIT_UNROLL8
   for (int j = 0; j < 8; ++j) {
-    const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
-    const __m512i e1 = _mm512_mask_blend_epi8(neg, _mm512_sub_epi8(e0[j], c16), _mm512_add_epi8(e0[j], c16));
-    __m512i ej = _mm512_mask_blend_epi8(keep0, e1, e0[j]);
+    // e1 = e0 -/+ 16 (e0 in [-16, 15]) is e0 ^ 0xF0 as a byte: keep e0 or flip to coset 1.
+    __m512i ej = _mm512_mask_blend_epi8(keep0, _mm512_xor_si512(e0[j], cf0), e0[j]);
     const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
     ej = _mm512_mask_sub_epi8(ej, hit & pos, ej, c32);
     e[j] = _mm512_mask_add_epi8(ej, hit & ~pos, ej, c32);
@@ -482,7 +485,7 @@ struct E8VbmiConsts {
 }
 }  // namespace
 
-[[gnu::target("avx512vbmi")]] void decode_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+[[gnu::target("avx512vbmi,gfni")]] void decode_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
                                                             const std::uint8_t* t, std::size_t blocks,
                                                             std::int8_t* w, float* s, std::int32_t* wb) {
   const E8VbmiConsts k8;
