@@ -462,13 +462,14 @@ struct E8VbmiConsts {
   const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
   __m512i e[8];
   const __m512i cf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i delta = _mm512_mask_blend_epi8(pos, c32, _mm512_set1_epi8(-32));  // the fix: -32 if e > 0
+  const __m512i flip = _mm512_maskz_mov_epi8(~keep0, cf0);
   LOWBIT_UNROLL8
   for (int j = 0; j < 8; ++j) {
-    // e1 = e0 -/+ 16 (e0 in [-16, 15]) is e0 ^ 0xF0 as a byte: keep e0 or flip to coset 1.
-    __m512i ej = _mm512_mask_blend_epi8(keep0, _mm512_xor_si512(e0[j], cf0), e0[j]);
+    // e1 = e0 -/+ 16 (e0 in [-16, 15]) is e0 ^ 0xF0 as a byte: flip where coset 1 is kept.
+    const __m512i ej = _mm512_xor_si512(e0[j], flip);
     const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
-    ej = _mm512_mask_sub_epi8(ej, hit & pos, ej, c32);
-    e[j] = _mm512_mask_add_epi8(ej, hit & ~pos, ej, c32);
+    e[j] = _mm512_mask_add_epi8(ej, hit, ej, delta);
   }
   // To block order (the permuted gather makes the in-lane transpose land in place): per group
   // of 16 blocks, bytes 0-3 of each block, then bytes 4-7 (deploy_pos).
