@@ -242,7 +242,7 @@ struct D4PairConsts {
   __m512i pair[2][4];
   __m512i sel0, sel1;
   [[gnu::target("avx512vbmi")]] explicit D4PairConsts(const D4Q4Tables& tables) {
-    const __m512i four = _mm512_set1_epi8(4);
+    const __m512i four = _mm512_set1_epi8(kD4FusedRepOffset);
     LOWBIT_UNROLL8
     for (int h = 0; h < 2; ++h)
       for (int q = 0; q < 4; ++q) {
