@@ -162,11 +162,13 @@ def section_speed(lines):
         cells = " | ".join(f"{t * 1e3:.2f} ms" for t in times)
         ratios = ", ".join(f"{t_torch / t:.2f}x" for t in times)
         lines.append(f"| {batch} | {t_torch * 1e3:.2f} ms | {t_blas * 1e3:.2f} ms | {cells} | {ratios} |")
-    lines += ["", f"| {N} x {N} layer | bytes | vs float32 | state dict bits/weight |", "|---|---:|---:|---:|",
-              f"| float32 | {4 * N * N:,} | 1 | 32 |"]
+    lines += ["", f"| {N} x {N} layer | bytes the kernels read (T bits/block) | vs float32 | resident bytes "
+              "(+ saved T stream) | vs float32 | state dict bits/weight |", "|---|---:|---:|---:|---:|---:|",
+              f"| float32 | {4 * N * N:,} | 1 | {4 * N * N:,} | 1 | 32 |"]
     for label, layer in layers:
-        mem = layer.memory_bytes()
-        lines.append(f"| {label} | {mem:,} | 1/{4 * N * N / mem:.2f} | {layer.bits_per_weight():.3f} |")
+        mem, res = layer.memory_bytes(), layer.resident_bytes()
+        lines.append(f"| {label} | {mem:,} ({layer.t_bits}) | 1/{4 * N * N / mem:.2f} | {res:,} | "
+                     f"1/{4 * N * N / res:.2f} | {layer.bits_per_weight():.3f} |")
     lines.append("")
     speed_ggml(lines, w_np, layers, ours)
 

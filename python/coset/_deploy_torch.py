@@ -36,6 +36,20 @@ def unpack_nibbles(nibbles: torch.Tensor, blocks: int) -> torch.Tensor:
     return torch.stack([n & 15, n >> 4], dim=-1).reshape(nibbles.shape[0], -1)[:, :blocks]
 
 
+def unpack_t(t: torch.Tensor, bits: int, escapes: torch.Tensor, blocks: int) -> torch.Tensor:
+    """The in-memory T of docs/coset.md -> (rows, blocks) int64 T values.
+
+    ``t``: (rows, ceil(blocks * bits / 8)) uint8, ``bits`` per block LSB first (4: nibbles); for
+    bits 1 and 2 the code ``2**bits - 1`` is an escape whose T is the next entry of ``escapes``
+    (uint8, row-major block order, exactly one per escape code)."""
+    shifts = torch.arange(0, 8, bits, device=t.device, dtype=torch.int32)
+    vals = ((t.to(torch.int32)[..., None] >> shifts) & ((1 << bits) - 1)).reshape(t.shape[0], -1)[:, :blocks].long()
+    if bits < 4:
+        esc = vals == (1 << bits) - 1
+        vals = vals.masked_scatter(esc, escapes.to(device=t.device, dtype=torch.int64))
+    return vals
+
+
 def _generator(lattice: str) -> list:
     """G of docs/coset.md (columns are the basis), written out so that this path needs no native call."""
     d = {"Z2": 2, "D4": 4, "E8": 8}[lattice]

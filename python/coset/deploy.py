@@ -19,6 +19,7 @@ sum of magnitudes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import warnings
 from typing import Any, Optional, Union
@@ -62,6 +63,13 @@ def _config_repr(config: QuantizationConfig) -> str:
     return "(" + ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(config).items()) + ")"
 
 
+@functools.lru_cache(maxsize=64)
+def _native_config(config: QuantizationConfig):
+    """config.native(), built once per config (frozen, hashable; kept out of the module so that it
+    still pickles): it costs microseconds, a few % of a 4096 x 4096 batch-1 forward."""
+    return config.native()
+
+
 class PackedLinear(nn.Module):
     """A linear layer stored and evaluated as packed lattice codes (no trainable parameters; gradients
     still reach the input, ``grad_y @ W^``, like ``nn.Linear`` in eval mode).
@@ -94,8 +102,14 @@ class PackedLinear(nn.Module):
             self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=dev))
         else:
             self.bias = None
-        # T as nibbles: the kernels' form, derived from t_code, never saved.
-        self.register_buffer("t_nibbles", torch.zeros(out_features, t_bytes, dtype=torch.uint8, device=dev),
+        # T in the kernels' in-memory form (docs/coset.md), derived from t_code, never saved:
+        # t_bits per block (4: nibbles; 1 or 2: compact codes whose escapes are in t_escapes,
+        # row n's from t_escape_start[n]).
+        self.t_bits = 4
+        self.register_buffer("t_packed", torch.zeros(out_features, t_bytes, dtype=torch.uint8, device=dev),
+                             persistent=False)
+        self.register_buffer("t_escapes", torch.zeros(0, dtype=torch.uint8, device=dev), persistent=False)
+        self.register_buffer("t_escape_start", torch.zeros(out_features + 1, dtype=torch.int32, device=dev),
                              persistent=False)
         self.t_code = self._entropy_code(np.zeros((out_features, self.blocks), np.uint8))[0].to(dev)
 
@@ -110,6 +124,22 @@ class PackedLinear(nn.Module):
             msg = str(exc)
             raise ValueError(msg if msg.startswith(self.layer_name) else f"{self.layer_name}: {msg}") from None
         return config
+
+    def _set_t(self, t: np.ndarray, blocks: int, dev, bits: int = 0) -> None:
+        """Holds T (out_features * blocks values) in the kernels' in-memory form: ``bits`` per block
+        (0: the narrowest whose escapes stay at most 1/64 of the blocks, docs/coset.md)."""
+        bits, packed, escapes, start = _native.t_compact(np.ascontiguousarray(t, dtype=np.uint8).reshape(-1),
+                                                         self.out_features, blocks, bits)
+        self.t_bits = int(bits)
+        self.t_packed = torch.from_numpy(np.frombuffer(packed, np.uint8).copy().reshape(self.out_features, -1)).to(dev)
+        self.t_escapes = torch.from_numpy(np.frombuffer(escapes, np.uint8).copy()).to(dev)
+        self.t_escape_start = torch.from_numpy(np.frombuffer(start, np.int32).copy()).to(dev)
+
+    def _t_args(self) -> tuple:
+        return (self.t_packed.numpy(), self.t_bits, self.t_escapes.numpy(), self.t_escape_start.numpy())
+
+    def _native_config(self):
+        return _native_config(self.config)
 
     def _entropy_code(self, t: np.ndarray):
         flat = np.ascontiguousarray(t, dtype=np.uint8).reshape(-1)
@@ -173,12 +203,12 @@ class PackedLinear(nn.Module):
             warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
                           RuntimeWarning, stacklevel=2)
         packed = np.empty(tuple(layer.codes.shape), np.uint8)
-        nibbles = np.empty(tuple(layer.t_nibbles.shape), np.uint8)
-        _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles)
+        nibbles = np.empty((out_f, int(_native.t_row_bytes(layer.blocks))), np.uint8)
+        _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles)  # checks codes and T
         stream, _ = layer._entropy_code(t)
         dev = weight.device
         layer.codes = torch.from_numpy(packed).to(dev)
-        layer.t_nibbles = torch.from_numpy(nibbles).to(dev)
+        layer._set_t(t, layer.blocks, dev)
         layer.t_code = stream.to(dev)
         layer.t_lengths = layer.t_lengths.to(dev)
         layer.row_scale = scale.to(dev)
@@ -271,17 +301,13 @@ class PackedLinear(nn.Module):
             _native.t_decode(t_code.numpy(), lengths.numpy(), config.max_t(), t)
         except ValueError as exc:
             raise ValueError(f"{name}: 't_code': {exc}") from None
-        nibbles = np.zeros((self.out_features, int(_native.t_row_bytes(blocks))), np.uint8)
-        tt = t.reshape(self.out_features, blocks)
-        nibbles[:, : (blocks + 1) // 2] |= tt[:, 0::2]
-        nibbles[:, : blocks // 2] |= (tt[:, 1::2] << 4).astype(np.uint8)
         dev = self.codes.device
         self.config, self.blocks = config, blocks
         self.codes = codes.to(dev)
         self.t_code = t_code.to(dev)
         self.t_lengths = lengths.to(dev)
         self.row_scale = scale.to(dev)
-        self.t_nibbles = torch.from_numpy(nibbles).to(dev)
+        self._set_t(t, blocks, dev)
         if bias is not None:
             self.bias = bias.to(dev)
         for k in state_dict:
@@ -309,9 +335,16 @@ class PackedLinear(nn.Module):
         return 8.0 * (self.codes.numel() + self.side_bytes()) / (self.out_features * self.in_features)
 
     def memory_bytes(self) -> int:
-        """Bytes the kernels read: codes, T nibbles, row scales (and bias)."""
-        return int(self.codes.numel() + self.t_nibbles.numel() + 4 * self.row_scale.numel()
+        """Bytes the kernels read: codes, T in its in-memory form (``t_bits`` per block, the escapes
+        and their int32 row offsets), row scales (and bias). The saved T stream ``t_code`` is held
+        too: :meth:`resident_bytes` counts it."""
+        t = self.t_packed.numel() + self.t_escapes.numel() + (4 * self.t_escape_start.numel() if self.t_bits < 4 else 0)
+        return int(self.codes.numel() + t + 4 * self.row_scale.numel()
                    + (4 * self.bias.numel() if self.bias is not None else 0))
+
+    def resident_bytes(self) -> int:
+        """Every byte the layer holds: :meth:`memory_bytes` plus the saved T stream and lengths."""
+        return int(self.memory_bytes() + self.t_code.numel() + self.t_lengths.numel())
 
     # ---- evaluation ---------------------------------------------------------------------------
 
@@ -319,7 +352,7 @@ class PackedLinear(nn.Module):
         """W^ (out x in) in float32, for inspection (never used by forward)."""
         if self.codes.device.type == "cpu" and not _backend.get_backend() == "torch":
             out = np.empty((self.out_features, self.blocks * self.config.d), np.float32)
-            _native.decode(self.config.native(), self.blocks, self.codes.numpy(), self.t_nibbles.numpy(),
+            _native.decode(self._native_config(), self.blocks, self.codes.numpy(), *self._t_args(),
                            self.row_scale.numpy(), out)
             return torch.from_numpy(out[:, : self.in_features])
         w = self._torch_scaled_ints()  # (out, blocks*d): s_T * w
@@ -362,18 +395,18 @@ class PackedLinear(nn.Module):
         xp = np.ascontiguousarray(self._padded(x2).numpy())
         out = np.empty((xp.shape[0], self.out_features), np.float32)
         bias = None if self.bias is None else self.bias.numpy()
-        _native.linear(self.config.native(), self.blocks, self.codes.numpy(), self.t_nibbles.numpy(),
+        _native.linear(self._native_config(), self.blocks, self.codes.numpy(), *self._t_args(),
                        self.row_scale.numpy(), bias, xp, out, self.layer_name)
         return torch.from_numpy(out)
 
     def _torch_scaled_ints(self) -> torch.Tensor:
         """s_T * w per weight (out x blocks*d): the C-scaled integer decode times the T gain."""
-        from ._deploy_torch import decode_scaled_ints, scale_table, unpack_nibbles
+        from ._deploy_torch import decode_scaled_ints, scale_table, unpack_codes, unpack_t
 
         cfg = self.config
         codes = unpack_codes(self.codes, self.blocks, cfg)
         w = decode_scaled_ints(codes, cfg)  # (out, blocks, d) float32 integers
-        t = unpack_nibbles(self.t_nibbles, self.blocks).long()
+        t = unpack_t(self.t_packed, self.t_bits, self.t_escapes, self.blocks)
         return (scale_table(cfg, w.device)[t][..., None] * w).reshape(self.out_features, -1)
 
     def _forward_torch(self, x2: torch.Tensor) -> torch.Tensor:

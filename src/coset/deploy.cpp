@@ -96,6 +96,8 @@ void require_view(const PackedLinearView& w, const char* what) {
   require_deployable(w.config, what);
   require(w.rows > 0 && w.blocks > 0, std::string(what) + ": the layer is empty");
   require(w.codes && w.t && w.row_scale, std::string(what) + ": codes, T or row scales are missing");
+  require(w.t_bits == 1 || w.t_bits == 2 || w.t_bits == 4, std::string(what) + ": t_bits must be 1, 2 or 4");
+  require(w.t_bits == 4 || (w.t_escapes && w.t_escape_start), std::string(what) + ": the T escapes are missing");
 }
 
 using generic::scale_table16;
@@ -110,9 +112,10 @@ class RowDecoder {
   explicit RowDecoder(const PackedLinearView& view)
       : view_(view), d_(view.config.dim()),
         blocks16_((view.blocks + 15) / 16 * 16), code_row_bytes_(deploy_code_row_bytes(view.config, view.blocks)),
-        t_row_bytes_(deploy_t_row_bytes(view.blocks)), scales_(scale_table16(view.config)),
+        t_row_bytes_(deploy_t_row_bytes(view.blocks, view.t_bits)), scales_(scale_table16(view.config)),
         fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
         s_(blocks16_, 0.0f), wb_(blocks16_, 0) {
+    if (view.t_bits != 4) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
     if (!fast_d4_ && !fast_e8_) {
       decode_ = generic::pick_decode();
       codes_.resize(view.blocks * view.config.M * d_);
@@ -124,6 +127,10 @@ class RowDecoder {
   void decode(std::size_t n) {
     const std::uint8_t* code_row = view_.codes + n * code_row_bytes_;
     const std::uint8_t* t_row = view_.t + n * t_row_bytes_;
+    if (view_.t_bits != 4) {  // compact T: this row's nibbles
+      deploy_t_expand_row(view_, n, t_nibbles_.data());
+      t_row = t_nibbles_.data();
+    }
     if (fast_d4_) {
       pick_decode_d4q4()(d4q4_tables(), scales_.data(), code_row, t_row, view_.blocks, w_.data(), s_.data(), wb_.data());
       return;
@@ -163,6 +170,7 @@ class RowDecoder {
   std::vector<float> values_;
   std::vector<std::int32_t> ints_;
   kernels::DecodeFn<float> decode_ = nullptr;
+  std::vector<std::uint8_t> t_nibbles_;
 };
 
 }  // namespace
@@ -177,7 +185,53 @@ std::size_t deploy_code_row_bytes(const QuantizationConfig& c, std::size_t block
   return (bits + 7) / 8;
 }
 
-std::size_t deploy_t_row_bytes(std::size_t blocks) { return (blocks + 1) / 2; }
+std::size_t deploy_t_row_bytes(std::size_t blocks, int t_bits) {
+  require(t_bits == 1 || t_bits == 2 || t_bits == 4, "deploy: t_bits=" + std::to_string(t_bits) + " is not 1, 2 or 4");
+  return (blocks * static_cast<std::size_t>(t_bits) + 7) / 8;
+}
+
+CompactT deploy_t_compact(const std::uint8_t* t, std::size_t rows, std::size_t blocks, int bits) {
+  const std::size_t n = rows * blocks;
+  for (std::size_t i = 0; i < n; ++i)
+    if (t[i] > 15) throw InvalidArgument("deploy_t_compact: T=" + std::to_string(t[i]) + " does not fit a nibble");
+  if (bits == 0) {
+    bits = 4;
+    for (int b : {1, 2}) {
+      std::size_t escapes = 0;
+      for (std::size_t i = 0; i < n; ++i) escapes += t[i] >= (1 << b) - 1;
+      if (escapes * 64 <= n) {
+        bits = b;
+        break;
+      }
+    }
+  }
+  CompactT out;
+  out.bits = bits;
+  const std::size_t row_bytes = deploy_t_row_bytes(blocks, bits);
+  out.t.assign(rows * row_bytes, 0);
+  out.escape_start.assign(rows + 1, 0);
+  const int esc = (1 << bits) - 1;
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::uint8_t* row = out.t.data() + r * row_bytes;
+    for (std::size_t k = 0; k < blocks; ++k) {
+      int v = t[r * blocks + k];
+      if (bits < 4 && v >= esc) {
+        out.escapes.push_back(static_cast<std::uint8_t>(v));
+        v = esc;
+      }
+      const std::size_t bit = k * static_cast<std::size_t>(bits);
+      row[bit / 8] = static_cast<std::uint8_t>(row[bit / 8] | (v << (bit % 8)));
+    }
+    require(out.escapes.size() <= 0xFFFFFFFFu, "deploy_t_compact: more than 2^32 - 1 escapes");
+    out.escape_start[r + 1] = static_cast<std::uint32_t>(out.escapes.size());
+  }
+  return out;
+}
+
+void deploy_t_expand_row(const PackedLinearView& w, std::size_t n, std::uint8_t* nibbles) {
+  const kernels::TRows t{w.t, deploy_t_row_bytes(w.blocks, w.t_bits), w.t_bits, w.t_escapes, w.t_escape_start};
+  kernels::expand_t_row(t, n, w.blocks, nibbles);
+}
 
 int deploy_weight_bound(const QuantizationConfig& c) {
   // Per level, C-scaled: rounding leaves |e| <= div / 2 (div = C q) and the D_n parity fix moves
@@ -237,26 +291,97 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
   }
 }
 
+namespace {
+// The fused small-batch GEMV of the config at the current SIMD level, or nullptr (then the panel
+// path runs). Chosen where the row decoder would be the VBMI one, so forcing a level keeps both
+// paths' dispatch consistent.
+struct FusedGemv {
+  kernels::FusedGemvD4Q4Fn d4 = nullptr;
+  kernels::FusedGemvE8Q16Fn e8 = nullptr;
+  explicit operator bool() const { return d4 || e8; }
+};
+
+FusedGemv pick_fused_gemv(const QuantizationConfig& c) {
+  FusedGemv f;
+#if defined(LOWBIT_HAVE_AVX512)
+  if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx512_vbmi) f.d4 = kernels::fused_gemv_d4q4_avx512_vbmi;
+  if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx512_vbmi)
+    f.e8 = kernels::fused_gemv_e8q16_avx512_vbmi;
+#else
+  (void)c;
+#endif
+  return f;
+}
+
+// Each input row as int8 xq = clamp(rint(x / xs), -127, 127), xs = max|x| / 127 (0 for a zero
+// row), in the kernels' layout (deploy_pos), `stride` blocks per row (padding xq = 0).
+void quantize_activations(const float* x, std::size_t batch, std::size_t blocks, int d, std::size_t stride,
+                          std::int8_t* xq, float* xs) {
+  const std::size_t cols = blocks * d;
+  std::vector<std::int8_t> row_q(cols);
+  for (std::size_t m = 0; m < batch; ++m) {
+    xs[m] = generic::quantize_input_row(x + m * cols, cols, m, row_q.data());
+    std::int8_t* q = xq + m * stride * d;
+    for (std::size_t k = 0; k < blocks; ++k)
+      for (int j = 0; j < d; ++j) q[kernels::deploy_pos(d, k, j)] = row_q[k * d + j];
+  }
+}
+}  // namespace
+
 void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y) {
   require_view(w, "packed_linear");
   if (is_wide(w.config)) return generic::packed_linear_wide(w, x, batch, y);
   const int d = w.config.dim();
   const std::size_t cols = w.blocks * d;
   const std::size_t blocks16 = (w.blocks + 15) / 16 * 16;
-  // Activations: int8 per row, stored as xq + kActBias in the kernels' layout (padding: xq = 0).
-  std::vector<std::uint8_t> xu(batch * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
-  std::vector<float> xs(batch, 0.0f);
-  std::vector<std::int8_t> row_q(cols);
-  for (std::size_t m = 0; m < batch; ++m) {
-    xs[m] = generic::quantize_input_row(x + m * cols, cols, m, row_q.data());
-    std::uint8_t* q = xu.data() + m * blocks16 * d;
-    for (std::size_t k = 0; k < w.blocks; ++k)
-      for (int j = 0; j < d; ++j)
-        q[kernels::deploy_pos(d, k, j)] = static_cast<std::uint8_t>(row_q[k * d + j] + kernels::kActBias);
-  }
-  const kernels::BlockDotFn dot = pick_block_dot();
   const float inv_c = 1.0f / static_cast<float>(coordinate_scale(w.config.lattice));
+  const auto finish = [&](std::size_t n, std::size_t m, float sum, float xs) {
+    float v = sum * xs;
+    v = v * w.row_scale[n];
+    v = v * inv_c;
+    if (w.bias) v = v + w.bias[n];
+    y[m * w.rows + n] = v;
+  };
   const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
+  std::vector<float> xs(batch, 0.0f);
+  const FusedGemv fused = batch <= kernels::kFusedMaxBatch ? pick_fused_gemv(w.config) : FusedGemv{};
+  if (fused) {
+    // Signed activations, 64-block padded, and the per-block correction shared by all weight rows.
+    const std::size_t stride = (w.blocks + 63) / 64 * 64;
+    std::vector<std::int8_t> xq(batch * stride * d, 0);
+    quantize_activations(x, batch, w.blocks, d, stride, xq.data(), xs.data());
+    std::vector<std::int32_t> xb(batch * stride, 0);
+    const int bias = kernels::fused_weight_bias(d);
+    for (std::size_t m = 0; m < batch; ++m)
+      for (std::size_t k = 0; k < w.blocks; ++k) {
+        std::int32_t sum = 0;
+        for (int j = 0; j < d; ++j) sum += xq[m * stride * d + kernels::deploy_pos(d, k, j)];
+        xb[m * stride + k] = -bias * sum;
+      }
+    const std::array<float, 16> scales = scale_table16(w.config);
+    const std::size_t code_row_bytes = deploy_code_row_bytes(w.config, w.blocks);
+    const std::size_t t_row_bytes = deploy_t_row_bytes(w.blocks, w.t_bits);
+    parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
+      std::vector<float> sums((n1 - n0) * batch);
+      const std::uint8_t* codes = w.codes + n0 * code_row_bytes;
+      kernels::TRows t{w.t + n0 * t_row_bytes, t_row_bytes, w.t_bits, w.t_escapes,
+                       w.t_bits == 4 ? nullptr : w.t_escape_start + n0};
+      if (fused.d4)
+        fused.d4(d4q4_tables(), scales.data(), codes, t, w.blocks, n1 - n0, xq.data(), xb.data(), stride, batch,
+                 sums.data());
+      else
+        fused.e8(scales.data(), codes, t, w.blocks, n1 - n0, xq.data(), xb.data(), stride, batch, sums.data());
+      for (std::size_t n = n0; n < n1; ++n)
+        for (std::size_t m = 0; m < batch; ++m) finish(n, m, sums[(n - n0) * batch + m], xs[m]);
+    });
+    return;
+  }
+  // Activations: int8 per row, stored as xq + kActBias in the kernels' layout (padding: xq = 0).
+  std::vector<std::int8_t> xq(batch * blocks16 * d, 0);
+  quantize_activations(x, batch, w.blocks, d, blocks16, xq.data(), xs.data());
+  std::vector<std::uint8_t> xu(xq.size());
+  for (std::size_t i = 0; i < xq.size(); ++i) xu[i] = static_cast<std::uint8_t>(xq[i] + kernels::kActBias);
+  const kernels::BlockDotFn dot = pick_block_dot();
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
     // activations are read once per panel instead of once per weight row.
@@ -271,13 +396,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         for (std::size_t n = p0; n < p1; ++n) {
           const RowDecoder& row = panel[n - p0];
           dot(d, row.w(), row.s(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, sums);
-          for (std::size_t r = 0; r < rows; ++r) {
-            float v = sums[r] * xs[m0 + r];
-            v = v * w.row_scale[n];
-            v = v * inv_c;
-            if (w.bias) v = v + w.bias[n];
-            y[(m0 + r) * w.rows + n] = v;
-          }
+          for (std::size_t r = 0; r < rows; ++r) finish(n, m0 + r, sums[r], xs[m0 + r]);
         }
       }
     }
@@ -286,6 +405,34 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
 
 void deploy_require_t(const PackedLinearView& w, const std::string& what) {
   const int max_t = w.config.disable_overload_protection ? 0 : w.config.max_scaling_iterations;
+  if (w.t_bits != 4) {
+    const int bits = w.t_bits, esc = (1 << bits) - 1;
+    const std::size_t row_bytes = deploy_t_row_bytes(w.blocks, bits);
+    require(w.t_escape_start && w.t_escape_start[0] == 0, what + ": the T escape offsets must start at 0");
+    for (std::size_t n = 0; n < w.rows; ++n) {
+      const std::uint8_t* row = w.t + n * row_bytes;
+      std::size_t escapes = 0;
+      for (std::size_t k = 0; k < w.blocks; ++k) {
+        const std::size_t bit = k * static_cast<std::size_t>(bits);
+        const int v = (row[bit / 8] >> (bit % 8)) & esc;
+        if (v == esc) ++escapes;
+        else if (v > max_t)
+          throw InvalidArgument(what + ": T=" + std::to_string(v) + " exceeds the config's " + std::to_string(max_t) +
+                                " (row " + std::to_string(n) + ")");
+      }
+      const std::size_t used = w.blocks * static_cast<std::size_t>(bits);
+      if (used % 8 && (row[row_bytes - 1] >> (used % 8)) != 0)
+        throw InvalidArgument(what + ": the padding bits of T row " + std::to_string(n) + " are not zero");
+      if (w.t_escape_start[n + 1] < w.t_escape_start[n] || w.t_escape_start[n + 1] - w.t_escape_start[n] != escapes)
+        throw InvalidArgument(what + ": row " + std::to_string(n) + " has " + std::to_string(escapes) +
+                              " T escapes but its escape list does not hold that many");
+      for (std::size_t i = w.t_escape_start[n]; i < w.t_escape_start[n + 1]; ++i)
+        if (w.t_escapes[i] > max_t)
+          throw InvalidArgument(what + ": T=" + std::to_string(w.t_escapes[i]) + " exceeds the config's " +
+                                std::to_string(max_t) + " (row " + std::to_string(n) + ")");
+    }
+    return;
+  }
   const std::size_t row_bytes = deploy_t_row_bytes(w.blocks);
   for (std::size_t i = 0; i < w.rows * row_bytes; ++i) {
     const int lo = w.t[i] & 15, hi = w.t[i] >> 4;

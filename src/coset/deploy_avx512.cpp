@@ -3,6 +3,8 @@
 // 16 float partial sums in one register per input row.
 #include <immintrin.h>
 
+#include <cstring>
+
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which its
 // -Wmaybe-uninitialized reports at every inlined call site; the warning is about the header.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -165,7 +167,9 @@ void decode_d4q4_avx512(const D4Q4Tables& tables, const float* scales16, const s
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-bool cpu_has_avx512_vbmi() noexcept { return __builtin_cpu_supports("avx512vbmi"); }
+bool cpu_has_avx512_vbmi() noexcept {
+  return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("gfni");
+}
 
 namespace {
 // Byte position p of the permuted index vectors holds block pi(p) = 16 g + 4 L + s for
@@ -189,39 +193,119 @@ constexpr VbmiIndex kVbmiIndex{};
   const __m512i hi = _mm512_permutex2var_epi8(table[2], idx, table[3]);
   return _mm512_mask_blend_epi8(high, lo, hi);
 }
+
+// The registers of d4_decode64: the four 256-byte coordinate tables rep[j] and the index permutes.
+struct D4VbmiConsts {
+  __m512i rep[4][4];
+  __m512i sel0, sel1;
+  [[gnu::target("avx512vbmi")]] explicit D4VbmiConsts(const D4Q4Tables& tables) {
+    LOWBIT_UNROLL8
+    for (int j = 0; j < 4; ++j)
+      for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_loadu_si512(tables.rep[j] + 64 * q);
+    sel0 = _mm512_load_si512(kVbmiIndex.level0);
+    sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  }
+};
+
+// 64 blocks (128 code bytes at c) -> out[g]: blocks 16 g .. 16 g + 15 as dwords in block order,
+// w = rep0 + 4 rep1 (|w| <= 20).
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void d4_decode64(const D4VbmiConsts& k4, const std::uint8_t* c,
+                                                                       __m512i out[4]) {
+  const __m512i c0 = _mm512_loadu_si512(c);
+  const __m512i c1 = _mm512_loadu_si512(c + 64);
+  const __m512i idx0 = _mm512_permutex2var_epi8(c0, k4.sel0, c1);
+  const __m512i idx1 = _mm512_permutex2var_epi8(c0, k4.sel1, c1);
+  const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
+  __m512i wj[4];
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 4; ++j) {
+    const __m512i a = lookup256(k4.rep[j], idx0, high0);
+    __m512i b = lookup256(k4.rep[j], idx1, high1);
+    b = _mm512_add_epi8(b, b);
+    b = _mm512_add_epi8(b, b);
+    wj[j] = _mm512_add_epi8(a, b);
+  }
+  const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
+  const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
+  out[0] = _mm512_unpacklo_epi16(a01, a23);
+  out[1] = _mm512_unpackhi_epi16(a01, a23);
+  out[2] = _mm512_unpacklo_epi16(b01, b23);
+  out[3] = _mm512_unpackhi_epi16(b01, b23);
+}
+
+// The fused GEMV's D4 decode: two coordinates per table byte. pair[h][q] (h = 0: coordinates 0, 1;
+// h = 1: 2, 3) holds (rep_a + 4) | (rep_b + 4) << 4 (|rep| <= 4, each nibble in [0, 8]), so a
+// level needs 2 table lookups instead of 4 (the byte permutes are the bottleneck). The nibbles
+// are split and the level-1 part multiplied by 4 with GFNI bit-matrix moves (gf2p8affineqb), giving
+// the unsigned w + kD4FusedWeightBias = (rep0 + 4) + 4 (rep1 + 4) in [0, 40].
+struct D4PairConsts {
+  __m512i pair[2][4];
+  __m512i sel0, sel1;
+  [[gnu::target("avx512vbmi")]] explicit D4PairConsts(const D4Q4Tables& tables) {
+    const __m512i four = _mm512_set1_epi8(kD4FusedRepOffset);
+    LOWBIT_UNROLL8
+    for (int h = 0; h < 2; ++h)
+      for (int q = 0; q < 4; ++q) {
+        const __m512i a = _mm512_add_epi8(_mm512_loadu_si512(tables.rep[2 * h] + 64 * q), four);
+        const __m512i b = _mm512_add_epi8(_mm512_loadu_si512(tables.rep[2 * h + 1] + 64 * q), four);
+        pair[h][q] = _mm512_or_si512(a, _mm512_slli_epi16(b, 4));  // b <= 8: no bit crosses a byte
+      }
+    sel0 = _mm512_load_si512(kVbmiIndex.level0);
+    sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  }
+};
+
+// gf2p8affineqb matrices (output bit i = parity of x & byte 7 - i): byte moves of bit fields.
+constexpr long long affine_move(int from, int to, int count) {
+  unsigned long long m = 0;
+  for (int i = 0; i < count; ++i) m |= (1ull << (from + i)) << (8 * (7 - (to + i)));
+  return static_cast<long long>(m);
+}
+constexpr long long kHighNibbleDown = affine_move(4, 0, 4);   // (x >> 4) & 15
+constexpr long long kLowNibbleUp2 = affine_move(0, 2, 4);     // (x & 15) << 2
+constexpr long long kHighNibbleDown2 = affine_move(4, 2, 4);  // ((x >> 4) & 15) << 2
+// Bits 0-3 = bit 7 (the sign of an int8): 15 for a negative byte, else 0.
+constexpr long long kSignToLowNibble =
+    affine_move(7, 0, 1) | affine_move(7, 1, 1) | affine_move(7, 2, 1) | affine_move(7, 3, 1);
+
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_pairs(const D4PairConsts& k4,
+                                                                                   const std::uint8_t* c,
+                                                                                   __m512i out[4]) {
+  const __m512i c0 = _mm512_loadu_si512(c);
+  const __m512i c1 = _mm512_loadu_si512(c + 64);
+  const __m512i idx0 = _mm512_permutex2var_epi8(c0, k4.sel0, c1);
+  const __m512i idx1 = _mm512_permutex2var_epi8(c0, k4.sel1, c1);
+  const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
+  const __m512i low = _mm512_set1_epi8(15);
+  __m512i wj[4];
+  LOWBIT_UNROLL8
+  for (int h = 0; h < 2; ++h) {
+    const __m512i a = lookup256(k4.pair[h], idx0, high0);  // level 0
+    const __m512i b = lookup256(k4.pair[h], idx1, high1);  // level 1
+    wj[2 * h] = _mm512_add_epi8(_mm512_and_si512(a, low),
+                                _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(kLowNibbleUp2), 0));
+    wj[2 * h + 1] = _mm512_add_epi8(_mm512_gf2p8affine_epi64_epi8(a, _mm512_set1_epi64(kHighNibbleDown), 0),
+                                    _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(kHighNibbleDown2), 0));
+  }
+  const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
+  const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
+  out[0] = _mm512_unpacklo_epi16(a01, a23);
+  out[1] = _mm512_unpackhi_epi16(a01, a23);
+  out[2] = _mm512_unpacklo_epi16(b01, b23);
+  out[3] = _mm512_unpackhi_epi16(b01, b23);
+}
 }  // namespace
 
 [[gnu::target("avx512vbmi")]] void decode_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
                                                            const std::uint8_t* codes, const std::uint8_t* t,
                                                            std::size_t blocks, std::int8_t* w, float* s,
                                                            std::int32_t* wb) {
-  __m512i rep[4][4];
-  LOWBIT_UNROLL8
-  for (int j = 0; j < 4; ++j)
-    for (int q = 0; q < 4; ++q) rep[j][q] = _mm512_loadu_si512(tables.rep[j] + 64 * q);
-  const __m512i sel0 = _mm512_load_si512(kVbmiIndex.level0);
-  const __m512i sel1 = _mm512_load_si512(kVbmiIndex.level1);
+  const D4VbmiConsts k4(tables);
   const __m512i ones = _mm512_set1_epi8(1);
   std::size_t k = 0;
   for (; k + 64 <= blocks; k += 64) {
-    const __m512i c0 = _mm512_loadu_si512(codes + 2 * k);
-    const __m512i c1 = _mm512_loadu_si512(codes + 2 * k + 64);
-    const __m512i idx0 = _mm512_permutex2var_epi8(c0, sel0, c1);
-    const __m512i idx1 = _mm512_permutex2var_epi8(c0, sel1, c1);
-    const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
-    __m512i wj[4];
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 4; ++j) {
-      const __m512i a = lookup256(rep[j], idx0, high0);
-      __m512i b = lookup256(rep[j], idx1, high1);
-      b = _mm512_add_epi8(b, b);
-      b = _mm512_add_epi8(b, b);
-      wj[j] = _mm512_add_epi8(a, b);  // rep0 + 4 rep1, |.| <= 20
-    }
-    const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
-    const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
-    const __m512i out[4] = {_mm512_unpacklo_epi16(a01, a23), _mm512_unpackhi_epi16(a01, a23),
-                            _mm512_unpacklo_epi16(b01, b23), _mm512_unpackhi_epi16(b01, b23)};
+    __m512i out[4];
+    d4_decode64(k4, codes + 2 * k, out);
     LOWBIT_UNROLL8
     for (int g = 0; g < 4; ++g) {
       _mm512_storeu_si512(w + 4 * (k + 16 * g), out[g]);
@@ -268,125 +352,149 @@ constexpr E8VbmiIndex kE8Index{};
 // With a = |e0|: (D1 - D0) / 32 = 64 - sum a + odd1 (32 - 2 max|e1|) - odd0 (32 - 2 max|e0|), and
 // on a tie N1 >= N0 iff A + X >= 128, A = sum over e0_j < 0 of 2^j,
 // X = odd0 s0 2^j0 - odd1 s1 2^j1 (s, j: the fixed coordinate's sign and index).
-[[gnu::target("avx512vbmi")]] void decode_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
-                                                            const std::uint8_t* t, std::size_t blocks,
-                                                            std::int8_t* w, float* s, std::int32_t* wb) {
-  const __m512i c15 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16), c31 = _mm512_set1_epi8(31);
-  const __m512i c32 = _mm512_set1_epi8(32), c8 = _mm512_set1_epi8(8), c7 = _mm512_set1_epi8(7);
-  const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
-  const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
+namespace {
+// The constants of e8_decode64 (loaded once per row).
+struct E8VbmiConsts {
   __m512i ia[4], ib[4];
-  LOWBIT_UNROLL8
-  for (int q = 0; q < 4; ++q) {
-    ia[q] = _mm512_load_si512(kE8Index.a[q]);
-    ib[q] = _mm512_load_si512(kE8Index.b[q]);
-  }
-  const __mmask64 high = kE8Index.high;
-  std::size_t k = 0;
-  for (; k + 64 <= blocks; k += 64) {
-    const std::uint8_t* c = codes + 4 * k;
-    const __m512i r0 = _mm512_loadu_si512(c), r1 = _mm512_loadu_si512(c + 64);
-    const __m512i r2 = _mm512_loadu_si512(c + 128), r3 = _mm512_loadu_si512(c + 192);
-    __m512i b[8];
+  __mmask64 high;
+  [[gnu::target("avx512vbmi")]] E8VbmiConsts() : high(kE8Index.high) {
     LOWBIT_UNROLL8
     for (int q = 0; q < 4; ++q) {
-      const __m512i bytes = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(r0, ia[q], r1),
-                                                   _mm512_permutex2var_epi8(r2, ib[q], r3));
-      b[2 * q] = _mm512_and_si512(bytes, c15);
-      b[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), c15);
+      ia[q] = _mm512_load_si512(kE8Index.a[q]);
+      ib[q] = _mm512_load_si512(kE8Index.b[q]);
     }
-    __m512i v[8];
-    const __m512i h = b[7];
-    const __m512i b0x2 = _mm512_add_epi8(b[0], b[0]);
-    const __m512i d0 = _mm512_sub_epi8(b0x2, b[1]);
-    v[0] = _mm512_add_epi8(_mm512_add_epi8(d0, d0), h);
-    LOWBIT_UNROLL8
-    for (int j = 1; j <= 5; ++j) {
-      const __m512i dj = _mm512_sub_epi8(b[j], b[j + 1]);
-      v[j] = _mm512_add_epi8(_mm512_add_epi8(dj, dj), h);
-    }
-    v[6] = _mm512_add_epi8(_mm512_add_epi8(b[6], b[6]), h);
-    v[7] = h;
-    // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
-    __m512i e0[8], a[8];
-    __m512i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero;
-    __m512i max_a = zero, min_a = c16;
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 8; ++j) {
-      const __m512i tj = _mm512_add_epi8(v[j], c16);
-      e0[j] = _mm512_sub_epi8(_mm512_and_si512(tj, c31), c16);
-      a[j] = _mm512_abs_epi8(e0[j]);
-      par0 = _mm512_xor_si512(par0, tj);
-      par1 = _mm512_xor_si512(par1, v[j]);
-      sum_a = _mm512_add_epi8(sum_a, a[j]);
-      neg_set = _mm512_mask_add_epi8(neg_set, _mm512_movepi8_mask(e0[j]), neg_set, _mm512_set1_epi8(static_cast<char>(1 << j)));
-      max_a = _mm512_max_epu8(max_a, a[j]);
-      min_a = _mm512_min_epu8(min_a, a[j]);
-    }
-    // Pass 2: the tie of the fixed coordinate of each coset (largest |e|, then largest tie).
-    __m512i t0 = _mm512_set1_epi8(-1), t1 = _mm512_set1_epi8(-1);
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 8; ++j) {
-      const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
-      const __m512i tie0 = _mm512_mask_blend_epi8(neg, _mm512_set1_epi8(static_cast<char>(8 + j)),
-                                                  _mm512_set1_epi8(static_cast<char>(7 - j)));
-      t0 = _mm512_mask_max_epi8(t0, _mm512_cmpeq_epi8_mask(a[j], max_a), t0, tie0);
-      t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_sub_epi8(c15, tie0));
-    }
-    const __mmask64 odd0 = _mm512_test_epi8_mask(par0, c32), odd1 = _mm512_test_epi8_mask(par1, c32);
-    const __mmask64 pos0 = _mm512_cmpge_epi8_mask(t0, c8), pos1 = _mm512_cmpge_epi8_mask(t1, c8);
-    const __m512i j0 = _mm512_mask_blend_epi8(pos0, _mm512_sub_epi8(c7, t0), _mm512_sub_epi8(t0, c8));
-    const __m512i j1 = _mm512_mask_blend_epi8(pos1, _mm512_sub_epi8(c7, t1), _mm512_sub_epi8(t1, c8));
-    // (D1 - D0) / 32; max|e1| = 16 - min|e0|, so 32 - 2 max|e1| = 2 min|e0|.
-    __m512i dd = _mm512_sub_epi8(_mm512_set1_epi8(64), sum_a);
-    dd = _mm512_mask_add_epi8(dd, odd1, dd, _mm512_add_epi8(min_a, min_a));
-    dd = _mm512_mask_sub_epi8(dd, odd0, dd, _mm512_sub_epi8(c32, _mm512_add_epi8(max_a, max_a)));
-    // Nudge tie-break in int16 halves: A + X >= 128.
-    const __m512i p0 = _mm512_shuffle_epi8(pow2, j0), p1 = _mm512_shuffle_epi8(pow2, j1);
-    __mmask64 nudge_ok = 0;
-    LOWBIT_UNROLL8
-    for (int half = 0; half < 2; ++half) {
-      const int sh = 32 * half;
-      const __mmask32 o0 = static_cast<__mmask32>(odd0 >> sh), o1 = static_cast<__mmask32>(odd1 >> sh);
-      const __mmask32 q0 = static_cast<__mmask32>(pos0 >> sh), q1 = static_cast<__mmask32>(pos1 >> sh);
-      const __m512i av = half ? widen_hi(neg_set) : widen_lo(neg_set);
-      const __m512i pw0 = half ? widen_hi(p0) : widen_lo(p0);
-      const __m512i pw1 = half ? widen_hi(p1) : widen_lo(p1);
-      __m512i x = av;
-      x = _mm512_mask_add_epi16(x, o0 & q0, x, pw0);
-      x = _mm512_mask_sub_epi16(x, o0 & ~q0, x, pw0);
-      x = _mm512_mask_sub_epi16(x, o1 & q1, x, pw1);
-      x = _mm512_mask_add_epi16(x, o1 & ~q1, x, pw1);
-      const __mmask32 ok = _mm512_cmpge_epi16_mask(x, _mm512_set1_epi16(128));
-      nudge_ok |= static_cast<__mmask64>(ok) << sh;
-    }
-    const __mmask64 keep0 = _mm512_cmpgt_epi8_mask(dd, zero) | (_mm512_cmpeq_epi8_mask(dd, zero) & nudge_ok);
-    const __m512i jc = _mm512_mask_blend_epi8(keep0, j1, j0);
-    const __mmask64 odd = (keep0 & odd0) | (~keep0 & odd1);
-    const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
-    __m512i e[8];
-    LOWBIT_UNROLL8
-    for (int j = 0; j < 8; ++j) {
-      const __mmask64 neg = _mm512_movepi8_mask(e0[j]);
-      const __m512i e1 = _mm512_mask_blend_epi8(neg, _mm512_sub_epi8(e0[j], c16), _mm512_add_epi8(e0[j], c16));
-      __m512i ej = _mm512_mask_blend_epi8(keep0, e1, e0[j]);
-      const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
-      ej = _mm512_mask_sub_epi8(ej, hit & pos, ej, c32);
-      e[j] = _mm512_mask_add_epi8(ej, hit & ~pos, ej, c32);
-    }
-    // To block order (the permuted gather makes the in-lane transpose land in place): per group
-    // of 16 blocks, bytes 0-3 of each block, then bytes 4-7 (deploy_pos).
+  }
+};
+
+// 64 blocks (256 code bytes at c) -> halves[h][g]: group g (blocks 16 g .. 16 g + 15) bytes
+// 4h..4h+3 of each block as dwords in block order (deploy_pos). Per block (scalar semantics,
+// checked against decode_e8q16_ref by the tests): v = 2 G b; t = v + 16; coset 0 (D8):
+// e0 = (t & 31) - 16, parity = xor of bit 5 of t; coset 1 (D8 + 1/2): e1 = e0 -/+ 16
+// (|e1| = 16 - |e0|, e1 >= 0 iff e0 < 0), parity = xor of bit 5 of v. A parity fix moves the
+// coordinate with the largest (|e|, tie) key, tie = e >= 0 ? 8 + j : 7 - j, by 32. With a = |e0|:
+// (D1 - D0) / 32 = 64 - sum a + odd1 (32 - 2 max|e1|) - odd0 (32 - 2 max|e0|), and on a tie
+// N1 >= N0 iff A + X >= 128, A = sum over e0_j < 0 of 2^j, X = odd0 s0 2^j0 - odd1 s1 2^j1
+// (s, j: the fixed coordinate's sign and index).
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void e8_decode64(const E8VbmiConsts& k8, const std::uint8_t* c,
+                                                                       __m512i halves[2][4]) {
+  const __m512i c15 = _mm512_set1_epi8(15), c16 = _mm512_set1_epi8(16), c31 = _mm512_set1_epi8(31);
+  const __m512i c32 = _mm512_set1_epi8(32), c8 = _mm512_set1_epi8(8), c7 = _mm512_set1_epi8(7);
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
+  const __m512i r0 = _mm512_loadu_si512(c), r1 = _mm512_loadu_si512(c + 64);
+  const __m512i r2 = _mm512_loadu_si512(c + 128), r3 = _mm512_loadu_si512(c + 192);
+  __m512i b[8];
+  LOWBIT_UNROLL8
+  for (int q = 0; q < 4; ++q) {
+    const __m512i bytes = _mm512_mask_blend_epi8(k8.high, _mm512_permutex2var_epi8(r0, k8.ia[q], r1),
+                                                 _mm512_permutex2var_epi8(r2, k8.ib[q], r3));
+    b[2 * q] = _mm512_and_si512(bytes, c15);
+    b[2 * q + 1] = _mm512_gf2p8affine_epi64_epi8(bytes, _mm512_set1_epi64(kHighNibbleDown), 0);
+  }
+  __m512i v[8];
+  const __m512i h = b[7];
+  const __m512i b0x2 = _mm512_add_epi8(b[0], b[0]);
+  const __m512i d0 = _mm512_sub_epi8(b0x2, b[1]);
+  v[0] = _mm512_add_epi8(_mm512_add_epi8(d0, d0), h);
+  LOWBIT_UNROLL8
+  for (int j = 1; j <= 5; ++j) {
+    const __m512i dj = _mm512_sub_epi8(b[j], b[j + 1]);
+    v[j] = _mm512_add_epi8(_mm512_add_epi8(dj, dj), h);
+  }
+  v[6] = _mm512_add_epi8(_mm512_add_epi8(b[6], b[6]), h);
+  v[7] = h;
+  // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
+  __m512i e0[8], a[8];
+  __m512i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero;
+  __m512i max_a = zero, min_a = c16;
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 8; ++j) {
+    const __m512i tj = _mm512_add_epi8(v[j], c16);
+    e0[j] = _mm512_sub_epi8(_mm512_and_si512(tj, c31), c16);
+    a[j] = _mm512_abs_epi8(e0[j]);
+    par0 = _mm512_xor_si512(par0, tj);
+    par1 = _mm512_xor_si512(par1, v[j]);
+    sum_a = _mm512_add_epi8(sum_a, a[j]);
+    neg_set = _mm512_or_si512(neg_set, _mm512_gf2p8affine_epi64_epi8(e0[j], _mm512_set1_epi64(affine_move(7, j, 1)), 0));
+    max_a = _mm512_max_epu8(max_a, a[j]);
+    min_a = _mm512_min_epu8(min_a, a[j]);
+  }
+  // Pass 2: the tie of the fixed coordinate of each coset (largest |e|, then largest tie).
+  __m512i t0 = _mm512_set1_epi8(-1), t1 = _mm512_set1_epi8(-1);
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 8; ++j) {
+    // tie = e >= 0 ? 8 + j : 7 - j = (8 + j) ^ (e < 0 ? 15 : 0); coset 1's sign is the opposite.
+    const __m512i sign15 = _mm512_gf2p8affine_epi64_epi8(e0[j], _mm512_set1_epi64(kSignToLowNibble), 0);
+    const __m512i tie0 = _mm512_xor_si512(sign15, _mm512_set1_epi8(static_cast<char>(8 + j)));
+    t0 = _mm512_mask_max_epi8(t0, _mm512_cmpeq_epi8_mask(a[j], max_a), t0, tie0);
+    t1 = _mm512_mask_max_epi8(t1, _mm512_cmpeq_epi8_mask(a[j], min_a), t1, _mm512_xor_si512(tie0, c15));
+  }
+  const __mmask64 odd0 = _mm512_test_epi8_mask(par0, c32), odd1 = _mm512_test_epi8_mask(par1, c32);
+  const __mmask64 pos0 = _mm512_cmpge_epi8_mask(t0, c8), pos1 = _mm512_cmpge_epi8_mask(t1, c8);
+  const __m512i j0 = _mm512_mask_blend_epi8(pos0, _mm512_sub_epi8(c7, t0), _mm512_sub_epi8(t0, c8));
+  const __m512i j1 = _mm512_mask_blend_epi8(pos1, _mm512_sub_epi8(c7, t1), _mm512_sub_epi8(t1, c8));
+  // (D1 - D0) / 32; max|e1| = 16 - min|e0|, so 32 - 2 max|e1| = 2 min|e0|.
+  __m512i dd = _mm512_sub_epi8(_mm512_set1_epi8(64), sum_a);
+  dd = _mm512_mask_add_epi8(dd, odd1, dd, _mm512_add_epi8(min_a, min_a));
+  dd = _mm512_mask_sub_epi8(dd, odd0, dd, _mm512_sub_epi8(c32, _mm512_add_epi8(max_a, max_a)));
+  // Nudge tie-break in int16 halves: A + X >= 128.
+  const __m512i p0 = _mm512_shuffle_epi8(pow2, j0), p1 = _mm512_shuffle_epi8(pow2, j1);
+  __mmask64 nudge_ok = 0;
+  LOWBIT_UNROLL8
+  for (int half = 0; half < 2; ++half) {
+    const int sh = 32 * half;
+    const __mmask32 o0 = static_cast<__mmask32>(odd0 >> sh), o1 = static_cast<__mmask32>(odd1 >> sh);
+    const __mmask32 q0 = static_cast<__mmask32>(pos0 >> sh), q1 = static_cast<__mmask32>(pos1 >> sh);
+    const __m512i av = half ? widen_hi(neg_set) : widen_lo(neg_set);
+    const __m512i pw0 = half ? widen_hi(p0) : widen_lo(p0);
+    const __m512i pw1 = half ? widen_hi(p1) : widen_lo(p1);
+    __m512i x = av;
+    x = _mm512_mask_add_epi16(x, o0 & q0, x, pw0);
+    x = _mm512_mask_sub_epi16(x, o0 & ~q0, x, pw0);
+    x = _mm512_mask_sub_epi16(x, o1 & q1, x, pw1);
+    x = _mm512_mask_add_epi16(x, o1 & ~q1, x, pw1);
+    const __mmask32 ok = _mm512_cmpge_epi16_mask(x, _mm512_set1_epi16(128));
+    nudge_ok |= static_cast<__mmask64>(ok) << sh;
+  }
+  const __mmask64 keep0 = _mm512_cmpgt_epi8_mask(dd, zero) | (_mm512_cmpeq_epi8_mask(dd, zero) & nudge_ok);
+  const __m512i jc = _mm512_mask_blend_epi8(keep0, j1, j0);
+  const __mmask64 odd = (keep0 & odd0) | (~keep0 & odd1);
+  const __mmask64 pos = (keep0 & pos0) | (~keep0 & pos1);
+  __m512i e[8];
+  const __m512i cf0 = _mm512_set1_epi8(static_cast<char>(0xF0));
+  const __m512i delta = _mm512_mask_blend_epi8(pos, c32, _mm512_set1_epi8(-32));  // the fix: -32 if e > 0
+  const __m512i flip = _mm512_maskz_mov_epi8(~keep0, cf0);
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 8; ++j) {
+    // e1 = e0 -/+ 16 (e0 in [-16, 15]) is e0 ^ 0xF0 as a byte: flip where coset 1 is kept.
+    const __m512i ej = _mm512_xor_si512(e0[j], flip);
+    const __mmask64 hit = odd & _mm512_cmpeq_epi8_mask(jc, _mm512_set1_epi8(static_cast<char>(j)));
+    e[j] = _mm512_mask_add_epi8(ej, hit, ej, delta);
+  }
+  // To block order (the permuted gather makes the in-lane transpose land in place): per group
+  // of 16 blocks, bytes 0-3 of each block, then bytes 4-7 (deploy_pos).
+  LOWBIT_UNROLL8
+  for (int hh = 0; hh < 2; ++hh) {
+    const __m512i* q = e + 4 * hh;
+    const __m512i a01 = _mm512_unpacklo_epi8(q[0], q[1]), b01 = _mm512_unpackhi_epi8(q[0], q[1]);
+    const __m512i a23 = _mm512_unpacklo_epi8(q[2], q[3]), b23 = _mm512_unpackhi_epi8(q[2], q[3]);
+    halves[hh][0] = _mm512_unpacklo_epi16(a01, a23);
+    halves[hh][1] = _mm512_unpackhi_epi16(a01, a23);
+    halves[hh][2] = _mm512_unpacklo_epi16(b01, b23);
+    halves[hh][3] = _mm512_unpackhi_epi16(b01, b23);
+  }
+}
+}  // namespace
+
+[[gnu::target("avx512vbmi,gfni")]] void decode_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+                                                            const std::uint8_t* t, std::size_t blocks,
+                                                            std::int8_t* w, float* s, std::int32_t* wb) {
+  const E8VbmiConsts k8;
+  const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+  std::size_t k = 0;
+  for (; k + 64 <= blocks; k += 64) {
     __m512i halves[2][4];
-    LOWBIT_UNROLL8
-    for (int hh = 0; hh < 2; ++hh) {
-      const __m512i* q = e + 4 * hh;
-      const __m512i a01 = _mm512_unpacklo_epi8(q[0], q[1]), b01 = _mm512_unpackhi_epi8(q[0], q[1]);
-      const __m512i a23 = _mm512_unpacklo_epi8(q[2], q[3]), b23 = _mm512_unpackhi_epi8(q[2], q[3]);
-      halves[hh][0] = _mm512_unpacklo_epi16(a01, a23);
-      halves[hh][1] = _mm512_unpackhi_epi16(a01, a23);
-      halves[hh][2] = _mm512_unpacklo_epi16(b01, b23);
-      halves[hh][3] = _mm512_unpackhi_epi16(b01, b23);
-    }
+    e8_decode64(k8, codes + 4 * k, halves);
     LOWBIT_UNROLL8
     for (int g = 0; g < 4; ++g) {
       std::int8_t* out = w + 8 * (k + 16 * g);
@@ -398,6 +506,228 @@ constexpr E8VbmiIndex kE8Index{};
     scales64_of(scales16, t + k / 2, s + k);
   }
   if (k < blocks) decode_e8q16_avx512(scales16, codes + 4 * k, t + k / 2, blocks - k, w + 8 * k, s + k, wb + k);
+}
+
+namespace {
+// 64 T nibbles (q[g]: the 16 nibbles of group g, block order) -> the scales of groups 0-3.
+// Each q[g] is broadcast to every qword and vpmultishiftqb puts block i's nibble in the low bits
+// of dword i (vpermps reads only bits 0-3 of an index). kMasked: lanes of blocks >= valid are
+// zeroed (the reference's padding scale).
+struct ScaleShift {
+  alignas(64) std::uint8_t control[64];
+  constexpr ScaleShift() : control() {
+    for (int i = 0; i < 16; ++i)
+      for (int b = 0; b < 4; ++b) control[4 * i + b] = static_cast<std::uint8_t>(4 * i);
+  }
+};
+constexpr ScaleShift kScaleShift{};
+
+template <bool kMasked>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void scales64_regs(const __m512 table, const __m512i control,
+                                                                         const std::uint64_t q[4], std::size_t valid,
+                                                                         __m512 s[4]) {
+  LOWBIT_UNROLL8
+  for (int g = 0; g < 4; ++g) {
+    const __m512i idx = _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(q[g])));
+    if (kMasked) {
+      const std::size_t n = valid > 16 * static_cast<std::size_t>(g) ? valid - 16 * static_cast<std::size_t>(g) : 0;
+      const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+      s[g] = _mm512_maskz_permutexvar_ps(m, idx, table);
+    } else {
+      s[g] = _mm512_permutexvar_ps(idx, table);
+    }
+  }
+}
+
+// The escapes of one group's nibbles q (escape_bits: bit 4 i set for an escaped block i) replaced
+// by the row's next escapes (esc, block order; past `end`: T = 0, as expand_t_row). Rare by
+// construction (deploy_t_compact). Inlined: a call in the loop would make every zmm register
+// caller-saved there and spill the decode tables.
+[[gnu::always_inline]] inline std::uint64_t patch_escapes(std::uint64_t q, std::uint64_t escape_bits,
+                                                         const std::uint8_t*& esc, const std::uint8_t* end) {
+  while (escape_bits) {
+    const int shift = __builtin_ctzll(escape_bits);
+    const std::uint64_t v = esc < end ? (*esc++ & 15u) : 0u;
+    q = (q & ~(std::uint64_t{15} << shift)) | (v << shift);
+    escape_bits &= escape_bits - 1;
+  }
+  return q;
+}
+
+// The T nibbles of 64 blocks (q[g]: group g) from their in-memory form (deploy.h) at tp: Bits 4
+// copies them; Bits 2 spreads the codes to nibbles with pdep; Bits 1 has no literal but T = 0.
+// Escape codes (2^Bits - 1) take the row's next escapes.
+template <int Bits>
+[[gnu::target("bmi2"), gnu::always_inline]] inline void t_nibbles64(const std::uint8_t* tp, const std::uint8_t*& esc,
+                                                                 const std::uint8_t* end, std::uint64_t q[4]) {
+  if constexpr (Bits == 4) {
+    std::memcpy(q, tp, 32);
+  } else if constexpr (Bits == 2) {
+    std::uint64_t x[2];
+    std::memcpy(x, tp, 16);
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) q[g] = _pdep_u64(static_cast<std::uint32_t>(x[g / 2] >> (32 * (g % 2))), 0x3333333333333333ull);
+    const std::uint64_t e0 = x[0] & (x[0] >> 1) & 0x5555555555555555ull;
+    const std::uint64_t e1 = x[1] & (x[1] >> 1) & 0x5555555555555555ull;
+    if (__builtin_expect((e0 | e1) != 0, 0)) {
+      for (int g = 0; g < 4; ++g) {
+        const std::uint32_t e = static_cast<std::uint32_t>((g < 2 ? e0 : e1) >> (32 * (g % 2)));
+        if (e) q[g] = patch_escapes(q[g], _pdep_u64(e, 0x3333333333333333ull), esc, end);  // code i: bit 4 i
+      }
+    }
+  } else {
+    std::uint64_t x;
+    std::memcpy(&x, tp, 8);
+    q[0] = q[1] = q[2] = q[3] = 0;
+    if (__builtin_expect(x != 0, 0)) {
+      for (int g = 0; g < 4; ++g) {
+        const std::uint64_t e = _pdep_u64((x >> (16 * g)) & 0xFFFF, 0x1111111111111111ull);
+        if (e) q[g] = patch_escapes(0, e, esc, end);
+      }
+    }
+  }
+}
+
+// The fused GEMV's 64-block step: per group g and input row r, I = xb + sum (w + bias) xq (exact),
+// p[r] = fma(s_g, I, p[r]). D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
+template <int D, int R>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64(const __m512i* wu, const __m512 s[4],
+                                                                       const std::int8_t* xq, const std::int32_t* xb,
+                                                                       std::size_t x_stride, __m512 p[R]) {
+  LOWBIT_UNROLL8
+  for (int g = 0; g < 4; ++g)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
+      __m512i acc = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
+      acc = _mm512_dpbusd_epi32(acc, wu[g], _mm512_loadu_si512(x));
+      if (D == 8) acc = _mm512_dpbusd_epi32(acc, wu[4 + g], _mm512_loadu_si512(x + 64));
+      p[r] = _mm512_fmadd_ps(s[g], _mm512_cvtepi32_ps(acc), p[r]);
+    }
+}
+
+template <int D, int R, bool kMasked, class Consts>
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
+                                                                      const __m512i control,
+                                                                      const std::uint8_t* c, const std::uint64_t tk[4],
+                                                                      std::size_t valid, const std::int8_t* xq,
+                                                                      const std::int32_t* xb, std::size_t x_stride,
+                                                                      __m512 p[R]) {
+  __m512i wu[8];
+  if constexpr (D == 4) {
+    d4_decode64_pairs(consts, c, wu);
+  } else {
+    __m512i halves[2][4];
+    e8_decode64(consts, c, halves);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(kE8FusedWeightBias));
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) {
+      wu[g] = _mm512_add_epi8(halves[0][g], bias);
+      wu[4 + g] = _mm512_add_epi8(halves[1][g], bias);
+    }
+  }
+  __m512 s[4];
+  if (tk) {
+    scales64_regs<kMasked>(table, control, tk, valid, s);
+  } else {  // every T of the 64 blocks is 0 (the 1-bit form's common case)
+    const __m512 s0 = _mm512_permutexvar_ps(_mm512_setzero_si512(), table);
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) s[g] = s0;
+  }
+  fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
+}
+
+template <int D, int R, int Bits, class Consts>
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_rows(const Consts& consts, const float* scales16,
+                                                        const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                                                        std::size_t n_rows, const std::int8_t* xq,
+                                                        const std::int32_t* xb, std::size_t x_stride, float* out) {
+  constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
+  constexpr std::size_t kTBytes = 8 * Bits;               // per 64 blocks
+  const std::size_t code_row = blocks * kCodeBytes / 64;
+  const __m512 table = _mm512_loadu_ps(scales16);
+  const __m512i control = _mm512_load_si512(kScaleShift.control);
+  for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
+    const std::uint8_t* trow = t.t + n * t.row_bytes;
+    const std::uint8_t* esc = nullptr;
+    const std::uint8_t* esc_end = nullptr;
+    if constexpr (Bits != 4) {
+      esc = t.escapes + t.escape_start[n];
+      esc_end = t.escapes + t.escape_start[n + 1];
+    }
+    __m512 p[R];
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+    std::uint64_t q[4];
+    std::size_t k = 0;
+    for (; k + 64 <= blocks; k += 64) {
+      const std::uint8_t* tp = trow + k / 64 * kTBytes;
+      const std::uint64_t* tk = q;
+      if constexpr (Bits == 1) {
+        std::uint64_t x;
+        std::memcpy(&x, tp, 8);
+        if (x == 0) tk = nullptr;  // no escape: T = 0 throughout
+        else t_nibbles64<Bits>(tp, esc, esc_end, q);
+      } else {
+        t_nibbles64<Bits>(tp, esc, esc_end, q);
+      }
+      fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, tk, 64, xq + k * D, xb + k,
+                              x_stride, p);
+    }
+    if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
+      alignas(64) std::uint8_t c[kCodeBytes] = {};
+      alignas(32) std::uint8_t tt[32] = {};
+      const std::size_t nb = blocks - k;
+      std::memcpy(c, codes + k * kCodeBytes / 64, nb * kCodeBytes / 64);
+      std::memcpy(tt, trow + k / 64 * kTBytes, (nb * Bits + 7) / 8);
+      t_nibbles64<Bits>(tt, esc, esc_end, q);
+      fused_step<D, R, true>(consts, table, control, c, q, nb, xq + k * D, xb + k, x_stride, p);
+    }
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
+  }
+}
+
+template <int D, int R, class Consts>
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_bits(const Consts& consts, const float* scales16,
+                                                        const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                                                        std::size_t n_rows, const std::int8_t* xq,
+                                                        const std::int32_t* xb, std::size_t x_stride, float* out) {
+  switch (t.bits) {
+    case 1: return fused_gemv_rows<D, R, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_gemv_rows<D, R, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_gemv_rows<D, R, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+  }
+}
+
+template <int D, class Consts>
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_d(const Consts& consts, const float* scales16,
+                                                     const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                                                     std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
+                                                     std::size_t x_stride, std::size_t rows, float* out) {
+  switch (rows) {
+    case 4: return fused_gemv_bits<D, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 3: return fused_gemv_bits<D, 3>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_gemv_bits<D, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_gemv_bits<D, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+  }
+}
+}  // namespace
+
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables& tables, const float* scales16,
+                                                               const std::uint8_t* codes, const TRows& t,
+                                                               std::size_t blocks, std::size_t n_rows,
+                                                               const std::int8_t* xq, const std::int32_t* xb,
+                                                               std::size_t x_stride, std::size_t rows, float* out) {
+  fused_gemv_d<4>(D4PairConsts(tables), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
+}
+
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_e8q16_avx512_vbmi(const float* scales16, const std::uint8_t* codes,
+                                                                const TRows& t, std::size_t blocks,
+                                                                std::size_t n_rows, const std::int8_t* xq,
+                                                                const std::int32_t* xb, std::size_t x_stride,
+                                                                std::size_t rows, float* out) {
+  fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,

@@ -50,6 +50,51 @@ using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes,
 using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::int32_t* wb,
                             const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float* out);
 
+// Fused small-batch GEMV (AVX-512 VBMI; batch <= kFusedMaxBatch): n_rows consecutive weight rows
+// (codes and T back to back, deploy.h layout) against `rows` (1..4) input rows, out[n * rows + r];
+// the 64-block decode stays in registers (no w / s / wb row buffers). The
+// activations come as signed int8 xq (deploy_pos layout, row r at xq + r * x_stride * d, zero from
+// block `blocks` up to a multiple of 64) with xb[r * x_stride + k] = -bias * sum_j xq[k, j]
+// (bias = fused_weight_bias(d)); the weights enter vpdpbusd as the unsigned bytes w + bias, so
+// I = xb[k] + sum_j (w_j + bias) xq_j = sum_j w_j xq_j is exact and the correction is computed once
+// per input row and shared by every weight row. Same I, same epilogue (deploy.h): the result
+// equals block_dot of the decoded row bit for bit.
+inline constexpr std::size_t kFusedMaxBatch = 4;
+// T of consecutive weight rows in one of deploy.h's in-memory forms, row n (relative) at
+// t + n * row_bytes; bits < 4: row n's escapes are escapes[escape_start[n] .. escape_start[n + 1]).
+struct TRows {
+  const std::uint8_t* t = nullptr;
+  std::size_t row_bytes = 0;
+  int bits = 4;
+  const std::uint8_t* escapes = nullptr;
+  const std::uint32_t* escape_start = nullptr;
+};
+// Row n of `t` as nibbles (blocks T, deploy_t_row_bytes(blocks) bytes, padding nibble zero); an
+// escape past the row's list reads as T = 0. The scalar rule every kernel follows.
+void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles);
+inline constexpr int kD4FusedRepOffset = 4;                           // rep + 4 in [0, 8]: a nibble
+inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 + 4) + 4 (rep1 + 4) = w + 20
+inline constexpr int kE8FusedWeightBias = 64;                         // |w| <= 32
+inline constexpr int fused_weight_bias(int d) { return d == 4 ? kD4FusedWeightBias : kE8FusedWeightBias; }
+using FusedGemvD4Q4Fn = void (*)(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes,
+                                 const TRows& t, std::size_t blocks, std::size_t n_rows,
+                                 const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                                 std::size_t rows, float* out);
+using FusedGemvE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes, const TRows& t,
+                                  std::size_t blocks, std::size_t n_rows, const std::int8_t* xq,
+                                  const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out);
+// Scalar twins: the reference decode of the row, then I = xb + sum (w + bias) xq and the epilogue.
+void fused_gemv_d4q4_ref(const D4Q4Tables&, const float*, const std::uint8_t*, const TRows&, std::size_t,
+                         std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
+void fused_gemv_e8q16_ref(const float*, const std::uint8_t*, const TRows&, std::size_t, std::size_t,
+                          const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
+// Need VBMI, GFNI and BMI2 (pdep expands compact T): cpu_has_avx512_vbmi() checks all three.
+void fused_gemv_d4q4_avx512_vbmi(const D4Q4Tables&, const float*, const std::uint8_t*, const TRows&,
+                                 std::size_t, std::size_t, const std::int8_t*, const std::int32_t*, std::size_t,
+                                 std::size_t, float*);
+void fused_gemv_e8q16_avx512_vbmi(const float*, const std::uint8_t*, const TRows&, std::size_t, std::size_t,
+                                  const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
+
 void decode_d4q4_ref(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,
                      std::int8_t*, float*, std::int32_t*);
 void decode_d4q4_avx2(const D4Q4Tables&, const float*, const std::uint8_t*, const std::uint8_t*, std::size_t,

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <vector>
 
 namespace lowbit::coset::kernels {
 
@@ -91,6 +92,111 @@ void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32
     for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
       for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
     out[r] = p[0];
+  }
+}
+
+namespace {
+// The fused GEMV's arithmetic on a decoded row (w in deploy_pos layout, blocks16 blocks).
+void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t blocks16, const std::int8_t* xq,
+                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out) {
+  const int bias = fused_weight_bias(d);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::int8_t* x = xq + r * x_stride * d;
+    float p[kDeployLanes] = {};
+    for (std::size_t k = 0; k < blocks16; ++k) {
+      std::int32_t acc = xb[r * x_stride + k];
+      for (int j = 0; j < d; ++j) {
+        const std::size_t i = deploy_pos(d, k, j);
+        acc += (w[i] + bias) * static_cast<std::int32_t>(x[i]);
+      }
+      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+    }
+    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
+    out[r] = p[0];
+  }
+}
+}  // namespace
+
+namespace {
+// A byte of 2-bit T codes as 4 nibbles (little endian) and a mask of its escape codes (3).
+struct TwoBitTable {
+  std::uint16_t nibbles[256];
+  std::uint8_t escapes[256];
+  constexpr TwoBitTable() : nibbles(), escapes() {
+    for (int b = 0; b < 256; ++b)
+      for (int j = 0; j < 4; ++j) {
+        const int v = (b >> (2 * j)) & 3;
+        nibbles[b] = static_cast<std::uint16_t>(nibbles[b] | (v << (4 * j)));
+        if (v == 3) escapes[b] = static_cast<std::uint8_t>(escapes[b] | (1 << j));
+      }
+  }
+};
+constexpr TwoBitTable kTwoBit{};
+}  // namespace
+
+void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles) {
+  const std::size_t nibble_bytes = (blocks + 1) / 2;
+  const std::uint8_t* row = t.t + n * t.row_bytes;
+  if (t.bits == 4) {
+    for (std::size_t i = 0; i < nibble_bytes; ++i) nibbles[i] = row[i];
+    return;
+  }
+  // Escapes in block order; one past the row's list reads as T = 0.
+  std::size_t pos = t.escape_start[n];
+  const std::size_t end = t.escape_start[n + 1];
+  const auto put = [&](std::size_t k) {
+    const int v = pos < end ? (t.escapes[pos++] & 15) : 0;
+    nibbles[k / 2] = static_cast<std::uint8_t>((nibbles[k / 2] & ~(15 << (4 * (k % 2)))) | (v << (4 * (k % 2))));
+  };
+  for (std::size_t i = 0; i < nibble_bytes; ++i) nibbles[i] = 0;
+  if (t.bits == 1) {  // the only literal is T = 0: visit the escape codes (set bits) only
+    if (pos == end) return;  // no escape values: every block reads T = 0
+    for (std::size_t i = 0; i < t.row_bytes; ++i)
+      for (unsigned b = row[i]; b; b &= b - 1) {
+        const std::size_t k = 8 * i + static_cast<std::size_t>(__builtin_ctz(b));
+        if (k < blocks) put(k);
+      }
+    return;
+  }
+  for (std::size_t i = 0; i < t.row_bytes; ++i) {  // 2 bits: 4 codes per byte, nibbles 2i and 2i+1
+    const std::uint16_t v = kTwoBit.nibbles[row[i]];
+    for (std::size_t h = 0; h < 2 && 2 * i + h < nibble_bytes; ++h) nibbles[2 * i + h] = static_cast<std::uint8_t>(v >> (8 * h));
+    for (unsigned e = kTwoBit.escapes[row[i]]; e; e &= e - 1) {
+      const std::size_t k = 4 * i + static_cast<std::size_t>(__builtin_ctz(e));
+      if (k < blocks) put(k);
+    }
+  }
+  if (blocks % 2) nibbles[nibble_bytes - 1] &= 15;  // the padding nibble
+}
+
+void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes, const TRows& t,
+                         std::size_t blocks, std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
+                         std::size_t x_stride, std::size_t rows, float* out) {
+  const std::size_t blocks16 = (blocks + 15) / 16 * 16;
+  std::vector<std::int8_t> w(blocks16 * 4, 0);
+  std::vector<float> s(blocks16, 0.0f);
+  std::vector<std::int32_t> wb(blocks16, 0);
+  std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
+  for (std::size_t n = 0; n < n_rows; ++n) {
+    expand_t_row(t, n, blocks, nibbles.data());
+    decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
+    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+  }
+}
+
+void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                          std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                          std::size_t rows, float* out) {
+  const std::size_t blocks16 = (blocks + 15) / 16 * 16;
+  std::vector<std::int8_t> w(blocks16 * 8, 0);
+  std::vector<float> s(blocks16, 0.0f);
+  std::vector<std::int32_t> wb(blocks16, 0);
+  std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
+  for (std::size_t n = 0; n < n_rows; ++n) {
+    expand_t_row(t, n, blocks, nibbles.data());
+    decode_e8q16_ref(scales16, codes + n * 4 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
+    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
   }
 }
 

@@ -23,10 +23,14 @@ constexpr std::size_t kMinWeightsPerChunk = std::size_t{1} << 16;
 struct WideRow {
   WideRow(const PackedLinearView& v, kernels::DecodeFn<float> fn)
       : view(v), decode_fn(fn), d(v.config.dim()), scales(scale_table16(v.config)), codes(v.blocks * v.config.M * d),
-        values(v.blocks * d), w(v.blocks * d), s(v.blocks) {}
+        values(v.blocks * d), w(v.blocks * d), s(v.blocks), t_nibbles(deploy_t_row_bytes(v.blocks)) {}
   void decode(std::size_t n) {
     decode_row_ints(view, n, decode_fn, codes.data(), values.data(), w.data());
     const std::uint8_t* t = view.t + n * deploy_t_row_bytes(view.blocks);
+    if (view.t_bits != 4) {  // compact T: this row's nibbles
+      deploy_t_expand_row(view, n, t_nibbles.data());
+      t = t_nibbles.data();
+    }
     for (std::size_t k = 0; k < view.blocks; ++k) s[k] = scales[(t[k / 2] >> (4 * (k % 2))) & 15];
   }
   const PackedLinearView& view;
@@ -37,6 +41,7 @@ struct WideRow {
   std::vector<float> values;
   std::vector<std::int32_t> w;
   std::vector<float> s;
+  std::vector<std::uint8_t> t_nibbles;
 };
 
 }  // namespace
@@ -55,6 +60,18 @@ std::array<float, 16> scale_table16(const QuantizationConfig& c) {
   return s;
 }
 
+namespace {
+// rint(v) (round half to even) for |v| < 2^22 in the default rounding mode, without a libm call
+// (this file is built for baseline x86-64, where std::nearbyint is one): adding and subtracting
+// 1.5 * 2^23 rounds to an integer exactly (checked against std::nearbyint for every float in
+// [-130, 130]: they differ only in the sign of zero, which the int8 cast drops). Here |v| <= 127
+// (up to rounding).
+inline float rint_small(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+}  // namespace
+
 float quantize_input_row(const float* x, std::size_t cols, std::size_t m, std::int8_t* xq) {
   float amax = 0.0f;
   for (std::size_t i = 0; i < cols; ++i) {
@@ -69,7 +86,7 @@ float quantize_input_row(const float* x, std::size_t cols, std::size_t m, std::i
   }
   const float scale = amax / 127.0f;
   for (std::size_t i = 0; i < cols; ++i)
-    xq[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(x[i] / scale), -127.0f, 127.0f));
+    xq[i] = static_cast<std::int8_t>(std::clamp(rint_small(x[i] / scale), -127.0f, 127.0f));
   return scale;
 }
 

@@ -125,6 +125,44 @@ def test_bits_per_weight_counts_every_side_byte():
     assert layer.memory_bytes() <= w.numel() * 4 / 7
 
 
+@pytest.mark.parametrize("config", FORMATS, ids=_ids)
+def test_every_in_memory_t_form_gives_the_same_outputs(config):
+    import copy
+
+    from coset._deploy_torch import unpack_t
+
+    _, layer = _layer(config, in_f=300, out_f=9)
+    t = unpack_t(layer.t_packed, layer.t_bits, layer.t_escapes, layer.blocks).to(torch.uint8).numpy()
+    t[0, :5] = [0, 1, 2, 3, config.max_t()]  # literals and escapes at every width
+    layer._set_t(t, layer.blocks, layer.codes.device, bits=4)
+    x = torch.randn(3, 300)
+    y, w = layer(x), layer.decoded_weight()
+    with lowbit.backend("torch"):
+        y_torch = layer(x)
+    for bits in (1, 2):
+        other = copy.deepcopy(layer)
+        other._set_t(t, layer.blocks, layer.codes.device, bits=bits)
+        assert other.t_bits == bits and other.t_escapes.numel() == int((t >= 2**bits - 1).sum())
+        assert torch.equal(other(x), y) and torch.equal(other(x[:1]), layer(x[:1]))
+        assert torch.equal(other.decoded_weight(), w)
+        with lowbit.backend("torch"):
+            assert torch.equal(other(x), y_torch)
+
+
+def test_qlinear_scaled_d4_holds_t_in_one_bit_and_a_seventh_of_float32():
+    # With QLinear's scale almost every D4 block keeps T = 0: T is held as 1 bit per block plus
+    # the rare escapes, and the layer the kernels read is at most 1/7 of its float32 bytes.
+    torch.manual_seed(0)
+    w = torch.randn(64, 4096)
+    layer = PackedLinear.from_weight(w, None, QuantizationConfig(lattice_type="D4", q=4, M=2))
+    assert layer.t_bits == 1
+    expect = (layer.codes.numel() + layer.t_packed.numel() + layer.t_escapes.numel()
+              + 4 * layer.t_escape_start.numel() + 4 * layer.row_scale.numel())
+    assert layer.memory_bytes() == expect
+    assert layer.memory_bytes() <= w.numel() * 4 / 7
+    assert layer.resident_bytes() == expect + layer.t_code.numel() + 16
+
+
 def test_bad_weights_and_inputs_raise_value_errors_naming_the_layer():
     config = QuantizationConfig(lattice_type="D4", q=4, M=2)
     w = torch.randn(4, 8)

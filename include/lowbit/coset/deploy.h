@@ -6,8 +6,9 @@
 // (m, j) at bit offset (m * d + j) * b of the block's record; records back to back (bit
 // (k * M * d + m * d + j) * b of the row, so a 3-bit code may straddle two bytes), each row
 // starting on a byte, unused high bits of its last byte zero. A stored code must be < q (values
-// q .. 2^b - 1 are invalid; deploy_pack refuses them, loaders check). T of (n, k) is a nibble
-// (T <= 15), block k at byte k / 2 (low nibble first). The decoded weight is
+// q .. 2^b - 1 are invalid; deploy_pack refuses them, loaders check). T of (n, k) is at most 15,
+// held as a nibble (block k at byte k / 2, low nibble first) or in the compact form described at
+// PackedLinearView. The decoded weight is
 //   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,
 // w = sum_m q^m e_m the C-scaled integer decode of the codes (C = 2 for E8, else 1).
 //
@@ -16,9 +17,10 @@
 // I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the float epilogue then accumulates
 // p[k % 16] = fma(s_k, I[n, k], p[k % 16]) (s_k = config.scale(T)), reduces the 16 partial sums
 // as a halving tree (8, 4, 2, 1), and returns ((sum * xs) * row_scale[n]) * (1 / C) (+ bias).
-// That order is fixed, so every SIMD level gives the scalar reference's result bit for bit. The
-// float matrix is never formed: each thread decodes a panel of 16 rows into small buffers and
-// reuses them for every input row (batch 1: a GEMV; batch >= 8: the decode is amortised, a GEMM).
+// That order is fixed, so every path and SIMD level gives the scalar reference's result bit for
+// bit. The float matrix is never formed: at batch <= 4 with AVX-512 VBMI a fused GEMV decodes each
+// weight row in registers (docs/coset.md); otherwise each thread decodes a panel of 16 rows into
+// small buffers and reuses them for every input row (the decode amortised over the batch, a GEMM).
 //
 // Two paths, the same arithmetic. Configs with |w| <= kDeployInt8Bound (63; deploy_weight_bound)
 // run the int8 kernels above (D4 q=4 M=2 and E8 q=16 M=1 with dedicated decoders, the others
@@ -46,20 +48,44 @@ inline constexpr int kDeployInt8Bound = 63;
 // The wide path's largest |w|: int32 block sums stay exact (every valid config is far below it).
 inline constexpr int kDeployMaxWeightBound = (1 << 20) - 1;
 
+// T in memory: t_bits = 4, one nibble per block (block k of a row at byte k / 2, low nibble
+// first); or the compact form of deploy_t_compact, t_bits = 1 or 2 bits per block (block k at bit
+// k * t_bits of its row, LSB first, each row starting on a byte) where the largest code 2^t_bits - 1
+// is an escape: that block's T is the row's next byte of t_escapes (row n's escapes, in block
+// order, are t_escapes[t_escape_start[n] .. t_escape_start[n + 1])).
 struct PackedLinearView {
   QuantizationConfig config;
   std::size_t rows = 0;               // out_features
   std::size_t blocks = 0;             // padded in_features / d
   const std::uint8_t* codes = nullptr;  // rows x deploy_code_row_bytes(config, blocks)
-  const std::uint8_t* t = nullptr;      // rows x deploy_t_row_bytes(blocks) nibbles
+  const std::uint8_t* t = nullptr;      // rows x deploy_t_row_bytes(blocks, t_bits)
   const float* row_scale = nullptr;     // rows
   const float* bias = nullptr;          // rows, or nullptr
+  int t_bits = 4;                             // 4 (nibbles), 2 or 1 (compact, with escapes)
+  const std::uint8_t* t_escapes = nullptr;    // t_bits < 4
+  const std::uint32_t* t_escape_start = nullptr;  // t_bits < 4: rows + 1 offsets into t_escapes
 };
 
 // Bits of one stored code: ceil(log2 q).
 int deploy_code_bits(const QuantizationConfig& config);
 std::size_t deploy_code_row_bytes(const QuantizationConfig& config, std::size_t blocks);
-std::size_t deploy_t_row_bytes(std::size_t blocks);
+// Bytes of one row of T at t_bits bits per block (4: nibbles).
+std::size_t deploy_t_row_bytes(std::size_t blocks, int t_bits = 4);
+
+// The compact in-memory T: the smallest t_bits in {1, 2} whose escapes (T >= 2^t_bits - 1) are at
+// most 1/64 of the blocks (so the kernels' escape path stays rare), else 4 (nibbles, no escapes).
+struct CompactT {
+  int bits = 4;
+  std::vector<std::uint8_t> t;                // rows x deploy_t_row_bytes(blocks, bits)
+  std::vector<std::uint8_t> escapes;          // empty for bits = 4
+  std::vector<std::uint32_t> escape_start;    // rows + 1 (all zero for bits = 4)
+};
+// From T (rows x blocks, one per byte, each <= 15); bits = 0 chooses as above. Throws
+// InvalidArgument on T > 15 or more than 2^32 - 1 escapes.
+CompactT deploy_t_compact(const std::uint8_t* t, std::size_t rows, std::size_t blocks, int bits = 0);
+// Row n's T as nibbles (deploy_t_row_bytes(blocks) bytes, padding nibble zero). An escape past
+// the row's list reads as T = 0 (deploy_require_t refuses such views).
+void deploy_t_expand_row(const PackedLinearView& w, std::size_t n, std::uint8_t* nibbles);
 // Throws InvalidArgument (prefixed by `what`) unless the config can be deployed: no dither, the
 // tie-dither rule, T <= 15 and |w| <= kDeployMaxWeightBound (any valid q and M).
 void require_deployable(const QuantizationConfig& config, const std::string& what);
@@ -72,8 +98,10 @@ void deploy_pack(const QuantizationConfig& config, std::size_t rows, std::size_t
                  const std::uint8_t* codes, const std::uint8_t* t, std::uint8_t* codes_out,
                  std::uint8_t* t_out);
 
-// Throws InvalidArgument (prefixed by `what`) if a T exceeds the config's max_scaling_iterations
-// or a row's padding nibble is not zero. Owners of a view check once (packed_linear does not).
+// Throws InvalidArgument (prefixed by `what`) if a T exceeds the config's max_scaling_iterations,
+// a row's padding nibble or bits are not zero, or (compact T) the escape offsets are not
+// monotonic or a row's escape count differs from its escape codes. Owners of a view check once
+// (packed_linear does not).
 void deploy_require_t(const PackedLinearView& w, const std::string& what);
 
 // y (batch x rows) = x (batch x blocks*d) W^T + bias, as documented above. Multi-threaded over

@@ -272,6 +272,223 @@ TEST(CosetDeploy, E8DecodersEqualTheReferenceDirectly) {
   }
 }
 
+// Random signed activations in the fused GEMV's layout (zero beyond `blocks`) and their xb.
+void fused_activations(int d, std::size_t blocks, std::size_t stride, std::size_t rows, bool extreme, std::mt19937& rng,
+                       std::vector<std::int8_t>& xq, std::vector<std::int32_t>& xb) {
+  xq.assign(rows * stride * d, 0);
+  xb.assign(rows * stride, 0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t k = 0; k < blocks; ++k) {
+      std::int32_t sum = 0;
+      for (int j = 0; j < d; ++j) {
+        const int v = extreme ? ((rng() & 1) ? 127 : -127) : static_cast<int>(rng() % 255) - 127;
+        xq[r * stride * d + kernels::deploy_pos(d, k, j)] = static_cast<std::int8_t>(v);
+        sum += v;
+      }
+      xb[r * stride + k] = -kernels::fused_weight_bias(d) * sum;
+    }
+}
+
+TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
+  // The fused small-batch GEMV (AVX-512 VBMI) against its scalar twin and against the panel path's
+  // decode + block_dot (the documented result), bit for bit: block counts around the 16- and
+  // 64-block strides (odd counts: a padding T nibble), T = 15 everywhere, all-extreme codes
+  // (0xFF bytes) and all-extreme activations (+-127), 1..4 input rows.
+  std::vector<float> scales16(16);
+  for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
+  kernels::D4Q4Tables tables{};
+  {
+    // rep(idx) for D4 q=4 read off packed_decode of level-0-only codes (beta = 1, T = 0).
+    QuantizationConfig c = make(LatticeType::D4, 4, 2, 1.0, 0.25, 15);
+    std::vector<std::uint8_t> codes(2 * 256);
+    for (int idx = 0; idx < 256; ++idx) codes[2 * static_cast<std::size_t>(idx)] = static_cast<std::uint8_t>(idx);
+    Layer l{c, 1, 256, codes, std::vector<std::uint8_t>(128, 0), {1.0f}, {0.0f}};
+    std::vector<float> rep(256 * 4);
+    {
+      ScopedSimdLevel scalar(SimdLevel::Scalar);
+      packed_decode(l.view(), rep.data());
+    }
+    for (int idx = 0; idx < 256; ++idx) {
+      std::uint32_t l0 = 0, l1 = 0;
+      for (int j = 0; j < 4; ++j) {
+        const int r = static_cast<int>(rep[static_cast<std::size_t>(idx) * 4 + static_cast<std::size_t>(j)]);
+        ASSERT_LE(std::abs(r), 4);
+        tables.rep[j][idx] = static_cast<std::int8_t>(r);
+        l0 |= static_cast<std::uint32_t>(r + 48) << (8 * j);
+        l1 |= static_cast<std::uint32_t>(4 * r + 16) << (8 * j);
+      }
+      tables.level0[idx] = l0;
+      tables.level1[idx] = l1;
+    }
+  }
+  std::mt19937 rng(31);
+  for (int d : {4, 8})
+    for (std::size_t blocks : {1, 3, 15, 16, 17, 63, 64, 65, 127, 129, 1025})
+      for (int variant = 0; variant < 4; ++variant) {
+        // random; T = 15 and extreme codes; extreme activations; T = 0 but one block per row
+        // (64-block chunks without escapes in the compact forms)
+        const std::size_t stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
+        const std::size_t code_row = blocks * (d == 4 ? 2 : 4), t_row = (blocks + 1) / 2, n_rows = 3;
+        std::vector<std::uint8_t> codes(n_rows * code_row), t(n_rows * t_row);
+        for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
+        for (auto& v : t) v = variant == 1 ? 0xFF : variant == 3 ? 0 : static_cast<std::uint8_t>(rng());
+        if (variant == 3)
+          for (std::size_t n = 0; n < n_rows; ++n) {
+            const std::size_t k = rng() % blocks;
+            t[n * t_row + k / 2] = static_cast<std::uint8_t>(7 << (4 * (k % 2)));
+          }
+        if (blocks % 2)
+          for (std::size_t n = 0; n < n_rows; ++n) t[n * t_row + t_row - 1] &= 0x0F;  // zero padding nibbles
+        const std::size_t rows = 1 + rng() % 4;
+        std::vector<std::int8_t> xq;
+        std::vector<std::int32_t> xb;
+        fused_activations(d, blocks, stride, rows, variant == 2, rng, xq, xb);
+        std::vector<float> ref(n_rows * rows), got(n_rows * rows, -1.0f), dot(rows);
+        const kernels::TRows nib{t.data(), t_row, 4, nullptr, nullptr};
+        if (d == 4)
+          kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), nib, blocks, n_rows, xq.data(),
+                                       xb.data(), stride, rows, ref.data());
+        else
+          kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), nib, blocks, n_rows, xq.data(), xb.data(),
+                                        stride, rows, ref.data());
+        // The panel path on the same rows and activations (xq + 128, blocks16 per row).
+        std::vector<std::uint8_t> xu(rows * blocks16 * d, static_cast<std::uint8_t>(kernels::kActBias));
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t i = 0; i < blocks16 * d; ++i)
+            xu[r * blocks16 * d + i] = static_cast<std::uint8_t>(xq[r * stride * d + i] + kernels::kActBias);
+        for (std::size_t n = 0; n < n_rows; ++n) {
+          std::vector<std::int8_t> w(blocks16 * d, 0);
+          std::vector<float> s(blocks16, 0.0f);
+          std::vector<std::int32_t> wb(blocks16, 0);
+          if (d == 4)
+            kernels::decode_d4q4_ref(tables, scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
+                                     w.data(), s.data(), wb.data());
+          else
+            kernels::decode_e8q16_ref(scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
+                                      w.data(), s.data(), wb.data());
+          kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, dot.data());
+          ASSERT_EQ(0, std::memcmp(ref.data() + n * rows, dot.data(), rows * sizeof(float)))
+              << "d=" << d << " blocks=" << blocks;
+        }
+        // Every in-memory T form: nibbles, and compact 2- and 1-bit codes with escapes.
+        std::vector<std::uint8_t> traw(n_rows * blocks);
+        for (std::size_t n = 0; n < n_rows; ++n)
+          for (std::size_t k = 0; k < blocks; ++k)
+            traw[n * blocks + k] = static_cast<std::uint8_t>((t[n * t_row + k / 2] >> (4 * (k % 2))) & 15);
+        for (int bits : {4, 2, 1}) {
+          const CompactT ct = deploy_t_compact(traw.data(), n_rows, blocks, bits);
+          ASSERT_EQ(ct.bits, bits);
+          const kernels::TRows tr{ct.t.data(), deploy_t_row_bytes(blocks, bits), bits, ct.escapes.data(),
+                                  ct.escape_start.data()};
+          std::vector<float> twin(n_rows * rows, -1.0f);
+          if (d == 4)
+            kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                         xb.data(), stride, rows, twin.data());
+          else
+            kernels::fused_gemv_e8q16_ref(scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(), xb.data(),
+                                          stride, rows, twin.data());
+          ASSERT_EQ(0, std::memcmp(ref.data(), twin.data(), twin.size() * sizeof(float))) << "bits=" << bits;
+#if defined(LOWBIT_HAVE_AVX512)
+          if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+            std::fill(got.begin(), got.end(), -1.0f);
+            if (d == 4)
+              kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), tr, blocks, n_rows,
+                                                   xq.data(), xb.data(), stride, rows, got.data());
+            else
+              kernels::fused_gemv_e8q16_avx512_vbmi(scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                                    xb.data(), stride, rows, got.data());
+            ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
+                << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+          }
+#endif
+        }
+      }
+}
+
+TEST(CosetDeploy, CompactTGivesTheNibbleResultAtEveryLevel) {
+  // The compact in-memory T (1 and 2 bits per block plus escapes) against the nibble form, through
+  // packed_linear (fused GEMV at batch <= 4, panel path above) and packed_decode, bit for bit.
+  for (const auto& c : formats())
+    for (std::size_t blocks : {1, 17, 65, 130}) {
+      const std::size_t rows = 5;
+      Layer l = encoded_layer(c, rows, blocks, static_cast<unsigned>(blocks + 3));
+      std::vector<std::uint8_t> traw(rows * blocks);
+      std::mt19937 rng(static_cast<unsigned>(blocks));
+      for (auto& v : traw) v = static_cast<std::uint8_t>(rng() % 5 == 0 ? rng() % (c.max_scaling_iterations + 1) : 0);
+      const CompactT nib = deploy_t_compact(traw.data(), rows, blocks, 4);
+      l.t = nib.t;
+      for (std::size_t batch : {1, 3, 9}) {
+        const auto x = gaussian(batch * blocks * c.dim(), 1.0, static_cast<unsigned>(batch));
+        std::vector<float> ref(batch * rows), got(batch * rows);
+        {
+          ScopedSimdLevel scalar(SimdLevel::Scalar);
+          packed_linear(l.view(), x.data(), batch, ref.data());
+        }
+        for (int bits : {1, 2}) {
+          const CompactT ct = deploy_t_compact(traw.data(), rows, blocks, bits);
+          PackedLinearView v = l.view();
+          v.t = ct.t.data();
+          v.t_bits = bits;
+          v.t_escapes = ct.escapes.data();
+          v.t_escape_start = ct.escape_start.data();
+          EXPECT_NO_THROW(deploy_require_t(v, "layer"));
+          for (auto level : available_simd_levels()) {
+            ScopedSimdLevel forced(level);
+            std::fill(got.begin(), got.end(), -1.0f);
+            packed_linear(v, x.data(), batch, got.data());
+            ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+                << simd_level_name(level) << " " << lattice_name(c.lattice) << " q=" << c.q << " bits=" << bits
+                << " blocks=" << blocks << " batch=" << batch;
+          }
+          if (batch == 1) {
+            std::vector<float> w1(rows * blocks * c.dim()), w2(w1.size());
+            packed_decode(l.view(), w1.data());
+            packed_decode(v, w2.data());
+            ASSERT_EQ(w1, w2);
+          }
+        }
+      }
+    }
+}
+
+TEST(CosetDeploy, CompactTChoosesTheWidthAndRejectsBrokenEscapes) {
+  std::vector<std::uint8_t> t(6400, 0);
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 1);  // no escapes
+  for (std::size_t i = 0; i < 100; ++i) t[i * 64] = 1;     // 1/64 escape at 1 bit
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 1);
+  t[1] = 1;  // one more: 2 bits (T = 1 is a literal there)
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 2);
+  for (std::size_t i = 0; i < 200; ++i) t[i * 32 + 3] = 7;  // > 1/64 escapes at 2 bits too: nibbles
+  EXPECT_EQ(deploy_t_compact(t.data(), 2, 3200).bits, 4);
+  t[5] = 16;
+  EXPECT_THROW(deploy_t_compact(t.data(), 2, 3200), InvalidArgument);
+  // A view whose escape list does not match its escape codes, or holds T beyond the config.
+  const QuantizationConfig c = formats()[0];
+  Layer l = encoded_layer(c, 2, 9, 1);
+  std::vector<std::uint8_t> traw(18, 0);
+  traw[3] = 5;
+  traw[12] = 2;
+  CompactT ct = deploy_t_compact(traw.data(), 2, 9, 1);
+  ASSERT_EQ(ct.escapes.size(), 2u);
+  PackedLinearView v = l.view();
+  v.t = ct.t.data();
+  v.t_bits = 1;
+  v.t_escapes = ct.escapes.data();
+  v.t_escape_start = ct.escape_start.data();
+  EXPECT_NO_THROW(deploy_require_t(v, "layer"));
+  ct.escape_start[1] = 0;  // row 0's escape moved to row 1
+  EXPECT_THROW(deploy_require_t(v, "layer"), InvalidArgument);
+  ct.escape_start[1] = 1;
+  ct.escapes[1] = 15;
+  Layer small = encoded_layer(formats()[3], 2, 9, 1);  // max_t = 10
+  PackedLinearView vs = small.view();
+  vs.t = ct.t.data();
+  vs.t_bits = 1;
+  vs.t_escapes = ct.escapes.data();
+  vs.t_escape_start = ct.escape_start.data();
+  EXPECT_THROW(deploy_require_t(vs, "layer"), InvalidArgument);
+}
+
 TEST(CosetDeploy, RefusesConfigsTheKernelsCannotRun) {
   EXPECT_THROW(require_deployable(make(LatticeType::D4, 4, 2, 0.2, 1.0, 16), "x"), InvalidArgument);   // T > 15
   EXPECT_NO_THROW(require_deployable(make(LatticeType::D4, 3, 2, 0.2, 1.0, 10), "x"));   // q=3: 2-bit codes
