@@ -12,7 +12,7 @@ namespace {
 // 8 T nibbles (4 bytes at t) -> 8 scales.
 inline __m256 scales8(const float* scales16, const std::uint8_t* t) {
   const __m256i bytes = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(
-      _mm_cvtsi32_si128(*reinterpret_cast<const int*>(t)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1)));
+      _mm_loadu_si32(t), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1)));
   const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(bytes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
                                        _mm256_set1_epi32(15));
   return _mm256_i32gather_ps(scales16, idx, 4);
