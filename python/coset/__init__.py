@@ -56,3 +56,7 @@ def __getattr__(name):  # these import torch.nn: load them on first use
 
         return getattr(model, name)
     raise AttributeError(f"module 'coset' has no attribute {name!r}")
+
+
+def __dir__():  # the lazily loaded names too (tab completion, dir(coset))
+    return sorted(set(globals()) | set(__all__))

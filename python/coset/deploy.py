@@ -52,6 +52,8 @@ def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1) -> Quan
     """
     from .quant import rate_optimal_config
 
+    if lattice_type not in ("Z2", "D4", "E8"):
+        raise ValueError(f"deployable_config: lattice_type must be 'Z2', 'D4' or 'E8', got {lattice_type!r}")
     return rate_optimal_config(lattice_type, q, M).replace(max_scaling_iterations=MAX_T)
 
 
@@ -161,7 +163,8 @@ class PackedLinear(nn.Module):
         """
         label = name or "PackedLinear"
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-            raise ValueError(f"{label}: weight must be a 2-D tensor, got {type(weight).__name__}")
+            got = f"shape {tuple(weight.shape)}" if isinstance(weight, torch.Tensor) else type(weight).__name__
+            raise ValueError(f"{label}: weight must be a 2-D tensor (out_features, in_features), got {got}")
         out_f, in_f = weight.shape
         layer = cls(in_f, out_f, config, bias=bias is not None, name=name, device=weight.device)
         w = weight.detach().to(device="cpu", dtype=torch.float32)
@@ -189,6 +192,11 @@ class PackedLinear(nn.Module):
             if scale.shape != (out_f,) or not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
                 raise ValueError(f"{layer.layer_name}: row_scale must be {out_f} finite positive values")
         scale = scale.to(torch.float32)
+        huge = ~torch.isfinite(scale)
+        if bool(huge.any()):  # finite weights whose rms overflows float32 (|w| around 1e19 and above)
+            row = int(huge.nonzero()[0])
+            raise ValueError(f"{layer.layer_name}: the rms of weight row {row} overflows float32 (max |w| = "
+                             f"{float(w[row].abs().max()):.3g}); rescale the weights before deploying")
         d = config.d
         work = (w / scale[:, None]).numpy()
         pad = layer.blocks * d - in_f

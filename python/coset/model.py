@@ -19,7 +19,7 @@ from .config import QuantizationConfig
 Skip = Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]]
 
 
-def _skipper(skip: Skip) -> Callable[[str, nn.Module], bool]:
+def _skipper(model: nn.Module, skip: Skip) -> Callable[[str, nn.Module], bool]:
     if skip is None:
         return lambda name, module: False
     if callable(skip):
@@ -28,32 +28,50 @@ def _skipper(skip: Skip) -> Callable[[str, nn.Module], bool]:
     for n in names:
         if not isinstance(n, str):
             raise ValueError(f"skip: expected layer names (str) or a predicate, got {n!r}")
+    known = {name for name, _ in model.named_modules(remove_duplicate=False)}
+    unknown = sorted(names - known)
+    if unknown:  # a typo would silently quantize the layer meant to be kept
+        raise ValueError(f"skip: no layer named {', '.join(map(repr, unknown))} in the model")
     return lambda name, module: name in names
 
 
-def _replace(model: nn.Module, want: Callable[[str, nn.Module], bool], make: Callable[[str, nn.Module], nn.Module]) -> int:
-    count = 0
+def _replace(model: nn.Module, want: Callable[[str, nn.Module], bool],
+             make: Callable[[str, nn.Module], nn.Module]) -> nn.Module:
+    """Replaces every module ``want`` selects (the root too) by ``make(name, module)``; a module
+    reachable under several names is replaced once and stays shared (weight ties are kept).
+    Returns the model, or the replacement of the root."""
+    if want("", model):
+        return make("", model)
+    new = {}  # id(old module) -> its replacement
     for parent_name, parent in list(model.named_modules()):
-        for child_name, child in list(parent.named_children()):
+        for child_name, child in list(parent._modules.items()):  # named_children() hides repeats
+            if child is None:
+                continue
             full = f"{parent_name}.{child_name}" if parent_name else child_name
-            if want(full, child):
-                setattr(parent, child_name, make(full, child))
-                count += 1
-    return count
+            if id(child) not in new and want(full, child):
+                new[id(child)] = make(full, child)
+            if id(child) in new:
+                setattr(parent, child_name, new[id(child)])
+    return model
 
 
 def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = None,
                    quantize_weights: bool = True) -> nn.Module:
     """Replaces every ``nn.Linear`` (not already a QLinear, not skipped) by a ``QLinear`` with the
     same weights, bias, device and dtype. ``skip``: layer names (as in ``named_modules``) or a
-    predicate ``(name, module) -> bool``. Returns ``model`` (changed in place)."""
+    predicate ``(name, module) -> bool``. Returns ``model`` (changed in place; a bare ``nn.Linear``
+    is returned as its ``QLinear``). A layer used at several places becomes one shared QLinear.
+
+    Raises:
+        ValueError: ``model`` is not a Module, ``config`` not a QuantizationConfig, or a ``skip``
+        name matches no layer."""
     from .nn import QLinear
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(config, QuantizationConfig):
         raise ValueError(f"config: expected a QuantizationConfig, got {type(config).__name__}")
-    skipped = _skipper(skip)
+    skipped = _skipper(model, skip)
 
     def make(name: str, lin: nn.Module) -> nn.Module:
         q = QLinear(lin.in_features, lin.out_features, config, quantize_weights=quantize_weights,
@@ -64,8 +82,7 @@ def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = No
         q.train(lin.training)
         return q
 
-    _replace(model, lambda n, m: type(m) is nn.Linear and not skipped(n, m), make)
-    return model
+    return _replace(model, lambda n, m: type(m) is nn.Linear and not skipped(n, m), make)
 
 
 def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear") -> nn.Module:
@@ -75,17 +92,17 @@ def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear"
     weights are the ones its forward used (QAT); ``"rms"`` divides rows by their rms only, for
     tuned configs such as ``coset.deployable_config("E8", 16, 1)`` whose beta is the whole scale
     (post-training quantization). Refusals (a config the kernels cannot run, NaN weights) raise
-    ValueError naming the layer."""
+    ValueError naming the layer; so does a ``skip`` name that matches no layer. A bare QLinear is
+    returned as its PackedLinear; a QLinear used at several places becomes one shared PackedLinear."""
     from .nn import QLinear
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    skipped = _skipper(skip)
+    skipped = _skipper(model, skip)
 
     def make(name: str, q: nn.Module) -> nn.Module:
-        deployed = q.deploy(name=name, row_scale=row_scale)
+        deployed = q.deploy(name=name or None, row_scale=row_scale)
         deployed.train(False)
         return deployed
 
-    _replace(model, lambda n, m: isinstance(m, QLinear) and not skipped(n, m), make)
-    return model
+    return _replace(model, lambda n, m: isinstance(m, QLinear) and not skipped(n, m), make)

@@ -207,10 +207,20 @@ class QLinear(nn.Linear):
         ``row_scale="qlinear"`` keeps this layer's row scales and config, so the deployed weights
         are exactly the ones its forward uses (up to float rounding); ``"rms"`` suits tuned
         configs (:func:`coset.deployable_config`). The deployed layer quantizes its input rows to
-        int8 (one scale per row); ``quantize_activations`` is not reproduced. ``ValueError``
-        (naming ``name``) for a config the kernels cannot run or NaN/Inf weights.
+        int8 (one scale per row): ``quantize_activations=True`` is not reproduced, and the weights
+        are always quantized (``quantize_weights=False`` is not reproduced either); either switch
+        warns (``UserWarning``), since the deployed outputs then differ from this layer's.
+        ``ValueError`` (naming ``name``) for a config the kernels cannot run or NaN/Inf weights.
         """
         from .deploy import PackedLinear
+
+        if self.quantize_activations or not self.quantize_weights:
+            import warnings
+
+            what = "quantize_activations=True" if self.quantize_activations else "quantize_weights=False"
+            warnings.warn(f"{name or 'QLinear'}: deploy() does not reproduce {what}: the deployed layer quantizes "
+                          "its weights with the config and its inputs to int8 per row, so its outputs differ from "
+                          "this layer's", UserWarning, stacklevel=2)
 
         return PackedLinear.from_weight(self.weight, self.bias, self.config, row_scale=row_scale,
                                         name=name or "QLinear")

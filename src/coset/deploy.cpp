@@ -330,6 +330,7 @@ void quantize_activations(const float* x, std::size_t batch, std::size_t blocks,
 
 void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch, float* y) {
   require_view(w, "packed_linear");
+  if (batch == 0) return;  // an empty batch: nothing to read or write
   if (is_wide(w.config)) return generic::packed_linear_wide(w, x, batch, y);
   const int d = w.config.dim();
   const std::size_t cols = w.blocks * d;

@@ -348,3 +348,52 @@ def test_codes_out_of_range_in_a_state_dict_raise_value_errors():
     state6["codes"] = codes6
     with pytest.raises(ValueError, match=r"fc5: 'codes' holds a code >= q=6 \(row 1"):
         PackedLinear(16, 2, config6, bias=False, name="fc5").load_state_dict(state6)
+
+
+# ---- found by a fresh-eyes review ------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+@pytest.mark.parametrize("config", FORMATS + [_other("D4", 4, 4), _other("D4", 3, 2)], ids=_ids)
+def test_an_empty_batch_gives_an_empty_output(config, backend):
+    # batch 0 took the fused small-batch GEMV and crashed (segfault) on AVX-512 VBMI CPUs
+    _, layer = _layer(config, in_f=64, out_f=48)
+    with lowbit.backend(backend):
+        assert layer(torch.randn(0, 64)).shape == (0, 48)
+        assert layer(torch.randn(2, 0, 64)).shape == (2, 0, 48)
+
+
+def test_weights_whose_rms_overflows_float32_are_refused_naming_the_layer():
+    lin = nn.Linear(8, 4)
+    with torch.no_grad():
+        lin.weight.normal_().mul_(1e20)  # finite, but the row rms overflows: every output was NaN
+    for row_scale in ("qlinear", "rms"):
+        with pytest.raises(ValueError, match=r"big: the rms of weight row 0 overflows float32"):
+            PackedLinear.from_linear(lin, FORMATS[0], row_scale=row_scale, name="big")
+
+
+def test_model_api_replaces_a_bare_layer_keeps_shared_layers_shared_and_refuses_unknown_skip_names():
+    cfg = FORMATS[0]
+    q = quantize_model(nn.Linear(8, 4), cfg)
+    assert isinstance(q, QLinear)
+    assert isinstance(deploy_model(q), PackedLinear)
+    shared = nn.Linear(8, 8)
+    model = quantize_model(nn.Sequential(shared, nn.ReLU(), shared), cfg)
+    assert isinstance(model[0], QLinear) and model[0] is model[2]
+    model = deploy_model(model)
+    assert isinstance(model[0], PackedLinear) and model[0] is model[2]
+    with pytest.raises(ValueError, match=r"skip: no layer named 'fc2'"):
+        quantize_model(nn.Sequential(nn.Linear(8, 8)), cfg, skip=["fc2"])
+    with pytest.raises(ValueError, match=r"skip: no layer named 'head'"):
+        deploy_model(quantize_model(nn.Sequential(nn.Linear(8, 8)), cfg), skip="head")
+
+
+def test_small_api_errors_and_discoverability():
+    import coset
+
+    with pytest.raises(ValueError, match="lattice_type must be 'Z2', 'D4' or 'E8', got 'A2'"):
+        deployable_config("A2", 4, 1)
+    with pytest.raises(ValueError, match=r"2-D tensor \(out_features, in_features\), got shape \(4, 8, 2\)"):
+        PackedLinear.from_weight(torch.randn(4, 8, 2), None, FORMATS[0])
+    assert {"PackedLinear", "QLinear", "quantize_model", "deploy_model", "deployable_config"} <= set(dir(coset))
+    with pytest.warns(UserWarning, match="does not reproduce quantize_activations=True"):
+        QLinear(8, 4, FORMATS[0], quantize_activations=True).deploy()
