@@ -307,7 +307,7 @@ def test_fuzzed_files_load_or_raise_value_error(tmp_path):
     data = export_gguf(model, tmp_path / "small.gguf").read_bytes()
     header = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "small.gguf")).tensors}
     header_end = min(int(t.data_offset) for t in header.values())
-    rng = random.Random(1234)
+    rng = random.Random(4)  # this sequence includes a flip that made the old loader ask for 1 TB
     bad = tmp_path / "fuzz.gguf"
     outcomes = {"ok": 0, "ValueError": 0}
     for i in range(300):
