@@ -254,3 +254,23 @@ def test_pure_pytorch_backend_is_bit_identical():
     with lowbit.backend("torch"):
         assert torch.equal(model(ids), logits)
         assert torch.equal(model.generate(ids[:, :4], 8), tokens)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_corrupt_packed_weights_name_the_layer(backend):
+    """An invalid TQ1_B3 byte (>= 243) in a deployed state dict names the entry, as a wrong length does."""
+    import lowbit
+
+    model = BitLM(small()).deploy()
+    sd = model.state_dict()
+    key = "layers.1.self_attn.q_proj.packed_weight"
+    fresh = BitLM(small()).deploy()
+    with lowbit.backend(backend):
+        for value, match in ((255, "holds invalid TQ1_B3 trits"), (None, "has shape")):
+            bad = dict(sd)
+            bad[key] = torch.full_like(sd[key], 255) if value else sd[key][:-3].clone()
+            with pytest.raises(ValueError, match=rf"'{key}' {match}"):
+                fresh.load_state_dict(bad)
+        fresh.load_state_dict(sd)
+    ids = torch.randint(0, 258, (1, 6))
+    assert torch.equal(fresh(ids), model(ids))
