@@ -94,10 +94,12 @@ def convert_to_bitlinear(
     and ``quant_config=None`` is the library default (``BitQuantConfig()``). Pass ``skip=()`` to
     convert the head too.
 
-    ``target="bitlm"``: ``model`` must be a transformers Llama-style causal LM; returns a new
-    :class:`bitmodels.BitLM` with its weights (:func:`bitmodels.hf.llama_to_bitlm`: BitNet's
-    sub-norms added with weights of ones when ``sub_norms=True``, the default; ``model`` unchanged).
-    ``skip`` must then be None or empty.
+    ``target="bitlm"``: ``model`` must be a transformers Llama-style causal LM, float or already
+    converted in place; returns a new :class:`bitmodels.BitLM` with its weights
+    (:func:`bitmodels.hf.llama_to_bitlm`: BitNet's sub-norms added with weights of ones when
+    ``sub_norms=True``, the default; ``model`` unchanged; ``quant_config=None`` is
+    :data:`bitmodels.lm.BITNET_QUANT`, or the config of projections converted in place). ``skip``
+    must then be None or empty.
 
     Raises:
         ValueError: ``model`` not an nn.Module; ``skip`` entries that match no module (listed); a
@@ -111,9 +113,6 @@ def convert_to_bitlinear(
         raise ValueError(f"convert_to_bitlinear: target must be 'inplace' or 'bitlm', got {target!r}")
     if isinstance(skip, str):
         skip = (skip,)
-    head = _output_head_name(model)
-    if quant_config is None and head is not None:
-        quant_config = LM_DEFAULT_QUANT
     if target == "bitlm":
         if skip:
             raise ValueError(f"convert_to_bitlinear: skip={tuple(skip)} is not supported with target='bitlm' "
@@ -121,6 +120,9 @@ def convert_to_bitlinear(
         from .hf import llama_to_bitlm
 
         return llama_to_bitlm(model, quant_config=quant_config, sub_norms=sub_norms)
+    head = _output_head_name(model)
+    if quant_config is None and head is not None:
+        quant_config = LM_DEFAULT_QUANT
     patterns = tuple(skip) if skip is not None else ((head,) if head else ())
     config = resolve_config(quant_config)
     names = {name for name, _ in model.named_modules()}

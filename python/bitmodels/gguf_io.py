@@ -140,7 +140,9 @@ def export_gguf(model: BitLM, path: Union[str, os.PathLike], ternary_type: str =
     """
     gguf = _gguf()
     if not isinstance(model, BitLM):
-        raise ValueError(f"export_gguf: expected a BitLM, got {type(model).__name__}")
+        raise ValueError(f"export_gguf: expected a BitLM, got {type(model).__name__}; a transformers Llama (float, "
+                         f"or converted in place by convert_to_bitlinear) becomes one with "
+                         f"bitmodels.llama_to_bitlm(model) or convert_to_bitlinear(model, target='bitlm')")
     if ternary_type not in TERNARY_TYPES:
         raise ValueError(f"export_gguf: ternary_type must be one of {TERNARY_TYPES}, got {ternary_type!r}")
     c: BitLMConfig = model.config

@@ -250,7 +250,36 @@ def test_conversion_refuses_models_without_linear_layers():
         convert_to_bitlinear(gpt2(n_layer=1), skip=["transformer.h.*.attn.c_atn", "lm_haed", "lm_head"])
 
 
-def test_conversion_bad_input():
+@pytest.mark.parametrize("deployed", [False, True])
+def test_llama_converted_in_place_becomes_a_bitlm(tmp_path, deployed):
+    """llama_to_bitlm / target="bitlm" accept a Llama converted in place: its BitLinear projections
+    (latent or deployed) are copied whole, with their quant config, so the BitLM without sub-norms
+    computes the converted model's logits exactly; with sub-norms it exports to GGUF."""
+    qc = BitQuantConfig("per_tensor", "int8", "per_tensor")
+    hf = convert_to_bitlinear(llama(seed=8, hidden_size=256, intermediate_size=256, num_hidden_layers=1), qc)
+    with torch.no_grad():  # move the latent weights away from the float model's
+        hf.model.layers[0].self_attn.q_proj.weight.mul_(-1.5)
+    if deployed:
+        deploy_model(hf)
+    ids = torch.randint(0, 258, (2, 20), generator=torch.Generator().manual_seed(9))
+    hf.eval()
+    with torch.no_grad():
+        expected = hf(ids).logits
+    bitlm = llama_to_bitlm(hf, sub_norms=False).eval()
+    q = bitlm.layers[0].self_attn.q_proj
+    assert bitlm.config.quant_config == qc and q.quant_config == qc and q.deployed == deployed
+    source = hf.model.layers[0].self_attn.q_proj
+    assert torch.equal(q.packed_weights()[0], source.packed_weights()[0])
+    with torch.no_grad():
+        assert torch.equal(bitlm(ids), expected)
+    exported = convert_to_bitlinear(hf, BITNET_QUANT, target="bitlm")  # sub-norms added: exportable
+    assert exported.config.quant_config == BITNET_QUANT and exported.config.sub_norms
+    if not deployed:
+        assert torch.equal(exported.layers[0].self_attn.q_proj.weight, source.weight)
+    assert export_gguf(exported, tmp_path / "converted.gguf").stat().st_size > 0
+
+
+def test_conversion_bad_input(tmp_path):
     with pytest.raises(ValueError, match="expected an nn.Module"):
         convert_to_bitlinear("not a model")
     with pytest.raises(ValueError, match="target"):
@@ -269,9 +298,20 @@ def test_conversion_bad_input():
         llama_to_bitlm(llama(rope_scaling={"rope_type": "linear", "factor": 2.0}))
     with pytest.raises(ValueError, match="hidden_act"):
         llama_to_bitlm(llama(hidden_act="gelu"))
-    converted = convert_to_bitlinear(llama())
-    with pytest.raises(ValueError, match="not an nn.Linear"):  # already converted in place
-        llama_to_bitlm(converted)
+    with pytest.raises(ValueError, match="lm_head .*BitLinear.*float head"):  # head converted too
+        llama_to_bitlm(convert_to_bitlinear(llama(), skip=()))
+    with pytest.raises(ValueError, match="not an nn.Linear or a BitLinear"):
+        broken = llama()
+        broken.model.layers[1].mlp.up_proj = nn.Identity()
+        llama_to_bitlm(broken)
+    mixed = convert_to_bitlinear(llama(), BitQuantConfig("per_channel"), skip=["model.layers.1.*", "lm_head"])
+    convert_to_bitlinear(mixed, skip=["model.layers.0.*", "lm_head"])
+    with pytest.raises(ValueError, match="different quantization configs"):
+        llama_to_bitlm(mixed)
+    with pytest.raises(ValueError, match="deployed .*ternary=False"):
+        llama_to_bitlm(deploy_model(convert_to_bitlinear(llama())), ternary=False)
+    with pytest.raises(ValueError, match="expected a BitLM, got LlamaForCausalLM; .*llama_to_bitlm"):
+        export_gguf(convert_to_bitlinear(llama()), tmp_path / "never-written.gguf")
     with pytest.raises(ValueError, match="match no module"):
         convert_to_bitlinear(llama(), skip=["decoder.head"])
     with pytest.raises(ValueError, match="sub_norms must be a bool"):
