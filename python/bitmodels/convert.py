@@ -89,10 +89,10 @@ def convert_to_bitlinear(
     e.g. any transformers ``*ForCausalLM``), as in BitNet b1.58: ``skip=None`` keeps that output
     head an nn.Linear (embeddings are never converted: they are not nn.Linear), and
     ``quant_config=None`` means :data:`bitmodels.lm.BITNET_QUANT` (ternary weights with one scale
-    per tensor, int8 activations with one scale per token; a per-tensor activation scale would let
-    later tokens change how earlier ones are quantized). For other models ``skip=None`` skips nothing
-    and ``quant_config=None`` is the library default (``BitQuantConfig()``). Pass ``skip=()`` to
-    convert the head too.
+    per tensor, int8 activations with one scale per token, ``activation_granularity="per_channel"``;
+    a per-tensor activation scale would let later tokens change how earlier ones are quantized). For
+    other models ``skip=None`` skips nothing and ``quant_config=None`` is the library default
+    (``BitQuantConfig()``). Pass ``skip=()`` to convert the head too.
 
     ``target="bitlm"``: ``model`` must be a transformers Llama-style causal LM, float or already
     converted in place; returns a new :class:`bitmodels.BitLM` with its weights

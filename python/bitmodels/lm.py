@@ -41,7 +41,8 @@ from .registry import register_config, register_model
 HIDDEN_ACTS = ("relu2", "silu")
 
 #: The default quantization of a BitLM projection: one absmean scale per weight tensor, int8 absmax
-#: activations per token (W1.58A8 as in the paper). Per-token activations also make a token's output
+#: activations per token (W1.58A8 as in the paper). Its repr says ``activation_granularity='per_channel'``:
+#: for activations that is one scale per row of the input, i.e. per token (:class:`BitQuantConfig`). Per-token activations also make a token's output
 #: independent of the other tokens in the batch, which is what lets the KV cache reproduce the full pass.
 BITNET_QUANT = BitQuantConfig(weight_granularity="per_tensor", activation_dtype="int8",
                               activation_granularity="per_channel")

@@ -274,3 +274,20 @@ def test_corrupt_packed_weights_name_the_layer(backend):
         fresh.load_state_dict(sd)
     ids = torch.randint(0, 258, (1, 6))
     assert torch.equal(fresh(ids), model(ids))
+
+
+def test_bitnet_quant_per_channel_activations_are_per_token():
+    """BITNET_QUANT's repr says activation_granularity='per_channel'; the docs say "one scale per
+    token": both hold, a row's output does not depend on the other rows (it does per tensor)."""
+    torch.manual_seed(5)
+    x = torch.randn(4, 64)
+    louder = x.clone()
+    louder[1:] *= 1000.0
+    for config, independent in ((BITNET_QUANT, True), (BitQuantConfig("per_tensor", "int8", "per_tensor"), False)):
+        layer = BitLinear(64, 32, bias=False, quant_config=config)
+        for mode in (True, False):
+            layer.train(mode)
+            with torch.no_grad():
+                same = torch.equal(layer(x)[0], layer(louder)[0])
+            assert same == independent, (config, mode)
+    assert "activation_granularity='per_channel'" in repr(BITNET_QUANT)
