@@ -29,7 +29,9 @@ class BitQuantConfig:
             additions and subtractions only) or ``"int8"`` (activations quantized to int8 with ``max|x|``,
             the BitNet b1.58 W1.58A8 layer and the fastest kernel).
         activation_granularity: ``"per_tensor"`` (one ``max|x|`` over the whole input) or
-            ``"per_channel"`` (one per row / token). Ignored for ``float32`` activations.
+            ``"per_channel"`` (one per row of the ``[M, K]`` input, i.e. one per token for a language
+            model: the namesake's name, where an activation "channel" is a row). Ignored for
+            ``float32`` activations.
 
     Raises:
         ValueError: on any other value. Assigning a field raises ``dataclasses.FrozenInstanceError``

@@ -414,8 +414,11 @@ class BitLayerBase(nn.Module):
             # Any float dtype loads (a dict saved after a dtype cast); the buffer stays float32.
             if not scales.is_floating_point() or not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
                 raise ValueError(f"{name}: '{scale_key}' must be finite, non-negative floats")
-            packed = KernelRegistry.get_kernel_for_config(self.quant_config, device).from_storage(
-                data.detach().to(device).contiguous(), n, k)
+            try:
+                packed = KernelRegistry.get_kernel_for_config(self.quant_config, device).from_storage(
+                    data.detach().to(device).contiguous(), n, k)
+            except ValueError as e:  # corrupt TQ1_B3 bytes: say which entry holds them
+                raise ValueError(f"{name}: state dict entry '{packed_key}' holds invalid TQ1_B3 trits: {e}") from None
             self._set_deployed(packed, torch.empty(n, dtype=torch.float32, device=device))
             consumed.add(packed_key)
         elif weight_key in state_dict:

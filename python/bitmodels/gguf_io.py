@@ -140,7 +140,9 @@ def export_gguf(model: BitLM, path: Union[str, os.PathLike], ternary_type: str =
     """
     gguf = _gguf()
     if not isinstance(model, BitLM):
-        raise ValueError(f"export_gguf: expected a BitLM, got {type(model).__name__}")
+        raise ValueError(f"export_gguf: expected a BitLM, got {type(model).__name__}; a transformers Llama (float, "
+                         f"or converted in place by convert_to_bitlinear) becomes one with "
+                         f"bitmodels.llama_to_bitlm(model) or convert_to_bitlinear(model, target='bitlm')")
     if ternary_type not in TERNARY_TYPES:
         raise ValueError(f"export_gguf: ternary_type must be one of {TERNARY_TYPES}, got {ternary_type!r}")
     c: BitLMConfig = model.config
@@ -214,14 +216,54 @@ def export_gguf(model: BitLM, path: Union[str, os.PathLike], ternary_type: str =
 
 
 # ----------------------------------------------------------------------------------------- import
+#: Types accepted for float tensors (embeddings, head, norms, scales) and for projections.
+FLOAT_TYPES = ("F32", "F16", "BF16")
+PROJECTION_TYPES = TERNARY_TYPES + FLOAT_TYPES
+
+
 def _field(reader, key: str, path, required: bool = True):
     field = reader.fields.get(key)
     if field is None:
         if required:
             raise ValueError(f"load_gguf: {path}: metadata key '{key}' is missing")
         return None
-    value = field.contents()
-    return value
+    try:
+        return field.contents()
+    except Exception as e:  # a corrupt value the reader parsed but cannot convert
+        raise ValueError(f"load_gguf: {path}: metadata key '{key}' cannot be read: {type(e).__name__}: {e}") \
+            from None
+
+
+def _int_field(reader, key: str, path, required: bool = True, minimum: int = 1) -> Optional[int]:
+    """An integer metadata value ``>= minimum`` (bools and non-integral numbers are refused)."""
+    value = _field(reader, key, path, required)
+    if value is None:
+        return None
+    if isinstance(value, float) and np.isfinite(value) and value == int(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"load_gguf: {path}: metadata key '{key}' must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _float_field(reader, key: str, path, required: bool = True) -> Optional[float]:
+    value = _field(reader, key, path, required)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) \
+            or not value > 0:
+        raise ValueError(f"load_gguf: {path}: metadata key '{key}' must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _token_id_field(reader, key: str, path, vocab: int) -> Optional[int]:
+    """A special token id, or None when absent or outside the vocabulary (it then never occurs)."""
+    value = _field(reader, key, path, required=False)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"load_gguf: {path}: metadata key '{key}' must be an integer token id, got {value!r}")
+    return int(value) if 0 <= value < vocab else None
 
 
 def _read(path):
@@ -235,16 +277,117 @@ def _read(path):
                          f"{type(e).__name__}: {e}") from None
 
 
+def _tensor_shape(t) -> Tuple[int, ...]:
+    """A GGUF tensor's shape in torch (row-major) order."""
+    return tuple(int(d) for d in reversed(list(t.shape)))
+
+
 def _tensor_array(t, path) -> np.ndarray:
     """float32 numpy array in torch (row-major) shape."""
     gguf = _gguf()
-    shape = tuple(int(d) for d in reversed(list(t.shape)))
     try:
         values = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
+        return np.asarray(values, dtype=np.float32).reshape(_tensor_shape(t))
     except Exception as e:
         raise ValueError(f"load_gguf: {path}: tensor '{t.name}' of type {t.tensor_type.name} cannot be "
                          f"decoded: {e}") from None
-    return np.asarray(values, dtype=np.float32).reshape(shape)
+
+
+def _config_from_metadata(reader, tensors, path) -> BitLMConfig:
+    """The :class:`BitLMConfig` the metadata describes (vocabulary size from ``token_embd.weight``).
+    Allocates nothing; ValueError (naming the file and the key) on a missing or invalid value."""
+    arch = _field(reader, "general.architecture", path)
+    if arch != ARCH:
+        raise ValueError(f"load_gguf: {path}: architecture '{arch}' is not supported (expected '{ARCH}')")
+    embd = tensors.get("token_embd.weight")
+    if embd is None:
+        raise ValueError(f"load_gguf: {path}: tensor 'token_embd.weight' is missing")
+    if len(embd.shape) != 2:
+        raise ValueError(f"load_gguf: {path}: tensor 'token_embd.weight' has shape {_tensor_shape(embd)}, "
+                         f"expected (vocab_size, embedding_length)")
+    vocab = _tensor_shape(embd)[0]
+    heads = _int_field(reader, f"{ARCH}.attention.head_count", path)
+    kv = _int_field(reader, f"{ARCH}.attention.head_count_kv", path, required=False)
+    act = _field(reader, f"{ARCH}.hidden_activation", path, required=False) or "silu"
+    tie = _field(reader, "bitlab.tie_word_embeddings", path, required=False)
+    if tie is not None and not isinstance(tie, bool):
+        raise ValueError(f"load_gguf: {path}: metadata key 'bitlab.tie_word_embeddings' must be a bool, got {tie!r}")
+    try:
+        config = BitLMConfig(
+            vocab_size=vocab,
+            hidden_size=_int_field(reader, f"{ARCH}.embedding_length", path),
+            num_layers=_int_field(reader, f"{ARCH}.block_count", path),
+            num_heads=heads,
+            intermediate_size=_int_field(reader, f"{ARCH}.feed_forward_length", path),
+            max_position_embeddings=_int_field(reader, f"{ARCH}.context_length", path),
+            num_kv_heads=heads if kv is None else kv,
+            hidden_act={"relu2": "relu2", "relu_sqr": "relu2", "silu": "silu", "swiglu": "silu"}.get(act, act),
+            rms_norm_eps=_float_field(reader, f"{ARCH}.attention.layer_norm_rms_epsilon", path),
+            rope_theta=_float_field(reader, f"{ARCH}.rope.freq_base", path, required=False) or 10000.0,
+            tie_word_embeddings=("output.weight" not in tensors) if tie is None else tie,
+            quant_config=BITNET_QUANT,
+            bos_token_id=_token_id_field(reader, "tokenizer.ggml.bos_token_id", path, vocab),
+            eos_token_id=_token_id_field(reader, "tokenizer.ggml.eos_token_id", path, vocab),
+        )
+    except (ValueError, TypeError) as e:  # BitLMConfig's checks (heads that do not divide, ...)
+        msg = str(e)
+        raise ValueError(msg if str(path) in msg else f"load_gguf: {path}: {msg}") from None
+    rope = _int_field(reader, f"{ARCH}.rope.dimension_count", path, required=False, minimum=0)
+    if rope is not None and rope != config.head_dim:
+        raise ValueError(f"load_gguf: {path}: metadata key '{ARCH}.rope.dimension_count' is {rope}, but the head "
+                         f"size is {config.head_dim} (partial rotary is not supported)")
+    return config
+
+
+def _expected_tensors(config: BitLMConfig):
+    """Yield ``(name, shape, allowed types)`` of every tensor a file of ``config`` must hold."""
+    d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
+    q, kv = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
+    yield "token_embd.weight", (v, d), FLOAT_TYPES
+    yield "output_norm.weight", (d,), FLOAT_TYPES
+    if not config.tie_word_embeddings:
+        yield "output.weight", (v, d), FLOAT_TYPES
+    norms = {"attn_norm": d, "attn_sub_norm": q, "ffn_norm": d, "ffn_sub_norm": f}
+    projections = {"attn_q": (q, d), "attn_k": (kv, d), "attn_v": (kv, d), "attn_output": (d, q),
+                   "ffn_gate": (f, d), "ffn_up": (f, d), "ffn_down": (d, f)}
+    for i in range(config.num_layers):
+        for name, size in norms.items():
+            yield f"blk.{i}.{name}.weight", (size,), FLOAT_TYPES
+        for name, shape in projections.items():
+            yield f"blk.{i}.{name}.weight", shape, PROJECTION_TYPES
+
+
+def _check_tensors(config: BitLMConfig, tensors, path) -> None:
+    """Every expected tensor present with its shape and an accepted type, optional ``.scale``
+    tensors of projections ``(1,)`` floats, and no other tensor."""
+    known = set()
+    for name, shape, types in _expected_tensors(config):
+        checks = [(name, shape, types, True)]
+        if types is PROJECTION_TYPES:
+            checks.append((name[: -len(".weight")] + ".scale", (1,), FLOAT_TYPES, False))
+        for tname, tshape, ttypes, required in checks:
+            known.add(tname)
+            t = tensors.get(tname)
+            if t is None:
+                if required:
+                    raise ValueError(f"load_gguf: {path}: tensor '{tname}' is missing")
+                continue
+            got = _tensor_shape(t)
+            if got != tshape:
+                raise ValueError(f"load_gguf: {path}: tensor '{tname}' has shape {got}, expected {tshape}")
+            if t.tensor_type.name not in ttypes:
+                raise ValueError(f"load_gguf: {path}: tensor '{tname}' has type {t.tensor_type.name}, expected "
+                                 f"one of {ttypes}")
+    extra = sorted(n for n in tensors if n not in known)
+    if extra:
+        raise ValueError(f"load_gguf: {path}: unexpected tensors {extra[:5]}")
+    # The reader already checked that each tensor's bytes lie inside the file; tensors sharing bytes
+    # could still describe a model bigger than the file (every block reading the same data).
+    spans = sorted((int(t.data_offset), int(t.data_offset) + int(t.n_bytes), t.name) for t in tensors.values())
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            raise ValueError(f"load_gguf: {path}: tensors '{first}' and '{second}' share bytes of the file (a "
+                             f"model cannot hold more weights than the file)")
 
 
 def _latent_weights(trits: torch.Tensor, scale: float, layer: BitLinear) -> Optional[torch.Tensor]:
@@ -287,108 +430,72 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
     Accepts our files and llama.cpp's (trits times a per-block scale, optional ``.scale``
     tensors). The ByteTokenizer is assumed for ``tokenizer.ggml`` metadata.
 
+    Every check on the file runs before the model is built, so a corrupt file allocates nothing
+    beyond what it holds: metadata values of the right kind (positive integer sizes, positive finite
+    epsilon and rotary base, ``rope.dimension_count`` equal to the head size when present); every
+    tensor the metadata implies present, with that shape and an accepted type (F32/F16/BF16;
+    projections also TQ2_0/TQ1_0), and no other tensor; no two tensors sharing bytes of the file.
+    Every size in the metadata is then backed by tensor bytes in the file: the float32 model takes
+    at most about 19 bytes per file byte (TQ1_0 stores a weight in 1.69 bits).
+
     Raises:
         OSError: the file cannot be opened.
-        ValueError (message names the file): not a GGUF file, truncated or corrupt; an
-        architecture other than ``bitnet``; missing metadata or tensors; tensor shapes that do not
-        match the metadata; projection weights that are not ternary.
+        ValueError (message names the file, and the key or tensor at fault): not a GGUF file,
+        truncated or corrupt; an architecture other than ``bitnet``; missing or invalid metadata
+        (including a ``rope.dimension_count`` other than the head size: partial rotary is not
+        supported, as in ``bitlab-run``); metadata describing more weights than the file holds;
+        missing, unexpected, wrongly shaped or wrongly typed tensors, or tensors sharing bytes;
+        projection weights that are not ternary; invalid scales.
     """
     path = Path(path)
     reader = _read(path)
-    arch = _field(reader, "general.architecture", path)
-    if arch != ARCH:
-        raise ValueError(f"load_gguf: {path}: architecture '{arch}' is not supported (expected '{ARCH}')")
-    try:
-        heads = int(_field(reader, f"{ARCH}.attention.head_count", path))
-        kv = _field(reader, f"{ARCH}.attention.head_count_kv", path, required=False)
-        tensors = {t.name: t for t in reader.tensors}
-        embd = tensors.get("token_embd.weight")
-        if embd is None:
-            raise ValueError(f"load_gguf: {path}: tensor 'token_embd.weight' is missing")
-        hidden = int(_field(reader, f"{ARCH}.embedding_length", path))
-        vocab = int(embd.shape[1]) if len(embd.shape) == 2 else -1
-        act = _field(reader, f"{ARCH}.hidden_activation", path, required=False) or "silu"
-        tie = _field(reader, "bitlab.tie_word_embeddings", path, required=False)
-        bos = _field(reader, "tokenizer.ggml.bos_token_id", path, required=False)
-        eos = _field(reader, "tokenizer.ggml.eos_token_id", path, required=False)
-        config = BitLMConfig(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_layers=int(_field(reader, f"{ARCH}.block_count", path)),
-            num_heads=heads,
-            intermediate_size=int(_field(reader, f"{ARCH}.feed_forward_length", path)),
-            max_position_embeddings=int(_field(reader, f"{ARCH}.context_length", path)),
-            num_kv_heads=heads if kv is None else int(kv),
-            hidden_act={"relu2": "relu2", "relu_sqr": "relu2", "silu": "silu", "swiglu": "silu"}.get(act, act),
-            rms_norm_eps=float(_field(reader, f"{ARCH}.attention.layer_norm_rms_epsilon", path)),
-            rope_theta=float(_field(reader, f"{ARCH}.rope.freq_base", path, required=False) or 10000.0),
-            tie_word_embeddings=("output.weight" not in tensors) if tie is None else bool(tie),
-            quant_config=BITNET_QUANT,
-            bos_token_id=None if bos is None or int(bos) >= vocab else int(bos),
-            eos_token_id=None if eos is None or int(eos) >= vocab else int(eos),
-        )
-    except (ValueError, TypeError) as e:  # missing keys, or values of the wrong kind
-        msg = str(e)
-        raise ValueError(msg if str(path) in msg else f"load_gguf: {path}: {msg}") from None
+    tensors = {t.name: t for t in reader.tensors}
+    config = _config_from_metadata(reader, tensors, path)
+    _check_tensors(config, tensors, path)  # all of it before the model is built
+
+    def fetch(name: str) -> torch.Tensor:
+        return torch.from_numpy(_tensor_array(tensors[name], path).copy())
 
     model = BitLM(config)
-    expected = set()
-
-    def fetch(name: str, shape: Tuple[int, ...]) -> torch.Tensor:
-        expected.add(name)
-        t = tensors.get(name)
-        if t is None:
-            raise ValueError(f"load_gguf: {path}: tensor '{name}' is missing")
-        got = tuple(int(d) for d in reversed(list(t.shape)))
-        if got != shape:
-            raise ValueError(f"load_gguf: {path}: tensor '{name}' has shape {got}, expected {shape}")
-        return torch.from_numpy(_tensor_array(t, path).copy())
-
     with torch.no_grad():
-        model.embed_tokens.weight.copy_(fetch("token_embd.weight", (vocab, hidden)))
-        model.norm.weight.copy_(fetch("output_norm.weight", (hidden,)))
+        model.embed_tokens.weight.copy_(fetch("token_embd.weight"))
+        model.norm.weight.copy_(fetch("output_norm.weight"))
         if not config.tie_word_embeddings:
-            model.lm_head.weight.copy_(fetch("output.weight", (vocab, hidden)))
+            model.lm_head.weight.copy_(fetch("output.weight"))
         for i, block in enumerate(model.layers):
             modules = dict(block.named_modules())
             for ours, theirs in _BLOCK_NORMS.items():
-                norm = modules[ours]
-                norm.weight.copy_(fetch(f"blk.{i}.{theirs}.weight", tuple(norm.weight.shape)))
+                modules[ours].weight.copy_(fetch(f"blk.{i}.{theirs}.weight"))
             for ours, theirs in _BLOCK_TERNARY.items():
-                layer: BitLinear = modules[ours]
-                wname = f"blk.{i}.{theirs}.weight"
-                values = fetch(wname, (layer.out_features, layer.in_features))
-                sname = f"blk.{i}.{theirs}.scale"
-                scale = 1.0
-                if sname in tensors:
-                    scale = float(fetch(sname, (1,)).reshape(-1)[0])
-                magnitudes = values.abs()
-                nonzero = magnitudes[magnitudes > 0]
-                if nonzero.numel():
-                    c = float(nonzero.max())
-                    if not bool(torch.all(nonzero == c)):
-                        raise ValueError(f"load_gguf: {path}: tensor '{wname}' is not ternary (its nonzero "
-                                         f"magnitudes differ)")
-                    scale *= c
-                    trits = torch.sign(values).to(torch.int8)
-                else:
-                    trits = torch.zeros(values.shape, dtype=torch.int8)
-                if not np.isfinite(scale) or scale < 0:
-                    raise ValueError(f"load_gguf: {path}: tensor '{sname}' holds an invalid scale {scale}")
-                latent = _latent_weights(trits, scale, layer) if trainable else None
-                if latent is not None:
-                    layer.weight.copy_(latent)
-                else:
-                    if trainable:
-                        raise ValueError(f"load_gguf: {path}: no float weights reproduce '{wname}' exactly; "
-                                         f"load with trainable=False")
-                    kernel = layer.kernel
-                    layer._set_deployed(kernel.pack(trits),
-                                        torch.full((layer.out_features,), scale, dtype=torch.float32))
-    extra = sorted(n for n in tensors if n not in expected and not n.endswith(".scale"))
-    if extra:
-        raise ValueError(f"load_gguf: {path}: unexpected tensors {extra[:5]}")
+                _load_projection(modules[ours], f"blk.{i}.{theirs}", tensors, fetch, path, trainable)
     model.eval()
     if device is not None:
         model.to(device)
     return model
+
+
+def _load_projection(layer: BitLinear, base: str, tensors, fetch, path, trainable: bool) -> None:
+    """Set ``layer`` from the GGUF tensors ``base.weight`` (trits, times a block scale) and ``base.scale``."""
+    wname, sname = base + ".weight", base + ".scale"
+    values = fetch(wname)
+    scale = float(fetch(sname).reshape(-1)[0]) if sname in tensors else 1.0
+    magnitudes = values.abs()
+    nonzero = magnitudes[magnitudes > 0]
+    if nonzero.numel():
+        c = float(nonzero.max())
+        if not bool(torch.all(nonzero == c)):
+            raise ValueError(f"load_gguf: {path}: tensor '{wname}' is not ternary (its nonzero magnitudes differ)")
+        scale *= c
+        trits = torch.sign(values).to(torch.int8)
+    else:
+        trits = torch.zeros(values.shape, dtype=torch.int8)
+    if not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"load_gguf: {path}: tensor '{sname}' holds an invalid scale {scale}")
+    latent = _latent_weights(trits, scale, layer) if trainable else None
+    if latent is not None:
+        layer.weight.copy_(latent)
+        return
+    if trainable:
+        raise ValueError(f"load_gguf: {path}: no float weights reproduce '{wname}' exactly; load with "
+                         f"trainable=False")
+    layer._set_deployed(layer.kernel.pack(trits), torch.full((layer.out_features,), scale, dtype=torch.float32))

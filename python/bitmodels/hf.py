@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 
 from bitcore.config import BitQuantConfig
+from bitlayers.base import BitLayerBase
+from bitlayers.bitlinear import BitLinear
 
 from .lm import BitLM, BitLMConfig
 
@@ -40,6 +42,10 @@ def is_llama_style(model) -> bool:
 def _check_llama(model, where: str) -> None:
     if not isinstance(model, nn.Module):
         raise ValueError(f"{where}: expected a transformers Llama-style model (nn.Module), got {type(model).__name__}")
+    if isinstance(getattr(model, "lm_head", None), BitLayerBase):
+        raise ValueError(f"{where}: the output head lm_head of {type(model).__name__} was converted to a "
+                         f"{type(model.lm_head).__name__}; a BitLM keeps a float head (convert in place with the "
+                         f"default skip, which keeps lm_head an nn.Linear)")
     if not is_llama_style(model):
         kind = getattr(getattr(model, "config", None), "model_type", None)
         raise ValueError(f"{where}: {type(model).__name__} (model_type {kind!r}) is not a transformers Llama-style "
@@ -65,9 +71,26 @@ def _check_llama(model, where: str) -> None:
                 module = layer.get_submodule(name)
             except AttributeError:
                 module = None
-            if not isinstance(module, nn.Linear):
+            if not isinstance(module, (nn.Linear, BitLinear)):
                 raise ValueError(f"{where}: model.layers.{i}.{name} is a {type(module).__name__}, not an nn.Linear "
-                                 "(already converted, or not a Llama block)")
+                                 "or a BitLinear (not a Llama block)")
+
+
+def _converted_projections(model) -> Dict[str, BitLinear]:
+    """The projections of a Llama converted in place (:func:`convert_to_bitlinear`), by BitLM name."""
+    return {f"layers.{i}.{name}": layer.get_submodule(name) for i, layer in enumerate(model.model.layers)
+            for name in _PROJECTIONS if isinstance(layer.get_submodule(name), BitLinear)}
+
+
+def _source_quant_config(model, quant_config: Optional[BitQuantConfig]) -> Optional[BitQuantConfig]:
+    """``quant_config``, or, when None, the one of the model's BitLinear projections (all must agree)."""
+    if quant_config is not None:
+        return quant_config
+    configs = {layer.quant_config for layer in _converted_projections(model).values()}
+    if len(configs) > 1:
+        raise ValueError(f"llama_to_bitlm: the model's BitLinear projections use different quantization configs "
+                         f"{sorted(map(repr, configs))}; pass quant_config")
+    return configs.pop() if configs else None
 
 
 def _token_id(value, vocab_size: int) -> Optional[int]:
@@ -85,6 +108,7 @@ def bitlm_config_from_llama(model, ternary: bool = True, quant_config: Optional[
         rope scaling, ``head_dim * heads != hidden_size``, another activation).
     """
     _check_llama(model, "bitlm_config_from_llama")
+    quant_config = _source_quant_config(model, quant_config)
     c = model.config
     return BitLMConfig(
         vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_hidden_layers,
@@ -118,6 +142,12 @@ def llama_to_bitlm(model, quant_config: Optional[BitQuantConfig] = None, sub_nor
     keeps Llama's block exactly: with ``ternary=False`` the BitLM reproduces the Llama logits (up to
     float32 rounding; tested).
 
+    A Llama already converted in place (``convert_to_bitlinear(model)``: BitLinear projections, float
+    ``lm_head``) is accepted too: each BitLinear is copied whole (latent weights, or the packed
+    weights of a deployed layer), and ``quant_config=None`` then means the projections' own config.
+    With ``sub_norms=False`` the BitLM computes the converted model's function (tested); with the
+    default ``sub_norms=True`` it gains the sub-norms, as above.
+
     Args:
         model: a transformers ``LlamaForCausalLM`` (any dtype, any device; the BitLM lands on the same
             device, in float32).
@@ -128,22 +158,28 @@ def llama_to_bitlm(model, quant_config: Optional[BitQuantConfig] = None, sub_nor
 
     Raises:
         ValueError: see :func:`bitlm_config_from_llama`; also a weight whose shape does not match the
-        config.
+        config; BitLinear projections with different quantization configs (pass ``quant_config``),
+        with a bias, or deployed with ``ternary=False``; a BitLinear ``lm_head``.
     """
     config = bitlm_config_from_llama(model, ternary=ternary, quant_config=quant_config, sub_norms=sub_norms)
+    converted = _converted_projections(model)
     source: Dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
         if name.startswith("model."):
-            source[name[len("model."):]] = tensor
-        elif name == "lm_head.weight":
+            name = name[len("model."):]
+        elif name != "lm_head.weight":
+            continue
+        if name.rpartition(".")[0] not in converted:  # BitLinear projections are copied whole below
             source[name] = tensor
     device = model.lm_head.weight.device
     bitlm = BitLM(config).to(device)
     used = {"lm_head.weight"} if config.tie_word_embeddings else set()
     with torch.no_grad():
-        for name, dest in bitlm.named_parameters():  # a tied head appears once, as embed_tokens.weight
-            if name.endswith("sub_norm.weight"):
-                continue  # not in Llama: initialised to ones by RMSNorm
+        for name, layer in converted.items():
+            _copy_projection(layer, bitlm.get_submodule(name), name)
+        for name, dest in list(bitlm.named_parameters()):  # a tied head appears once, as embed_tokens.weight
+            if name.endswith("sub_norm.weight") or name.rpartition(".")[0] in converted:
+                continue  # sub-norms are not in Llama (RMSNorm's ones); converted projections are done
             if name not in source:
                 raise ValueError(f"llama_to_bitlm: the Llama model has no weight for '{name}'")
             src = source[name]
@@ -157,3 +193,20 @@ def llama_to_bitlm(model, quant_config: Optional[BitQuantConfig] = None, sub_nor
         raise ValueError(f"llama_to_bitlm: weights with no place in a BitLM: {unused[:5]}")
     return bitlm.train(model.training)
 
+
+def _copy_projection(source: BitLinear, dest: nn.Module, name: str) -> None:
+    """Copy a projection converted in place into the BitLM's: the whole BitLinear state (latent
+    weights, or the packed weights and scales of a deployed layer) into a BitLinear, the latent
+    weights into the nn.Linear of a float twin."""
+    if (source.out_features, source.in_features) != (dest.out_features, dest.in_features):
+        raise ValueError(f"llama_to_bitlm: '{name}' has shape {(source.out_features, source.in_features)} in the "
+                         f"Llama model, expected {(dest.out_features, dest.in_features)} from its config")
+    if source.bias is not None:
+        raise ValueError(f"llama_to_bitlm: '{name}' has a bias, which BitLM's projections do not have")
+    if isinstance(dest, BitLinear):
+        dest.load_state_dict(source.state_dict())
+    elif source.deployed:
+        raise ValueError(f"llama_to_bitlm: '{name}' is deployed (packed weights only): no float weights for "
+                         f"ternary=False")
+    else:
+        dest.weight.copy_(source.weight.detach().to(dest.weight.dtype))

@@ -23,7 +23,8 @@ used as the baseline in ``examples/train_bitlm.py``.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+import numbers
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -40,7 +41,8 @@ from .registry import register_config, register_model
 HIDDEN_ACTS = ("relu2", "silu")
 
 #: The default quantization of a BitLM projection: one absmean scale per weight tensor, int8 absmax
-#: activations per token (W1.58A8 as in the paper). Per-token activations also make a token's output
+#: activations per token (W1.58A8 as in the paper). Its repr says ``activation_granularity='per_channel'``:
+#: for activations that is one scale per row of the input, i.e. per token (:class:`BitQuantConfig`). Per-token activations also make a token's output
 #: independent of the other tokens in the batch, which is what lets the KV cache reproduce the full pass.
 BITNET_QUANT = BitQuantConfig(weight_granularity="per_tensor", activation_dtype="int8",
                               activation_granularity="per_channel")
@@ -316,21 +318,29 @@ class BitLM(BitModelBase):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 eos_token_id: Optional[int] = None, use_cache: bool = True,
+                 eos_token_id: Union[None, int, Sequence[int]] = None, use_cache: bool = True,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Autoregressive decoding, Hugging Face style: returns ``[B, T + n]`` int64 (the prompt
         followed by ``n <= max_new_tokens`` new tokens) on the model's device.
 
         Greedy (``do_sample=False``) picks the argmax; sampling divides the logits by
         ``temperature``, keeps the ``top_k`` largest and/or the smallest set with probability
-        ``>= top_p``, and draws with ``generator``. With ``eos_token_id`` a row that produced it
-        keeps emitting it, and decoding stops once every row has. ``use_cache=False`` recomputes the
-        whole sequence each step (same tokens; slower). Runs in eval mode and restores the mode.
+        ``>= top_p``, and draws with ``generator``. ``use_cache=False`` recomputes the whole
+        sequence each step (same tokens; slower). Runs in eval mode and restores the mode.
+
+        End of sequence, as Hugging Face's ``generate``: ``eos_token_id=None`` (default) means the
+        config's ``eos_token_id`` (257, ``ByteTokenizer``'s EOS, for a default :class:`BitLMConfig`;
+        what ``bitlab-run generate`` stops at, so both give the same tokens by default); an int or
+        a sequence of ints gives the end tokens explicitly. A row that produced an end token keeps
+        emitting that token, and decoding stops once every row has (a single row therefore ends
+        with it, as ``bitlab-run``'s output does). To decode ``max_new_tokens`` whatever is
+        generated, pass ``eos_token_id=()`` (or build the config with ``eos_token_id=None``).
 
         Raises:
             ValueError: bad ``input_ids`` (see :meth:`forward`), negative ``max_new_tokens``, a
             prompt plus new tokens beyond ``max_position_embeddings``, ``temperature <= 0``,
-            ``top_k < 1``, ``top_p`` outside (0, 1].
+            ``top_k < 1``, ``top_p`` outside (0, 1], an ``eos_token_id`` that is not a token id
+            below ``vocab_size`` (or a sequence of them).
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"generate: max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
@@ -341,6 +351,7 @@ class BitLM(BitModelBase):
                 raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
             if top_p is not None and not 0 < top_p <= 1:
                 raise ValueError(f"generate: top_p must be None or in (0, 1], got {top_p!r}")
+        eos = self._end_tokens(eos_token_id)
         self._check_ids(input_ids, 0)
         if input_ids.shape[1] == 0:
             raise ValueError("generate: the prompt must hold at least one token")
@@ -358,16 +369,33 @@ class BitLM(BitModelBase):
                 else:
                     logits = self(ids)
                 nxt = self._pick(logits[:, -1, :], do_sample, temperature, top_k, top_p, generator)
-                if eos_token_id is not None:
-                    nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
-                    done |= nxt == eos_token_id
+                if eos:
+                    nxt = torch.where(done, ids[:, -1], nxt)  # a finished row repeats its end token
+                    done |= torch.isin(nxt, torch.tensor(eos, device=nxt.device))
                 ids = torch.cat([ids, nxt[:, None]], dim=1)
                 step_input = nxt[:, None]
-                if eos_token_id is not None and bool(done.all()):
+                if eos and bool(done.all()):
                     break
             return ids
         finally:
             self.train(was_training)
+
+    def _end_tokens(self, eos_token_id) -> Tuple[int, ...]:
+        """The end tokens ``generate`` stops at: the config's for None, else the given id(s)."""
+        if eos_token_id is None:
+            eos_token_id = self.config.eos_token_id
+            if eos_token_id is None:
+                return ()
+        ids = (eos_token_id,) if isinstance(eos_token_id, numbers.Integral) else eos_token_id
+        try:
+            ids = tuple(ids)
+        except TypeError:
+            ids = None
+        if ids is None or any(isinstance(i, bool) or not isinstance(i, numbers.Integral)
+                              or not 0 <= i < self.config.vocab_size for i in ids):
+            raise ValueError(f"generate: eos_token_id must be None, a token id in [0, {self.config.vocab_size}) or "
+                             f"a sequence of them, got {eos_token_id!r}")
+        return tuple(int(i) for i in ids)
 
     @staticmethod
     def _pick(logits, do_sample, temperature, top_k, top_p, generator) -> torch.Tensor:

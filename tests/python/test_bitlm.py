@@ -149,6 +149,53 @@ def test_sampling_and_eos():
     assert model.generate(prompt, 0).shape == (2, 3)
 
 
+def eos_prone_model(eos=257):
+    """An untied model whose greedy decode of ``PROMPT`` produces ``eos`` after a few tokens: the
+    head row of ``eos`` is a slightly larger copy of the row of the third token it would emit."""
+    torch.manual_seed(4)
+    model = BitLM(small(tie_word_embeddings=False)).eval()
+    free = model.generate(EOS_PROMPT, 12, eos_token_id=())
+    target = int(free[0, EOS_PROMPT.shape[1] + 2])
+    assert target != eos
+    with torch.no_grad():
+        model.lm_head.weight[eos] = model.lm_head.weight[target] * 1.05
+    return model, free
+
+
+EOS_PROMPT = torch.tensor([[72, 101, 108, 108, 111]])
+
+
+def test_generate_stops_at_the_config_eos_by_default():
+    """Hugging Face's default (and bitlab-run's): generate stops at config.eos_token_id."""
+    model, free = eos_prone_model()
+    n = EOS_PROMPT.shape[1]
+    assert model.config.eos_token_id == 257 == ByteTokenizer.eos_token_id
+    out = model.generate(EOS_PROMPT, 12)
+    new = out[0, n:].tolist()
+    assert new[-1] == 257 and 257 not in new[:-1] and len(new) < 12  # stopped right after EOS
+    assert torch.equal(out, model.generate(EOS_PROMPT, 12, eos_token_id=257))
+    assert torch.equal(out, model.generate(EOS_PROMPT, 12, eos_token_id=[5, 257]))
+    assert torch.equal(out, model.generate(EOS_PROMPT, 12, use_cache=False))
+    # eos_token_id=() decodes every token, EOS or not
+    full = model.generate(EOS_PROMPT, 12, eos_token_id=())
+    assert full.shape == (1, n + 12) and torch.equal(full[:, :out.shape[1]], out)
+    # a config without EOS never stops
+    model.config.eos_token_id = None
+    assert torch.equal(model.generate(EOS_PROMPT, 12), full)
+    # batches: a finished row repeats its end token until every row has finished
+    model.config.eos_token_id = 257
+    batch = torch.cat([EOS_PROMPT, torch.tensor([[1, 2, 3, 4, 5]])])
+    both = model.generate(batch, 12)
+    assert torch.equal(both[0, :out.shape[1]], out[0]) and set(both[0, out.shape[1]:].tolist()) <= {257}
+
+
+@pytest.mark.parametrize("bad", [300, -1, True, 2.0, "257", [257, 999], object()])
+def test_generate_refuses_bad_eos_token_id(bad):
+    model = BitLM(small()).eval()
+    with pytest.raises(ValueError, match="eos_token_id"):
+        model.generate(EOS_PROMPT, 2, eos_token_id=bad)
+
+
 def test_qat_step_trains_latent_weights():
     torch.manual_seed(3)
     model = BitLM(small())
@@ -207,3 +254,40 @@ def test_pure_pytorch_backend_is_bit_identical():
     with lowbit.backend("torch"):
         assert torch.equal(model(ids), logits)
         assert torch.equal(model.generate(ids[:, :4], 8), tokens)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_corrupt_packed_weights_name_the_layer(backend):
+    """An invalid TQ1_B3 byte (>= 243) in a deployed state dict names the entry, as a wrong length does."""
+    import lowbit
+
+    model = BitLM(small()).deploy()
+    sd = model.state_dict()
+    key = "layers.1.self_attn.q_proj.packed_weight"
+    fresh = BitLM(small()).deploy()
+    with lowbit.backend(backend):
+        for value, match in ((255, "holds invalid TQ1_B3 trits"), (None, "has shape")):
+            bad = dict(sd)
+            bad[key] = torch.full_like(sd[key], 255) if value else sd[key][:-3].clone()
+            with pytest.raises(ValueError, match=rf"'{key}' {match}"):
+                fresh.load_state_dict(bad)
+        fresh.load_state_dict(sd)
+    ids = torch.randint(0, 258, (1, 6))
+    assert torch.equal(fresh(ids), model(ids))
+
+
+def test_bitnet_quant_per_channel_activations_are_per_token():
+    """BITNET_QUANT's repr says activation_granularity='per_channel'; the docs say "one scale per
+    token": both hold, a row's output does not depend on the other rows (it does per tensor)."""
+    torch.manual_seed(5)
+    x = torch.randn(4, 64)
+    louder = x.clone()
+    louder[1:] *= 1000.0
+    for config, independent in ((BITNET_QUANT, True), (BitQuantConfig("per_tensor", "int8", "per_tensor"), False)):
+        layer = BitLinear(64, 32, bias=False, quant_config=config)
+        for mode in (True, False):
+            layer.train(mode)
+            with torch.no_grad():
+                same = torch.equal(layer(x)[0], layer(louder)[0])
+            assert same == independent, (config, mode)
+    assert "activation_granularity='per_channel'" in repr(BITNET_QUANT)

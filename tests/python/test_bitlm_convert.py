@@ -194,7 +194,92 @@ def test_bitlm_conversion_with_sub_norms_trains_and_exports(tmp_path):
         export_gguf(llama_to_bitlm(hf, sub_norms=False), tmp_path / "plain.gguf")
 
 
-def test_conversion_bad_input():
+def gpt2(seed=0, n_layer=2):
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(vocab_size=258, n_embd=64, n_layer=n_layer, n_head=4, n_positions=64)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def test_inplace_conversion_of_gpt2_conv1d_projections():
+    """GPT-2's projections are transformers Conv1D (y = x @ W + b, W [in, out]): each becomes a
+    BitLinear holding W.T, computing what a BitLinear made from the equivalent nn.Linear computes."""
+    from bitmodels.convert import is_hf_conv1d
+
+    model = gpt2()
+    convs = {name: (m.weight.detach().clone(), m.bias.detach().clone())
+             for name, m in model.named_modules() if is_hf_conv1d(m)}
+    assert len(convs) == 8  # c_attn, attn.c_proj, c_fc, mlp.c_proj per block
+    assert convert_to_bitlinear(model) is model
+    assert not any(is_hf_conv1d(m) for m in model.modules())
+    assert type(model.lm_head) is nn.Linear  # the output head stays float by default
+    for name, (w, b) in convs.items():
+        layer = model.get_submodule(name)
+        assert isinstance(layer, BitLinear) and layer.quant_config == BITNET_QUANT
+        assert torch.equal(layer.weight, w.t()) and torch.equal(layer.bias, b)
+        linear = nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(w.t())
+            linear.bias.copy_(b)
+        twin = BitLinear.from_linear(linear, BITNET_QUANT)
+        xi = torch.randn(3, 5, w.shape[0])
+        for mode in (True, False):
+            layer.train(mode), twin.train(mode)
+            assert torch.equal(layer(xi), twin(xi)), (name, mode)
+    # it trains through the model's own loss, and converting again changes nothing
+    model.train()
+    batches = list(fortune_batches(4, batch=4, seq_len=32, seed=3))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for xy in batches * 3:
+        loss = model(xy, labels=xy).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.3, losses
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    convert_to_bitlinear(model)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_conversion_refuses_models_without_linear_layers():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 3))
+    with pytest.raises(ValueError, match=r"Sequential has no layer to convert .*found .*Embedding x1.*Conv1d x1"):
+        convert_to_bitlinear(model)
+    with pytest.raises(ValueError, match=r"skip entries \['transformer\.h\.\*\.attn\.c_atn', 'lm_haed'\] match no"):
+        convert_to_bitlinear(gpt2(n_layer=1), skip=["transformer.h.*.attn.c_atn", "lm_haed", "lm_head"])
+
+
+@pytest.mark.parametrize("deployed", [False, True])
+def test_llama_converted_in_place_becomes_a_bitlm(tmp_path, deployed):
+    """llama_to_bitlm / target="bitlm" accept a Llama converted in place: its BitLinear projections
+    (latent or deployed) are copied whole, with their quant config, so the BitLM without sub-norms
+    computes the converted model's logits exactly; with sub-norms it exports to GGUF."""
+    qc = BitQuantConfig("per_tensor", "int8", "per_tensor")
+    hf = convert_to_bitlinear(llama(seed=8, hidden_size=256, intermediate_size=256, num_hidden_layers=1), qc)
+    with torch.no_grad():  # move the latent weights away from the float model's
+        hf.model.layers[0].self_attn.q_proj.weight.mul_(-1.5)
+    if deployed:
+        deploy_model(hf)
+    ids = torch.randint(0, 258, (2, 20), generator=torch.Generator().manual_seed(9))
+    hf.eval()
+    with torch.no_grad():
+        expected = hf(ids).logits
+    bitlm = llama_to_bitlm(hf, sub_norms=False).eval()
+    q = bitlm.layers[0].self_attn.q_proj
+    assert bitlm.config.quant_config == qc and q.quant_config == qc and q.deployed == deployed
+    source = hf.model.layers[0].self_attn.q_proj
+    assert torch.equal(q.packed_weights()[0], source.packed_weights()[0])
+    with torch.no_grad():
+        assert torch.equal(bitlm(ids), expected)
+    exported = convert_to_bitlinear(hf, BITNET_QUANT, target="bitlm")  # sub-norms added: exportable
+    assert exported.config.quant_config == BITNET_QUANT and exported.config.sub_norms
+    if not deployed:
+        assert torch.equal(exported.layers[0].self_attn.q_proj.weight, source.weight)
+    assert export_gguf(exported, tmp_path / "converted.gguf").stat().st_size > 0
+
+
+def test_conversion_bad_input(tmp_path):
     with pytest.raises(ValueError, match="expected an nn.Module"):
         convert_to_bitlinear("not a model")
     with pytest.raises(ValueError, match="target"):
@@ -213,9 +298,20 @@ def test_conversion_bad_input():
         llama_to_bitlm(llama(rope_scaling={"rope_type": "linear", "factor": 2.0}))
     with pytest.raises(ValueError, match="hidden_act"):
         llama_to_bitlm(llama(hidden_act="gelu"))
-    converted = convert_to_bitlinear(llama())
-    with pytest.raises(ValueError, match="not an nn.Linear"):  # already converted in place
-        llama_to_bitlm(converted)
+    with pytest.raises(ValueError, match="lm_head .*BitLinear.*float head"):  # head converted too
+        llama_to_bitlm(convert_to_bitlinear(llama(), skip=()))
+    with pytest.raises(ValueError, match="not an nn.Linear or a BitLinear"):
+        broken = llama()
+        broken.model.layers[1].mlp.up_proj = nn.Identity()
+        llama_to_bitlm(broken)
+    mixed = convert_to_bitlinear(llama(), BitQuantConfig("per_channel"), skip=["model.layers.1.*", "lm_head"])
+    convert_to_bitlinear(mixed, skip=["model.layers.0.*", "lm_head"])
+    with pytest.raises(ValueError, match="different quantization configs"):
+        llama_to_bitlm(mixed)
+    with pytest.raises(ValueError, match="deployed .*ternary=False"):
+        llama_to_bitlm(deploy_model(convert_to_bitlinear(llama())), ternary=False)
+    with pytest.raises(ValueError, match="expected a BitLM, got LlamaForCausalLM; .*llama_to_bitlm"):
+        export_gguf(convert_to_bitlinear(llama()), tmp_path / "never-written.gguf")
     with pytest.raises(ValueError, match="match no module"):
         convert_to_bitlinear(llama(), skip=["decoder.head"])
     with pytest.raises(ValueError, match="sub_norms must be a bool"):

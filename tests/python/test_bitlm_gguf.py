@@ -215,20 +215,126 @@ def test_unknown_architecture(exported, tmp_path):
         load_gguf(dst)
 
 
+@pytest.fixture
+def no_model_build(monkeypatch):
+    """Fail the test if load_gguf builds the model (allocates) before it refuses the file."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_gguf built the model before checking the file")
+
+    monkeypatch.setattr("bitmodels.gguf_io.BitLM", refuse)
+
+
 @pytest.mark.parametrize("fields, drop, match", [
     ({"bitnet.feed_forward_length": 512}, None, r"blk\.0\.ffn_.*' has shape \(256,\), expected \(512,\)"),
+    # corrupted sizes that would ask for gigabytes: refused from the tensor table, nothing allocated
+    ({"bitnet.feed_forward_length": 12_845_568}, None,
+     r"'blk\.0\.ffn_sub_norm\.weight' has shape \(256,\), expected \(12845568,\)"),
+    ({"bitnet.block_count": 2007}, None, "'blk.2.attn_norm.weight' is missing"),
+    ({"bitnet.embedding_length": 2 ** 31}, None, r"dimension_count' is 64, but the head size is 536870912"),
+    ({"bitnet.embedding_length": 2 ** 31, "bitnet.rope.dimension_count": 2 ** 29}, None,
+     r"'token_embd\.weight' has shape \(258, 256\), expected \(258, 2147483648\)"),
     ({"bitnet.attention.head_count_kv": 4}, None, "attn_k.weight' has shape"),
     ({"bitnet.block_count": 3}, None, "blk.2.attn_norm.weight' is missing"),
     ({}, "blk.1.attn_sub_norm.weight", "blk.1.attn_sub_norm.weight' is missing"),
+    ({}, "blk.1.ffn_up.weight", "blk.1.ffn_up.weight' is missing"),
+    ({"bitlab.tie_word_embeddings": False}, None, "'output.weight' is missing"),
     ({"bitnet.attention.head_count": 3}, None, "num_heads"),
-    ({"bitnet.block_count": "two"}, None, "invalid literal"),
+    ({"bitnet.block_count": "two"}, None, "'bitnet.block_count' must be an integer >= 1, got 'two'"),
+    ({"bitnet.block_count": 0}, None, "'bitnet.block_count' must be an integer >= 1"),
+    ({"bitnet.attention.layer_norm_rms_epsilon": float("nan")}, None, "layer_norm_rms_epsilon' must be a positive"),
+    # partial rotary: bitlab-run refuses it, so does load_gguf (the model would apply full rotary)
+    ({"bitnet.rope.dimension_count": 0}, None, r"'bitnet\.rope\.dimension_count' is 0, but the head size is 64"),
+    ({"bitnet.rope.dimension_count": 64007}, None, "'bitnet.rope.dimension_count' is 64007"),
+    ({"bitnet.rope.dimension_count": 32}, None, "partial rotary is not supported"),
 ])
-def test_mismatched_shapes_and_metadata(exported, tmp_path, fields, drop, match):
+def test_mismatched_shapes_and_metadata(exported, tmp_path, no_model_build, fields, drop, match):
     _, path = exported
     dst = rewrite(path, tmp_path / "bad.gguf", fields=fields, drop_tensors=lambda n: n == drop)
     with pytest.raises(ValueError, match=match) as err:
         load_gguf(dst)
     assert "bad.gguf" in str(err.value)
+
+
+@pytest.mark.parametrize("name, qtype, match", [
+    ("blk.0.attn_norm.weight", "Q8_0", r"'blk\.0\.attn_norm\.weight' has type Q8_0, expected one of"),
+    ("blk.1.ffn_gate.weight", "Q8_0", r"'blk\.1\.ffn_gate\.weight' has type Q8_0"),
+])
+def test_unsupported_tensor_types_are_refused(exported, tmp_path, no_model_build, name, qtype, match):
+    _, path = exported
+
+    def requantized(tname, t):
+        if tname != name:
+            return None
+        values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        kind = getattr(gguf.GGMLQuantizationType, qtype)
+        return gguf.quants.quantize(values.reshape(tuple(reversed([int(d) for d in t.shape]))), kind), kind
+
+    dst = rewrite(path, tmp_path / "typed.gguf", tensor_fn=requantized)
+    with pytest.raises(ValueError, match=match) as err:
+        load_gguf(dst)
+    assert "typed.gguf" in str(err.value)
+
+
+def test_tensors_sharing_bytes_are_refused(exported, tmp_path, no_model_build):
+    """Tensor infos pointing at the same bytes would let a small file describe a big model."""
+    _, path = exported
+    dst = tmp_path / "aliased.gguf"
+    dst.write_bytes(path.read_bytes())
+    r = gguf.GGUFReader(str(dst), "r+")
+    tensors = {t.name: t for t in r.tensors}
+    for name, t in tensors.items():
+        if name.startswith("blk.1."):
+            t.field.parts[-1][0] = tensors[name.replace("blk.1.", "blk.0.", 1)].field.parts[-1][0]
+    r.data.flush()
+    del r, tensors
+    aliased = {t.name: t.data_offset for t in gguf.GGUFReader(str(dst)).tensors}
+    assert aliased["blk.1.attn_q.weight"] == aliased["blk.0.attn_q.weight"]
+    with pytest.raises(ValueError, match="aliased.gguf.*'blk.0.attn_norm.weight' and 'blk.1.attn_norm.weight' "
+                                         "share bytes"):
+        load_gguf(dst)
+
+
+def test_fuzzed_files_load_or_raise_value_error(tmp_path):
+    """Seeded random corruptions of a small file (bytes and 4/8-byte integers in the header and
+    tensor data, truncations): each one loads or raises ValueError naming the file, nothing else
+    (no MemoryError, RuntimeError, struct.error, ...)."""
+    import random
+    import warnings
+
+    torch.manual_seed(0)
+    model = BitLM(small(num_layers=1, max_position_embeddings=32)).eval()
+    data = export_gguf(model, tmp_path / "small.gguf").read_bytes()
+    header = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "small.gguf")).tensors}
+    header_end = min(int(t.data_offset) for t in header.values())
+    rng = random.Random(4)  # this sequence includes a flip that made the old loader ask for 1 TB
+    bad = tmp_path / "fuzz.gguf"
+    outcomes = {"ok": 0, "ValueError": 0}
+    for i in range(300):
+        b = bytearray(data)
+        kind = rng.choice(("byte", "byte", "int", "truncate"))
+        # most mutations hit the header (metadata, tensor table), where a flip changes sizes
+        pos = rng.randrange(header_end if rng.random() < 0.8 else len(b))
+        if kind == "byte":
+            b[pos] = rng.randrange(256)
+        elif kind == "int":
+            width = rng.choice((4, 8))
+            value = rng.choice((0, 1, 2 ** 31, 2 ** 32 - 1, 2 ** 63, 2 ** 64 - 1, rng.randrange(2 ** 20)))
+            b[pos:pos + width] = (value % 2 ** (8 * width)).to_bytes(width, "little")
+        else:
+            del b[pos:]
+        bad.write_bytes(bytes(b[:len(data) + 8]))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numpy overflow warnings on corrupt values are fine
+                load_gguf(bad, trainable=bool(i % 2))
+            outcomes["ok"] += 1
+        except ValueError as e:
+            assert "fuzz.gguf" in str(e), (i, kind, pos, str(e))
+            outcomes["ValueError"] += 1
+        except Exception as e:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"mutation {i} ({kind} at {pos}) raised {type(e).__name__}: {e}")
+    assert outcomes["ValueError"] > 100 and outcomes["ok"] > 10, outcomes
 
 
 def test_non_ternary_weights_are_refused(exported, tmp_path):

@@ -62,6 +62,25 @@ def test_cli_greedy_tokens_match_pytorch(tmp_path, bitlab_run, kw, qtype):  # no
             assert "decode" in speed and "tok/s" in speed
 
 
+def test_cli_and_default_generate_stop_at_the_same_eos(tmp_path, bitlab_run):  # noqa: F811
+    """Without an explicit eos_token_id, BitLM.generate stops at the config's EOS as bitlab-run
+    stops at the file's tokenizer.ggml.eos_token_id: same tokens by default."""
+    config = BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                         max_position_embeddings=64, tie_word_embeddings=False)
+    torch.manual_seed(3)
+    model = BitLM(config).eval()
+    tok = ByteTokenizer()
+    prompt = "héllo\nwörld"
+    ids = torch.tensor([tok.encode(prompt)])
+    free = model.generate(ids, 20, eos_token_id=())[0, ids.shape[1]:].tolist()
+    with torch.no_grad():  # make EOS the greedy pick where the third new token was
+        model.lm_head.weight[257] = model.lm_head.weight[free[2]] * 1.01
+    ref = model.generate(ids, 20)[0].tolist()
+    assert ref[-1] == 257 and len(ref) < ids.shape[1] + 20
+    got, _, _ = run_generate(bitlab_run, export_gguf(model, tmp_path / "eos.gguf"), prompt, 20, "--threads", "1")
+    assert got == ref
+
+
 def test_cli_errors_name_the_file(tmp_path, bitlab_run):  # noqa: F811
     model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
                                 max_position_embeddings=32), seed=0, steps=1)
