@@ -32,6 +32,10 @@ void gemm_f32_avx2(const float*, std::size_t, std::size_t, const std::uint8_t*, 
 void gemm_f32_avx512(const float*, std::size_t, std::size_t, const std::uint8_t*, std::size_t, std::size_t, float*,
                      std::size_t);
 
+// The int8 kernel of the active SIMD level (gemm.cpp), for callers that split rows over their
+// own threads (lm.cpp); recorded as a dispatch like every pick.
+GemmInt8Fn pick_gemm_int8() noexcept;
+
 // From this many activation rows on, the SIMD int8 kernels unpack each group of 4 weight rows
 // once into byte codes and reuse them across all rows (a register-tiled int8 GEMM); below it
 // they decode the packed bytes on the fly (GEMV).

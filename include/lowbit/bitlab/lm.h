@@ -59,6 +59,11 @@ class BitLMModel {
   // logits of the last token (vocab_size floats), or of every token (n x vocab_size) with
   // all_logits. InvalidArgument on an empty input, an id outside the vocabulary, or more
   // tokens than context_length.
+  // The n tokens go through every projection as one n-row int8 GEMM (prefill), and every token's
+  // arithmetic is the same whatever n is and however many threads run: the logits are
+  // bit-identical whether a prompt is run at once, in pieces or token by token (tested).
+  // Threads: the process-wide bitlab Team (LOWBIT_NUM_THREADS, else every core); calls from
+  // several threads at once are safe (one of them runs on the team, the others single-threaded).
   std::vector<float> forward(const std::int32_t* tokens, std::size_t n, BitLMCache& cache,
                              bool all_logits = false) const;
 
@@ -76,9 +81,13 @@ class BitLMModel {
   };
   struct Layer {
     std::vector<float> attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
-    Projection q, k, v, o, gate, up, down;
+    Projection qkv;     // attn_q, attn_k, attn_v stacked (one activation quantization, one pass)
+    Projection o;
+    Projection gate_up; // ffn_gate rows, then ffn_up rows
+    Projection down;
   };
   BitLMConfig config_;
+  std::vector<float> rope_cos_, rope_sin_;  // context_length x head_dim / 2
   std::vector<float> token_embd_;  // vocab x hidden
   std::vector<float> output_;      // vocab x hidden, or empty (tied)
   std::vector<float> output_norm_;
