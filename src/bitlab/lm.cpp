@@ -8,6 +8,7 @@
 #include <map>
 
 #include "gemm_isa.h"
+#include "lm_ops.h"
 #include "lowbit/bitlab/gemm.h"
 #include "lowbit/bitlab/gguf.h"
 #include "lowbit/core/error.h"
@@ -40,23 +41,9 @@ std::uint32_t single_code_point(const std::string& s) {
   return std::numeric_limits<std::uint32_t>::max();
 }
 
-// sum_i a[i] * b[i] with 16 interleaved partial sums (a fixed order the compiler can vectorize
-// without -ffast-math), then the partials in order.
-float dot(const float* a, const float* b, std::size_t n) {
-  constexpr std::size_t kLanes = 16;
-  float part[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t l = 0; l < kLanes; ++l) part[l] += a[i + l] * b[i + l];
-  }
-  float s = 0.0f;
-  for (std::size_t l = 0; l < kLanes; ++l) s += part[l];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-void rms_norm(const float* x, const float* w, std::size_t n, float eps, float* y) {
-  const float ss = dot(x, x, n);
+// y = (x / sqrt(mean(x^2) + eps)) * w, with the sum of squares in the fixed order of LmOps::dot.
+void rms_norm(const kernels::LmOps& ops, const float* x, const float* w, std::size_t n, float eps, float* y) {
+  const float ss = ops.dot(x, x, n);
   const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
   for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * w[i];
 }
@@ -150,9 +137,17 @@ BitLMModel BitLMModel::load(const std::string& path) {
   c.vocab_size = embd->dims[1];
   const std::size_t d = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim,
                     ff = c.intermediate_size, vocab = c.vocab_size;
-  m.token_embd_ = floats("token_embd.weight", {vocab, d});
+  // The head is kept transposed (hidden x vocab: the logits are a column product, LmOps::columns);
+  // with tied embeddings it is the only copy and embed() reads its columns.
+  std::vector<float> embedding = floats("token_embd.weight", {vocab, d});
+  const bool tied = f.find_tensor("output.weight") == nullptr;
+  const std::vector<float> head = tied ? std::vector<float>{} : floats("output.weight", {vocab, d});
+  const std::vector<float>& h = tied ? embedding : head;
+  m.head_t_.resize(vocab * d);
+  for (std::size_t v = 0; v < vocab; ++v)
+    for (std::size_t e = 0; e < d; ++e) m.head_t_[e * vocab + v] = h[v * d + e];
+  if (!tied) m.token_embd_ = std::move(embedding);
   m.output_norm_ = floats("output_norm.weight", {d});
-  if (f.find_tensor("output.weight")) m.output_ = floats("output.weight", {vocab, d});
   for (std::size_t i = 0; i < c.num_layers; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     Layer layer;
@@ -214,6 +209,15 @@ BitLMModel BitLMModel::load(const std::string& path) {
   return m;
 }
 
+void BitLMModel::embed(std::int32_t token, float* out) const {
+  const std::size_t d = config_.hidden_size, vocab = config_.vocab_size, t = static_cast<std::size_t>(token);
+  if (!token_embd_.empty()) {
+    std::memcpy(out, &token_embd_[t * d], d * sizeof(float));
+  } else {
+    for (std::size_t e = 0; e < d; ++e) out[e] = head_t_[e * vocab + t];
+  }
+}
+
 BitLMCache BitLMModel::new_cache() const {
   BitLMCache cache;
   const std::size_t row = config_.num_kv_heads * config_.head_dim;
@@ -235,6 +239,9 @@ struct Int8Rows {
   }
 };
 
+// Multiply-adds a parallel chunk should at least do, so that it outweighs its hand-off.
+constexpr std::size_t kMinWork = std::size_t{1} << 15;
+
 // Calls body(begin, end) over [0, count) rows: split over the team when there is more than one
 // row (prefill), on the caller for a single row (decode), where a hand-off costs more than it saves.
 template <class Body>
@@ -243,19 +250,15 @@ void for_rows(Team& team, std::size_t count, Body&& body) {
     body(0, count);
     return;
   }
-  team.run([&](std::size_t i, std::size_t n) {
-    std::size_t begin, end;
-    split_range(count, 1, i, n, begin, end);
-    if (begin < end) body(begin, end);
-  });
+  team.parallel_for(count, 1, 1, [&](std::size_t begin, std::size_t end, std::size_t) { body(begin, end); });
 }
 
 // q = quantize(rms_norm(x[m]) * w) for the rows m of x (M x cols, row stride ldx); scratch holds M x cols.
-void norm_quantize(Team& team, const float* x, std::size_t ldx, std::size_t M, std::size_t cols, const float* w,
+void norm_quantize(Team& team, const kernels::LmOps& ops, const float* x, std::size_t ldx, std::size_t M, std::size_t cols, const float* w,
                    float eps, float* scratch, Int8Rows& q) {
   for_rows(team, M, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {
-      rms_norm(x + m * ldx, w, cols, eps, scratch + m * cols);
+      rms_norm(ops, x + m * ldx, w, cols, eps, scratch + m * cols);
       q.sums[m] = quantize_activation_row(scratch + m * cols, cols, q.values.data() + m * q.stride, q.scales[m]);
     }
   });
@@ -280,12 +283,14 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
                     half = hd / 2, nqkv = nq + 2 * nkv;
   Team& team = default_team();
   const kernels::GemmInt8Fn gemm = kernels::pick_gemm_int8();
+  const kernels::LmOps& ops = kernels::lm_ops();
+  const std::size_t ctx = c.context_length;
 
   std::vector<float> h(n * d), normed(n * std::max(d, std::max(nq, ff))), qkv(n * nqkv), o(n * nq), act(n * ff);
   std::vector<float> scores(team.size() * (start + n));
   std::vector<std::int32_t> acc(n * std::max(nqkv, std::max(d, 2 * ff)));
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
-  for (std::size_t t = 0; t < n; ++t) std::memcpy(&h[t * d], &token_embd_[tokens[t] * d], d * sizeof(float));
+  for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
 
   // Output rows of projection p for the activations x; rows [n0, n1) of the int8 GEMM go to
   // acc (n x p.rows), then each is finished by epilogue(m, row, value).
@@ -295,13 +300,11 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   auto value = [&](const Projection& p, const Int8Rows& x, std::size_t m, std::size_t r) {
     return int8_epilogue(acc[m * p.packed.rows + r], x.scales[m], p.scales[r]);
   };
-  // y[m * ldy + r] (= or +=) the projection of x, rows split over the team in groups of 4 (the
-  // kernels' register blocking).
+  // Groups of 4 weight rows (the kernels' register blocking) per chunk, for kMinWork MACs a chunk.
+  auto grain = [&](std::size_t row_macs) { return std::max<std::size_t>(1, kMinWork / (4 * row_macs * n)); };
+  // y[m * ldy + r] (= or +=) the projection of x, rows split over the team in groups of 4.
   auto project = [&](const Projection& p, const Int8Rows& x, float* y, std::size_t ldy, bool add) {
-    team.run([&](std::size_t i, std::size_t nt) {
-      std::size_t r0, r1;
-      split_range(p.packed.rows, 4, i, nt, r0, r1);
-      if (r0 == r1) return;
+    team.parallel_for(p.packed.rows, 4, grain(x.stride), [&](std::size_t r0, std::size_t r1, std::size_t) {
       gemm_rows(p, x, r0, r1);
       for (std::size_t m = 0; m < n; ++m) {
         for (std::size_t r = r0; r < r1; ++r) {
@@ -327,53 +330,41 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
     std::vector<float>& K = cache.keys[l];
     std::vector<float>& V = cache.values[l];
     // attention: q, k, v in one GEMM; rotary on q and k; k and v into the cache
-    norm_quantize(team, h.data(), d, n, d, L.attn_norm.data(), c.rms_norm_eps, normed.data(), xd);
+    norm_quantize(team, ops, h.data(), d, n, d, L.attn_norm.data(), c.rms_norm_eps, normed.data(), xd);
     project(L.qkv, xd, qkv.data(), nqkv, false);
     for_rows(team, n, [&](std::size_t t0, std::size_t t1) {
       for (std::size_t t = t0; t < t1; ++t) {
         float* row = &qkv[t * nqkv];
         for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(row + hh * hd, start + t);
         for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(row + nq + hh * hd, start + t);
-        std::memcpy(&K[(start + t) * nkv], row + nq, nkv * sizeof(float));
+        for (std::size_t e = 0; e < nkv; ++e) K[e * ctx + start + t] = row[nq + e];  // transposed
         std::memcpy(&V[(start + t) * nkv], row + nq + nkv, nkv * sizeof(float));
       }
     });
-    team.run([&](std::size_t i, std::size_t nt) {
-      std::size_t j0, j1;
-      split_range(n * c.num_heads, 1, i, nt, j0, j1);
-      float* sc = &scores[i * (start + n)];
+    team.parallel_for(n * c.num_heads, 1, 1, [&](std::size_t j0, std::size_t j1, std::size_t slot) {
+      float* sc = &scores[slot * (start + n)];
       for (std::size_t job = j0; job < j1; ++job) {
         const std::size_t t = job / c.num_heads, hh = job % c.num_heads, kh = hh / group;
         const std::size_t visible = start + t + 1;
         const float* qrow = &qkv[t * nqkv + hh * hd];
+        ops.columns(qrow, &K[kh * hd * ctx], hd, ctx, visible, softmax_scale, sc);
         float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t j = 0; j < visible; ++j) {
-          sc[j] = dot(qrow, &K[j * nkv + kh * hd], hd) * softmax_scale;
-          mx = std::max(mx, sc[j]);
-        }
+        for (std::size_t j = 0; j < visible; ++j) mx = std::max(mx, sc[j]);
         float sum = 0.0f;
         for (std::size_t j = 0; j < visible; ++j) {
           sc[j] = std::exp(sc[j] - mx);
           sum += sc[j];
         }
-        float* out = &o[t * nq + hh * hd];
-        std::fill(out, out + hd, 0.0f);
-        for (std::size_t j = 0; j < visible; ++j) {
-          const float w = sc[j] / sum;
-          const float* vrow = &V[j * nkv + kh * hd];
-          for (std::size_t e = 0; e < hd; ++e) out[e] += w * vrow[e];
-        }
+        for (std::size_t j = 0; j < visible; ++j) sc[j] = sc[j] / sum;
+        ops.rows(sc, &V[kh * hd], nkv, visible, hd, &o[t * nq + hh * hd]);
       }
     });
-    norm_quantize(team, o.data(), nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed.data(), xq);
+    norm_quantize(team, ops, o.data(), nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed.data(), xq);
     project(L.o, xq, h.data(), d, true);  // residual
 
     // gated FFN: gate and up rows j of one thread's range in one pass, then act(gate) * up
-    norm_quantize(team, h.data(), d, n, d, L.ffn_norm.data(), c.rms_norm_eps, normed.data(), xd);
-    team.run([&](std::size_t i, std::size_t nt) {
-      std::size_t j0, j1;
-      split_range(ff, 4, i, nt, j0, j1);
-      if (j0 == j1) return;
+    norm_quantize(team, ops, h.data(), d, n, d, L.ffn_norm.data(), c.rms_norm_eps, normed.data(), xd);
+    team.parallel_for(ff, 4, grain(2 * xd.stride), [&](std::size_t j0, std::size_t j1, std::size_t) {
       gemm_rows(L.gate_up, xd, j0, j1);
       gemm_rows(L.gate_up, xd, ff + j0, ff + j1);
       for (std::size_t m = 0; m < n; ++m) {
@@ -389,7 +380,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
         }
       }
     });
-    norm_quantize(team, act.data(), ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed.data(), xff);
+    norm_quantize(team, ops, act.data(), ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed.data(), xff);
     project(L.down, xff, h.data(), d, true);  // residual
   }
   cache.length += n;
@@ -398,15 +389,12 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   const std::size_t rows = n - first;
   std::vector<float> logits(rows * c.vocab_size);
   for_rows(team, rows, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) rms_norm(&h[(first + r) * d], output_norm_.data(), d, c.rms_norm_eps, &normed[r * d]);
+    for (std::size_t r = r0; r < r1; ++r) rms_norm(ops, &h[(first + r) * d], output_norm_.data(), d, c.rms_norm_eps, &normed[r * d]);
   });
-  const std::vector<float>& head = output_.empty() ? token_embd_ : output_;
-  team.run([&](std::size_t i, std::size_t nt) {
-    std::size_t v0, v1;
-    split_range(c.vocab_size, 16, i, nt, v0, v1);
-    for (std::size_t v = v0; v < v1; ++v) {
-      const float* w = &head[v * d];
-      for (std::size_t r = 0; r < rows; ++r) logits[r * c.vocab_size + v] = dot(&normed[r * d], w, d);
+  team.parallel_for(c.vocab_size, 16, std::max<std::size_t>(1, kMinWork / (16 * d * rows)),
+                    [&](std::size_t v0, std::size_t v1, std::size_t) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      ops.columns(&normed[r * d], head_t_.data() + v0, d, c.vocab_size, v1 - v0, 1.0f, &logits[r * c.vocab_size + v0]);
     }
   });
   return logits;

@@ -41,9 +41,10 @@ struct BitLMConfig {
 
 // The keys and values of every layer for the tokens seen so far.
 struct BitLMCache {
-  std::size_t length = 0;                // tokens cached
-  std::vector<std::vector<float>> keys;  // per layer: context_length x (num_kv_heads * head_dim)
-  std::vector<std::vector<float>> values;
+  std::size_t length = 0;                  // tokens cached
+  std::vector<std::vector<float>> keys;    // per layer: (num_kv_heads * head_dim) x context_length
+                                           // (transposed: a head's scores read rows of positions)
+  std::vector<std::vector<float>> values;  // per layer: context_length x (num_kv_heads * head_dim)
 };
 
 class BitLMModel {
@@ -88,8 +89,10 @@ class BitLMModel {
   };
   BitLMConfig config_;
   std::vector<float> rope_cos_, rope_sin_;  // context_length x head_dim / 2
-  std::vector<float> token_embd_;  // vocab x hidden
-  std::vector<float> output_;      // vocab x hidden, or empty (tied)
+  void embed(std::int32_t token, float* out) const;  // the token's embedding row (hidden floats)
+
+  std::vector<float> token_embd_;  // vocab x hidden; empty when the head is tied to it
+  std::vector<float> head_t_;      // the output head transposed: hidden x vocab
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
   std::vector<std::int32_t> byte_to_token_;  // 256 entries
