@@ -102,33 +102,47 @@ BitLMModel BitLMModel::load(const std::string& path) {
   auto floats = [&](const std::string& name, std::vector<std::size_t> shape) {
     return GgufFile::to_float(tensor(name, std::move(shape)));
   };
-  // Stacks the ternary tensors `bases` (each rows_i x cols, in order) into one packed projection.
+  // Stacks the ternary tensors `bases` (each rows_i x cols, in order) into one packed projection,
+  // decoding and packing a few rows at a time (peak memory: the packed result plus one piece).
   auto projection = [&](std::initializer_list<std::pair<std::string, std::size_t>> bases, std::size_t cols) {
     std::size_t total = 0;
     for (const auto& [base, rows] : bases) total += rows;
-    std::vector<std::int8_t> trits(total * cols);
     Projection out;
+    out.packed.rows = total;
+    out.packed.cols = cols;
+    out.packed.row_bytes = packed_row_bytes(cols);
+    out.packed.data.resize(total * out.packed.row_bytes);
     out.scales.reserve(total);
     std::size_t row0 = 0;
     for (const auto& [base, rows] : bases) {
-      const std::vector<float> values = floats(base + ".weight", {rows, cols});
+      const GgufTensor& t = tensor(base + ".weight", {rows, cols});
       float scale = 1.0f;
       if (f.find_tensor(base + ".scale")) scale = floats(base + ".scale", {1})[0];
+      // whole TQ blocks per piece: rows of a multiple of 256 columns, else the tensor at once
+      const std::size_t piece = cols % kTqBlock == 0 ? std::max<std::size_t>(1, (std::size_t{1} << 16) / cols) : rows;
+      std::vector<float> values(std::min(piece, rows) * cols);
+      std::vector<std::int8_t> trits(values.size());
       float magnitude = 0.0f;
-      std::int8_t* t = trits.data() + row0 * cols;
-      for (std::size_t i = 0; i < values.size(); ++i) {
-        const float a = std::fabs(values[i]);
-        if (a == 0.0f) continue;
-        if (magnitude == 0.0f) magnitude = a;
-        if (a != magnitude) bad(path, "tensor '" + base + ".weight' is not ternary (its nonzero magnitudes differ)");
-        t[i] = values[i] > 0 ? 1 : -1;
+      for (std::size_t r = 0; r < rows; r += piece) {
+        const std::size_t nr = std::min(piece, rows - r);
+        GgufFile::to_float(t, r * cols, nr * cols, values.data());
+        std::fill(trits.begin(), trits.end(), std::int8_t{0});
+        for (std::size_t i = 0; i < nr * cols; ++i) {
+          const float a = std::fabs(values[i]);
+          if (a == 0.0f) continue;
+          if (magnitude == 0.0f) magnitude = a;
+          if (a != magnitude) bad(path, "tensor '" + base + ".weight' is not ternary (its nonzero magnitudes differ)");
+          trits[i] = values[i] > 0 ? 1 : -1;
+        }
+        const PackedTernary packed = pack_ternary_2bit(trits.data(), nr, cols);
+        std::memcpy(out.packed.data.data() + (row0 + r) * out.packed.row_bytes, packed.data.data(),
+                    nr * out.packed.row_bytes);
       }
       if (magnitude != 0.0f) scale *= magnitude;
       if (!std::isfinite(scale) || scale < 0) bad(path, "tensor '" + base + ".scale' holds an invalid scale");
       out.scales.insert(out.scales.end(), rows, scale);
       row0 += rows;
     }
-    out.packed = pack_ternary_2bit(trits.data(), total, cols);
     return out;
   };
 
