@@ -157,13 +157,16 @@ def llama_cpp(path, n, threads):
         raise RuntimeError("llama-simple failed: " + simple.stderr.decode(errors="replace").strip().splitlines()[-1])
     text = simple.stdout
     generated = text[text.find(PROMPT.encode()) + len(PROMPT):] if PROMPT.encode() in text else text
-    bench = subprocess.run([str(build / "bin" / "llama-bench"), "-m", str(path), "-p", str(len(PROMPT)), "-n", str(n),
-                            "-t", str(threads), "-r", "3", "-o", "json"], capture_output=True, timeout=1200)
-    if bench.returncode != 0:
-        raise RuntimeError("llama-bench failed: " + bench.stderr.decode(errors="replace").strip().splitlines()[-1])
-    rows = json.loads(bench.stdout)
-    pp = next(r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0)
-    tg = next(r["avg_ts"] for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0)
+    def llama_bench(*args):
+        bench = subprocess.run([str(build / "bin" / "llama-bench"), "-m", str(path), *args, "-t", str(threads), "-r", "3",
+                                "-o", "json"], capture_output=True, timeout=1200)
+        if bench.returncode != 0:
+            raise RuntimeError("llama-bench failed: " + bench.stderr.decode(errors="replace").strip().splitlines()[-1])
+        return json.loads(bench.stdout)[0]["avg_ts"]
+
+    # prefill from an empty context; decode at depth len(PROMPT), the positions ours and PyTorch decode at
+    pp = llama_bench("-p", str(len(PROMPT)), "-n", "0")
+    tg = llama_bench("-p", "0", "-n", str(n), "-d", str(len(PROMPT)))
     return generated.rstrip(b"\n"), pp, tg
 
 
@@ -252,8 +255,8 @@ def main() -> None:
     print(f"BitNet b1.58 decoders, random weights, SwiGLU, vocabulary 258 bytes, exported with "
           f"bitmodels.export_gguf (TQ2_0). Greedy, prompt {len(PROMPT)} tokens, {n} new tokens, KV cache. "
           f"PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS and torch threads = T). "
-          f"llama.cpp: llama-bench -p {len(PROMPT)} -n {n} -t T -r 3 (its decode starts at an empty context; ours "
-          f"and PyTorch's continue after the prompt). Agreement: leading generated tokens equal to PyTorch's "
+          f"llama.cpp: llama-bench -t T -r 3, prefill `-p {len(PROMPT)} -n 0`, decode `-p 0 -n {n} -d {len(PROMPT)}` (at the "
+          f"positions after the prompt, like ours). Agreement: leading generated tokens equal to PyTorch's "
           f"deployed model. Machine: {CORES} cores, shared (all runners side by side in one run).\n")
     for size in sizes:
         c = config(size)
