@@ -120,7 +120,10 @@ void gemm_int8_avx512(const std::int8_t* xq, const std::int32_t* x_sums, std::si
   if (M < kTiledMinRows) {
     for (std::size_t m = 0; m < M; ++m) {
       std::size_t n = n0;
-      for (; n + 4 <= n1; n += 4) dot_rows_packed<4>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n, 1);
+      for (; n + 4 <= n1; n += 4) {
+        prefetch_bytes(w, n * rb + kPrefetchBytes, 4 * rb, n1 * rb);
+        dot_rows_packed<4>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n, 1);
+      }
       for (; n < n1; ++n) dot_rows_packed<1>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n, 1);
     }
     return;
@@ -130,6 +133,7 @@ void gemm_int8_avx512(const std::int8_t* xq, const std::int32_t* x_sums, std::si
   for (std::size_t n = n0; n < n1; n += 4) {
     const std::size_t nr = std::min<std::size_t>(4, n1 - n);
     unpack_rows(w + n * rb, rb, kp, nr, codes.data());
+    prefetch_bytes(w, (n + 4) * rb, 4 * rb, n1 * rb);  // the next rows, while these run over all of x
     std::size_t m = 0;
     for (; m + 4 <= M; m += 4) tile_unpacked<4>(xq + m * kp, x_sums + m, kp, codes.data(), nr, out + m * ldc + n, ldc);
     switch (M - m) {

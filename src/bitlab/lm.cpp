@@ -306,8 +306,8 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
   for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
 
-  // Output rows of projection p for the activations x; rows [n0, n1) of the int8 GEMM go to
-  // acc (n x p.rows), then each is finished by epilogue(m, row, value).
+  // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows);
+  // value() finishes one output with the shared epilogue.
   auto gemm_rows = [&](const Projection& p, const Int8Rows& x, std::size_t n0, std::size_t n1) {
     gemm(x.values.data(), x.sums.data(), n, x.stride, p.packed.data.data(), n0, n1, acc.data(), p.packed.rows);
   };
