@@ -5,7 +5,7 @@ training; byte vocabulary, SwiGLU FFN) of two sizes (SIZES): "small" (hidden 102
 KV heads, FFN 2816, 44M ternary weights) and "large" (hidden 2048, 4 layers, FFN 5632, 181M ternary
 weights), each exported once with bitmodels.export_gguf (TQ2_0), then, greedy, a 128-byte prompt and 64
 new tokens, at 1 and 2 threads:
-  * `bitlab-run generate` (our C++ runtime, packed int8 kernels, KV cache);
+  * `bitlab-run generate` (our C++ runtime, packed int8 kernels, KV cache), median of 3 runs;
   * PyTorch `BitLM.generate` on the deployed model (KV cache; projections on the same C++ kernels);
   * the float32 twin in PyTorch (same shapes, nn.Linear; KV cache);
   * llama.cpp (`llama-bench` for speed, `llama-simple` for the tokens) on the same GGUF file, built
@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,13 +96,19 @@ def torch_generate(model, ids, n):
     return out, ids.shape[1] / (t1 - t0), (n - 1) / (t2 - t1)
 
 
-def ours(path, n, threads):
-    r = subprocess.run([bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--ids",
-                        "--threads", str(threads)], capture_output=True, check=True)
-    ids = [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]]
-    words = r.stderr.decode().split()
-    rates = [float(w.strip("(")) for w, nxt in zip(words, words[1:]) if nxt.startswith("tok/s")]
-    return ids, rates[0], rates[1]
+def ours(path, n, threads, repeats=3):
+    """(ids, prefill tok/s, decode tok/s) of `bitlab-run generate`: the median rates of `repeats` runs (each a
+    fresh process, cold; llama-bench -r 3 averages 3 runs after a warm-up run), the ids of the first."""
+    ids, pp, tg = None, [], []
+    for _ in range(repeats):
+        r = subprocess.run([bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--ids",
+                            "--threads", str(threads)], capture_output=True, check=True)
+        ids = ids or [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]]
+        words = r.stderr.decode().split()
+        rates = [float(w.strip("(")) for w, nxt in zip(words, words[1:]) if nxt.startswith("tok/s")]
+        pp.append(rates[0])
+        tg.append(rates[1])
+    return ids, statistics.median(pp), statistics.median(tg)
 
 
 def peak_rss_mib(cmd, env=None) -> float:
