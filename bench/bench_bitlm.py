@@ -1,21 +1,28 @@
-"""BitLM end to end: text generation speed of the C++ runtime against PyTorch and llama.cpp.
+"""BitLM end to end: text generation speed and memory of the C++ runtime against PyTorch and llama.cpp.
 
-Prints one Markdown section. One BitNet b1.58 model (random weights: speed and agreement do not
-depend on training; hidden 1024, 4 layers, 16 heads / 4 KV heads, SwiGLU FFN 2816, byte vocabulary),
-exported once with bitmodels.export_gguf (TQ2_0), then, greedy, a 128-byte prompt and 64 new tokens:
-  * `bitlab-run generate` (our C++ runtime, packed int8 kernels, KV cache);
+Prints one Markdown section. BitNet b1.58 models (random weights: speed and agreement do not depend on
+training; byte vocabulary, SwiGLU FFN) of two sizes (SIZES): "small" (hidden 1024, 4 layers, 16 heads / 4
+KV heads, FFN 2816, 44M ternary weights) and "large" (hidden 2048, 4 layers, FFN 5632, 181M ternary
+weights), each exported once with bitmodels.export_gguf (TQ2_0), then, greedy, a 128-byte prompt and 64
+new tokens, at 1 and 2 threads:
+  * `bitlab-run generate` (our C++ runtime, packed int8 kernels, KV cache), median of 3 runs;
   * PyTorch `BitLM.generate` on the deployed model (KV cache; projections on the same C++ kernels);
   * the float32 twin in PyTorch (same shapes, nn.Linear; KV cache);
   * llama.cpp (`llama-bench` for speed, `llama-simple` for the tokens) on the same GGUF file, built
     from the PyPI llama-cpp-python sdist (its vendored llama.cpp) in a cache folder outside our tree
     ($LOWBIT_LLAMA_CPP_DIR, default ~/.cache/lowbit-bench/llama.cpp; bench/_llama_cpp.py). Any failure - no network for
     the sdist, a failed build, a file llama.cpp refuses - prints "skipped: <reason>" instead.
+PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS sizes lowbit's pool once per
+process). Then the peak resident memory (the child's own ru_maxrss) of one generation, 1 thread, each in
+a fresh process: ours, PyTorch deployed, the PyTorch float32 twin, a Python process with the same
+imports and no model (the interpreter's share), and llama-simple.
 Token agreement is reported against PyTorch's greedy tokens: ours must match all of them; llama.cpp
 quantizes activations per 256-weight block (Q8_K) rather than per token, so it may diverge.
-The model uses SwiGLU because the llama.cpp vendored by llama-cpp-python 0.3.36 hard-codes SiLU for
+The models use SwiGLU because the llama.cpp vendored by llama-cpp-python 0.3.36 hard-codes SiLU for
 the bitnet architecture (newer builds read `bitnet.hidden_activation`).
 
-    PYTHONPATH=python .venv/bin/python bench/bench_bitlm.py [--quick] [--no-llama-cpp]
+    PYTHONPATH=python .venv/bin/python bench/bench_bitlm.py [--quick] [--no-llama-cpp] [--sizes small,large]
+                                                            [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,12 +58,28 @@ def bitlab_run() -> str:
     raise SystemExit("bench_bitlm: bitlab-run is not built")
 
 
-def config(quick: bool, ternary: bool = True) -> BitLMConfig:
-    if quick:
-        return BitLMConfig(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512,
-                           max_position_embeddings=256, hidden_act="silu", ternary=ternary)
-    return BitLMConfig(hidden_size=1024, num_layers=4, num_heads=16, num_kv_heads=4, intermediate_size=2816,
+# name: (hidden, layers, heads, KV heads, SwiGLU FFN); "large" has 181M ternary weights (the memory target's 100M+)
+SIZES = {"quick": (256, 2, 4, 2, 512), "small": (1024, 4, 16, 4, 2816), "large": (2048, 4, 16, 4, 5632)}
+
+
+def config(size: str, ternary: bool = True) -> BitLMConfig:
+    hidden, layers, heads, kv, ffn = SIZES[size]
+    return BitLMConfig(hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, intermediate_size=ffn,
                        max_position_embeddings=512, hidden_act="silu", ternary=ternary)
+
+
+def models(size: str):
+    """(ternary BitLM, float32 twin), the same weights in every process (seeded)."""
+    torch.manual_seed(0)
+    model = BitLM(config(size)).eval()
+    twin = BitLM(config(size, ternary=False)).eval()
+    return model, twin
+
+
+def ternary_weights(size: str) -> int:
+    hidden, layers, heads, kv, ffn = SIZES[size]
+    head_dim = hidden // heads
+    return layers * (2 * hidden * hidden + 2 * hidden * kv * head_dim + 3 * hidden * ffn)
 
 
 def torch_generate(model, ids, n):
@@ -72,13 +96,62 @@ def torch_generate(model, ids, n):
     return out, ids.shape[1] / (t1 - t0), (n - 1) / (t2 - t1)
 
 
-def ours(path, n, threads):
-    r = subprocess.run([bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--ids",
-                        "--threads", str(threads)], capture_output=True, check=True)
-    ids = [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]]
-    words = r.stderr.decode().split()
-    rates = [float(w.strip("(")) for w, nxt in zip(words, words[1:]) if nxt.startswith("tok/s")]
-    return ids, rates[0], rates[1]
+def ours(path, n, threads, repeats=3):
+    """(ids, prefill tok/s, decode tok/s) of `bitlab-run generate`: the median rates of `repeats` runs (each a
+    fresh process, cold; llama-bench -r 3 averages 3 runs after a warm-up run), the ids of the first."""
+    ids, pp, tg = None, [], []
+    for _ in range(repeats):
+        r = subprocess.run([bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--ids",
+                            "--threads", str(threads)], capture_output=True, check=True)
+        ids = ids or [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]]
+        words = r.stderr.decode().split()
+        rates = [float(w.strip("(")) for w, nxt in zip(words, words[1:]) if nxt.startswith("tok/s")]
+        pp.append(rates[0])
+        tg.append(rates[1])
+    return ids, statistics.median(pp), statistics.median(tg)
+
+
+def peak_rss_mib(cmd, env=None) -> float:
+    """Peak resident memory of one command in MiB, as GNU time reports it (%M: the child's own ru_maxrss;
+    measured through /usr/bin/time, a small process, because a child forked straight from this Python
+    process would inherit its high-water mark)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *cmd], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines() or ["?"]
+            raise RuntimeError(f"{Path(cmd[0]).name} failed: {err[-1]}")
+        return int(out.read().split()[-1]) / 1024.0  # KiB
+
+
+def torch_worker(size: str, threads: int, n: int, what: str) -> None:
+    """In a fresh process (LOWBIT_NUM_THREADS and torch threads = threads): time or run one model.
+    what = "speed": JSON of both PyTorch runners; "twin" / "deployed": one greedy generate (for its
+    peak memory); "none": only the imports (the interpreter + torch baseline)."""
+    torch.set_num_threads(threads)
+    prompt = torch.tensor([ByteTokenizer().encode(PROMPT)])
+    if what == "none":
+        return
+    if what in ("twin", "deployed"):  # only this model in memory (its weights' values do not matter here)
+        torch.manual_seed(0)
+        model = BitLM(config(size, ternary=what == "deployed")).eval()
+        if what == "deployed":
+            model.deploy()
+        torch_generate(model, prompt, n)
+        return
+    model, twin = models(size)
+    model.deploy()
+    ref, t_pp, t_tg = torch_generate(model, prompt, n)
+    _, f_pp, f_tg = torch_generate(twin, prompt, n)
+    print(json.dumps(dict(ref=ref, t_pp=t_pp, t_tg=t_tg, f_pp=f_pp, f_tg=f_tg)))
+
+
+def worker_cmd(size, threads, n, what):
+    return [sys.executable, str(Path(__file__).resolve()), "--torch-worker", size, str(threads), str(n), what]
+
+
+def worker_env(threads):
+    return dict(os.environ, LOWBIT_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
 
 
 # ------------------------------------------------------------------------------------ llama.cpp
@@ -91,13 +164,16 @@ def llama_cpp(path, n, threads):
         raise RuntimeError("llama-simple failed: " + simple.stderr.decode(errors="replace").strip().splitlines()[-1])
     text = simple.stdout
     generated = text[text.find(PROMPT.encode()) + len(PROMPT):] if PROMPT.encode() in text else text
-    bench = subprocess.run([str(build / "bin" / "llama-bench"), "-m", str(path), "-p", str(len(PROMPT)), "-n", str(n),
-                            "-t", str(threads), "-r", "3", "-o", "json"], capture_output=True, timeout=1200)
-    if bench.returncode != 0:
-        raise RuntimeError("llama-bench failed: " + bench.stderr.decode(errors="replace").strip().splitlines()[-1])
-    rows = json.loads(bench.stdout)
-    pp = next(r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0)
-    tg = next(r["avg_ts"] for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0)
+    def llama_bench(*args):
+        bench = subprocess.run([str(build / "bin" / "llama-bench"), "-m", str(path), *args, "-t", str(threads), "-r", "3",
+                                "-o", "json"], capture_output=True, timeout=1200)
+        if bench.returncode != 0:
+            raise RuntimeError("llama-bench failed: " + bench.stderr.decode(errors="replace").strip().splitlines()[-1])
+        return json.loads(bench.stdout)[0]["avg_ts"]
+
+    # prefill from an empty context; decode at depth len(PROMPT), the positions ours and PyTorch decode at
+    pp = llama_bench("-p", str(len(PROMPT)), "-n", "0")
+    tg = llama_bench("-p", "0", "-n", str(n), "-d", str(len(PROMPT)))
     return generated.rstrip(b"\n"), pp, tg
 
 
@@ -110,52 +186,119 @@ def agreement(a, b) -> str:
     return f"{same}/{len(b)}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="a small model (for tests)")
-    p.add_argument("--no-llama-cpp", action="store_true")
-    args = p.parse_args()
-    n = 16 if args.quick else 64
-    torch.manual_seed(0)
-    model = BitLM(config(args.quick)).eval()
-    twin = BitLM(config(args.quick, ternary=False)).eval()
-    tok = ByteTokenizer()
-    prompt = torch.tensor([tok.encode(PROMPT)])
-    rows = []
+def fmt(v) -> str:
+    return "-" if v != v else f"{v:,.0f}"
+
+
+def bench_size(size: str, n: int, threads_list, use_llama: bool):
+    """Speed rows (threads, runner, prefill, decode, agreement), memory rows (runner, MiB, note), and the
+    file size, for one model size; llama.cpp failures become 'skipped: <reason>' rows."""
+    model, _ = models(size)
+    rows, memory = [], []
+    llama_error = None
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_gguf(model, Path(tmp) / "bitlm.gguf")
-        size = path.stat().st_size
-        model.deploy()
-        # every core: the in-process kernels use lowbit's default pool, sized once per process
-        for threads in (CORES,):
-            torch.set_num_threads(threads)
-            log(f"bench_bitlm: {threads} thread(s)")
-            ref, t_pp, t_tg = torch_generate(model, prompt, n)
-            _, f_pp, f_tg = torch_generate(twin, prompt, n)
+        path = export_gguf(model, Path(tmp) / f"bitlm-{size}.gguf")
+        file_mib = path.stat().st_size / 2**20
+        del model
+        ref = None
+        for threads in threads_list:
+            log(f"bench_bitlm: {size}, {threads} thread(s)")
+            r = subprocess.run(worker_cmd(size, threads, n, "speed"), env=worker_env(threads), capture_output=True,
+                               check=True)
+            t = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            ref = ref or t["ref"]
             ids, o_pp, o_tg = ours(path, n, threads)
-            rows.append((threads, "bitlab-run generate (ours, C++)", o_pp, o_tg, agreement(ids[prompt.shape[1]:], ref)))
-            rows.append((threads, "PyTorch BitLM (deployed)", t_pp, t_tg, "reference"))
-            rows.append((threads, "PyTorch float32 twin", f_pp, f_tg, "(other weights)"))
-            if args.no_llama_cpp:
+            prompt_len = len(ids) - len(t["ref"])
+            rows.append((threads, "bitlab-run generate (ours, C++)", o_pp, o_tg, agreement(ids[prompt_len:], t["ref"])))
+            rows.append((threads, "PyTorch BitLM (deployed)", t["t_pp"], t["t_tg"], "reference"))
+            rows.append((threads, "PyTorch float32 twin", t["f_pp"], t["f_tg"], "(other weights)"))
+            if not use_llama or llama_error:
+                if llama_error:
+                    rows.append((threads, "llama.cpp", float("nan"), float("nan"), f"skipped: {llama_error}"))
                 continue
             try:
                 text, l_pp, l_tg = llama_cpp(path, n, threads)
                 rows.append((threads, "llama.cpp (TQ2_0, same file)", l_pp, l_tg,
-                             agreement(list(text), [t for t in ref if t < 256]) + " bytes"))
+                             agreement(list(text), [x for x in t["ref"] if x < 256]) + " bytes"))
             except Exception as e:  # noqa: BLE001 - any failure is a skip with its reason
-                rows.append((threads, "llama.cpp", float("nan"), float("nan"), f"skipped: {skip_reason(e)}"))
-                args.no_llama_cpp = True
-    c = config(args.quick)
+                llama_error = skip_reason(e)
+                rows.append((threads, "llama.cpp", float("nan"), float("nan"), f"skipped: {llama_error}"))
+        # peak resident memory of one greedy generation (prompt + n tokens), 1 thread, fresh processes
+        log(f"bench_bitlm: {size}, peak memory")
+        if not Path("/usr/bin/time").exists():
+            return rows, [("peak memory: skipped: /usr/bin/time (GNU time) is not installed", float("nan"))], file_mib, 0
+        env = worker_env(1)
+        memory.append(("bitlab-run generate (ours, TQ2_0 file)", peak_rss_mib(
+            [bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--threads", "1"], env)))
+        base = peak_rss_mib(worker_cmd(size, 1, n, "none"), env)
+        memory.append(("PyTorch BitLM deployed, generate", peak_rss_mib(worker_cmd(size, 1, n, "deployed"), env)))
+        memory.append(("PyTorch float32 twin, generate", peak_rss_mib(worker_cmd(size, 1, n, "twin"), env)))
+        memory.append(("(Python + torch + bitmodels imported, no model)", base))
+        if use_llama and not llama_error:
+            try:
+                memory.append(("llama.cpp llama-simple (TQ2_0, same file)", peak_rss_mib(
+                    [str(build_llama_cpp() / "bin" / "llama-simple"), "-m", str(path), "-n", str(n), PROMPT])))
+            except Exception as e:  # noqa: BLE001
+                memory.append((f"llama.cpp: skipped: {skip_reason(e)}", float("nan")))
+    return rows, memory, file_mib, base
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="a small model only (for tests)")
+    p.add_argument("--no-llama-cpp", action="store_true")
+    p.add_argument("--sizes", default="small,large", help="comma-separated: " + ", ".join(SIZES))
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--torch-worker", nargs=4, metavar=("SIZE", "THREADS", "N", "WHAT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.torch_worker:
+        size, threads, n, what = args.torch_worker
+        torch_worker(size, int(threads), int(n), what)
+        return
+    n = 16 if args.quick else 64
+    sizes = ["quick"] if args.quick else args.sizes.split(",")
+    threads_list = [int(t) for t in args.threads.split(",")]
     print("## BitLM text generation (bench/bench_bitlm.py)\n")
-    print(f"BitNet b1.58 decoder, random weights: hidden {c.hidden_size}, {c.num_layers} layers, {c.num_heads} heads "
-          f"({c.num_kv_heads} KV), SwiGLU FFN {c.intermediate_size}, vocabulary 258 bytes; GGUF (TQ2_0) "
-          f"{size / 2**20:.1f} MiB. Greedy, prompt {prompt.shape[1]} tokens, {n} new tokens, KV cache. "
-          f"Agreement: leading generated tokens equal to PyTorch's.\n")
-    print("| threads | runner | prefill tok/s | decode tok/s | agreement |")
-    print("|---|---|---|---|---|")
-    for threads, name, pp, tg, agree in rows:
-        fmt = lambda v: "-" if v != v else f"{v:,.0f}"  # noqa: E731
-        print(f"| {threads} | {name} | {fmt(pp)} | {fmt(tg)} | {agree} |")
+    print(f"BitNet b1.58 decoders, random weights, SwiGLU, vocabulary 258 bytes, exported with "
+          f"bitmodels.export_gguf (TQ2_0). Greedy, prompt {len(PROMPT)} tokens, {n} new tokens, KV cache. "
+          f"PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS and torch threads = T). "
+          f"llama.cpp: llama-bench -t T -r 3, prefill `-p {len(PROMPT)} -n 0`, decode `-p 0 -n {n} -d {len(PROMPT)}` (at the "
+          f"positions after the prompt, like ours). Agreement: leading generated tokens equal to PyTorch's "
+          f"deployed model. Machine: {CORES} cores, shared (all runners side by side in one run).\n")
+    for size in sizes:
+        c = config(size)
+        rows, memory, file_mib, base = bench_size(size, n, threads_list, not args.no_llama_cpp)
+        print(f"### hidden {c.hidden_size}, {c.num_layers} layers, {c.num_heads} heads ({c.num_kv_heads} KV), "
+              f"FFN {c.intermediate_size}: {ternary_weights(size) / 1e6:.0f}M ternary weights, GGUF {file_mib:.1f} MiB\n")
+        print("| threads | runner | prefill tok/s | decode tok/s | agreement |")
+        print("|---|---|---|---|---|")
+        for threads, name, pp, tg, agree in rows:
+            print(f"| {threads} | {name} | {fmt(pp)} | {fmt(tg)} | {agree} |")
+        print()
+        ratio_rows = []
+        for threads in threads_list:
+            get = {name: (pp, tg) for t, name, pp, tg, _ in rows if t == threads}
+            o = get.get("bitlab-run generate (ours, C++)")
+            for other in ("llama.cpp (TQ2_0, same file)", "PyTorch BitLM (deployed)"):
+                if o and other in get:
+                    ratio_rows.append(f"| {threads} | ours / {other} | {o[0] / get[other][0]:.2f}x | "
+                                      f"{o[1] / get[other][1]:.2f}x |")
+            d, f = get.get("PyTorch BitLM (deployed)"), get.get("PyTorch float32 twin")
+            if d and f:
+                ratio_rows.append(f"| {threads} | PyTorch deployed / float32 twin | {d[0] / f[0]:.2f}x | "
+                                  f"{d[1] / f[1]:.2f}x |")
+        print("| threads | ratio | prefill | decode |")
+        print("|---|---|---|---|")
+        print("\n".join(ratio_rows))
+        print()
+        twin = next(m for name, m in memory if name.startswith("PyTorch float32 twin"))
+        ours_mib = next(m for name, m in memory if name.startswith("bitlab-run"))
+        print("| peak resident memory, prompt + generation, 1 thread | MiB |")
+        print("|---|---|")
+        for name, mib in memory:
+            print(f"| {name} | {fmt(mib) if mib != mib else f'{mib:,.1f}'} |")
+        print(f"\nours / float32 twin (whole process): {ours_mib / twin:.3f}; "
+              f"ours / (twin - Python+torch baseline): {ours_mib / max(twin - base, 1e-9):.3f}\n")
 
 
 if __name__ == "__main__":

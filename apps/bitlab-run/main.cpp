@@ -2,7 +2,7 @@
 // BitLM (GGUF file of llama.cpp's "bitnet" architecture), without Python.
 //
 //   bitlab-run MODEL INPUT [-o OUTPUT.npy] [--quiet] [--logits]
-//   bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids]
+//   bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids] [--prefill-batch B] [--prompt-logits]
 // INPUT is a .npy float32 array of shape (..., in_features), or a raw little-endian float32
 // file (any other extension) holding rows of in_features values. Prints one line per row
 // "<row> <argmax>" (with --logits also the outputs), and writes the outputs as .npy with -o.
@@ -31,11 +31,15 @@ constexpr const char* kUsage =
     "  INPUT   float32 .npy of shape (..., in_features), or raw little-endian float32 rows\n"
     "  -o      write the outputs (rows x out_features) as float32 .npy\n"
     "  --quiet print nothing per row; --logits print every output value\n"
-    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids]\n"
+    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids] [--prefill-batch B] [--prompt-logits]\n"
     "  MODEL      a BitLM exported with bitmodels.export_gguf (GGUF, architecture bitnet)\n"
     "  --prompt   the prompt (byte-level tokens); -n new tokens to generate (default 64)\n"
     "  --threads  worker threads (default: LOWBIT_NUM_THREADS, else every core)\n"
     "  --ids      also print every token id (prompt and generated) on a line 'ids: ...'\n"
+    "  --prefill-batch  prompt tokens per forward pass (default: the whole prompt in one\n"
+    "             batched pass; 1: token by token); the tokens are the same either way\n"
+    "  --prompt-logits  also print the logits after the prompt, as exact hex floats, on a\n"
+    "             line 'logits: ...'\n"
     "  Greedy decoding with a KV cache; stops after the EOS token. Prints the generated text;\n"
     "  speeds go to stderr.\n";
 
@@ -50,8 +54,8 @@ bool parse_count(const std::string& text, long long min_value, long long& out) {
 
 int run_generate(int argc, char** argv) {
   std::string model_path, prompt;
-  bool have_prompt = false, print_ids = false;
-  long long n_new = 64, threads = 0;
+  bool have_prompt = false, print_ids = false, print_logits = false;
+  long long n_new = 64, threads = 0, prefill_batch = 0;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&](const char* what) -> const char* {
@@ -77,6 +81,13 @@ int run_generate(int argc, char** argv) {
         std::fprintf(stderr, "bitlab-run generate: --threads takes a positive integer\n");
         return 2;
       }
+    } else if (arg == "--prefill-batch") {
+      if (!parse_count(value("a count"), 1, prefill_batch)) {
+        std::fprintf(stderr, "bitlab-run generate: --prefill-batch takes a positive integer\n");
+        return 2;
+      }
+    } else if (arg == "--prompt-logits") {
+      print_logits = true;
     } else if (arg == "--ids") {
       print_ids = true;
     } else if (!arg.empty() && arg[0] == '-') {
@@ -108,8 +119,12 @@ int run_generate(int argc, char** argv) {
     std::vector<std::int32_t> out = ids;
     const auto t0 = clock::now();
     std::vector<float> logits;
-    if (n_new > 0) logits = model.forward(ids.data(), ids.size(), cache);
+    const std::size_t batch = prefill_batch > 0 ? static_cast<std::size_t>(prefill_batch) : ids.size();
+    for (std::size_t begin = 0; n_new > 0 && begin < ids.size(); begin += batch) {
+      logits = model.forward(ids.data() + begin, std::min(batch, ids.size() - begin), cache);
+    }
     const auto t1 = clock::now();
+    const std::vector<float> prompt_logits = print_logits ? logits : std::vector<float>{};
     for (long long step = 0; step < n_new; ++step) {
       const auto best = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       out.push_back(best);
@@ -124,6 +139,11 @@ int run_generate(int argc, char** argv) {
     if (print_ids) {
       std::printf("ids:");
       for (std::int32_t id : out) std::printf(" %d", id);
+      std::printf("\n");
+    }
+    if (print_logits) {
+      std::printf("logits:");
+      for (float v : prompt_logits) std::printf(" %a", static_cast<double>(v));
       std::printf("\n");
     }
     const double prefill = std::chrono::duration<double>(t1 - t0).count();

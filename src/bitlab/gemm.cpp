@@ -39,16 +39,21 @@ void require_layer(const char* what, std::size_t rows, const PackedTernaryView& 
 
 }  // namespace
 
+namespace kernels {
+GemmInt8Fn pick_gemm_int8() noexcept {
+  static constexpr KernelSet<GemmInt8Fn> kSet{gemm_int8_ref, LOWBIT_AVX2_FN(gemm_int8_avx2),
+                                              LOWBIT_AVX512_FN(gemm_int8_avx512)};
+  return kSet.pick();
+}
+}  // namespace kernels
+
 void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernaryView& w, std::int32_t* acc) {
   require(x.cols == w.cols, "ternary_gemm_int8: activations have " + std::to_string(x.cols) +
                                 " columns but the weights expect " + std::to_string(w.cols));
   require(x.stride == padded_cols(w.cols), "ternary_gemm_int8: activations are not padded to the weight layout");
   require(w.data != nullptr && w.row_bytes == packed_row_bytes(w.cols),
           "ternary_gemm_int8: packed weights are not in the I2_S256 layout");
-  static constexpr KernelSet<kernels::GemmInt8Fn> kSet{kernels::gemm_int8_ref,
-                                                       LOWBIT_AVX2_FN(kernels::gemm_int8_avx2),
-                                                       LOWBIT_AVX512_FN(kernels::gemm_int8_avx512)};
-  const kernels::GemmInt8Fn fn = kSet.pick();
+  const kernels::GemmInt8Fn fn = kernels::pick_gemm_int8();
   const std::size_t kp = x.stride;
   for_row_groups(w.rows, x.rows * kp, [&](std::size_t n0, std::size_t n1) {
     fn(x.values.data(), x.row_sums.data(), x.rows, kp, w.data, n0, n1, acc, w.rows);
@@ -64,9 +69,7 @@ void bitlinear_int8(const float* x, std::size_t rows, const PackedTernaryView& w
   for (std::size_t m = 0; m < rows; ++m) {
     const float act_scale = q.scales[m];
     for (std::size_t n = 0; n < w.rows; ++n) {
-      // Left to right, one rounding per step (the build disables FMA contraction).
-      float v = static_cast<float>(acc[m * w.rows + n]) * act_scale;
-      v = v * w_scales[n];
+      float v = int8_epilogue(acc[m * w.rows + n], act_scale, w_scales[n]);
       if (bias) v = v + bias[n];
       y[m * w.rows + n] = v;
     }

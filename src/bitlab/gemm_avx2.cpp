@@ -93,7 +93,10 @@ void gemm_int8_avx2(const std::int8_t* xq, const std::int32_t* x_sums, std::size
   if (M < kTiledMinRows) {
     for (std::size_t m = 0; m < M; ++m) {
       std::size_t n = n0;
-      for (; n + 4 <= n1; n += 4) dot_rows_packed<4>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n);
+      for (; n + 4 <= n1; n += 4) {
+        prefetch_bytes(w, n * rb + kPrefetchBytes, 4 * rb, n1 * rb);
+        dot_rows_packed<4>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n);
+      }
       for (; n < n1; ++n) dot_rows_packed<1>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n);
     }
     return;
@@ -103,6 +106,7 @@ void gemm_int8_avx2(const std::int8_t* xq, const std::int32_t* x_sums, std::size
   for (std::size_t n = n0; n < n1; n += 2) {
     const std::size_t nr = std::min<std::size_t>(2, n1 - n);
     unpack_rows(w + n * rb, rb, kp, nr, codes.data());
+    prefetch_bytes(w, (n + 2) * rb, 2 * rb, n1 * rb);  // the next rows, while these run over all of x
     std::size_t m = 0;
     for (; m + 4 <= M; m += 4) tile_unpacked<4>(xq + m * kp, x_sums + m, kp, codes.data(), nr, out + m * ldc + n, ldc);
     switch (M - m) {

@@ -20,6 +20,18 @@ inline std::int32_t hsum_epi32(__m512i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// The horizontal sums of a, b, c, d as the 4 lanes of one 128-bit vector (exact integer sums).
+inline __m128i hsum4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
+  // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3], then [a, b, c, d] partial sums (the all-ones
+  // zero-masked forms avoid GCC 12's false "uninitialized" warning, as in hsum_epi32)
+  const __m512i ab = _mm512_add_epi32(_mm512_maskz_unpacklo_epi32(0xFFFF, a, b), _mm512_maskz_unpackhi_epi32(0xFFFF, a, b));
+  const __m512i cd = _mm512_add_epi32(_mm512_maskz_unpacklo_epi32(0xFFFF, c, d), _mm512_maskz_unpackhi_epi32(0xFFFF, c, d));
+  const __m512i abcd = _mm512_add_epi32(_mm512_maskz_unpacklo_epi64(0xFF, ab, cd), _mm512_maskz_unpackhi_epi64(0xFF, ab, cd));
+  const __m256i half = _mm256_add_epi32(_mm512_maskz_extracti64x4_epi64(0xFF, abcd, 0),
+                                        _mm512_maskz_extracti64x4_epi64(0xFF, abcd, 1));
+  return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
+}
+
 // Codes of weights 256b + 64S + (0..63) from the 64-byte block v, one per byte.
 template <int S>
 inline __m512i codes_of(__m512i v, __m512i mask) {
@@ -48,6 +60,13 @@ void dot_rows_packed(const std::int8_t* x, std::int32_t x_sum, std::size_t kp, c
       acc[r] = _mm512_dpbusd_epi32(acc[r], codes_of<3>(v, mask), x3);
     }
   }
+  if constexpr (NR == 4) {
+    if (out_stride == 1) {
+      const __m128i sums = _mm_sub_epi32(hsum4_epi32(acc[0], acc[1], acc[2], acc[3]), _mm_set1_epi32(x_sum));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), sums);
+      return;
+    }
+  }
   for (int r = 0; r < NR; ++r) out[r * out_stride] = hsum_epi32(acc[r]) - x_sum;
 }
 
@@ -66,8 +85,11 @@ void tile_unpacked(const std::int8_t* x, const std::int32_t* x_sums, std::size_t
       for (int r = 0; r < 4; ++r) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], c[r], xv);
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (std::size_t r = 0; r < nr; ++r) out[i * ldc + r] = hsum_epi32(acc[i][r]) - x_sums[i];
+  const __mmask8 keep = static_cast<__mmask8>((1u << nr) - 1);
+  for (int i = 0; i < MR; ++i) {
+    const __m128i sums = _mm_sub_epi32(hsum4_epi32(acc[i][0], acc[i][1], acc[i][2], acc[i][3]), _mm_set1_epi32(x_sums[i]));
+    _mm_mask_storeu_epi32(out + i * ldc, keep, sums);
+  }
 }
 
 // Expands up to 4 packed rows into one code byte per weight; missing rows get code 0, which
@@ -98,7 +120,10 @@ void gemm_int8_avx512(const std::int8_t* xq, const std::int32_t* x_sums, std::si
   if (M < kTiledMinRows) {
     for (std::size_t m = 0; m < M; ++m) {
       std::size_t n = n0;
-      for (; n + 4 <= n1; n += 4) dot_rows_packed<4>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n, 1);
+      for (; n + 4 <= n1; n += 4) {
+        prefetch_bytes(w, n * rb + kPrefetchBytes, 4 * rb, n1 * rb);
+        dot_rows_packed<4>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n, 1);
+      }
       for (; n < n1; ++n) dot_rows_packed<1>(xq + m * kp, x_sums[m], kp, w + n * rb, rb, out + m * ldc + n, 1);
     }
     return;
@@ -108,6 +133,7 @@ void gemm_int8_avx512(const std::int8_t* xq, const std::int32_t* x_sums, std::si
   for (std::size_t n = n0; n < n1; n += 4) {
     const std::size_t nr = std::min<std::size_t>(4, n1 - n);
     unpack_rows(w + n * rb, rb, kp, nr, codes.data());
+    prefetch_bytes(w, (n + 4) * rb, 4 * rb, n1 * rb);  // the next rows, while these run over all of x
     std::size_t m = 0;
     for (; m + 4 <= M; m += 4) tile_unpacked<4>(xq + m * kp, x_sums + m, kp, codes.data(), nr, out + m * ldc + n, ldc);
     switch (M - m) {

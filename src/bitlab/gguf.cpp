@@ -259,26 +259,35 @@ const GgufTensor* GgufFile::find_tensor(const std::string& name) const {
 }
 
 std::vector<float> GgufFile::to_float(const GgufTensor& t) {
+  std::vector<float> out(t.elements());
+  to_float(t, 0, out.size(), out.data());
+  return out;
+}
+
+void GgufFile::to_float(const GgufTensor& t, std::size_t first, std::size_t count, float* out) {
   const std::size_t n = t.elements();
-  std::vector<float> out(n);
+  const bool blocked = t.type == GgmlType::TQ1_0 || t.type == GgmlType::TQ2_0;
+  require(first <= n && count <= n - first && (!blocked || (first % kTqBlock == 0 && count % kTqBlock == 0)),
+          "GgufFile::to_float: elements [" + std::to_string(first) + ", +" + std::to_string(count) +
+              ") are outside tensor '" + t.name + "' or not whole blocks");
   const std::uint8_t* p = t.data;
   switch (t.type) {
-    case GgmlType::F32: std::memcpy(out.data(), p, n * 4); break;
+    case GgmlType::F32: std::memcpy(out, p + 4 * first, count * 4); break;
     case GgmlType::F16:
-      for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t i = 0; i < count; ++i) {
         std::uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
+        std::memcpy(&h, p + 2 * (first + i), 2);
         out[i] = half_to_float(h);
       }
       break;
     case GgmlType::TQ2_0:
       // block: qs[64], f16 d; element 128 * j + 32 * l + m is bits 2l of qs[32 * j + m]
-      for (std::size_t b = 0; b < n / kTqBlock; ++b) {
+      for (std::size_t b = first / kTqBlock; b < (first + count) / kTqBlock; ++b) {
         const std::uint8_t* blk = p + b * kTq2BlockBytes;
         std::uint16_t dh;
         std::memcpy(&dh, blk + 64, 2);
         const float d = half_to_float(dh);
-        float* y = out.data() + b * kTqBlock;
+        float* y = out + (b * kTqBlock - first);
         for (std::size_t j = 0; j < 2; ++j)
           for (std::size_t l = 0; l < 4; ++l)
             for (std::size_t m = 0; m < 32; ++m)
@@ -292,12 +301,12 @@ std::vector<float> GgufFile::to_float(const GgufTensor& t) {
         const std::uint8_t shifted = static_cast<std::uint8_t>(q * pow3[n]);
         return static_cast<int>((static_cast<std::uint16_t>(shifted) * 3) >> 8) - 1;
       };
-      for (std::size_t b = 0; b < n / kTqBlock; ++b) {
+      for (std::size_t b = first / kTqBlock; b < (first + count) / kTqBlock; ++b) {
         const std::uint8_t* blk = p + b * kTq1BlockBytes;
         std::uint16_t dh;
         std::memcpy(&dh, blk + 52, 2);
         const float d = half_to_float(dh);
-        float* y = out.data() + b * kTqBlock;
+        float* y = out + (b * kTqBlock - first);
         for (std::size_t k = 0; k < 5; ++k)
           for (std::size_t m = 0; m < 32; ++m) *y++ = static_cast<float>(trit(blk[m], k)) * d;
         for (std::size_t k = 0; k < 5; ++k)
@@ -308,7 +317,6 @@ std::vector<float> GgufFile::to_float(const GgufTensor& t) {
       break;
     }
   }
-  return out;
 }
 
 }  // namespace lowbit::bitlab

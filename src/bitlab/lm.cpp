@@ -7,10 +7,12 @@
 #include <limits>
 #include <map>
 
+#include "gemm_isa.h"
+#include "lm_ops.h"
 #include "lowbit/bitlab/gemm.h"
 #include "lowbit/bitlab/gguf.h"
 #include "lowbit/core/error.h"
-#include "lowbit/core/thread_pool.h"
+#include "team.h"
 
 namespace lowbit::bitlab {
 
@@ -39,23 +41,9 @@ std::uint32_t single_code_point(const std::string& s) {
   return std::numeric_limits<std::uint32_t>::max();
 }
 
-// sum_i a[i] * b[i] with 16 interleaved partial sums (a fixed order the compiler can vectorize
-// without -ffast-math), then the partials in order.
-float dot(const float* a, const float* b, std::size_t n) {
-  constexpr std::size_t kLanes = 16;
-  float part[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t l = 0; l < kLanes; ++l) part[l] += a[i + l] * b[i + l];
-  }
-  float s = 0.0f;
-  for (std::size_t l = 0; l < kLanes; ++l) s += part[l];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-void rms_norm(const float* x, const float* w, std::size_t n, float eps, float* y) {
-  const float ss = dot(x, x, n);
+// y = (x / sqrt(mean(x^2) + eps)) * w, with the sum of squares in the fixed order of LmOps::dot.
+void rms_norm(const kernels::LmOps& ops, const float* x, const float* w, std::size_t n, float eps, float* y) {
+  const float ss = ops.dot(x, x, n);
   const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
   for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * w[i];
 }
@@ -114,24 +102,47 @@ BitLMModel BitLMModel::load(const std::string& path) {
   auto floats = [&](const std::string& name, std::vector<std::size_t> shape) {
     return GgufFile::to_float(tensor(name, std::move(shape)));
   };
-  auto projection = [&](const std::string& base, std::size_t rows, std::size_t cols) {
-    std::vector<float> values = floats(base + ".weight", {rows, cols});
-    float scale = 1.0f;
-    if (f.find_tensor(base + ".scale")) scale = floats(base + ".scale", {1})[0];
-    float magnitude = 0.0f;
-    std::vector<std::int8_t> trits(values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      const float a = std::fabs(values[i]);
-      if (a == 0.0f) continue;
-      if (magnitude == 0.0f) magnitude = a;
-      if (a != magnitude) bad(path, "tensor '" + base + ".weight' is not ternary (its nonzero magnitudes differ)");
-      trits[i] = values[i] > 0 ? 1 : -1;
-    }
-    if (magnitude != 0.0f) scale *= magnitude;
-    if (!std::isfinite(scale) || scale < 0) bad(path, "tensor '" + base + ".scale' holds an invalid scale");
+  // Stacks the ternary tensors `bases` (each rows_i x cols, in order) into one packed projection,
+  // decoding and packing a few rows at a time (peak memory: the packed result plus one piece).
+  auto projection = [&](std::initializer_list<std::pair<std::string, std::size_t>> bases, std::size_t cols) {
+    std::size_t total = 0;
+    for (const auto& [base, rows] : bases) total += rows;
     Projection out;
-    out.packed = pack_ternary_2bit(trits.data(), rows, cols);
-    out.scales.assign(rows, scale);
+    out.packed.rows = total;
+    out.packed.cols = cols;
+    out.packed.row_bytes = packed_row_bytes(cols);
+    out.packed.data.resize(total * out.packed.row_bytes);
+    out.scales.reserve(total);
+    std::size_t row0 = 0;
+    for (const auto& [base, rows] : bases) {
+      const GgufTensor& t = tensor(base + ".weight", {rows, cols});
+      float scale = 1.0f;
+      if (f.find_tensor(base + ".scale")) scale = floats(base + ".scale", {1})[0];
+      // whole TQ blocks per piece: rows of a multiple of 256 columns, else the tensor at once
+      const std::size_t piece = cols % kTqBlock == 0 ? std::max<std::size_t>(1, (std::size_t{1} << 16) / cols) : rows;
+      std::vector<float> values(std::min(piece, rows) * cols);
+      std::vector<std::int8_t> trits(values.size());
+      float magnitude = 0.0f;
+      for (std::size_t r = 0; r < rows; r += piece) {
+        const std::size_t nr = std::min(piece, rows - r);
+        GgufFile::to_float(t, r * cols, nr * cols, values.data());
+        std::fill(trits.begin(), trits.end(), std::int8_t{0});
+        for (std::size_t i = 0; i < nr * cols; ++i) {
+          const float a = std::fabs(values[i]);
+          if (a == 0.0f) continue;
+          if (magnitude == 0.0f) magnitude = a;
+          if (a != magnitude) bad(path, "tensor '" + base + ".weight' is not ternary (its nonzero magnitudes differ)");
+          trits[i] = values[i] > 0 ? 1 : -1;
+        }
+        const PackedTernary packed = pack_ternary_2bit(trits.data(), nr, cols);
+        std::memcpy(out.packed.data.data() + (row0 + r) * out.packed.row_bytes, packed.data.data(),
+                    nr * out.packed.row_bytes);
+      }
+      if (magnitude != 0.0f) scale *= magnitude;
+      if (!std::isfinite(scale) || scale < 0) bad(path, "tensor '" + base + ".scale' holds an invalid scale");
+      out.scales.insert(out.scales.end(), rows, scale);
+      row0 += rows;
+    }
     return out;
   };
 
@@ -140,9 +151,17 @@ BitLMModel BitLMModel::load(const std::string& path) {
   c.vocab_size = embd->dims[1];
   const std::size_t d = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim,
                     ff = c.intermediate_size, vocab = c.vocab_size;
-  m.token_embd_ = floats("token_embd.weight", {vocab, d});
+  // The head is kept transposed (hidden x vocab: the logits are a column product, LmOps::columns);
+  // with tied embeddings it is the only copy and embed() reads its columns.
+  std::vector<float> embedding = floats("token_embd.weight", {vocab, d});
+  const bool tied = f.find_tensor("output.weight") == nullptr;
+  const std::vector<float> head = tied ? std::vector<float>{} : floats("output.weight", {vocab, d});
+  const std::vector<float>& h = tied ? embedding : head;
+  m.head_t_.resize(vocab * d);
+  for (std::size_t v = 0; v < vocab; ++v)
+    for (std::size_t e = 0; e < d; ++e) m.head_t_[e * vocab + v] = h[v * d + e];
+  if (!tied) m.token_embd_ = std::move(embedding);
   m.output_norm_ = floats("output_norm.weight", {d});
-  if (f.find_tensor("output.weight")) m.output_ = floats("output.weight", {vocab, d});
   for (std::size_t i = 0; i < c.num_layers; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     Layer layer;
@@ -150,14 +169,26 @@ BitLMModel BitLMModel::load(const std::string& path) {
     layer.attn_sub_norm = floats(b + "attn_sub_norm.weight", {q});
     layer.ffn_norm = floats(b + "ffn_norm.weight", {d});
     layer.ffn_sub_norm = floats(b + "ffn_sub_norm.weight", {ff});
-    layer.q = projection(b + "attn_q", q, d);
-    layer.k = projection(b + "attn_k", kv, d);
-    layer.v = projection(b + "attn_v", kv, d);
-    layer.o = projection(b + "attn_output", d, q);
-    layer.gate = projection(b + "ffn_gate", ff, d);
-    layer.up = projection(b + "ffn_up", ff, d);
-    layer.down = projection(b + "ffn_down", d, ff);
+    layer.qkv = projection({{b + "attn_q", q}, {b + "attn_k", kv}, {b + "attn_v", kv}}, d);
+    layer.o = projection({{b + "attn_output", d}}, q);
+    layer.gate_up = projection({{b + "ffn_gate", ff}, {b + "ffn_up", ff}}, d);
+    layer.down = projection({{b + "ffn_down", d}}, ff);
     m.layers_.push_back(std::move(layer));
+  }
+
+  // Rotary tables for every position, in float32 as the PyTorch model computes them:
+  // inv_freq_i = 1 / theta^(2i / head_dim), angle = position * inv_freq_i.
+  const std::size_t half = c.head_dim / 2;
+  m.rope_cos_.resize(c.context_length * half);
+  m.rope_sin_.resize(c.context_length * half);
+  for (std::size_t i = 0; i < half; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    const float inv_freq = 1.0f / std::pow(c.rope_theta, exponent);
+    for (std::size_t t = 0; t < c.context_length; ++t) {
+      const float angle = static_cast<float>(t) * inv_freq;
+      m.rope_cos_[t * half + i] = std::cos(angle);
+      m.rope_sin_[t * half + i] = std::sin(angle);
+    }
   }
 
   // byte-level vocabulary
@@ -192,6 +223,15 @@ BitLMModel BitLMModel::load(const std::string& path) {
   return m;
 }
 
+void BitLMModel::embed(std::int32_t token, float* out) const {
+  const std::size_t d = config_.hidden_size, vocab = config_.vocab_size, t = static_cast<std::size_t>(token);
+  if (!token_embd_.empty()) {
+    std::memcpy(out, &token_embd_[t * d], d * sizeof(float));
+  } else {
+    for (std::size_t e = 0; e < d; ++e) out[e] = head_t_[e * vocab + t];
+  }
+}
+
 BitLMCache BitLMModel::new_cache() const {
   BitLMCache cache;
   const std::size_t row = config_.num_kv_heads * config_.head_dim;
@@ -199,6 +239,46 @@ BitLMCache BitLMModel::new_cache() const {
   cache.values.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
   return cache;
 }
+
+namespace {
+
+// int8 activation rows for the kernels, padded to the weight layout (padding stays zero).
+struct Int8Rows {
+  std::size_t stride = 0;
+  AlignedBuffer<std::int8_t> values;
+  std::vector<float> scales;
+  std::vector<std::int32_t> sums;
+  Int8Rows(std::size_t rows, std::size_t cols) : stride(padded_cols(cols)), values(rows * stride), scales(rows), sums(rows) {
+    values.zero();
+  }
+};
+
+// Multiply-adds a parallel chunk should at least do, so that it outweighs its hand-off.
+constexpr std::size_t kMinWork = std::size_t{1} << 15;
+
+// Calls body(begin, end) over [0, count) rows: split over the team when there is more than one
+// row (prefill), on the caller for a single row (decode), where a hand-off costs more than it saves.
+template <class Body>
+void for_rows(Team& team, std::size_t count, Body&& body) {
+  if (count <= 1) {
+    body(0, count);
+    return;
+  }
+  team.parallel_for(count, 1, 1, [&](std::size_t begin, std::size_t end, std::size_t) { body(begin, end); });
+}
+
+// q = quantize(rms_norm(x[m]) * w) for the rows m of x (M x cols, row stride ldx); scratch holds M x cols.
+void norm_quantize(Team& team, const kernels::LmOps& ops, const float* x, std::size_t ldx, std::size_t M, std::size_t cols, const float* w,
+                   float eps, float* scratch, Int8Rows& q) {
+  for_rows(team, M, [&](std::size_t m0, std::size_t m1) {
+    for (std::size_t m = m0; m < m1; ++m) {
+      rms_norm(ops, x + m * ldx, w, cols, eps, scratch + m * cols);
+      q.sums[m] = quantize_activation_row(scratch + m * cols, cols, q.values.data() + m * q.stride, q.scales[m]);
+    }
+  });
+}
+
+}  // namespace
 
 std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n, BitLMCache& cache,
                                        bool all_logits) const {
@@ -213,106 +293,122 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
             "BitLMModel::forward: token id " + std::to_string(tokens[t]) + " is outside the vocabulary");
   }
   const std::size_t d = c.hidden_size, hd = c.head_dim, nq = c.num_heads * hd, nkv = c.num_kv_heads * hd,
-                    ff = c.intermediate_size, group = c.num_heads / c.num_kv_heads, start = cache.length;
-  std::vector<float> h(n * d), a(n * d), qv(n * nq), kvk(n * nkv), kvv(n * nkv), o(n * nq), on(n * nq),
-      g(n * ff), u(n * ff), tmp(n * d);
-  for (std::size_t t = 0; t < n; ++t) std::memcpy(&h[t * d], &token_embd_[tokens[t] * d], d * sizeof(float));
+                    ff = c.intermediate_size, group = c.num_heads / c.num_kv_heads, start = cache.length,
+                    half = hd / 2, nqkv = nq + 2 * nkv;
+  Team& team = default_team();
+  const kernels::GemmInt8Fn gemm = kernels::pick_gemm_int8();
+  const kernels::LmOps& ops = kernels::lm_ops();
+  const std::size_t ctx = c.context_length;
 
-  // rotary tables (float32, as the PyTorch model computes them)
-  const std::size_t half = hd / 2;
-  std::vector<float> cosv(n * half), sinv(n * half);
-  for (std::size_t i = 0; i < half; ++i) {
-    const float exponent = static_cast<float>(2 * i) / static_cast<float>(hd);
-    const float inv_freq = 1.0f / std::pow(c.rope_theta, exponent);
-    for (std::size_t t = 0; t < n; ++t) {
-      const float angle = static_cast<float>(start + t) * inv_freq;
-      cosv[t * half + i] = std::cos(angle);
-      sinv[t * half + i] = std::sin(angle);
-    }
-  }
-  auto rope = [&](float* x, std::size_t t) {
-    for (std::size_t i = 0; i < half; ++i) {
-      const float x0 = x[i], x1 = x[i + half], cs = cosv[t * half + i], sn = sinv[t * half + i];
-      x[i] = x0 * cs + (-x1) * sn;
-      x[i + half] = x1 * cs + x0 * sn;
-    }
+  std::vector<float> h(n * d), normed(n * std::max(d, std::max(nq, ff))), qkv(n * nqkv), o(n * nq), act(n * ff);
+  std::vector<float> scores(team.size() * (start + n));
+  std::vector<std::int32_t> acc(n * std::max(nqkv, std::max(d, 2 * ff)));
+  Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
+  for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
+
+  // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows);
+  // value() finishes one output with the shared epilogue.
+  auto gemm_rows = [&](const Projection& p, const Int8Rows& x, std::size_t n0, std::size_t n1) {
+    gemm(x.values.data(), x.sums.data(), n, x.stride, p.packed.data.data(), n0, n1, acc.data(), p.packed.rows);
   };
-  auto project = [](const Projection& p, const float* x, std::size_t rows, float* y) {
-    bitlinear_int8(x, rows, p.packed.view(), p.scales.data(), nullptr, Granularity::PerRow, y);
+  auto value = [&](const Projection& p, const Int8Rows& x, std::size_t m, std::size_t r) {
+    return int8_epilogue(acc[m * p.packed.rows + r], x.scales[m], p.scales[r]);
+  };
+  // Groups of 4 weight rows (the kernels' register blocking) per chunk, for kMinWork MACs a chunk.
+  auto grain = [&](std::size_t row_macs) { return std::max<std::size_t>(1, kMinWork / (4 * row_macs * n)); };
+  // y[m * ldy + r] (= or +=) the projection of x, rows split over the team in groups of 4.
+  auto project = [&](const Projection& p, const Int8Rows& x, float* y, std::size_t ldy, bool add) {
+    team.parallel_for(p.packed.rows, 4, grain(x.stride), [&](std::size_t r0, std::size_t r1, std::size_t) {
+      gemm_rows(p, x, r0, r1);
+      for (std::size_t m = 0; m < n; ++m) {
+        for (std::size_t r = r0; r < r1; ++r) {
+          const float v = value(p, x, m, r);
+          y[m * ldy + r] = add ? y[m * ldy + r] + v : v;
+        }
+      }
+    });
+  };
+  auto rope = [&](float* x, std::size_t pos) {
+    const float* cs = &rope_cos_[pos * half];
+    const float* sn = &rope_sin_[pos * half];
+    for (std::size_t i = 0; i < half; ++i) {
+      const float x0 = x[i], x1 = x[i + half];
+      x[i] = x0 * cs[i] + (-x1) * sn[i];
+      x[i + half] = x1 * cs[i] + x0 * sn[i];
+    }
   };
   const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   for (std::size_t l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
-    for (std::size_t t = 0; t < n; ++t) rms_norm(&h[t * d], L.attn_norm.data(), d, c.rms_norm_eps, &a[t * d]);
-    project(L.q, a.data(), n, qv.data());
-    project(L.k, a.data(), n, kvk.data());
-    project(L.v, a.data(), n, kvv.data());
     std::vector<float>& K = cache.keys[l];
     std::vector<float>& V = cache.values[l];
-    for (std::size_t t = 0; t < n; ++t) {
-      for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(&qv[t * nq + hh * hd], t);
-      for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(&kvk[t * nkv + hh * hd], t);
-      std::memcpy(&K[(start + t) * nkv], &kvk[t * nkv], nkv * sizeof(float));
-      std::memcpy(&V[(start + t) * nkv], &kvv[t * nkv], nkv * sizeof(float));
-    }
-    parallel_for(0, n * c.num_heads, 1, [&](std::size_t begin, std::size_t end) {
-      std::vector<float> scores(start + n);
-      for (std::size_t job = begin; job < end; ++job) {
+    // attention: q, k, v in one GEMM; rotary on q and k; k and v into the cache
+    norm_quantize(team, ops, h.data(), d, n, d, L.attn_norm.data(), c.rms_norm_eps, normed.data(), xd);
+    project(L.qkv, xd, qkv.data(), nqkv, false);
+    for_rows(team, n, [&](std::size_t t0, std::size_t t1) {
+      for (std::size_t t = t0; t < t1; ++t) {
+        float* row = &qkv[t * nqkv];
+        for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(row + hh * hd, start + t);
+        for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(row + nq + hh * hd, start + t);
+        for (std::size_t e = 0; e < nkv; ++e) K[e * ctx + start + t] = row[nq + e];  // transposed
+        std::memcpy(&V[(start + t) * nkv], row + nq + nkv, nkv * sizeof(float));
+      }
+    });
+    team.parallel_for(n * c.num_heads, 1, 1, [&](std::size_t j0, std::size_t j1, std::size_t slot) {
+      float* sc = &scores[slot * (start + n)];
+      for (std::size_t job = j0; job < j1; ++job) {
         const std::size_t t = job / c.num_heads, hh = job % c.num_heads, kh = hh / group;
         const std::size_t visible = start + t + 1;
-        const float* qrow = &qv[t * nq + hh * hd];
+        const float* qrow = &qkv[t * nqkv + hh * hd];
+        ops.columns(qrow, &K[kh * hd * ctx], hd, ctx, visible, softmax_scale, sc);
         float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t j = 0; j < visible; ++j) {
-          scores[j] = dot(qrow, &K[j * nkv + kh * hd], hd) * softmax_scale;
-          mx = std::max(mx, scores[j]);
-        }
+        for (std::size_t j = 0; j < visible; ++j) mx = std::max(mx, sc[j]);
         float sum = 0.0f;
         for (std::size_t j = 0; j < visible; ++j) {
-          scores[j] = std::exp(scores[j] - mx);
-          sum += scores[j];
+          sc[j] = std::exp(sc[j] - mx);
+          sum += sc[j];
         }
-        float* out = &o[t * nq + hh * hd];
-        std::fill(out, out + hd, 0.0f);
-        for (std::size_t j = 0; j < visible; ++j) {
-          const float w = scores[j] / sum;
-          const float* vrow = &V[j * nkv + kh * hd];
-          for (std::size_t i = 0; i < hd; ++i) out[i] += w * vrow[i];
+        for (std::size_t j = 0; j < visible; ++j) sc[j] = sc[j] / sum;
+        ops.rows(sc, &V[kh * hd], nkv, visible, hd, &o[t * nq + hh * hd]);
+      }
+    });
+    norm_quantize(team, ops, o.data(), nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed.data(), xq);
+    project(L.o, xq, h.data(), d, true);  // residual
+
+    // gated FFN: gate and up rows j of one thread's range in one pass, then act(gate) * up
+    norm_quantize(team, ops, h.data(), d, n, d, L.ffn_norm.data(), c.rms_norm_eps, normed.data(), xd);
+    team.parallel_for(ff, 4, grain(2 * xd.stride), [&](std::size_t j0, std::size_t j1, std::size_t) {
+      gemm_rows(L.gate_up, xd, j0, j1);
+      gemm_rows(L.gate_up, xd, ff + j0, ff + j1);
+      for (std::size_t m = 0; m < n; ++m) {
+        for (std::size_t j = j0; j < j1; ++j) {
+          float x = value(L.gate_up, xd, m, j);
+          if (c.relu2) {
+            x = x > 0.0f ? x : 0.0f;
+            x = x * x;
+          } else {
+            x = x / (1.0f + std::exp(-x));
+          }
+          act[m * ff + j] = x * value(L.gate_up, xd, m, ff + j);
         }
       }
     });
-    for (std::size_t t = 0; t < n; ++t) rms_norm(&o[t * nq], L.attn_sub_norm.data(), nq, c.rms_norm_eps, &on[t * nq]);
-    project(L.o, on.data(), n, tmp.data());
-    for (std::size_t i = 0; i < n * d; ++i) h[i] += tmp[i];
-
-    for (std::size_t t = 0; t < n; ++t) rms_norm(&h[t * d], L.ffn_norm.data(), d, c.rms_norm_eps, &a[t * d]);
-    project(L.gate, a.data(), n, g.data());
-    project(L.up, a.data(), n, u.data());
-    for (std::size_t i = 0; i < n * ff; ++i) {
-      float x = g[i];
-      if (c.relu2) {
-        x = x > 0.0f ? x : 0.0f;
-        x = x * x;
-      } else {
-        x = x / (1.0f + std::exp(-x));
-      }
-      u[i] = x * u[i];
-    }
-    for (std::size_t t = 0; t < n; ++t) rms_norm(&u[t * ff], L.ffn_sub_norm.data(), ff, c.rms_norm_eps, &g[t * ff]);
-    project(L.down, g.data(), n, tmp.data());
-    for (std::size_t i = 0; i < n * d; ++i) h[i] += tmp[i];
+    norm_quantize(team, ops, act.data(), ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed.data(), xff);
+    project(L.down, xff, h.data(), d, true);  // residual
   }
   cache.length += n;
 
   const std::size_t first = all_logits ? 0 : n - 1;
   const std::size_t rows = n - first;
-  std::vector<float> normed(rows * d), logits(rows * c.vocab_size);
-  for (std::size_t r = 0; r < rows; ++r) rms_norm(&h[(first + r) * d], output_norm_.data(), d, c.rms_norm_eps, &normed[r * d]);
-  const std::vector<float>& head = output_.empty() ? token_embd_ : output_;
-  parallel_for(0, c.vocab_size, 64, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t v = begin; v < end; ++v) {
-      const float* w = &head[v * d];
-      for (std::size_t r = 0; r < rows; ++r) logits[r * c.vocab_size + v] = dot(&normed[r * d], w, d);
+  std::vector<float> logits(rows * c.vocab_size);
+  for_rows(team, rows, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) rms_norm(ops, &h[(first + r) * d], output_norm_.data(), d, c.rms_norm_eps, &normed[r * d]);
+  });
+  team.parallel_for(c.vocab_size, 16, std::max<std::size_t>(1, kMinWork / (16 * d * rows)),
+                    [&](std::size_t v0, std::size_t v1, std::size_t) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      ops.columns(&normed[r * d], head_t_.data() + v0, d, c.vocab_size, v1 - v0, 1.0f, &logits[r * c.vocab_size + v0]);
     }
   });
   return logits;

@@ -116,6 +116,14 @@ QuantizedActivations quantize_activations(const float* x, std::size_t rows, std:
   return q;
 }
 
+std::int32_t quantize_activation_row(const float* x, std::size_t cols, std::int8_t* dst, float& act_scale) {
+  require_shape("quantize_activation_row: input", 1, cols);
+  require_finite("quantize_activation_row: input", x, cols);
+  const float a = max_abs(x, cols);
+  act_scale = a / 127.0f;
+  return quantize_row(x, cols, a, dst);
+}
+
 QuantizedActivations wrap_int8_activations(const std::int8_t* xq, std::size_t rows, std::size_t cols) {
   require_shape("wrap_int8_activations: input", rows, cols);
   QuantizedActivations q;

@@ -1,9 +1,11 @@
-"""bench/bench_bitlm.py in --quick mode: our runtime agrees with PyTorch on every token, and a llama.cpp
-that cannot be obtained is a skip note with its reason (pip is kept off the network here)."""
+"""bench/bench_bitlm.py in --quick mode: rows at one and two threads, our runtime agrees with PyTorch on
+every token, the peak-memory table is filled, and a llama.cpp that cannot be obtained is a skip note
+with its reason (pip is kept off the network here)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -22,7 +24,12 @@ def test_quick_bench_table_and_llama_cpp_skip(repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("## BitLM text generation")
-    ours = [line for line in out.splitlines() if "bitlab-run generate" in line]
-    assert ours and all("| 16/16 |" in line for line in ours)
+    ours = [line for line in out.splitlines() if "| bitlab-run generate (ours, C++) |" in line]
+    assert [line.split("|")[1].strip() for line in ours] == ["1", "2"]  # one and two threads
+    assert all("| 16/16 |" in line for line in ours)
     assert "PyTorch BitLM (deployed)" in out and "PyTorch float32 twin" in out
-    assert "| llama.cpp | - | - | skipped: " in out
+    assert out.count("| llama.cpp | - | - | skipped: ") == 2
+    assert "ours / PyTorch BitLM (deployed)" in out
+    mib = {m.group(1): float(m.group(2).replace(",", ""))
+           for m in re.finditer(r"^\| ([^|]+) \| ([\d,.]+) \|$", out, re.MULTILINE)}
+    assert 0 < mib["bitlab-run generate (ours, TQ2_0 file)"] < mib["PyTorch float32 twin, generate"]

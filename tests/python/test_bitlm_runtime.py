@@ -81,6 +81,31 @@ def test_cli_and_default_generate_stop_at_the_same_eos(tmp_path, bitlab_run):  #
     assert got == ref
 
 
+def test_batched_prefill_gives_the_tokens_of_token_by_token(tmp_path, bitlab_run):  # noqa: F811
+    """The prompt as one batched GEMM pass, in pieces of 5, or token by token (GEMV): bit-identical
+    logits after the prompt and the same tokens, at 1 and 3 threads, and the tokens are PyTorch's."""
+    config = BitLMConfig(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                         max_position_embeddings=128)
+    model = trained(config, seed=5)
+    path = export_gguf(model, tmp_path / "lm.gguf")
+    tok = ByteTokenizer()
+    prompt = "a prompt long enough for several row tiles of the kernels"
+    ref = model.generate(torch.tensor([tok.encode(prompt)]), 32, eos_token_id=257)[0].tolist()
+    logits = set()
+    for threads in ("1", "3"):
+        for batch in (None, "5", "1"):
+            extra = ("--threads", threads, "--prompt-logits") + (("--prefill-batch", batch) if batch else ())
+            r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", prompt, "-n", "32", "--ids", *extra],
+                               capture_output=True, check=True)
+            lines = r.stdout.rstrip(b"\n").split(b"\n")
+            assert lines[-1].startswith(b"logits:") and lines[-2].startswith(b"ids:")
+            assert [int(x) for x in lines[-2].split()[1:]] == ref, (threads, batch)
+            values = lines[-1].split()[1:]
+            assert len(values) == config.vocab_size
+            logits.add(tuple(values))
+    assert len(logits) == 1  # bit-identical logits after the prompt, however it was batched or threaded
+
+
 def test_cli_errors_name_the_file(tmp_path, bitlab_run):  # noqa: F811
     model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
                                 max_position_embeddings=32), seed=0, steps=1)
@@ -97,3 +122,6 @@ def test_cli_errors_name_the_file(tmp_path, bitlab_run):  # noqa: F811
     assert r.returncode == 2 and "--prompt" in r.stderr
     r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "a", "-n", "-3"], capture_output=True, text=True)
     assert r.returncode == 2
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "a", "--prefill-batch", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--prefill-batch" in r.stderr

@@ -20,6 +20,13 @@
 
 namespace lowbit::bitlab {
 
+// The integer path's epilogue for one output: (float(acc) * act_scale) * w_scale, left to right,
+// one rounding per step (the library is built with -ffp-contract=off). Shared by every caller.
+inline float int8_epilogue(std::int32_t acc, float act_scale, float w_scale) noexcept {
+  float v = static_cast<float>(acc) * act_scale;
+  return v * w_scale;
+}
+
 // acc (x.rows x w.rows, row-major) of the integer path.
 void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernaryView& w, std::int32_t* acc);
 

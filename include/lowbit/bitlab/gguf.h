@@ -71,6 +71,10 @@ class GgufFile {
 
   // A tensor's values as float32 (F32, F16, TQ1_0, TQ2_0), row-major with dims[0] fastest.
   static std::vector<float> to_float(const GgufTensor& t);
+  // Elements [first, first + count) of the same, into out (count floats), so that a large tensor
+  // can be decoded piece by piece. For TQ1_0 / TQ2_0, first and count must be multiples of
+  // kTqBlock; InvalidArgument otherwise or when the range leaves the tensor.
+  static void to_float(const GgufTensor& t, std::size_t first, std::size_t count, float* out);
 
  private:
   std::string name_;

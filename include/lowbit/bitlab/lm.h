@@ -41,9 +41,10 @@ struct BitLMConfig {
 
 // The keys and values of every layer for the tokens seen so far.
 struct BitLMCache {
-  std::size_t length = 0;                // tokens cached
-  std::vector<std::vector<float>> keys;  // per layer: context_length x (num_kv_heads * head_dim)
-  std::vector<std::vector<float>> values;
+  std::size_t length = 0;                  // tokens cached
+  std::vector<std::vector<float>> keys;    // per layer: (num_kv_heads * head_dim) x context_length
+                                           // (transposed: a head's scores read rows of positions)
+  std::vector<std::vector<float>> values;  // per layer: context_length x (num_kv_heads * head_dim)
 };
 
 class BitLMModel {
@@ -59,6 +60,11 @@ class BitLMModel {
   // logits of the last token (vocab_size floats), or of every token (n x vocab_size) with
   // all_logits. InvalidArgument on an empty input, an id outside the vocabulary, or more
   // tokens than context_length.
+  // The n tokens go through every projection as one n-row int8 GEMM (prefill), and every token's
+  // arithmetic is the same whatever n is and however many threads run: the logits are
+  // bit-identical whether a prompt is run at once, in pieces or token by token (tested).
+  // Threads: the process-wide bitlab Team (LOWBIT_NUM_THREADS, else every core); calls from
+  // several threads at once are safe (one of them runs on the team, the others single-threaded).
   std::vector<float> forward(const std::int32_t* tokens, std::size_t n, BitLMCache& cache,
                              bool all_logits = false) const;
 
@@ -76,11 +82,17 @@ class BitLMModel {
   };
   struct Layer {
     std::vector<float> attn_norm, attn_sub_norm, ffn_norm, ffn_sub_norm;
-    Projection q, k, v, o, gate, up, down;
+    Projection qkv;     // attn_q, attn_k, attn_v stacked (one activation quantization, one pass)
+    Projection o;
+    Projection gate_up; // ffn_gate rows, then ffn_up rows
+    Projection down;
   };
   BitLMConfig config_;
-  std::vector<float> token_embd_;  // vocab x hidden
-  std::vector<float> output_;      // vocab x hidden, or empty (tied)
+  std::vector<float> rope_cos_, rope_sin_;  // context_length x head_dim / 2
+  void embed(std::int32_t token, float* out) const;  // the token's embedding row (hidden floats)
+
+  std::vector<float> token_embd_;  // vocab x hidden; empty when the head is tied to it
+  std::vector<float> head_t_;      // the output head transposed: hidden x vocab
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
   std::vector<std::int32_t> byte_to_token_;  // 256 entries

@@ -54,6 +54,11 @@ struct QuantizedActivations {
 // Quantizes a row-major rows x cols float matrix. InvalidArgument on empty shapes or NaN/Inf.
 QuantizedActivations quantize_activations(const float* x, std::size_t rows, std::size_t cols, Granularity g);
 
+// One row of quantize_activations at per-token granularity, into a buffer the caller owns:
+// writes dst[0, cols) (padding beyond cols is the caller's to keep zero) and act_scale, and
+// returns the row's sum (QuantizedActivations::row_sums). InvalidArgument on NaN/Inf.
+std::int32_t quantize_activation_row(const float* x, std::size_t cols, std::int8_t* dst, float& act_scale);
+
 // Wraps int8 values that are already quantized (tests, raw kernels): copies, pads, sums rows;
 // scales are set to 1.
 QuantizedActivations wrap_int8_activations(const std::int8_t* xq, std::size_t rows, std::size_t cols);

@@ -3,6 +3,7 @@
 // tests/python/test_bitlm_runtime.py.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -147,6 +148,28 @@ TEST(Gguf, ParsesMetadataAndDecodesTernaryAndHalfTensors) {
   EXPECT_EQ(f.find_tensor("missing"), nullptr);
   EXPECT_THROW(f.get_uint("general.architecture"), IoError);
   EXPECT_THROW(f.get_string("nope"), IoError);
+}
+
+TEST(Gguf, DecodesPiecesOfATensorLikeTheWhole) {
+  const Sample s = sample_file();
+  const GgufFile f = GgufFile::from_bytes(s.bytes, "sample.gguf");
+  for (const char* name : {"w2", "w1", "h"}) {
+    const GgufTensor& t = *f.find_tensor(name);
+    const std::vector<float> whole = GgufFile::to_float(t);
+    const std::size_t step = t.type == GgmlType::F16 ? 1 : kTqBlock;
+    for (std::size_t first = 0; first < whole.size(); first += step) {
+      for (std::size_t count = step; first + count <= whole.size(); count += step) {
+        std::vector<float> piece(count, -7.0f);
+        GgufFile::to_float(t, first, count, piece.data());
+        ASSERT_TRUE(std::equal(piece.begin(), piece.end(), whole.begin() + static_cast<std::ptrdiff_t>(first)))
+            << name << " " << first << " " << count;
+      }
+    }
+  }
+  std::vector<float> out(kTqBlock * 4);
+  EXPECT_THROW(GgufFile::to_float(*f.find_tensor("w2"), 1, kTqBlock, out.data()), InvalidArgument);  // not a block
+  EXPECT_THROW(GgufFile::to_float(*f.find_tensor("w2"), kTqBlock, kTqBlock * 4, out.data()), InvalidArgument);
+  EXPECT_THROW(GgufFile::to_float(*f.find_tensor("h"), 3, 2, out.data()), InvalidArgument);
 }
 
 TEST(Gguf, EveryTruncationIsAnIoErrorNamingTheFile) {
