@@ -52,7 +52,8 @@ PROMPT = ("It was the best of times, it was the worst of times, it was the age o
 
 def bitlab_run() -> str:
     for c in (os.environ.get("BITLAB_RUN", ""), str(ROOT / "build" / "bench" / "apps" / "bitlab-run" / "bitlab-run"),
-              str(ROOT / "build" / "dev" / "apps" / "bitlab-run" / "bitlab-run"), shutil.which("bitlab-run") or ""):
+              str(ROOT / "build" / "dev" / "apps" / "bitlab-run" / "bitlab-run"),
+              str(Path(sys.executable).parent / "bitlab-run"), shutil.which("bitlab-run") or ""):
         if c and Path(c).exists():
             return c
     raise SystemExit("bench_bitlm: bitlab-run is not built")
