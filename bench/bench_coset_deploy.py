@@ -163,7 +163,7 @@ def section_speed(lines):
         ratios = ", ".join(f"{t_torch / t:.2f}x" for t in times)
         lines.append(f"| {batch} | {t_torch * 1e3:.2f} ms | {t_blas * 1e3:.2f} ms | {cells} | {ratios} |")
     lines += ["", f"| {N} x {N} layer | bytes the kernels read (T bits/block) | vs float32 | resident bytes "
-              "(+ saved T stream) | vs float32 | state dict bits/weight |", "|---|---:|---:|---:|---:|---:|",
+              "(all it holds) | vs float32 | state dict bits/weight |", "|---|---:|---:|---:|---:|---:|",
               f"| float32 | {4 * N * N:,} | 1 | {4 * N * N:,} | 1 | 32 |"]
     for label, layer in layers:
         mem, res = layer.memory_bytes(), layer.resident_bytes()

@@ -113,7 +113,7 @@ class PackedLinear(nn.Module):
         self.register_buffer("t_escapes", torch.zeros(0, dtype=torch.uint8, device=dev), persistent=False)
         self.register_buffer("t_escape_start", torch.zeros(out_features + 1, dtype=torch.int32, device=dev),
                              persistent=False)
-        self.t_code = self._entropy_code(np.zeros((out_features, self.blocks), np.uint8))[0].to(dev)
+        self._hold_t_code(self._entropy_code(np.zeros((out_features, self.blocks), np.uint8))[0])
 
     # ---- construction -------------------------------------------------------------------
 
@@ -136,6 +136,29 @@ class PackedLinear(nn.Module):
         self.t_packed = torch.from_numpy(np.frombuffer(packed, np.uint8).copy().reshape(self.out_features, -1)).to(dev)
         self.t_escapes = torch.from_numpy(np.frombuffer(escapes, np.uint8).copy()).to(dev)
         self.t_escape_start = torch.from_numpy(np.frombuffer(start, np.int32).copy()).to(dev)
+
+    def _derived_t_code(self) -> torch.Tensor:
+        """The saved T stream (canonical Huffman code with ``t_lengths``) rebuilt from the in-memory T."""
+        from ._deploy_torch import unpack_t
+
+        t = unpack_t(self.t_packed.cpu(), self.t_bits, self.t_escapes.cpu(), self.blocks)
+        flat = np.ascontiguousarray(t.numpy().astype(np.uint8).reshape(-1))
+        return torch.from_numpy(np.frombuffer(_native.t_encode(flat, self.t_lengths.cpu().numpy()), np.uint8).copy())
+
+    def _hold_t_code(self, stream: torch.Tensor) -> None:
+        """Keeps the saved T stream only where it cannot be rebuilt from the in-memory T (a stream
+        whose unused last bits are not zero); otherwise ``state_dict()`` rebuilds it, so the layer
+        does not hold T twice (docs/coset.md, "Deployed layers")."""
+        stream = stream.detach().cpu()
+        self._t_code_bytes = int(stream.numel())
+        self._t_code_derived = torch.equal(self._derived_t_code(), stream)
+        kept = torch.zeros(0, dtype=torch.uint8) if self._t_code_derived else stream
+        self.t_code = kept.to(self.codes.device)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self._t_code_derived:
+            destination[prefix + "t_code"] = self._derived_t_code().to(self.codes.device)
 
     def _t_args(self) -> tuple:
         return (self.t_packed.numpy(), self.t_bits, self.t_escapes.numpy(), self.t_escape_start.numpy())
@@ -217,8 +240,8 @@ class PackedLinear(nn.Module):
         dev = weight.device
         layer.codes = torch.from_numpy(packed).to(dev)
         layer._set_t(t, layer.blocks, dev)
-        layer.t_code = stream.to(dev)
         layer.t_lengths = layer.t_lengths.to(dev)
+        layer._hold_t_code(stream)
         layer.row_scale = scale.to(dev)
         if bias is not None:
             layer.bias = bias.detach().to(device=dev, dtype=torch.float32).clone()
@@ -312,10 +335,10 @@ class PackedLinear(nn.Module):
         dev = self.codes.device
         self.config, self.blocks = config, blocks
         self.codes = codes.to(dev)
-        self.t_code = t_code.to(dev)
         self.t_lengths = lengths.to(dev)
         self.row_scale = scale.to(dev)
         self._set_t(t, blocks, dev)
+        self._hold_t_code(t_code)
         if bias is not None:
             self.bias = bias.to(dev)
         for k in state_dict:
@@ -336,7 +359,7 @@ class PackedLinear(nn.Module):
     def side_bytes(self) -> int:
         """Bytes besides the codes: T's code and lengths, the row scales and the config."""
         extra = len(json.dumps(self.get_extra_state()).encode())
-        return int(self.t_code.numel() + self.t_lengths.numel() + 4 * self.row_scale.numel() + extra)
+        return int(self._t_code_bytes + self.t_lengths.numel() + 4 * self.row_scale.numel() + extra)
 
     def bits_per_weight(self) -> float:
         """Stored bits per weight: codes, T, row scales and config (the bias is not a weight)."""
@@ -344,14 +367,15 @@ class PackedLinear(nn.Module):
 
     def memory_bytes(self) -> int:
         """Bytes the kernels read: codes, T in its in-memory form (``t_bits`` per block, the escapes
-        and their int32 row offsets), row scales (and bias). The saved T stream ``t_code`` is held
-        too: :meth:`resident_bytes` counts it."""
+        and their int32 row offsets), row scales (and bias)."""
         t = self.t_packed.numel() + self.t_escapes.numel() + (4 * self.t_escape_start.numel() if self.t_bits < 4 else 0)
         return int(self.codes.numel() + t + 4 * self.row_scale.numel()
                    + (4 * self.bias.numel() if self.bias is not None else 0))
 
     def resident_bytes(self) -> int:
-        """Every byte the layer holds: :meth:`memory_bytes` plus the saved T stream and lengths."""
+        """Every byte the layer holds: :meth:`memory_bytes` plus T's 16 code lengths (and the saved T
+        stream in the rare case it cannot be rebuilt from the in-memory T: ``state_dict()`` rebuilds
+        it otherwise)."""
         return int(self.memory_bytes() + self.t_code.numel() + self.t_lengths.numel())
 
     # ---- evaluation ---------------------------------------------------------------------------

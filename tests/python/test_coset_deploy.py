@@ -397,3 +397,42 @@ def test_small_api_errors_and_discoverability():
     assert {"PackedLinear", "QLinear", "quantize_model", "deploy_model", "deployable_config"} <= set(dir(coset))
     with pytest.warns(UserWarning, match="does not reproduce quantize_activations=True"):
         QLinear(8, 4, FORMATS[0], quantize_activations=True).deploy()
+
+
+def _with_unused_bit_set(layer, sd):
+    """sd's T stream with one of its unused last bits set (still a valid stream), or None."""
+    fresh = PackedLinear(layer.in_features, layer.out_features, layer.config, name="fc")
+    for bit in range(7, -1, -1):
+        trial = sd["t_code"].clone()
+        if trial[-1] & (1 << bit):
+            continue
+        trial[-1] |= 1 << bit
+        try:
+            fresh.load_state_dict(dict(sd, t_code=trial))
+        except ValueError:
+            continue  # a bit the stream uses
+        return trial
+    return None
+
+
+@pytest.mark.parametrize("config", FORMATS[:2], ids=_ids)
+def test_the_saved_t_stream_is_rebuilt_not_held_twice(config):
+    for out_f in (64, 63, 61, 59, 57):
+        _, layer = _layer(config, in_f=260, out_f=out_f, row_scale="rms")
+        sd = layer.state_dict()
+        odd = _with_unused_bit_set(layer, sd)
+        if odd is not None:
+            break
+    assert odd is not None, "no shape left unused bits in the T stream"
+    assert sd["t_code"].numel() > 0 and layer.t_code.numel() == 0
+    assert layer.resident_bytes() == layer.memory_bytes() + 16
+    fresh = PackedLinear(260, out_f, config, name="fc")
+    fresh.load_state_dict(sd)
+    assert fresh.t_code.numel() == 0 and torch.equal(fresh.state_dict()["t_code"], sd["t_code"])
+    assert fresh.bits_per_weight() == layer.bits_per_weight()
+    # a stream whose unused last bits are set cannot be rebuilt: it is kept and saved as loaded
+    fresh.load_state_dict(dict(sd, t_code=odd))
+    assert torch.equal(fresh.state_dict()["t_code"], odd)
+    assert fresh.resident_bytes() == fresh.memory_bytes() + 16 + odd.numel()
+    x = torch.randn(3, 260)
+    assert torch.equal(fresh(x), layer(x))
