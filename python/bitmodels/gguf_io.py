@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from bitcore.kernels import KernelRegistry
 from bitlayers.bitlinear import BitLinear
 
 from .lm import BitLM, BitLMConfig, BITNET_QUANT
@@ -456,7 +457,8 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
     def fetch(name: str) -> torch.Tensor:
         return torch.from_numpy(_tensor_array(tensors[name], path).copy())
 
-    model = BitLM(config)
+    # trainable=False: no float weights for the projections at all (set from the packed trits below)
+    model = BitLM(config, projection_device=None if trainable else "meta")
     with torch.no_grad():
         model.embed_tokens.weight.copy_(fetch("token_embd.weight"))
         model.norm.weight.copy_(fetch("output_norm.weight"))
@@ -498,4 +500,6 @@ def _load_projection(layer: BitLinear, base: str, tensors, fetch, path, trainabl
     if trainable:
         raise ValueError(f"load_gguf: {path}: no float weights reproduce '{wname}' exactly; load with "
                          f"trainable=False")
-    layer._set_deployed(layer.kernel.pack(trits), torch.full((layer.out_features,), scale, dtype=torch.float32))
+    # the skeleton's weights are on 'meta': pack with the CPU kernel (the tensors are on the CPU)
+    kernel = KernelRegistry.get_kernel_for_config(layer.quant_config, torch.device("cpu"))
+    layer._set_deployed(kernel.pack(trits), torch.full((layer.out_features,), scale, dtype=torch.float32))

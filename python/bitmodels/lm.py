@@ -155,10 +155,10 @@ class RMSNorm(nn.Module):
         return (y * self.weight.float()).to(x.dtype)
 
 
-def _projection(config: BitLMConfig, fan_in: int, fan_out: int) -> nn.Module:
+def _projection(config: BitLMConfig, fan_in: int, fan_out: int, device=None) -> nn.Module:
     if config.ternary:
-        return BitLinear(fan_in, fan_out, bias=False, quant_config=config.quant_config)
-    return nn.Linear(fan_in, fan_out, bias=False)
+        return BitLinear(fan_in, fan_out, bias=False, quant_config=config.quant_config, device=device)
+    return nn.Linear(fan_in, fan_out, bias=False, device=device)
 
 
 def _sub_norm(config: BitLMConfig, dim: int) -> nn.Module:
@@ -184,15 +184,15 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class BitLMAttention(nn.Module):
     """Causal multi-head attention with grouped KV heads, rotary embeddings and the BitNet sub-norm."""
 
-    def __init__(self, config: BitLMConfig) -> None:
+    def __init__(self, config: BitLMConfig, projection_device=None) -> None:
         super().__init__()
         self.config = config
         d, hd = config.hidden_size, config.head_dim
-        self.q_proj = _projection(config, d, config.num_heads * hd)
-        self.k_proj = _projection(config, d, config.num_kv_heads * hd)
-        self.v_proj = _projection(config, d, config.num_kv_heads * hd)
+        self.q_proj = _projection(config, d, config.num_heads * hd, projection_device)
+        self.k_proj = _projection(config, d, config.num_kv_heads * hd, projection_device)
+        self.v_proj = _projection(config, d, config.num_kv_heads * hd, projection_device)
         self.attn_sub_norm = _sub_norm(config, config.num_heads * hd)
-        self.o_proj = _projection(config, config.num_heads * hd, d)
+        self.o_proj = _projection(config, config.num_heads * hd, d, projection_device)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
@@ -224,14 +224,14 @@ class BitLMAttention(nn.Module):
 class BitLMFeedForward(nn.Module):
     """Gated FFN: ``down(ffn_sub_norm(act(gate(x)) * up(x)))``, act = relu^2 or silu."""
 
-    def __init__(self, config: BitLMConfig) -> None:
+    def __init__(self, config: BitLMConfig, projection_device=None) -> None:
         super().__init__()
         d, f = config.hidden_size, config.intermediate_size
         self.hidden_act = config.hidden_act
-        self.gate_proj = _projection(config, d, f)
-        self.up_proj = _projection(config, d, f)
+        self.gate_proj = _projection(config, d, f, projection_device)
+        self.up_proj = _projection(config, d, f, projection_device)
         self.ffn_sub_norm = _sub_norm(config, f)
-        self.down_proj = _projection(config, f, d)
+        self.down_proj = _projection(config, f, d, projection_device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate_proj(x)
@@ -242,12 +242,12 @@ class BitLMFeedForward(nn.Module):
 class BitLMBlock(nn.Module):
     """One pre-norm decoder block (attention then FFN, each with a residual)."""
 
-    def __init__(self, config: BitLMConfig) -> None:
+    def __init__(self, config: BitLMConfig, projection_device=None) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = BitLMAttention(config)
+        self.self_attn = BitLMAttention(config, projection_device)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = BitLMFeedForward(config)
+        self.mlp = BitLMFeedForward(config, projection_device)
 
     def forward(self, h, cos, sin, past=None):
         a, present = self.self_attn(self.input_layernorm(h), cos, sin, past)
@@ -265,6 +265,17 @@ class BitLM(BitModelBase):
     of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
     training (straight-through), eval mode = packed ternary kernels.
 
+    ``projection_device`` (keyword only, default None = the default device): where the projections'
+    float weights are created. ``"meta"`` allocates none: a skeleton whose projections must then
+    be set from packed weights (what ``load_gguf(trainable=False)`` does, so that loading a
+    deployed model never holds the float weights); embeddings and norms are always real tensors.
+
+    Memory: :meth:`deploy` (from ``BitModelBase``) converts one projection at a time and frees its
+    float weights as it goes; called on a model in training mode it holds, at its peak, the float
+    weights plus the packed bytes. ``eval()`` before ``deploy()`` first builds every layer's
+    eval-mode cache (a float copy of the weights and their int8 trits: see ``BitLinear``), which
+    more than doubles that peak: deploy straight from training mode when memory matters.
+
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
         outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``.
@@ -272,14 +283,15 @@ class BitLM(BitModelBase):
 
     config_cls = BitLMConfig
 
-    def __init__(self, config: BitLMConfig, quant_config: Optional[BitQuantConfig] = None) -> None:
+    def __init__(self, config: BitLMConfig, quant_config: Optional[BitQuantConfig] = None, *,
+                 projection_device=None) -> None:
         if not isinstance(config, BitLMConfig):
             raise ValueError(f"BitLM: expected a BitLMConfig, got {type(config).__name__}")
         if quant_config is not None:
             config = dataclasses.replace(config, quant_config=resolve_config(quant_config))
         super().__init__(config, config.quant_config if config.ternary else None)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(BitLMBlock(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(BitLMBlock(config, projection_device) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         nn.init.normal_(self.embed_tokens.weight, std=0.02)

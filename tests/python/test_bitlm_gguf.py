@@ -111,6 +111,10 @@ def test_round_trip_same_logits(exported, trainable):
     assert torch.equal(loaded.generate(ids[:, :4], 8), model.generate(ids[:, :4], 8))
     layers = [m for m in loaded.modules() if isinstance(m, BitLinear)]
     assert all(m.deployed != trainable for m in layers)
+    # deployed loads are built without float projection weights (a 'meta' skeleton) and keep none
+    assert not any(t.is_meta for t in list(loaded.parameters()) + list(loaded.buffers()))
+    if not trainable:
+        assert all(m.weight is None and m.packed_2bit.device.type == "cpu" for m in layers)
 
 
 @pytest.mark.parametrize("kw", [dict(hidden_act="silu", num_kv_heads=None, tie_word_embeddings=False),
