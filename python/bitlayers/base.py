@@ -413,6 +413,10 @@ class BitLayerBase(nn.Module):
         packed_key, weight_key, scale_key = prefix + PACKED_WEIGHT_KEY, prefix + "weight", prefix + "weight_scale"
         q_key, qs_key, bias_key = prefix + QWEIGHT_KEY, prefix + QWEIGHT_SCALE_KEY, prefix + "bias"
         device = self.layer_device()
+        if device.type == "meta" and isinstance(state_dict.get(packed_key), torch.Tensor):
+            # a skeleton with weights on 'meta' (e.g. BitLM(config, projection_device="meta")) takes
+            # packed weights on the state dict's device: deployed without ever holding float weights
+            device = state_dict[packed_key].device
         if (bias_key in state_dict) != (self.bias is not None):
             raise ValueError(
                 f"{name}: state dict {'has' if bias_key in state_dict else 'lacks'} "

@@ -348,8 +348,10 @@ class BitLM(BitModelBase):
 
     ``projection_device`` (keyword only, default None = the default device): where the projections'
     float weights are created. ``"meta"`` allocates none: a skeleton whose projections must then
-    be set from packed weights (what ``load_gguf(trainable=False)`` does, so that loading a
-    deployed model never holds the float weights); embeddings and norms are always real tensors.
+    be set from packed weights - ``load_state_dict`` of a deployed model's state dict (the packed
+    weights land on that dict's device), or ``load_gguf(trainable=False)`` - so that loading a
+    deployed model never holds its float weights; embeddings and norms are always real tensors.
+    Until then the skeleton's eval forward and ``deploy()`` raise ValueError naming ``meta``.
 
     Memory: :meth:`deploy` (from ``BitModelBase``) converts one projection at a time and frees its
     float weights as it goes; called on a model in training mode it holds, at its peak, the float

@@ -275,6 +275,14 @@ def test_meta_projection_skeleton_allocates_no_float_weights():
         model.eval()(torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="meta"):
         model.deploy()
+    # a deployed state dict makes the skeleton a deployed model on the CPU, never holding float weights
+    torch.manual_seed(2)
+    source = BitLM(small()).deploy()
+    skeleton = BitLM(small(), projection_device="meta")
+    skeleton.load_state_dict(source.state_dict())
+    assert not any(t.is_meta for t in list(skeleton.parameters()) + list(skeleton.buffers()))
+    ids = torch.randint(0, 256, (1, 7))
+    assert torch.equal(skeleton.eval()(ids), source(ids))
 
 
 @pytest.mark.parametrize("act", ["relu2", "silu"])
