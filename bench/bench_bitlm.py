@@ -199,7 +199,8 @@ def fmt(v) -> str:
 def bench_size(size: str, n: int, threads_list, use_llama: bool):
     """Speed rows (threads, runner, prefill, decode, agreement), memory rows (runner, MiB, note), and the
     file size, for one model size; llama.cpp failures become 'skipped: <reason>' rows."""
-    model, _ = models(size)
+    torch.manual_seed(0)
+    model = BitLM(config(size)).eval()  # the ternary model of models(size), without its float twin
     rows, memory = [], []
     llama_error = None
     with tempfile.TemporaryDirectory() as tmp:
