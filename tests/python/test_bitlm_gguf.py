@@ -354,6 +354,18 @@ def test_non_ternary_weights_are_refused(exported, tmp_path):
     with pytest.raises(ValueError, match="float.gguf.*not ternary"):
         load_gguf(dst)
 
+    def with_nan(name, t):  # ternary values times 0.5, one of them NaN
+        if name == "blk.0.attn_q.weight":
+            values = np.random.default_rng(1).integers(-1, 2, size=(256, 256)).astype(np.float32) * 0.5
+            values[3, 7] = np.nan
+            return values.astype(np.float16), gguf.GGMLQuantizationType.F16
+        return None
+
+    for trainable in (True, False):
+        dst = rewrite(path, tmp_path / "nan.gguf", tensor_fn=with_nan)
+        with pytest.raises(ValueError, match="nan.gguf.*'blk.0.attn_q.weight' is not ternary.*NaN"):
+            load_gguf(dst, trainable=trainable)
+
 
 @pytest.mark.parametrize("config, match", [
     (small(ternary=False), "float twin"),
