@@ -238,7 +238,8 @@ def bench_size(size: str, n: int, threads_list, use_llama: bool):
         memory.append(("bitlab-run generate (ours, TQ2_0 file)", peak_rss_mib(
             [bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--threads", "1"], env)))
         base = peak_rss_mib(worker_cmd(size, 1, n, "none"), env)
-        memory.append(("PyTorch BitLM built, deployed, generate", peak_rss_mib(worker_cmd(size, 1, n, "deployed"), env)))
+        memory.append(("PyTorch BitLM built, deployed, generate",
+                       peak_rss_mib(worker_cmd(size, 1, n, "deployed"), env)))
         memory.append(("PyTorch BitLM load_gguf(trainable=False), generate",
                        peak_rss_mib(worker_cmd(size, 1, n, f"gguf:{path}"), env)))
         memory.append(("PyTorch float32 twin, generate", peak_rss_mib(worker_cmd(size, 1, n, "twin"), env)))

@@ -162,7 +162,9 @@ TEST(BitlabGemm, LayerWithManyTokensMatchesTheReferenceQuantizer) {
   const auto acc = naive_acc(xq, tw.trits, M, N, K);
   std::vector<float> expected(M * N);
   for (std::size_t m = 0; m < M; ++m)
-    for (std::size_t n = 0; n < N; ++n) expected[m * N + n] = static_cast<float>(acc[m * N + n]) * q.scales[m] * tw.scales[n];
+    for (std::size_t n = 0; n < N; ++n) {
+      expected[m * N + n] = static_cast<float>(acc[m * N + n]) * q.scales[m] * tw.scales[n];
+    }
   for (SimdLevel level : available_simd_levels()) {
     set_simd_level(level);
     std::vector<float> y(M * N);
