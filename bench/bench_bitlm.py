@@ -14,8 +14,9 @@ new tokens, at 1 and 2 threads:
     the sdist, a failed build, a file llama.cpp refuses - prints "skipped: <reason>" instead.
 PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS sizes lowbit's pool once per
 process). Then the peak resident memory (the child's own ru_maxrss) of one generation, 1 thread, each in
-a fresh process: ours, PyTorch deployed, the PyTorch float32 twin, a Python process with the same
-imports and no model (the interpreter's share), and llama-simple.
+a fresh process: ours, PyTorch deployed (built with float weights then deploy(), and loaded with
+load_gguf(trainable=False), which never allocates float projection weights), the PyTorch float32
+twin, a Python process with the same imports and no model (the interpreter's share), and llama-simple.
 Token agreement is reported against PyTorch's greedy tokens: ours must match all of them; llama.cpp
 quantizes activations per 256-weight block (Q8_K) rather than per token, so it may diverge.
 The models use SwiGLU because the llama.cpp vendored by llama-cpp-python 0.3.36 hard-codes SiLU for
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from bitmodels import BitLM, BitLMConfig, ByteTokenizer, export_gguf
+from bitmodels import BitLM, BitLMConfig, ByteTokenizer, export_gguf, load_gguf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _llama_cpp import CORES, build_llama_cpp, log, skip_reason  # noqa: E402
@@ -128,16 +129,20 @@ def peak_rss_mib(cmd, env=None) -> float:
 def torch_worker(size: str, threads: int, n: int, what: str) -> None:
     """In a fresh process (LOWBIT_NUM_THREADS and torch threads = threads): time or run one model.
     what = "speed": JSON of both PyTorch runners; "twin" / "deployed": one greedy generate (for its
-    peak memory); "none": only the imports (the interpreter + torch baseline)."""
+    peak memory; "deployed" builds the model with float weights and deploys it straight from training
+    mode, the documented low-memory path); "gguf:PATH": the same with load_gguf(PATH, trainable=False)
+    (no float projection weights at any time); "none": only the imports (the interpreter + torch baseline)."""
     torch.set_num_threads(threads)
     prompt = torch.tensor([ByteTokenizer().encode(PROMPT)])
     if what == "none":
         return
+    if what.startswith("gguf:"):
+        torch_generate(load_gguf(what[len("gguf:"):], trainable=False), prompt, n)
+        return
     if what in ("twin", "deployed"):  # only this model in memory (its weights' values do not matter here)
         torch.manual_seed(0)
-        model = BitLM(config(size, ternary=what == "deployed")).eval()
-        if what == "deployed":
-            model.deploy()
+        model = BitLM(config(size, ternary=what == "deployed"))
+        model = model.deploy() if what == "deployed" else model.eval()
         torch_generate(model, prompt, n)
         return
     model, twin = models(size)
@@ -194,7 +199,8 @@ def fmt(v) -> str:
 def bench_size(size: str, n: int, threads_list, use_llama: bool):
     """Speed rows (threads, runner, prefill, decode, agreement), memory rows (runner, MiB, note), and the
     file size, for one model size; llama.cpp failures become 'skipped: <reason>' rows."""
-    model, _ = models(size)
+    torch.manual_seed(0)
+    model = BitLM(config(size)).eval()  # the ternary model of models(size), without its float twin
     rows, memory = [], []
     llama_error = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,7 +238,10 @@ def bench_size(size: str, n: int, threads_list, use_llama: bool):
         memory.append(("bitlab-run generate (ours, TQ2_0 file)", peak_rss_mib(
             [bitlab_run(), "generate", str(path), "--prompt", PROMPT, "-n", str(n), "--threads", "1"], env)))
         base = peak_rss_mib(worker_cmd(size, 1, n, "none"), env)
-        memory.append(("PyTorch BitLM deployed, generate", peak_rss_mib(worker_cmd(size, 1, n, "deployed"), env)))
+        memory.append(("PyTorch BitLM built, deployed, generate",
+                       peak_rss_mib(worker_cmd(size, 1, n, "deployed"), env)))
+        memory.append(("PyTorch BitLM load_gguf(trainable=False), generate",
+                       peak_rss_mib(worker_cmd(size, 1, n, f"gguf:{path}"), env)))
         memory.append(("PyTorch float32 twin, generate", peak_rss_mib(worker_cmd(size, 1, n, "twin"), env)))
         memory.append(("(Python + torch + bitmodels imported, no model)", base))
         if use_llama and not llama_error:

@@ -310,12 +310,21 @@ class BitLayerBase(nn.Module):
         """Keep only packed weights (2 bits per weight in memory) and switch to eval; inference only
         from now on (``train()`` keeps running the packed kernel). Calling it again does nothing."""
         if not self.deployed:
-            packed, scales = self.packed_weights()
-            self.packed_2bit = packed.clone()
-            self.weight_scale = scales.clone()
-            self.weight = None
-            self._cache = None
-            self._drop_eval_buffers()
+            if isinstance(self.__dict__.get("_cache"), _PackedCache):
+                # eval mode built a cache: reuse it (it also honours writes to the qweight buffers)
+                packed, scales = self.packed_weights()
+            else:
+                # No cache: quantize straight from the latent weights, without the float snapshot
+                # and the int8 trits the eval-mode cache keeps (the peak of deploy() stays at the
+                # latent weights plus this layer's packed bytes). Same kernel calls, same bytes.
+                w = self.weight.detach()
+                if w.is_meta:
+                    self.packed_weights()  # raises its ValueError naming the meta device
+                kernel = self.kernel
+                trits, scales = kernel_ternarize(kernel, w)
+                packed = kernel.pack(trits)
+                del trits
+            self._set_deployed(packed.clone(), scales.clone())
         return self.eval()
 
     def __getstate__(self):
@@ -339,7 +348,16 @@ class BitLayerBase(nn.Module):
         return result
 
     # ---------------------------------------------------------------- inputs
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _kernel_checks_finite(self, kernel, x: torch.Tensor) -> bool:
+        """True when ``kernel``'s packed ``linear`` on ``x`` is the shipped C++ op, which rejects NaN/Inf
+        inputs itself (``quantize_activations`` / ``bitlinear_f32`` raise ValueError): the forward
+        then skips the separate PyTorch pass over the input and names the layer in the error."""
+        return (isinstance(x, torch.Tensor) and getattr(kernel, "has_cpp_backend", False) and x.device.type == "cpu"
+                and not kernel_overrides(kernel, "linear") and not kernel_overrides(kernel, "forward"))
+
+    def _check_input(self, x: torch.Tensor, check_finite: bool = True) -> None:
+        """Type, device, dtype and width of ``x``; NaN/Inf too unless ``check_finite`` is False (the
+        caller's kernel checks them: :meth:`_kernel_checks_finite`)."""
         name = type(self).__name__
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{name}: input must be a torch.Tensor, got {type(x).__name__}")
@@ -356,7 +374,7 @@ class BitLayerBase(nn.Module):
                 raise ValueError(f"{name}: eval-mode and deployed layers run packed kernels and cannot take "
                                  f"inputs on device 'meta' (train mode propagates shapes on 'meta', as nn.Linear)")
             return
-        if not bool(torch.isfinite(x).all()):
+        if check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name}: input contains NaN or Inf")
 
     # ---------------------------------------------------------------- state dicts
@@ -395,6 +413,10 @@ class BitLayerBase(nn.Module):
         packed_key, weight_key, scale_key = prefix + PACKED_WEIGHT_KEY, prefix + "weight", prefix + "weight_scale"
         q_key, qs_key, bias_key = prefix + QWEIGHT_KEY, prefix + QWEIGHT_SCALE_KEY, prefix + "bias"
         device = self.layer_device()
+        if device.type == "meta" and isinstance(state_dict.get(packed_key), torch.Tensor):
+            # a skeleton with weights on 'meta' (e.g. BitLM(config, projection_device="meta")) takes
+            # packed weights on the state dict's device: deployed without ever holding float weights
+            device = state_dict[packed_key].device
         if (bias_key in state_dict) != (self.bias is not None):
             raise ValueError(
                 f"{name}: state dict {'has' if bias_key in state_dict else 'lacks'} "

@@ -137,10 +137,12 @@ class BitLinear(BitLayerBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., in_features)`` -> ``(..., out_features)`` in ``x``'s dtype, on ``x``'s device."""
-        self._check_input(x)
         if self.training and not self.deployed:
+            self._check_input(x)
             return self._train_forward(x)
-        return self._eval_forward(x)
+        kernel = self.kernel
+        self._check_input(x, check_finite=not self._kernel_checks_finite(kernel, x))
+        return self._eval_forward(x, kernel)
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """QAT forward (the namesake's hook name); ``x`` already checked."""
@@ -148,13 +150,14 @@ class BitLinear(BitLayerBase):
             raise RuntimeError("Deployed layers cannot run the training forward (no latent weights)")
         return train_forward(x, self.weight, self.bias, self.quant_config)
 
-    def _eval_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Packed-kernel forward (the namesake's hook name); ``x`` already checked.
+    def _eval_forward(self, x: torch.Tensor, kernel=None) -> torch.Tensor:
+        """Packed-kernel forward (the namesake's hook name); ``x`` already checked (NaN/Inf are left
+        to the C++ op when :meth:`_kernel_checks_finite`; its error is reworded to name the layer).
 
         With grad enabled and ``x.requires_grad`` the input gets straight-through gradients
         (:class:`_PackedLinearSTE`); the output is the same either way."""
         packed, scales = self.packed_weights()
-        kernel = self.kernel
+        kernel = self.kernel if kernel is None else kernel
         cache = None if self.deployed else self._cache
         trits = None if cache is None else cache.trits
 
@@ -164,8 +167,13 @@ class BitLinear(BitLayerBase):
                 y2d = torch.zeros((0, self.out_features), dtype=torch.float32, device=xd.device)
             else:
                 bias = None if self.bias is None else self.bias.detach().to(torch.float32).contiguous()
-                y2d = kernel_linear(kernel, x2d, packed, self.in_features, scales.to(torch.float32), bias,
-                                    self.quant_config.weight_granularity, trits)
+                try:
+                    y2d = kernel_linear(kernel, x2d, packed, self.in_features, scales.to(torch.float32), bias,
+                                        self.quant_config.weight_granularity, trits)
+                except ValueError as e:
+                    if "NaN or Inf" in str(e):
+                        raise ValueError(f"{type(self).__name__}: input contains NaN or Inf") from None
+                    raise
             return y2d.reshape(*xd.shape[:-1], self.out_features).to(xd.dtype)
 
         if not (torch.is_grad_enabled() and x.requires_grad):

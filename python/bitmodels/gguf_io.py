@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from bitcore.kernels import KernelRegistry
 from bitlayers.bitlinear import BitLinear
 
 from .lm import BitLM, BitLMConfig, BITNET_QUANT
@@ -454,9 +455,11 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
     _check_tensors(config, tensors, path)  # all of it before the model is built
 
     def fetch(name: str) -> torch.Tensor:
-        return torch.from_numpy(_tensor_array(tensors[name], path).copy())
+        # a writable array of our own (a read-only memory map is copied; a dequantized one is not)
+        return torch.from_numpy(np.require(_tensor_array(tensors[name], path), requirements=["W"]))
 
-    model = BitLM(config)
+    # trainable=False: no float weights for the projections at all (set from the packed trits below)
+    model = BitLM(config, projection_device=None if trainable else "meta")
     with torch.no_grad():
         model.embed_tokens.weight.copy_(fetch("token_embd.weight"))
         model.norm.weight.copy_(fetch("output_norm.weight"))
@@ -479,16 +482,16 @@ def _load_projection(layer: BitLinear, base: str, tensors, fetch, path, trainabl
     wname, sname = base + ".weight", base + ".scale"
     values = fetch(wname)
     scale = float(fetch(sname).reshape(-1)[0]) if sname in tensors else 1.0
-    magnitudes = values.abs()
-    nonzero = magnitudes[magnitudes > 0]
-    if nonzero.numel():
-        c = float(nonzero.max())
-        if not bool(torch.all(nonzero == c)):
-            raise ValueError(f"load_gguf: {path}: tensor '{wname}' is not ternary (its nonzero magnitudes differ)")
+    # No float temporaries of the tensor's size (only int8 / bool ones): the largest projection
+    # would otherwise cost several times its float size at the peak of loading.
+    c = max(float(values.max()), -float(values.min())) if values.numel() else 0.0
+    if not bool(torch.all((values == 0) | (values == c) | (values == -c))):  # NaN fails too
+        raise ValueError(f"load_gguf: {path}: tensor '{wname}' is not ternary (its nonzero magnitudes differ, "
+                         f"or it holds NaN)")
+    trits = (values > 0).to(torch.int8) - (values < 0).to(torch.int8)
+    del values
+    if c > 0:
         scale *= c
-        trits = torch.sign(values).to(torch.int8)
-    else:
-        trits = torch.zeros(values.shape, dtype=torch.int8)
     if not np.isfinite(scale) or scale < 0:
         raise ValueError(f"load_gguf: {path}: tensor '{sname}' holds an invalid scale {scale}")
     latent = _latent_weights(trits, scale, layer) if trainable else None
@@ -498,4 +501,6 @@ def _load_projection(layer: BitLinear, base: str, tensors, fetch, path, trainabl
     if trainable:
         raise ValueError(f"load_gguf: {path}: no float weights reproduce '{wname}' exactly; load with "
                          f"trainable=False")
-    layer._set_deployed(layer.kernel.pack(trits), torch.full((layer.out_features,), scale, dtype=torch.float32))
+    # the skeleton's weights are on 'meta': pack with the CPU kernel (the tensors are on the CPU)
+    kernel = KernelRegistry.get_kernel_for_config(layer.quant_config, torch.device("cpu"))
+    layer._set_deployed(kernel.pack(trits), torch.full((layer.out_features,), scale, dtype=torch.float32))

@@ -155,10 +155,10 @@ class RMSNorm(nn.Module):
         return (y * self.weight.float()).to(x.dtype)
 
 
-def _projection(config: BitLMConfig, fan_in: int, fan_out: int) -> nn.Module:
+def _projection(config: BitLMConfig, fan_in: int, fan_out: int, device=None) -> nn.Module:
     if config.ternary:
-        return BitLinear(fan_in, fan_out, bias=False, quant_config=config.quant_config)
-    return nn.Linear(fan_in, fan_out, bias=False)
+        return BitLinear(fan_in, fan_out, bias=False, quant_config=config.quant_config, device=device)
+    return nn.Linear(fan_in, fan_out, bias=False, device=device)
 
 
 def _sub_norm(config: BitLMConfig, dim: int) -> nn.Module:
@@ -181,26 +181,106 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotated * sin
 
 
+class _FusedProjections:
+    """Deployed projections that read the same input run as ONE packed C++ call, as ``bitlab-run``
+    fuses q/k/v and gate/up: the input is quantized once and the weight rows of all of them go
+    through one GEMM. Each output element is the same int32 sum and the same epilogue as in the
+    separate calls, so the outputs are bit-identical (tests/python/test_bitlm.py checks it).
+
+    The layers' ``packed_2bit`` / ``weight_scale`` buffers become row slices (views) of one
+    concatenated buffer each, so fusing costs no memory. Used only while every layer is deployed,
+    bias-free, on the same shipped C++ kernel (CPU), the input needs no gradient, and each
+    layer's buffers are still the views made here with the shared buffers unwritten; otherwise
+    (``load_state_dict``, a write, ``.to()``...) the layers run one by one, or are fused again.
+    Not a module: it holds no state of its own beyond those shared buffers.
+    """
+
+    def __init__(self, *layers: nn.Module) -> None:
+        self.layers = layers
+        self.state = None  # (packed, scales, versions, views)
+
+    def _usable(self, x: torch.Tensor):
+        """The kernel to fuse with, or None when the layers must run one by one."""
+        first = self.layers[0]
+        if not all(isinstance(l, BitLinear) and l.deployed and l.bias is None for l in self.layers):
+            return None
+        if torch.is_grad_enabled() and x.requires_grad:
+            return None
+        kernel = first.kernel
+        if not first._kernel_checks_finite(kernel, x):
+            return None
+        if any(l.quant_config != first.quant_config or l.in_features != first.in_features
+               or l.packed_2bit.device != x.device for l in self.layers):
+            return None
+        return kernel
+
+    def _fused_buffers(self):
+        st = self.state
+        if st is not None:
+            packed, scales, versions, views = st
+            if (packed._version, scales._version) == versions and all(
+                    l.packed_2bit is p and l.weight_scale is s for l, (p, s) in zip(self.layers, views)):
+                return packed, scales
+        packed = torch.cat([l.packed_2bit for l in self.layers])
+        scales = torch.cat([l.weight_scale for l in self.layers])
+        views, row = [], 0
+        for l in self.layers:
+            n = l.out_features
+            view = (packed[row:row + n], scales[row:row + n])
+            l.packed_2bit, l.weight_scale = view  # same values: the separate buffers are freed
+            views.append(view)
+            row += n
+        self.state = (packed, scales, (packed._version, scales._version), views)
+        return packed, scales
+
+    def __call__(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """``[y_i]`` = each layer applied to ``x [..., K]``: ``[..., N_i]`` contiguous, ``x``'s dtype."""
+        kernel = self._usable(x)
+        if kernel is None:
+            self.state = None  # keep no stale buffers (after a .to(), a reload...)
+            return [l(x) for l in self.layers]
+        first = self.layers[0]
+        first._check_input(x, check_finite=False)  # NaN/Inf: the C++ op raises (reworded below)
+        packed, scales = self._fused_buffers()
+        x2d = x.detach().reshape(-1, first.in_features).to(torch.float32).contiguous()
+        if x2d.shape[0] == 0:
+            return [l(x) for l in self.layers]
+        try:
+            y = kernel.linear(x2d, packed, first.in_features, scales, None)
+        except ValueError as e:
+            if "NaN or Inf" in str(e):
+                raise ValueError(f"{type(first).__name__}: input contains NaN or Inf") from None
+            raise
+        out, col = [], 0
+        for l in self.layers:
+            part = y[:, col:col + l.out_features].contiguous()  # the layout of a separate call
+            out.append(part.reshape(*x.shape[:-1], l.out_features).to(x.dtype))
+            col += l.out_features
+        return out
+
+
 class BitLMAttention(nn.Module):
     """Causal multi-head attention with grouped KV heads, rotary embeddings and the BitNet sub-norm."""
 
-    def __init__(self, config: BitLMConfig) -> None:
+    def __init__(self, config: BitLMConfig, projection_device=None) -> None:
         super().__init__()
         self.config = config
         d, hd = config.hidden_size, config.head_dim
-        self.q_proj = _projection(config, d, config.num_heads * hd)
-        self.k_proj = _projection(config, d, config.num_kv_heads * hd)
-        self.v_proj = _projection(config, d, config.num_kv_heads * hd)
+        self.q_proj = _projection(config, d, config.num_heads * hd, projection_device)
+        self.k_proj = _projection(config, d, config.num_kv_heads * hd, projection_device)
+        self.v_proj = _projection(config, d, config.num_kv_heads * hd, projection_device)
         self.attn_sub_norm = _sub_norm(config, config.num_heads * hd)
-        self.o_proj = _projection(config, config.num_heads * hd, d)
+        self.o_proj = _projection(config, config.num_heads * hd, d, projection_device)
+        self._qkv = _FusedProjections(self.q_proj, self.k_proj, self.v_proj)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
         b, t, _ = x.shape
         c = self.config
-        q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        q, k, v = self._qkv(x)
+        q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
+        k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
@@ -224,30 +304,31 @@ class BitLMAttention(nn.Module):
 class BitLMFeedForward(nn.Module):
     """Gated FFN: ``down(ffn_sub_norm(act(gate(x)) * up(x)))``, act = relu^2 or silu."""
 
-    def __init__(self, config: BitLMConfig) -> None:
+    def __init__(self, config: BitLMConfig, projection_device=None) -> None:
         super().__init__()
         d, f = config.hidden_size, config.intermediate_size
         self.hidden_act = config.hidden_act
-        self.gate_proj = _projection(config, d, f)
-        self.up_proj = _projection(config, d, f)
+        self.gate_proj = _projection(config, d, f, projection_device)
+        self.up_proj = _projection(config, d, f, projection_device)
         self.ffn_sub_norm = _sub_norm(config, f)
-        self.down_proj = _projection(config, f, d)
+        self.down_proj = _projection(config, f, d, projection_device)
+        self._gate_up = _FusedProjections(self.gate_proj, self.up_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.gate_proj(x)
+        g, u = self._gate_up(x)
         g = torch.relu(g).square() if self.hidden_act == "relu2" else F.silu(g)
-        return self.down_proj(self.ffn_sub_norm(g * self.up_proj(x)))
+        return self.down_proj(self.ffn_sub_norm(g * u))
 
 
 class BitLMBlock(nn.Module):
     """One pre-norm decoder block (attention then FFN, each with a residual)."""
 
-    def __init__(self, config: BitLMConfig) -> None:
+    def __init__(self, config: BitLMConfig, projection_device=None) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = BitLMAttention(config)
+        self.self_attn = BitLMAttention(config, projection_device)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = BitLMFeedForward(config)
+        self.mlp = BitLMFeedForward(config, projection_device)
 
     def forward(self, h, cos, sin, past=None):
         a, present = self.self_attn(self.input_layernorm(h), cos, sin, past)
@@ -265,6 +346,19 @@ class BitLM(BitModelBase):
     of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
     training (straight-through), eval mode = packed ternary kernels.
 
+    ``projection_device`` (keyword only, default None = the default device): where the projections'
+    float weights are created. ``"meta"`` allocates none: a skeleton whose projections must then
+    be set from packed weights - ``load_state_dict`` of a deployed model's state dict (the packed
+    weights land on that dict's device), or ``load_gguf(trainable=False)`` - so that loading a
+    deployed model never holds its float weights; embeddings and norms are always real tensors.
+    Until then the skeleton's eval forward and ``deploy()`` raise ValueError naming ``meta``.
+
+    Memory: :meth:`deploy` (from ``BitModelBase``) converts one projection at a time and frees its
+    float weights as it goes; called on a model in training mode it holds, at its peak, the float
+    weights plus the packed bytes. ``eval()`` before ``deploy()`` first builds every layer's
+    eval-mode cache (a float copy of the weights and their int8 trits: see ``BitLinear``), which
+    more than doubles that peak: deploy straight from training mode when memory matters.
+
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
         outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``.
@@ -272,14 +366,15 @@ class BitLM(BitModelBase):
 
     config_cls = BitLMConfig
 
-    def __init__(self, config: BitLMConfig, quant_config: Optional[BitQuantConfig] = None) -> None:
+    def __init__(self, config: BitLMConfig, quant_config: Optional[BitQuantConfig] = None, *,
+                 projection_device=None) -> None:
         if not isinstance(config, BitLMConfig):
             raise ValueError(f"BitLM: expected a BitLMConfig, got {type(config).__name__}")
         if quant_config is not None:
             config = dataclasses.replace(config, quant_config=resolve_config(quant_config))
         super().__init__(config, config.quant_config if config.ternary else None)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(BitLMBlock(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(BitLMBlock(config, projection_device) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         nn.init.normal_(self.embed_tokens.weight, std=0.02)

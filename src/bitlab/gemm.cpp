@@ -60,20 +60,51 @@ void ternary_gemm_int8(const QuantizedActivations& x, const PackedTernaryView& w
   });
 }
 
+namespace {
+
+// quantize_activations at per-token granularity with the rows split over the pool: each row is
+// quantize_activation_row, the same arithmetic as quantize_activations' per-row path.
+QuantizedActivations quantize_rows_parallel(const float* x, std::size_t rows, std::size_t cols) {
+  QuantizedActivations q;
+  q.rows = rows;
+  q.cols = cols;
+  q.stride = padded_cols(cols);
+  q.values.resize(rows * q.stride);
+  q.values.zero();
+  q.scales.resize(rows);
+  q.row_sums.resize(rows);
+  const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 15) / std::max<std::size_t>(1, cols));
+  parallel_for(0, rows, grain, [&](std::size_t m0, std::size_t m1) {
+    for (std::size_t m = m0; m < m1; ++m) {
+      q.row_sums[m] = quantize_activation_row(x + m * cols, cols, q.values.data() + m * q.stride, q.scales[m]);
+    }
+  });
+  return q;
+}
+
+}  // namespace
+
 void bitlinear_int8(const float* x, std::size_t rows, const PackedTernaryView& w, const float* w_scales,
                     const float* bias, Granularity act_granularity, float* y) {
   require_layer("bitlinear_int8", rows, w, w_scales);
-  const QuantizedActivations q = quantize_activations(x, rows, w.cols, act_granularity);
+  const QuantizedActivations q = act_granularity == Granularity::PerRow && rows > 1
+                                     ? quantize_rows_parallel(x, rows, w.cols)
+                                     : quantize_activations(x, rows, w.cols, act_granularity);
   std::vector<std::int32_t> acc(rows * w.rows);
-  ternary_gemm_int8(q, w, acc.data());
-  for (std::size_t m = 0; m < rows; ++m) {
-    const float act_scale = q.scales[m];
-    for (std::size_t n = 0; n < w.rows; ++n) {
-      float v = int8_epilogue(acc[m * w.rows + n], act_scale, w_scales[n]);
-      if (bias) v = v + bias[n];
-      y[m * w.rows + n] = v;
+  const kernels::GemmInt8Fn fn = kernels::pick_gemm_int8();
+  // Each chunk of weight rows runs its GEMM and then its epilogue (per element: the same floats
+  // as a separate pass), so the epilogue is split over the pool too.
+  for_row_groups(w.rows, rows * q.stride, [&](std::size_t n0, std::size_t n1) {
+    fn(q.values.data(), q.row_sums.data(), rows, q.stride, w.data, n0, n1, acc.data(), w.rows);
+    for (std::size_t m = 0; m < rows; ++m) {
+      const float act_scale = q.scales[m];
+      for (std::size_t n = n0; n < n1; ++n) {
+        float v = int8_epilogue(acc[m * w.rows + n], act_scale, w_scales[n]);
+        if (bias) v = v + bias[n];
+        y[m * w.rows + n] = v;
+      }
     }
-  }
+  });
 }
 
 void bitlinear_f32(const float* x, std::size_t rows, const PackedTernaryView& w, const float* w_scales,

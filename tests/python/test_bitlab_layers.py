@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import lowbit
 from bitcore.config import BitQuantConfig
 from bitcore.kernels import TorchReferenceKernel
 from bitcore.ops import quant
@@ -115,14 +116,18 @@ def test_bad_inputs_raise_value_error(bad, match):
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_inputs_raise(value):
-    layer = make_layer()
+@pytest.mark.parametrize("act", ["int8", "float32"])
+def test_non_finite_inputs_raise(value, act):
+    """Every mode and backend names the layer; on the C++ path the op's own check raises it."""
+    layer = make_layer(config=BitQuantConfig(activation_dtype=act))
     x = torch.randn(3, 96)
     x[1, 5] = value
-    for mode in (layer.train, layer.eval):
-        mode()
-        with pytest.raises(ValueError, match="NaN or Inf"):
-            layer(x)
+    for backend in ("torch", "auto"):
+        with lowbit.backend(backend):
+            for mode in (layer.train, layer.eval, layer.deploy):
+                mode()
+                with pytest.raises(ValueError, match="BitLinear: input contains NaN or Inf"):
+                    layer(x)
 
 
 def test_bad_construction_raises():

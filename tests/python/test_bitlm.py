@@ -231,6 +231,105 @@ def test_deploy_keeps_outputs():
     assert torch.equal(model.generate(ids, 4), model.generate(ids, 4, use_cache=False))
 
 
+def _tensor_bytes(model) -> dict:
+    """name -> bytes of every parameter and buffer the model holds (a tied head counts once)."""
+    seen, out = set(), {}
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            out[name] = t.numel() * t.element_size()
+    return out
+
+
+def test_deploy_from_training_mode_is_bit_identical_and_holds_packed_weights_only():
+    """deploy() straight from training mode (no eval-mode cache: no float snapshot, no trits) gives
+    the same packed bytes, scales and logits as eval() then deploy(); a deployed model holds its
+    2-bit weights, scales, embeddings and norms and nothing else (no cache, no latent weights)."""
+    torch.manual_seed(6)
+    a = BitLM(small(num_kv_heads=2))
+    b = BitLM(small(num_kv_heads=2))
+    b.load_state_dict(a.state_dict())
+    a.eval().deploy()
+    b.deploy()  # from training mode
+    ids = torch.randint(0, 256, (2, 11))
+    assert torch.equal(a(ids), b(ids))
+    for la, lb in zip(a.modules(), b.modules()):
+        if isinstance(la, BitLinear):
+            assert la.weight is None and lb.weight is None and lb._cache is None
+            assert torch.equal(la.packed_2bit, lb.packed_2bit) and torch.equal(la.weight_scale, lb.weight_scale)
+            assert set(dict(lb.named_buffers())) == {"packed_2bit", "weight_scale"}
+    c = b.config
+    held = sum(_tensor_bytes(b).values())
+    floats = 4 * (c.vocab_size * c.hidden_size + c.hidden_size * (1 + c.num_layers * 2)
+                  + c.num_layers * (c.hidden_size + c.intermediate_size))  # embeddings, norms, sub-norms
+    packed = sum(m.packed_2bit.numel() + 4 * m.out_features for m in b.modules() if isinstance(m, BitLinear))
+    assert held == floats + packed
+
+
+def test_meta_projection_skeleton_allocates_no_float_weights():
+    model = BitLM(small(), projection_device="meta")
+    layers = [m for m in model.modules() if isinstance(m, BitLinear)]
+    assert all(m.weight.is_meta for m in layers)
+    assert not model.embed_tokens.weight.is_meta and not model.norm.weight.is_meta
+    with pytest.raises(ValueError, match="meta"):
+        model.eval()(torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="meta"):
+        model.deploy()
+    # a deployed state dict makes the skeleton a deployed model on the CPU, never holding float weights
+    torch.manual_seed(2)
+    source = BitLM(small()).deploy()
+    skeleton = BitLM(small(), projection_device="meta")
+    skeleton.load_state_dict(source.state_dict())
+    assert not any(t.is_meta for t in list(skeleton.parameters()) + list(skeleton.buffers()))
+    ids = torch.randint(0, 256, (1, 7))
+    assert torch.equal(skeleton.eval()(ids), source(ids))
+
+
+@pytest.mark.parametrize("act", ["relu2", "silu"])
+def test_fused_projections_are_bit_identical(monkeypatch, act):
+    """A deployed model runs q/k/v and gate/up as one C++ call each (as bitlab-run): the same
+    logits bit for bit as the projections one by one, the layers' buffers become views of one
+    buffer (no extra memory), and writes or reloads of a layer's weights are followed."""
+    from bitmodels import lm
+
+    torch.manual_seed(8)
+    model = BitLM(small(num_kv_heads=2, hidden_act=act)).deploy()
+    ids = torch.randint(0, 256, (2, 10))
+    with monkeypatch.context() as m:
+        m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
+        separate = model(ids)
+        separate_gen = model.generate(ids[:, :3], 6, eos_token_id=())
+    fused = model(ids)
+    assert torch.equal(fused, separate)
+    assert torch.equal(model.generate(ids[:, :3], 6, eos_token_id=()), separate_gen)
+    attn = model.layers[0].self_attn
+    base = attn.q_proj.packed_2bit.untyped_storage().data_ptr() if hasattr(torch.Tensor, "untyped_storage") \
+        else attn.q_proj.packed_2bit.storage().data_ptr()
+    for layer in (attn.k_proj, attn.v_proj):
+        ptr = layer.packed_2bit.untyped_storage().data_ptr() if hasattr(torch.Tensor, "untyped_storage") \
+            else layer.packed_2bit.storage().data_ptr()
+        assert ptr == base
+    # a write to one layer's packed weights (a view of the fused buffer) is seen by the next call
+    other = BitLM(small(num_kv_heads=2, hidden_act=act)).deploy()
+    other.load_state_dict(model.state_dict())
+    attn.v_proj.packed_2bit.zero_()
+    other.layers[0].self_attn.v_proj.packed_2bit.zero_()
+    with monkeypatch.context() as m:
+        m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
+        expected = other(ids)
+    assert torch.equal(model(ids), expected) and not torch.equal(expected, separate)
+    # reloading a state dict replaces the buffers: fused again from the new ones
+    model.load_state_dict(BitLM(small(num_kv_heads=2, hidden_act=act)).deploy().state_dict())
+    with monkeypatch.context() as m:
+        m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
+        expected = model(ids)
+    assert torch.equal(model(ids), expected)
+    x = torch.randn(1, 3, model.config.hidden_size)
+    x[0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="BitLinear: input contains NaN or Inf"):
+        attn._qkv(x)
+
+
 def test_byte_tokenizer_round_trip():
     tok = ByteTokenizer()
     text = "naïve café — 1.58 bits\n"

@@ -111,6 +111,10 @@ def test_round_trip_same_logits(exported, trainable):
     assert torch.equal(loaded.generate(ids[:, :4], 8), model.generate(ids[:, :4], 8))
     layers = [m for m in loaded.modules() if isinstance(m, BitLinear)]
     assert all(m.deployed != trainable for m in layers)
+    # deployed loads are built without float projection weights (a 'meta' skeleton) and keep none
+    assert not any(t.is_meta for t in list(loaded.parameters()) + list(loaded.buffers()))
+    if not trainable:
+        assert all(m.weight is None and m.packed_2bit.device.type == "cpu" for m in layers)
 
 
 @pytest.mark.parametrize("kw", [dict(hidden_act="silu", num_kv_heads=None, tie_word_embeddings=False),
@@ -349,6 +353,18 @@ def test_non_ternary_weights_are_refused(exported, tmp_path):
     dst = rewrite(path, tmp_path / "float.gguf", tensor_fn=noisy)
     with pytest.raises(ValueError, match="float.gguf.*not ternary"):
         load_gguf(dst)
+
+    def with_nan(name, t):  # ternary values times 0.5, one of them NaN
+        if name == "blk.0.attn_q.weight":
+            values = np.random.default_rng(1).integers(-1, 2, size=(256, 256)).astype(np.float32) * 0.5
+            values[3, 7] = np.nan
+            return values.astype(np.float16), gguf.GGMLQuantizationType.F16
+        return None
+
+    for trainable in (True, False):
+        dst = rewrite(path, tmp_path / "nan.gguf", tensor_fn=with_nan)
+        with pytest.raises(ValueError, match="nan.gguf.*'blk.0.attn_q.weight' is not ternary.*NaN"):
+            load_gguf(dst, trainable=trainable)
 
 
 @pytest.mark.parametrize("config, match", [

@@ -145,6 +145,38 @@ TEST(BitlabGemm, LayerEpilogueFollowsTheDocumentedOrder) {
   }
 }
 
+TEST(BitlabGemm, LayerWithManyTokensMatchesTheReferenceQuantizer) {
+  // Per-token activations over many rows are quantized in parallel (quantize_activation_row):
+  // the same bytes as quantize_activations, and a NaN in the last row still throws.
+  ScopedSimdLevel guard;
+  std::mt19937 rng(17);
+  const std::size_t M = 67, N = 130, K = 300;
+  auto wf = random_floats(N * K, rng, 0.05f);
+  auto x = random_floats(M * K, rng);
+  TernaryWeights tw = quantize_weights(wf.data(), N, K, Granularity::PerTensor);
+  PackedTernary w = pack_ternary_2bit(tw.trits.data(), N, K);
+  QuantizedActivations q = quantize_activations(x.data(), M, K, Granularity::PerRow);
+  std::vector<std::int8_t> xq(M * K);
+  for (std::size_t m = 0; m < M; ++m)
+    for (std::size_t k = 0; k < K; ++k) xq[m * K + k] = q.values[m * q.stride + k];
+  const auto acc = naive_acc(xq, tw.trits, M, N, K);
+  std::vector<float> expected(M * N);
+  for (std::size_t m = 0; m < M; ++m)
+    for (std::size_t n = 0; n < N; ++n) {
+      expected[m * N + n] = static_cast<float>(acc[m * N + n]) * q.scales[m] * tw.scales[n];
+    }
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(level);
+    std::vector<float> y(M * N);
+    bitlinear_int8(x.data(), M, w.view(), tw.scales.data(), nullptr, Granularity::PerRow, y.data());
+    ASSERT_EQ(0, std::memcmp(y.data(), expected.data(), y.size() * sizeof(float))) << simd_level_name(level);
+  }
+  x[(M - 1) * K + 5] = NAN;
+  std::vector<float> y(M * N);
+  EXPECT_THROW(bitlinear_int8(x.data(), M, w.view(), tw.scales.data(), nullptr, Granularity::PerRow, y.data()),
+               InvalidArgument);
+}
+
 TEST(BitlabGemm, RejectsMismatchedShapesAndBadInput) {
   std::vector<std::int8_t> t(12, 1);
   PackedTernary w = pack_ternary_2bit(t.data(), 3, 4);
