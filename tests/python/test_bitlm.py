@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import lowbit
 from bitcore.config import BitQuantConfig
 from bitlayers.bitlinear import BitLinear
 from bitmodels import (CONFIG_REGISTRY, MODEL_REGISTRY, AutoBitModel, BitLM, BitLMConfig, ByteTokenizer,
@@ -290,44 +291,45 @@ def test_fused_projections_are_bit_identical(monkeypatch, act):
     """A deployed model runs q/k/v and gate/up as one C++ call each (as bitlab-run): the same
     logits bit for bit as the projections one by one, the layers' buffers become views of one
     buffer (no extra memory), and writes or reloads of a layer's weights are followed."""
-    from bitmodels import lm
+    with lowbit.backend("cpp"):  # the fusion is the C++ kernels' (the torch backend runs layers one by one)
+        from bitmodels import lm
 
-    torch.manual_seed(8)
-    model = BitLM(small(num_kv_heads=2, hidden_act=act)).deploy()
-    ids = torch.randint(0, 256, (2, 10))
-    with monkeypatch.context() as m:
-        m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
-        separate = model(ids)
-        separate_gen = model.generate(ids[:, :3], 6, eos_token_id=())
-    fused = model(ids)
-    assert torch.equal(fused, separate)
-    assert torch.equal(model.generate(ids[:, :3], 6, eos_token_id=()), separate_gen)
-    attn = model.layers[0].self_attn
-    base = attn.q_proj.packed_2bit.untyped_storage().data_ptr() if hasattr(torch.Tensor, "untyped_storage") \
-        else attn.q_proj.packed_2bit.storage().data_ptr()
-    for layer in (attn.k_proj, attn.v_proj):
-        ptr = layer.packed_2bit.untyped_storage().data_ptr() if hasattr(torch.Tensor, "untyped_storage") \
-            else layer.packed_2bit.storage().data_ptr()
-        assert ptr == base
-    # a write to one layer's packed weights (a view of the fused buffer) is seen by the next call
-    other = BitLM(small(num_kv_heads=2, hidden_act=act)).deploy()
-    other.load_state_dict(model.state_dict())
-    attn.v_proj.packed_2bit.zero_()
-    other.layers[0].self_attn.v_proj.packed_2bit.zero_()
-    with monkeypatch.context() as m:
-        m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
-        expected = other(ids)
-    assert torch.equal(model(ids), expected) and not torch.equal(expected, separate)
-    # reloading a state dict replaces the buffers: fused again from the new ones
-    model.load_state_dict(BitLM(small(num_kv_heads=2, hidden_act=act)).deploy().state_dict())
-    with monkeypatch.context() as m:
-        m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
-        expected = model(ids)
-    assert torch.equal(model(ids), expected)
-    x = torch.randn(1, 3, model.config.hidden_size)
-    x[0, 1, 2] = float("nan")
-    with pytest.raises(ValueError, match="BitLinear: input contains NaN or Inf"):
-        attn._qkv(x)
+        torch.manual_seed(8)
+        model = BitLM(small(num_kv_heads=2, hidden_act=act)).deploy()
+        ids = torch.randint(0, 256, (2, 10))
+        with monkeypatch.context() as m:
+            m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
+            separate = model(ids)
+            separate_gen = model.generate(ids[:, :3], 6, eos_token_id=())
+        fused = model(ids)
+        assert torch.equal(fused, separate)
+        assert torch.equal(model.generate(ids[:, :3], 6, eos_token_id=()), separate_gen)
+        attn = model.layers[0].self_attn
+        base = attn.q_proj.packed_2bit.untyped_storage().data_ptr() if hasattr(torch.Tensor, "untyped_storage") \
+            else attn.q_proj.packed_2bit.storage().data_ptr()
+        for layer in (attn.k_proj, attn.v_proj):
+            ptr = layer.packed_2bit.untyped_storage().data_ptr() if hasattr(torch.Tensor, "untyped_storage") \
+                else layer.packed_2bit.storage().data_ptr()
+            assert ptr == base
+        # a write to one layer's packed weights (a view of the fused buffer) is seen by the next call
+        other = BitLM(small(num_kv_heads=2, hidden_act=act)).deploy()
+        other.load_state_dict(model.state_dict())
+        attn.v_proj.packed_2bit.zero_()
+        other.layers[0].self_attn.v_proj.packed_2bit.zero_()
+        with monkeypatch.context() as m:
+            m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
+            expected = other(ids)
+        assert torch.equal(model(ids), expected) and not torch.equal(expected, separate)
+        # reloading a state dict replaces the buffers: fused again from the new ones
+        model.load_state_dict(BitLM(small(num_kv_heads=2, hidden_act=act)).deploy().state_dict())
+        with monkeypatch.context() as m:
+            m.setattr(lm._FusedProjections, "_usable", lambda self, x: None)
+            expected = model(ids)
+        assert torch.equal(model(ids), expected)
+        x = torch.randn(1, 3, model.config.hidden_size)
+        x[0, 1, 2] = float("nan")
+        with pytest.raises(ValueError, match="BitLinear: input contains NaN or Inf"):
+            attn._qkv(x)
 
 
 def test_byte_tokenizer_round_trip():
