@@ -65,14 +65,7 @@ namespace {
 // quantize_activations at per-token granularity with the rows split over the pool: each row is
 // quantize_activation_row, the same arithmetic as quantize_activations' per-row path.
 QuantizedActivations quantize_rows_parallel(const float* x, std::size_t rows, std::size_t cols) {
-  QuantizedActivations q;
-  q.rows = rows;
-  q.cols = cols;
-  q.stride = padded_cols(cols);
-  q.values.resize(rows * q.stride);
-  q.values.zero();
-  q.scales.resize(rows);
-  q.row_sums.resize(rows);
+  QuantizedActivations q = QuantizedActivations::zeros(rows, cols);
   const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 15) / std::max<std::size_t>(1, cols));
   parallel_for(0, rows, grain, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {

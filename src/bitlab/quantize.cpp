@@ -96,9 +96,7 @@ TernaryWeights quantize_weights(const float* w, std::size_t rows, std::size_t co
   return out;
 }
 
-QuantizedActivations quantize_activations(const float* x, std::size_t rows, std::size_t cols, Granularity g) {
-  require_shape("quantize_activations: input", rows, cols);
-  require_finite("quantize_activations: input", x, rows * cols);
+QuantizedActivations QuantizedActivations::zeros(std::size_t rows, std::size_t cols) {
   QuantizedActivations q;
   q.rows = rows;
   q.cols = cols;
@@ -107,6 +105,13 @@ QuantizedActivations quantize_activations(const float* x, std::size_t rows, std:
   q.values.zero();
   q.scales.resize(rows);
   q.row_sums.resize(rows);
+  return q;
+}
+
+QuantizedActivations quantize_activations(const float* x, std::size_t rows, std::size_t cols, Granularity g) {
+  require_shape("quantize_activations: input", rows, cols);
+  require_finite("quantize_activations: input", x, rows * cols);
+  QuantizedActivations q = QuantizedActivations::zeros(rows, cols);
   const float tensor_max = g == Granularity::PerTensor ? max_abs(x, rows * cols) : 0.0f;
   for (std::size_t m = 0; m < rows; ++m) {
     const float a = g == Granularity::PerTensor ? tensor_max : max_abs(x + m * cols, cols);
@@ -126,14 +131,8 @@ std::int32_t quantize_activation_row(const float* x, std::size_t cols, std::int8
 
 QuantizedActivations wrap_int8_activations(const std::int8_t* xq, std::size_t rows, std::size_t cols) {
   require_shape("wrap_int8_activations: input", rows, cols);
-  QuantizedActivations q;
-  q.rows = rows;
-  q.cols = cols;
-  q.stride = padded_cols(cols);
-  q.values.resize(rows * q.stride);
-  q.values.zero();
+  QuantizedActivations q = QuantizedActivations::zeros(rows, cols);
   q.scales.assign(rows, 1.0f);
-  q.row_sums.resize(rows);
   for (std::size_t m = 0; m < rows; ++m) {
     std::int32_t sum = 0;
     for (std::size_t k = 0; k < cols; ++k) {

@@ -49,6 +49,9 @@ struct QuantizedActivations {
   AlignedBuffer<std::int8_t> values;  // rows * stride
   std::vector<float> scales;          // act_scale per row (a / 127); PerTensor: repeated
   std::vector<std::int32_t> row_sums; // sum of the row's int8 values (kernels use it, see gemm.h)
+
+  // rows x cols, every value (padding included), scale and sum zero: what the quantizers fill.
+  static QuantizedActivations zeros(std::size_t rows, std::size_t cols);
 };
 
 // Quantizes a row-major rows x cols float matrix. InvalidArgument on empty shapes or NaN/Inf.
