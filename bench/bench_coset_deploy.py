@@ -31,7 +31,6 @@ import os
 for _var in ("LOWBIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one thread everywhere; set before the libraries load
 
-import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -545,9 +544,9 @@ def section_mlp_weights(lines):
             lines.append(f"- {part}: Coset E8 {ours[1]:.5f} at {ours[0]:.3f} bits/weight vs {label.split(' (')[0]} "
                          f"({short}) {theirs[1]:.5f} at {theirs[0]:.3f}: relative MSE x{ours[1] / theirs[1]:.2f}; "
                          f"target (lower error at equal or fewer bits) {'holds' if holds else 'does NOT hold'}.")
-    config_bytes = len(json.dumps(PackedLinear(8, 1, formats()[0][1]).get_extra_state()).encode())
+    config_bytes = PackedLinear(8, 1, formats()[0][1]).get_extra_state().numel()
     lines += ["", "Coset bits/weight are `PackedLinear.bits_per_weight()`: codes, T's Huffman stream and lengths, "
-              f"the float32 row scales and the config's JSON (about {config_bytes} bytes per layer: "
+              f"the float32 row scales and the config record (`_extra_state`, {config_bytes} bytes per layer: "
               f"{8 * config_bytes / weights[-1].size:.2f} bits/weight on the last layer's {weights[-1].size:,} "
               "weights; the ggml / GGUF rows count their block bytes only, not a GGUF file's per-tensor header). "
               "The ggml formats need rows that are a multiple of "
