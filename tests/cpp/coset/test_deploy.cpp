@@ -290,7 +290,7 @@ void fused_activations(int d, std::size_t blocks, std::size_t stride, std::size_
 }
 
 TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
-  // The fused small-batch GEMV (AVX-512 VBMI) against its scalar twin and against the panel path's
+  // The fused small-batch GEMV (AVX-512 VBMI, AVX2) against its scalar twin and against the panel path's
   // decode + block_dot (the documented result), bit for bit: block counts around the 16- and
   // 64-block strides (odd counts: a padding T nibble), T = 15 everywhere, all-extreme codes
   // (0xFF bytes) and all-extreme activations (+-127), 1..4 input rows.
@@ -399,6 +399,20 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
                                                     xb.data(), stride, rows, got.data());
             ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
                 << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+          }
+#endif
+#if defined(LOWBIT_HAVE_AVX2)
+          if (cpu_supports(SimdLevel::AVX2)) {
+            std::fill(got.begin(), got.end(), -1.0f);
+            if (d == 4)
+              kernels::fused_gemv_d4q4_avx2(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                            xb.data(), stride, rows, got.data());
+            else
+              kernels::fused_gemv_e8q16_avx2(scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(), xb.data(),
+                                             stride, rows, got.data());
+            ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
+                << "avx2 d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows
+                << " bits=" << bits;
           }
 #endif
         }
