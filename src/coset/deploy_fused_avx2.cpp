@@ -1,8 +1,8 @@
 // AVX2 level of the fused small-batch GEMV (deploy_kernels.h): D4 q=4 M=2 and E8 q=16 M=1 rows
-// against 1..4 int8 input rows without the panel path's row buffers. D4: 32 blocks at a time are
-// decoded in registers by 16-entry byte lookups (vpshufb) of each coordinate's residual, key and
-// parity (below). E8: 64 blocks at a time by the AVX2 row decoder (deploy_avx2.cpp) into a chunk
-// that stays in L1. Then I = xb + sum_j (w_j + bias) xq_j by vpmaddubsw (unsigned w + bias first:
+// against 1..4 int8 input rows without the panel path's row buffers: 32 blocks at a time are
+// decoded in registers (int8 lanes; D4 by 16-entry byte lookups (vpshufb) of each coordinate's
+// residual, key and parity, E8 by the closed forms of the AVX-512 VBMI decode), then
+// I = xb + sum_j (w_j + bias) xq_j by vpmaddubsw (unsigned w + bias first:
 // at most 2 * 96 * 127 per pair, no saturation) and vpmaddwd, exact, and
 // p[k % 16] = fma(s_k, float(I), p[k % 16]) in block order (blocks 0-7 of each 16 in one register,
 // 8-15 in another), then the halving tree: the scalar twins' float order, bit for bit.
@@ -17,8 +17,6 @@
 namespace lowbit::coset::kernels {
 
 namespace {
-
-constexpr std::size_t kChunk = 64;  // blocks decoded at a time
 
 inline float tree(__m256 lo, __m256 hi) {  // partial sums 0-7 and 8-15: the halving tree 8, 4, 2, 1
   const __m256 r8 = _mm256_add_ps(lo, hi);
@@ -132,77 +130,127 @@ struct D4Consts {
                           _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
-// 16 blocks (wu: blocks 0-7, 8-15; s: their scales) against R input rows.
-template <int R>
-[[gnu::always_inline]] inline void d4_group_dot(__m256i wu0, __m256i wu1, __m256 s0, __m256 s1, const std::int8_t* xq,
-                                                const std::int32_t* xb, std::size_t x_stride, __m256 lo[R],
-                                                __m256 hi[R]) {
-  for (int r = 0; r < R; ++r) {
-    const std::int8_t* x = xq + r * x_stride * 4;
-    const std::int32_t* b = xb + r * x_stride;
-    lo[r] = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(_mm256_add_epi32(load(b), dot4(wu0, x))), lo[r]);
-    hi[r] = _mm256_fmadd_ps(s1, _mm256_cvtepi32_ps(_mm256_add_epi32(load(b + 8), dot4(wu1, x + 32))), hi[r]);
+// ---- E8 q=16 M=1 in registers (int8 lanes, 32 blocks) ----
+// The closed forms of deploy_avx512.cpp's e8_decode64 (docs/coset.md, "Decode"), with AVX2
+// vector masks: v = 2 G b; t = v + 16; coset 0: e0 = (t & 31) - 16, parity = xor of bit 5 of t;
+// coset 1: e1 = e0 ^ 0xF0 (e0 -/+ 16), parity = xor of bit 5 of v. a = |e0|;
+// (D1 - D0) / 32 = 64 - sum a + odd1 * 2 min a - odd0 * (32 - 2 max a) (int8, wrapping like the
+// AVX-512 code); on a tie coset 0 is kept iff A + X >= 128 (int16), A = sum over e0_j < 0 of 2^j,
+// X = odd0 s0 2^j0 - odd1 s1 2^j1. The fix moves the chosen coset's coordinate jc by -/+32.
+// Byte p of 128-bit lane q holds block 8 (p / 4) + 4 q + p % 4 (as the D4 decode), which the
+// codes' dwords give without crossing lanes.
+[[gnu::always_inline]] inline __m256i sign_mask(__m256i v) { return _mm256_cmpgt_epi8(_mm256_setzero_si256(), v); }
+
+// 32 blocks (128 code bytes at c) -> wu[4 h + i]: bytes 4h .. 4h + 3 of blocks 8i .. 8i + 7 as
+// dwords, each w + 64 (kE8FusedWeightBias).
+[[gnu::always_inline]] inline void e8_decode32(const std::uint8_t* c, __m256i wu[8]) {
+  const __m256i c15 = _mm256_set1_epi8(15), c16 = _mm256_set1_epi8(16), c31 = _mm256_set1_epi8(31);
+  const __m256i c32 = _mm256_set1_epi8(32), zero = _mm256_setzero_si256(), ones = _mm256_set1_epi8(-1);
+  // Byte q of each block's dword to bytes 4q .. 4q + 3 of its lane, then a 4 x 4 dword transpose.
+  const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5,
+                                           9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m256i r[4];
+  for (int i = 0; i < 4; ++i) r[i] = _mm256_shuffle_epi8(load(c + 32 * i), by_byte);
+  const __m256i t01l = _mm256_unpacklo_epi32(r[0], r[1]), t23l = _mm256_unpacklo_epi32(r[2], r[3]);
+  const __m256i t01h = _mm256_unpackhi_epi32(r[0], r[1]), t23h = _mm256_unpackhi_epi32(r[2], r[3]);
+  const __m256i bytes[4] = {_mm256_unpacklo_epi64(t01l, t23l), _mm256_unpackhi_epi64(t01l, t23l),
+                            _mm256_unpacklo_epi64(t01h, t23h), _mm256_unpackhi_epi64(t01h, t23h)};
+  __m256i b[8];
+  for (int q = 0; q < 4; ++q) {
+    b[2 * q] = _mm256_and_si256(bytes[q], c15);
+    b[2 * q + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes[q], 4), c15);
+  }
+  __m256i v[8];
+  const __m256i h = b[7];
+  const __m256i d0 = _mm256_sub_epi8(_mm256_add_epi8(b[0], b[0]), b[1]);
+  v[0] = _mm256_add_epi8(_mm256_add_epi8(d0, d0), h);
+  for (int j = 1; j <= 5; ++j) {
+    const __m256i dj = _mm256_sub_epi8(b[j], b[j + 1]);
+    v[j] = _mm256_add_epi8(_mm256_add_epi8(dj, dj), h);
+  }
+  v[6] = _mm256_add_epi8(_mm256_add_epi8(b[6], b[6]), h);
+  v[7] = h;
+  // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
+  __m256i e0[8], a[8];
+  __m256i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero, max_a = zero, min_a = c16;
+  for (int j = 0; j < 8; ++j) {
+    const __m256i tj = _mm256_add_epi8(v[j], c16);
+    e0[j] = _mm256_sub_epi8(_mm256_and_si256(tj, c31), c16);
+    a[j] = _mm256_abs_epi8(e0[j]);
+    par0 = _mm256_xor_si256(par0, tj);
+    par1 = _mm256_xor_si256(par1, v[j]);
+    sum_a = _mm256_add_epi8(sum_a, a[j]);
+    neg_set = _mm256_or_si256(neg_set, _mm256_and_si256(sign_mask(e0[j]), _mm256_set1_epi8(static_cast<char>(1 << j))));
+    max_a = _mm256_max_epu8(max_a, a[j]);
+    min_a = _mm256_min_epu8(min_a, a[j]);
+  }
+  // Pass 2: the tie of each coset's fixed coordinate (largest |e|, then largest tie);
+  // tie = e >= 0 ? 8 + j : 7 - j = (8 + j) ^ (e < 0 ? 15 : 0), coset 1's sign the opposite.
+  __m256i t0 = ones, t1 = ones;
+  for (int j = 0; j < 8; ++j) {
+    const __m256i tie0 = _mm256_xor_si256(_mm256_and_si256(sign_mask(e0[j]), c15), _mm256_set1_epi8(static_cast<char>(8 + j)));
+    t0 = _mm256_max_epi8(t0, _mm256_blendv_epi8(ones, tie0, _mm256_cmpeq_epi8(a[j], max_a)));
+    t1 = _mm256_max_epi8(t1, _mm256_blendv_epi8(ones, _mm256_xor_si256(tie0, c15), _mm256_cmpeq_epi8(a[j], min_a)));
+  }
+  const __m256i odd0 = _mm256_cmpeq_epi8(_mm256_and_si256(par0, c32), c32);
+  const __m256i odd1 = _mm256_cmpeq_epi8(_mm256_and_si256(par1, c32), c32);
+  const __m256i c7 = _mm256_set1_epi8(7), c8 = _mm256_set1_epi8(8);
+  const __m256i pos0 = _mm256_cmpgt_epi8(t0, c7), pos1 = _mm256_cmpgt_epi8(t1, c7);
+  const __m256i j0 = _mm256_blendv_epi8(_mm256_sub_epi8(c7, t0), _mm256_sub_epi8(t0, c8), pos0);
+  const __m256i j1 = _mm256_blendv_epi8(_mm256_sub_epi8(c7, t1), _mm256_sub_epi8(t1, c8), pos1);
+  // (D1 - D0) / 32; max|e1| = 16 - min|e0|, so 32 - 2 max|e1| = 2 min|e0|.
+  __m256i dd = _mm256_sub_epi8(_mm256_set1_epi8(64), sum_a);
+  dd = _mm256_add_epi8(dd, _mm256_and_si256(odd1, _mm256_add_epi8(min_a, min_a)));
+  dd = _mm256_sub_epi8(dd, _mm256_and_si256(odd0, _mm256_sub_epi8(c32, _mm256_add_epi8(max_a, max_a))));
+  // Nudge tie-break in int16 halves (unpack within lanes; packs restores the byte order).
+  const __m256i pow2 = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64,
+                                        -128, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i p0 = _mm256_shuffle_epi8(pow2, j0), p1 = _mm256_shuffle_epi8(pow2, j1);
+  const __m256i one = _mm256_set1_epi8(1);
+  // +2^j0 where odd0 and pos0, -2^j0 where odd0 only; coset 1 the opposite; 0 where even.
+  const __m256i sg0 = _mm256_and_si256(odd0, _mm256_or_si256(_mm256_xor_si256(pos0, ones), one));
+  const __m256i sg1 = _mm256_and_si256(odd1, _mm256_or_si256(pos1, one));
+  __m256i ok[2];
+  for (int half = 0; half < 2; ++half) {
+    const auto wide = [&](__m256i x) { return half ? _mm256_unpackhi_epi8(x, zero) : _mm256_unpacklo_epi8(x, zero); };
+    const auto wide_signed = [&](__m256i x) { return half ? _mm256_unpackhi_epi8(x, x) : _mm256_unpacklo_epi8(x, x); };
+    __m256i x = wide(neg_set);
+    x = _mm256_add_epi16(x, _mm256_sign_epi16(wide(p0), wide_signed(sg0)));
+    x = _mm256_add_epi16(x, _mm256_sign_epi16(wide(p1), wide_signed(sg1)));
+    ok[half] = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(127));
+  }
+  const __m256i nudge_ok = _mm256_packs_epi16(ok[0], ok[1]);
+  const __m256i keep0 = _mm256_or_si256(_mm256_cmpgt_epi8(dd, zero), _mm256_and_si256(_mm256_cmpeq_epi8(dd, zero), nudge_ok));
+  const __m256i jc = _mm256_blendv_epi8(j1, j0, keep0);
+  const __m256i odd = _mm256_blendv_epi8(odd1, odd0, keep0);
+  const __m256i pos = _mm256_blendv_epi8(pos1, pos0, keep0);
+  const __m256i delta = _mm256_and_si256(odd, _mm256_blendv_epi8(c32, _mm256_set1_epi8(-32), pos));  // the fix
+  const __m256i flip = _mm256_andnot_si256(keep0, _mm256_set1_epi8(static_cast<char>(0xF0)));
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(kE8FusedWeightBias));
+  __m256i e[8];
+  for (int j = 0; j < 8; ++j) {
+    // e1 = e0 -/+ 16 (e0 in [-16, 15]) is e0 ^ 0xF0 as a byte: flip where coset 1 is kept.
+    const __m256i ej = _mm256_xor_si256(e0[j], flip);
+    const __m256i hit = _mm256_cmpeq_epi8(jc, _mm256_set1_epi8(static_cast<char>(j)));
+    e[j] = _mm256_add_epi8(_mm256_add_epi8(ej, _mm256_and_si256(hit, delta)), bias);
+  }
+  for (int hh = 0; hh < 2; ++hh) {
+    const __m256i* q = e + 4 * hh;
+    const __m256i a01 = _mm256_unpacklo_epi8(q[0], q[1]), b01 = _mm256_unpackhi_epi8(q[0], q[1]);
+    const __m256i a23 = _mm256_unpacklo_epi8(q[2], q[3]), b23 = _mm256_unpackhi_epi8(q[2], q[3]);
+    wu[4 * hh] = _mm256_unpacklo_epi16(a01, a23);
+    wu[4 * hh + 1] = _mm256_unpackhi_epi16(a01, a23);
+    wu[4 * hh + 2] = _mm256_unpacklo_epi16(b01, b23);
+    wu[4 * hh + 3] = _mm256_unpackhi_epi16(b01, b23);
   }
 }
 
-template <int R>
-void d4_fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
-                   std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
-                   float* out) {
-  const D4Consts k4;
-  const __m256 table_lo = _mm256_loadu_ps(scales16), table_hi = _mm256_loadu_ps(scales16 + 8);
-  const __m256 s_zero = _mm256_set1_ps(scales16[0]);
-  const std::size_t blocks16 = (blocks + 15) / 16 * 16;
-  // T of a row as nibbles, zero-padded to a multiple of 32 blocks (compact forms expanded here).
-  std::vector<std::uint8_t> nibbles((blocks + 31) / 32 * 16, 0);
-  for (std::size_t n = 0; n < n_rows; ++n, codes += 2 * blocks, out += R) {
-    if (t.bits == 4) std::memcpy(nibbles.data(), t.t + n * t.row_bytes, t.row_bytes);
-    else expand_t_row(t, n, blocks, nibbles.data());
-    __m256 lo[R], hi[R];
-    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
-    for (std::size_t k = 0; k < blocks16; k += 32) {
-      __m256i wu[4];
-      __m256 s[4];
-      const std::size_t nb = std::min<std::size_t>(32, blocks - k);
-      if (nb == 32) {
-        d4_decode32(k4, codes + 2 * k, wu);
-      } else {  // the row's tail through a zero-filled copy (zero codes decode to w = 0)
-        alignas(32) std::uint8_t c[64] = {};
-        std::memcpy(c, codes + 2 * k, 2 * nb);
-        d4_decode32(k4, c, wu);
-      }
-      for (int i = 0; i < 4; ++i) {
-        std::uint32_t tw;
-        std::memcpy(&tw, nibbles.data() + k / 2 + 4 * static_cast<std::size_t>(i), 4);
-        s[i] = tw == 0 ? s_zero : scales8(table_lo, table_hi, tw);
-      }
-      if (nb < 32) {  // padding blocks have scale 0, as in the reference
-        alignas(32) float sv[32];
-        for (int i = 0; i < 4; ++i) _mm256_store_ps(sv + 8 * i, s[i]);
-        for (std::size_t i = nb; i < 32; ++i) sv[i] = 0.0f;
-        for (int i = 0; i < 4; ++i) s[i] = _mm256_load_ps(sv + 8 * i);
-      }
-      d4_group_dot<R>(wu[0], wu[1], s[0], s[1], xq + 4 * k, xb + k, x_stride, lo, hi);
-      if (k + 16 < blocks16) d4_group_dot<R>(wu[2], wu[3], s[2], s[3], xq + 4 * (k + 16), xb + k + 16, x_stride, lo, hi);
-    }
-    for (int r = 0; r < R; ++r) out[r] = tree(lo[r], hi[r]);
-  }
-}
-
-// One 16-block group (deploy_pos layout: D4 w at 4k, E8 halves 64 bytes apart) against R input rows.
+// 16 blocks against R input rows (deploy_pos layout): w0, w1 the dwords of blocks 0-7, 8-15 (E8:
+// their bytes 0-3; w2, w3 bytes 4-7, 64 bytes further in xq), s0, s1 their scales.
 template <int D, int R>
-[[gnu::always_inline]] inline void group_dot(const std::int8_t* w, const float* s, const std::int8_t* xq,
-                                             const std::int32_t* xb, std::size_t x_stride, __m256 lo[R],
-                                             __m256 hi[R]) {
-  const __m256i bias = _mm256_set1_epi8(static_cast<char>(fused_weight_bias(D)));
-  const __m256i w0 = _mm256_add_epi8(load(w), bias);  // blocks 0-7 (E8: bytes 0-3)
-  const __m256i w1 = _mm256_add_epi8(load(w + 32), bias);  // blocks 8-15
-  __m256i w2 = w0, w3 = w1;
-  if constexpr (D == 8) {
-    w2 = _mm256_add_epi8(load(w + 64), bias);  // blocks 0-7, bytes 4-7
-    w3 = _mm256_add_epi8(load(w + 96), bias);
-  }
-  const __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8);
+[[gnu::always_inline]] inline void group_dot(__m256i w0, __m256i w1, __m256i w2, __m256i w3, __m256 s0, __m256 s1,
+                                             const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                                             __m256 lo[R], __m256 hi[R]) {
   for (int r = 0; r < R; ++r) {
     const std::int8_t* x = xq + r * x_stride * D;
     const std::int32_t* b = xb + r * x_stride;
@@ -217,58 +265,66 @@ template <int D, int R>
   }
 }
 
-// E8: one chunk's row decode by the AVX2 decoder (w, s; its wb is not used here).
-struct DecodeE8 {
-  static constexpr int D = 8;
-  void operator()(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
-                  std::int8_t* w, float* s, std::int32_t* wb) const {
-    decode_e8q16_avx2(scales16, codes, t, blocks, w, s, wb);
-  }
-};
-
-template <class Decode, int R>
-void fused_rows(const Decode& decode, const float* scales16, const std::uint8_t* codes, const TRows& t,
-                std::size_t blocks, std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
-                std::size_t x_stride, float* out) {
-  constexpr int D = Decode::D;
+template <int D, int R>
+void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride, float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 2 : 4;  // per block
+  const D4Consts k4;
+  const __m256 table_lo = _mm256_loadu_ps(scales16), table_hi = _mm256_loadu_ps(scales16 + 8);
+  const __m256 s_zero = _mm256_set1_ps(scales16[0]);
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
-  alignas(32) std::int8_t w[kChunk * D];
-  alignas(32) float s[kChunk];
-  alignas(32) std::int32_t wb[kChunk];
-  std::vector<std::uint8_t> nibbles(t.bits == 4 ? 0 : (blocks + 1) / 2);
-  for (std::size_t n = 0; n < n_rows; ++n, codes += blocks * kCodeBytes, out += R) {
-    const std::uint8_t* trow = t.t + n * t.row_bytes;
-    if (t.bits != 4) {  // compact T: this row's nibbles (the scalar rule)
-      expand_t_row(t, n, blocks, nibbles.data());
-      trow = nibbles.data();
-    }
+  // T of a row as nibbles, zero-padded to a multiple of 32 blocks (compact forms expanded here).
+  std::vector<std::uint8_t> nibbles((blocks + 31) / 32 * 16, 0);
+  for (std::size_t n = 0; n < n_rows; ++n, codes += kCodeBytes * blocks, out += R) {
+    if (t.bits == 4) std::memcpy(nibbles.data(), t.t + n * t.row_bytes, t.row_bytes);
+    else expand_t_row(t, n, blocks, nibbles.data());
     __m256 lo[R], hi[R];
     for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
-    for (std::size_t k = 0; k < blocks16; k += kChunk) {
-      const std::size_t nb = std::min(kChunk, blocks - std::min(blocks, k));  // decoded blocks
-      const std::size_t ng = std::min(kChunk, blocks16 - k);                  // blocks multiplied (x 16)
-      if (nb < ng) {  // the row's last chunk: padding blocks have w = 0 and s = 0, as the reference's
-        std::memset(w, 0, sizeof w);
-        std::memset(s, 0, sizeof s);
+    for (std::size_t k = 0; k < blocks16; k += 32) {
+      const std::size_t nb = std::min<std::size_t>(32, blocks - k);
+      const std::uint8_t* c = codes + kCodeBytes * k;
+      alignas(32) std::uint8_t tail[32 * kCodeBytes];
+      if (nb < 32) {  // the row's tail through a zero-filled copy (zero codes decode to w = 0)
+        std::memset(tail, 0, sizeof tail);
+        std::memcpy(tail, c, kCodeBytes * nb);
+        c = tail;
       }
-      decode(scales16, codes + k * kCodeBytes, trow + k / 2, nb, w, s, wb);
-      for (std::size_t g = 0; g < ng; g += 16)
-        group_dot<D, R>(w + g * D, s + g, xq + (k + g) * D, xb + k + g, x_stride, lo, hi);
+      __m256i wu[8];
+      if constexpr (D == 4) {
+        d4_decode32(k4, c, wu);
+        wu[4] = wu[5] = wu[6] = wu[7] = wu[0];  // unused
+      } else {
+        e8_decode32(c, wu);
+      }
+      __m256 s[4];
+      for (int i = 0; i < 4; ++i) {
+        std::uint32_t tw;
+        std::memcpy(&tw, nibbles.data() + k / 2 + 4 * static_cast<std::size_t>(i), 4);
+        s[i] = tw == 0 ? s_zero : scales8(table_lo, table_hi, tw);
+      }
+      if (nb < 32) {  // padding blocks have scale 0, as in the reference
+        alignas(32) float sv[32];
+        for (int i = 0; i < 4; ++i) _mm256_store_ps(sv + 8 * i, s[i]);
+        for (std::size_t i = nb; i < 32; ++i) sv[i] = 0.0f;
+        for (int i = 0; i < 4; ++i) s[i] = _mm256_load_ps(sv + 8 * i);
+      }
+      group_dot<D, R>(wu[0], wu[1], wu[4], wu[5], s[0], s[1], xq + D * k, xb + k, x_stride, lo, hi);
+      if (k + 16 < blocks16)
+        group_dot<D, R>(wu[2], wu[3], wu[6], wu[7], s[2], s[3], xq + D * (k + 16), xb + k + 16, x_stride, lo, hi);
     }
     for (int r = 0; r < R; ++r) out[r] = tree(lo[r], hi[r]);
   }
 }
 
-template <class Decode>
-void fused_batch(const Decode& decode, const float* scales16, const std::uint8_t* codes, const TRows& t,
-                 std::size_t blocks, std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
-                 std::size_t x_stride, std::size_t rows, float* out) {
+template <int D>
+void fused_batch(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
+                 std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
+                 std::size_t rows, float* out) {
   switch (rows) {
-    case 4: return fused_rows<Decode, 4>(decode, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 3: return fused_rows<Decode, 3>(decode, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 2: return fused_rows<Decode, 2>(decode, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    default: return fused_rows<Decode, 1>(decode, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 4: return fused_rows<D, 4>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 3: return fused_rows<D, 3>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_rows<D, 2>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_rows<D, 1>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
   }
 }
 
@@ -279,18 +335,13 @@ void fused_gemv_d4q4_avx2(const D4Q4Tables&, const float* scales16, const std::u
                           std::size_t x_stride, std::size_t rows, float* out) {
   // The D4 q=4 rule is computed (D4NibbleTables), not read from `tables`; the tests hold it to the
   // reference decode's tables.
-  switch (rows) {
-    case 4: return d4_fused_rows<4>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 3: return d4_fused_rows<3>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 2: return d4_fused_rows<2>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    default: return d4_fused_rows<1>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-  }
+  fused_batch<4>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
 void fused_gemv_e8q16_avx2(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                            std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
                            std::size_t rows, float* out) {
-  fused_batch(DecodeE8{}, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
+  fused_batch<8>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
 }  // namespace lowbit::coset::kernels

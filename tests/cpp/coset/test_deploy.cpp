@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -417,6 +418,28 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
 #endif
         }
       }
+}
+
+TEST(CosetDeploy, FusedGemvOffSwitchRunsThePanelPathWithTheSameBits) {
+  // LOWBIT_COSET_FUSED=0 (the benchmarks' A/B switch) takes the panel path at batch <= 4; both
+  // paths give the same bits at every level (D4 q=4 M=2 and E8 q=16 M=1: the fused formats).
+  for (const auto& c : {formats()[0], formats()[1]})
+    for (std::size_t blocks : {17, 100}) {
+      const Layer l = encoded_layer(c, 21, blocks, static_cast<unsigned>(blocks));
+      for (std::size_t batch : {1, 4}) {
+        const auto x = gaussian(batch * blocks * c.dim(), 1.0, static_cast<unsigned>(batch + 7));
+        for (auto level : available_simd_levels()) {
+          ScopedSimdLevel forced(level);
+          std::vector<float> fused(batch * l.rows), panel(batch * l.rows, -1.0f);
+          packed_linear(l.view(), x.data(), batch, fused.data());
+          ASSERT_EQ(0, ::setenv("LOWBIT_COSET_FUSED", "0", 1));
+          packed_linear(l.view(), x.data(), batch, panel.data());
+          ASSERT_EQ(0, ::unsetenv("LOWBIT_COSET_FUSED"));
+          ASSERT_EQ(0, std::memcmp(fused.data(), panel.data(), fused.size() * sizeof(float)))
+              << simd_level_name(level) << " " << lattice_name(c.lattice) << " blocks=" << blocks << " batch=" << batch;
+        }
+      }
+    }
 }
 
 TEST(CosetDeploy, CompactTGivesTheNibbleResultAtEveryLevel) {
