@@ -39,7 +39,7 @@ inline __m256i dot4(__m256i wu, const std::int8_t* x) {
 // on the nibble (idx >> 2j) & 15 only (j = 3: idx >> 6). The closest point of 4 D4 (ties up, the
 // tie-dither rule of deploy_ref.cpp's e8_coset at div 4): r_j = floor((v_j + 2) / 4),
 // e_j = v_j - 4 r_j; if sum r_j is odd, the coordinate with the largest key
-// 16 |e_j| + (e_j < 0 ? 7 - j : 8 + j) moves by 4 towards zero's other side (e < 0: +4, else -4).
+// 16 |e_j| + (e_j < 0 ? 7 - j : 8 + j) moves by 4 (e < 0: +4, else -4).
 // Per coordinate one vpshufb table gives key | parity(r_j) << 6, one e_j + 4, one the move.
 // rep = e after the fix, and w + 20 = (rep0 + 4) + 4 (rep1 + 4) (kD4FusedWeightBias).
 struct D4NibbleTables {
@@ -180,7 +180,8 @@ struct D4Consts {
     par0 = _mm256_xor_si256(par0, tj);
     par1 = _mm256_xor_si256(par1, v[j]);
     sum_a = _mm256_add_epi8(sum_a, a[j]);
-    neg_set = _mm256_or_si256(neg_set, _mm256_and_si256(sign_mask(e0[j]), _mm256_set1_epi8(static_cast<char>(1 << j))));
+    neg_set =
+        _mm256_or_si256(neg_set, _mm256_and_si256(sign_mask(e0[j]), _mm256_set1_epi8(static_cast<char>(1 << j))));
     max_a = _mm256_max_epu8(max_a, a[j]);
     min_a = _mm256_min_epu8(min_a, a[j]);
   }
@@ -188,7 +189,8 @@ struct D4Consts {
   // tie = e >= 0 ? 8 + j : 7 - j = (8 + j) ^ (e < 0 ? 15 : 0), coset 1's sign the opposite.
   __m256i t0 = ones, t1 = ones;
   for (int j = 0; j < 8; ++j) {
-    const __m256i tie0 = _mm256_xor_si256(_mm256_and_si256(sign_mask(e0[j]), c15), _mm256_set1_epi8(static_cast<char>(8 + j)));
+    const __m256i tie0 =
+        _mm256_xor_si256(_mm256_and_si256(sign_mask(e0[j]), c15), _mm256_set1_epi8(static_cast<char>(8 + j)));
     t0 = _mm256_max_epi8(t0, _mm256_blendv_epi8(ones, tie0, _mm256_cmpeq_epi8(a[j], max_a)));
     t1 = _mm256_max_epi8(t1, _mm256_blendv_epi8(ones, _mm256_xor_si256(tie0, c15), _mm256_cmpeq_epi8(a[j], min_a)));
   }
@@ -220,7 +222,8 @@ struct D4Consts {
     ok[half] = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(127));
   }
   const __m256i nudge_ok = _mm256_packs_epi16(ok[0], ok[1]);
-  const __m256i keep0 = _mm256_or_si256(_mm256_cmpgt_epi8(dd, zero), _mm256_and_si256(_mm256_cmpeq_epi8(dd, zero), nudge_ok));
+  const __m256i keep0 =
+      _mm256_or_si256(_mm256_cmpgt_epi8(dd, zero), _mm256_and_si256(_mm256_cmpeq_epi8(dd, zero), nudge_ok));
   const __m256i jc = _mm256_blendv_epi8(j1, j0, keep0);
   const __m256i odd = _mm256_blendv_epi8(odd1, odd0, keep0);
   const __m256i pos = _mm256_blendv_epi8(pos1, pos0, keep0);
@@ -269,7 +272,7 @@ template <int D, int R>
 void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                 std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride, float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 2 : 4;  // per block
-  const D4Consts k4;
+  const D4Consts k4;  // D4 only (unused loads are dropped for E8)
   const __m256 table_lo = _mm256_loadu_ps(scales16), table_hi = _mm256_loadu_ps(scales16 + 8);
   const __m256 s_zero = _mm256_set1_ps(scales16[0]);
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
