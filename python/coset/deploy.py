@@ -84,7 +84,13 @@ class SavedLayer(NamedTuple):
 def layer_record(config: QuantizationConfig, in_features: int, out_features: int, bias: bool) -> torch.Tensor:
     """The ``_extra_state`` of a ``PackedLinear``: a 1-D uint8 CPU tensor of 30 bytes (38 with a non-zero
     ``dither_seed``) in format :data:`LAYOUT_VERSION` (layout in docs/coset.md); every config field is kept
-    exactly (beta and alpha as float64). :func:`read_layer_record` inverts it."""
+    exactly (beta and alpha as float64). :func:`read_layer_record` inverts it.
+
+    Raises:
+        ValueError: ``config`` is not a QuantizationConfig, or a feature count is outside [1, 2**32).
+    """
+    if not isinstance(config, QuantizationConfig):
+        raise ValueError(f"layer_record: config must be a QuantizationConfig, got {type(config).__name__}")
     for what, v in (("in_features", in_features), ("out_features", out_features)):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**32:
             raise ValueError(f"layer_record: {what} must be an integer in [1, 2**32), got {v!r}")
