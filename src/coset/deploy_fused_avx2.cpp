@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "deploy_e8_generic.h"  // LOWBIT_UNROLL8: the loops over coordinates and rows unroll at -O2 too
 #include "deploy_kernels.h"
 
 namespace lowbit::coset::kernels {
@@ -65,6 +66,7 @@ constexpr D4NibbleTables kD4Nibbles{};
 struct D4Consts {
   __m256i key[4], e[4], move[4];
   D4Consts() {
+    LOWBIT_UNROLL8
     for (int j = 0; j < 4; ++j) {
       key[j] = load(kD4Nibbles.key[j]);
       e[j] = load(kD4Nibbles.e[j]);
@@ -81,6 +83,7 @@ struct D4Consts {
                         _mm256_and_si256(_mm256_srli_epi16(idx, 6), _mm256_set1_epi8(3))};
   __m256i key[4];
   __m256i parity = _mm256_setzero_si256(), best = _mm256_setzero_si256();
+  LOWBIT_UNROLL8
   for (int j = 0; j < 4; ++j) {
     const __m256i kp = _mm256_shuffle_epi8(k.key[j], n[j]);
     parity = _mm256_xor_si256(parity, kp);
@@ -88,6 +91,7 @@ struct D4Consts {
     best = _mm256_max_epu8(best, key[j]);
   }
   const __m256i odd = _mm256_cmpeq_epi8(_mm256_and_si256(parity, m64), m64);
+  LOWBIT_UNROLL8
   for (int j = 0; j < 4; ++j) {
     const __m256i hit = _mm256_and_si256(odd, _mm256_cmpeq_epi8(key[j], best));
     out[j] = _mm256_add_epi8(_mm256_shuffle_epi8(k.e[j], n[j]),
@@ -109,6 +113,7 @@ struct D4Consts {
   d4_level(k, _mm256_unpacklo_epi64(a, b), l0);
   d4_level(k, _mm256_unpackhi_epi64(a, b), l1);
   __m256i wj[4];
+  LOWBIT_UNROLL8
   for (int j = 0; j < 4; ++j) {
     const __m256i x2 = _mm256_add_epi8(l1[j], l1[j]);
     wj[j] = _mm256_add_epi8(l0[j], _mm256_add_epi8(x2, x2));
@@ -150,12 +155,14 @@ struct D4Consts {
   const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5,
                                            9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   __m256i r[4];
+  LOWBIT_UNROLL8
   for (int i = 0; i < 4; ++i) r[i] = _mm256_shuffle_epi8(load(c + 32 * i), by_byte);
   const __m256i t01l = _mm256_unpacklo_epi32(r[0], r[1]), t23l = _mm256_unpacklo_epi32(r[2], r[3]);
   const __m256i t01h = _mm256_unpackhi_epi32(r[0], r[1]), t23h = _mm256_unpackhi_epi32(r[2], r[3]);
   const __m256i bytes[4] = {_mm256_unpacklo_epi64(t01l, t23l), _mm256_unpackhi_epi64(t01l, t23l),
                             _mm256_unpacklo_epi64(t01h, t23h), _mm256_unpackhi_epi64(t01h, t23h)};
   __m256i b[8];
+  LOWBIT_UNROLL8
   for (int q = 0; q < 4; ++q) {
     b[2 * q] = _mm256_and_si256(bytes[q], c15);
     b[2 * q + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes[q], 4), c15);
@@ -164,6 +171,7 @@ struct D4Consts {
   const __m256i h = b[7];
   const __m256i d0 = _mm256_sub_epi8(_mm256_add_epi8(b[0], b[0]), b[1]);
   v[0] = _mm256_add_epi8(_mm256_add_epi8(d0, d0), h);
+  LOWBIT_UNROLL8
   for (int j = 1; j <= 5; ++j) {
     const __m256i dj = _mm256_sub_epi8(b[j], b[j + 1]);
     v[j] = _mm256_add_epi8(_mm256_add_epi8(dj, dj), h);
@@ -173,6 +181,7 @@ struct D4Consts {
   // Pass 1: residuals, parities, sum |e0|, the negative set A, max and min |e0|.
   __m256i e0[8], a[8];
   __m256i par0 = zero, par1 = zero, sum_a = zero, neg_set = zero, max_a = zero, min_a = c16;
+  LOWBIT_UNROLL8
   for (int j = 0; j < 8; ++j) {
     const __m256i tj = _mm256_add_epi8(v[j], c16);
     e0[j] = _mm256_sub_epi8(_mm256_and_si256(tj, c31), c16);
@@ -188,6 +197,7 @@ struct D4Consts {
   // Pass 2: the tie of each coset's fixed coordinate (largest |e|, then largest tie);
   // tie = e >= 0 ? 8 + j : 7 - j = (8 + j) ^ (e < 0 ? 15 : 0), coset 1's sign the opposite.
   __m256i t0 = ones, t1 = ones;
+  LOWBIT_UNROLL8
   for (int j = 0; j < 8; ++j) {
     const __m256i tie0 =
         _mm256_xor_si256(_mm256_and_si256(sign_mask(e0[j]), c15), _mm256_set1_epi8(static_cast<char>(8 + j)));
@@ -213,6 +223,7 @@ struct D4Consts {
   const __m256i sg0 = _mm256_and_si256(odd0, _mm256_or_si256(_mm256_xor_si256(pos0, ones), one));
   const __m256i sg1 = _mm256_and_si256(odd1, _mm256_or_si256(pos1, one));
   __m256i ok[2];
+  LOWBIT_UNROLL8
   for (int half = 0; half < 2; ++half) {
     const auto wide = [&](__m256i x) { return half ? _mm256_unpackhi_epi8(x, zero) : _mm256_unpacklo_epi8(x, zero); };
     const auto wide_signed = [&](__m256i x) { return half ? _mm256_unpackhi_epi8(x, x) : _mm256_unpacklo_epi8(x, x); };
@@ -231,12 +242,14 @@ struct D4Consts {
   const __m256i flip = _mm256_andnot_si256(keep0, _mm256_set1_epi8(static_cast<char>(0xF0)));
   const __m256i bias = _mm256_set1_epi8(static_cast<char>(kE8FusedWeightBias));
   __m256i e[8];
+  LOWBIT_UNROLL8
   for (int j = 0; j < 8; ++j) {
     // e1 = e0 -/+ 16 (e0 in [-16, 15]) is e0 ^ 0xF0 as a byte: flip where coset 1 is kept.
     const __m256i ej = _mm256_xor_si256(e0[j], flip);
     const __m256i hit = _mm256_cmpeq_epi8(jc, _mm256_set1_epi8(static_cast<char>(j)));
     e[j] = _mm256_add_epi8(_mm256_add_epi8(ej, _mm256_and_si256(hit, delta)), bias);
   }
+  LOWBIT_UNROLL8
   for (int hh = 0; hh < 2; ++hh) {
     const __m256i* q = e + 4 * hh;
     const __m256i a01 = _mm256_unpacklo_epi8(q[0], q[1]), b01 = _mm256_unpackhi_epi8(q[0], q[1]);
@@ -254,6 +267,7 @@ template <int D, int R>
 [[gnu::always_inline]] inline void group_dot(__m256i w0, __m256i w1, __m256i w2, __m256i w3, __m256 s0, __m256 s1,
                                              const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
                                              __m256 lo[R], __m256 hi[R]) {
+  LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r) {
     const std::int8_t* x = xq + r * x_stride * D;
     const std::int32_t* b = xb + r * x_stride;
@@ -282,6 +296,7 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
     if (t.bits == 4) std::memcpy(nibbles.data(), t.t + n * t.row_bytes, t.row_bytes);
     else expand_t_row(t, n, blocks, nibbles.data());
     __m256 lo[R], hi[R];
+    LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
     for (std::size_t k = 0; k < blocks16; k += 32) {
       const std::size_t nb = std::min<std::size_t>(32, blocks - k);
@@ -300,6 +315,7 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
         e8_decode32(c, wu);
       }
       __m256 s[4];
+      LOWBIT_UNROLL8
       for (int i = 0; i < 4; ++i) {
         std::uint32_t tw;
         std::memcpy(&tw, nibbles.data() + k / 2 + 4 * static_cast<std::size_t>(i), 4);
@@ -315,6 +331,7 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
       if (k + 16 < blocks16)
         group_dot<D, R>(wu[2], wu[3], wu[6], wu[7], s[2], s[3], xq + D * (k + 16), xb + k + 16, x_stride, lo, hi);
     }
+    LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) out[r] = tree(lo[r], hi[r]);
   }
 }
