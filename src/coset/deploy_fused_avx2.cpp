@@ -319,7 +319,8 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
       for (int i = 0; i < 4; ++i) {
         std::uint32_t tw;
         std::memcpy(&tw, nibbles.data() + k / 2 + 4 * static_cast<std::size_t>(i), 4);
-        s[i] = tw == 0 ? s_zero : scales8(table_lo, table_hi, tw);
+        // The compact forms are mostly T = 0 (a predictable branch); nibbles are not.
+        s[i] = t.bits != 4 && tw == 0 ? s_zero : scales8(table_lo, table_hi, tw);
       }
       if (nb < 32) {  // padding blocks have scale 0, as in the reference
         alignas(32) float sv[32];
