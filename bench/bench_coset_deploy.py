@@ -18,10 +18,12 @@ One run, one thread, the same data for every contender:
   MXFP4 and ggml's IQ4_NL / IQ4_XS / Q4_K (every stored bit counted, padding included).
 
     PYTHONPATH=python .venv/bin/python bench/bench_coset_deploy.py [--quick] [--speed] [--rd] [--mlp] [--other]
-        [--no-llama-cpp]
+        [--fused] [--no-llama-cpp]
 
-(--speed, --rd, --mlp, --other choose sections; none: the first three. --other: the speed of deployable formats off
-the two fast paths: q not a power of two, |w| > 63 on the wide int32 path.)
+(--speed, --rd, --mlp, --other, --fused choose sections; none: the first three. --other: the speed of deployable
+formats off the two fast paths: q not a power of two, |w| > 63 on the wide int32 path. --fused: the fused
+small-batch GEMV against the panel path (LOWBIT_COSET_FUSED=0) at the active SIMD level, e.g. with
+LOWBIT_SIMD=avx2.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import os
 for _var in ("LOWBIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one thread everywhere; set before the libraries load
 
-import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -171,6 +172,54 @@ def section_speed(lines):
                      f"1/{4 * N * N / res:.2f} | {layer.bits_per_weight():.3f} |")
     lines.append("")
     speed_ggml(lines, w_np, layers, ours)
+
+
+def section_fused(lines):
+    """The fused small-batch GEMV against the panel path it replaces (``LOWBIT_COSET_FUSED=0``) at the
+    active SIMD level (``LOWBIT_SIMD=avx2`` forces AVX2), and F.linear: batch 1 and 4, one thread, CPU
+    time, best of several per round, rounds interleaved, best round kept."""
+    import lowbit
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(N, N, generator=g) / math.sqrt(N)
+    specs = formats() + [("D4 q=4 M=2 (tuned, T entropy-coded)", deployable_config("D4", 4, 2), "rms")]
+    layers = [(label, PackedLinear.from_weight(w, None, cfg, row_scale=rs)) for label, cfg, rs in specs]
+    level = lowbit.simd_level()
+    lines += [f"### Fused GEMV vs panel path, {N} x {N} layer, SIMD level {level}, one thread (CPU time, best of "
+              "several over 3 interleaved rounds; panel = `LOWBIT_COSET_FUSED=0`)", "",
+              "| batch | format (T bits/block) | F.linear | panel path | fused | fused vs panel | fused vs F.linear "
+              "| panel vs F.linear | same bits |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def timed(layer, x, fused):
+        if fused:
+            os.environ.pop("LOWBIT_COSET_FUSED", None)
+        else:
+            os.environ["LOWBIT_COSET_FUSED"] = "0"
+        try:
+            return layer(x), best_time(lambda: layer(x), 20 if x.shape[0] == 1 else 10)
+        finally:
+            os.environ.pop("LOWBIT_COSET_FUSED", None)
+
+    for batch in (1, 4):
+        x = torch.randn(batch, N, generator=g)
+        best = {}
+        same = {}
+        for _ in range(3):
+            best["torch"] = min(best.get("torch", float("inf")), best_time(lambda: F.linear(x, w), 20))
+            for label, layer in layers:
+                y_f, t_f = timed(layer, x, True)
+                y_p, t_p = timed(layer, x, False)
+                best[label, True] = min(best.get((label, True), float("inf")), t_f)
+                best[label, False] = min(best.get((label, False), float("inf")), t_p)
+                same[label] = torch.equal(y_f, y_p)
+        t_torch = best["torch"]
+        for label, layer in layers:
+            t_f, t_p = best[label, True], best[label, False]
+            lines.append(f"| {batch} | {label} ({layer.t_bits}) | {t_torch * 1e3:.2f} ms | {t_p * 1e3:.2f} ms | "
+                         f"{t_f * 1e3:.2f} ms | {t_p / t_f:.2f}x | {t_torch / t_f:.2f}x | {t_torch / t_p:.2f}x | "
+                         f"{'yes' if same[label] else 'NO'} |")
+    lines.append("")
 
 
 # Deployable formats off the two fast paths: (label, lattice, q, M); --other only.
@@ -545,9 +594,9 @@ def section_mlp_weights(lines):
             lines.append(f"- {part}: Coset E8 {ours[1]:.5f} at {ours[0]:.3f} bits/weight vs {label.split(' (')[0]} "
                          f"({short}) {theirs[1]:.5f} at {theirs[0]:.3f}: relative MSE x{ours[1] / theirs[1]:.2f}; "
                          f"target (lower error at equal or fewer bits) {'holds' if holds else 'does NOT hold'}.")
-    config_bytes = len(json.dumps(PackedLinear(8, 1, formats()[0][1]).get_extra_state()).encode())
+    config_bytes = PackedLinear(8, 1, formats()[0][1]).get_extra_state().numel()
     lines += ["", "Coset bits/weight are `PackedLinear.bits_per_weight()`: codes, T's Huffman stream and lengths, "
-              f"the float32 row scales and the config's JSON (about {config_bytes} bytes per layer: "
+              f"the float32 row scales and the config record (`_extra_state`, {config_bytes} bytes per layer: "
               f"{8 * config_bytes / weights[-1].size:.2f} bits/weight on the last layer's {weights[-1].size:,} "
               "weights; the ggml / GGUF rows count their block bytes only, not a GGUF file's per-tensor header). "
               "The ggml formats need rows that are a multiple of "
@@ -562,7 +611,8 @@ def main() -> int:
              f"Command: `python bench/bench_coset_deploy.py{' --quick' if QUICK else ''}`; one thread for torch, "
              "BLAS and lowbit. Ours: int8 activations (one scale per row), lattice codes decoded per row in "
              "registers / through tables, exact integer block sums, float epilogue (docs/coset.md).", ""]
-    chosen = {a for a in ("--speed", "--rd", "--mlp", "--other") if a in sys.argv} or {"--speed", "--rd", "--mlp"}
+    chosen = ({a for a in ("--speed", "--rd", "--mlp", "--other", "--fused") if a in sys.argv}
+              or {"--speed", "--rd", "--mlp"})
     if "--speed" in chosen:
         section_speed(lines)
     if "--rd" in chosen:
@@ -572,6 +622,8 @@ def main() -> int:
         section_mlp_weights(lines)
     if "--other" in chosen:
         section_other(lines)
+    if "--fused" in chosen:
+        section_fused(lines)
     print("\n".join(lines))
     return 0
 

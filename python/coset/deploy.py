@@ -6,7 +6,9 @@ The packed form of a weight ``W`` (out x in) is documented in docs/coset.md ("De
 T (its gain step, entropy-coded in the state dict, one nibble in memory); every row has a float32
 scale. ``state_dict()`` holds exactly that (``codes``, ``t_code``, ``t_lengths``, ``row_scale``,
 ``bias`` and the config as extra state); loading it into a fresh ``PackedLinear`` of the same shape
-reproduces the outputs bit for bit.
+reproduces the outputs bit for bit. The config, shape and bias flag travel as ``_extra_state``, a
+30-byte binary record (:func:`layer_record`, format :data:`LAYOUT_VERSION`); state dicts saved with
+the JSON-like dict of format 1 still load.
 
 CPU tensors run the C++ kernels (lowbit._native.coset_deploy: AVX-512 / AVX2 / scalar, chosen at
 run time, threads over rows; configs whose integer decode exceeds the int8 kernels' 63, such as
@@ -20,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import struct
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from lowbit._native import coset_deploy as _native
 from ._deploy_torch import code_bits, unpack_codes
 from .config import QuantizationConfig
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # the format byte of the ``_extra_state`` record; 1 (a dict) still loads
 MAX_T = 15  # T is a nibble in memory
 # The pure-PyTorch path sums the same exact integer block products in another order (BLAS):
 # relative to sum_k |s_k I_k|, float32 reordering of up to in/d terms stays below this.
@@ -57,8 +59,121 @@ def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1) -> Quan
     return rate_optimal_config(lattice_type, q, M).replace(max_scaling_iterations=MAX_T)
 
 
-def _config_dict(config: QuantizationConfig) -> dict:
-    return dataclasses.asdict(config)
+# ---- the ``_extra_state`` record (docs/coset.md, "Deployed layers") --------------------------------
+# Format 2, little-endian: version (u8), lattice (u8: 0 Z2, 1 D4, 2 E8), q (u8), M (u8),
+# max_scaling_iterations (u8), flags (u8, below), in_features (u32), out_features (u32), beta (f64),
+# alpha (f64); then dither_seed (u64) only when _FLAG_SEED is set (a non-zero seed).
+_RECORD = struct.Struct("<BBBBBBIIdd")
+_SEED = struct.Struct("<Q")
+_LATTICES = ("Z2", "D4", "E8")
+_FLAG_TIE_DITHER, _FLAG_DITHER, _FLAG_NO_SCALING, _FLAG_NO_OVERLOAD, _FLAG_BIAS, _FLAG_SEED = (1 << i for i in range(6))
+_FLAG_FIELDS = ((_FLAG_TIE_DITHER, "with_tie_dither"), (_FLAG_DITHER, "with_dither"),
+                (_FLAG_NO_SCALING, "disable_scaling"), (_FLAG_NO_OVERLOAD, "disable_overload_protection"))
+_FLAGS_KNOWN = (1 << 6) - 1
+
+
+class SavedLayer(NamedTuple):
+    """What a ``PackedLinear`` state dict's ``_extra_state`` says about its layer (:func:`read_layer_record`)."""
+
+    config: QuantizationConfig
+    in_features: int
+    out_features: int
+    bias: bool
+
+
+def layer_record(config: QuantizationConfig, in_features: int, out_features: int, bias: bool) -> torch.Tensor:
+    """The ``_extra_state`` of a ``PackedLinear``: a 1-D uint8 CPU tensor of 30 bytes (38 with a non-zero
+    ``dither_seed``) in format :data:`LAYOUT_VERSION` (layout in docs/coset.md); every config field is kept
+    exactly (beta and alpha as float64). :func:`read_layer_record` inverts it.
+
+    Raises:
+        ValueError: ``config`` is not a QuantizationConfig, or a feature count is outside [1, 2**32).
+    """
+    if not isinstance(config, QuantizationConfig):
+        raise ValueError(f"layer_record: config must be a QuantizationConfig, got {type(config).__name__}")
+    for what, v in (("in_features", in_features), ("out_features", out_features)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**32:
+            raise ValueError(f"layer_record: {what} must be an integer in [1, 2**32), got {v!r}")
+    flags = sum(bit for bit, field in _FLAG_FIELDS if getattr(config, field)) | (_FLAG_BIAS if bias else 0)
+    if config.dither_seed:
+        flags |= _FLAG_SEED
+    raw = _RECORD.pack(LAYOUT_VERSION, _LATTICES.index(config.lattice_type), config.q, config.M,
+                       config.max_scaling_iterations, flags, in_features, out_features, float(config.beta),
+                       float(config.alpha))
+    if config.dither_seed:
+        raw += _SEED.pack(config.dither_seed)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+
+
+def read_layer_record(extra: Any, name: str = "PackedLinear") -> SavedLayer:
+    """Parses a ``PackedLinear`` state dict's ``_extra_state``: the binary record of :func:`layer_record`
+    (a 1-D uint8 tensor, format 2) or the dict saved by format 1 (``version``, ``config``,
+    ``in_features``, ``out_features``, ``bias``).
+
+    Raises:
+        ValueError: naming ``name`` and the reason: another type, an unknown format version, a
+        record of the wrong length, an unknown lattice id or flag bit, or an invalid config.
+    """
+    if isinstance(extra, dict):
+        return _read_dict_record(extra, name)
+    if not isinstance(extra, torch.Tensor):
+        raise ValueError(f"{name}: packed state dict's '_extra_state' must be a uint8 tensor (format "
+                         f"{LAYOUT_VERSION}) or a dict (format 1), got {type(extra).__name__}")
+    if extra.dtype != torch.uint8 or extra.dim() != 1:
+        raise ValueError(f"{name}: packed state dict's '_extra_state' must be a 1-D uint8 tensor, got "
+                         f"{extra.dtype} of shape {tuple(extra.shape)}")
+    raw = extra.detach().cpu().numpy().tobytes()
+    if not raw:
+        raise ValueError(f"{name}: packed state dict's config record is empty")
+    if raw[0] != LAYOUT_VERSION:
+        raise ValueError(f"{name}: packed state dict's config record has format version {raw[0]}; this version "
+                         f"reads format 1 (a dict) and {LAYOUT_VERSION}")
+    flags = raw[5] if len(raw) > 5 else 0
+    want = _RECORD.size + (_SEED.size if flags & _FLAG_SEED else 0)
+    if len(raw) != want:
+        raise ValueError(f"{name}: packed state dict's config record has {len(raw)} bytes, format "
+                         f"{LAYOUT_VERSION} needs {want} (truncated or corrupt)")
+    _, lattice, q, M, iters, flags, in_f, out_f, beta, alpha = _RECORD.unpack_from(raw)
+    if lattice >= len(_LATTICES):
+        raise ValueError(f"{name}: packed state dict's config record has lattice id {lattice} "
+                         "(0: Z2, 1: D4, 2: E8; corrupt)")
+    if flags & ~_FLAGS_KNOWN:
+        raise ValueError(f"{name}: packed state dict's config record has unknown flag bits "
+                         f"0x{flags & ~_FLAGS_KNOWN:02x} (corrupt or from a newer version)")
+    seed = _SEED.unpack_from(raw, _RECORD.size)[0] if flags & _FLAG_SEED else 0
+    if flags & _FLAG_SEED and seed == 0:
+        raise ValueError(f"{name}: packed state dict's config record flags a dither seed of 0 (corrupt)")
+    fields = {field: bool(flags & bit) for bit, field in _FLAG_FIELDS}
+    try:
+        config = QuantizationConfig(lattice_type=_LATTICES[lattice], q=q, M=M, beta=beta, alpha=alpha,
+                                    max_scaling_iterations=iters, dither_seed=seed, **fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
+    return SavedLayer(config, in_f, out_f, bool(flags & _FLAG_BIAS))
+
+
+def _read_dict_record(extra: dict, name: str) -> SavedLayer:
+    """Format 1: ``{"version": 1, "config": {every QuantizationConfig field}, "in_features", "out_features",
+    "bias"}`` (what ``get_extra_state`` returned before the binary record)."""
+    if extra.get("version") != 1:
+        raise ValueError(f"{name}: packed state dict has layout version {extra.get('version')!r} in a dict "
+                         f"record; this version reads format 1 (a dict) and {LAYOUT_VERSION}")
+    shape = []
+    for key in ("in_features", "out_features"):
+        v = extra.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name}: packed state dict's '{key}' must be a positive integer, got {v!r}")
+        shape.append(v)
+    if not isinstance(extra.get("bias"), bool):
+        raise ValueError(f"{name}: packed state dict's 'bias' must be a bool, got {extra.get('bias')!r}")
+    if not isinstance(extra.get("config"), dict):
+        raise ValueError(f"{name}: packed state dict has an invalid config: expected a dict, got "
+                         f"{type(extra.get('config')).__name__}")
+    try:
+        config = QuantizationConfig(**extra["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
+    return SavedLayer(config, shape[0], shape[1], extra["bias"])
 
 
 def _config_repr(config: QuantizationConfig) -> str:
@@ -260,12 +375,24 @@ class PackedLinear(nn.Module):
 
     # ---- state dict -----------------------------------------------------------------------
 
-    def get_extra_state(self) -> dict:
-        return {"version": LAYOUT_VERSION, "config": _config_dict(self.config), "in_features": self.in_features,
-                "out_features": self.out_features, "bias": self.bias is not None}
+    def get_extra_state(self) -> torch.Tensor:
+        """The config, shape and bias flag as the binary record of :func:`layer_record` (30 bytes)."""
+        return layer_record(self.config, self.in_features, self.out_features, self.bias is not None)
 
     def set_extra_state(self, state: Any) -> None:  # handled in _load_from_state_dict
         pass
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict, name: Optional[str] = None, device: Any = None) -> "PackedLinear":
+        """A layer of the shape, bias and config its state dict records (``_extra_state``, either format),
+        loaded from it. Raises ``ValueError`` naming the layer for anything :meth:`load_state_dict` refuses."""
+        label = name or "PackedLinear"
+        if not isinstance(state_dict, dict) or "_extra_state" not in state_dict:
+            raise ValueError(f"{label}: packed state dict lacks '_extra_state'")
+        saved = read_layer_record(state_dict["_extra_state"], label)
+        layer = cls(saved.in_features, saved.out_features, saved.config, bias=saved.bias, name=name, device=device)
+        layer.load_state_dict(state_dict)
+        return layer
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
@@ -274,24 +401,18 @@ class PackedLinear(nn.Module):
         for k in keys:
             if prefix + k not in state_dict:
                 raise ValueError(f"{name}: packed state dict lacks '{prefix + k}'")
-        extra = state_dict[prefix + "_extra_state"]
-        if not isinstance(extra, dict) or extra.get("version") != LAYOUT_VERSION:
-            raise ValueError(f"{name}: packed state dict has layout version "
-                             f"{extra.get('version') if isinstance(extra, dict) else extra!r}, expected {LAYOUT_VERSION}")
-        if (extra.get("in_features"), extra.get("out_features")) != (self.in_features, self.out_features):
-            raise ValueError(f"{name}: packed state dict is for a {extra.get('in_features')} -> "
-                             f"{extra.get('out_features')} layer, this one is {self.in_features} -> {self.out_features}")
-        if bool(extra.get("bias")) != (self.bias is not None):
-            raise ValueError(f"{name}: packed state dict {'has' if extra.get('bias') else 'lacks'} a bias, this layer "
+        saved = read_layer_record(state_dict[prefix + "_extra_state"], name)
+        if (saved.in_features, saved.out_features) != (self.in_features, self.out_features):
+            raise ValueError(f"{name}: packed state dict is for a {saved.in_features} -> "
+                             f"{saved.out_features} layer, this one is {self.in_features} -> {self.out_features}")
+        if saved.bias != (self.bias is not None):
+            raise ValueError(f"{name}: packed state dict {'has' if saved.bias else 'lacks'} a bias, this layer "
                              f"{'does not' if self.bias is None else 'does'}")
-        try:
-            config = QuantizationConfig(**extra["config"])
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
-        config = self._checked_config(config)
+        config = self._checked_config(saved.config)
         if config != self.config:
             raise ValueError(f"{name}: packed state dict has config {_config_repr(config)}, this layer has "
-                             f"{_config_repr(self.config)}; build the layer with the saved config to load it")
+                             f"{_config_repr(self.config)}; build the layer with the saved config to load it "
+                             "(PackedLinear.from_state_dict)")
         blocks = -(-self.in_features // config.d)
         row_bytes = int(_native.code_row_bytes(config.native(), blocks))
 
@@ -357,12 +478,13 @@ class PackedLinear(nn.Module):
     # ---- sizes ------------------------------------------------------------------------------
 
     def side_bytes(self) -> int:
-        """Bytes besides the codes: T's code and lengths, the row scales and the config."""
-        extra = len(json.dumps(self.get_extra_state()).encode())
+        """Bytes besides the codes that ``state_dict()`` saves: T's code and lengths, the row scales and
+        the config record (``_extra_state``; the bias is not counted)."""
+        extra = self.get_extra_state().numel()
         return int(self._t_code_bytes + self.t_lengths.numel() + 4 * self.row_scale.numel() + extra)
 
     def bits_per_weight(self) -> float:
-        """Stored bits per weight: codes, T, row scales and config (the bias is not a weight)."""
+        """Stored bits per weight: codes, T, row scales and the config record (the bias is not a weight)."""
         return 8.0 * (self.codes.numel() + self.side_bytes()) / (self.out_features * self.in_features)
 
     def memory_bytes(self) -> int:

@@ -5,7 +5,9 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "deploy_generic.h"
@@ -301,15 +303,27 @@ struct FusedGemv {
   explicit operator bool() const { return d4 || e8; }
 };
 
+// LOWBIT_COSET_FUSED=0 turns the fused GEMV off (the panel path runs at every batch): an A/B switch
+// for benchmarks, read at each call so that one process can time both paths.
+bool fused_gemv_enabled() {
+  const char* env = std::getenv("LOWBIT_COSET_FUSED");
+  return env == nullptr || std::string_view(env) != "0";
+}
+
 FusedGemv pick_fused_gemv(const QuantizationConfig& c) {
   FusedGemv f;
+  if (!fused_gemv_enabled()) return f;
 #if defined(LOWBIT_HAVE_AVX512)
   if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx512_vbmi) f.d4 = kernels::fused_gemv_d4q4_avx512_vbmi;
   if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx512_vbmi)
     f.e8 = kernels::fused_gemv_e8q16_avx512_vbmi;
-#else
-  (void)c;
 #endif
+#if defined(LOWBIT_HAVE_AVX2)
+  // AVX2 (no AVX-512 at the active level): the fused form of the AVX2 row decoders.
+  if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx2) f.d4 = kernels::fused_gemv_d4q4_avx2;
+  if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx2) f.e8 = kernels::fused_gemv_e8q16_avx2;
+#endif
+  (void)c;
   return f;
 }
 

@@ -123,4 +123,13 @@ void block_dot_avx2(int, const std::int8_t*, const float*, const std::int32_t*, 
 void block_dot_avx512(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
                    std::size_t, float*);
 
+// AVX2 level of the fused GEMV (deploy_fused_avx2.cpp; AVX2 + FMA): 32 blocks at a time decoded in
+// registers, int8 lanes (D4: vpshufb lookups of each coordinate's residual, no gathers, `tables`
+// unused; E8: the closed forms of the VBMI decode); the same I and epilogue as the scalar twins
+// fused_gemv_*_ref, bit for bit.
+void fused_gemv_d4q4_avx2(const D4Q4Tables&, const float*, const std::uint8_t*, const TRows&, std::size_t,
+                          std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
+void fused_gemv_e8q16_avx2(const float*, const std::uint8_t*, const TRows&, std::size_t, std::size_t,
+                           const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
+
 }  // namespace lowbit::coset::kernels

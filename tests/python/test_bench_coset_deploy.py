@@ -81,3 +81,20 @@ def test_other_formats_section(repo_root, tmp_path):
         row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
         assert len(row.split(" | ")) == 6 and row.count(" ms") == 2
     assert not (tmp_path / "llama").exists()
+
+
+def test_quick_fused_section_compares_both_paths_at_the_forced_level(repo_root):
+    """--quick --fused with LOWBIT_SIMD=avx2: fused vs panel path (LOWBIT_COSET_FUSED=0) vs F.linear per
+    format at batch 1 and 4, at the level that ran, and both paths give the same bits."""
+    import lowbit
+
+    env = dict(os.environ, LOWBIT_SIMD="avx2")
+    proc = subprocess.run([sys.executable, str(repo_root / "bench" / "bench_coset_deploy.py"), "--quick", "--fused"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    level = "avx2" if "avx2" in lowbit.available_simd_levels() else "scalar"
+    assert f"### Fused GEMV vs panel path, 1024 x 1024 layer, SIMD level {level}," in out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 4 |")]
+    assert len(rows) == 6
+    assert all(r[-1].rstrip(" |") == "yes" and r[5].endswith("x") for r in rows)

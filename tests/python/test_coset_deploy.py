@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ import torch.nn as nn
 
 import lowbit
 from coset import QLinear, QuantizationConfig, deploy_model, quantize_model
-from coset.deploy import TORCH_PATH_RTOL, PackedLinear, deployable_config
+from coset.deploy import (LAYOUT_VERSION, TORCH_PATH_RTOL, PackedLinear, SavedLayer, deployable_config, layer_record,
+                          read_layer_record)
 
 FORMATS = [
     QuantizationConfig(lattice_type="D4", q=4, M=2),                       # fast path (table decode)
@@ -208,9 +210,120 @@ def test_corrupt_state_dicts_raise_value_errors():
     with pytest.raises(ValueError, match="fc2: 't_code'.*prefix code"):
         load(t_lengths=bad_t)
     with pytest.raises(ValueError, match="fc2: packed state dict has an invalid config"):
-        extra = dict(good["_extra_state"])
-        extra["config"] = dict(extra["config"], q=1)
+        extra = good["_extra_state"].clone()
+        extra[2] = 1  # q
         load(_extra_state=extra)
+
+
+def _format1_extra_state(layer):
+    """``_extra_state`` exactly as format 1 (the previous version's get_extra_state) saved it."""
+    import dataclasses
+
+    return {"version": 1, "config": dataclasses.asdict(layer.config), "in_features": layer.in_features,
+            "out_features": layer.out_features, "bias": layer.bias is not None}
+
+
+@pytest.mark.parametrize("config", FORMATS, ids=_ids)
+def test_extra_state_is_a_30_byte_record_and_every_saved_byte_is_counted(config):
+    _, layer = _layer(config, in_f=256, out_f=10)
+    extra = layer.get_extra_state()
+    assert extra.dtype == torch.uint8 and extra.shape == (30,) and int(extra[0]) == LAYOUT_VERSION == 2
+    assert read_layer_record(extra) == SavedLayer(config, 256, 10, True)
+    state = layer.state_dict()
+    saved = sum(v.numel() * v.element_size() for k, v in state.items() if k != "bias")
+    assert saved == layer.codes.numel() + layer.side_bytes()  # nothing saved goes uncounted
+    assert layer.bits_per_weight() == 8.0 * saved / (256 * 10)
+
+
+@pytest.mark.parametrize("fields", [dict(dither_seed=2**64 - 1), dict(disable_scaling=True, dither_seed=7),
+                                    dict(disable_overload_protection=True, beta=0.1 + 1e-17 * 3, alpha=1 / 3)])
+def test_layer_record_keeps_every_config_field_exactly(fields):
+    config = QuantizationConfig(lattice_type="E8", q=16, M=1, beta=0.0123456789012345, alpha=0.25,
+                                max_scaling_iterations=15).replace(**fields)
+    record = layer_record(config, 2**32 - 1, 1, False)
+    assert record.numel() == (38 if config.dither_seed else 30)
+    assert read_layer_record(record) == SavedLayer(config, 2**32 - 1, 1, False)
+    with pytest.raises(ValueError, match="layer_record: in_features must be an integer in"):
+        layer_record(config, 2**32, 1, False)
+
+
+@pytest.mark.parametrize("config", FORMATS, ids=_ids)
+def test_state_dicts_saved_with_the_format_1_dict_still_load_bit_identically(config):
+    _, layer = _layer(config)
+    old = dict(layer.state_dict(), _extra_state=_format1_extra_state(layer))
+    buf = io.BytesIO()
+    torch.save(old, buf)
+    buf.seek(0)
+    old = torch.load(buf)
+    fresh = PackedLinear(37, 11, config, name="fc")
+    fresh.load_state_dict(old)
+    x = torch.randn(4, 37)
+    assert torch.equal(fresh(x), layer(x))
+    rebuilt = PackedLinear.from_state_dict(old, name="fc")
+    assert rebuilt.config == config and torch.equal(rebuilt(x), layer(x))
+    # Saved again, it holds the binary record and reloads the same.
+    assert torch.equal(fresh.state_dict()["_extra_state"], layer.get_extra_state())
+    assert torch.equal(PackedLinear.from_state_dict(fresh.state_dict())(x), layer(x))
+
+
+def test_from_state_dict_rebuilds_the_recorded_layer():
+    torch.manual_seed(2)
+    layer = PackedLinear.from_weight(torch.randn(5, 19), None, deployable_config("D4", 4, 2), row_scale="rms")
+    rebuilt = PackedLinear.from_state_dict(layer.state_dict(), name="proj")
+    assert (rebuilt.in_features, rebuilt.out_features, rebuilt.bias) == (19, 5, None)
+    assert rebuilt.layer_name == "proj" and rebuilt.config == layer.config
+    x = torch.randn(2, 19)
+    assert torch.equal(rebuilt(x), layer(x))
+    with pytest.raises(ValueError, match="proj: packed state dict lacks '_extra_state'"):
+        PackedLinear.from_state_dict({"codes": layer.codes}, name="proj")
+
+
+def test_corrupt_or_unknown_config_records_raise_value_errors_naming_the_layer():
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    layer = PackedLinear.from_weight(torch.randn(6, 20), torch.zeros(6), config, name="fc2")
+    good = layer.state_dict()
+    record = good["_extra_state"]
+
+    def load(extra):
+        PackedLinear(20, 6, config, name="fc2").load_state_dict(dict(good, _extra_state=extra))
+
+    def changed(i, v):
+        r = record.clone()
+        r[i] = v
+        return r
+
+    cases = [
+        (changed(0, 3), r"fc2: .*config record has format version 3; this version reads format 1 \(a dict\) and 2"),
+        (changed(0, 0), "fc2: .*format version 0"),
+        (record[:29], "fc2: .*config record has 29 bytes, format 2 needs 30 .truncated or corrupt"),
+        (torch.cat([record, torch.zeros(1, dtype=torch.uint8)]), "fc2: .*has 31 bytes, format 2 needs 30"),
+        (changed(5, int(record[5]) | 32), "fc2: .*has 30 bytes, format 2 needs 38"),
+        (torch.cat([changed(5, int(record[5]) | 32), torch.zeros(8, dtype=torch.uint8)]),
+         "fc2: .*flags a dither seed of 0"),
+        (record[:0], "fc2: .*config record is empty"),
+        (changed(1, 3), r"fc2: .*lattice id 3 \(0: Z2, 1: D4, 2: E8; corrupt\)"),
+        (changed(5, int(record[5]) | 128), "fc2: .*unknown flag bits 0x80"),
+        (changed(3, 9), "fc2: packed state dict has an invalid config: M"),
+        (changed(5, int(record[5]) & ~1), "fc2: .*with_tie_dither=True"),  # a config the kernels refuse
+        (record.to(torch.int32), "fc2: .*must be a 1-D uint8 tensor, got torch.int32"),
+        (record.reshape(2, 15), r"fc2: .*must be a 1-D uint8 tensor, got torch.uint8 of shape \(2, 15\)"),
+        ("D4 q=4 M=2", "fc2: .*'_extra_state' must be a uint8 tensor .format 2. or a dict .format 1., got str"),
+        (dict(_format1_extra_state(layer), version=2), "fc2: packed state dict has layout version 2 in a dict"),
+        (dict(_format1_extra_state(layer), in_features="20"), "fc2: .*'in_features' must be a positive integer"),
+        (dict(_format1_extra_state(layer), config=dict(_format1_extra_state(layer)["config"], q=1)),
+         "fc2: packed state dict has an invalid config"),
+        (dict(_format1_extra_state(layer), config=dict(_format1_extra_state(layer)["config"], colour=1)),
+         "fc2: packed state dict has an invalid config"),
+    ]
+    beta_nan = record.clone()
+    beta_nan[14:22] = torch.frombuffer(bytearray(struct.pack("<d", float("nan"))), dtype=torch.uint8)
+    cases.append((beta_nan, "fc2: packed state dict has an invalid config: beta"))
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            load(extra)
+    fresh = PackedLinear(20, 6, config, name="fc2")
+    fresh.load_state_dict(good)  # the untouched record still loads
+    assert torch.equal(fresh.codes, layer.codes)
 
 
 def test_quantize_model_and_deploy_model_swap_layers():

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -290,7 +291,7 @@ void fused_activations(int d, std::size_t blocks, std::size_t stride, std::size_
 }
 
 TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
-  // The fused small-batch GEMV (AVX-512 VBMI) against its scalar twin and against the panel path's
+  // The fused small-batch GEMV (AVX-512 VBMI, AVX2) against its scalar twin and against the panel path's
   // decode + block_dot (the documented result), bit for bit: block counts around the 16- and
   // 64-block strides (odd counts: a padding T nibble), T = 15 everywhere, all-extreme codes
   // (0xFF bytes) and all-extreme activations (+-127), 1..4 input rows.
@@ -401,8 +402,78 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
                 << "d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
           }
 #endif
+#if defined(LOWBIT_HAVE_AVX2)
+          if (cpu_supports(SimdLevel::AVX2)) {
+            std::fill(got.begin(), got.end(), -1.0f);
+            if (d == 4)
+              kernels::fused_gemv_d4q4_avx2(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                            xb.data(), stride, rows, got.data());
+            else
+              kernels::fused_gemv_e8q16_avx2(scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(), xb.data(),
+                                             stride, rows, got.data());
+            ASSERT_EQ(0, std::memcmp(ref.data(), got.data(), got.size() * sizeof(float)))
+                << "avx2 d=" << d << " blocks=" << blocks << " variant=" << variant << " rows=" << rows
+                << " bits=" << bits;
+          }
+#endif
         }
       }
+}
+
+TEST(CosetDeploy, FusedD4DecodesEveryPairOfLevelBytes) {
+  // Row n, block k hold the level bytes (k, n): all 65536 D4 q=4 M=2 blocks (the AVX2 fused GEMV
+  // computes the D4 rule instead of reading the tables), through packed_linear at every level
+  // (fused at batch <= 4, panel path at 5) against the scalar path, bit for bit.
+  const QuantizationConfig c = formats()[0];
+  const std::size_t rows = 256, blocks = 256;
+  ASSERT_EQ(deploy_code_row_bytes(c, blocks), 2 * blocks);
+  Layer l{c, rows, blocks, std::vector<std::uint8_t>(rows * 2 * blocks),
+          std::vector<std::uint8_t>(rows * deploy_t_row_bytes(blocks)), std::vector<float>(rows, 1.0f),
+          std::vector<float>(rows, 0.0f)};
+  std::mt19937 rng(41);
+  for (std::size_t n = 0; n < rows; ++n)
+    for (std::size_t k = 0; k < blocks; ++k) {
+      l.codes[n * 2 * blocks + 2 * k] = static_cast<std::uint8_t>(k);
+      l.codes[n * 2 * blocks + 2 * k + 1] = static_cast<std::uint8_t>(n);
+    }
+  for (auto& v : l.t) v = static_cast<std::uint8_t>(rng());  // T in 0..15 = max_t
+  for (std::size_t batch : {1, 3, 5}) {
+    const auto x = gaussian(batch * blocks * 4, 1.0, static_cast<unsigned>(batch + 11));
+    std::vector<float> ref(batch * rows), got(batch * rows);
+    {
+      ScopedSimdLevel scalar(SimdLevel::Scalar);
+      packed_linear(l.view(), x.data(), batch, ref.data());
+    }
+    for (auto level : available_simd_levels()) {
+      ScopedSimdLevel forced(level);
+      std::fill(got.begin(), got.end(), -1.0f);
+      packed_linear(l.view(), x.data(), batch, got.data());
+      ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+          << simd_level_name(level) << " batch=" << batch;
+    }
+  }
+}
+
+TEST(CosetDeploy, FusedGemvOffSwitchRunsThePanelPathWithTheSameBits) {
+  // LOWBIT_COSET_FUSED=0 (the benchmarks' A/B switch) takes the panel path at batch <= 4; both
+  // paths give the same bits at every level (D4 q=4 M=2 and E8 q=16 M=1: the fused formats).
+  for (const auto& c : {formats()[0], formats()[1]})
+    for (std::size_t blocks : {17, 100}) {
+      const Layer l = encoded_layer(c, 21, blocks, static_cast<unsigned>(blocks));
+      for (std::size_t batch : {1, 4}) {
+        const auto x = gaussian(batch * blocks * c.dim(), 1.0, static_cast<unsigned>(batch + 7));
+        for (auto level : available_simd_levels()) {
+          ScopedSimdLevel forced(level);
+          std::vector<float> fused(batch * l.rows), panel(batch * l.rows, -1.0f);
+          packed_linear(l.view(), x.data(), batch, fused.data());
+          ASSERT_EQ(0, ::setenv("LOWBIT_COSET_FUSED", "0", 1));
+          packed_linear(l.view(), x.data(), batch, panel.data());
+          ASSERT_EQ(0, ::unsetenv("LOWBIT_COSET_FUSED"));
+          ASSERT_EQ(0, std::memcmp(fused.data(), panel.data(), fused.size() * sizeof(float)))
+              << simd_level_name(level) << " " << lattice_name(c.lattice) << " blocks=" << blocks << " batch=" << batch;
+        }
+      }
+    }
 }
 
 TEST(CosetDeploy, CompactTGivesTheNibbleResultAtEveryLevel) {
