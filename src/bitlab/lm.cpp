@@ -41,6 +41,8 @@ std::uint32_t single_code_point(const std::string& s) {
   return std::numeric_limits<std::uint32_t>::max();
 }
 
+std::size_t round_up16(std::size_t n) { return (n + 15) / 16 * 16; }
+
 // y = (x / sqrt(mean(x^2) + eps)) * w, with the sum of squares in the fixed order of LmOps::dot.
 void rms_norm(const kernels::LmOps& ops, const float* x, const float* w, std::size_t n, float eps, float* y) {
   const float ss = ops.dot(x, x, n);
@@ -157,9 +159,10 @@ BitLMModel BitLMModel::load(const std::string& path) {
   const bool tied = f.find_tensor("output.weight") == nullptr;
   const std::vector<float> head = tied ? std::vector<float>{} : floats("output.weight", {vocab, d});
   const std::vector<float>& h = tied ? embedding : head;
-  m.head_t_.resize(vocab * d);
+  m.head_ld_ = round_up16(vocab);
+  m.head_t_.assign(d * m.head_ld_, 0.0f);
   for (std::size_t v = 0; v < vocab; ++v)
-    for (std::size_t e = 0; e < d; ++e) m.head_t_[e * vocab + v] = h[v * d + e];
+    for (std::size_t e = 0; e < d; ++e) m.head_t_[e * m.head_ld_ + v] = h[v * d + e];
   if (!tied) m.token_embd_ = std::move(embedding);
   m.output_norm_ = floats("output_norm.weight", {d});
   for (std::size_t i = 0; i < c.num_layers; ++i) {
@@ -224,18 +227,20 @@ BitLMModel BitLMModel::load(const std::string& path) {
 }
 
 void BitLMModel::embed(std::int32_t token, float* out) const {
-  const std::size_t d = config_.hidden_size, vocab = config_.vocab_size, t = static_cast<std::size_t>(token);
+  const std::size_t d = config_.hidden_size, t = static_cast<std::size_t>(token);
   if (!token_embd_.empty()) {
     std::memcpy(out, &token_embd_[t * d], d * sizeof(float));
   } else {
-    for (std::size_t e = 0; e < d; ++e) out[e] = head_t_[e * vocab + t];
+    for (std::size_t e = 0; e < d; ++e) out[e] = head_t_[e * head_ld_ + t];
   }
 }
 
 BitLMCache BitLMModel::new_cache() const {
   BitLMCache cache;
   const std::size_t row = config_.num_kv_heads * config_.head_dim;
-  cache.keys.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
+  cache.key_stride = round_up16(config_.context_length);
+  if (cache.key_stride / 16 % 2 == 0) cache.key_stride += 16;
+  cache.keys.assign(config_.num_layers, std::vector<float>(cache.key_stride * row));
   cache.values.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
   return cache;
 }
@@ -272,8 +277,11 @@ void norm_quantize(Team& team, const kernels::LmOps& ops, const float* x, std::s
                    float eps, float* scratch, Int8Rows& q) {
   for_rows(team, M, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {
-      rms_norm(ops, x + m * ldx, w, cols, eps, scratch + m * cols);
-      q.sums[m] = quantize_activation_row(scratch + m * cols, cols, q.values.data() + m * q.stride, q.scales[m]);
+      float* row = scratch + m * cols;
+      rms_norm(ops, x + m * ldx, w, cols, eps, row);
+      if (!ops.quantize(row, cols, q.values.data() + m * q.stride, &q.scales[m], &q.sums[m])) {
+        quantize_activation_row(row, cols, q.values.data() + m * q.stride, q.scales[m]);  // throws: NaN or Inf
+      }
     }
   });
 }
@@ -284,7 +292,9 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
                                        bool all_logits) const {
   const BitLMConfig& c = config_;
   require(n > 0, "BitLMModel::forward: no tokens");
-  require(cache.keys.size() == c.num_layers, "BitLMModel::forward: the cache belongs to another model");
+  require(cache.keys.size() == c.num_layers && cache.key_stride >= round_up16(c.context_length) &&
+              cache.keys[0].size() == cache.key_stride * c.num_kv_heads * c.head_dim,
+          "BitLMModel::forward: the cache belongs to another model (use new_cache())");
   require(cache.length + n <= c.context_length,
           "BitLMModel::forward: " + std::to_string(cache.length + n) + " positions exceed the context length " +
               std::to_string(c.context_length));
@@ -298,10 +308,10 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   Team& team = default_team();
   const kernels::GemmInt8Fn gemm = kernels::pick_gemm_int8();
   const kernels::LmOps& ops = kernels::lm_ops();
-  const std::size_t ctx = c.context_length;
+  const std::size_t ks = cache.key_stride;
 
   std::vector<float> h(n * d), normed(n * std::max(d, std::max(nq, ff))), qkv(n * nqkv), o(n * nq), act(n * ff);
-  std::vector<float> scores(team.size() * (start + n));
+  std::vector<float> scores(team.size() * group * (start + n));
   std::vector<std::int32_t> acc(n * std::max(nqkv, std::max(d, 2 * ff)));
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
   for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
@@ -351,26 +361,23 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
         float* row = &qkv[t * nqkv];
         for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(row + hh * hd, start + t);
         for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(row + nq + hh * hd, start + t);
-        for (std::size_t e = 0; e < nkv; ++e) K[e * ctx + start + t] = row[nq + e];  // transposed
+        for (std::size_t e = 0; e < nkv; ++e) K[e * ks + start + t] = row[nq + e];  // transposed
         std::memcpy(&V[(start + t) * nkv], row + nq + nkv, nkv * sizeof(float));
       }
     });
-    team.parallel_for(n * c.num_heads, 1, 1, [&](std::size_t j0, std::size_t j1, std::size_t slot) {
-      float* sc = &scores[slot * (start + n)];
+    // one job per token and KV head: the query heads that share the KV head together (each key
+    // and value read once for all of them); jobs in decreasing token order, so the chunks with the
+    // longest causal rows are claimed first and the short ones even out the threads at the end
+    const std::size_t width = start + n;
+    team.parallel_for(n * c.num_kv_heads, 1, 1, [&](std::size_t j0, std::size_t j1, std::size_t slot) {
+      float* sc = &scores[slot * group * width];
       for (std::size_t job = j0; job < j1; ++job) {
-        const std::size_t t = job / c.num_heads, hh = job % c.num_heads, kh = hh / group;
+        const std::size_t t = n - 1 - job / c.num_kv_heads, kh = job % c.num_kv_heads;
         const std::size_t visible = start + t + 1;
-        const float* qrow = &qkv[t * nqkv + hh * hd];
-        ops.columns(qrow, &K[kh * hd * ctx], hd, ctx, visible, softmax_scale, sc);
-        float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t j = 0; j < visible; ++j) mx = std::max(mx, sc[j]);
-        float sum = 0.0f;
-        for (std::size_t j = 0; j < visible; ++j) {
-          sc[j] = std::exp(sc[j] - mx);
-          sum += sc[j];
-        }
-        for (std::size_t j = 0; j < visible; ++j) sc[j] = sc[j] / sum;
-        ops.rows(sc, &V[kh * hd], nkv, visible, hd, &o[t * nq + hh * hd]);
+        const float* qrows = &qkv[t * nqkv + kh * group * hd];
+        ops.columns(qrows, hd, group, &K[kh * hd * ks], hd, ks, visible, softmax_scale, sc, width);
+        for (std::size_t g = 0; g < group; ++g) ops.softmax(sc + g * width, visible);
+        ops.rows(sc, width, group, &V[kh * hd], nkv, visible, hd, &o[t * nq + kh * group * hd], hd);
       }
     });
     norm_quantize(team, ops, o.data(), nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed.data(), xq);
@@ -381,17 +388,10 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
     team.parallel_for(ff, 4, grain(2 * xd.stride), [&](std::size_t j0, std::size_t j1, std::size_t) {
       gemm_rows(L.gate_up, xd, j0, j1);
       gemm_rows(L.gate_up, xd, ff + j0, ff + j1);
+      const std::size_t ld = L.gate_up.packed.rows;
       for (std::size_t m = 0; m < n; ++m) {
-        for (std::size_t j = j0; j < j1; ++j) {
-          float x = value(L.gate_up, xd, m, j);
-          if (c.relu2) {
-            x = x > 0.0f ? x : 0.0f;
-            x = x * x;
-          } else {
-            x = x / (1.0f + std::exp(-x));
-          }
-          act[m * ff + j] = x * value(L.gate_up, xd, m, ff + j);
-        }
+        ops.glu(&acc[m * ld + j0], &acc[m * ld + ff + j0], &L.gate_up.scales[j0], &L.gate_up.scales[ff + j0],
+                xd.scales[m], j1 - j0, c.relu2, &act[m * ff + j0]);
       }
     });
     norm_quantize(team, ops, act.data(), ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed.data(), xff);
@@ -408,7 +408,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   team.parallel_for(c.vocab_size, 16, std::max<std::size_t>(1, kMinWork / (16 * d * rows)),
                     [&](std::size_t v0, std::size_t v1, std::size_t) {
     for (std::size_t r = 0; r < rows; ++r) {
-      ops.columns(&normed[r * d], head_t_.data() + v0, d, c.vocab_size, v1 - v0, 1.0f, &logits[r * c.vocab_size + v0]);
+      ops.columns(&normed[r * d], d, 1, head_t_.data() + v0, d, head_ld_, v1 - v0, 1.0f, &logits[r * c.vocab_size + v0], 0);
     }
   });
   return logits;
