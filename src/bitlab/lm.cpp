@@ -11,6 +11,7 @@
 #include "lm_ops.h"
 #include "lowbit/bitlab/gemm.h"
 #include "lowbit/bitlab/gguf.h"
+#include "lowbit/core/aligned_buffer.h"
 #include "lowbit/core/error.h"
 #include "team.h"
 
@@ -247,15 +248,14 @@ BitLMCache BitLMModel::new_cache() const {
 
 namespace {
 
-// int8 activation rows for the kernels, padded to the weight layout (padding stays zero).
+// int8 activation rows for the kernels, padded to the weight layout; the values (padding
+// included, zeros) are written row by row by norm_quantize, on the thread that quantizes the row.
 struct Int8Rows {
   std::size_t stride = 0;
   AlignedBuffer<std::int8_t> values;
   std::vector<float> scales;
   std::vector<std::int32_t> sums;
-  Int8Rows(std::size_t rows, std::size_t cols) : stride(padded_cols(cols)), values(rows * stride), scales(rows), sums(rows) {
-    values.zero();
-  }
+  Int8Rows(std::size_t rows, std::size_t cols) : stride(padded_cols(cols)), values(rows * stride), scales(rows), sums(rows) {}
 };
 
 // Multiply-adds a parallel chunk should at least do, so that it outweighs its hand-off.
@@ -278,10 +278,12 @@ void norm_quantize(Team& team, const kernels::LmOps& ops, const float* x, std::s
   for_rows(team, M, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {
       float* row = scratch + m * cols;
+      std::int8_t* dst = q.values.data() + m * q.stride;
       rms_norm(ops, x + m * ldx, w, cols, eps, row);
-      if (!ops.quantize(row, cols, q.values.data() + m * q.stride, &q.scales[m], &q.sums[m])) {
-        quantize_activation_row(row, cols, q.values.data() + m * q.stride, q.scales[m]);  // throws: NaN or Inf
+      if (!ops.quantize(row, cols, dst, &q.scales[m], &q.sums[m])) {
+        quantize_activation_row(row, cols, dst, q.scales[m]);  // throws: NaN or Inf
       }
+      std::memset(dst + cols, 0, q.stride - cols);
     }
   });
 }
@@ -310,9 +312,11 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   const kernels::LmOps& ops = kernels::lm_ops();
   const std::size_t ks = cache.key_stride;
 
-  std::vector<float> h(n * d), normed(n * std::max(d, std::max(nq, ff))), qkv(n * nqkv), o(n * nq), act(n * ff);
-  std::vector<float> scores(team.size() * group * (start + n));
-  std::vector<std::int32_t> acc(n * std::max(nqkv, std::max(d, 2 * ff)));
+  // Scratch, uninitialised: every element is written before it is read, and the pages of a
+  // prompt's large buffers are first touched by the threads that write them.
+  AlignedBuffer<float> h(n * d), normed(n * std::max(d, std::max(nq, ff))), qkv(n * nqkv), o(n * nq), act(n * ff);
+  AlignedBuffer<float> scores(team.size() * group * (start + n));
+  AlignedBuffer<std::int32_t> acc(n * std::max(nqkv, std::max(d, 2 * ff)));
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
   for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
 
