@@ -320,13 +320,9 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
   for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
 
-  // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows);
-  // value() finishes one output with the shared epilogue.
+  // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows).
   auto gemm_rows = [&](const Projection& p, const Int8Rows& x, std::size_t n0, std::size_t n1) {
     gemm(x.values.data(), x.sums.data(), n, x.stride, p.packed.data.data(), n0, n1, acc.data(), p.packed.rows);
-  };
-  auto value = [&](const Projection& p, const Int8Rows& x, std::size_t m, std::size_t r) {
-    return int8_epilogue(acc[m * p.packed.rows + r], x.scales[m], p.scales[r]);
   };
   // Groups of 4 weight rows (the kernels' register blocking) per chunk, for kMinWork MACs a chunk.
   auto grain = [&](std::size_t row_macs) { return std::max<std::size_t>(1, kMinWork / (4 * row_macs * n)); };
@@ -335,10 +331,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
     team.parallel_for(p.packed.rows, 4, grain(x.stride), [&](std::size_t r0, std::size_t r1, std::size_t) {
       gemm_rows(p, x, r0, r1);
       for (std::size_t m = 0; m < n; ++m) {
-        for (std::size_t r = r0; r < r1; ++r) {
-          const float v = value(p, x, m, r);
-          y[m * ldy + r] = add ? y[m * ldy + r] + v : v;
-        }
+        ops.epilogue(&acc[m * p.packed.rows + r0], &p.scales[r0], x.scales[m], r1 - r0, add, &y[m * ldy + r0]);
       }
     });
   };

@@ -28,6 +28,8 @@
 //                  (ternary.h): a = max |x[i]|, *scale = a / 127, dst[i] = round half to even of
 //                  clamp(x[i] * (127 / a), -128, 127) (0 when a = 0), *sum = the sum of dst[i].
 //                  Returns false, with dst and *sum unspecified, when x holds NaN or Inf.
+//   epilogue(acc, w_scale, act_scale, n, add, y):  for r < n, v = int8_epilogue(acc[r], act_scale,
+//                  w_scale[r]) (gemm.h); y[r] = y[r] + v with add (a residual), else y[r] = v.
 #pragma once
 
 #include <cstddef>
@@ -73,6 +75,8 @@ struct LmOps {
   void (*glu)(const std::int32_t* acc_gate, const std::int32_t* acc_up, const float* w_gate, const float* w_up,
               float act_scale, std::size_t n, bool relu2, float* out);
   bool (*quantize)(const float* x, std::size_t n, std::int8_t* dst, float* scale, std::int32_t* sum);
+  void (*epilogue)(const std::int32_t* acc, const float* w_scale, float act_scale, std::size_t n, bool add,
+                   float* y);
 };
 
 extern const LmOps lm_ops_ref;

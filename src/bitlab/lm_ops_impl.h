@@ -177,55 +177,70 @@ void glu_impl(const std::int32_t* acc_gate, const std::int32_t* acc_up, const fl
   }
 }
 
-// quantize_row of quantize.cpp for one element: clamp, then round half to even by adding and
-// subtracting 1.5 * 2^23 (exact for |v| <= 128).
-inline std::int32_t quantize_one(float x, float inv) {
+void epilogue_impl(const std::int32_t* acc, const float* w_scale, float act_scale, std::size_t n, bool add, float* y) {
+  if (add) {
+    for (std::size_t r = 0; r < n; ++r) y[r] = y[r] + int8_epilogue(acc[r], act_scale, w_scale[r]);
+  } else {
+    for (std::size_t r = 0; r < n; ++r) y[r] = int8_epilogue(acc[r], act_scale, w_scale[r]);
+  }
+}
+
+typedef std::int32_t IntLanes __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
+typedef std::int8_t ByteLanes __attribute__((vector_size(kLanes)));
+
+// quantize_row of quantize.cpp for one element, or 16 at once (Lanes): clamp, then round half to
+// even by adding and subtracting 1.5 * 2^23 (exact for |v| <= 128); in place (a function taking
+// or returning a 64-byte vector by value warns about the ABI below AVX-512).
+template <class V>
+inline void quantize_rounded(V& v, float inv) {
   constexpr float kMagic = 12582912.0f;
-  float v = x * inv;
+  v = v * inv;
   v = v < -128.0f ? -128.0f : (127.0f < v ? 127.0f : v);
-  return static_cast<std::int32_t>((v + kMagic) - kMagic);
+  v = (v + kMagic) - kMagic;
 }
 
 bool quantize_impl(const float* x, std::size_t n, std::int8_t* dst, float* scale, std::int32_t* sum) {
   // max |x| (exact in any order) and a finiteness check (|x| <= FLT_MAX is false for NaN and Inf)
-  float part[kLanes] = {};
-  std::int32_t finite[kLanes];
-  std::fill(finite, finite + kLanes, 1);
+  Lanes part = {};
+  IntLanes finite = ~IntLanes{};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      const float a = std::fabs(x[i + l]);
-      part[l] = part[l] < a ? a : part[l];
-      finite[l] &= a <= FLT_MAX ? 1 : 0;
-    }
-  }
-  for (; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    part[0] = part[0] < a ? a : part[0];
-    finite[0] &= a <= FLT_MAX ? 1 : 0;
+    Lanes v;
+    load_lanes(v, x + i);
+    const Lanes a = reinterpret_cast<Lanes>(reinterpret_cast<IntLanes>(v) & 0x7FFFFFFF);  // |v|
+    part = part < a ? a : part;
+    finite &= a <= FLT_MAX;
   }
   float a = 0.0f;
-  std::int32_t ok = 1;
+  bool ok = true;
   for (std::size_t l = 0; l < kLanes; ++l) {
     a = a < part[l] ? part[l] : a;
-    ok &= finite[l];
+    ok = ok && finite[l] != 0;
+  }
+  for (std::size_t k = i; k < n; ++k) {
+    const float v = std::fabs(x[k]);
+    a = a < v ? v : a;
+    ok = ok && v <= FLT_MAX;
   }
   if (!ok) return false;
   *scale = a / 127.0f;
   const float inv = a > 0.0f ? 127.0f / a : 0.0f;
-  std::int32_t total[kLanes] = {};
-  i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      const std::int32_t q = quantize_one(x[i + l], inv);
-      dst[i + l] = static_cast<std::int8_t>(q);
-      total[l] += q;
-    }
+  IntLanes total = {};
+  for (i = 0; i + kLanes <= n; i += kLanes) {
+    Lanes v;
+    load_lanes(v, x + i);
+    quantize_rounded(v, inv);
+    const IntLanes q = __builtin_convertvector(v, IntLanes);
+    const ByteLanes b = __builtin_convertvector(q, ByteLanes);
+    std::memcpy(dst + i, &b, sizeof b);
+    total += q;
   }
   std::int32_t s = 0;
   for (std::size_t l = 0; l < kLanes; ++l) s += total[l];
   for (; i < n; ++i) {
-    const std::int32_t q = quantize_one(x[i], inv);
+    float v = x[i];
+    quantize_rounded(v, inv);
+    const auto q = static_cast<std::int32_t>(v);
     dst[i] = static_cast<std::int8_t>(q);
     s += q;
   }

@@ -125,7 +125,7 @@ TEST(LmOps, EveryLevelMatchesTheDefinedOrderBitForBit) {
   }
 }
 
-TEST(LmOps, SoftmaxGluAndQuantizeMatchTheirDefinitionsAtEveryLevel) {
+TEST(LmOps, SoftmaxGluEpilogueAndQuantizeMatchTheirDefinitionsAtEveryLevel) {
   ScopedSimdLevel guard;
   std::mt19937 rng(23);
   std::uniform_int_distribution<std::int32_t> accs(-40000, 40000);
@@ -170,6 +170,20 @@ TEST(LmOps, SoftmaxGluAndQuantizeMatchTheirDefinitionsAtEveryLevel) {
     }
     std::vector<float> soft_spec = logits;
     spec_softmax(soft_spec.data(), n);
+    const auto residual = random_floats(n, rng);
+    for (bool add : {false, true}) {
+      std::vector<float> want = residual;
+      for (std::size_t r = 0; r < n; ++r) {
+        const float v = int8_epilogue(ag[r], 0.03f, wg[r]);
+        want[r] = add ? want[r] + v : v;
+      }
+      for (SimdLevel level : available_simd_levels()) {
+        set_simd_level(level);
+        std::vector<float> y = residual;
+        kernels::lm_ops().epilogue(ag.data(), wg.data(), 0.03f, n, add, y.data());
+        ASSERT_TRUE(same_bits(y, want)) << simd_level_name(level) << " epilogue n=" << n << " add=" << add;
+      }
+    }
     for (bool relu2 : {false, true}) {
       std::vector<float> glu_spec(n);
       spec_glu(ag.data(), au.data(), wg.data(), wu.data(), 0.02f, n, relu2, glu_spec.data());
