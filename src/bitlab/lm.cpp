@@ -326,6 +326,10 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   };
   // Groups of 4 weight rows (the kernels' register blocking) per chunk, for kMinWork MACs a chunk.
   auto grain = [&](std::size_t row_macs) { return std::max<std::size_t>(1, kMinWork / (4 * row_macs * n)); };
+  // Chunks per thread of the GEMMs and the attention: a prompt's sections take milliseconds, and
+  // the smaller their last chunk, the less time a thread waits at the end for the others (a
+  // chunk's claim costs well under a microsecond); a decode step keeps a few chunks of kMinWork.
+  const std::size_t per_thread = n >= kernels::kTiledMinRows ? 16 : 4;
   // y[m * ldy + r] (= or +=) the projection of x, rows split over the team in groups of 4.
   auto project = [&](const Projection& p, const Int8Rows& x, float* y, std::size_t ldy, bool add) {
     team.parallel_for(p.packed.rows, 4, grain(x.stride), [&](std::size_t r0, std::size_t r1, std::size_t) {
@@ -333,7 +337,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
       for (std::size_t m = 0; m < n; ++m) {
         ops.epilogue(&acc[m * p.packed.rows + r0], &p.scales[r0], x.scales[m], r1 - r0, add, &y[m * ldy + r0]);
       }
-    });
+    }, per_thread);
   };
   auto rope = [&](float* x, std::size_t pos) {
     const float* cs = &rope_cos_[pos * half];
@@ -376,7 +380,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
         for (std::size_t g = 0; g < group; ++g) ops.softmax(sc + g * width, visible);
         ops.rows(sc, width, group, &V[kh * hd], nkv, visible, hd, &o[t * nq + kh * group * hd], hd);
       }
-    });
+    }, per_thread);
     norm_quantize(team, ops, o.data(), nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed.data(), xq);
     project(L.o, xq, h.data(), d, true);  // residual
 
@@ -390,7 +394,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
         ops.glu(&acc[m * ld + j0], &acc[m * ld + ff + j0], &L.gate_up.scales[j0], &L.gate_up.scales[ff + j0],
                 xd.scales[m], j1 - j0, c.relu2, &act[m * ff + j0]);
       }
-    });
+    }, per_thread);
     norm_quantize(team, ops, act.data(), ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed.data(), xff);
     project(L.down, xff, h.data(), d, true);  // residual
   }

@@ -244,6 +244,20 @@ TEST(Team, EveryItemOnceInWholeGroupsWithDistinctSlots) {
   }
 }
 
+TEST(Team, ChunksPerThreadBoundTheSplit) {
+  Team team(2);
+  for (std::size_t per_thread : {0u, 1u, 4u, 16u}) {
+    std::atomic<std::size_t> chunks{0}, items{0};
+    team.parallel_for(1000, 1, 1, [&](std::size_t begin, std::size_t end, std::size_t) {
+      chunks += 1;
+      items += end - begin;
+    }, per_thread);
+    EXPECT_EQ(items.load(), 1000u);
+    // per_thread 0 counts as 1; one chunk in all runs on the caller
+    EXPECT_EQ(chunks.load(), 2 * std::max<std::size_t>(per_thread, 1)) << per_thread;
+  }
+}
+
 TEST(Team, RethrowsAndStaysUsableAndRunsNestedLoopsInline) {
   Team team(3);
   EXPECT_THROW(team.parallel_for(64, 1, 1,
