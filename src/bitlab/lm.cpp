@@ -6,11 +6,17 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "gemm_isa.h"
 #include "lm_ops.h"
 #include "lowbit/bitlab/gemm.h"
 #include "lowbit/bitlab/gguf.h"
+#include "lowbit/core/aligned_buffer.h"
 #include "lowbit/core/error.h"
 #include "team.h"
 
@@ -40,6 +46,8 @@ std::uint32_t single_code_point(const std::string& s) {
   if (s.size() == 2 && (p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
   return std::numeric_limits<std::uint32_t>::max();
 }
+
+std::size_t round_up16(std::size_t n) { return (n + 15) / 16 * 16; }
 
 // y = (x / sqrt(mean(x^2) + eps)) * w, with the sum of squares in the fixed order of LmOps::dot.
 void rms_norm(const kernels::LmOps& ops, const float* x, const float* w, std::size_t n, float eps, float* y) {
@@ -157,9 +165,10 @@ BitLMModel BitLMModel::load(const std::string& path) {
   const bool tied = f.find_tensor("output.weight") == nullptr;
   const std::vector<float> head = tied ? std::vector<float>{} : floats("output.weight", {vocab, d});
   const std::vector<float>& h = tied ? embedding : head;
-  m.head_t_.resize(vocab * d);
+  m.head_ld_ = round_up16(vocab);
+  m.head_t_.assign(d * m.head_ld_, 0.0f);
   for (std::size_t v = 0; v < vocab; ++v)
-    for (std::size_t e = 0; e < d; ++e) m.head_t_[e * vocab + v] = h[v * d + e];
+    for (std::size_t e = 0; e < d; ++e) m.head_t_[e * m.head_ld_ + v] = h[v * d + e];
   if (!tied) m.token_embd_ = std::move(embedding);
   m.output_norm_ = floats("output_norm.weight", {d});
   for (std::size_t i = 0; i < c.num_layers; ++i) {
@@ -224,33 +233,71 @@ BitLMModel BitLMModel::load(const std::string& path) {
 }
 
 void BitLMModel::embed(std::int32_t token, float* out) const {
-  const std::size_t d = config_.hidden_size, vocab = config_.vocab_size, t = static_cast<std::size_t>(token);
+  const std::size_t d = config_.hidden_size, t = static_cast<std::size_t>(token);
   if (!token_embd_.empty()) {
     std::memcpy(out, &token_embd_[t * d], d * sizeof(float));
   } else {
-    for (std::size_t e = 0; e < d; ++e) out[e] = head_t_[e * vocab + t];
+    for (std::size_t e = 0; e < d; ++e) out[e] = head_t_[e * head_ld_ + t];
   }
 }
 
 BitLMCache BitLMModel::new_cache() const {
   BitLMCache cache;
   const std::size_t row = config_.num_kv_heads * config_.head_dim;
-  cache.keys.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
+  cache.key_stride = round_up16(config_.context_length);
+  if (cache.key_stride / 16 % 2 == 0) cache.key_stride += 16;
+  cache.keys.assign(config_.num_layers, std::vector<float>(cache.key_stride * row));
   cache.values.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
   return cache;
 }
 
 namespace {
 
-// int8 activation rows for the kernels, padded to the weight layout (padding stays zero).
+// The scratch of one forward pass, carved out of one allocation, uninitialised: carve() runs once
+// on a counting Scratch (no memory) for the size, then on the real one. From 2 MiB on the block
+// is 2 MiB-aligned and offered to Linux for transparent huge pages (madvise; the kernel may
+// decline), so that a prompt's scratch (8 MiB for 128 tokens of a hidden-1024 model) costs a few
+// page faults on its first touch instead of ~1,850 4-KiB ones (measured: perf stat, bitlab-run);
+// the first forward pass of a process, a prompt, is the one that touches it first.
+class Scratch {
+ public:
+  Scratch() = default;  // counting only
+  explicit Scratch(std::size_t bytes) {
+    const std::size_t align = bytes >= kHuge ? kHuge : kCacheLine;
+    size_ = (bytes + align - 1) / align * align;
+    base_ = static_cast<std::uint8_t*>(std::aligned_alloc(align, std::max(size_, align)));
+    if (!base_) throw std::bad_alloc();
+#if defined(__linux__)
+    if (align == kHuge) madvise(base_, size_, MADV_HUGEPAGE);
+#endif
+  }
+  ~Scratch() { std::free(base_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  std::size_t used() const noexcept { return used_; }
+  // The next count elements (cache-line aligned); nullptr while counting.
+  template <class T>
+  T* take(std::size_t count) {
+    T* p = base_ ? reinterpret_cast<T*>(base_ + used_) : nullptr;
+    used_ += (count * sizeof(T) + kCacheLine - 1) / kCacheLine * kCacheLine;
+    return p;
+  }
+
+ private:
+  static constexpr std::size_t kHuge = std::size_t{2} << 20;
+  std::uint8_t* base_ = nullptr;
+  std::size_t size_ = 0, used_ = 0;
+};
+
+// int8 activation rows for the kernels, padded to the weight layout; the values (padding
+// included, zeros) are written row by row by norm_quantize, on the thread that quantizes the row.
 struct Int8Rows {
   std::size_t stride = 0;
-  AlignedBuffer<std::int8_t> values;
+  std::int8_t* values = nullptr;  // rows x stride, in the forward pass's Scratch
   std::vector<float> scales;
   std::vector<std::int32_t> sums;
-  Int8Rows(std::size_t rows, std::size_t cols) : stride(padded_cols(cols)), values(rows * stride), scales(rows), sums(rows) {
-    values.zero();
-  }
+  Int8Rows(std::size_t rows, std::size_t cols) : stride(padded_cols(cols)), scales(rows), sums(rows) {}
 };
 
 // Multiply-adds a parallel chunk should at least do, so that it outweighs its hand-off.
@@ -272,8 +319,13 @@ void norm_quantize(Team& team, const kernels::LmOps& ops, const float* x, std::s
                    float eps, float* scratch, Int8Rows& q) {
   for_rows(team, M, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {
-      rms_norm(ops, x + m * ldx, w, cols, eps, scratch + m * cols);
-      q.sums[m] = quantize_activation_row(scratch + m * cols, cols, q.values.data() + m * q.stride, q.scales[m]);
+      float* row = scratch + m * cols;
+      std::int8_t* dst = q.values + m * q.stride;
+      rms_norm(ops, x + m * ldx, w, cols, eps, row);
+      if (!ops.quantize(row, cols, dst, &q.scales[m], &q.sums[m])) {
+        quantize_activation_row(row, cols, dst, q.scales[m]);  // throws: NaN or Inf
+      }
+      std::memset(dst + cols, 0, q.stride - cols);
     }
   });
 }
@@ -284,7 +336,9 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
                                        bool all_logits) const {
   const BitLMConfig& c = config_;
   require(n > 0, "BitLMModel::forward: no tokens");
-  require(cache.keys.size() == c.num_layers, "BitLMModel::forward: the cache belongs to another model");
+  require(cache.keys.size() == c.num_layers && cache.key_stride >= round_up16(c.context_length) &&
+              cache.keys[0].size() == cache.key_stride * c.num_kv_heads * c.head_dim,
+          "BitLMModel::forward: the cache belongs to another model (use new_cache())");
   require(cache.length + n <= c.context_length,
           "BitLMModel::forward: " + std::to_string(cache.length + n) + " positions exceed the context length " +
               std::to_string(c.context_length));
@@ -298,35 +352,46 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   Team& team = default_team();
   const kernels::GemmInt8Fn gemm = kernels::pick_gemm_int8();
   const kernels::LmOps& ops = kernels::lm_ops();
-  const std::size_t ctx = c.context_length;
+  const std::size_t ks = cache.key_stride;
 
-  std::vector<float> h(n * d), normed(n * std::max(d, std::max(nq, ff))), qkv(n * nqkv), o(n * nq), act(n * ff);
-  std::vector<float> scores(team.size() * (start + n));
-  std::vector<std::int32_t> acc(n * std::max(nqkv, std::max(d, 2 * ff)));
+  // Scratch, uninitialised: every element is written before it is read.
+  float *h, *normed, *qkv, *o, *act, *scores;
+  std::int32_t* acc;
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
+  auto carve = [&](Scratch& s) {
+    h = s.take<float>(n * d);
+    normed = s.take<float>(n * std::max(d, std::max(nq, ff)));
+    qkv = s.take<float>(n * nqkv);
+    o = s.take<float>(n * nq);
+    act = s.take<float>(n * ff);
+    scores = s.take<float>(team.size() * group * (start + n));
+    acc = s.take<std::int32_t>(n * std::max(nqkv, std::max(d, 2 * ff)));
+    for (Int8Rows* q : {&xd, &xq, &xff}) q->values = s.take<std::int8_t>(n * q->stride);
+  };
+  Scratch counting;
+  carve(counting);
+  Scratch scratch(counting.used());
+  carve(scratch);
   for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
 
-  // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows);
-  // value() finishes one output with the shared epilogue.
+  // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows).
   auto gemm_rows = [&](const Projection& p, const Int8Rows& x, std::size_t n0, std::size_t n1) {
-    gemm(x.values.data(), x.sums.data(), n, x.stride, p.packed.data.data(), n0, n1, acc.data(), p.packed.rows);
-  };
-  auto value = [&](const Projection& p, const Int8Rows& x, std::size_t m, std::size_t r) {
-    return int8_epilogue(acc[m * p.packed.rows + r], x.scales[m], p.scales[r]);
+    gemm(x.values, x.sums.data(), n, x.stride, p.packed.data.data(), n0, n1, acc, p.packed.rows);
   };
   // Groups of 4 weight rows (the kernels' register blocking) per chunk, for kMinWork MACs a chunk.
   auto grain = [&](std::size_t row_macs) { return std::max<std::size_t>(1, kMinWork / (4 * row_macs * n)); };
+  // Chunks per thread of the GEMMs and the attention: a prompt's sections take milliseconds, and
+  // the smaller their last chunk, the less time a thread waits at the end for the others (a
+  // chunk's claim costs well under a microsecond); a decode step keeps a few chunks of kMinWork.
+  const std::size_t per_thread = n >= kernels::kTiledMinRows ? 16 : 4;
   // y[m * ldy + r] (= or +=) the projection of x, rows split over the team in groups of 4.
   auto project = [&](const Projection& p, const Int8Rows& x, float* y, std::size_t ldy, bool add) {
     team.parallel_for(p.packed.rows, 4, grain(x.stride), [&](std::size_t r0, std::size_t r1, std::size_t) {
       gemm_rows(p, x, r0, r1);
       for (std::size_t m = 0; m < n; ++m) {
-        for (std::size_t r = r0; r < r1; ++r) {
-          const float v = value(p, x, m, r);
-          y[m * ldy + r] = add ? y[m * ldy + r] + v : v;
-        }
+        ops.epilogue(&acc[m * p.packed.rows + r0], &p.scales[r0], x.scales[m], r1 - r0, add, &y[m * ldy + r0]);
       }
-    });
+    }, per_thread);
   };
   auto rope = [&](float* x, std::size_t pos) {
     const float* cs = &rope_cos_[pos * half];
@@ -344,58 +409,48 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
     std::vector<float>& K = cache.keys[l];
     std::vector<float>& V = cache.values[l];
     // attention: q, k, v in one GEMM; rotary on q and k; k and v into the cache
-    norm_quantize(team, ops, h.data(), d, n, d, L.attn_norm.data(), c.rms_norm_eps, normed.data(), xd);
-    project(L.qkv, xd, qkv.data(), nqkv, false);
+    norm_quantize(team, ops, h, d, n, d, L.attn_norm.data(), c.rms_norm_eps, normed, xd);
+    project(L.qkv, xd, qkv, nqkv, false);
     for_rows(team, n, [&](std::size_t t0, std::size_t t1) {
       for (std::size_t t = t0; t < t1; ++t) {
         float* row = &qkv[t * nqkv];
         for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(row + hh * hd, start + t);
         for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(row + nq + hh * hd, start + t);
-        for (std::size_t e = 0; e < nkv; ++e) K[e * ctx + start + t] = row[nq + e];  // transposed
+        for (std::size_t e = 0; e < nkv; ++e) K[e * ks + start + t] = row[nq + e];  // transposed
         std::memcpy(&V[(start + t) * nkv], row + nq + nkv, nkv * sizeof(float));
       }
     });
-    team.parallel_for(n * c.num_heads, 1, 1, [&](std::size_t j0, std::size_t j1, std::size_t slot) {
-      float* sc = &scores[slot * (start + n)];
+    // one job per token and KV head: the query heads that share the KV head together (each key
+    // and value read once for all of them); jobs in decreasing token order, so the chunks with the
+    // longest causal rows are claimed first and the short ones even out the threads at the end
+    const std::size_t width = start + n;
+    team.parallel_for(n * c.num_kv_heads, 1, 1, [&](std::size_t j0, std::size_t j1, std::size_t slot) {
+      float* sc = &scores[slot * group * width];
       for (std::size_t job = j0; job < j1; ++job) {
-        const std::size_t t = job / c.num_heads, hh = job % c.num_heads, kh = hh / group;
+        const std::size_t t = n - 1 - job / c.num_kv_heads, kh = job % c.num_kv_heads;
         const std::size_t visible = start + t + 1;
-        const float* qrow = &qkv[t * nqkv + hh * hd];
-        ops.columns(qrow, &K[kh * hd * ctx], hd, ctx, visible, softmax_scale, sc);
-        float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t j = 0; j < visible; ++j) mx = std::max(mx, sc[j]);
-        float sum = 0.0f;
-        for (std::size_t j = 0; j < visible; ++j) {
-          sc[j] = std::exp(sc[j] - mx);
-          sum += sc[j];
-        }
-        for (std::size_t j = 0; j < visible; ++j) sc[j] = sc[j] / sum;
-        ops.rows(sc, &V[kh * hd], nkv, visible, hd, &o[t * nq + hh * hd]);
+        const float* qrows = &qkv[t * nqkv + kh * group * hd];
+        ops.columns(qrows, hd, group, &K[kh * hd * ks], hd, ks, visible, softmax_scale, sc, width);
+        for (std::size_t g = 0; g < group; ++g) ops.softmax(sc + g * width, visible);
+        ops.rows(sc, width, group, &V[kh * hd], nkv, visible, hd, &o[t * nq + kh * group * hd], hd);
       }
-    });
-    norm_quantize(team, ops, o.data(), nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed.data(), xq);
-    project(L.o, xq, h.data(), d, true);  // residual
+    }, per_thread);
+    norm_quantize(team, ops, o, nq, n, nq, L.attn_sub_norm.data(), c.rms_norm_eps, normed, xq);
+    project(L.o, xq, h, d, true);  // residual
 
     // gated FFN: gate and up rows j of one thread's range in one pass, then act(gate) * up
-    norm_quantize(team, ops, h.data(), d, n, d, L.ffn_norm.data(), c.rms_norm_eps, normed.data(), xd);
+    norm_quantize(team, ops, h, d, n, d, L.ffn_norm.data(), c.rms_norm_eps, normed, xd);
     team.parallel_for(ff, 4, grain(2 * xd.stride), [&](std::size_t j0, std::size_t j1, std::size_t) {
       gemm_rows(L.gate_up, xd, j0, j1);
       gemm_rows(L.gate_up, xd, ff + j0, ff + j1);
+      const std::size_t ld = L.gate_up.packed.rows;
       for (std::size_t m = 0; m < n; ++m) {
-        for (std::size_t j = j0; j < j1; ++j) {
-          float x = value(L.gate_up, xd, m, j);
-          if (c.relu2) {
-            x = x > 0.0f ? x : 0.0f;
-            x = x * x;
-          } else {
-            x = x / (1.0f + std::exp(-x));
-          }
-          act[m * ff + j] = x * value(L.gate_up, xd, m, ff + j);
-        }
+        ops.glu(&acc[m * ld + j0], &acc[m * ld + ff + j0], &L.gate_up.scales[j0], &L.gate_up.scales[ff + j0],
+                xd.scales[m], j1 - j0, c.relu2, &act[m * ff + j0]);
       }
-    });
-    norm_quantize(team, ops, act.data(), ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed.data(), xff);
-    project(L.down, xff, h.data(), d, true);  // residual
+    }, per_thread);
+    norm_quantize(team, ops, act, ff, n, ff, L.ffn_sub_norm.data(), c.rms_norm_eps, normed, xff);
+    project(L.down, xff, h, d, true);  // residual
   }
   cache.length += n;
 
@@ -408,7 +463,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   team.parallel_for(c.vocab_size, 16, std::max<std::size_t>(1, kMinWork / (16 * d * rows)),
                     [&](std::size_t v0, std::size_t v1, std::size_t) {
     for (std::size_t r = 0; r < rows; ++r) {
-      ops.columns(&normed[r * d], head_t_.data() + v0, d, c.vocab_size, v1 - v0, 1.0f, &logits[r * c.vocab_size + v0]);
+      ops.columns(&normed[r * d], d, 1, head_t_.data() + v0, d, head_ld_, v1 - v0, 1.0f, &logits[r * c.vocab_size + v0], 0);
     }
   });
   return logits;

@@ -2,5 +2,5 @@
 #include "lm_ops_impl.h"
 
 namespace lowbit::bitlab::kernels {
-const LmOps lm_ops_avx512{dot_impl, columns_impl, rows_impl};
+const LmOps lm_ops_avx512{dot_impl, columns_impl, rows_impl, softmax_impl, glu_impl, quantize_impl, epilogue_impl};
 }  // namespace lowbit::bitlab::kernels

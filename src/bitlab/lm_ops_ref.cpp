@@ -8,7 +8,7 @@
 
 namespace lowbit::bitlab::kernels {
 
-const LmOps lm_ops_ref{dot_impl, columns_impl, rows_impl};
+const LmOps lm_ops_ref{dot_impl, columns_impl, rows_impl, softmax_impl, glu_impl, quantize_impl, epilogue_impl};
 
 const LmOps& lm_ops() noexcept {
   static constexpr KernelSet<const LmOps*> kSet{&lm_ops_ref, LOWBIT_AVX2_FN(&lm_ops_avx2), LOWBIT_AVX512_FN(&lm_ops_avx512)};

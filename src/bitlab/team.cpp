@@ -89,13 +89,13 @@ void Team::worker_loop(std::size_t slot) {
   }
 }
 
-void Team::parallel_for(std::size_t count, std::size_t group, std::size_t grain, const Body& fn) {
+void Team::parallel_for(std::size_t count, std::size_t group, std::size_t grain, const Body& fn,
+                        std::size_t per_thread) {
   if (count == 0) return;
   group = std::max<std::size_t>(group, 1);
   grain = std::max<std::size_t>(grain, 1);
   const std::size_t groups = (count + group - 1) / group;
-  // A few chunks per thread balance a worker that starts late or runs slower.
-  const std::size_t target = std::min((groups + grain - 1) / grain, 4 * size());
+  const std::size_t target = std::min((groups + grain - 1) / grain, std::max<std::size_t>(per_thread, 1) * size());
   if (tls_in_team) {  // nested: inline, in the slot of the enclosing chunk
     fn(0, count, tls_slot);
     return;

@@ -5,8 +5,10 @@
 // atomic counter for a short while after each section (then sleep on it), so the next section
 // starts in well under a microsecond. Internal to lowbit::bitlab.
 //
-// parallel_for(count, group, grain, fn) covers [0, count) in chunks of whole groups of `group`
-// items (at least `grain` groups a chunk) and calls fn(begin, end, slot) for each chunk; the
+// parallel_for(count, group, grain, fn, per_thread) covers [0, count) in chunks of whole groups of
+// `group` items (at least `grain` groups a chunk, at most per_thread chunks per thread: a few
+// balance a worker that starts late or runs slower, more shorten the wait for the last chunk of a
+// long loop) and calls fn(begin, end, slot) for each chunk; the
 // caller takes chunks too, and any thread takes whichever chunk is next, so a worker that the OS
 // has not scheduled yet costs nothing: the caller does its share. slot < size() is distinct among
 // threads running at the same time (per-thread scratch). Which thread runs a chunk never changes
@@ -39,7 +41,8 @@ class Team {
   Team& operator=(const Team&) = delete;
 
   std::size_t size() const noexcept { return workers_.size() + 1; }
-  void parallel_for(std::size_t count, std::size_t group, std::size_t grain, const Body& fn);
+  void parallel_for(std::size_t count, std::size_t group, std::size_t grain, const Body& fn,
+                    std::size_t per_thread = 4);
 
  private:
   void worker_loop(std::size_t slot);

@@ -81,11 +81,16 @@ def test_cli_and_default_generate_stop_at_the_same_eos(tmp_path, bitlab_run):  #
     assert got == ref
 
 
-def test_batched_prefill_gives_the_tokens_of_token_by_token(tmp_path, bitlab_run):  # noqa: F811
+@pytest.mark.parametrize("shape", [
+    dict(hidden_size=256, num_heads=4, num_kv_heads=2, intermediate_size=256),
+    # off the attention kernels' blocks: head size 8 (a partial 16-lane tile), 3 query heads per
+    # KV head (not a whole 4-row tile), a 200-position context; relu2 FFN
+    dict(hidden_size=768, num_heads=96, num_kv_heads=32, intermediate_size=256, hidden_act="relu2"),
+])
+def test_batched_prefill_gives_the_tokens_of_token_by_token(tmp_path, bitlab_run, shape):  # noqa: F811
     """The prompt as one batched GEMM pass, in pieces of 5, or token by token (GEMV): bit-identical
     logits after the prompt and the same tokens, at 1 and 3 threads, and the tokens are PyTorch's."""
-    config = BitLMConfig(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                         max_position_embeddings=128)
+    config = BitLMConfig(num_layers=2, max_position_embeddings=128 if shape["hidden_size"] == 256 else 200, **shape)
     model = trained(config, seed=5)
     path = export_gguf(model, tmp_path / "lm.gguf")
     tok = ByteTokenizer()

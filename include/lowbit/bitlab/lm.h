@@ -42,7 +42,11 @@ struct BitLMConfig {
 // The keys and values of every layer for the tokens seen so far.
 struct BitLMCache {
   std::size_t length = 0;                  // tokens cached
-  std::vector<std::vector<float>> keys;    // per layer: (num_kv_heads * head_dim) x context_length
+  std::size_t key_stride = 0;              // positions per row of keys: context_length rounded up to
+                                           // a multiple of 16 (whole tiles of the score kernel), plus
+                                           // 16 when that is an even number of 64-byte lines (rows
+                                           // of a power-of-two stride would share cache sets)
+  std::vector<std::vector<float>> keys;    // per layer: (num_kv_heads * head_dim) x key_stride
                                            // (transposed: a head's scores read rows of positions)
   std::vector<std::vector<float>> values;  // per layer: context_length x (num_kv_heads * head_dim)
 };
@@ -92,7 +96,8 @@ class BitLMModel {
   void embed(std::int32_t token, float* out) const;  // the token's embedding row (hidden floats)
 
   std::vector<float> token_embd_;  // vocab x hidden; empty when the head is tied to it
-  std::vector<float> head_t_;      // the output head transposed: hidden x vocab
+  std::vector<float> head_t_;      // the output head transposed: hidden x head_ld_ (zero padding)
+  std::size_t head_ld_ = 0;        // vocab rounded up to a multiple of 16 (whole score tiles)
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
   std::vector<std::int32_t> byte_to_token_;  // 256 entries

@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <vector>
 
 #include "bitlab/lm_ops.h"
 #include "bitlab/team.h"
+#include "lowbit/bitlab/gemm.h"
+#include "lowbit/bitlab/ternary.h"
 #include "lowbit/core/simd.h"
 
 namespace lowbit::bitlab {
@@ -33,20 +37,53 @@ float spec_dot(const float* a, const float* b, std::size_t n) {
   return s;
 }
 
-void spec_columns(const float* x, const float* wt, std::size_t d, std::size_t ld, std::size_t n, float scale,
-                  float* y) {
-  for (std::size_t j = 0; j < n; ++j) {
-    float s = 0.0f;
-    for (std::size_t e = 0; e < d; ++e) s = s + x[e] * wt[e * ld + j];
-    y[j] = s * scale;
+void spec_columns(const float* x, std::size_t ldx, std::size_t nx, const float* wt, std::size_t d, std::size_t ld,
+                  std::size_t n, float scale, float* y, std::size_t ldy) {
+  for (std::size_t r = 0; r < nx; ++r) {
+    for (std::size_t j = 0; j < n; ++j) {
+      float s = 0.0f;
+      for (std::size_t e = 0; e < d; ++e) s = s + x[r * ldx + e] * wt[e * ld + j];
+      y[r * ldy + j] = s * scale;
+    }
   }
 }
 
-void spec_rows(const float* p, const float* v, std::size_t ldv, std::size_t n, std::size_t d, float* out) {
-  for (std::size_t e = 0; e < d; ++e) {
-    float s = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) s = s + p[j] * v[j * ldv + e];
-    out[e] = s;
+void spec_rows(const float* p, std::size_t ldp, std::size_t np, const float* v, std::size_t ldv, std::size_t n,
+               std::size_t d, float* out, std::size_t ldo) {
+  for (std::size_t r = 0; r < np; ++r) {
+    for (std::size_t e = 0; e < d; ++e) {
+      float s = 0.0f;
+      for (std::size_t j = 0; j < n; ++j) s = s + p[r * ldp + j] * v[j * ldv + e];
+      out[r * ldo + e] = s;
+    }
+  }
+}
+
+void spec_softmax(float* x, std::size_t n) {
+  float m = x[0];
+  for (std::size_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  for (std::size_t i = 0; i < n; ++i) x[i] = kernels::lm_exp(x[i] - m);
+  float part[16] = {};
+  const std::size_t body = n / 16 * 16;
+  for (std::size_t i = 0; i < body; ++i) part[i % 16] = part[i % 16] + x[i];
+  float s = 0.0f;
+  for (float p : part) s = s + p;
+  for (std::size_t i = body; i < n; ++i) s = s + x[i];
+  for (std::size_t i = 0; i < n; ++i) x[i] = x[i] / s;
+}
+
+void spec_glu(const std::int32_t* ag, const std::int32_t* au, const float* wg, const float* wu, float act_scale,
+              std::size_t n, bool relu2, float* out) {
+  for (std::size_t j = 0; j < n; ++j) {
+    const float g = int8_epilogue(ag[j], act_scale, wg[j]), u = int8_epilogue(au[j], act_scale, wu[j]);
+    float a;
+    if (relu2) {
+      const float r = g > 0.0f ? g : 0.0f;
+      a = r * r;
+    } else {
+      a = g / (1.0f + kernels::lm_exp(-g));
+    }
+    out[j] = a * u;
   }
 }
 
@@ -59,28 +96,126 @@ TEST(LmOps, EveryLevelMatchesTheDefinedOrderBitForBit) {
   std::mt19937 rng(17);
   for (std::size_t n : {1u, 7u, 15u, 16u, 17u, 63u, 64u, 65u, 130u, 258u, 1024u, 1031u}) {
     for (std::size_t d : {1u, 16u, 32u, 33u, 64u, 80u, 128u}) {
-      const std::size_t ld = n + 5, ldv = d + 3;
-      const auto a = random_floats(n, rng), b = random_floats(n, rng);
-      const auto x = random_floats(d, rng), wt = random_floats(d * ld, rng);
-      const auto p = random_floats(n, rng), v = random_floats(n * ldv, rng);
-      std::vector<float> y_spec(n), out_spec(d);
-      spec_columns(x.data(), wt.data(), d, ld, n, 0.125f, y_spec.data());
-      spec_rows(p.data(), v.data(), ldv, n, d, out_spec.data());
-      const float dot_spec = spec_dot(a.data(), b.data(), n);
-      for (SimdLevel level : available_simd_levels()) {
-        set_simd_level(level);
-        const kernels::LmOps& ops = kernels::lm_ops();
-        ASSERT_EQ(last_dispatched_level(), level);
-        const float got = ops.dot(a.data(), b.data(), n);
-        ASSERT_EQ(0, std::memcmp(&got, &dot_spec, sizeof got)) << simd_level_name(level) << " dot n=" << n;
-        std::vector<float> y(n, -1.0f), out(d, -1.0f);
-        ops.columns(x.data(), wt.data(), d, ld, n, 0.125f, y.data());
-        ops.rows(p.data(), v.data(), ldv, n, d, out.data());
-        ASSERT_TRUE(same_bits(y, y_spec)) << simd_level_name(level) << " columns n=" << n << " d=" << d;
-        ASSERT_TRUE(same_bits(out, out_spec)) << simd_level_name(level) << " rows n=" << n << " d=" << d;
+      for (std::size_t rows : {1u, 3u, 4u, 6u}) {
+        if (rows > 1 && (n > 258 || d == 1)) continue;  // (several query rows: attention sizes)
+        // ld covers n rounded up to 16 (the kernels read whole 16-column tiles); ldx, ldp, ldy
+        // and ldo leave gaps between the rows
+        const std::size_t ld = (n + 15) / 16 * 16 + 5, ldv = d + 3, ldx = d + 2, ldp = n + 1, ldy = n + 7, ldo = d + 4;
+        const auto a = random_floats(n, rng), b = random_floats(n, rng);
+        const auto x = random_floats(rows * ldx, rng), wt = random_floats(d * ld, rng);
+        const auto p = random_floats(rows * ldp, rng), v = random_floats(n * ldv, rng);
+        std::vector<float> y_spec(rows * ldy, -1.0f), out_spec(rows * ldo, -1.0f);
+        spec_columns(x.data(), ldx, rows, wt.data(), d, ld, n, 0.125f, y_spec.data(), ldy);
+        spec_rows(p.data(), ldp, rows, v.data(), ldv, n, d, out_spec.data(), ldo);
+        const float dot_spec = spec_dot(a.data(), b.data(), n);
+        for (SimdLevel level : available_simd_levels()) {
+          set_simd_level(level);
+          const kernels::LmOps& ops = kernels::lm_ops();
+          ASSERT_EQ(last_dispatched_level(), level);
+          const float got = ops.dot(a.data(), b.data(), n);
+          ASSERT_EQ(0, std::memcmp(&got, &dot_spec, sizeof got)) << simd_level_name(level) << " dot n=" << n;
+          std::vector<float> y(rows * ldy, -1.0f), out(rows * ldo, -1.0f);
+          ops.columns(x.data(), ldx, rows, wt.data(), d, ld, n, 0.125f, y.data(), ldy);
+          ops.rows(p.data(), ldp, rows, v.data(), ldv, n, d, out.data(), ldo);
+          ASSERT_TRUE(same_bits(y, y_spec)) << simd_level_name(level) << " columns n=" << n << " d=" << d << " rows=" << rows;
+          ASSERT_TRUE(same_bits(out, out_spec)) << simd_level_name(level) << " rows n=" << n << " d=" << d << " rows=" << rows;
+        }
       }
     }
   }
+}
+
+TEST(LmOps, SoftmaxGluEpilogueAndQuantizeMatchTheirDefinitionsAtEveryLevel) {
+  ScopedSimdLevel guard;
+  std::mt19937 rng(23);
+  std::uniform_int_distribution<std::int32_t> accs(-40000, 40000);
+  std::uniform_real_distribution<float> scales(0.001f, 0.05f);
+  for (std::size_t n : {1u, 5u, 16u, 17u, 33u, 100u, 257u, 1024u, 2816u}) {
+    auto logits = random_floats(n, rng);
+    for (auto& z : logits) z *= 12.0f;  // spread: some exp arguments far below 0
+    std::vector<std::int32_t> ag(n), au(n);
+    std::vector<float> wg(n), wu(n);
+    for (std::size_t j = 0; j < n; ++j) {
+      ag[j] = accs(rng);
+      au[j] = accs(rng);
+      wg[j] = scales(rng);
+      wu[j] = scales(rng);
+    }
+    // activation rows: plain, with a value clamped to -128 (the row maximum is positive), all zero
+    auto act = random_floats(n, rng);
+    std::vector<std::vector<float>> rows{act, act, std::vector<float>(n, 0.0f)};
+    rows[1][0] = 3.0f;
+    rows[1][n - 1] = -3.1f;
+    for (const auto& row : rows) {
+      std::vector<std::int8_t> want(n);
+      float want_scale = 0.0f;
+      const std::int32_t want_sum = quantize_activation_row(row.data(), n, want.data(), want_scale);
+      for (SimdLevel level : available_simd_levels()) {
+        set_simd_level(level);
+        const kernels::LmOps& ops = kernels::lm_ops();
+        std::vector<std::int8_t> got(n, 99);
+        float scale = -1.0f;
+        std::int32_t sum = -1;
+        ASSERT_TRUE(ops.quantize(row.data(), n, got.data(), &scale, &sum));
+        EXPECT_EQ(got, want) << simd_level_name(level) << " n=" << n;
+        EXPECT_EQ(0, std::memcmp(&scale, &want_scale, sizeof scale)) << simd_level_name(level);
+        EXPECT_EQ(sum, want_sum) << simd_level_name(level);
+        for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()}) {
+          std::vector<float> broken = row;
+          broken[n / 2] = bad;
+          EXPECT_FALSE(ops.quantize(broken.data(), n, got.data(), &scale, &sum)) << simd_level_name(level) << " " << bad;
+        }
+      }
+    }
+    std::vector<float> soft_spec = logits;
+    spec_softmax(soft_spec.data(), n);
+    const auto residual = random_floats(n, rng);
+    for (bool add : {false, true}) {
+      std::vector<float> want = residual;
+      for (std::size_t r = 0; r < n; ++r) {
+        const float v = int8_epilogue(ag[r], 0.03f, wg[r]);
+        want[r] = add ? want[r] + v : v;
+      }
+      for (SimdLevel level : available_simd_levels()) {
+        set_simd_level(level);
+        std::vector<float> y = residual;
+        kernels::lm_ops().epilogue(ag.data(), wg.data(), 0.03f, n, add, y.data());
+        ASSERT_TRUE(same_bits(y, want)) << simd_level_name(level) << " epilogue n=" << n << " add=" << add;
+      }
+    }
+    for (bool relu2 : {false, true}) {
+      std::vector<float> glu_spec(n);
+      spec_glu(ag.data(), au.data(), wg.data(), wu.data(), 0.02f, n, relu2, glu_spec.data());
+      for (SimdLevel level : available_simd_levels()) {
+        set_simd_level(level);
+        const kernels::LmOps& ops = kernels::lm_ops();
+        std::vector<float> glu(n, -1.0f), soft = logits;
+        ops.glu(ag.data(), au.data(), wg.data(), wu.data(), 0.02f, n, relu2, glu.data());
+        ops.softmax(soft.data(), n);
+        ASSERT_TRUE(same_bits(glu, glu_spec)) << simd_level_name(level) << " glu n=" << n << " relu2=" << relu2;
+        ASSERT_TRUE(same_bits(soft, soft_spec)) << simd_level_name(level) << " softmax n=" << n;
+      }
+    }
+  }
+}
+
+TEST(LmOps, ExpIsWithinTwoUlpOfTheLibrary) {
+  // lm_exp against double-precision exp over its range, and its clamps
+  double worst = 0.0;
+  for (float x = -86.0f; x <= 88.0f; x += 0.0137f) {
+    const double want = std::exp(static_cast<double>(x));
+    const float got = kernels::lm_exp(x);
+    const double ulp = std::nextafter(static_cast<float>(want), std::numeric_limits<float>::infinity()) -
+                       static_cast<float>(want);
+    worst = std::max(worst, std::fabs(got - want) / ulp);
+  }
+  EXPECT_LE(worst, 2.0);
+  EXPECT_EQ(kernels::lm_exp(0.0f), 1.0f);
+  EXPECT_EQ(kernels::lm_exp(-1000.0f), kernels::lm_exp(-86.0f));
+  EXPECT_GT(kernels::lm_exp(-1000.0f), 0.0f);
+  EXPECT_EQ(kernels::lm_exp(1000.0f), kernels::lm_exp(88.0f));
+  EXPECT_TRUE(std::isfinite(kernels::lm_exp(88.0f)));
 }
 
 TEST(Team, EveryItemOnceInWholeGroupsWithDistinctSlots) {
@@ -106,6 +241,20 @@ TEST(Team, EveryItemOnceInWholeGroupsWithDistinctSlots) {
         }
       }
     }
+  }
+}
+
+TEST(Team, ChunksPerThreadBoundTheSplit) {
+  Team team(2);
+  for (std::size_t per_thread : {0u, 1u, 4u, 16u}) {
+    std::atomic<std::size_t> chunks{0}, items{0};
+    team.parallel_for(1000, 1, 1, [&](std::size_t begin, std::size_t end, std::size_t) {
+      chunks += 1;
+      items += end - begin;
+    }, per_thread);
+    EXPECT_EQ(items.load(), 1000u);
+    // per_thread 0 counts as 1; one chunk in all runs on the caller
+    EXPECT_EQ(chunks.load(), 2 * std::max<std::size_t>(per_thread, 1)) << per_thread;
   }
 }
 
