@@ -383,6 +383,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   std::vector<std::uint8_t> xu(xq.size());
   for (std::size_t i = 0; i < xq.size(); ++i) xu[i] = static_cast<std::uint8_t>(xq[i] + kernels::kActBias);
   const kernels::BlockDotFn dot = pick_block_dot();
+  const float s0 = scale_table16(w.config)[0];
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
     // activations are read once per panel instead of once per weight row.
@@ -396,7 +397,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         const std::size_t rows = std::min(kernels::kDeployTileRows, batch - m0);
         for (std::size_t n = p0; n < p1; ++n) {
           const RowDecoder& row = panel[n - p0];
-          dot(d, row.w(), row.s(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, sums);
+          dot(d, row.w(), row.s(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, s0, sums);
           for (std::size_t r = 0; r < rows; ++r) finish(n, m0 + r, sums[r], xs[m0 + r]);
         }
       }

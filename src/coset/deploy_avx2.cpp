@@ -89,26 +89,48 @@ inline float tree(__m256 lo, __m256 hi) {  // partial sums 0-7 and 8-15: the hal
   return _mm_cvtss_f32(r1);
 }
 
+inline std::int64_t sum_epi32(__m256i v) {  // the 8 lanes, each below 2^31, summed in int64
+  const __m256i w = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                                     _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+  const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+}
+
+// The epilogue of deploy.h on 8 blocks' sums i and scales sv: blocks with scale s0 into the
+// integer lanes ia, the others into p (a zero scale adds +-0, which leaves p as it is).
+inline void epilogue8(__m256 sv, __m256i i, __m256 s0, __m256& p, __m256i& ia) {
+  const __m256 z = _mm256_cmp_ps(sv, s0, _CMP_EQ_OQ);
+  ia = _mm256_add_epi32(ia, _mm256_and_si256(i, _mm256_castps_si256(z)));
+  p = _mm256_fmadd_ps(_mm256_andnot_ps(z, sv), _mm256_cvtepi32_ps(i), p);
+}
+
 template <int D>
 void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                 std::size_t blocks16, std::size_t rows, float* out) {
+                 std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  const __m256 s0v = _mm256_set1_ps(s0);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * D;
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    __m256i ia = _mm256_setzero_si256(), ib = _mm256_setzero_si256();
+    std::int64_t a = 0;
     for (std::size_t k = 0; k < blocks16; k += 16) {
       const std::size_t off = k * D;
       // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
-      __m256i a = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
-      __m256i b = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
-                                   dot4(x + off + 32, w + off + 32));
+      __m256i ra = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
+      __m256i rb = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
+                                    dot4(x + off + 32, w + off + 32));
       if (D == 8) {
-        a = _mm256_add_epi32(a, dot4(x + off + 64, w + off + 64));
-        b = _mm256_add_epi32(b, dot4(x + off + 96, w + off + 96));
+        ra = _mm256_add_epi32(ra, dot4(x + off + 64, w + off + 64));
+        rb = _mm256_add_epi32(rb, dot4(x + off + 96, w + off + 96));
       }
-      lo = _mm256_fmadd_ps(_mm256_loadu_ps(s + k), _mm256_cvtepi32_ps(a), lo);
-      hi = _mm256_fmadd_ps(_mm256_loadu_ps(s + k + 8), _mm256_cvtepi32_ps(b), hi);
+      epilogue8(_mm256_loadu_ps(s + k), ra, s0v, lo, ia);
+      epilogue8(_mm256_loadu_ps(s + k + 8), rb, s0v, hi, ib);
+      if ((k + 16) % kDeployIntChunk == 0) {
+        a += sum_epi32(ia) + sum_epi32(ib);
+        ia = ib = _mm256_setzero_si256();
+      }
     }
-    out[r] = tree(lo, hi);
+    out[r] = deploy_finish(s0, a + sum_epi32(ia) + sum_epi32(ib), tree(lo, hi));
   }
 }
 
@@ -139,10 +161,10 @@ void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std
 }
 
 void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                    std::size_t blocks16, std::size_t rows, float* out) {
-  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);
-  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, out);
-  block_dot_ref(d, w, s, wb, xu, blocks16, rows, out);
+                    std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, s0, out);
+  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, s0, out);
+  block_dot_ref(d, w, s, wb, xu, blocks16, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::kernels

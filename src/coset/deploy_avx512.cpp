@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which its
 // -Wmaybe-uninitialized reports at every inlined call site; the warning is about the header.
@@ -105,39 +106,60 @@ inline float tree(__m512 p) {  // the halving tree of deploy.h: 8, 4, 2, 1
   return _mm_cvtss_f32(r1);
 }
 
+inline std::int64_t sum_epi32(__m512i v) {  // the 16 lanes, each below 2^31, summed in int64
+  return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)),
+                                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1))));
+}
+
 template <int D, int R>
 void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                    std::size_t blocks16, float* out) {
+                    std::size_t blocks16, float s0, float* out) {
   __m512 p[R];
+  __m512i ia[R];
+  std::int64_t a[R];
   LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r) {
+    p[r] = _mm512_setzero_ps();
+    ia[r] = _mm512_setzero_si512();
+    a[r] = 0;
+  }
+  const __m512 s0v = _mm512_set1_ps(s0);
   const std::size_t xs = blocks16 * D;
   for (std::size_t k = 0; k < blocks16; k += 16) {
     const std::size_t off = k * D;
     const __m512i w0 = _mm512_loadu_si512(w + off);
     const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
     const __m512 sv = _mm512_loadu_ps(s + k);
+    const __mmask16 z = _mm512_cmpeq_ps_mask(sv, s0v);  // blocks summed exactly (deploy.h)
     const __m512i bias = _mm512_loadu_si512(wb + k);
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::uint8_t* x = xu + r * xs + off;
       __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
       if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
-      p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r]);
+      ia[r] = _mm512_mask_add_epi32(ia[r], z, ia[r], acc);
+      p[r] = _mm512_mask3_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r], static_cast<__mmask16>(~z));
+    }
+    if ((k + 16) % kDeployIntChunk == 0) {
+      LOWBIT_UNROLL8
+      for (int r = 0; r < R; ++r) {
+        a[r] += sum_epi32(ia[r]);
+        ia[r] = _mm512_setzero_si512();
+      }
     }
   }
   LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
+  for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, a[r] + sum_epi32(ia[r]), tree(p[r]));
 }
 
 template <int D>
 void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                 std::size_t blocks16, std::size_t rows, float* out) {
+                 std::size_t blocks16, std::size_t rows, float s0, float* out) {
   switch (rows) {
-    case 4: block_dot_rows<D, 4>(w, s, wb, xu, blocks16, out); break;
-    case 3: block_dot_rows<D, 3>(w, s, wb, xu, blocks16, out); break;
-    case 2: block_dot_rows<D, 2>(w, s, wb, xu, blocks16, out); break;
-    default: block_dot_rows<D, 1>(w, s, wb, xu, blocks16, out); break;
+    case 4: block_dot_rows<D, 4>(w, s, wb, xu, blocks16, s0, out); break;
+    case 3: block_dot_rows<D, 3>(w, s, wb, xu, blocks16, s0, out); break;
+    case 2: block_dot_rows<D, 2>(w, s, wb, xu, blocks16, s0, out); break;
+    default: block_dot_rows<D, 1>(w, s, wb, xu, blocks16, s0, out); break;
   }
 }
 
@@ -588,22 +610,82 @@ template <int Bits>
   }
 }
 
-// The fused GEMV's 64-block step: per group g and input row r, I = xb + sum (w + bias) xq (exact),
-// p[r] = fma(s_g, I, p[r]). D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
+// The fused GEMV's accumulators for R input rows (the epilogue of deploy.h): p[r], the float
+// partial sums of blocks whose scale is not scale(0); ia[r][i], int32 lanes of the exact sum of the
+// others (kInt per row, so that a 64-block step's dpbusd chains run side by side); a[r], their
+// int64 total (flushed lanes and the activation corrections xb of steps summed whole).
+template <int D, int R>
+struct FusedAcc {
+  static constexpr int kInt = D == 8 || R > 2 ? 1 : R == 2 ? 2 : 4;
+  __m512 p[R];
+  __m512i ia[R][kInt];
+  std::int64_t a[R];
+  [[gnu::always_inline]] inline void zero() {
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      p[r] = _mm512_setzero_ps();
+      LOWBIT_UNROLL8
+      for (int i = 0; i < kInt; ++i) ia[r][i] = _mm512_setzero_si512();
+      a[r] = 0;
+    }
+  }
+  [[gnu::always_inline]] inline void flush() {  // every lane below 2^31 (kDeployIntChunk)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      __m512i v = ia[r][0];
+      LOWBIT_UNROLL8
+      for (int i = 1; i < kInt; ++i) v = _mm512_add_epi32(v, ia[r][i]);
+      a[r] += sum_epi32(v);
+      LOWBIT_UNROLL8
+      for (int i = 0; i < kInt; ++i) ia[r][i] = _mm512_setzero_si512();
+    }
+  }
+};
+
+// The fused GEMV's 64-block step: per group g and input row r, I = xb + sum (w + bias) xq (exact);
+// blocks with scale s0 go to the integer lanes, the others p[r] = fma(s_g, I, p[r]).
+// D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
 template <int D, int R>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64(const __m512i* wu, const __m512 s[4],
-                                                                       const std::int8_t* xq, const std::int32_t* xb,
-                                                                       std::size_t x_stride, __m512 p[R]) {
+                                                                       const __m512 s0, const std::int8_t* xq,
+                                                                       const std::int32_t* xb, std::size_t x_stride,
+                                                                       FusedAcc<D, R>& acc) {
+  constexpr int kInt = FusedAcc<D, R>::kInt;
+  LOWBIT_UNROLL8
+  for (int g = 0; g < 4; ++g) {
+    const __mmask16 z = _mm512_cmpeq_ps_mask(s[g], s0);
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
+      __m512i i = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
+      i = _mm512_dpbusd_epi32(i, wu[g], _mm512_loadu_si512(x));
+      if (D == 8) i = _mm512_dpbusd_epi32(i, wu[4 + g], _mm512_loadu_si512(x + 64));
+      __m512i& ia = acc.ia[r][g % kInt];
+      ia = _mm512_mask_add_epi32(ia, z, ia, i);
+      acc.p[r] = _mm512_mask3_fmadd_ps(s[g], _mm512_cvtepi32_ps(i), acc.p[r], static_cast<__mmask16>(~z));
+    }
+  }
+}
+
+// A 64-block step whose blocks all have T = 0 (scale s0): only integer sums, sum (w + bias) xq into
+// the lanes; the step's xb (xb_step[r]) goes to the int64 total.
+template <int D, int R>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64_s0(const __m512i* wu, const std::int8_t* xq,
+                                                                          const std::int64_t* xb_step,
+                                                                          std::size_t x_stride, std::size_t steps,
+                                                                          FusedAcc<D, R>& acc) {
+  constexpr int kInt = FusedAcc<D, R>::kInt;
   LOWBIT_UNROLL8
   for (int g = 0; g < 4; ++g)
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
-      __m512i acc = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
-      acc = _mm512_dpbusd_epi32(acc, wu[g], _mm512_loadu_si512(x));
-      if (D == 8) acc = _mm512_dpbusd_epi32(acc, wu[4 + g], _mm512_loadu_si512(x + 64));
-      p[r] = _mm512_fmadd_ps(s[g], _mm512_cvtepi32_ps(acc), p[r]);
+      __m512i& ia = acc.ia[r][g % kInt];
+      ia = _mm512_dpbusd_epi32(ia, wu[g], _mm512_loadu_si512(x));
+      if (D == 8) ia = _mm512_dpbusd_epi32(ia, wu[4 + g], _mm512_loadu_si512(x + 64));
     }
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) acc.a[r] += xb_step[r * steps];
 }
 
 template <int D, int R, bool kMasked, class Consts>
@@ -611,8 +693,9 @@ template <int D, int R, bool kMasked, class Consts>
                                                                       const __m512i control,
                                                                       const std::uint8_t* c, const std::uint64_t tk[4],
                                                                       std::size_t valid, const std::int8_t* xq,
-                                                                      const std::int32_t* xb, std::size_t x_stride,
-                                                                      __m512 p[R]) {
+                                                                      const std::int32_t* xb, const std::int64_t* xb_step,
+                                                                      std::size_t x_stride, std::size_t steps,
+                                                                      FusedAcc<D, R>& acc) {
   __m512i wu[8];
   if constexpr (D == 4) {
     d4_decode64_pairs(consts, c, wu);
@@ -626,15 +709,13 @@ template <int D, int R, bool kMasked, class Consts>
       wu[4 + g] = _mm512_add_epi8(halves[1][g], bias);
     }
   }
-  __m512 s[4];
   if (tk) {
+    __m512 s[4];
     scales64_regs<kMasked>(table, control, tk, valid, s);
-  } else {  // every T of the 64 blocks is 0 (the 1-bit form's common case)
-    const __m512 s0 = _mm512_permutexvar_ps(_mm512_setzero_si512(), table);
-    LOWBIT_UNROLL8
-    for (int g = 0; g < 4; ++g) s[g] = s0;
+    fused_dot64<D, R>(wu, s, _mm512_permutexvar_ps(_mm512_setzero_si512(), table), xq, xb, x_stride, acc);
+  } else {  // every T of the 64 blocks is 0 (never on a masked tail step)
+    fused_dot64_s0<D, R>(wu, xq, xb_step, x_stride, steps, acc);
   }
-  fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
 }
 
 template <int D, int R, int Bits, class Consts>
@@ -644,9 +725,21 @@ template <int D, int R, int Bits, class Consts>
                                                         const std::int32_t* xb, std::size_t x_stride, float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
   constexpr std::size_t kTBytes = 8 * Bits;               // per 64 blocks
+  static_assert(kDeployIntChunk % 64 == 0);
   const std::size_t code_row = blocks * kCodeBytes / 64;
   const __m512 table = _mm512_loadu_ps(scales16);
   const __m512i control = _mm512_load_si512(kScaleShift.control);
+  const float s0 = scales16[0];
+  // The activation correction summed per input row and full 64-block step (steps whose T are all 0).
+  const std::size_t steps = blocks / 64;
+  std::vector<std::int64_t> xb_step(R * steps + 1);
+  for (int r = 0; r < R; ++r)
+    for (std::size_t i = 0; i < steps; ++i) {
+      std::int64_t sum = 0;
+      for (std::size_t j = 0; j < 64; ++j) sum += xb[r * x_stride + 64 * i + j];
+      xb_step[r * steps + i] = sum;
+    }
+  FusedAcc<D, R> acc;
   for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
     const std::uint8_t* trow = t.t + n * t.row_bytes;
     const std::uint8_t* esc = nullptr;
@@ -655,9 +748,7 @@ template <int D, int R, int Bits, class Consts>
       esc = t.escapes + t.escape_start[n];
       esc_end = t.escapes + t.escape_start[n + 1];
     }
-    __m512 p[R];
-    LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+    acc.zero();
     std::uint64_t q[4];
     std::size_t k = 0;
     for (; k + 64 <= blocks; k += 64) {
@@ -670,9 +761,11 @@ template <int D, int R, int Bits, class Consts>
         else t_nibbles64<Bits>(tp, esc, esc_end, q);
       } else {
         t_nibbles64<Bits>(tp, esc, esc_end, q);
+        if ((q[0] | q[1] | q[2] | q[3]) == 0) tk = nullptr;
       }
       fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, tk, 64, xq + k * D, xb + k,
-                              x_stride, p);
+                              xb_step.data() + k / 64, x_stride, steps, acc);
+      if ((k + 64) % kDeployIntChunk == 0) acc.flush();
     }
     if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
       alignas(64) std::uint8_t c[kCodeBytes] = {};
@@ -681,10 +774,11 @@ template <int D, int R, int Bits, class Consts>
       std::memcpy(c, codes + k * kCodeBytes / 64, nb * kCodeBytes / 64);
       std::memcpy(tt, trow + k / 64 * kTBytes, (nb * Bits + 7) / 8);
       t_nibbles64<Bits>(tt, esc, esc_end, q);
-      fused_step<D, R, true>(consts, table, control, c, q, nb, xq + k * D, xb + k, x_stride, p);
+      fused_step<D, R, true>(consts, table, control, c, q, nb, xq + k * D, xb + k, nullptr, x_stride, steps, acc);
     }
+    acc.flush();
     LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
+    for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, acc.a[r], tree(acc.p[r]));
   }
 }
 
@@ -731,10 +825,10 @@ template <int D, class Consts>
 }
 
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                      std::size_t blocks16, std::size_t rows, float* out) {
-  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);
-  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, out);
-  block_dot_ref(d, w, s, wb, xu, blocks16, rows, out);
+                      std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, s0, out);
+  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, s0, out);
+  block_dot_ref(d, w, s, wb, xu, blocks16, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::kernels

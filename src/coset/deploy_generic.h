@@ -46,13 +46,13 @@ void decode_row_ints(const PackedLinearView& view, std::size_t n, kernels::Decod
 // (scalar twin), deploy_wide_avx2.cpp, deploy_wide_avx512.cpp compile it with their ISA flags (no FP
 // contraction; std::fma is correctly rounded everywhere), so every level gives the same bits.
 using WideDotFn = void (*)(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                           std::size_t rows, float* out);
+                           std::size_t rows, float s0, float* out);
 void wide_dot_scalar(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                     std::size_t rows, float* out);
+                     std::size_t rows, float s0, float* out);
 void wide_dot_avx2(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                   std::size_t rows, float* out);
+                   std::size_t rows, float s0, float* out);
 void wide_dot_avx512(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                     std::size_t rows, float* out);
+                     std::size_t rows, float s0, float* out);
 
 // The wide path (configs whose |w| exceeds the int8 kernels' 63): packed_linear and packed_decode with
 // int32 weights and exact int32 block sums, the same activation rule and float epilogue order.

@@ -8,6 +8,7 @@
 // shared by every input row.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -15,6 +16,10 @@ namespace lowbit::coset::kernels {
 
 inline constexpr int kActBias = 128;
 inline constexpr std::size_t kDeployLanes = 16;  // float partial sums of the epilogue
+// The epilogue (deploy.h) sums the blocks whose scale is scale(0) exactly in integers; kernels keep
+// those sums in int32 lanes and move them to an int64 total at least every kDeployIntChunk blocks
+// (a lane then holds at most kDeployIntChunk / 16 block sums of |I| <= 8 * 255 * 63: below 2^31).
+inline constexpr std::size_t kDeployIntChunk = std::size_t{1} << 14;
 inline constexpr std::size_t kDeployTileRows = 4;  // input rows per block-dot call
 
 // Byte position of weight (or activation) j of block k in the kernels' row buffers. Blocks come
@@ -45,10 +50,11 @@ using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes,
                                std::size_t blocks, std::int8_t* w, float* s, std::int32_t* wb);
 // The epilogue sums of deploy.h over blocks16 (a multiple of 16) blocks for `rows` (1..4) input
 // rows: row r's activations at xu + r * blocks16 * d (deploy_pos layout); out[r] receives the
-// reduced sum. Per block I = wb[k] + sum_j xu_j w_j (exact), then
-// p[k % 16] = fma(s_k, float(I), p[k % 16]).
+// reduced sum. Per block I = wb[k] + sum_j xu_j w_j (exact), then the epilogue of deploy.h with
+// s0 = scale(0): blocks with s_k == s0 summed exactly (A), the others p[k % 16] = fma(s_k, float(I),
+// p[k % 16]); out[r] = fma(s0, float(A), tree(p)).
 using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::int32_t* wb,
-                            const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float* out);
+                            const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out);
 
 // Fused small-batch GEMV (AVX-512 VBMI; batch <= kFusedMaxBatch): n_rows consecutive weight rows
 // (codes and T back to back, deploy.h layout) against `rows` (1..4) input rows, out[n * rows + r];
@@ -117,10 +123,14 @@ void decode_e8q16_avx2(const float*, const std::uint8_t*, const std::uint8_t*, s
 void decode_e8q16_avx512(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,
                       std::int32_t*);
 void block_dot_ref(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float*);
+                   std::size_t, float, float*);
 void block_dot_avx2(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float*);
+                   std::size_t, float, float*);
 void block_dot_avx512(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float*);
+                   std::size_t, float, float*);
+
+// The end of the epilogue (deploy.h): the exact sum A of the blocks whose scale is s0 = scale(0),
+// then the halving tree's result f of the other blocks' partial sums: fma(s0, float(A), f).
+inline float deploy_finish(float s0, std::int64_t a, float f) { return std::fma(s0, static_cast<float>(a), f); }
 
 }  // namespace lowbit::coset::kernels

@@ -76,44 +76,60 @@ void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const st
   }
 }
 
+namespace {
+// The epilogue of deploy.h on one input row's exact block sums I_k (k < blocks16): blocks whose
+// scale is s0 summed in int64, the others into 16 fused multiply-add partial sums.
+struct Epilogue {
+  float s0;
+  float p[kDeployLanes] = {};
+  std::int64_t a = 0;
+  explicit Epilogue(float scale0) : s0(scale0) {}
+  void add(std::size_t k, float s, std::int32_t i) {
+    if (s == s0) a += i;
+    else p[k % kDeployLanes] = std::fma(s, static_cast<float>(i), p[k % kDeployLanes]);
+  }
+  float finish() {
+    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
+    return deploy_finish(s0, a, p[0]);
+  }
+};
+}  // namespace
+
 void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                   std::size_t blocks16, std::size_t rows, float* out) {
+                   std::size_t blocks16, std::size_t rows, float s0, float* out) {
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * d;
-    float p[kDeployLanes] = {};
+    Epilogue e(s0);
     for (std::size_t k = 0; k < blocks16; ++k) {
       std::int32_t acc = wb[k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
         acc += static_cast<std::int32_t>(x[i]) * w[i];
       }
-      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+      e.add(k, s[k], acc);
     }
-    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
-      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-    out[r] = p[0];
+    out[r] = e.finish();
   }
 }
 
 namespace {
 // The fused GEMV's arithmetic on a decoded row (w in deploy_pos layout, blocks16 blocks).
 void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t blocks16, const std::int8_t* xq,
-                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out) {
+                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float s0, float* out) {
   const int bias = fused_weight_bias(d);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::int8_t* x = xq + r * x_stride * d;
-    float p[kDeployLanes] = {};
+    Epilogue e(s0);
     for (std::size_t k = 0; k < blocks16; ++k) {
       std::int32_t acc = xb[r * x_stride + k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
         acc += (w[i] + bias) * static_cast<std::int32_t>(x[i]);
       }
-      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+      e.add(k, s[k], acc);
     }
-    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
-      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-    out[r] = p[0];
+    out[r] = e.finish();
   }
 }
 }  // namespace
@@ -181,7 +197,7 @@ void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const 
   for (std::size_t n = 0; n < n_rows; ++n) {
     expand_t_row(t, n, blocks, nibbles.data());
     decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
-    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
   }
 }
 
@@ -196,7 +212,7 @@ void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, cons
   for (std::size_t n = 0; n < n_rows; ++n) {
     expand_t_row(t, n, blocks, nibbles.data());
     decode_e8q16_ref(scales16, codes + n * 4 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
-    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
   }
 }
 

@@ -366,7 +366,7 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
           else
             kernels::decode_e8q16_ref(scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
                                       w.data(), s.data(), wb.data());
-          kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, dot.data());
+          kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, scales16[0], dot.data());
           ASSERT_EQ(0, std::memcmp(ref.data() + n * rows, dot.data(), rows * sizeof(float)))
               << "d=" << d << " blocks=" << blocks;
         }
