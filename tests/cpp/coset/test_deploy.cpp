@@ -323,7 +323,9 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   }
   std::mt19937 rng(31);
   for (int d : {4, 8})
-    for (std::size_t blocks : {1, 3, 15, 16, 17, 63, 64, 65, 127, 129, 1025})
+    for (std::size_t blocks : {std::size_t{1}, std::size_t{3}, std::size_t{15}, std::size_t{16}, std::size_t{17}, std::size_t{63},
+                                std::size_t{64}, std::size_t{65}, std::size_t{127}, std::size_t{129}, std::size_t{1025},
+                                2 * kernels::kDeployIntChunk + 65})  // the last: int32 lanes moved to int64 on the way
       for (int variant = 0; variant < 4; ++variant) {
         // random; T = 15 and extreme codes; extreme activations; T = 0 but one block per row
         // (64-block chunks without escapes in the compact forms)
@@ -403,6 +405,74 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
 #endif
         }
       }
+}
+
+TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
+  // The epilogue of deploy.h written out here (blocks whose scale is scale(0) summed exactly in
+  // int64, the others into 16 fused multiply-add partial sums, the halving tree, fma(s0, A, f))
+  // against each block-dot kernel called directly: rows past kDeployIntChunk blocks (the int32
+  // lanes moved to int64 on the way), extreme weights and activations, an inexact s0, zero scales
+  // (padding blocks). The all-float order of the earlier rule must give other bits on some case,
+  // so that this test tells the rules apart.
+  std::vector<kernels::BlockDotFn> fns{kernels::block_dot_ref};
+#if defined(LOWBIT_HAVE_AVX2)
+  if (cpu_supports(SimdLevel::AVX2)) fns.push_back(kernels::block_dot_avx2);
+#endif
+#if defined(LOWBIT_HAVE_AVX512)
+  if (cpu_supports(SimdLevel::AVX512)) fns.push_back(kernels::block_dot_avx512);
+#endif
+  const float s0 = 0.1f;
+  const float other[] = {0.37f, 1.5f, 0.0f, 1e-3f};
+  std::mt19937 rng(41);
+  bool rules_differ = false;
+  for (int d : {4, 8})
+    for (std::size_t blocks16 : {std::size_t{16}, std::size_t{64}, 2 * kernels::kDeployIntChunk + 48})
+      for (int variant = 0; variant < 3; ++variant) {  // random; extreme (all blocks s0); extreme, mixed scales
+        const std::size_t rows = variant == 0 ? 3 : 4;
+        std::vector<std::int8_t> w(blocks16 * d);
+        std::vector<std::uint8_t> xu(rows * blocks16 * d);
+        for (auto& v : w) v = static_cast<std::int8_t>(variant ? 63 : static_cast<int>(rng() % 127) - 63);
+        for (auto& v : xu) v = static_cast<std::uint8_t>(variant ? 255 : 1 + rng() % 255);
+        std::vector<float> s(blocks16);
+        std::vector<std::int32_t> wb(blocks16);
+        for (std::size_t k = 0; k < blocks16; ++k) {
+          s[k] = variant == 1 || rng() % 3 ? s0 : other[rng() % 4];
+          std::int32_t sum = 0;
+          for (int j = 0; j < d; ++j) sum += w[kernels::deploy_pos(d, k, j)];
+          wb[k] = -kernels::kActBias * sum;
+        }
+        std::vector<float> want(rows), old_rule(rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+          std::int64_t exact = 0;
+          float p[16] = {}, q[16] = {};
+          for (std::size_t k = 0; k < blocks16; ++k) {
+            std::int32_t i = wb[k];
+            for (int j = 0; j < d; ++j) {
+              const std::size_t at = kernels::deploy_pos(d, k, j);
+              i += static_cast<std::int32_t>(xu[r * blocks16 * d + at]) * w[at];
+            }
+            if (s[k] == s0) exact += i;
+            else p[k % 16] = std::fma(s[k], static_cast<float>(i), p[k % 16]);
+            q[k % 16] = std::fma(s[k], static_cast<float>(i), q[k % 16]);
+          }
+          for (int h = 8; h >= 1; h /= 2)
+            for (int i = 0; i < h; ++i) {
+              p[i] = p[i] + p[i + h];
+              q[i] = q[i] + q[i + h];
+            }
+          want[r] = std::fma(s0, static_cast<float>(exact), p[0]);
+          old_rule[r] = q[0];
+        }
+        rules_differ = rules_differ || std::memcmp(want.data(), old_rule.data(), rows * sizeof(float)) != 0;
+        for (std::size_t f = 0; f < fns.size(); ++f) {
+          std::vector<float> got(rows, -1.0f);
+          fns[f](d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, s0, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), rows * sizeof(float)))
+              << "kernel " << f << " d=" << d << " blocks16=" << blocks16 << " variant=" << variant << ": "
+              << want[0] << " vs " << got[0];
+        }
+      }
+  EXPECT_TRUE(rules_differ);
 }
 
 TEST(CosetDeploy, CompactTGivesTheNibbleResultAtEveryLevel) {
