@@ -106,7 +106,7 @@ using generic::scale_table16;
 bool is_wide(const QuantizationConfig& c) { return deploy_weight_bound(c) > kDeployInt8Bound; }
 
 // One decoded row: int8 weights w (blocks16 x d, deploy_pos layout; padding blocks zero), block
-// scales s (padding 0) and the weight-side corrections wb of deploy_kernels.h.
+// scales s (padding: scale(0), T = 0) and the weight-side corrections wb of deploy_kernels.h.
 class RowDecoder {
  public:
   explicit RowDecoder(const PackedLinearView& view)
@@ -114,7 +114,7 @@ class RowDecoder {
         blocks16_((view.blocks + 15) / 16 * 16), code_row_bytes_(deploy_code_row_bytes(view.config, view.blocks)),
         t_row_bytes_(deploy_t_row_bytes(view.blocks, view.t_bits)), scales_(scale_table16(view.config)),
         fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
-        s_(blocks16_, 0.0f), wb_(blocks16_, 0) {
+        s_(blocks16_, scales_[0]), wb_(blocks16_, 0) {
     if (view.t_bits != 4) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
     if (!fast_d4_ && !fast_e8_) {
       decode_ = generic::pick_decode();
@@ -345,7 +345,12 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   };
   const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
   std::vector<float> xs(batch, 0.0f);
-  const FusedGemv fused = batch <= kernels::kFusedMaxBatch ? pick_fused_gemv(w.config) : FusedGemv{};
+  // The fused kernels tell the epilogue's exact chunks by T = 0, the panel path by scale(0): the same
+  // unless a larger T rounds to the same scale (alpha tiny), which the panel path then runs.
+  const std::array<float, 16> scales0 = scale_table16(w.config);
+  const bool t0_is_s0 = scales0[1] != scales0[0];
+  const FusedGemv fused =
+      batch <= kernels::kFusedMaxBatch && t0_is_s0 ? pick_fused_gemv(w.config) : FusedGemv{};
   if (fused) {
     // Signed activations, 64-block padded, and the per-block correction shared by all weight rows.
     const std::size_t stride = (w.blocks + 63) / 64 * 64;
@@ -359,7 +364,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         for (int j = 0; j < d; ++j) sum += xq[m * stride * d + kernels::deploy_pos(d, k, j)];
         xb[m * stride + k] = -bias * sum;
       }
-    const std::array<float, 16> scales = scale_table16(w.config);
+    const std::array<float, 16>& scales = scales0;
     const std::size_t code_row_bytes = deploy_code_row_bytes(w.config, w.blocks);
     const std::size_t t_row_bytes = deploy_t_row_bytes(w.blocks, w.t_bits);
     parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
@@ -383,7 +388,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   std::vector<std::uint8_t> xu(xq.size());
   for (std::size_t i = 0; i < xq.size(); ++i) xu[i] = static_cast<std::uint8_t>(xq[i] + kernels::kActBias);
   const kernels::BlockDotFn dot = pick_block_dot();
-  const float s0 = scale_table16(w.config)[0];
+  const float s0 = scales0[0];
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
     // activations are read once per panel instead of once per weight row.

@@ -3,6 +3,8 @@
 // partial sums in two registers per input row.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "deploy_e8_generic.h"
 #include "deploy_kernels.h"
 
@@ -96,14 +98,6 @@ inline std::int64_t sum_epi32(__m256i v) {  // the 8 lanes, each below 2^31, sum
   return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
 }
 
-// The epilogue of deploy.h on 8 blocks' sums i and scales sv: blocks with scale s0 into the
-// integer lanes ia, the others into p (a zero scale adds +-0, which leaves p as it is).
-inline void epilogue8(__m256 sv, __m256i i, __m256 s0, __m256& p, __m256i& ia) {
-  const __m256 z = _mm256_cmp_ps(sv, s0, _CMP_EQ_OQ);
-  ia = _mm256_add_epi32(ia, _mm256_and_si256(i, _mm256_castps_si256(z)));
-  p = _mm256_fmadd_ps(_mm256_andnot_ps(z, sv), _mm256_cvtepi32_ps(i), p);
-}
-
 template <int D>
 void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                  std::size_t blocks16, std::size_t rows, float s0, float* out) {
@@ -111,26 +105,36 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, c
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * D;
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    __m256i ia = _mm256_setzero_si256(), ib = _mm256_setzero_si256();
+    __m256i ia = _mm256_setzero_si256();
     std::int64_t a = 0;
-    for (std::size_t k = 0; k < blocks16; k += 16) {
-      const std::size_t off = k * D;
-      // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
-      __m256i ra = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
-      __m256i rb = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
-                                    dot4(x + off + 32, w + off + 32));
-      if (D == 8) {
-        ra = _mm256_add_epi32(ra, dot4(x + off + 64, w + off + 64));
-        rb = _mm256_add_epi32(rb, dot4(x + off + 96, w + off + 96));
+    for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+      const std::size_t end = std::min(blocks16, c + kDeployChunk);
+      __m256 eq = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+      for (std::size_t k = c; k < end; k += 8) eq = _mm256_and_ps(eq, _mm256_cmp_ps(_mm256_loadu_ps(s + k), s0v, _CMP_EQ_OQ));
+      const bool exact = _mm256_movemask_ps(eq) == 0xFF;
+      for (std::size_t k = c; k < end; k += 16) {
+        const std::size_t off = k * D;
+        // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
+        __m256i ra = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
+        __m256i rb = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
+                                      dot4(x + off + 32, w + off + 32));
+        if (D == 8) {
+          ra = _mm256_add_epi32(ra, dot4(x + off + 64, w + off + 64));
+          rb = _mm256_add_epi32(rb, dot4(x + off + 96, w + off + 96));
+        }
+        if (exact) {
+          ia = _mm256_add_epi32(ia, _mm256_add_epi32(ra, rb));
+        } else {
+          lo = _mm256_fmadd_ps(_mm256_loadu_ps(s + k), _mm256_cvtepi32_ps(ra), lo);
+          hi = _mm256_fmadd_ps(_mm256_loadu_ps(s + k + 8), _mm256_cvtepi32_ps(rb), hi);
+        }
       }
-      epilogue8(_mm256_loadu_ps(s + k), ra, s0v, lo, ia);
-      epilogue8(_mm256_loadu_ps(s + k + 8), rb, s0v, hi, ib);
-      if ((k + 16) % kDeployIntChunk == 0) {
-        a += sum_epi32(ia) + sum_epi32(ib);
-        ia = ib = _mm256_setzero_si256();
+      if (end % kDeployIntChunk == 0) {
+        a += sum_epi32(ia);
+        ia = _mm256_setzero_si256();
       }
     }
-    out[r] = deploy_finish(s0, a + sum_epi32(ia) + sum_epi32(ib), tree(lo, hi));
+    out[r] = deploy_finish(s0, a + sum_epi32(ia), tree(lo, hi));
   }
 }
 

@@ -3,6 +3,7 @@
 // 16 float partial sums in one register per input row.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -125,22 +126,26 @@ void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb
   }
   const __m512 s0v = _mm512_set1_ps(s0);
   const std::size_t xs = blocks16 * D;
-  for (std::size_t k = 0; k < blocks16; k += 16) {
-    const std::size_t off = k * D;
-    const __m512i w0 = _mm512_loadu_si512(w + off);
-    const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
-    const __m512 sv = _mm512_loadu_ps(s + k);
-    const __mmask16 z = _mm512_cmpeq_ps_mask(sv, s0v);  // blocks summed exactly (deploy.h)
-    const __m512i bias = _mm512_loadu_si512(wb + k);
-    LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) {
-      const std::uint8_t* x = xu + r * xs + off;
-      __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
-      if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
-      ia[r] = _mm512_mask_add_epi32(ia[r], z, ia[r], acc);
-      p[r] = _mm512_mask3_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r], static_cast<__mmask16>(~z));
+  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+    const std::size_t end = std::min(blocks16, c + kDeployChunk);
+    __mmask16 eq = 0xFFFF;
+    for (std::size_t k = c; k < end; k += 16) eq &= _mm512_cmpeq_ps_mask(_mm512_loadu_ps(s + k), s0v);
+    const bool exact = eq == 0xFFFF;
+    for (std::size_t k = c; k < end; k += 16) {
+      const std::size_t off = k * D;
+      const __m512i w0 = _mm512_loadu_si512(w + off);
+      const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
+      const __m512i bias = _mm512_loadu_si512(wb + k);
+      LOWBIT_UNROLL8
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* x = xu + r * xs + off;
+        __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
+        if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
+        if (exact) ia[r] = _mm512_add_epi32(ia[r], acc);
+        else p[r] = _mm512_fmadd_ps(_mm512_loadu_ps(s + k), _mm512_cvtepi32_ps(acc), p[r]);
+      }
     }
-    if ((k + 16) % kDeployIntChunk == 0) {
+    if (end % kDeployIntChunk == 0) {
       LOWBIT_UNROLL8
       for (int r = 0; r < R; ++r) {
         a[r] += sum_epi32(ia[r]);
@@ -611,9 +616,9 @@ template <int Bits>
 }
 
 // The fused GEMV's accumulators for R input rows (the epilogue of deploy.h): p[r], the float
-// partial sums of blocks whose scale is not scale(0); ia[r][i], int32 lanes of the exact sum of the
-// others (kInt per row, so that a 64-block step's dpbusd chains run side by side); a[r], their
-// int64 total (flushed lanes and the activation corrections xb of steps summed whole).
+// partial sums of the 64-block steps that hold a T > 0; ia[r][i], int32 lanes of the exact sums of
+// the others (kInt per row, so that a step's dpbusd chains run side by side); a[r], their int64
+// total (flushed lanes and the activation corrections xb of those steps).
 template <int D, int R>
 struct FusedAcc {
   static constexpr int kInt = D == 8 || R > 2 ? 1 : R == 2 ? 2 : 4;
@@ -642,33 +647,27 @@ struct FusedAcc {
   }
 };
 
-// The fused GEMV's 64-block step: per group g and input row r, I = xb + sum (w + bias) xq (exact);
-// blocks with scale s0 go to the integer lanes, the others p[r] = fma(s_g, I, p[r]).
+// The fused GEMV's 64-block step with some T > 0: per group g and input row r,
+// I = xb + sum (w + bias) xq (exact), p[r] = fma(s_g, I, p[r]).
 // D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
 template <int D, int R>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64(const __m512i* wu, const __m512 s[4],
-                                                                       const __m512 s0, const std::int8_t* xq,
-                                                                       const std::int32_t* xb, std::size_t x_stride,
-                                                                       FusedAcc<D, R>& acc) {
-  constexpr int kInt = FusedAcc<D, R>::kInt;
+                                                                       const std::int8_t* xq, const std::int32_t* xb,
+                                                                       std::size_t x_stride, FusedAcc<D, R>& acc) {
   LOWBIT_UNROLL8
-  for (int g = 0; g < 4; ++g) {
-    const __mmask16 z = _mm512_cmpeq_ps_mask(s[g], s0);
+  for (int g = 0; g < 4; ++g)
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
       __m512i i = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
       i = _mm512_dpbusd_epi32(i, wu[g], _mm512_loadu_si512(x));
       if (D == 8) i = _mm512_dpbusd_epi32(i, wu[4 + g], _mm512_loadu_si512(x + 64));
-      __m512i& ia = acc.ia[r][g % kInt];
-      ia = _mm512_mask_add_epi32(ia, z, ia, i);
-      acc.p[r] = _mm512_mask3_fmadd_ps(s[g], _mm512_cvtepi32_ps(i), acc.p[r], static_cast<__mmask16>(~z));
+      acc.p[r] = _mm512_fmadd_ps(s[g], _mm512_cvtepi32_ps(i), acc.p[r]);
     }
-  }
 }
 
-// A 64-block step whose blocks all have T = 0 (scale s0): only integer sums, sum (w + bias) xq into
-// the lanes; the step's xb (xb_step[r]) goes to the int64 total.
+// A 64-block step whose blocks all have T = 0 (scale s0): exact integer sums only, sum (w + bias) xq
+// into the lanes and the step's xb (xb_step[r * steps]) into the int64 total.
 template <int D, int R>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64_s0(const __m512i* wu, const std::int8_t* xq,
                                                                           const std::int64_t* xb_step,
@@ -712,8 +711,8 @@ template <int D, int R, bool kMasked, class Consts>
   if (tk) {
     __m512 s[4];
     scales64_regs<kMasked>(table, control, tk, valid, s);
-    fused_dot64<D, R>(wu, s, _mm512_permutexvar_ps(_mm512_setzero_si512(), table), xq, xb, x_stride, acc);
-  } else {  // every T of the 64 blocks is 0 (never on a masked tail step)
+    fused_dot64<D, R>(wu, s, xq, xb, x_stride, acc);
+  } else {  // every T of the 64 blocks is 0: the epilogue's exact chunk
     fused_dot64_s0<D, R>(wu, xq, xb_step, x_stride, steps, acc);
   }
 }
@@ -730,8 +729,8 @@ template <int D, int R, int Bits, class Consts>
   const __m512 table = _mm512_loadu_ps(scales16);
   const __m512i control = _mm512_load_si512(kScaleShift.control);
   const float s0 = scales16[0];
-  // The activation correction summed per input row and full 64-block step (steps whose T are all 0).
-  const std::size_t steps = blocks / 64;
+  // The activation correction summed per input row and 64-block step (steps whose T are all 0).
+  const std::size_t steps = (blocks + 63) / 64;
   std::vector<std::int64_t> xb_step(R * steps + 1);
   for (int r = 0; r < R; ++r)
     for (std::size_t i = 0; i < steps; ++i) {
@@ -753,15 +752,13 @@ template <int D, int R, int Bits, class Consts>
     std::size_t k = 0;
     for (; k + 64 <= blocks; k += 64) {
       const std::uint8_t* tp = trow + k / 64 * kTBytes;
-      const std::uint64_t* tk = q;
-      if constexpr (Bits == 1) {
-        std::uint64_t x;
-        std::memcpy(&x, tp, 8);
-        if (x == 0) tk = nullptr;  // no escape: T = 0 throughout
-        else t_nibbles64<Bits>(tp, esc, esc_end, q);
-      } else {
+      // tk = nullptr: every T of the step is 0, the epilogue's exact chunk (deploy.h).
+      const std::uint64_t* tk = nullptr;
+      std::uint64_t x = 1;
+      if constexpr (Bits == 1) std::memcpy(&x, tp, 8);  // no escape: T = 0 throughout
+      if (x != 0) {
         t_nibbles64<Bits>(tp, esc, esc_end, q);
-        if ((q[0] | q[1] | q[2] | q[3]) == 0) tk = nullptr;
+        if ((q[0] | q[1] | q[2] | q[3]) != 0) tk = q;
       }
       fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, tk, 64, xq + k * D, xb + k,
                               xb_step.data() + k / 64, x_stride, steps, acc);
@@ -774,7 +771,9 @@ template <int D, int R, int Bits, class Consts>
       std::memcpy(c, codes + k * kCodeBytes / 64, nb * kCodeBytes / 64);
       std::memcpy(tt, trow + k / 64 * kTBytes, (nb * Bits + 7) / 8);
       t_nibbles64<Bits>(tt, esc, esc_end, q);
-      fused_step<D, R, true>(consts, table, control, c, q, nb, xq + k * D, xb + k, nullptr, x_stride, steps, acc);
+      const std::uint64_t* tk = (q[0] | q[1] | q[2] | q[3]) == 0 ? nullptr : q;  // padding reads T = 0
+      fused_step<D, R, true>(consts, table, control, c, tk, nb, xq + k * D, xb + k, xb_step.data() + k / 64,
+                             x_stride, steps, acc);
     }
     acc.flush();
     LOWBIT_UNROLL8

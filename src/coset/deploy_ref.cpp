@@ -2,6 +2,7 @@
 #include "deploy_kernels.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -77,39 +78,41 @@ void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const st
 }
 
 namespace {
-// The epilogue of deploy.h on one input row's exact block sums I_k (k < blocks16): blocks whose
-// scale is s0 summed in int64, the others into 16 fused multiply-add partial sums.
-struct Epilogue {
-  float s0;
+// The epilogue of deploy.h on one input row's exact block sums I_k (blocks16 blocks, padding I = 0):
+// a chunk of kDeployChunk blocks whose scales all equal s0 adds its sums to A (int64); any other
+// chunk adds fma(s_k, float(I_k), p[k % 16]) for each block, in block order.
+float epilogue(const float* s, const std::int32_t* i, std::size_t blocks16, float s0) {
   float p[kDeployLanes] = {};
   std::int64_t a = 0;
-  explicit Epilogue(float scale0) : s0(scale0) {}
-  void add(std::size_t k, float s, std::int32_t i) {
-    if (s == s0) a += i;
-    else p[k % kDeployLanes] = std::fma(s, static_cast<float>(i), p[k % kDeployLanes]);
+  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {
+    const std::size_t end = std::min(blocks16, c + kDeployChunk);
+    bool exact = true;
+    for (std::size_t k = c; k < end; ++k) exact = exact && s[k] == s0;
+    for (std::size_t k = c; k < end; ++k) {
+      if (exact) a += i[k];
+      else p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(i[k]), p[k % kDeployLanes]);
+    }
   }
-  float finish() {
-    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
-      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-    return deploy_finish(s0, a, p[0]);
-  }
-};
+  for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+    for (std::size_t k = 0; k < h; ++k) p[k] = p[k] + p[k + h];
+  return deploy_finish(s0, a, p[0]);
+}
 }  // namespace
 
 void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
                    std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  std::vector<std::int32_t> sums(blocks16);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * d;
-    Epilogue e(s0);
     for (std::size_t k = 0; k < blocks16; ++k) {
       std::int32_t acc = wb[k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
         acc += static_cast<std::int32_t>(x[i]) * w[i];
       }
-      e.add(k, s[k], acc);
+      sums[k] = acc;
     }
-    out[r] = e.finish();
+    out[r] = epilogue(s, sums.data(), blocks16, s0);
   }
 }
 
@@ -118,18 +121,18 @@ namespace {
 void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t blocks16, const std::int8_t* xq,
                    const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float s0, float* out) {
   const int bias = fused_weight_bias(d);
+  std::vector<std::int32_t> sums(blocks16);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::int8_t* x = xq + r * x_stride * d;
-    Epilogue e(s0);
     for (std::size_t k = 0; k < blocks16; ++k) {
       std::int32_t acc = xb[r * x_stride + k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
         acc += (w[i] + bias) * static_cast<std::int32_t>(x[i]);
       }
-      e.add(k, s[k], acc);
+      sums[k] = acc;
     }
-    out[r] = e.finish();
+    out[r] = epilogue(s, sums.data(), blocks16, s0);
   }
 }
 }  // namespace
@@ -191,7 +194,7 @@ void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const 
                          std::size_t x_stride, std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 4, 0);
-  std::vector<float> s(blocks16, 0.0f);
+  std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0
   std::vector<std::int32_t> wb(blocks16, 0);
   std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
   for (std::size_t n = 0; n < n_rows; ++n) {
@@ -206,7 +209,7 @@ void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, cons
                           std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 8, 0);
-  std::vector<float> s(blocks16, 0.0f);
+  std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0
   std::vector<std::int32_t> wb(blocks16, 0);
   std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
   for (std::size_t n = 0; n < n_rows; ++n) {

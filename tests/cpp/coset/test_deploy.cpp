@@ -3,6 +3,7 @@
 // decode against coset::decode, and the T entropy code (round trip, corrupt streams).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -360,7 +361,7 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
             xu[r * blocks16 * d + i] = static_cast<std::uint8_t>(xq[r * stride * d + i] + kernels::kActBias);
         for (std::size_t n = 0; n < n_rows; ++n) {
           std::vector<std::int8_t> w(blocks16 * d, 0);
-          std::vector<float> s(blocks16, 0.0f);
+          std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0 (deploy_kernels.h)
           std::vector<std::int32_t> wb(blocks16, 0);
           if (d == 4)
             kernels::decode_d4q4_ref(tables, scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
@@ -408,12 +409,12 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
 }
 
 TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
-  // The epilogue of deploy.h written out here (blocks whose scale is scale(0) summed exactly in
-  // int64, the others into 16 fused multiply-add partial sums, the halving tree, fma(s0, A, f))
-  // against each block-dot kernel called directly: rows past kDeployIntChunk blocks (the int32
-  // lanes moved to int64 on the way), extreme weights and activations, an inexact s0, zero scales
-  // (padding blocks). The all-float order of the earlier rule must give other bits on some case,
-  // so that this test tells the rules apart.
+  // The epilogue of deploy.h written out here (64-block chunks whose scales are all s0 summed
+  // exactly in int64, every other block into 16 fused multiply-add partial sums, the halving tree,
+  // fma(s0, A, f)) against each block-dot kernel called directly: rows past kDeployIntChunk blocks
+  // (the int32 lanes moved to int64 on the way), a last chunk shorter than 64, extreme weights and
+  // activations, an inexact s0. The all-float order of the earlier rule must give other bits on
+  // some case, so that this test tells the rules apart.
   std::vector<kernels::BlockDotFn> fns{kernels::block_dot_ref};
 #if defined(LOWBIT_HAVE_AVX2)
   if (cpu_supports(SimdLevel::AVX2)) fns.push_back(kernels::block_dot_avx2);
@@ -426,17 +427,22 @@ TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
   std::mt19937 rng(41);
   bool rules_differ = false;
   for (int d : {4, 8})
-    for (std::size_t blocks16 : {std::size_t{16}, std::size_t{64}, 2 * kernels::kDeployIntChunk + 48})
-      for (int variant = 0; variant < 3; ++variant) {  // random; extreme (all blocks s0); extreme, mixed scales
+    for (std::size_t blocks16 : {std::size_t{16}, std::size_t{64}, std::size_t{112}, 2 * kernels::kDeployIntChunk + 48})
+      for (int variant = 0; variant < 4; ++variant) {
+        // random, chunks mixed; extreme, every block s0; extreme, chunks mixed; random, every chunk
+        // but one exact
         const std::size_t rows = variant == 0 ? 3 : 4;
+        const bool extreme = variant == 1 || variant == 2;
         std::vector<std::int8_t> w(blocks16 * d);
         std::vector<std::uint8_t> xu(rows * blocks16 * d);
-        for (auto& v : w) v = static_cast<std::int8_t>(variant ? 63 : static_cast<int>(rng() % 127) - 63);
-        for (auto& v : xu) v = static_cast<std::uint8_t>(variant ? 255 : 1 + rng() % 255);
-        std::vector<float> s(blocks16);
+        for (auto& v : w) v = static_cast<std::int8_t>(extreme ? 63 : static_cast<int>(rng() % 127) - 63);
+        for (auto& v : xu) v = static_cast<std::uint8_t>(extreme ? 255 : 1 + rng() % 255);
+        std::vector<float> s(blocks16, s0);
         std::vector<std::int32_t> wb(blocks16);
+        const std::size_t odd_one = rng() % blocks16;
         for (std::size_t k = 0; k < blocks16; ++k) {
-          s[k] = variant == 1 || rng() % 3 ? s0 : other[rng() % 4];
+          if ((variant == 0 || variant == 2) && (k / 64) % 3 != 1 && rng() % 8 == 0) s[k] = other[rng() % 4];
+          if (variant == 3 && k == odd_one) s[k] = other[0];
           std::int32_t sum = 0;
           for (int j = 0; j < d; ++j) sum += w[kernels::deploy_pos(d, k, j)];
           wb[k] = -kernels::kActBias * sum;
@@ -445,13 +451,18 @@ TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
         for (std::size_t r = 0; r < rows; ++r) {
           std::int64_t exact = 0;
           float p[16] = {}, q[16] = {};
+          bool exact_chunk = false;
           for (std::size_t k = 0; k < blocks16; ++k) {
+            if (k % 64 == 0) {
+              exact_chunk = true;
+              for (std::size_t c = k; c < std::min(blocks16, k + 64); ++c) exact_chunk = exact_chunk && s[c] == s0;
+            }
             std::int32_t i = wb[k];
             for (int j = 0; j < d; ++j) {
               const std::size_t at = kernels::deploy_pos(d, k, j);
               i += static_cast<std::int32_t>(xu[r * blocks16 * d + at]) * w[at];
             }
-            if (s[k] == s0) exact += i;
+            if (exact_chunk) exact += i;
             else p[k % 16] = std::fma(s[k], static_cast<float>(i), p[k % 16]);
             q[k % 16] = std::fma(s[k], static_cast<float>(i), q[k % 16]);
           }
