@@ -295,16 +295,17 @@ constexpr long long kHighNibbleDown2 = affine_move(4, 2, 4);  // ((x >> 4) & 15)
 constexpr long long kSignToLowNibble =
     affine_move(7, 0, 1) | affine_move(7, 1, 1) | affine_move(7, 2, 1) | affine_move(7, 3, 1);
 
-[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_pairs(const D4PairConsts& k4,
-                                                                                   const std::uint8_t* c,
-                                                                                   __m512i out[4]) {
+// 64 blocks (128 code bytes at c) -> wj[j]: the unsigned w + kD4FusedWeightBias of coordinate j, byte p
+// holding block kD4PairBlock[p] (the index permutes' order, kVbmiIndex).
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_coords(const D4PairConsts& k4,
+                                                                                    const std::uint8_t* c,
+                                                                                    __m512i wj[4]) {
   const __m512i c0 = _mm512_loadu_si512(c);
   const __m512i c1 = _mm512_loadu_si512(c + 64);
   const __m512i idx0 = _mm512_permutex2var_epi8(c0, k4.sel0, c1);
   const __m512i idx1 = _mm512_permutex2var_epi8(c0, k4.sel1, c1);
   const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
   const __m512i low = _mm512_set1_epi8(15);
-  __m512i wj[4];
   LOWBIT_UNROLL8
   for (int h = 0; h < 2; ++h) {
     const __m512i a = lookup256(k4.pair[h], idx0, high0);  // level 0
@@ -314,6 +315,10 @@ constexpr long long kSignToLowNibble =
     wj[2 * h + 1] = _mm512_add_epi8(_mm512_gf2p8affine_epi64_epi8(a, _mm512_set1_epi64(kHighNibbleDown), 0),
                                     _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(kHighNibbleDown2), 0));
   }
+}
+
+// The coordinates of d4_decode64_coords to block order: out[g] holds blocks 16 g .. 16 g + 15 as dwords.
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void d4_to_blocks(const __m512i wj[4], __m512i out[4]) {
   const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
   const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
   out[0] = _mm512_unpacklo_epi16(a01, a23);
@@ -687,17 +692,53 @@ template <int D, int R>
   for (int r = 0; r < R; ++r) acc.a[r] += xb_step[r * steps];
 }
 
+// Byte p of d4_decode64_coords' registers holds block kD4PairBlock[p] of the 64 (kVbmiIndex).
+struct D4PairBlock {
+  std::uint8_t block[64];
+  constexpr D4PairBlock() : block() {
+    for (int p = 0; p < 64; ++p) block[p] = static_cast<std::uint8_t>(kVbmiIndex.level0[p] / 2);
+  }
+};
+constexpr D4PairBlock kD4PairBlock{};
+
+// The D4 exact chunk: wj[j] (coordinate j, kD4PairBlock order) against the activations in the same
+// order (xq_coords: per input row and step, 4 x 64 bytes); dpbusd adds 4 blocks' products per lane,
+// which the exact sum allows. The step's xb goes to the int64 total.
+template <int R>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64_coords(const __m512i wj[4],
+                                                                              const std::int8_t* xq_coords,
+                                                                              const std::int64_t* xb_step,
+                                                                              std::size_t steps, FusedAcc<4, R>& acc) {
+  constexpr int kInt = FusedAcc<4, R>::kInt;
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 4; ++j)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      __m512i& ia = acc.ia[r][j % kInt];
+      ia = _mm512_dpbusd_epi32(ia, wj[j], _mm512_loadu_si512(xq_coords + r * steps * 256 + 64 * j));
+    }
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) acc.a[r] += xb_step[r * steps];
+}
+
 template <int D, int R, bool kMasked, class Consts>
 [[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void fused_step(const Consts& consts, const __m512 table,
                                                                       const __m512i control,
                                                                       const std::uint8_t* c, const std::uint64_t tk[4],
                                                                       std::size_t valid, const std::int8_t* xq,
                                                                       const std::int32_t* xb, const std::int64_t* xb_step,
+                                                                      const std::int8_t* xq_coords,
                                                                       std::size_t x_stride, std::size_t steps,
                                                                       FusedAcc<D, R>& acc) {
   __m512i wu[8];
   if constexpr (D == 4) {
-    d4_decode64_pairs(consts, c, wu);
+    __m512i wj[4];
+    d4_decode64_coords(consts, c, wj);
+    if (!tk) {  // the exact chunk needs no block sums: coordinates against xq_coords, no transpose
+      fused_dot64_coords<R>(wj, xq_coords, xb_step, steps, acc);
+      return;
+    }
+    d4_to_blocks(wj, wu);
   } else {
     __m512i halves[2][4];
     e8_decode64(consts, c, halves);
@@ -738,6 +779,14 @@ template <int D, int R, int Bits, class Consts>
       for (std::size_t j = 0; j < 64; ++j) sum += xb[r * x_stride + 64 * i + j];
       xb_step[r * steps + i] = sum;
     }
+  // D4: the activations of each step by coordinate in kD4PairBlock order (the exact chunks' layout).
+  std::vector<std::int8_t> xq_coords(D == 4 ? R * steps * 256 : 0);
+  if constexpr (D == 4)
+    for (int r = 0; r < R; ++r)
+      for (std::size_t i = 0; i < steps; ++i)
+        for (int j = 0; j < 4; ++j)
+          for (int p = 0; p < 64; ++p)
+            xq_coords[(r * steps + i) * 256 + 64 * j + p] = xq[r * x_stride * 4 + (64 * i + kD4PairBlock.block[p]) * 4 + j];
   FusedAcc<D, R> acc;
   for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
     const std::uint8_t* trow = t.t + n * t.row_bytes;
@@ -761,7 +810,8 @@ template <int D, int R, int Bits, class Consts>
         if ((q[0] | q[1] | q[2] | q[3]) != 0) tk = q;
       }
       fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, tk, 64, xq + k * D, xb + k,
-                              xb_step.data() + k / 64, x_stride, steps, acc);
+                              xb_step.data() + k / 64, D == 4 ? xq_coords.data() + k * 4 : nullptr, x_stride,
+                              steps, acc);
       if ((k + 64) % kDeployIntChunk == 0) acc.flush();
     }
     if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
@@ -773,7 +823,7 @@ template <int D, int R, int Bits, class Consts>
       t_nibbles64<Bits>(tt, esc, esc_end, q);
       const std::uint64_t* tk = (q[0] | q[1] | q[2] | q[3]) == 0 ? nullptr : q;  // padding reads T = 0
       fused_step<D, R, true>(consts, table, control, c, tk, nb, xq + k * D, xb + k, xb_step.data() + k / 64,
-                             x_stride, steps, acc);
+                             D == 4 ? xq_coords.data() + k * 4 : nullptr, x_stride, steps, acc);
     }
     acc.flush();
     LOWBIT_UNROLL8
