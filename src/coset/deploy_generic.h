@@ -40,8 +40,9 @@ void decode_row_ints(const PackedLinearView& view, std::size_t n, kernels::Decod
 
 // The wide path's row kernel: for each of `rows` int8 activation rows (xq, `cols` = blocks * d apart),
 // the exact int32 block sums I_k = sum_j w[k d + j] xq[k d + j] of one decoded int32 weight row and the
-// epilogue of deploy.h up to the tree: p[k % 16] = fma(s[k], float(I_k), p[k % 16]), halving tree;
-// out[r] = p[0] (the caller multiplies by xs, row_scale, 1/C). One source (deploy_wide_dot.h) for every
+// epilogue of deploy.h with s0 = scale(0) (docs/coset.md): 64-block chunks whose scales are all s0 into
+// A (int64), the other blocks p[k % 16] = fma(s[k], float(I_k), p[k % 16]), halving tree to f;
+// out[r] = fma(s0, float(A), f) (the caller multiplies by xs, row_scale, 1/C). One source (deploy_wide_dot.h) for every
 // level: deploy_wide.cpp
 // (scalar twin), deploy_wide_avx2.cpp, deploy_wide_avx512.cpp compile it with their ISA flags (no FP
 // contraction; std::fma is correctly rounded everywhere), so every level gives the same bits.
