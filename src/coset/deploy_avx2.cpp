@@ -110,12 +110,14 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, c
     for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
       const std::size_t end = std::min(blocks16, c + kDeployChunk);
       __m256 eq = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-      for (std::size_t k = c; k < end; k += 8) eq = _mm256_and_ps(eq, _mm256_cmp_ps(_mm256_loadu_ps(s + k), s0v, _CMP_EQ_OQ));
+      for (std::size_t k = c; k < end; k += 8)
+        eq = _mm256_and_ps(eq, _mm256_cmp_ps(_mm256_loadu_ps(s + k), s0v, _CMP_EQ_OQ));
       const bool exact = _mm256_movemask_ps(eq) == 0xFF;
       for (std::size_t k = c; k < end; k += 16) {
         const std::size_t off = k * D;
         // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
-        __m256i ra = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
+        __m256i ra =
+            _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
         __m256i rb = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
                                       dot4(x + off + 32, w + off + 32));
         if (D == 8) {

@@ -726,7 +726,8 @@ template <int D, int R, bool kMasked, class Consts>
                                                                       const __m512i control,
                                                                       const std::uint8_t* c, const std::uint64_t tk[4],
                                                                       std::size_t valid, const std::int8_t* xq,
-                                                                      const std::int32_t* xb, const std::int64_t* xb_step,
+                                                                      const std::int32_t* xb,
+                                                                      const std::int64_t* xb_step,
                                                                       const std::int8_t* xq_coords,
                                                                       std::size_t x_stride, std::size_t steps,
                                                                       FusedAcc<D, R>& acc) {
@@ -786,7 +787,8 @@ template <int D, int R, int Bits, class Consts>
       for (std::size_t i = 0; i < steps; ++i)
         for (int j = 0; j < 4; ++j)
           for (int p = 0; p < 64; ++p)
-            xq_coords[(r * steps + i) * 256 + 64 * j + p] = xq[r * x_stride * 4 + (64 * i + kD4PairBlock.block[p]) * 4 + j];
+            xq_coords[(r * steps + i) * 256 + 64 * j + p] =
+                xq[r * x_stride * 4 + (64 * i + kD4PairBlock.block[p]) * 4 + j];
   FusedAcc<D, R> acc;
   for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
     const std::uint8_t* trow = t.t + n * t.row_bytes;

@@ -327,9 +327,10 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   }
   std::mt19937 rng(31);
   for (int d : {4, 8})
-    for (std::size_t blocks : {std::size_t{1}, std::size_t{3}, std::size_t{15}, std::size_t{16}, std::size_t{17}, std::size_t{63},
-                                std::size_t{64}, std::size_t{65}, std::size_t{127}, std::size_t{129}, std::size_t{1025},
-                                2 * kernels::kDeployIntChunk + 65})  // the last: int32 lanes moved to int64 on the way
+    // the last count: int32 lanes moved to int64 on the way
+    for (std::size_t blocks : {std::size_t{1}, std::size_t{3}, std::size_t{15}, std::size_t{16}, std::size_t{17},
+                               std::size_t{63}, std::size_t{64}, std::size_t{65}, std::size_t{127}, std::size_t{129},
+                               std::size_t{1025}, 2 * kernels::kDeployIntChunk + 65})
       for (int variant = 0; variant < 4; ++variant) {
         // random; T = 15 and extreme codes; extreme activations; T = 0 but one block per row
         // (64-block chunks without escapes in the compact forms)
