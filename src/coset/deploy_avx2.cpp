@@ -99,9 +99,8 @@ inline std::int64_t sum_epi32(__m256i v) {  // the 8 lanes, each below 2^31, sum
 }
 
 template <int D>
-void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                 std::size_t blocks16, std::size_t rows, float s0, float* out) {
-  const __m256 s0v = _mm256_set1_ps(s0);
+void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact_chunk, const std::int32_t* wb,
+                 const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * D;
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
@@ -109,10 +108,7 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, c
     std::int64_t a = 0;
     for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
       const std::size_t end = std::min(blocks16, c + kDeployChunk);
-      __m256 eq = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-      for (std::size_t k = c; k < end; k += 8)
-        eq = _mm256_and_ps(eq, _mm256_cmp_ps(_mm256_loadu_ps(s + k), s0v, _CMP_EQ_OQ));
-      const bool exact = _mm256_movemask_ps(eq) == 0xFF;
+      const bool exact = exact_chunk[c / kDeployChunk] != 0;
       for (std::size_t k = c; k < end; k += 16) {
         const std::size_t off = k * D;
         // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
@@ -166,11 +162,11 @@ void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                    std::size_t blocks16, std::size_t rows, float s0, float* out) {
-  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, s0, out);
-  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, s0, out);
-  block_dot_ref(d, w, s, wb, xu, blocks16, rows, s0, out);
+void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                    const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_d<4>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  if (d == 8) return block_dot_d<8>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  block_dot_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::kernels

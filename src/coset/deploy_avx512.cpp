@@ -112,9 +112,32 @@ inline std::int64_t sum_epi32(__m512i v) {  // the 16 lanes, each below 2^31, su
                                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1))));
 }
 
+// n groups of 16 blocks from block k of block_dot_rows: exact (the epilogue's exact chunk) into the
+// integer lanes ia, else into the float partial sums p.
+template <int D, int R, bool kExact>
+[[gnu::always_inline]] inline void block_dot_groups(const std::int8_t* w, const float* s, const std::int32_t* wb,
+                                                   const std::uint8_t* xu, std::size_t xs, std::size_t k, int n,
+                                                   __m512* p, __m512i* ia) {
+  LOWBIT_UNROLL8
+  for (int g = 0; g < n; ++g, k += 16) {
+    const std::size_t off = k * D;
+    const __m512i w0 = _mm512_loadu_si512(w + off);
+    const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
+    const __m512i bias = _mm512_loadu_si512(wb + k);
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* x = xu + r * xs + off;
+      __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
+      if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
+      if constexpr (kExact) ia[r] = _mm512_add_epi32(ia[r], acc);
+      else p[r] = _mm512_fmadd_ps(_mm512_loadu_ps(s + k), _mm512_cvtepi32_ps(acc), p[r]);
+    }
+  }
+}
+
 template <int D, int R>
-void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                    std::size_t blocks16, float s0, float* out) {
+void block_dot_rows(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                    const std::uint8_t* xu, std::size_t blocks16, float s0, float* out) {
   __m512 p[R];
   __m512i ia[R];
   std::int64_t a[R];
@@ -124,28 +147,17 @@ void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb
     ia[r] = _mm512_setzero_si512();
     a[r] = 0;
   }
-  const __m512 s0v = _mm512_set1_ps(s0);
   const std::size_t xs = blocks16 * D;
-  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
-    const std::size_t end = std::min(blocks16, c + kDeployChunk);
-    __mmask16 eq = 0xFFFF;
-    for (std::size_t k = c; k < end; k += 16) eq &= _mm512_cmpeq_ps_mask(_mm512_loadu_ps(s + k), s0v);
-    const bool exact = eq == 0xFFFF;
-    for (std::size_t k = c; k < end; k += 16) {
-      const std::size_t off = k * D;
-      const __m512i w0 = _mm512_loadu_si512(w + off);
-      const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
-      const __m512i bias = _mm512_loadu_si512(wb + k);
-      LOWBIT_UNROLL8
-      for (int r = 0; r < R; ++r) {
-        const std::uint8_t* x = xu + r * xs + off;
-        __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
-        if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
-        if (exact) ia[r] = _mm512_add_epi32(ia[r], acc);
-        else p[r] = _mm512_fmadd_ps(_mm512_loadu_ps(s + k), _mm512_cvtepi32_ps(acc), p[r]);
-      }
+  bool any_exact = false;  // else A = 0: no lanes to reduce
+  std::size_t c = 0;
+  for (; c + kDeployChunk <= blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+    if (exact[c / kDeployChunk]) {
+      any_exact = true;
+      block_dot_groups<D, R, true>(w, s, wb, xu, xs, c, 4, p, ia);
+    } else {
+      block_dot_groups<D, R, false>(w, s, wb, xu, xs, c, 4, p, ia);
     }
-    if (end % kDeployIntChunk == 0) {
+    if ((c + kDeployChunk) % kDeployIntChunk == 0) {
       LOWBIT_UNROLL8
       for (int r = 0; r < R; ++r) {
         a[r] += sum_epi32(ia[r]);
@@ -153,18 +165,27 @@ void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb
       }
     }
   }
+  if (c < blocks16) {  // a last chunk of 16, 32 or 48 blocks
+    const int n = static_cast<int>((blocks16 - c) / 16);
+    if (exact[c / kDeployChunk]) {
+      any_exact = true;
+      block_dot_groups<D, R, true>(w, s, wb, xu, xs, c, n, p, ia);
+    } else {
+      block_dot_groups<D, R, false>(w, s, wb, xu, xs, c, n, p, ia);
+    }
+  }
   LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, a[r] + sum_epi32(ia[r]), tree(p[r]));
+  for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, any_exact ? a[r] + sum_epi32(ia[r]) : 0, tree(p[r]));
 }
 
 template <int D>
-void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                 std::size_t blocks16, std::size_t rows, float s0, float* out) {
+void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                 const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
   switch (rows) {
-    case 4: block_dot_rows<D, 4>(w, s, wb, xu, blocks16, s0, out); break;
-    case 3: block_dot_rows<D, 3>(w, s, wb, xu, blocks16, s0, out); break;
-    case 2: block_dot_rows<D, 2>(w, s, wb, xu, blocks16, s0, out); break;
-    default: block_dot_rows<D, 1>(w, s, wb, xu, blocks16, s0, out); break;
+    case 4: block_dot_rows<D, 4>(w, s, exact, wb, xu, blocks16, s0, out); break;
+    case 3: block_dot_rows<D, 3>(w, s, exact, wb, xu, blocks16, s0, out); break;
+    case 2: block_dot_rows<D, 2>(w, s, exact, wb, xu, blocks16, s0, out); break;
+    default: block_dot_rows<D, 1>(w, s, exact, wb, xu, blocks16, s0, out); break;
   }
 }
 
@@ -875,11 +896,11 @@ template <int D, class Consts>
   fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
-void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                      std::size_t blocks16, std::size_t rows, float s0, float* out) {
-  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, s0, out);
-  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, s0, out);
-  block_dot_ref(d, w, s, wb, xu, blocks16, rows, s0, out);
+void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                      const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_d<4>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  if (d == 8) return block_dot_d<8>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  block_dot_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::kernels

@@ -53,11 +53,16 @@ using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes,
 // The epilogue sums of deploy.h over blocks16 (a multiple of 16) blocks for `rows` (1..4) input
 // rows: row r's activations at xu + r * blocks16 * d (deploy_pos layout); out[r] receives the
 // reduced sum. Per block I = wb[k] + sum_j xu_j w_j (exact), then the epilogue of deploy.h with
-// s0 = scale(0): 64-block chunks whose scales all equal s0 summed exactly (A), the other blocks
-// p[k % 16] = fma(s_k, float(I), p[k % 16]); out[r] = fma(s0, float(A), tree(p)). Padding blocks
-// (I = 0) carry T = 0, s = s0.
-using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::int32_t* wb,
-                            const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out);
+// s0 = scale(0): the 64-block chunks flagged in `exact` (deploy_exact_chunks: their scales all equal
+// s0) summed exactly (A), the other blocks p[k % 16] = fma(s_k, float(I), p[k % 16]);
+// out[r] = fma(s0, float(A), tree(p)). Padding blocks (I = 0) carry T = 0, s = s0.
+using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact,
+                            const std::int32_t* wb, const std::uint8_t* xu, std::size_t blocks16, std::size_t rows,
+                            float s0, float* out);
+// The epilogue's exact chunks of a decoded row (deploy.h): exact[c] = 1 when the scales of blocks
+// 64 c .. min(blocks16, 64 c + 64) - 1 all equal s0, else 0 (ceil(blocks16 / 64) flags). Computed
+// once per decoded row and shared by every input row.
+void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::uint8_t* exact);
 
 // Fused small-batch GEMV (AVX-512 VBMI; batch <= kFusedMaxBatch): n_rows consecutive weight rows
 // (codes and T back to back, deploy.h layout) against `rows` (1..4) input rows, out[n * rows + r];
@@ -126,12 +131,12 @@ void decode_e8q16_avx2(const float*, const std::uint8_t*, const std::uint8_t*, s
                       std::int32_t*);
 void decode_e8q16_avx512(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,
                       std::int32_t*);
-void block_dot_ref(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float, float*);
-void block_dot_avx2(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float, float*);
-void block_dot_avx512(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float, float*);
+void block_dot_ref(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                   const std::uint8_t*, std::size_t, std::size_t, float, float*);
+void block_dot_avx2(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                    const std::uint8_t*, std::size_t, std::size_t, float, float*);
+void block_dot_avx512(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                      const std::uint8_t*, std::size_t, std::size_t, float, float*);
 
 // The end of the epilogue (deploy.h): the exact sum A of the chunks whose scales are all
 // s0 = scale(0), the halving tree's result f of the other blocks' partial sums: fma(s0, float(A), f).

@@ -77,21 +77,24 @@ void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const st
   }
 }
 
+void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::uint8_t* exact) {
+  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {
+    bool all = true;
+    for (std::size_t k = c; k < std::min(blocks16, c + kDeployChunk); ++k) all = all && s[k] == s0;
+    exact[c / kDeployChunk] = all ? 1 : 0;
+  }
+}
+
 namespace {
 // The epilogue of deploy.h on one input row's exact block sums I_k (blocks16 blocks, padding I = 0):
-// a chunk of kDeployChunk blocks whose scales all equal s0 adds its sums to A (int64); any other
-// chunk adds fma(s_k, float(I_k), p[k % 16]) for each block, in block order.
-float epilogue(const float* s, const std::int32_t* i, std::size_t blocks16, float s0) {
+// a chunk flagged in `exact` adds its sums to A (int64); every block of any other chunk adds
+// fma(s_k, float(I_k), p[k % 16]), in block order.
+float epilogue(const float* s, const std::uint8_t* exact, const std::int32_t* i, std::size_t blocks16, float s0) {
   float p[kDeployLanes] = {};
   std::int64_t a = 0;
-  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {
-    const std::size_t end = std::min(blocks16, c + kDeployChunk);
-    bool exact = true;
-    for (std::size_t k = c; k < end; ++k) exact = exact && s[k] == s0;
-    for (std::size_t k = c; k < end; ++k) {
-      if (exact) a += i[k];
-      else p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(i[k]), p[k % kDeployLanes]);
-    }
+  for (std::size_t k = 0; k < blocks16; ++k) {
+    if (exact[k / kDeployChunk]) a += i[k];
+    else p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(i[k]), p[k % kDeployLanes]);
   }
   for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
     for (std::size_t k = 0; k < h; ++k) p[k] = p[k] + p[k + h];
@@ -99,8 +102,8 @@ float epilogue(const float* s, const std::int32_t* i, std::size_t blocks16, floa
 }
 }  // namespace
 
-void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                   std::size_t blocks16, std::size_t rows, float s0, float* out) {
+void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                   const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
   std::vector<std::int32_t> sums(blocks16);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * d;
@@ -112,7 +115,7 @@ void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32
       }
       sums[k] = acc;
     }
-    out[r] = epilogue(s, sums.data(), blocks16, s0);
+    out[r] = epilogue(s, exact, sums.data(), blocks16, s0);
   }
 }
 
@@ -122,6 +125,8 @@ void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t bloc
                    const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float s0, float* out) {
   const int bias = fused_weight_bias(d);
   std::vector<std::int32_t> sums(blocks16);
+  std::vector<std::uint8_t> exact((blocks16 + kDeployChunk - 1) / kDeployChunk);
+  deploy_exact_chunks(s, blocks16, s0, exact.data());
   for (std::size_t r = 0; r < rows; ++r) {
     const std::int8_t* x = xq + r * x_stride * d;
     for (std::size_t k = 0; k < blocks16; ++k) {
@@ -132,7 +137,7 @@ void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t bloc
       }
       sums[k] = acc;
     }
-    out[r] = epilogue(s, sums.data(), blocks16, s0);
+    out[r] = epilogue(s, exact.data(), sums.data(), blocks16, s0);
   }
 }
 }  // namespace

@@ -373,7 +373,10 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
           else
             kernels::decode_e8q16_ref(scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
                                       w.data(), s.data(), wb.data());
-          kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, scales16[0], dot.data());
+          std::vector<std::uint8_t> exact((blocks16 + 63) / 64);
+          kernels::deploy_exact_chunks(s.data(), blocks16, scales16[0], exact.data());
+          kernels::block_dot_ref(d, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, scales16[0],
+                                 dot.data());
           ASSERT_EQ(0, std::memcmp(ref.data() + n * rows, dot.data(), rows * sizeof(float)))
               << "d=" << d << " blocks=" << blocks;
         }
@@ -451,6 +454,8 @@ TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
           for (int j = 0; j < d; ++j) sum += w[kernels::deploy_pos(d, k, j)];
           wb[k] = -kernels::kActBias * sum;
         }
+        std::vector<std::uint8_t> exact((blocks16 + 63) / 64);  // the kernels' flags (deploy_exact_chunks)
+        kernels::deploy_exact_chunks(s.data(), blocks16, s0, exact.data());
         std::vector<float> want(rows), old_rule(rows);
         for (std::size_t r = 0; r < rows; ++r) {
           std::int64_t exact = 0;
@@ -481,7 +486,7 @@ TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
         rules_differ = rules_differ || std::memcmp(want.data(), old_rule.data(), rows * sizeof(float)) != 0;
         for (std::size_t f = 0; f < fns.size(); ++f) {
           std::vector<float> got(rows, -1.0f);
-          fns[f](d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, s0, got.data());
+          fns[f](d, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0, got.data());
           ASSERT_EQ(0, std::memcmp(want.data(), got.data(), rows * sizeof(float)))
               << "kernel " << f << " d=" << d << " blocks16=" << blocks16 << " variant=" << variant << ": "
               << want[0] << " vs " << got[0];
