@@ -124,13 +124,14 @@ template <int D, int R, bool kExact>
     const __m512i w0 = _mm512_loadu_si512(w + off);
     const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
     const __m512i bias = _mm512_loadu_si512(wb + k);
+    const __m512 sv = kExact ? _mm512_setzero_ps() : _mm512_loadu_ps(s + k);
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::uint8_t* x = xu + r * xs + off;
       __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
       if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
       if constexpr (kExact) ia[r] = _mm512_add_epi32(ia[r], acc);
-      else p[r] = _mm512_fmadd_ps(_mm512_loadu_ps(s + k), _mm512_cvtepi32_ps(acc), p[r]);
+      else p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r]);
     }
   }
 }
