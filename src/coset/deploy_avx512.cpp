@@ -652,7 +652,9 @@ struct FusedAcc {
   __m512 p[R];
   __m512i ia[R][kInt];
   std::int64_t a[R];
+  bool any_float = false;  // a step went through p
   [[gnu::always_inline]] inline void zero() {
+    any_float = false;
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       p[r] = _mm512_setzero_ps();
@@ -776,6 +778,7 @@ template <int D, int R, bool kMasked, class Consts>
     __m512 s[4];
     scales64_regs<kMasked>(table, control, tk, valid, s);
     fused_dot64<D, R>(wu, s, xq, xb, x_stride, acc);
+    acc.any_float = true;
   } else {  // every T of the 64 blocks is 0: the epilogue's exact chunk
     fused_dot64_s0<D, R>(wu, xq, xb_step, x_stride, steps, acc);
   }
@@ -850,8 +853,9 @@ template <int D, int R, int Bits, class Consts>
                              D == 4 ? xq_coords.data() + k * 4 : nullptr, x_stride, steps, acc);
     }
     acc.flush();
+    // A row without float steps has p = +0 throughout, whose tree is +0.
     LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, acc.a[r], tree(acc.p[r]));
+    for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, acc.a[r], acc.any_float ? tree(acc.p[r]) : 0.0f);
   }
 }
 

@@ -332,15 +332,15 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
                                std::size_t{63}, std::size_t{64}, std::size_t{65}, std::size_t{127}, std::size_t{129},
                                std::size_t{1025}, 2 * kernels::kDeployIntChunk + 65})
       for (int variant = 0; variant < 4; ++variant) {
-        // random; T = 15 and extreme codes; extreme activations; T = 0 but one block per row
-        // (64-block chunks without escapes in the compact forms)
+        // random; T = 15 and extreme codes; extreme activations; T = 0 but one block in rows 1 and 2
+        // (64-block chunks without escapes in the compact forms; row 0 only exact chunks)
         const std::size_t stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
         const std::size_t code_row = blocks * (d == 4 ? 2 : 4), t_row = (blocks + 1) / 2, n_rows = 3;
         std::vector<std::uint8_t> codes(n_rows * code_row), t(n_rows * t_row);
         for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
         for (auto& v : t) v = variant == 1 ? 0xFF : variant == 3 ? 0 : static_cast<std::uint8_t>(rng());
         if (variant == 3)
-          for (std::size_t n = 0; n < n_rows; ++n) {
+          for (std::size_t n = 1; n < n_rows; ++n) {
             const std::size_t k = rng() % blocks;
             t[n * t_row + k / 2] = static_cast<std::uint8_t>(7 << (4 * (k % 2)));
           }
