@@ -2,6 +2,7 @@
 #include "lowbit/coset/deploy.h"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -108,7 +109,7 @@ using generic::scale_table16;
 bool is_wide(const QuantizationConfig& c) { return deploy_weight_bound(c) > kDeployInt8Bound; }
 
 // One decoded row: int8 weights w (blocks16 x d, deploy_pos layout; padding blocks zero), block
-// scales s (padding 0) and the weight-side corrections wb of deploy_kernels.h.
+// scales s (padding: scale(0), T = 0) and the weight-side corrections wb of deploy_kernels.h.
 class RowDecoder {
  public:
   explicit RowDecoder(const PackedLinearView& view)
@@ -116,7 +117,8 @@ class RowDecoder {
         blocks16_((view.blocks + 15) / 16 * 16), code_row_bytes_(deploy_code_row_bytes(view.config, view.blocks)),
         t_row_bytes_(deploy_t_row_bytes(view.blocks, view.t_bits)), scales_(scale_table16(view.config)),
         fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
-        s_(blocks16_, 0.0f), wb_(blocks16_, 0) {
+        s_(blocks16_, scales_[0]), wb_(blocks16_, 0),
+        exact_((blocks16_ + kernels::kDeployChunk - 1) / kernels::kDeployChunk) {
     if (view.t_bits != 4) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
     if (!fast_d4_ && !fast_e8_) {
       decode_ = generic::pick_decode();
@@ -127,6 +129,29 @@ class RowDecoder {
   }
 
   void decode(std::size_t n) {
+    const std::uint8_t* t_row = decode_codes(n);
+    if (scales_[1] == scales_[0]) {  // a T > 0 with scale(0) (alpha tiny): compare the scales
+      kernels::deploy_exact_chunks(s_.data(), blocks16_, scales_[0], exact_.data());
+      return;
+    }
+    // T = 0 exactly where the scale is scale(0): a chunk is exact when its 32 T bytes are zero
+    // (deploy_exact_chunks' result, without a compare per block).
+    const std::size_t t_bytes = deploy_t_row_bytes(view_.blocks);
+    for (std::size_t c = 0; c < exact_.size(); ++c) {
+      std::uint64_t q[4] = {};
+      std::memcpy(q, t_row + 32 * c, std::min<std::size_t>(32, t_bytes - std::min(t_bytes, 32 * c)));
+      exact_[c] = (q[0] | q[1] | q[2] | q[3]) == 0 ? 1 : 0;
+    }
+  }
+
+  const std::int8_t* w() const { return w_.data(); }
+  const float* s() const { return s_.data(); }
+  const std::uint8_t* exact() const { return exact_.data(); }
+  const std::int32_t* wb() const { return wb_.data(); }
+
+ private:
+  // Decodes row n into w_, s_, wb_; returns its T as nibbles.
+  const std::uint8_t* decode_codes(std::size_t n) {
     const std::uint8_t* code_row = view_.codes + n * code_row_bytes_;
     const std::uint8_t* t_row = view_.t + n * t_row_bytes_;
     if (view_.t_bits != 4) {  // compact T: this row's nibbles
@@ -135,11 +160,11 @@ class RowDecoder {
     }
     if (fast_d4_) {
       pick_decode_d4q4()(d4q4_tables(), scales_.data(), code_row, t_row, view_.blocks, w_.data(), s_.data(), wb_.data());
-      return;
+      return t_row;
     }
     if (fast_e8_) {
       pick_decode_e8q16()(scales_.data(), code_row, t_row, view_.blocks, w_.data(), s_.data(), wb_.data());
-      return;
+      return t_row;
     }
     // Generic: unpack the codes, decode with the HNLQ kernel, keep the C-scaled integers (|w| <= 63).
     generic::decode_row_ints(view_, n, decode_, codes_.data(), values_.data(), ints_.data());
@@ -153,13 +178,9 @@ class RowDecoder {
       wb_[k] = -kernels::kActBias * sum;
       s_[k] = scales_[(t_row[k / 2] >> (4 * (k % 2))) & 15];
     }
+    return t_row;
   }
 
-  const std::int8_t* w() const { return w_.data(); }
-  const float* s() const { return s_.data(); }
-  const std::int32_t* wb() const { return wb_.data(); }
-
- private:
   const PackedLinearView& view_;
   int d_;
   std::size_t blocks16_, code_row_bytes_, t_row_bytes_;
@@ -168,6 +189,7 @@ class RowDecoder {
   std::vector<std::int8_t> w_;
   std::vector<float> s_;
   std::vector<std::int32_t> wb_;
+  std::vector<std::uint8_t> exact_;  // the epilogue's exact chunks (deploy_exact_chunks)
   std::vector<std::uint8_t> codes_;
   std::vector<float> values_;
   std::vector<std::int32_t> ints_;
@@ -359,7 +381,12 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   };
   const std::size_t grain = std::max<std::size_t>(1, kMinWeightsPerChunk / std::max<std::size_t>(1, cols * batch));
   std::vector<float> xs(batch, 0.0f);
-  const FusedGemv fused = batch <= kernels::kFusedMaxBatch ? pick_fused_gemv(w.config) : FusedGemv{};
+  // The fused kernels tell the epilogue's exact chunks by T = 0, the panel path by scale(0): the same
+  // unless a larger T rounds to the same scale (alpha tiny), which the panel path then runs.
+  const std::array<float, 16> scales0 = scale_table16(w.config);
+  const bool t0_is_s0 = scales0[1] != scales0[0];
+  const FusedGemv fused =
+      batch <= kernels::kFusedMaxBatch && t0_is_s0 ? pick_fused_gemv(w.config) : FusedGemv{};
   if (fused) {
     // Signed activations, 64-block padded, and the per-block correction shared by all weight rows.
     const std::size_t stride = (w.blocks + 63) / 64 * 64;
@@ -373,7 +400,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         for (int j = 0; j < d; ++j) sum += xq[m * stride * d + kernels::deploy_pos(d, k, j)];
         xb[m * stride + k] = -bias * sum;
       }
-    const std::array<float, 16> scales = scale_table16(w.config);
+    const std::array<float, 16>& scales = scales0;
     const std::size_t code_row_bytes = deploy_code_row_bytes(w.config, w.blocks);
     const std::size_t t_row_bytes = deploy_t_row_bytes(w.blocks, w.t_bits);
     parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
@@ -397,6 +424,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   std::vector<std::uint8_t> xu(xq.size());
   for (std::size_t i = 0; i < xq.size(); ++i) xu[i] = static_cast<std::uint8_t>(xq[i] + kernels::kActBias);
   const kernels::BlockDotFn dot = pick_block_dot();
+  const float s0 = scales0[0];
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
     // activations are read once per panel instead of once per weight row.
@@ -410,7 +438,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
         const std::size_t rows = std::min(kernels::kDeployTileRows, batch - m0);
         for (std::size_t n = p0; n < p1; ++n) {
           const RowDecoder& row = panel[n - p0];
-          dot(d, row.w(), row.s(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, sums);
+          dot(d, row.w(), row.s(), row.exact(), row.wb(), xu.data() + m0 * blocks16 * d, blocks16, rows, s0, sums);
           for (std::size_t r = 0; r < rows; ++r) finish(n, m0 + r, sums[r], xs[m0 + r]);
         }
       }

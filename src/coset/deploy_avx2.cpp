@@ -3,6 +3,8 @@
 // partial sums in two registers per input row.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "deploy_e8_generic.h"
 #include "deploy_kernels.h"
 
@@ -89,26 +91,48 @@ inline float tree(__m256 lo, __m256 hi) {  // partial sums 0-7 and 8-15: the hal
   return _mm_cvtss_f32(r1);
 }
 
+inline std::int64_t sum_epi32(__m256i v) {  // the 8 lanes, each below 2^31, summed in int64
+  const __m256i w = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                                     _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+  const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+}
+
 template <int D>
-void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                 std::size_t blocks16, std::size_t rows, float* out) {
+void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact_chunk, const std::int32_t* wb,
+                 const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * D;
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    for (std::size_t k = 0; k < blocks16; k += 16) {
-      const std::size_t off = k * D;
-      // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
-      __m256i a = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
-      __m256i b = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
-                                   dot4(x + off + 32, w + off + 32));
-      if (D == 8) {
-        a = _mm256_add_epi32(a, dot4(x + off + 64, w + off + 64));
-        b = _mm256_add_epi32(b, dot4(x + off + 96, w + off + 96));
+    __m256i ia = _mm256_setzero_si256();
+    std::int64_t a = 0;
+    for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+      const std::size_t end = std::min(blocks16, c + kDeployChunk);
+      const bool exact = exact_chunk[c / kDeployChunk] != 0;
+      for (std::size_t k = c; k < end; k += 16) {
+        const std::size_t off = k * D;
+        // Blocks k..k+7 at bytes [off, off + 32) (+ 64 for E8's second halves), k+8..k+15 at + 32.
+        __m256i ra =
+            _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)), dot4(x + off, w + off));
+        __m256i rb = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k + 8)),
+                                      dot4(x + off + 32, w + off + 32));
+        if (D == 8) {
+          ra = _mm256_add_epi32(ra, dot4(x + off + 64, w + off + 64));
+          rb = _mm256_add_epi32(rb, dot4(x + off + 96, w + off + 96));
+        }
+        if (exact) {
+          ia = _mm256_add_epi32(ia, _mm256_add_epi32(ra, rb));
+        } else {
+          lo = _mm256_fmadd_ps(_mm256_loadu_ps(s + k), _mm256_cvtepi32_ps(ra), lo);
+          hi = _mm256_fmadd_ps(_mm256_loadu_ps(s + k + 8), _mm256_cvtepi32_ps(rb), hi);
+        }
       }
-      lo = _mm256_fmadd_ps(_mm256_loadu_ps(s + k), _mm256_cvtepi32_ps(a), lo);
-      hi = _mm256_fmadd_ps(_mm256_loadu_ps(s + k + 8), _mm256_cvtepi32_ps(b), hi);
+      if (end % kDeployIntChunk == 0) {
+        a += sum_epi32(ia);
+        ia = _mm256_setzero_si256();
+      }
     }
-    out[r] = tree(lo, hi);
+    out[r] = deploy_finish(s0, a + sum_epi32(ia), tree(lo, hi));
   }
 }
 
@@ -138,11 +162,11 @@ void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                    std::size_t blocks16, std::size_t rows, float* out) {
-  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);
-  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, out);
-  block_dot_ref(d, w, s, wb, xu, blocks16, rows, out);
+void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                    const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_d<4>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  if (d == 8) return block_dot_d<8>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  block_dot_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::kernels

@@ -3,7 +3,9 @@
 // 16 float partial sums in one register per input row.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which its
 // -Wmaybe-uninitialized reports at every inlined call site; the warning is about the header.
@@ -105,39 +107,86 @@ inline float tree(__m512 p) {  // the halving tree of deploy.h: 8, 4, 2, 1
   return _mm_cvtss_f32(r1);
 }
 
-template <int D, int R>
-void block_dot_rows(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                    std::size_t blocks16, float* out) {
-  __m512 p[R];
+inline std::int64_t sum_epi32(__m512i v) {  // the 16 lanes, each below 2^31, summed in int64
+  return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)),
+                                                  _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1))));
+}
+
+// n groups of 16 blocks from block k of block_dot_rows: exact (the epilogue's exact chunk) into the
+// integer lanes ia, else into the float partial sums p.
+template <int D, int R, bool kExact>
+[[gnu::always_inline]] inline void block_dot_groups(const std::int8_t* w, const float* s, const std::int32_t* wb,
+                                                   const std::uint8_t* xu, std::size_t xs, std::size_t k, int n,
+                                                   __m512* p, __m512i* ia) {
   LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
-  const std::size_t xs = blocks16 * D;
-  for (std::size_t k = 0; k < blocks16; k += 16) {
+  for (int g = 0; g < n; ++g, k += 16) {
     const std::size_t off = k * D;
     const __m512i w0 = _mm512_loadu_si512(w + off);
     const __m512i w1 = D == 8 ? _mm512_loadu_si512(w + off + 64) : w0;
-    const __m512 sv = _mm512_loadu_ps(s + k);
     const __m512i bias = _mm512_loadu_si512(wb + k);
+    const __m512 sv = kExact ? _mm512_setzero_ps() : _mm512_loadu_ps(s + k);
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::uint8_t* x = xu + r * xs + off;
       __m512i acc = _mm512_dpbusd_epi32(bias, _mm512_loadu_si512(x), w0);
       if (D == 8) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(x + 64), w1);
-      p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r]);
+      if constexpr (kExact) ia[r] = _mm512_add_epi32(ia[r], acc);
+      else p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(acc), p[r]);
+    }
+  }
+}
+
+template <int D, int R>
+void block_dot_rows(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                    const std::uint8_t* xu, std::size_t blocks16, float s0, float* out) {
+  __m512 p[R];
+  __m512i ia[R];
+  std::int64_t a[R];
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) {
+    p[r] = _mm512_setzero_ps();
+    ia[r] = _mm512_setzero_si512();
+    a[r] = 0;
+  }
+  const std::size_t xs = blocks16 * D;
+  bool any_exact = false;  // else A = 0: no lanes to reduce
+  std::size_t c = 0;
+  for (; c + kDeployChunk <= blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+    if (exact[c / kDeployChunk]) {
+      any_exact = true;
+      block_dot_groups<D, R, true>(w, s, wb, xu, xs, c, 4, p, ia);
+    } else {
+      block_dot_groups<D, R, false>(w, s, wb, xu, xs, c, 4, p, ia);
+    }
+    if ((c + kDeployChunk) % kDeployIntChunk == 0) {
+      LOWBIT_UNROLL8
+      for (int r = 0; r < R; ++r) {
+        a[r] += sum_epi32(ia[r]);
+        ia[r] = _mm512_setzero_si512();
+      }
+    }
+  }
+  if (c < blocks16) {  // a last chunk of 16, 32 or 48 blocks
+    const int n = static_cast<int>((blocks16 - c) / 16);
+    if (exact[c / kDeployChunk]) {
+      any_exact = true;
+      block_dot_groups<D, R, true>(w, s, wb, xu, xs, c, n, p, ia);
+    } else {
+      block_dot_groups<D, R, false>(w, s, wb, xu, xs, c, n, p, ia);
     }
   }
   LOWBIT_UNROLL8
-  for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
+  for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, any_exact ? a[r] + sum_epi32(ia[r]) : 0, tree(p[r]));
 }
 
 template <int D>
-void block_dot_d(const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                 std::size_t blocks16, std::size_t rows, float* out) {
+void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                 const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
   switch (rows) {
-    case 4: block_dot_rows<D, 4>(w, s, wb, xu, blocks16, out); break;
-    case 3: block_dot_rows<D, 3>(w, s, wb, xu, blocks16, out); break;
-    case 2: block_dot_rows<D, 2>(w, s, wb, xu, blocks16, out); break;
-    default: block_dot_rows<D, 1>(w, s, wb, xu, blocks16, out); break;
+    case 4: block_dot_rows<D, 4>(w, s, exact, wb, xu, blocks16, s0, out); break;
+    case 3: block_dot_rows<D, 3>(w, s, exact, wb, xu, blocks16, s0, out); break;
+    case 2: block_dot_rows<D, 2>(w, s, exact, wb, xu, blocks16, s0, out); break;
+    default: block_dot_rows<D, 1>(w, s, exact, wb, xu, blocks16, s0, out); break;
   }
 }
 
@@ -268,16 +317,17 @@ constexpr long long kHighNibbleDown2 = affine_move(4, 2, 4);  // ((x >> 4) & 15)
 constexpr long long kSignToLowNibble =
     affine_move(7, 0, 1) | affine_move(7, 1, 1) | affine_move(7, 2, 1) | affine_move(7, 3, 1);
 
-[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_pairs(const D4PairConsts& k4,
-                                                                                   const std::uint8_t* c,
-                                                                                   __m512i out[4]) {
+// 64 blocks (128 code bytes at c) -> wj[j]: the unsigned w + kD4FusedWeightBias of coordinate j, byte p
+// holding block kD4PairBlock[p] (the index permutes' order, kVbmiIndex).
+[[gnu::target("avx512vbmi,gfni"), gnu::always_inline]] inline void d4_decode64_coords(const D4PairConsts& k4,
+                                                                                    const std::uint8_t* c,
+                                                                                    __m512i wj[4]) {
   const __m512i c0 = _mm512_loadu_si512(c);
   const __m512i c1 = _mm512_loadu_si512(c + 64);
   const __m512i idx0 = _mm512_permutex2var_epi8(c0, k4.sel0, c1);
   const __m512i idx1 = _mm512_permutex2var_epi8(c0, k4.sel1, c1);
   const __mmask64 high0 = _mm512_movepi8_mask(idx0), high1 = _mm512_movepi8_mask(idx1);
   const __m512i low = _mm512_set1_epi8(15);
-  __m512i wj[4];
   LOWBIT_UNROLL8
   for (int h = 0; h < 2; ++h) {
     const __m512i a = lookup256(k4.pair[h], idx0, high0);  // level 0
@@ -287,6 +337,10 @@ constexpr long long kSignToLowNibble =
     wj[2 * h + 1] = _mm512_add_epi8(_mm512_gf2p8affine_epi64_epi8(a, _mm512_set1_epi64(kHighNibbleDown), 0),
                                     _mm512_gf2p8affine_epi64_epi8(b, _mm512_set1_epi64(kHighNibbleDown2), 0));
   }
+}
+
+// The coordinates of d4_decode64_coords to block order: out[g] holds blocks 16 g .. 16 g + 15 as dwords.
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void d4_to_blocks(const __m512i wj[4], __m512i out[4]) {
   const __m512i a01 = _mm512_unpacklo_epi8(wj[0], wj[1]), b01 = _mm512_unpackhi_epi8(wj[0], wj[1]);
   const __m512i a23 = _mm512_unpacklo_epi8(wj[2], wj[3]), b23 = _mm512_unpackhi_epi8(wj[2], wj[3]);
   out[0] = _mm512_unpacklo_epi16(a01, a23);
@@ -588,22 +642,107 @@ template <int Bits>
   }
 }
 
-// The fused GEMV's 64-block step: per group g and input row r, I = xb + sum (w + bias) xq (exact),
-// p[r] = fma(s_g, I, p[r]). D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
+// The fused GEMV's accumulators for R input rows (the epilogue of deploy.h): p[r], the float
+// partial sums of the 64-block steps that hold a T > 0; ia[r][i], int32 lanes of the exact sums of
+// the others (kInt per row, so that a step's dpbusd chains run side by side); a[r], their int64
+// total (flushed lanes and the activation corrections xb of those steps).
+template <int D, int R>
+struct FusedAcc {
+  static constexpr int kInt = D == 8 || R > 2 ? 1 : R == 2 ? 2 : 4;
+  __m512 p[R];
+  __m512i ia[R][kInt];
+  std::int64_t a[R];
+  bool any_float = false;  // a step went through p
+  [[gnu::always_inline]] inline void zero() {
+    any_float = false;
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      p[r] = _mm512_setzero_ps();
+      LOWBIT_UNROLL8
+      for (int i = 0; i < kInt; ++i) ia[r][i] = _mm512_setzero_si512();
+      a[r] = 0;
+    }
+  }
+  [[gnu::always_inline]] inline void flush() {  // every lane below 2^31 (kDeployIntChunk)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      __m512i v = ia[r][0];
+      LOWBIT_UNROLL8
+      for (int i = 1; i < kInt; ++i) v = _mm512_add_epi32(v, ia[r][i]);
+      a[r] += sum_epi32(v);
+      LOWBIT_UNROLL8
+      for (int i = 0; i < kInt; ++i) ia[r][i] = _mm512_setzero_si512();
+    }
+  }
+};
+
+// The fused GEMV's 64-block step with some T > 0: per group g and input row r,
+// I = xb + sum (w + bias) xq (exact), p[r] = fma(s_g, I, p[r]).
+// D4: wu[g] (one dword per block); E8: wu[g] and wu[4 + g] (halves).
 template <int D, int R>
 [[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64(const __m512i* wu, const __m512 s[4],
                                                                        const std::int8_t* xq, const std::int32_t* xb,
-                                                                       std::size_t x_stride, __m512 p[R]) {
+                                                                       std::size_t x_stride, FusedAcc<D, R>& acc) {
   LOWBIT_UNROLL8
   for (int g = 0; g < 4; ++g)
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
       const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
-      __m512i acc = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
-      acc = _mm512_dpbusd_epi32(acc, wu[g], _mm512_loadu_si512(x));
-      if (D == 8) acc = _mm512_dpbusd_epi32(acc, wu[4 + g], _mm512_loadu_si512(x + 64));
-      p[r] = _mm512_fmadd_ps(s[g], _mm512_cvtepi32_ps(acc), p[r]);
+      __m512i i = _mm512_loadu_si512(xb + r * x_stride + 16 * g);
+      i = _mm512_dpbusd_epi32(i, wu[g], _mm512_loadu_si512(x));
+      if (D == 8) i = _mm512_dpbusd_epi32(i, wu[4 + g], _mm512_loadu_si512(x + 64));
+      acc.p[r] = _mm512_fmadd_ps(s[g], _mm512_cvtepi32_ps(i), acc.p[r]);
     }
+}
+
+// A 64-block step whose blocks all have T = 0 (scale s0): exact integer sums only, sum (w + bias) xq
+// into the lanes and the step's xb (xb_step[r * steps]) into the int64 total.
+template <int D, int R>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64_s0(const __m512i* wu, const std::int8_t* xq,
+                                                                          const std::int64_t* xb_step,
+                                                                          std::size_t x_stride, std::size_t steps,
+                                                                          FusedAcc<D, R>& acc) {
+  constexpr int kInt = FusedAcc<D, R>::kInt;
+  LOWBIT_UNROLL8
+  for (int g = 0; g < 4; ++g)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      const std::int8_t* x = xq + r * x_stride * D + 16 * D * g;
+      __m512i& ia = acc.ia[r][g % kInt];
+      ia = _mm512_dpbusd_epi32(ia, wu[g], _mm512_loadu_si512(x));
+      if (D == 8) ia = _mm512_dpbusd_epi32(ia, wu[4 + g], _mm512_loadu_si512(x + 64));
+    }
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) acc.a[r] += xb_step[r * steps];
+}
+
+// Byte p of d4_decode64_coords' registers holds block kD4PairBlock[p] of the 64 (kVbmiIndex).
+struct D4PairBlock {
+  std::uint8_t block[64];
+  constexpr D4PairBlock() : block() {
+    for (int p = 0; p < 64; ++p) block[p] = static_cast<std::uint8_t>(kVbmiIndex.level0[p] / 2);
+  }
+};
+constexpr D4PairBlock kD4PairBlock{};
+
+// The D4 exact chunk: wj[j] (coordinate j, kD4PairBlock order) against the activations in the same
+// order (xq_coords: per input row and step, 4 x 64 bytes); dpbusd adds 4 blocks' products per lane,
+// which the exact sum allows. The step's xb goes to the int64 total.
+template <int R>
+[[gnu::target("avx512vbmi"), gnu::always_inline]] inline void fused_dot64_coords(const __m512i wj[4],
+                                                                              const std::int8_t* xq_coords,
+                                                                              const std::int64_t* xb_step,
+                                                                              std::size_t steps, FusedAcc<4, R>& acc) {
+  constexpr int kInt = FusedAcc<4, R>::kInt;
+  LOWBIT_UNROLL8
+  for (int j = 0; j < 4; ++j)
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      __m512i& ia = acc.ia[r][j % kInt];
+      ia = _mm512_dpbusd_epi32(ia, wj[j], _mm512_loadu_si512(xq_coords + r * steps * 256 + 64 * j));
+    }
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) acc.a[r] += xb_step[r * steps];
 }
 
 template <int D, int R, bool kMasked, class Consts>
@@ -611,11 +750,20 @@ template <int D, int R, bool kMasked, class Consts>
                                                                       const __m512i control,
                                                                       const std::uint8_t* c, const std::uint64_t tk[4],
                                                                       std::size_t valid, const std::int8_t* xq,
-                                                                      const std::int32_t* xb, std::size_t x_stride,
-                                                                      __m512 p[R]) {
+                                                                      const std::int32_t* xb,
+                                                                      const std::int64_t* xb_step,
+                                                                      const std::int8_t* xq_coords,
+                                                                      std::size_t x_stride, std::size_t steps,
+                                                                      FusedAcc<D, R>& acc) {
   __m512i wu[8];
   if constexpr (D == 4) {
-    d4_decode64_pairs(consts, c, wu);
+    __m512i wj[4];
+    d4_decode64_coords(consts, c, wj);
+    if (!tk) {  // the exact chunk needs no block sums: coordinates against xq_coords, no transpose
+      fused_dot64_coords<R>(wj, xq_coords, xb_step, steps, acc);
+      return;
+    }
+    d4_to_blocks(wj, wu);
   } else {
     __m512i halves[2][4];
     e8_decode64(consts, c, halves);
@@ -626,15 +774,14 @@ template <int D, int R, bool kMasked, class Consts>
       wu[4 + g] = _mm512_add_epi8(halves[1][g], bias);
     }
   }
-  __m512 s[4];
   if (tk) {
+    __m512 s[4];
     scales64_regs<kMasked>(table, control, tk, valid, s);
-  } else {  // every T of the 64 blocks is 0 (the 1-bit form's common case)
-    const __m512 s0 = _mm512_permutexvar_ps(_mm512_setzero_si512(), table);
-    LOWBIT_UNROLL8
-    for (int g = 0; g < 4; ++g) s[g] = s0;
+    fused_dot64<D, R>(wu, s, xq, xb, x_stride, acc);
+    acc.any_float = true;
+  } else {  // every T of the 64 blocks is 0: the epilogue's exact chunk
+    fused_dot64_s0<D, R>(wu, xq, xb_step, x_stride, steps, acc);
   }
-  fused_dot64<D, R>(wu, s, xq, xb, x_stride, p);
 }
 
 template <int D, int R, int Bits, class Consts>
@@ -644,9 +791,30 @@ template <int D, int R, int Bits, class Consts>
                                                         const std::int32_t* xb, std::size_t x_stride, float* out) {
   constexpr std::size_t kCodeBytes = D == 4 ? 128 : 256;  // per 64 blocks
   constexpr std::size_t kTBytes = 8 * Bits;               // per 64 blocks
+  static_assert(kDeployIntChunk % 64 == 0);
   const std::size_t code_row = blocks * kCodeBytes / 64;
   const __m512 table = _mm512_loadu_ps(scales16);
   const __m512i control = _mm512_load_si512(kScaleShift.control);
+  const float s0 = scales16[0];
+  // The activation correction summed per input row and 64-block step (steps whose T are all 0).
+  const std::size_t steps = (blocks + 63) / 64;
+  std::vector<std::int64_t> xb_step(R * steps + 1);
+  for (int r = 0; r < R; ++r)
+    for (std::size_t i = 0; i < steps; ++i) {
+      std::int64_t sum = 0;
+      for (std::size_t j = 0; j < 64; ++j) sum += xb[r * x_stride + 64 * i + j];
+      xb_step[r * steps + i] = sum;
+    }
+  // D4: the activations of each step by coordinate in kD4PairBlock order (the exact chunks' layout).
+  std::vector<std::int8_t> xq_coords(D == 4 ? R * steps * 256 : 0);
+  if constexpr (D == 4)
+    for (int r = 0; r < R; ++r)
+      for (std::size_t i = 0; i < steps; ++i)
+        for (int j = 0; j < 4; ++j)
+          for (int p = 0; p < 64; ++p)
+            xq_coords[(r * steps + i) * 256 + 64 * j + p] =
+                xq[r * x_stride * 4 + (64 * i + kD4PairBlock.block[p]) * 4 + j];
+  FusedAcc<D, R> acc;
   for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
     const std::uint8_t* trow = t.t + n * t.row_bytes;
     const std::uint8_t* esc = nullptr;
@@ -655,24 +823,23 @@ template <int D, int R, int Bits, class Consts>
       esc = t.escapes + t.escape_start[n];
       esc_end = t.escapes + t.escape_start[n + 1];
     }
-    __m512 p[R];
-    LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) p[r] = _mm512_setzero_ps();
+    acc.zero();
     std::uint64_t q[4];
     std::size_t k = 0;
     for (; k + 64 <= blocks; k += 64) {
       const std::uint8_t* tp = trow + k / 64 * kTBytes;
-      const std::uint64_t* tk = q;
-      if constexpr (Bits == 1) {
-        std::uint64_t x;
-        std::memcpy(&x, tp, 8);
-        if (x == 0) tk = nullptr;  // no escape: T = 0 throughout
-        else t_nibbles64<Bits>(tp, esc, esc_end, q);
-      } else {
+      // tk = nullptr: every T of the step is 0, the epilogue's exact chunk (deploy.h).
+      const std::uint64_t* tk = nullptr;
+      std::uint64_t x = 1;
+      if constexpr (Bits == 1) std::memcpy(&x, tp, 8);  // no escape: T = 0 throughout
+      if (x != 0) {
         t_nibbles64<Bits>(tp, esc, esc_end, q);
+        if ((q[0] | q[1] | q[2] | q[3]) != 0) tk = q;
       }
       fused_step<D, R, false>(consts, table, control, codes + k * kCodeBytes / 64, tk, 64, xq + k * D, xb + k,
-                              x_stride, p);
+                              xb_step.data() + k / 64, D == 4 ? xq_coords.data() + k * 4 : nullptr, x_stride,
+                              steps, acc);
+      if ((k + 64) % kDeployIntChunk == 0) acc.flush();
     }
     if (k < blocks) {  // the tail through zero-filled copies (zero codes decode to w = 0, scales masked)
       alignas(64) std::uint8_t c[kCodeBytes] = {};
@@ -681,10 +848,14 @@ template <int D, int R, int Bits, class Consts>
       std::memcpy(c, codes + k * kCodeBytes / 64, nb * kCodeBytes / 64);
       std::memcpy(tt, trow + k / 64 * kTBytes, (nb * Bits + 7) / 8);
       t_nibbles64<Bits>(tt, esc, esc_end, q);
-      fused_step<D, R, true>(consts, table, control, c, q, nb, xq + k * D, xb + k, x_stride, p);
+      const std::uint64_t* tk = (q[0] | q[1] | q[2] | q[3]) == 0 ? nullptr : q;  // padding reads T = 0
+      fused_step<D, R, true>(consts, table, control, c, tk, nb, xq + k * D, xb + k, xb_step.data() + k / 64,
+                             D == 4 ? xq_coords.data() + k * 4 : nullptr, x_stride, steps, acc);
     }
+    acc.flush();
+    // A row without float steps has p = +0 throughout, whose tree is +0.
     LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) out[r] = tree(p[r]);
+    for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, acc.a[r], acc.any_float ? tree(acc.p[r]) : 0.0f);
   }
 }
 
@@ -730,11 +901,11 @@ template <int D, class Consts>
   fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
-void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                      std::size_t blocks16, std::size_t rows, float* out) {
-  if (d == 4) return block_dot_d<4>(w, s, wb, xu, blocks16, rows, out);
-  if (d == 8) return block_dot_d<8>(w, s, wb, xu, blocks16, rows, out);
-  block_dot_ref(d, w, s, wb, xu, blocks16, rows, out);
+void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                      const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_d<4>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  if (d == 8) return block_dot_d<8>(w, s, exact, wb, xu, blocks16, rows, s0, out);
+  block_dot_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::kernels

@@ -4,8 +4,12 @@
 // residual, key and parity, E8 by the closed forms of the AVX-512 VBMI decode), then
 // I = xb + sum_j (w_j + bias) xq_j by vpmaddubsw (unsigned w + bias first:
 // at most 2 * 96 * 127 per pair, no saturation) and vpmaddwd, exact, and
+// the epilogue of deploy.h: a 64-block chunk whose T are all 0 adds its I to the exact int64 sum A
+// (int32 lanes, reduced at the chunk's end), every block of any other chunk does
 // p[k % 16] = fma(s_k, float(I), p[k % 16]) in block order (blocks 0-7 of each 16 in one register,
-// 8-15 in another), then the halving tree: the scalar twins' float order, bit for bit.
+// 8-15 in another), then the halving tree and fma(s0, float(A), f): the scalar twins' float order,
+// bit for bit. (packed_linear runs the fused kernels only when T = 0 is exactly where the scale is
+// scale(0).)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -263,10 +267,11 @@ struct D4Consts {
 
 // 16 blocks against R input rows (deploy_pos layout): w0, w1 the dwords of blocks 0-7, 8-15 (E8:
 // their bytes 0-3; w2, w3 bytes 4-7, 64 bytes further in xq), s0, s1 their scales.
-template <int D, int R>
+// Exact: the blocks' I go to the int32 lanes isum (a chunk of T = 0) instead of the float sums.
+template <int D, int R, bool Exact>
 [[gnu::always_inline]] inline void group_dot(__m256i w0, __m256i w1, __m256i w2, __m256i w3, __m256 s0, __m256 s1,
                                              const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
-                                             __m256 lo[R], __m256 hi[R]) {
+                                             __m256 lo[R], __m256 hi[R], __m256i isum[R]) {
   LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r) {
     const std::int8_t* x = xq + r * x_stride * D;
@@ -277,9 +282,22 @@ template <int D, int R>
       a = _mm256_add_epi32(a, dot4(w2, x + 64));
       c = _mm256_add_epi32(c, dot4(w3, x + 96));
     }
-    lo[r] = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(a), lo[r]);
-    hi[r] = _mm256_fmadd_ps(s1, _mm256_cvtepi32_ps(c), hi[r]);
+    if constexpr (Exact) {
+      isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(a, c));
+    } else {
+      lo[r] = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(a), lo[r]);
+      hi[r] = _mm256_fmadd_ps(s1, _mm256_cvtepi32_ps(c), hi[r]);
+    }
   }
+}
+
+// Sum of 8 int32 lanes as int64 (a chunk's lanes hold at most 8 block sums each: no overflow).
+inline std::int64_t hsum_epi32(__m256i v) {
+  const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+  const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
+  const __m256i s = _mm256_add_epi64(lo, hi);
+  const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
 }
 
 template <int D, int R>
@@ -290,15 +308,26 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
   const __m256 table_lo = _mm256_loadu_ps(scales16), table_hi = _mm256_loadu_ps(scales16 + 8);
   const __m256 s_zero = _mm256_set1_ps(scales16[0]);
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
-  // T of a row as nibbles, zero-padded to a multiple of 32 blocks (compact forms expanded here).
-  std::vector<std::uint8_t> nibbles((blocks + 31) / 32 * 16, 0);
+  // T of a row as nibbles, zero-padded (compact forms expanded here).
+  std::vector<std::uint8_t> nibbles((blocks + 63) / 64 * 32, 0);  // whole 64-block chunks
   for (std::size_t n = 0; n < n_rows; ++n, codes += kCodeBytes * blocks, out += R) {
     if (t.bits == 4) std::memcpy(nibbles.data(), t.t + n * t.row_bytes, t.row_bytes);
     else expand_t_row(t, n, blocks, nibbles.data());
     __m256 lo[R], hi[R];
+    __m256i isum[R];
+    std::int64_t a[R];
     LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+    for (int r = 0; r < R; ++r) {
+      lo[r] = hi[r] = _mm256_setzero_ps();
+      isum[r] = _mm256_setzero_si256();
+      a[r] = 0;
+    }
+    bool exact = false;
     for (std::size_t k = 0; k < blocks16; k += 32) {
+      if (k % kDeployChunk == 0) {  // T of the chunk's 64 blocks (padding nibbles are 0)
+        const __m256i tc = load(nibbles.data() + k / 2);
+        exact = _mm256_testz_si256(tc, tc) != 0;
+      }
       const std::size_t nb = std::min<std::size_t>(32, blocks - k);
       const std::uint8_t* c = codes + kCodeBytes * k;
       alignas(32) std::uint8_t tail[32 * kCodeBytes];
@@ -314,6 +343,20 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
       } else {
         e8_decode32(c, wu);
       }
+      if (exact) {
+        group_dot<D, R, true>(wu[0], wu[1], wu[4], wu[5], s_zero, s_zero, xq + D * k, xb + k, x_stride, lo, hi, isum);
+        if (k + 16 < blocks16)
+          group_dot<D, R, true>(wu[2], wu[3], wu[6], wu[7], s_zero, s_zero, xq + D * (k + 16), xb + k + 16, x_stride, lo,
+                                hi, isum);
+        if ((k + 32) % kDeployChunk == 0 || k + 32 >= blocks16) {  // the chunk's end
+          LOWBIT_UNROLL8
+          for (int r = 0; r < R; ++r) {
+            a[r] += hsum_epi32(isum[r]);
+            isum[r] = _mm256_setzero_si256();
+          }
+        }
+        continue;
+      }
       __m256 s[4];
       LOWBIT_UNROLL8
       for (int i = 0; i < 4; ++i) {
@@ -328,12 +371,13 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
         for (std::size_t i = nb; i < 32; ++i) sv[i] = 0.0f;
         for (int i = 0; i < 4; ++i) s[i] = _mm256_load_ps(sv + 8 * i);
       }
-      group_dot<D, R>(wu[0], wu[1], wu[4], wu[5], s[0], s[1], xq + D * k, xb + k, x_stride, lo, hi);
+      group_dot<D, R, false>(wu[0], wu[1], wu[4], wu[5], s[0], s[1], xq + D * k, xb + k, x_stride, lo, hi, isum);
       if (k + 16 < blocks16)
-        group_dot<D, R>(wu[2], wu[3], wu[6], wu[7], s[2], s[3], xq + D * (k + 16), xb + k + 16, x_stride, lo, hi);
+        group_dot<D, R, false>(wu[2], wu[3], wu[6], wu[7], s[2], s[3], xq + D * (k + 16), xb + k + 16, x_stride, lo,
+                               hi, isum);
     }
     LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) out[r] = tree(lo[r], hi[r]);
+    for (int r = 0; r < R; ++r) out[r] = deploy_finish(scales16[0], a[r], tree(lo[r], hi[r]));
   }
 }
 

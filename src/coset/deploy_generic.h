@@ -40,19 +40,20 @@ void decode_row_ints(const PackedLinearView& view, std::size_t n, kernels::Decod
 
 // The wide path's row kernel: for each of `rows` int8 activation rows (xq, `cols` = blocks * d apart),
 // the exact int32 block sums I_k = sum_j w[k d + j] xq[k d + j] of one decoded int32 weight row and the
-// epilogue of deploy.h up to the tree: p[k % 16] = fma(s[k], float(I_k), p[k % 16]), halving tree;
-// out[r] = p[0] (the caller multiplies by xs, row_scale, 1/C). One source (deploy_wide_dot.h) for every
+// epilogue of deploy.h with s0 = scale(0) (docs/coset.md): 64-block chunks whose scales are all s0 into
+// A (int64), the other blocks p[k % 16] = fma(s[k], float(I_k), p[k % 16]), halving tree to f;
+// out[r] = fma(s0, float(A), f) (the caller multiplies by xs, row_scale, 1/C). One source (deploy_wide_dot.h) for every
 // level: deploy_wide.cpp
 // (scalar twin), deploy_wide_avx2.cpp, deploy_wide_avx512.cpp compile it with their ISA flags (no FP
 // contraction; std::fma is correctly rounded everywhere), so every level gives the same bits.
 using WideDotFn = void (*)(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                           std::size_t rows, float* out);
+                           std::size_t rows, float s0, float* out);
 void wide_dot_scalar(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                     std::size_t rows, float* out);
+                     std::size_t rows, float s0, float* out);
 void wide_dot_avx2(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                   std::size_t rows, float* out);
+                   std::size_t rows, float s0, float* out);
 void wide_dot_avx512(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                     std::size_t rows, float* out);
+                     std::size_t rows, float s0, float* out);
 
 // The wide path (configs whose |w| exceeds the int8 kernels' 63): packed_linear and packed_decode with
 // int32 weights and exact int32 block sums, the same activation rule and float epilogue order.

@@ -8,6 +8,7 @@
 // shared by every input row.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -15,6 +16,12 @@ namespace lowbit::coset::kernels {
 
 inline constexpr int kActBias = 128;
 inline constexpr std::size_t kDeployLanes = 16;  // float partial sums of the epilogue
+// The epilogue (deploy.h) sums chunks of kDeployChunk blocks whose scales are all scale(0) exactly
+// in integers; kernels keep those sums in int32 lanes and move them to an int64 total at least every
+// kDeployIntChunk blocks (a lane then holds at most kDeployIntChunk / 8 block sums of
+// |I| <= 8 * 255 * 63: below 2^31).
+inline constexpr std::size_t kDeployChunk = 64;
+inline constexpr std::size_t kDeployIntChunk = std::size_t{1} << 14;
 inline constexpr std::size_t kDeployTileRows = 4;  // input rows per block-dot call
 
 // Byte position of weight (or activation) j of block k in the kernels' row buffers. Blocks come
@@ -45,10 +52,17 @@ using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes,
                                std::size_t blocks, std::int8_t* w, float* s, std::int32_t* wb);
 // The epilogue sums of deploy.h over blocks16 (a multiple of 16) blocks for `rows` (1..4) input
 // rows: row r's activations at xu + r * blocks16 * d (deploy_pos layout); out[r] receives the
-// reduced sum. Per block I = wb[k] + sum_j xu_j w_j (exact), then
-// p[k % 16] = fma(s_k, float(I), p[k % 16]).
-using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::int32_t* wb,
-                            const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float* out);
+// reduced sum. Per block I = wb[k] + sum_j xu_j w_j (exact), then the epilogue of deploy.h with
+// s0 = scale(0): the 64-block chunks flagged in `exact` (deploy_exact_chunks: their scales all equal
+// s0) summed exactly (A), the other blocks p[k % 16] = fma(s_k, float(I), p[k % 16]);
+// out[r] = fma(s0, float(A), tree(p)). Padding blocks (I = 0) carry T = 0, s = s0.
+using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact,
+                            const std::int32_t* wb, const std::uint8_t* xu, std::size_t blocks16, std::size_t rows,
+                            float s0, float* out);
+// The epilogue's exact chunks of a decoded row (deploy.h): exact[c] = 1 when the scales of blocks
+// 64 c .. min(blocks16, 64 c + 64) - 1 all equal s0, else 0 (ceil(blocks16 / 64) flags). Computed
+// once per decoded row and shared by every input row.
+void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::uint8_t* exact);
 
 // Fused small-batch GEMV (AVX-512 VBMI; batch <= kFusedMaxBatch): n_rows consecutive weight rows
 // (codes and T back to back, deploy.h layout) against `rows` (1..4) input rows, out[n * rows + r];
@@ -58,7 +72,8 @@ using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const s
 // (bias = fused_weight_bias(d)); the weights enter vpdpbusd as the unsigned bytes w + bias, so
 // I = xb[k] + sum_j (w_j + bias) xq_j = sum_j w_j xq_j is exact and the correction is computed once
 // per input row and shared by every weight row. Same I, same epilogue (deploy.h): the result
-// equals block_dot of the decoded row bit for bit.
+// equals block_dot of the decoded row bit for bit. The epilogue's exact chunks are told by T = 0,
+// so scales16[T] != scales16[0] is required for T > 0 (packed_linear runs the panel path otherwise).
 inline constexpr std::size_t kFusedMaxBatch = 4;
 // T of consecutive weight rows in one of deploy.h's in-memory forms, row n (relative) at
 // t + n * row_bytes; bits < 4: row n's escapes are escapes[escape_start[n] .. escape_start[n + 1]).
@@ -116,12 +131,17 @@ void decode_e8q16_avx2(const float*, const std::uint8_t*, const std::uint8_t*, s
                       std::int32_t*);
 void decode_e8q16_avx512(const float*, const std::uint8_t*, const std::uint8_t*, std::size_t, std::int8_t*, float*,
                       std::int32_t*);
-void block_dot_ref(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float*);
-void block_dot_avx2(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float*);
-void block_dot_avx512(int, const std::int8_t*, const float*, const std::int32_t*, const std::uint8_t*, std::size_t,
-                   std::size_t, float*);
+void block_dot_ref(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                   const std::uint8_t*, std::size_t, std::size_t, float, float*);
+void block_dot_avx2(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                    const std::uint8_t*, std::size_t, std::size_t, float, float*);
+void block_dot_avx512(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                      const std::uint8_t*, std::size_t, std::size_t, float, float*);
+
+// The end of the epilogue (deploy.h): the exact sum A of the chunks whose scales are all
+// s0 = scale(0), the halving tree's result f of the other blocks' partial sums: fma(s0, float(A), f).
+// Internal linkage: each ISA's translation unit keeps its own copy.
+static inline float deploy_finish(float s0, std::int64_t a, float f) { return std::fma(s0, static_cast<float>(a), f); }
 
 // AVX2 level of the fused GEMV (deploy_fused_avx2.cpp; AVX2 + FMA): 32 blocks at a time decoded in
 // registers, int8 lanes (D4: vpshufb lookups of each coordinate's residual, no gathers, `tables`

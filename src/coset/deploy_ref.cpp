@@ -2,6 +2,7 @@
 #include "deploy_kernels.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -76,44 +77,67 @@ void decode_e8q16_ref(const float* scales16, const std::uint8_t* codes, const st
   }
 }
 
-void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::int32_t* wb, const std::uint8_t* xu,
-                   std::size_t blocks16, std::size_t rows, float* out) {
+void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::uint8_t* exact) {
+  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {
+    bool all = true;
+    for (std::size_t k = c; k < std::min(blocks16, c + kDeployChunk); ++k) all = all && s[k] == s0;
+    exact[c / kDeployChunk] = all ? 1 : 0;
+  }
+}
+
+namespace {
+// The epilogue of deploy.h on one input row's exact block sums I_k (blocks16 blocks, padding I = 0):
+// a chunk flagged in `exact` adds its sums to A (int64); every block of any other chunk adds
+// fma(s_k, float(I_k), p[k % 16]), in block order.
+float epilogue(const float* s, const std::uint8_t* exact, const std::int32_t* i, std::size_t blocks16, float s0) {
+  float p[kDeployLanes] = {};
+  std::int64_t a = 0;
+  for (std::size_t k = 0; k < blocks16; ++k) {
+    if (exact[k / kDeployChunk]) a += i[k];
+    else p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(i[k]), p[k % kDeployLanes]);
+  }
+  for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
+    for (std::size_t k = 0; k < h; ++k) p[k] = p[k] + p[k + h];
+  return deploy_finish(s0, a, p[0]);
+}
+}  // namespace
+
+void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                   const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  std::vector<std::int32_t> sums(blocks16);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * d;
-    float p[kDeployLanes] = {};
     for (std::size_t k = 0; k < blocks16; ++k) {
       std::int32_t acc = wb[k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
         acc += static_cast<std::int32_t>(x[i]) * w[i];
       }
-      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+      sums[k] = acc;
     }
-    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
-      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-    out[r] = p[0];
+    out[r] = epilogue(s, exact, sums.data(), blocks16, s0);
   }
 }
 
 namespace {
 // The fused GEMV's arithmetic on a decoded row (w in deploy_pos layout, blocks16 blocks).
 void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t blocks16, const std::int8_t* xq,
-                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float* out) {
+                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float s0, float* out) {
   const int bias = fused_weight_bias(d);
+  std::vector<std::int32_t> sums(blocks16);
+  std::vector<std::uint8_t> exact((blocks16 + kDeployChunk - 1) / kDeployChunk);
+  deploy_exact_chunks(s, blocks16, s0, exact.data());
   for (std::size_t r = 0; r < rows; ++r) {
     const std::int8_t* x = xq + r * x_stride * d;
-    float p[kDeployLanes] = {};
     for (std::size_t k = 0; k < blocks16; ++k) {
       std::int32_t acc = xb[r * x_stride + k];
       for (int j = 0; j < d; ++j) {
         const std::size_t i = deploy_pos(d, k, j);
         acc += (w[i] + bias) * static_cast<std::int32_t>(x[i]);
       }
-      p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(acc), p[k % kDeployLanes]);
+      sums[k] = acc;
     }
-    for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
-      for (std::size_t i = 0; i < h; ++i) p[i] = p[i] + p[i + h];
-    out[r] = p[0];
+    out[r] = epilogue(s, exact.data(), sums.data(), blocks16, s0);
   }
 }
 }  // namespace
@@ -175,13 +199,13 @@ void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const 
                          std::size_t x_stride, std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 4, 0);
-  std::vector<float> s(blocks16, 0.0f);
+  std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0
   std::vector<std::int32_t> wb(blocks16, 0);
   std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
   for (std::size_t n = 0; n < n_rows; ++n) {
     expand_t_row(t, n, blocks, nibbles.data());
     decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
-    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
   }
 }
 
@@ -190,13 +214,13 @@ void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, cons
                           std::size_t rows, float* out) {
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
   std::vector<std::int8_t> w(blocks16 * 8, 0);
-  std::vector<float> s(blocks16, 0.0f);
+  std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0
   std::vector<std::int32_t> wb(blocks16, 0);
   std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
   for (std::size_t n = 0; n < n_rows; ++n) {
     expand_t_row(t, n, blocks, nibbles.data());
     decode_e8q16_ref(scales16, codes + n * 4 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
-    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, out + n * rows);
+    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
   }
 }
 

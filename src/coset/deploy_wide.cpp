@@ -121,7 +121,7 @@ void packed_linear_wide(const PackedLinearView& w, const float* x, std::size_t b
     std::vector<float> sums(batch);
     for (std::size_t n = n0; n < n1; ++n) {
       row.decode(n);  // once per weight row, shared by every input row
-      dot(d, row.w.data(), row.s.data(), xq.data(), w.blocks, batch, sums.data());
+      dot(d, row.w.data(), row.s.data(), xq.data(), w.blocks, batch, row.scales[0], sums.data());
       for (std::size_t m = 0; m < batch; ++m) {
         float v = sums[m] * xs[m];
         v = v * w.row_scale[n];
@@ -146,8 +146,8 @@ void packed_decode_wide(const PackedLinearView& w, float* out) {
 }
 
 void wide_dot_scalar(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                     std::size_t rows, float* out) {
-  wide_dot_dispatch(d, w, s, xq, blocks, rows, out);
+                     std::size_t rows, float s0, float* out) {
+  wide_dot_dispatch(d, w, s, xq, blocks, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::generic

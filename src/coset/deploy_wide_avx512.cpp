@@ -6,8 +6,8 @@
 namespace lowbit::coset::generic {
 
 void wide_dot_avx512(int d, const std::int32_t* w, const float* s, const std::int8_t* xq, std::size_t blocks,
-                    std::size_t rows, float* out) {
-  wide_dot_dispatch(d, w, s, xq, blocks, rows, out);
+                    std::size_t rows, float s0, float* out) {
+  wide_dot_dispatch(d, w, s, xq, blocks, rows, s0, out);
 }
 
 }  // namespace lowbit::coset::generic

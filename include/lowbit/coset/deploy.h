@@ -14,11 +14,13 @@
 //
 // The kernels quantize each input row x to int8 with one scale, xs = max|x| / 127,
 // xq = clamp(rint(x / xs), -127, 127), and compute per block the exact integer
-// I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the float epilogue then accumulates
+// I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the epilogue (docs/coset.md, "Kernels", the one
+// description of the order) sums the 64-block chunks whose scales are all s0 = config.scale(0)
+// exactly (A, int64), accumulates every block of the other chunks as
 // p[k % 16] = fma(s_k, I[n, k], p[k % 16]) (s_k = config.scale(T)), reduces the 16 partial sums
-// as a halving tree (8, 4, 2, 1), and returns ((sum * xs) * row_scale[n]) * (1 / C) (+ bias).
-// That order is fixed, so every path and SIMD level gives the scalar reference's result bit for
-// bit. The float matrix is never formed: at batch <= 4 with AVX-512 VBMI a fused GEMV decodes each
+// as a halving tree (8, 4, 2, 1) to f, and returns ((fma(s0, A, f) * xs) * row_scale[n]) * (1 / C)
+// (+ bias). That order is fixed, so every path and SIMD level gives the scalar reference's result
+// bit for bit. The float matrix is never formed: at batch <= 4 with AVX-512 VBMI a fused GEMV decodes each
 // weight row in registers (docs/coset.md); otherwise each thread decodes a panel of 16 rows into
 // small buffers and reuses them for every input row (the decode amortised over the batch, a GEMM).
 //
@@ -27,8 +29,8 @@
 // through the HNLQ decode kernel). Wider configs (e.g. D4 q=4 M=4, E8 q=16 M=2, Z2 q=16 M=2, D4 q=8
 // M=2) take the wide path: row by row, the codes decoded to int32 weights, I[n, k] summed exactly
 // in int32 (|I| <= 8 * 127 * |w| < 2^31), then the same epilogue in the same order; only the
-// conversion of I to float can round (when |I| > 2^24). It is scalar and slower, and like the int8
-// path it never forms the float matrix.
+// conversions of I and A to float can round (when above 2^24). It is scalar and slower, and like
+// the int8 path it never forms the float matrix.
 #pragma once
 
 #include <cstddef>

@@ -3,6 +3,7 @@
 // decode against coset::decode, and the T entropy code (round trip, corrupt streams).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -47,7 +48,10 @@ std::vector<QuantizationConfig> formats() {
           make(LatticeType::D4, 4, 4, 3.3 / 256, 0.25, 15),   // wide: |w| <= 340
           make(LatticeType::E8, 16, 2, 3.3 / 256, 0.25, 15),  // wide: |w| <= 544
           make(LatticeType::Z2, 16, 2, 3.3 / 256, 0.5, 15),   // wide: |w| <= 136
-          make(LatticeType::E8, 5, 3, 3.3 / 125, 0.25, 15)};  // wide, 3-bit codes: |w| <= 310
+          make(LatticeType::E8, 5, 3, 3.3 / 125, 0.25, 15),   // wide, 3-bit codes: |w| <= 310
+          // alpha so small that every T rounds to scale(0): the epilogue's exact chunks go by the scale, not
+          // by T (packed_linear then runs the panel path instead of the fused GEMV)
+          make(LatticeType::D4, 4, 2, 3.08 / 16, 1e-9, 15)};
 }
 
 struct Layer {
@@ -324,17 +328,20 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   }
   std::mt19937 rng(31);
   for (int d : {4, 8})
-    for (std::size_t blocks : {1, 3, 15, 16, 17, 63, 64, 65, 127, 129, 1025})
+    // the last count: int32 lanes moved to int64 on the way
+    for (std::size_t blocks : {std::size_t{1}, std::size_t{3}, std::size_t{15}, std::size_t{16}, std::size_t{17},
+                               std::size_t{63}, std::size_t{64}, std::size_t{65}, std::size_t{127}, std::size_t{129},
+                               std::size_t{1025}, 2 * kernels::kDeployIntChunk + 65})
       for (int variant = 0; variant < 4; ++variant) {
-        // random; T = 15 and extreme codes; extreme activations; T = 0 but one block per row
-        // (64-block chunks without escapes in the compact forms)
+        // random; T = 15 and extreme codes; extreme activations; T = 0 but one block in rows 1 and 2
+        // (64-block chunks without escapes in the compact forms; row 0 only exact chunks)
         const std::size_t stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
         const std::size_t code_row = blocks * (d == 4 ? 2 : 4), t_row = (blocks + 1) / 2, n_rows = 3;
         std::vector<std::uint8_t> codes(n_rows * code_row), t(n_rows * t_row);
         for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
         for (auto& v : t) v = variant == 1 ? 0xFF : variant == 3 ? 0 : static_cast<std::uint8_t>(rng());
         if (variant == 3)
-          for (std::size_t n = 0; n < n_rows; ++n) {
+          for (std::size_t n = 1; n < n_rows; ++n) {
             const std::size_t k = rng() % blocks;
             t[n * t_row + k / 2] = static_cast<std::uint8_t>(7 << (4 * (k % 2)));
           }
@@ -359,7 +366,7 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
             xu[r * blocks16 * d + i] = static_cast<std::uint8_t>(xq[r * stride * d + i] + kernels::kActBias);
         for (std::size_t n = 0; n < n_rows; ++n) {
           std::vector<std::int8_t> w(blocks16 * d, 0);
-          std::vector<float> s(blocks16, 0.0f);
+          std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0 (deploy_kernels.h)
           std::vector<std::int32_t> wb(blocks16, 0);
           if (d == 4)
             kernels::decode_d4q4_ref(tables, scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
@@ -367,7 +374,10 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
           else
             kernels::decode_e8q16_ref(scales16.data(), codes.data() + n * code_row, t.data() + n * t_row, blocks,
                                       w.data(), s.data(), wb.data());
-          kernels::block_dot_ref(d, w.data(), s.data(), wb.data(), xu.data(), blocks16, rows, dot.data());
+          std::vector<std::uint8_t> exact((blocks16 + 63) / 64);
+          kernels::deploy_exact_chunks(s.data(), blocks16, scales16[0], exact.data());
+          kernels::block_dot_ref(d, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, scales16[0],
+                                 dot.data());
           ASSERT_EQ(0, std::memcmp(ref.data() + n * rows, dot.data(), rows * sizeof(float)))
               << "d=" << d << " blocks=" << blocks;
         }
@@ -474,6 +484,86 @@ TEST(CosetDeploy, FusedGemvOffSwitchRunsThePanelPathWithTheSameBits) {
         }
       }
     }
+}
+
+TEST(CosetDeploy, EpilogueSumsTheScaleZeroBlocksExactlyAtEveryLevel) {
+  // The epilogue of deploy.h written out here (64-block chunks whose scales are all s0 summed
+  // exactly in int64, every other block into 16 fused multiply-add partial sums, the halving tree,
+  // fma(s0, A, f)) against each block-dot kernel called directly: rows past kDeployIntChunk blocks
+  // (the int32 lanes moved to int64 on the way), a last chunk shorter than 64, extreme weights and
+  // activations, an inexact s0. The all-float order of the earlier rule must give other bits on
+  // some case, so that this test tells the rules apart.
+  std::vector<kernels::BlockDotFn> fns{kernels::block_dot_ref};
+#if defined(LOWBIT_HAVE_AVX2)
+  if (cpu_supports(SimdLevel::AVX2)) fns.push_back(kernels::block_dot_avx2);
+#endif
+#if defined(LOWBIT_HAVE_AVX512)
+  if (cpu_supports(SimdLevel::AVX512)) fns.push_back(kernels::block_dot_avx512);
+#endif
+  const float s0 = 0.1f;
+  const float other[] = {0.37f, 1.5f, 0.0f, 1e-3f};
+  std::mt19937 rng(41);
+  bool rules_differ = false;
+  for (int d : {4, 8})
+    for (std::size_t blocks16 : {std::size_t{16}, std::size_t{64}, std::size_t{112}, 2 * kernels::kDeployIntChunk + 48})
+      for (int variant = 0; variant < 4; ++variant) {
+        // random, chunks mixed; extreme, every block s0; extreme, chunks mixed; random, every chunk
+        // but one exact
+        const std::size_t rows = variant == 0 ? 3 : 4;
+        const bool extreme = variant == 1 || variant == 2;
+        std::vector<std::int8_t> w(blocks16 * d);
+        std::vector<std::uint8_t> xu(rows * blocks16 * d);
+        for (auto& v : w) v = static_cast<std::int8_t>(extreme ? 63 : static_cast<int>(rng() % 127) - 63);
+        for (auto& v : xu) v = static_cast<std::uint8_t>(extreme ? 255 : 1 + rng() % 255);
+        std::vector<float> s(blocks16, s0);
+        std::vector<std::int32_t> wb(blocks16);
+        const std::size_t odd_one = rng() % blocks16;
+        for (std::size_t k = 0; k < blocks16; ++k) {
+          if ((variant == 0 || variant == 2) && (k / 64) % 3 != 1 && rng() % 8 == 0) s[k] = other[rng() % 4];
+          if (variant == 3 && k == odd_one) s[k] = other[0];
+          std::int32_t sum = 0;
+          for (int j = 0; j < d; ++j) sum += w[kernels::deploy_pos(d, k, j)];
+          wb[k] = -kernels::kActBias * sum;
+        }
+        std::vector<std::uint8_t> exact((blocks16 + 63) / 64);  // the kernels' flags (deploy_exact_chunks)
+        kernels::deploy_exact_chunks(s.data(), blocks16, s0, exact.data());
+        std::vector<float> want(rows), old_rule(rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+          std::int64_t exact = 0;
+          float p[16] = {}, q[16] = {};
+          bool exact_chunk = false;
+          for (std::size_t k = 0; k < blocks16; ++k) {
+            if (k % 64 == 0) {
+              exact_chunk = true;
+              for (std::size_t c = k; c < std::min(blocks16, k + 64); ++c) exact_chunk = exact_chunk && s[c] == s0;
+            }
+            std::int32_t i = wb[k];
+            for (int j = 0; j < d; ++j) {
+              const std::size_t at = kernels::deploy_pos(d, k, j);
+              i += static_cast<std::int32_t>(xu[r * blocks16 * d + at]) * w[at];
+            }
+            if (exact_chunk) exact += i;
+            else p[k % 16] = std::fma(s[k], static_cast<float>(i), p[k % 16]);
+            q[k % 16] = std::fma(s[k], static_cast<float>(i), q[k % 16]);
+          }
+          for (int h = 8; h >= 1; h /= 2)
+            for (int i = 0; i < h; ++i) {
+              p[i] = p[i] + p[i + h];
+              q[i] = q[i] + q[i + h];
+            }
+          want[r] = std::fma(s0, static_cast<float>(exact), p[0]);
+          old_rule[r] = q[0];
+        }
+        rules_differ = rules_differ || std::memcmp(want.data(), old_rule.data(), rows * sizeof(float)) != 0;
+        for (std::size_t f = 0; f < fns.size(); ++f) {
+          std::vector<float> got(rows, -1.0f);
+          fns[f](d, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), rows * sizeof(float)))
+              << "kernel " << f << " d=" << d << " blocks16=" << blocks16 << " variant=" << variant << ": "
+              << want[0] << " vs " << got[0];
+        }
+      }
+  EXPECT_TRUE(rules_differ);
 }
 
 TEST(CosetDeploy, CompactTGivesTheNibbleResultAtEveryLevel) {
