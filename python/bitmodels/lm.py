@@ -340,9 +340,13 @@ class BitLMBlock(nn.Module):
 class BitLM(BitModelBase):
     """BitNet b1.58 decoder LM (see the module docstring).
 
-    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False)`` returns logits
-    ``[B, T, vocab_size]`` (float32), or ``(logits, cache)`` with ``use_cache=True``: the cache is a
-    list of ``(k, v)`` per layer, each ``[B, num_kv_heads, T_total, head_dim]``. Runs on the device
+    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False, logits_to_keep=0)``
+    returns logits ``[B, T, vocab_size]`` (float32), or ``(logits, cache)`` with ``use_cache=True``:
+    the cache is a list of ``(k, v)`` per layer, each ``[B, num_kv_heads, T_total, head_dim]``.
+    ``logits_to_keep=n > 0`` (Hugging Face's name) computes the output head for the last ``n``
+    positions only: logits ``[B, min(n, T), vocab_size]``; :meth:`generate` keeps 1 (a prompt's
+    forward needs only its last position's logits). The head is a float matmul, so those rows may
+    differ from the same rows of a full forward in the last bits (as a KV-cache step's do). Runs on the device
     of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
     training (straight-through), eval mode = packed ternary kernels.
 
@@ -361,7 +365,8 @@ class BitLM(BitModelBase):
 
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
-        outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``.
+        outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``;
+        ``logits_to_keep`` not a non-negative int.
     """
 
     config_cls = BitLMConfig
@@ -396,7 +401,10 @@ class BitLM(BitModelBase):
             raise ValueError(f"BitLM: {total} positions exceed max_position_embeddings="
                              f"{self.config.max_position_embeddings}")
 
-    def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False):
+    def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False,
+                logits_to_keep: int = 0):
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"BitLM: logits_to_keep must be a non-negative int, got {logits_to_keep!r}")
         past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         self._check_ids(input_ids, past_len)
         h = self.embed_tokens(input_ids.to(self.embed_tokens.weight.device).long())
@@ -407,6 +415,8 @@ class BitLM(BitModelBase):
         for i, layer in enumerate(self.layers):
             h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
             presents.append(present)
+        if 0 < logits_to_keep < h.shape[1]:
+            h = h[:, -logits_to_keep:]
         logits = self.lm_head(self.norm(h)).float()
         return (logits, presents) if use_cache else logits
 
@@ -421,7 +431,8 @@ class BitLM(BitModelBase):
         Greedy (``do_sample=False``) picks the argmax; sampling divides the logits by
         ``temperature``, keeps the ``top_k`` largest and/or the smallest set with probability
         ``>= top_p``, and draws with ``generator``. ``use_cache=False`` recomputes the whole
-        sequence each step (same tokens; slower). Runs in eval mode and restores the mode.
+        sequence each step (same tokens; slower). Each step computes the output head for the last
+        position only (``forward(..., logits_to_keep=1)``). Runs in eval mode and restores the mode.
 
         End of sequence, as Hugging Face's ``generate``: ``eos_token_id=None`` (default) means the
         config's ``eos_token_id`` (257, ``ByteTokenizer``'s EOS, for a default :class:`BitLMConfig`;
@@ -460,9 +471,9 @@ class BitLM(BitModelBase):
             step_input = ids
             for _ in range(max_new_tokens):
                 if use_cache:
-                    logits, cache = self(step_input, past_key_values=cache, use_cache=True)
+                    logits, cache = self(step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
                 else:
-                    logits = self(ids)
+                    logits = self(ids, logits_to_keep=1)
                 nxt = self._pick(logits[:, -1, :], do_sample, temperature, top_k, top_p, generator)
                 if eos:
                     nxt = torch.where(done, ids[:, -1], nxt)  # a finished row repeats its end token

@@ -392,3 +392,29 @@ def test_bitnet_quant_per_channel_activations_are_per_token():
                 same = torch.equal(layer(x)[0], layer(louder)[0])
             assert same == independent, (config, mode)
     assert "activation_granularity='per_channel'" in repr(BITNET_QUANT)
+
+
+def test_logits_to_keep_computes_the_head_for_the_last_positions_only():
+    torch.manual_seed(6)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    ids = torch.randint(0, 256, (2, 9))
+    full, full_cache = model(ids, use_cache=True)
+    for n in (1, 3):
+        last, cache = model(ids, use_cache=True, logits_to_keep=n)
+        assert last.shape == (2, n, model.config.vocab_size)
+        torch.testing.assert_close(last, full[:, -n:], rtol=0, atol=1e-5)
+        assert all(torch.equal(a, b) for pa, pb in zip(cache, full_cache) for a, b in zip(pa, pb))
+    assert torch.equal(model(ids, logits_to_keep=0), full)  # 0 = every position
+    assert model(ids, logits_to_keep=20).shape == full.shape  # more than T keeps all T
+    # the head sees only the kept rows (generate's prompt forward computes [B, 1, vocab])
+    rows = []
+    handle = model.lm_head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[1]))
+    try:
+        model.generate(ids, 3, eos_token_id=())
+        model.generate(ids, 2, eos_token_id=(), use_cache=False)
+    finally:
+        handle.remove()
+    assert rows == [1] * 5
+    for bad in (-1, 1.0, True, None):
+        with pytest.raises(ValueError, match="logits_to_keep"):
+            model(ids, logits_to_keep=bad)
