@@ -22,6 +22,7 @@ used as the baseline in ``examples/train_bitlm.py``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 from typing import List, Optional, Sequence, Tuple, Union
@@ -31,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bitcore.config import BitQuantConfig
+from bitcore.threads import torch_ops_on_one_thread
 from bitlayers.base import resolve_config
 from bitlayers.bitlinear import BitLinear
 
@@ -234,7 +236,9 @@ class _FusedProjections:
         return packed, scales
 
     def __call__(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """``[y_i]`` = each layer applied to ``x [..., K]``: ``[..., N_i]`` contiguous, ``x``'s dtype."""
+        """``[y_i]`` = each layer applied to ``x [..., K]``: ``[..., N_i]`` in ``x``'s dtype. Fused, each is a
+        column slice (a view, not contiguous) of the one ``[..., sum N_i]`` output: the callers reshape or
+        compute on them, so no copy is made; run one by one, separate contiguous tensors."""
         kernel = self._usable(x)
         if kernel is None:
             self.state = None  # keep no stale buffers (after a .to(), a reload...)
@@ -251,10 +255,10 @@ class _FusedProjections:
             if "NaN or Inf" in str(e):
                 raise ValueError(f"{type(first).__name__}: input contains NaN or Inf") from None
             raise
+        y = y.reshape(*x.shape[:-1], y.shape[-1]).to(x.dtype)
         out, col = [], 0
         for l in self.layers:
-            part = y[:, col:col + l.out_features].contiguous()  # the layout of a separate call
-            out.append(part.reshape(*x.shape[:-1], l.out_features).to(x.dtype))
+            out.append(y[..., col:col + l.out_features])  # a view: same values as a separate call
             col += l.out_features
         return out
 
@@ -287,17 +291,18 @@ class BitLMAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
         groups = c.num_heads // c.num_kv_heads
-        if groups > 1:
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
         total = k.shape[2]
+        # Grouped KV heads: query head h reads KV head h // groups; the `groups` query heads of one KV
+        # head are one block of groups * t rows (row r: query position r % t), so k and v are not repeated.
+        q = q.reshape(b, c.num_kv_heads, groups * t, c.head_dim)
         scores = torch.matmul(q, k.transpose(-1, -2)) * (c.head_dim ** -0.5)
         if t > 1:  # query i sits at position total - t + i and sees keys 0..that position
-            rows = torch.arange(total - t, total, device=x.device)[:, None]
+            rows = torch.arange(total - t, total, device=x.device).repeat(groups)[:, None]
             cols = torch.arange(total, device=x.device)[None, :]
             scores = scores.masked_fill(cols > rows, float("-inf"))
         attn = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
+        out = torch.matmul(attn, v).view(b, c.num_heads, t, c.head_dim)
+        out = out.transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
         return self.o_proj(self.attn_sub_norm(out)), present
 
 
@@ -412,13 +417,26 @@ class BitLM(BitModelBase):
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
         cos, sin = cos.to(h.dtype), sin.to(h.dtype)
         presents = []
-        for i, layer in enumerate(self.layers):
-            h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
-            presents.append(present)
-        if 0 < logits_to_keep < h.shape[1]:
-            h = h[:, -logits_to_keep:]
-        logits = self.lm_head(self.norm(h)).float()
+        threads = torch_ops_on_one_thread() if self._runs_cpp_kernels() else contextlib.nullcontext()
+        with threads:
+            for i, layer in enumerate(self.layers):
+                h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
+                presents.append(present)
+            if 0 < logits_to_keep < h.shape[1]:
+                h = h[:, -logits_to_keep:]
+            logits = self.lm_head(self.norm(h)).float()
         return (logits, presents) if use_cache else logits
+
+    def _runs_cpp_kernels(self) -> bool:
+        """True when the projections run lowbit's C++ kernels (ternary, eval mode, CPU, the C++ backend)
+        and PyTorch has more than one thread: the forward then runs its PyTorch ops on one thread and
+        the kernels on PyTorch's count (:func:`bitcore.threads.torch_ops_on_one_thread`: PyTorch's
+        polling OpenMP threads would otherwise hold the cores lowbit's pool waits for)."""
+        if self.training or not self.config.ternary or torch.get_num_threads() <= 1:
+            return False
+        proj = self.layers[0].self_attn.q_proj
+        return (isinstance(proj, BitLinear) and proj.layer_device().type == "cpu"
+                and getattr(proj.kernel, "has_cpp_backend", False))
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,

@@ -418,3 +418,75 @@ def test_logits_to_keep_computes_the_head_for_the_last_positions_only():
     for bad in (-1, 1.0, True, None):
         with pytest.raises(ValueError, match="logits_to_keep"):
             model(ids, logits_to_keep=bad)
+
+
+def test_deployed_forward_runs_torch_ops_on_one_thread_and_kernels_on_torchs_count():
+    """On the C++ path the forward's PyTorch ops run on one thread and lowbit's kernels get the
+    threads PyTorch was given (bitcore.threads); the twin keeps PyTorch's count; logits and the thread
+    settings after the call do not depend on it."""
+    from bitcore.threads import kernel_threads
+
+    torch.manual_seed(7)
+    model = BitLM(small(num_kv_heads=2)).deploy()
+    twin = BitLM(small(num_kv_heads=2, ternary=False)).eval()
+    ids = torch.randint(0, 256, (2, 9))
+    seen = []
+    hook = lambda m, i, o: seen.append((torch.get_num_threads(), kernel_threads()))  # noqa: E731
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model(ids)
+        for m in (model, twin):
+            m.layers[0].mlp.register_forward_hook(hook)
+        torch.set_num_threads(2)
+        assert torch.equal(model(ids), one)
+        twin(ids)
+        assert torch.get_num_threads() == 2 and kernel_threads() == 2  # restored
+        assert seen == [(1, 2), (2, 2)]
+        import lowbit
+        with lowbit.backend("torch"):  # no C++ kernels: PyTorch keeps its threads
+            seen.clear()
+            assert torch.equal(model(ids), one)
+            assert seen == [(2, 2)]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _attention_with_repeated_kv(attn, x, cos, sin, past):
+    """BitLMAttention.forward written with the KV heads repeated to the query heads (the textbook form)."""
+    c = attn.config
+    b, t, _ = x.shape
+    q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+    q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
+    k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+    v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    if past is not None:
+        k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+    groups = c.num_heads // c.num_kv_heads
+    kr, vr = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    total = k.shape[2]
+    scores = q @ kr.transpose(-1, -2) * c.head_dim ** -0.5
+    pos = torch.arange(total - t, total)[:, None]
+    scores = scores.masked_fill(torch.arange(total)[None, :] > pos, float("-inf"))
+    out = (torch.softmax(scores, -1) @ vr).transpose(1, 2).reshape(b, t, -1)
+    return attn.o_proj(attn.attn_sub_norm(out)), (k, v)
+
+
+@pytest.mark.parametrize("kv", [None, 2, 1])
+def test_grouped_attention_equals_repeated_kv_heads(kv):
+    torch.manual_seed(8)
+    model = BitLM(small(num_kv_heads=kv)).deploy()
+    attn = model.layers[0].self_attn
+    x = torch.randn(2, 6, 32)
+    cos, sin = rotary_cos_sin(torch.arange(6), 8, 10000.0)
+    past = None
+    for sl in (slice(0, 4), slice(4, 5), slice(5, 6)):  # a prompt, then one-token steps on the cache
+        got, present = attn(x[:, sl], cos[sl], sin[sl], past)
+        want, want_present = _attention_with_repeated_kv(attn, x[:, sl], cos[sl], sin[sl], past)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        assert all(torch.equal(a, b) for a, b in zip(present, want_present))
+        past = present
+    two, _ = attn(x[:, 3:6], cos[3:6], sin[3:6], tuple(p[:, :, :3] for p in past))  # several new tokens on a cache
+    torch.testing.assert_close(two, _attention_with_repeated_kv(attn, x[:, 3:6], cos[3:6], sin[3:6],
+                                                                tuple(p[:, :, :3] for p in past))[0], rtol=0, atol=1e-5)
