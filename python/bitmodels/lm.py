@@ -353,7 +353,9 @@ class BitLM(BitModelBase):
     forward needs only its last position's logits). The head is a float matmul, so those rows may
     differ from the same rows of a full forward in the last bits (as a KV-cache step's do). Runs on the device
     of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
-    training (straight-through), eval mode = packed ternary kernels.
+    training (straight-through), eval mode = packed ternary kernels. Threads: on the C++ path (eval,
+    CPU) the projections use ``torch.get_num_threads()`` threads of lowbit's pool while the forward's
+    PyTorch ops run on one thread (:mod:`bitcore.threads`); the logits do not depend on either.
 
     ``projection_device`` (keyword only, default None = the default device): where the projections'
     float weights are created. ``"meta"`` allocates none: a skeleton whose projections must then
