@@ -28,7 +28,7 @@ def test_quick_bench_table_and_llama_cpp_skip(repo_root, tmp_path):
     assert [line.split("|")[1].strip() for line in ours] == ["1", "2"]  # one and two threads
     assert all("| 16/16 |" in line for line in ours)
     assert "PyTorch BitLM (deployed)" in out and "PyTorch float32 twin" in out
-    assert out.count("| llama.cpp | - | - | skipped: ") == 2
+    assert out.count("| llama.cpp | - | - | - | skipped: ") == 2  # no generate() time either
     assert "ours / PyTorch BitLM (deployed)" in out
     # the end-to-end generate() time of both PyTorch models, and its ratio next to prefill / decode
     for name in ("PyTorch BitLM (deployed)", "PyTorch float32 twin"):
