@@ -164,8 +164,8 @@ def peak_rss_mib(cmd, env=None) -> float:
 
 def torch_worker(size: str, threads: int, n: int, what: str, repeats: int = 1) -> None:
     """In a fresh process (LOWBIT_NUM_THREADS and torch threads = threads): time or run one model.
-    what = "speed": JSON of both PyTorch runners (torch_speed, `repeats` rounds); "twin" / "deployed": one greedy generate (for its
-    peak memory; "deployed" builds the model with float weights and deploys it straight from training
+    what = "speed": JSON of both PyTorch runners (torch_speed, `repeats` rounds); "twin" / "deployed": one
+    greedy generate (for its peak memory; "deployed" builds the model with float weights and deploys it straight from training
     mode, the documented low-memory path); "gguf:PATH": the same with load_gguf(PATH, trainable=False)
     (no float projection weights at any time); "none": only the imports (the interpreter + torch baseline)."""
     torch.set_num_threads(threads)
@@ -311,7 +311,8 @@ def main() -> None:
     print(f"BitNet b1.58 decoders, random weights, SwiGLU, vocabulary 258 bytes, exported with "
           f"bitmodels.export_gguf (TQ2_0). Greedy, prompt {len(PROMPT)} tokens, {n} new tokens, KV cache. "
           f"PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS and torch threads = T): after a "
-          f"warm-up, {args.repeats} rounds of the deployed model and its float32 twin side by side, medians; prefill and "
+          f"warm-up, {args.repeats} rounds of the deployed model and its float32 twin side by side, medians; "
+          f"prefill and "
           f"decode timed on the forward calls BitLM.generate makes, and one whole `generate(prompt, {n})` call "
           f"(no end token) timed on its own, whose ratio is twin time / deployed time. "
           f"llama.cpp: llama-bench -t T -r 3, prefill `-p {len(PROMPT)} -n 0`, decode `-p 0 -n {n} -d {len(PROMPT)}` (at the "

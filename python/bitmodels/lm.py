@@ -351,8 +351,8 @@ class BitLM(BitModelBase):
     ``logits_to_keep=n > 0`` (Hugging Face's name) computes the output head for the last ``n``
     positions only: logits ``[B, min(n, T), vocab_size]``; :meth:`generate` keeps 1 (a prompt's
     forward needs only its last position's logits). The head is a float matmul, so those rows may
-    differ from the same rows of a full forward in the last bits (as a KV-cache step's do). Runs on the device
-    of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
+    differ from the same rows of a full forward in the last bits (as a KV-cache step's do). Runs on
+    the device of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
     training (straight-through), eval mode = packed ternary kernels. Threads: on the C++ path (eval,
     CPU) the projections use ``torch.get_num_threads()`` threads of lowbit's pool while the forward's
     PyTorch ops run on one thread (:mod:`bitcore.threads`); the logits do not depend on either.

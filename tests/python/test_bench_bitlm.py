@@ -1,6 +1,6 @@
 """bench/bench_bitlm.py in --quick mode: rows at one and two threads, our runtime agrees with PyTorch on
-every token, the end-to-end generate() times and ratio are filled, the peak-memory table is filled, and a llama.cpp that cannot be obtained is a skip note
-with its reason (pip is kept off the network here)."""
+every token, the end-to-end generate() times and ratio are filled, the peak-memory table is filled, and a
+llama.cpp that cannot be obtained is a skip note with its reason (pip is kept off the network here)."""
 
 from __future__ import annotations
 
