@@ -183,6 +183,27 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotated * sin
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     visible: Optional[torch.Tensor]) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(D), keys not visible masked out) v`` for ``q [..., L, D]``, ``k, v [..., S, D]``
+    and a bool ``visible [L, S]`` (True: the query sees the key; None: every key), ``[..., L, D]``.
+
+    ``torch.nn.functional.scaled_dot_product_attention`` (PyTorch 2.x: one fused op, no ``[L, S]``
+    score tensor kept) when the installed PyTorch has it, else the same formula in matmuls and a
+    float32 softmax (PyTorch 1.13). The two agree up to float rounding (tests/python/test_bitlm.py).
+    """
+    if _SDPA is not None:
+        return _SDPA(q, k, v, attn_mask=visible)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if visible is not None:
+        scores = scores.masked_fill(~visible, float("-inf"))
+    return torch.matmul(torch.softmax(scores.float(), dim=-1).to(v.dtype), v)
+
+
+#: PyTorch 2.x's fused attention, None on PyTorch 1.13 (:func:`causal_attention` then uses matmuls).
+_SDPA = getattr(F, "scaled_dot_product_attention", None)
+
+
 class _FusedProjections:
     """Deployed projections that read the same input run as ONE packed C++ call, as ``bitlab-run``
     fuses q/k/v and gate/up: the input is quantized once and the weight rows of all of them go
@@ -295,13 +316,11 @@ class BitLMAttention(nn.Module):
         # Grouped KV heads: query head h reads KV head h // groups; the `groups` query heads of one KV
         # head are one block of groups * t rows (row r: query position r % t), so k and v are not repeated.
         q = q.reshape(b, c.num_kv_heads, groups * t, c.head_dim)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (c.head_dim ** -0.5)
+        visible = None
         if t > 1:  # query i sits at position total - t + i and sees keys 0..that position
             rows = torch.arange(total - t, total, device=x.device).repeat(groups)[:, None]
-            cols = torch.arange(total, device=x.device)[None, :]
-            scores = scores.masked_fill(cols > rows, float("-inf"))
-        attn = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-        out = torch.matmul(attn, v).view(b, c.num_heads, t, c.head_dim)
+            visible = torch.arange(total, device=x.device)[None, :] <= rows
+        out = causal_attention(q, k, v, visible).view(b, c.num_heads, t, c.head_dim)
         out = out.transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
         return self.o_proj(self.attn_sub_norm(out)), present
 

@@ -473,8 +473,15 @@ def _attention_with_repeated_kv(attn, x, cos, sin, past):
     return attn.o_proj(attn.attn_sub_norm(out)), (k, v)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("kv", [None, 2, 1])
-def test_grouped_attention_equals_repeated_kv_heads(kv):
+def test_grouped_attention_equals_repeated_kv_heads(kv, fused, monkeypatch):
+    """Grouped query rows against unrepeated k/v, on the matmul path and on the fused one (PyTorch 2.x's
+    scaled_dot_product_attention, or the documented formula where PyTorch lacks it)."""
+    import bitmodels.lm as lm
+
+    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", _documented_sdpa) if fused else None
+    monkeypatch.setattr(lm, "_SDPA", sdpa)
     torch.manual_seed(8)
     model = BitLM(small(num_kv_heads=kv)).deploy()
     attn = model.layers[0].self_attn
@@ -490,3 +497,36 @@ def test_grouped_attention_equals_repeated_kv_heads(kv):
     two, _ = attn(x[:, 3:6], cos[3:6], sin[3:6], tuple(p[:, :, :3] for p in past))  # several new tokens on a cache
     torch.testing.assert_close(two, _attention_with_repeated_kv(attn, x[:, 3:6], cos[3:6], sin[3:6],
                                                                 tuple(p[:, :, :3] for p in past))[0], rtol=0, atol=1e-5)
+
+
+def _documented_sdpa(q, k, v, attn_mask=None):
+    """torch.nn.functional.scaled_dot_product_attention as PyTorch 2.x documents it (bool mask: True
+    takes part in attention; scale 1/sqrt(D))."""
+    bias = torch.zeros(q.shape[-2], k.shape[-2])
+    if attn_mask is not None:
+        bias = bias.masked_fill(attn_mask.logical_not(), float("-inf"))
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 + bias, dim=-1) @ v
+
+
+def test_causal_attention_fused_and_matmul_paths_agree(monkeypatch):
+    """causal_attention's two paths: PyTorch 2.x's fused op (the real one where installed, and the
+    documented formula standing in for it on PyTorch 1.13, which checks the mask convention) and
+    the matmul path."""
+    import bitmodels.lm as lm
+
+    torch.manual_seed(9)
+    q, k, v = torch.randn(2, 3, 10, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    visible = torch.rand(10, 7) > 0.4
+    visible[:, 0] = True  # every query sees a key
+    fused = [f for f in (getattr(torch.nn.functional, "scaled_dot_product_attention", None), _documented_sdpa) if f]
+    for mask in (visible, None):
+        monkeypatch.setattr(lm, "_SDPA", None)
+        plain = lm.causal_attention(q, k, v, mask)
+        for f in fused:
+            monkeypatch.setattr(lm, "_SDPA", f)
+            torch.testing.assert_close(lm.causal_attention(q, k, v, mask), plain, rtol=0, atol=1e-5)
+    # the matmul path against the formula written out
+    monkeypatch.setattr(lm, "_SDPA", None)
+    scores = (q @ k.transpose(-1, -2) / 8 ** 0.5).masked_fill(~visible, float("-inf"))
+    torch.testing.assert_close(lm.causal_attention(q, k, v, visible), torch.softmax(scores, -1) @ v,
+                               rtol=0, atol=1e-6)
