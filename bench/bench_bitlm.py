@@ -7,7 +7,10 @@ weights), each exported once with bitmodels.export_gguf (TQ2_0), then, greedy, a
 new tokens, at 1 and 2 threads:
   * `bitlab-run generate` (our C++ runtime, packed int8 kernels, KV cache), median of 3 runs;
   * PyTorch `BitLM.generate` on the deployed model (KV cache; projections on the same C++ kernels);
-  * the float32 twin in PyTorch (same shapes, nn.Linear; KV cache);
+  * the float32 twin in PyTorch (same shapes, nn.Linear; KV cache); both PyTorch models side by side in one
+    process, after a warm-up, --repeats rounds (default 3), medians: prefill and decode timed apart on the
+    forward calls generate() makes, and the whole `generate(prompt, n)` call timed on its own (the end-to-end
+    ratio twin / deployed, what the "PyTorch generate() at least 3x a float32 twin" target names);
   * llama.cpp (`llama-bench` for speed, `llama-simple` for the tokens) on the same GGUF file, built
     from the PyPI llama-cpp-python sdist (its vendored llama.cpp) in a cache folder outside our tree
     ($LOWBIT_LLAMA_CPP_DIR, default ~/.cache/lowbit-bench/llama.cpp; bench/_llama_cpp.py). Any failure - no network for
@@ -23,7 +26,7 @@ The models use SwiGLU because the llama.cpp vendored by llama-cpp-python 0.3.36 
 the bitnet architecture (newer builds read `bitnet.hidden_activation`).
 
     PYTHONPATH=python .venv/bin/python bench/bench_bitlm.py [--quick] [--no-llama-cpp] [--sizes small,large]
-                                                            [--threads 1,2]
+                                                            [--threads 1,2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -85,17 +88,50 @@ def ternary_weights(size: str) -> int:
 
 
 def torch_generate(model, ids, n):
-    """(tokens, prefill tok/s, decode tok/s) of BitLM.generate, timed as prefill + n - 1 decode steps."""
+    """(tokens, prefill tok/s, decode tok/s) of one greedy generation timed in two parts: the prompt's
+    forward (prefill, the logits of the last position only, as BitLM.generate computes them) and n - 1
+    one-token steps on the KV cache (decode), the forward calls BitLM.generate makes."""
     with torch.no_grad():
         t0 = time.perf_counter()
-        logits, cache = model(ids, use_cache=True)
+        logits, cache = model(ids, use_cache=True, logits_to_keep=1)
         t1 = time.perf_counter()
         out = [int(logits[0, -1].argmax())]
         for _ in range(n - 1):
-            logits, cache = model(torch.tensor([[out[-1]]]), past_key_values=cache, use_cache=True)
+            logits, cache = model(torch.tensor([[out[-1]]]), past_key_values=cache, use_cache=True, logits_to_keep=1)
             out.append(int(logits[0, -1].argmax()))
         t2 = time.perf_counter()
     return out, ids.shape[1] / (t1 - t0), (n - 1) / (t2 - t1)
+
+
+def torch_generate_call(model, ids, n):
+    """(tokens, seconds) of one end-to-end ``model.generate(ids, n)`` call (greedy, KV cache, no end token:
+    exactly n new tokens), what the PyTorch target names."""
+    t0 = time.perf_counter()
+    out = model.generate(ids, n, eos_token_id=())
+    seconds = time.perf_counter() - t0
+    return out[0, ids.shape[1]:].tolist(), seconds
+
+
+def torch_speed(model, twin, ids, n, repeats):
+    """Both PyTorch models side by side: after a warm-up generation of each, `repeats` rounds, each
+    timing the deployed model then the twin (the split prefill/decode run, then one generate() call);
+    medians of the rounds. Returns the deployed model's tokens and the medians as a dict."""
+    for m in (model, twin):
+        m.generate(ids, min(n, 4), eos_token_id=())
+    runs = {k: [] for k in ("t_pp", "t_tg", "t_gen", "f_pp", "f_tg", "f_gen")}
+    ref = None
+    for _ in range(repeats):
+        for key, m in (("t", model), ("f", twin)):
+            toks, pp, tg = torch_generate(m, ids, n)
+            gen_toks, gen_s = torch_generate_call(m, ids, n)
+            if key == "t":
+                if gen_toks != toks:
+                    raise SystemExit("bench_bitlm: BitLM.generate disagrees with its own forward calls")
+                ref = toks
+            runs[key + "_pp"].append(pp)
+            runs[key + "_tg"].append(tg)
+            runs[key + "_gen"].append(gen_s)
+    return dict(ref=ref, **{k: statistics.median(v) for k, v in runs.items()})
 
 
 def ours(path, n, threads, repeats=3):
@@ -126,10 +162,10 @@ def peak_rss_mib(cmd, env=None) -> float:
         return int(out.read().split()[-1]) / 1024.0  # KiB
 
 
-def torch_worker(size: str, threads: int, n: int, what: str) -> None:
+def torch_worker(size: str, threads: int, n: int, what: str, repeats: int = 1) -> None:
     """In a fresh process (LOWBIT_NUM_THREADS and torch threads = threads): time or run one model.
-    what = "speed": JSON of both PyTorch runners; "twin" / "deployed": one greedy generate (for its
-    peak memory; "deployed" builds the model with float weights and deploys it straight from training
+    what = "speed": JSON of both PyTorch runners (torch_speed, `repeats` rounds); "twin" / "deployed": one
+    greedy generate (for its peak memory; "deployed" builds the model with float weights and deploys it straight from training
     mode, the documented low-memory path); "gguf:PATH": the same with load_gguf(PATH, trainable=False)
     (no float projection weights at any time); "none": only the imports (the interpreter + torch baseline)."""
     torch.set_num_threads(threads)
@@ -147,13 +183,12 @@ def torch_worker(size: str, threads: int, n: int, what: str) -> None:
         return
     model, twin = models(size)
     model.deploy()
-    ref, t_pp, t_tg = torch_generate(model, prompt, n)
-    _, f_pp, f_tg = torch_generate(twin, prompt, n)
-    print(json.dumps(dict(ref=ref, t_pp=t_pp, t_tg=t_tg, f_pp=f_pp, f_tg=f_tg)))
+    print(json.dumps(torch_speed(model, twin, prompt, n, repeats)))
 
 
-def worker_cmd(size, threads, n, what):
-    return [sys.executable, str(Path(__file__).resolve()), "--torch-worker", size, str(threads), str(n), what]
+def worker_cmd(size, threads, n, what, repeats=1):
+    return [sys.executable, str(Path(__file__).resolve()), "--torch-worker", size, str(threads), str(n), what,
+            "--repeats", str(repeats)]
 
 
 def worker_env(threads):
@@ -196,8 +231,8 @@ def fmt(v) -> str:
     return "-" if v != v else f"{v:,.0f}"
 
 
-def bench_size(size: str, n: int, threads_list, use_llama: bool):
-    """Speed rows (threads, runner, prefill, decode, agreement), memory rows (runner, MiB, note), and the
+def bench_size(size: str, n: int, threads_list, use_llama: bool, repeats: int = 3):
+    """Speed rows (threads, runner, prefill, decode, generate() seconds or NaN, agreement), memory rows (runner, MiB, note), and the
     file size, for one model size; llama.cpp failures become 'skipped: <reason>' rows."""
     torch.manual_seed(0)
     model = BitLM(config(size)).eval()  # the ternary model of models(size), without its float twin
@@ -210,26 +245,28 @@ def bench_size(size: str, n: int, threads_list, use_llama: bool):
         ref = None
         for threads in threads_list:
             log(f"bench_bitlm: {size}, {threads} thread(s)")
-            r = subprocess.run(worker_cmd(size, threads, n, "speed"), env=worker_env(threads), capture_output=True,
+            r = subprocess.run(worker_cmd(size, threads, n, "speed", repeats), env=worker_env(threads), capture_output=True,
                                check=True)
             t = json.loads(r.stdout.decode().strip().splitlines()[-1])
             ref = ref or t["ref"]
             ids, o_pp, o_tg = ours(path, n, threads)
             prompt_len = len(ids) - len(t["ref"])
-            rows.append((threads, "bitlab-run generate (ours, C++)", o_pp, o_tg, agreement(ids[prompt_len:], t["ref"])))
-            rows.append((threads, "PyTorch BitLM (deployed)", t["t_pp"], t["t_tg"], "reference"))
-            rows.append((threads, "PyTorch float32 twin", t["f_pp"], t["f_tg"], "(other weights)"))
+            nan = float("nan")
+            rows.append((threads, "bitlab-run generate (ours, C++)", o_pp, o_tg, nan,
+                         agreement(ids[prompt_len:], t["ref"])))
+            rows.append((threads, "PyTorch BitLM (deployed)", t["t_pp"], t["t_tg"], t["t_gen"], "reference"))
+            rows.append((threads, "PyTorch float32 twin", t["f_pp"], t["f_tg"], t["f_gen"], "(other weights)"))
             if not use_llama or llama_error:
                 if llama_error:
-                    rows.append((threads, "llama.cpp", float("nan"), float("nan"), f"skipped: {llama_error}"))
+                    rows.append((threads, "llama.cpp", float("nan"), float("nan"), float("nan"), f"skipped: {llama_error}"))
                 continue
             try:
                 text, l_pp, l_tg = llama_cpp(path, n, threads)
-                rows.append((threads, "llama.cpp (TQ2_0, same file)", l_pp, l_tg,
+                rows.append((threads, "llama.cpp (TQ2_0, same file)", l_pp, l_tg, float("nan"),
                              agreement(list(text), [x for x in t["ref"] if x < 256]) + " bytes"))
             except Exception as e:  # noqa: BLE001 - any failure is a skip with its reason
                 llama_error = skip_reason(e)
-                rows.append((threads, "llama.cpp", float("nan"), float("nan"), f"skipped: {llama_error}"))
+                rows.append((threads, "llama.cpp", float("nan"), float("nan"), float("nan"), f"skipped: {llama_error}"))
         # peak resident memory of one greedy generation (prompt + n tokens), 1 thread, fresh processes
         log(f"bench_bitlm: {size}, peak memory")
         if not Path("/usr/bin/time").exists():
@@ -259,11 +296,13 @@ def main() -> None:
     p.add_argument("--no-llama-cpp", action="store_true")
     p.add_argument("--sizes", default="small,large", help="comma-separated: " + ", ".join(SIZES))
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="PyTorch rounds (deployed and twin side by side, after a warm-up); medians (default 3)")
     p.add_argument("--torch-worker", nargs=4, metavar=("SIZE", "THREADS", "N", "WHAT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.torch_worker:
         size, threads, n, what = args.torch_worker
-        torch_worker(size, int(threads), int(n), what)
+        torch_worker(size, int(threads), int(n), what, args.repeats)
         return
     n = 16 if args.quick else 64
     sizes = ["quick"] if args.quick else args.sizes.split(",")
@@ -271,34 +310,38 @@ def main() -> None:
     print("## BitLM text generation (bench/bench_bitlm.py)\n")
     print(f"BitNet b1.58 decoders, random weights, SwiGLU, vocabulary 258 bytes, exported with "
           f"bitmodels.export_gguf (TQ2_0). Greedy, prompt {len(PROMPT)} tokens, {n} new tokens, KV cache. "
-          f"PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS and torch threads = T). "
+          f"PyTorch runs in a fresh process per thread count (LOWBIT_NUM_THREADS and torch threads = T): after a "
+          f"warm-up, {args.repeats} rounds of the deployed model and its float32 twin side by side, medians; "
+          f"prefill and "
+          f"decode timed on the forward calls BitLM.generate makes, and one whole `generate(prompt, {n})` call "
+          f"(no end token) timed on its own, whose ratio is twin time / deployed time. "
           f"llama.cpp: llama-bench -t T -r 3, prefill `-p {len(PROMPT)} -n 0`, decode `-p 0 -n {n} -d {len(PROMPT)}` (at the "
           f"positions after the prompt, like ours). Agreement: leading generated tokens equal to PyTorch's "
           f"deployed model. Machine: {CORES} cores, shared (all runners side by side in one run).\n")
     for size in sizes:
         c = config(size)
-        rows, memory, file_mib, base = bench_size(size, n, threads_list, not args.no_llama_cpp)
+        rows, memory, file_mib, base = bench_size(size, n, threads_list, not args.no_llama_cpp, args.repeats)
         print(f"### hidden {c.hidden_size}, {c.num_layers} layers, {c.num_heads} heads ({c.num_kv_heads} KV), "
               f"FFN {c.intermediate_size}: {ternary_weights(size) / 1e6:.0f}M ternary weights, GGUF {file_mib:.1f} MiB\n")
-        print("| threads | runner | prefill tok/s | decode tok/s | agreement |")
-        print("|---|---|---|---|---|")
-        for threads, name, pp, tg, agree in rows:
-            print(f"| {threads} | {name} | {fmt(pp)} | {fmt(tg)} | {agree} |")
+        print(f"| threads | runner | prefill tok/s | decode tok/s | generate() ms (prompt + {n}) | agreement |")
+        print("|---|---|---|---|---|---|")
+        for threads, name, pp, tg, gen, agree in rows:
+            print(f"| {threads} | {name} | {fmt(pp)} | {fmt(tg)} | {fmt(gen * 1e3)} | {agree} |")
         print()
         ratio_rows = []
         for threads in threads_list:
-            get = {name: (pp, tg) for t, name, pp, tg, _ in rows if t == threads}
+            get = {name: (pp, tg, gen) for t, name, pp, tg, gen, _ in rows if t == threads}
             o = get.get("bitlab-run generate (ours, C++)")
             for other in ("llama.cpp (TQ2_0, same file)", "PyTorch BitLM (deployed)"):
                 if o and other in get:
                     ratio_rows.append(f"| {threads} | ours / {other} | {o[0] / get[other][0]:.2f}x | "
-                                      f"{o[1] / get[other][1]:.2f}x |")
+                                      f"{o[1] / get[other][1]:.2f}x | - |")
             d, f = get.get("PyTorch BitLM (deployed)"), get.get("PyTorch float32 twin")
             if d and f:
                 ratio_rows.append(f"| {threads} | PyTorch deployed / float32 twin | {d[0] / f[0]:.2f}x | "
-                                  f"{d[1] / f[1]:.2f}x |")
-        print("| threads | ratio | prefill | decode |")
-        print("|---|---|---|---|")
+                                  f"{d[1] / f[1]:.2f}x | {f[2] / d[2]:.2f}x |")
+        print("| threads | speed ratio | prefill | decode | generate() end to end |")
+        print("|---|---|---|---|---|")
         print("\n".join(ratio_rows))
         print()
         twin = next(m for name, m in memory if name.startswith("PyTorch float32 twin"))

@@ -16,6 +16,7 @@
 #include "lowbit/bitlab/packing.h"
 #include "lowbit/bitlab/ternary.h"
 #include "lowbit/core/error.h"
+#include "lowbit/core/thread_pool.h"
 #include "registry.h"
 
 namespace nb = nanobind;
@@ -146,22 +147,25 @@ LOWBIT_BINDING(bitlab) {
     return arr;
   }, nb::arg("data").noconvert(), nb::arg("rows"), nb::arg("cols"));
 
-  m.def("gemm_int8", [](In2<std::int8_t> xq, In2<std::uint8_t> packed) {
+  m.def("gemm_int8", [](In2<std::int8_t> xq, In2<std::uint8_t> packed, std::size_t num_threads) {
     const std::size_t M = xq.shape(0), K = xq.shape(1);
     const lb::PackedTernaryView w = packed_view(packed, K, "gemm_int8");
     std::int32_t* out = nullptr;
     auto arr = new_array<std::int32_t>({M, w.rows}, &out);
     {
       nb::gil_scoped_release release;
+      lowbit::ThreadLimit limit(num_threads);
       lb::QuantizedActivations q = lb::wrap_int8_activations(xq.data(), M, K);
       lb::ternary_gemm_int8(q, w, out);
     }
     return arr;
-  }, nb::arg("x_q").noconvert(), nb::arg("packed").noconvert(),
-     "Exact int32 x_q @ W^T for int8 x_q [M, K] and I2_S256 W.");
+  }, nb::arg("x_q").noconvert(), nb::arg("packed").noconvert(), nb::arg("num_threads") = 0,
+     "Exact int32 x_q @ W^T for int8 x_q [M, K] and I2_S256 W; at most num_threads threads of the pool "
+     "(0: all).");
 
   m.def("bitlinear_int8", [](In2<float> x, In2<std::uint8_t> packed, std::size_t in_features, In1<float> w_scale,
-                             std::optional<In1<float>> bias, const std::string& act_granularity) {
+                             std::optional<In1<float>> bias, const std::string& act_granularity,
+                             std::size_t num_threads) {
     const lb::Granularity g = lb::parse_granularity(act_granularity);
     const lb::PackedTernaryView w = packed_view(packed, in_features, "bitlinear_int8");
     check_width(x.shape(1), in_features, "bitlinear_int8");
@@ -171,15 +175,18 @@ LOWBIT_BINDING(bitlab) {
     const float* b = bias ? bias->data() : nullptr;
     {
       nb::gil_scoped_release release;
+      lowbit::ThreadLimit limit(num_threads);
       lb::bitlinear_int8(x.data(), x.shape(0), w, w_scale.data(), b, g, out);
     }
     return arr;
   }, nb::arg("x").noconvert(), nb::arg("packed").noconvert(), nb::arg("in_features"),
      nb::arg("weight_scale").noconvert(), nb::arg("bias").noconvert().none(), nb::arg("activation_granularity"),
-     "y = (x_q @ W_q^T) * act_scale * weight_scale + bias, in the documented float order.");
+     nb::arg("num_threads") = 0,
+     "y = (x_q @ W_q^T) * act_scale * weight_scale + bias, in the documented float order; at most num_threads "
+     "threads of the pool (0: all; the result does not depend on it).");
 
   m.def("bitlinear_f32", [](In2<float> x, In2<std::uint8_t> packed, std::size_t in_features, In1<float> w_scale,
-                            std::optional<In1<float>> bias) {
+                            std::optional<In1<float>> bias, std::size_t num_threads) {
     const lb::PackedTernaryView w = packed_view(packed, in_features, "bitlinear_f32");
     check_width(x.shape(1), in_features, "bitlinear_f32");
     check_layer_vectors(w, w_scale, bias, "bitlinear_f32");
@@ -188,12 +195,14 @@ LOWBIT_BINDING(bitlab) {
     const float* b = bias ? bias->data() : nullptr;
     {
       nb::gil_scoped_release release;
+      lowbit::ThreadLimit limit(num_threads);
       lb::bitlinear_f32(x.data(), x.shape(0), w, w_scale.data(), b, out);
     }
     return arr;
   }, nb::arg("x").noconvert(), nb::arg("packed").noconvert(), nb::arg("in_features"),
-     nb::arg("weight_scale").noconvert(), nb::arg("bias").noconvert().none(),
-     "y = (x @ W_q^T) * weight_scale + bias with additions/subtractions only, fixed summation order.");
+     nb::arg("weight_scale").noconvert(), nb::arg("bias").noconvert().none(), nb::arg("num_threads") = 0,
+     "y = (x @ W_q^T) * weight_scale + bias with additions/subtractions only, fixed summation order; at most "
+     "num_threads threads of the pool (0: all).");
 
   nb::class_<lb::BitMLPModel>(m, "BitMLPModel", "A deployed BitMLP loaded from an LBBITMLP file (C++ inference).")
       .def_static("load", &lb::BitMLPModel::load, nb::arg("path"), "OSError if missing or corrupt.")

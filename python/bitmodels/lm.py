@@ -22,6 +22,7 @@ used as the baseline in ``examples/train_bitlm.py``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 from typing import List, Optional, Sequence, Tuple, Union
@@ -31,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bitcore.config import BitQuantConfig
+from bitcore.threads import torch_ops_on_one_thread
 from bitlayers.base import resolve_config
 from bitlayers.bitlinear import BitLinear
 
@@ -181,6 +183,27 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotated * sin
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     visible: Optional[torch.Tensor]) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(D), keys not visible masked out) v`` for ``q [..., L, D]``, ``k, v [..., S, D]``
+    and a bool ``visible [L, S]`` (True: the query sees the key; None: every key), ``[..., L, D]``.
+
+    ``torch.nn.functional.scaled_dot_product_attention`` (PyTorch 2.x: one fused op, no ``[L, S]``
+    score tensor kept) when the installed PyTorch has it, else the same formula in matmuls and a
+    float32 softmax (PyTorch 1.13). The two agree up to float rounding (tests/python/test_bitlm.py).
+    """
+    if _SDPA is not None:
+        return _SDPA(q, k, v, attn_mask=visible)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if visible is not None:
+        scores = scores.masked_fill(~visible, float("-inf"))
+    return torch.matmul(torch.softmax(scores.float(), dim=-1).to(v.dtype), v)
+
+
+#: PyTorch 2.x's fused attention, None on PyTorch 1.13 (:func:`causal_attention` then uses matmuls).
+_SDPA = getattr(F, "scaled_dot_product_attention", None)
+
+
 class _FusedProjections:
     """Deployed projections that read the same input run as ONE packed C++ call, as ``bitlab-run``
     fuses q/k/v and gate/up: the input is quantized once and the weight rows of all of them go
@@ -234,7 +257,9 @@ class _FusedProjections:
         return packed, scales
 
     def __call__(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """``[y_i]`` = each layer applied to ``x [..., K]``: ``[..., N_i]`` contiguous, ``x``'s dtype."""
+        """``[y_i]`` = each layer applied to ``x [..., K]``: ``[..., N_i]`` in ``x``'s dtype. Fused, each is a
+        column slice (a view, not contiguous) of the one ``[..., sum N_i]`` output: the callers reshape or
+        compute on them, so no copy is made; run one by one, separate contiguous tensors."""
         kernel = self._usable(x)
         if kernel is None:
             self.state = None  # keep no stale buffers (after a .to(), a reload...)
@@ -251,10 +276,10 @@ class _FusedProjections:
             if "NaN or Inf" in str(e):
                 raise ValueError(f"{type(first).__name__}: input contains NaN or Inf") from None
             raise
+        y = y.reshape(*x.shape[:-1], y.shape[-1]).to(x.dtype)
         out, col = [], 0
         for l in self.layers:
-            part = y[:, col:col + l.out_features].contiguous()  # the layout of a separate call
-            out.append(part.reshape(*x.shape[:-1], l.out_features).to(x.dtype))
+            out.append(y[..., col:col + l.out_features])  # a view: same values as a separate call
             col += l.out_features
         return out
 
@@ -287,17 +312,16 @@ class BitLMAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
         groups = c.num_heads // c.num_kv_heads
-        if groups > 1:
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
         total = k.shape[2]
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (c.head_dim ** -0.5)
+        # Grouped KV heads: query head h reads KV head h // groups; the `groups` query heads of one KV
+        # head are one block of groups * t rows (row r: query position r % t), so k and v are not repeated.
+        q = q.reshape(b, c.num_kv_heads, groups * t, c.head_dim)
+        visible = None
         if t > 1:  # query i sits at position total - t + i and sees keys 0..that position
-            rows = torch.arange(total - t, total, device=x.device)[:, None]
-            cols = torch.arange(total, device=x.device)[None, :]
-            scores = scores.masked_fill(cols > rows, float("-inf"))
-        attn = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
+            rows = torch.arange(total - t, total, device=x.device).repeat(groups)[:, None]
+            visible = torch.arange(total, device=x.device)[None, :] <= rows
+        out = causal_attention(q, k, v, visible).view(b, c.num_heads, t, c.head_dim)
+        out = out.transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
         return self.o_proj(self.attn_sub_norm(out)), present
 
 
@@ -340,11 +364,17 @@ class BitLMBlock(nn.Module):
 class BitLM(BitModelBase):
     """BitNet b1.58 decoder LM (see the module docstring).
 
-    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False)`` returns logits
-    ``[B, T, vocab_size]`` (float32), or ``(logits, cache)`` with ``use_cache=True``: the cache is a
-    list of ``(k, v)`` per layer, each ``[B, num_kv_heads, T_total, head_dim]``. Runs on the device
-    of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
-    training (straight-through), eval mode = packed ternary kernels.
+    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False, logits_to_keep=0)``
+    returns logits ``[B, T, vocab_size]`` (float32), or ``(logits, cache)`` with ``use_cache=True``:
+    the cache is a list of ``(k, v)`` per layer, each ``[B, num_kv_heads, T_total, head_dim]``.
+    ``logits_to_keep=n > 0`` (Hugging Face's name) computes the output head for the last ``n``
+    positions only: logits ``[B, min(n, T), vocab_size]``; :meth:`generate` keeps 1 (a prompt's
+    forward needs only its last position's logits). The head is a float matmul, so those rows may
+    differ from the same rows of a full forward in the last bits (as a KV-cache step's do). Runs on
+    the device of its parameters (BitLinear picks its kernel per device). Train mode = quantization-aware
+    training (straight-through), eval mode = packed ternary kernels. Threads: on the C++ path (eval,
+    CPU) the projections use ``torch.get_num_threads()`` threads of lowbit's pool while the forward's
+    PyTorch ops run on one thread (:mod:`bitcore.threads`); the logits do not depend on either.
 
     ``projection_device`` (keyword only, default None = the default device): where the projections'
     float weights are created. ``"meta"`` allocates none: a skeleton whose projections must then
@@ -361,7 +391,8 @@ class BitLM(BitModelBase):
 
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
-        outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``.
+        outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``;
+        ``logits_to_keep`` not a non-negative int.
     """
 
     config_cls = BitLMConfig
@@ -396,7 +427,10 @@ class BitLM(BitModelBase):
             raise ValueError(f"BitLM: {total} positions exceed max_position_embeddings="
                              f"{self.config.max_position_embeddings}")
 
-    def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False):
+    def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False,
+                logits_to_keep: int = 0):
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"BitLM: logits_to_keep must be a non-negative int, got {logits_to_keep!r}")
         past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         self._check_ids(input_ids, past_len)
         h = self.embed_tokens(input_ids.to(self.embed_tokens.weight.device).long())
@@ -404,11 +438,26 @@ class BitLM(BitModelBase):
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
         cos, sin = cos.to(h.dtype), sin.to(h.dtype)
         presents = []
-        for i, layer in enumerate(self.layers):
-            h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
-            presents.append(present)
-        logits = self.lm_head(self.norm(h)).float()
+        threads = torch_ops_on_one_thread() if self._runs_cpp_kernels() else contextlib.nullcontext()
+        with threads:
+            for i, layer in enumerate(self.layers):
+                h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
+                presents.append(present)
+            if 0 < logits_to_keep < h.shape[1]:
+                h = h[:, -logits_to_keep:]
+            logits = self.lm_head(self.norm(h)).float()
         return (logits, presents) if use_cache else logits
+
+    def _runs_cpp_kernels(self) -> bool:
+        """True when the projections run lowbit's C++ kernels (ternary, eval mode, CPU, the C++ backend)
+        and PyTorch has more than one thread: the forward then runs its PyTorch ops on one thread and
+        the kernels on PyTorch's count (:func:`bitcore.threads.torch_ops_on_one_thread`: PyTorch's
+        polling OpenMP threads would otherwise hold the cores lowbit's pool waits for)."""
+        if self.training or not self.config.ternary or torch.get_num_threads() <= 1:
+            return False
+        proj = self.layers[0].self_attn.q_proj
+        return (isinstance(proj, BitLinear) and proj.layer_device().type == "cpu"
+                and getattr(proj.kernel, "has_cpp_backend", False))
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
@@ -421,7 +470,8 @@ class BitLM(BitModelBase):
         Greedy (``do_sample=False``) picks the argmax; sampling divides the logits by
         ``temperature``, keeps the ``top_k`` largest and/or the smallest set with probability
         ``>= top_p``, and draws with ``generator``. ``use_cache=False`` recomputes the whole
-        sequence each step (same tokens; slower). Runs in eval mode and restores the mode.
+        sequence each step (same tokens; slower). Each step computes the output head for the last
+        position only (``forward(..., logits_to_keep=1)``). Runs in eval mode and restores the mode.
 
         End of sequence, as Hugging Face's ``generate``: ``eos_token_id=None`` (default) means the
         config's ``eos_token_id`` (257, ``ByteTokenizer``'s EOS, for a default :class:`BitLMConfig`;
@@ -460,9 +510,9 @@ class BitLM(BitModelBase):
             step_input = ids
             for _ in range(max_new_tokens):
                 if use_cache:
-                    logits, cache = self(step_input, past_key_values=cache, use_cache=True)
+                    logits, cache = self(step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
                 else:
-                    logits = self(ids)
+                    logits = self(ids, logits_to_keep=1)
                 nxt = self._pick(logits[:, -1, :], do_sample, temperature, top_k, top_p, generator)
                 if eos:
                     nxt = torch.where(done, ids[:, -1], nxt)  # a finished row repeats its end token

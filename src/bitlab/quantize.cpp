@@ -1,6 +1,8 @@
 // Weight and activation quantizers (conventions in include/lowbit/bitlab/ternary.h).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "lowbit/bitlab/packing.h"
@@ -30,7 +32,34 @@ void require_shape(const char* what, std::size_t rows, std::size_t cols) {
                                     std::to_string(cols) + ")");
 }
 
+// |v| as its IEEE bits (sign cleared): for finite values the unsigned order of these bits is the
+// order of |v|, and NaN and Inf are exactly the values whose bits are >= kExponentBits.
+constexpr std::uint32_t kExponentBits = 0x7F800000u;
+inline std::uint32_t abs_bits(float v) noexcept {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits & 0x7FFFFFFFu;
+}
+
+// Lanes of the max-reductions below: independent partial maxima, so the loop is not one
+// dependency chain and vectorizes; max is exact and order-free, so the result is the same.
+constexpr std::size_t kMaxLanes = 16;
+
+// max over i of abs_bits(v[i]) (0 for count 0).
+std::uint32_t max_abs_bits(const float* v, std::size_t count) noexcept {
+  std::uint32_t part[kMaxLanes] = {};
+  std::size_t i = 0;
+  for (; i + kMaxLanes <= count; i += kMaxLanes) {
+    for (std::size_t l = 0; l < kMaxLanes; ++l) part[l] = std::max(part[l], abs_bits(v[i + l]));
+  }
+  std::uint32_t m = 0;
+  for (std::size_t l = 0; l < kMaxLanes; ++l) m = std::max(m, part[l]);
+  for (; i < count; ++i) m = std::max(m, abs_bits(v[i]));
+  return m;
+}
+
 void require_finite(const char* what, const float* v, std::size_t count) {
+  if (max_abs_bits(v, count) < kExponentBits) return;  // the common case, in one branch-free pass
   for (std::size_t i = 0; i < count; ++i) {
     if (!std::isfinite(v[i])) {
       throw InvalidArgument(std::string(what) + ": contains NaN or Inf (element " + std::to_string(i) + ")");
@@ -44,10 +73,13 @@ float mean_abs(const float* v, std::size_t count) {
   return static_cast<float>(sum / static_cast<double>(count));
 }
 
+// max |v[i]| of finite v (callers check first): the largest abs_bits as a float, which is exactly
+// the float std::max of the |v[i]| in any order.
 float max_abs(const float* v, std::size_t count) {
-  float m = 0.0f;
-  for (std::size_t i = 0; i < count; ++i) m = std::max(m, std::fabs(v[i]));
-  return m;
+  const std::uint32_t m = max_abs_bits(v, count);
+  float a;
+  std::memcpy(&a, &m, sizeof a);
+  return a;
 }
 
 void ternarize_row(const float* w, std::size_t cols, float s, std::int8_t* out) {

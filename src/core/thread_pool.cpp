@@ -9,7 +9,16 @@
 namespace lowbit {
 namespace {
 thread_local bool tls_on_worker = false;
+thread_local std::size_t tls_max_threads = 0;  // ThreadLimit of this thread (0: none)
 }
+
+ThreadLimit::ThreadLimit(std::size_t max_threads) noexcept : previous_(tls_max_threads) {
+  tls_max_threads = max_threads;
+}
+
+ThreadLimit::~ThreadLimit() { tls_max_threads = previous_; }
+
+std::size_t ThreadLimit::current() noexcept { return tls_max_threads; }
 
 ThreadPool::ThreadPool(std::size_t num_threads) {
   if (num_threads == 0) num_threads = 1;
@@ -59,12 +68,13 @@ void ThreadPool::parallel_for(std::size_t begin, std::size_t end, std::size_t gr
   grain = std::max<std::size_t>(grain, 1);
   const std::size_t total = end - begin;
   const std::size_t max_chunks = (total + grain - 1) / grain;
-  if (workers_.empty() || max_chunks == 1 || on_worker_thread()) {
+  const std::size_t threads = tls_max_threads == 0 ? size() : std::min(size(), tls_max_threads);
+  if (threads <= 1 || max_chunks == 1 || on_worker_thread()) {
     fn(begin, end);
     return;
   }
   // About four chunks per thread balances uneven work without much overhead.
-  const std::size_t num_chunks = std::min(max_chunks, size() * 4);
+  const std::size_t num_chunks = std::min(max_chunks, threads * 4);
   const std::size_t chunk = (total + num_chunks - 1) / num_chunks;
 
   // The caller waits for every chunk to be done, not for helpers to be scheduled: a helper
@@ -100,7 +110,7 @@ void ThreadPool::parallel_for(std::size_t begin, std::size_t end, std::size_t gr
     }
   };
 
-  const std::size_t helpers = std::min(workers_.size(), num_chunks - 1);
+  const std::size_t helpers = std::min(threads - 1, num_chunks - 1);
   for (std::size_t i = 0; i < helpers; ++i) enqueue(run_chunks);
   run_chunks();
   std::unique_lock<std::mutex> lock(state->mutex);

@@ -1,6 +1,6 @@
 """bench/bench_bitlm.py in --quick mode: rows at one and two threads, our runtime agrees with PyTorch on
-every token, the peak-memory table is filled, and a llama.cpp that cannot be obtained is a skip note
-with its reason (pip is kept off the network here)."""
+every token, the end-to-end generate() times and ratio are filled, the peak-memory table is filled, and a
+llama.cpp that cannot be obtained is a skip note with its reason (pip is kept off the network here)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,15 @@ def test_quick_bench_table_and_llama_cpp_skip(repo_root, tmp_path):
     assert [line.split("|")[1].strip() for line in ours] == ["1", "2"]  # one and two threads
     assert all("| 16/16 |" in line for line in ours)
     assert "PyTorch BitLM (deployed)" in out and "PyTorch float32 twin" in out
-    assert out.count("| llama.cpp | - | - | skipped: ") == 2
+    assert out.count("| llama.cpp | - | - | - | skipped: ") == 2  # no generate() time either
     assert "ours / PyTorch BitLM (deployed)" in out
+    # the end-to-end generate() time of both PyTorch models, and its ratio next to prefill / decode
+    for name in ("PyTorch BitLM (deployed)", "PyTorch float32 twin"):
+        rows = [line.split("|") for line in out.splitlines() if f"| {name} |" in line]
+        assert len(rows) == 2 and all(float(r[5].replace(",", "")) > 0 for r in rows)
+    assert "| speed ratio | prefill | decode | generate() end to end |" in out
+    ratios = [line.split("|") for line in out.splitlines() if "| PyTorch deployed / float32 twin |" in line]
+    assert len(ratios) == 2 and all(r[5].strip().endswith("x") and float(r[5].strip()[:-1]) > 0 for r in ratios)
     mib = {m.group(1): float(m.group(2).replace(",", ""))
            for m in re.finditer(r"^\| ([^|]+) \| ([\d,.]+) \|$", out, re.MULTILINE)}
     assert 0 < mib["bitlab-run generate (ours, TQ2_0 file)"] < mib["PyTorch float32 twin, generate"]

@@ -392,3 +392,141 @@ def test_bitnet_quant_per_channel_activations_are_per_token():
                 same = torch.equal(layer(x)[0], layer(louder)[0])
             assert same == independent, (config, mode)
     assert "activation_granularity='per_channel'" in repr(BITNET_QUANT)
+
+
+def test_logits_to_keep_computes_the_head_for_the_last_positions_only():
+    torch.manual_seed(6)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    ids = torch.randint(0, 256, (2, 9))
+    full, full_cache = model(ids, use_cache=True)
+    for n in (1, 3):
+        last, cache = model(ids, use_cache=True, logits_to_keep=n)
+        assert last.shape == (2, n, model.config.vocab_size)
+        torch.testing.assert_close(last, full[:, -n:], rtol=0, atol=1e-5)
+        assert all(torch.equal(a, b) for pa, pb in zip(cache, full_cache) for a, b in zip(pa, pb))
+    assert torch.equal(model(ids, logits_to_keep=0), full)  # 0 = every position
+    assert model(ids, logits_to_keep=20).shape == full.shape  # more than T keeps all T
+    # the head sees only the kept rows (generate's prompt forward computes [B, 1, vocab])
+    rows = []
+    handle = model.lm_head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[1]))
+    try:
+        model.generate(ids, 3, eos_token_id=())
+        model.generate(ids, 2, eos_token_id=(), use_cache=False)
+    finally:
+        handle.remove()
+    assert rows == [1] * 5
+    for bad in (-1, 1.0, True, None):
+        with pytest.raises(ValueError, match="logits_to_keep"):
+            model(ids, logits_to_keep=bad)
+
+
+def test_deployed_forward_runs_torch_ops_on_one_thread_and_kernels_on_torchs_count():
+    """On the C++ path the forward's PyTorch ops run on one thread and lowbit's kernels get the
+    threads PyTorch was given (bitcore.threads); the twin keeps PyTorch's count; logits and the thread
+    settings after the call do not depend on it."""
+    from bitcore.threads import kernel_threads
+
+    torch.manual_seed(7)
+    model = BitLM(small(num_kv_heads=2)).deploy()
+    twin = BitLM(small(num_kv_heads=2, ternary=False)).eval()
+    ids = torch.randint(0, 256, (2, 9))
+    seen = []
+    hook = lambda m, i, o: seen.append((torch.get_num_threads(), kernel_threads()))  # noqa: E731
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model(ids)
+        for m in (model, twin):
+            m.layers[0].mlp.register_forward_hook(hook)
+        torch.set_num_threads(2)
+        assert torch.equal(model(ids), one)
+        twin(ids)
+        assert torch.get_num_threads() == 2 and kernel_threads() == 2  # restored
+        assert seen == [(1, 2), (2, 2)]
+        import lowbit
+        with lowbit.backend("torch"):  # no C++ kernels: PyTorch keeps its threads
+            seen.clear()
+            assert torch.equal(model(ids), one)
+            assert seen == [(2, 2)]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _attention_with_repeated_kv(attn, x, cos, sin, past):
+    """BitLMAttention.forward written with the KV heads repeated to the query heads (the textbook form)."""
+    c = attn.config
+    b, t, _ = x.shape
+    q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+    q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
+    k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+    v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    if past is not None:
+        k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+    groups = c.num_heads // c.num_kv_heads
+    kr, vr = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    total = k.shape[2]
+    scores = q @ kr.transpose(-1, -2) * c.head_dim ** -0.5
+    pos = torch.arange(total - t, total)[:, None]
+    scores = scores.masked_fill(torch.arange(total)[None, :] > pos, float("-inf"))
+    out = (torch.softmax(scores, -1) @ vr).transpose(1, 2).reshape(b, t, -1)
+    return attn.o_proj(attn.attn_sub_norm(out)), (k, v)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("kv", [None, 2, 1])
+def test_grouped_attention_equals_repeated_kv_heads(kv, fused, monkeypatch):
+    """Grouped query rows against unrepeated k/v, on the matmul path and on the fused one (PyTorch 2.x's
+    scaled_dot_product_attention, or the documented formula where PyTorch lacks it)."""
+    import bitmodels.lm as lm
+
+    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", _documented_sdpa) if fused else None
+    monkeypatch.setattr(lm, "_SDPA", sdpa)
+    torch.manual_seed(8)
+    model = BitLM(small(num_kv_heads=kv)).deploy()
+    attn = model.layers[0].self_attn
+    x = torch.randn(2, 6, 32)
+    cos, sin = rotary_cos_sin(torch.arange(6), 8, 10000.0)
+    past = None
+    for sl in (slice(0, 4), slice(4, 5), slice(5, 6)):  # a prompt, then one-token steps on the cache
+        got, present = attn(x[:, sl], cos[sl], sin[sl], past)
+        want, want_present = _attention_with_repeated_kv(attn, x[:, sl], cos[sl], sin[sl], past)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        assert all(torch.equal(a, b) for a, b in zip(present, want_present))
+        past = present
+    two, _ = attn(x[:, 3:6], cos[3:6], sin[3:6], tuple(p[:, :, :3] for p in past))  # several new tokens on a cache
+    torch.testing.assert_close(two, _attention_with_repeated_kv(attn, x[:, 3:6], cos[3:6], sin[3:6],
+                                                                tuple(p[:, :, :3] for p in past))[0], rtol=0, atol=1e-5)
+
+
+def _documented_sdpa(q, k, v, attn_mask=None):
+    """torch.nn.functional.scaled_dot_product_attention as PyTorch 2.x documents it (bool mask: True
+    takes part in attention; scale 1/sqrt(D))."""
+    bias = torch.zeros(q.shape[-2], k.shape[-2])
+    if attn_mask is not None:
+        bias = bias.masked_fill(attn_mask.logical_not(), float("-inf"))
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 + bias, dim=-1) @ v
+
+
+def test_causal_attention_fused_and_matmul_paths_agree(monkeypatch):
+    """causal_attention's two paths: PyTorch 2.x's fused op (the real one where installed, and the
+    documented formula standing in for it on PyTorch 1.13, which checks the mask convention) and
+    the matmul path."""
+    import bitmodels.lm as lm
+
+    torch.manual_seed(9)
+    q, k, v = torch.randn(2, 3, 10, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    visible = torch.rand(10, 7) > 0.4
+    visible[:, 0] = True  # every query sees a key
+    fused = [f for f in (getattr(torch.nn.functional, "scaled_dot_product_attention", None), _documented_sdpa) if f]
+    for mask in (visible, None):
+        monkeypatch.setattr(lm, "_SDPA", None)
+        plain = lm.causal_attention(q, k, v, mask)
+        for f in fused:
+            monkeypatch.setattr(lm, "_SDPA", f)
+            torch.testing.assert_close(lm.causal_attention(q, k, v, mask), plain, rtol=0, atol=1e-5)
+    # the matmul path against the formula written out
+    monkeypatch.setattr(lm, "_SDPA", None)
+    scores = (q @ k.transpose(-1, -2) / 8 ** 0.5).masked_fill(~visible, float("-inf"))
+    torch.testing.assert_close(lm.causal_attention(q, k, v, visible), torch.softmax(scores, -1) @ v,
+                               rtol=0, atol=1e-6)

@@ -62,6 +62,25 @@ class ThreadPool {
   bool stopping_ = false;
 };
 
+// Caps, while in scope, the threads a ThreadPool::parallel_for called on THIS thread may use, the
+// caller included: at most max_threads (1 runs it inline on the caller; 0 lifts the cap). Limits
+// nest (the destructor restores the previous one); other threads are not affected. How a loop is
+// split never changes what its chunks compute, so callers whose chunks write disjoint outputs get
+// the same results under any limit. The Python bindings set it from torch.get_num_threads().
+class ThreadLimit {
+ public:
+  explicit ThreadLimit(std::size_t max_threads) noexcept;
+  ~ThreadLimit();
+  ThreadLimit(const ThreadLimit&) = delete;
+  ThreadLimit& operator=(const ThreadLimit&) = delete;
+
+  // The cap in force on this thread (0: none).
+  static std::size_t current() noexcept;
+
+ private:
+  std::size_t previous_;
+};
+
 // LOWBIT_NUM_THREADS if set to a positive integer, else std::thread::hardware_concurrency().
 std::size_t default_num_threads();
 

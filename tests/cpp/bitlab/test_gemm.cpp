@@ -10,6 +10,7 @@
 #include "lowbit/bitlab/ternary.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/simd.h"
+#include "lowbit/core/thread_pool.h"
 #include "test_helpers.h"
 
 namespace lowbit::bitlab {
@@ -150,7 +151,7 @@ TEST(BitlabGemm, LayerWithManyTokensMatchesTheReferenceQuantizer) {
   // the same bytes as quantize_activations, and a NaN in the last row still throws.
   ScopedSimdLevel guard;
   std::mt19937 rng(17);
-  const std::size_t M = 67, N = 130, K = 300;
+  const std::size_t M = 67, N = 130, K = 300;  // N: two 64-row epilogue blocks and a partial one
   auto wf = random_floats(N * K, rng, 0.05f);
   auto x = random_floats(M * K, rng);
   TernaryWeights tw = quantize_weights(wf.data(), N, K, Granularity::PerTensor);
@@ -167,9 +168,13 @@ TEST(BitlabGemm, LayerWithManyTokensMatchesTheReferenceQuantizer) {
     }
   for (SimdLevel level : available_simd_levels()) {
     set_simd_level(level);
-    std::vector<float> y(M * N);
-    bitlinear_int8(x.data(), M, w.view(), tw.scales.data(), nullptr, Granularity::PerRow, y.data());
-    ASSERT_EQ(0, std::memcmp(y.data(), expected.data(), y.size() * sizeof(float))) << simd_level_name(level);
+    for (std::size_t threads : {0, 1}) {  // the whole pool, and one thread (one chunk of blocks)
+      ThreadLimit limit(threads);
+      std::vector<float> y(M * N);
+      bitlinear_int8(x.data(), M, w.view(), tw.scales.data(), nullptr, Granularity::PerRow, y.data());
+      ASSERT_EQ(0, std::memcmp(y.data(), expected.data(), y.size() * sizeof(float)))
+          << simd_level_name(level) << " threads " << threads;
+    }
   }
   x[(M - 1) * K + 5] = NAN;
   std::vector<float> y(M * N);

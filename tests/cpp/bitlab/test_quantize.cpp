@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "lowbit/bitlab/ternary.h"
@@ -69,6 +71,44 @@ TEST(BitlabQuantize, RejectsNonFiniteAndEmpty) {
   x[1] = std::numeric_limits<float>::infinity();
   EXPECT_THROW(quantize_activations(x.data(), 1, 2, Granularity::PerRow), InvalidArgument);
   EXPECT_THROW(quantize_weights(x.data(), 0, 2, Granularity::PerRow), InvalidArgument);
+}
+
+TEST(BitlabQuantize, ActivationScalesAreTheMaxAbsAndNonFiniteElementsAreNamed) {
+  // max |x| is taken over 16 partial maxima of the IEEE bits: the same float as a plain loop of
+  // std::max(m, fabs(x)), for lengths around the lane count, signed zeros, subnormals and large values.
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (std::size_t cols : {1, 15, 16, 17, 33, 300, 1024}) {
+    std::vector<float> x(2 * cols);
+    for (auto& v : x) v = normal(rng);
+    x[0] = -0.0f;
+    x[cols / 2] = -1e-40f;  // subnormal
+    x[2 * cols - 1] = (cols % 2 ? -3e30f : 3e30f);
+    for (std::size_t row = 0; row < 2; ++row) {
+      const float* r = x.data() + row * cols;
+      float expect = 0.0f;
+      for (std::size_t k = 0; k < cols; ++k) expect = std::max(expect, std::fabs(r[k]));
+      std::vector<std::int8_t> dst(cols);
+      float scale = -1.0f;
+      quantize_activation_row(r, cols, dst.data(), scale);
+      EXPECT_EQ(scale, expect / 127.0f) << cols;
+      EXPECT_EQ(quantize_activations(x.data(), 2, cols, Granularity::PerRow).scales[row], expect / 127.0f) << cols;
+    }
+    for (std::size_t bad : {std::size_t{0}, cols / 2, cols - 1}) {
+      for (float v : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+        std::vector<float> y(x.begin(), x.begin() + cols);
+        y[bad] = v;
+        std::vector<std::int8_t> dst(cols);
+        float scale = 0.0f;
+        try {
+          quantize_activation_row(y.data(), cols, dst.data(), scale);
+          ADD_FAILURE() << "no throw for element " << bad;
+        } catch (const InvalidArgument& e) {
+          EXPECT_NE(std::string(e.what()).find("(element " + std::to_string(bad) + ")"), std::string::npos) << e.what();
+        }
+      }
+    }
+  }
 }
 
 TEST(BitlabQuantize, ParsesGranularityNames) {

@@ -41,6 +41,45 @@ TEST(ThreadPool, UsesMoreThanOneThread) {
   EXPECT_GT(ids.size(), 1u);
 }
 
+// The distinct threads that ran the chunks of one parallel_for over 64 slow items.
+std::set<std::thread::id> threads_used(ThreadPool& pool) {
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  std::vector<std::atomic<int>> hits(64);
+  pool.parallel_for(0, 64, 1, [&](std::size_t lo, std::size_t hi) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    for (std::size_t i = lo; i < hi; ++i) hits[i].fetch_add(1);
+    std::lock_guard<std::mutex> lock(m);
+    ids.insert(std::this_thread::get_id());
+  });
+  for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+  return ids;
+}
+
+TEST(ThreadPool, ThreadLimitCapsTheThreadsOfThisCallerOnly) {
+  ThreadPool pool(4);
+  EXPECT_EQ(ThreadLimit::current(), 0u);
+  {
+    ThreadLimit one(1);
+    EXPECT_EQ(ThreadLimit::current(), 1u);
+    const auto ids = threads_used(pool);
+    ASSERT_EQ(ids.size(), 1u);
+    EXPECT_EQ(*ids.begin(), std::this_thread::get_id());  // inline on the caller
+    {
+      ThreadLimit two(2);
+      EXPECT_LE(threads_used(pool).size(), 2u);
+      // another thread is not capped by this one's limit
+      std::size_t other = 99;
+      std::thread([&] { other = ThreadLimit::current(); }).join();
+      EXPECT_EQ(other, 0u);
+    }
+    EXPECT_EQ(ThreadLimit::current(), 1u);  // restored
+  }
+  EXPECT_EQ(ThreadLimit::current(), 0u);
+  ThreadLimit many(16);  // above the pool's size: the pool's size
+  EXPECT_GT(threads_used(pool).size(), 1u);
+}
+
 TEST(ThreadPool, RethrowsTaskException) {
   ThreadPool pool(3);
   EXPECT_THROW(pool.parallel_for(0, 100, 1,

@@ -1,4 +1,6 @@
-"""torch wrappers over ``lowbit._native.bitlab`` (CPU tensors; no copies for contiguous input)."""
+"""torch wrappers over ``lowbit._native.bitlab`` (CPU tensors; no copies for contiguous input). The GEMM
+calls use at most :func:`bitcore.threads.kernel_threads` threads of lowbit's pool (``torch.get_num_threads()``
+unless a deployed model set it)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from typing import Optional, Tuple
 import torch
 
 from lowbit._native import bitlab as _native
+
+from ...threads import kernel_threads
 
 __all__ = [
     "quantize_weights",
@@ -67,7 +71,8 @@ def unpack_base3(data: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 
 def gemm_int8(xq: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     """Exact int32 ``x_q @ W_q^T``."""
-    return torch.from_numpy(_native.gemm_int8(_np(xq, torch.int8, "x_q"), _np(packed, torch.uint8, "packed")))
+    return torch.from_numpy(_native.gemm_int8(_np(xq, torch.int8, "x_q"), _np(packed, torch.uint8, "packed"),
+                                              kernel_threads()))
 
 
 def _bias(bias: Optional[torch.Tensor]):
@@ -89,6 +94,7 @@ def bitlinear_int8(
         _np(weight_scale, torch.float32, "weight_scale"),
         _bias(bias),
         activation_granularity,
+        kernel_threads(),
     )
     return torch.from_numpy(y)
 
@@ -106,5 +112,6 @@ def bitlinear_f32(
         in_features,
         _np(weight_scale, torch.float32, "weight_scale"),
         _bias(bias),
+        kernel_threads(),
     )
     return torch.from_numpy(y)
