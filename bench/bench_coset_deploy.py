@@ -137,12 +137,22 @@ def formats():
             ("D4 q=4 M=2 (QLinear scale)", QuantizationConfig(lattice_type="D4", q=4, M=2), "qlinear")]
 
 
+def speed_formats():
+    """The speed section's formats: formats() and the tuned D4 (the D4 whose error is below Q4_0's)."""
+    return formats() + [("D4 q=4 M=2 (tuned, T entropy-coded)", deployable_config("D4", 4, 2), "rms")]
+
+
+def rel_mse(layer, w) -> float:
+    """Relative MSE of a deployed layer's decoded weight against the float weight `w`."""
+    return float(((layer.decoded_weight() - w) ** 2).mean() / (w ** 2).mean())
+
+
 def section_speed(lines):
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     w = torch.randn(N, N, generator=g) / math.sqrt(N)
     w_np = w.numpy()
-    layers = [(label, PackedLinear.from_weight(w, None, cfg, row_scale=rs)) for label, cfg, rs in formats()]
+    layers = [(label, PackedLinear.from_weight(w, None, cfg, row_scale=rs)) for label, cfg, rs in speed_formats()]
     blas = blas_name()
     lines += [f"### Speed, {N} x {N} layer, one thread, float32 in and out (CPU time, best of several)", "",
               "| batch | torch F.linear | numpy " + blas + (" sgemv/sgemm" if blas else "") + " | "
@@ -164,13 +174,15 @@ def section_speed(lines):
         ratios = ", ".join(f"{t_torch / t:.2f}x" for t in times)
         lines.append(f"| {batch} | {t_torch * 1e3:.2f} ms | {t_blas * 1e3:.2f} ms | {cells} | {ratios} |")
     lines += ["", f"| {N} x {N} layer | bytes the kernels read (T bits/block) | vs float32 | resident bytes "
-              "(all it holds) | vs float32 | state dict bits/weight |", "|---|---:|---:|---:|---:|---:|",
-              f"| float32 | {4 * N * N:,} | 1 | {4 * N * N:,} | 1 | 32 |"]
+              "(all it holds) | vs float32 | state dict bits/weight | relative MSE of this weight |",
+              "|---|---:|---:|---:|---:|---:|---:|",
+              f"| float32 | {4 * N * N:,} | 1 | {4 * N * N:,} | 1 | 32 | 0 |"]
     for label, layer in layers:
         mem, res = layer.memory_bytes(), layer.resident_bytes()
         lines.append(f"| {label} | {mem:,} ({layer.t_bits}) | 1/{4 * N * N / mem:.2f} | {res:,} | "
-                     f"1/{4 * N * N / res:.2f} | {layer.bits_per_weight():.3f} |")
-    lines.append("")
+                     f"1/{4 * N * N / res:.2f} | {layer.bits_per_weight():.3f} | {rel_mse(layer, w):.5f} |")
+    lines += ["", "Speed and error go together: compare a format's speed with a ggml type's only next to both "
+              "errors (the ggml table's relative MSE column, same weight).", ""]
     speed_ggml(lines, w_np, layers, ours)
 
 
@@ -261,12 +273,12 @@ def section_other(lines):
 
 def speed_ggml(lines, w_np, layers, ours):
     """llama.cpp's ggml mat-mul on the same weight and shapes; ratio = ggml time / our time (> 1: ours faster)."""
-    short = [label.split(" (")[0] for label, _ in layers]
+    short = [label.replace(", T entropy-coded", "") for label, _ in layers]
     lines += [f"### llama.cpp's ggml mat-mul on the same {N} x {N} weight, one thread (CPU time, best of several; "
               "ratio = ggml time / our time, > 1 means ours is faster)", "",
-              "| ggml weight type | bits/weight | batch 1 | batch 64 | "
+              "| ggml weight type | bits/weight | relative MSE of this weight | batch 1 | batch 64 | "
               + " | ".join(f"{s} vs it, batch 1 | {s} vs it, batch 64" for s in short) + " |",
-              "|---|---:|---:|---:|" + "---:|---:|" * len(short)]
+              "|---|---:|---:|---:|---:|" + "---:|---:|" * len(short)]
     exe, why = ggml_harness()
     res = {}
     if exe is not None:
@@ -275,16 +287,16 @@ def speed_ggml(lines, w_np, layers, ours):
         except Exception as e:  # noqa: BLE001
             why = _llama_cpp.skip_reason(e)
     if not res:
-        lines += ["| llama.cpp ggml (skipped: " + why.replace("|", "/") + ") | - | - | - | "
+        lines += ["| llama.cpp ggml (skipped: " + why.replace("|", "/") + ") | - | - | - | - | "
                   + " | ".join("- | -" for _ in short) + " |", ""]
         return
     for label, name in GGML_TYPES + (("F32", "f32"),):
         r = res.get(name)
         if not isinstance(r, tuple):
-            lines.append(f"| ggml {label} (skipped: {r or 'no output'}) | - | - | - | "
+            lines.append(f"| ggml {label} (skipped: {r or 'no output'}) | - | - | - | - | "
                          + " | ".join("- | -" for _ in short) + " |")
             continue
-        bits, _, t1, t64 = r
+        bits, mse, t1, t64 = r
 
         def ms(t):
             return f"{t:.2f} ms" if t == t else "wrong result"
@@ -293,7 +305,8 @@ def speed_ggml(lines, w_np, layers, ours):
             return f"{t / (o * 1e3):.2f}x" if t == t else "-"
 
         ratios = " | ".join(f"{ratio(t1, ours[1][i])} | {ratio(t64, ours[64][i])}" for i in range(len(short)))
-        lines.append(f"| ggml {label} | {bits:.3f} | {ms(t1)} | {ms(t64)} | {ratios} |")
+        rel = mse / float((w_np.astype("float64") ** 2).mean())
+        lines.append(f"| ggml {label} | {bits:.3f} | {rel:.5f} | {ms(t1)} | {ms(t64)} | {ratios} |")
     lines += ["", "ggml here: plain `ggml_mul_mat` through `ggml_graph_compute` on a CPU context (activations "
               "converted to the weight type's dot-product format inside, as in llama.cpp; each result checked "
               "against the dequantized weight, \"wrong result\" when off by over 5 %); the CPU backend's "
