@@ -329,7 +329,8 @@ def test_corrupt_or_unknown_config_records_raise_value_errors_naming_the_layer()
 def test_from_state_dict_checks_the_recorded_shape_before_allocating_the_layer():
     # A corrupt record's feature counts (up to 2**32 - 1) must not size an allocation: the saved
     # codes' shape is checked first (else a record of 2**32 - 1 outputs allocates ~86 GB).
-    layer = PackedLinear.from_weight(torch.randn(6, 20), torch.zeros(6), QuantizationConfig(lattice_type="D4", q=4, M=2))
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    layer = PackedLinear.from_weight(torch.randn(6, 20), torch.zeros(6), config)
     good = layer.state_dict()
     for lo, hi, message in ((10, 14, r"fc2: 'codes' has shape \(6, 10\), the record's 20 -> 4294967295 layer needs "
                                      r"\(4294967295, 10\)"),
