@@ -233,13 +233,17 @@ class PackedLinear(nn.Module):
     # ---- construction -------------------------------------------------------------------
 
     def _checked_config(self, config: Any) -> QuantizationConfig:
+        return self._checked_config_named(config, self.layer_name)
+
+    @staticmethod
+    def _checked_config_named(config: Any, name: str) -> QuantizationConfig:
         if not isinstance(config, QuantizationConfig):
-            raise ValueError(f"{self.layer_name}: config must be a QuantizationConfig, got {type(config).__name__}")
+            raise ValueError(f"{name}: config must be a QuantizationConfig, got {type(config).__name__}")
         try:
-            _native.require_deployable(config.native(), self.layer_name)
+            _native.require_deployable(config.native(), name)
         except ValueError as exc:
             msg = str(exc)
-            raise ValueError(msg if msg.startswith(self.layer_name) else f"{self.layer_name}: {msg}") from None
+            raise ValueError(msg if msg.startswith(name) else f"{name}: {msg}") from None
         return config
 
     def _set_t(self, t: np.ndarray, blocks: int, dev, bits: int = 0) -> None:
@@ -390,6 +394,17 @@ class PackedLinear(nn.Module):
         if not isinstance(state_dict, dict) or "_extra_state" not in state_dict:
             raise ValueError(f"{label}: packed state dict lacks '_extra_state'")
         saved = read_layer_record(state_dict["_extra_state"], label)
+        # The record's feature counts size the layer's buffers: check them against the saved codes
+        # first, so that a corrupt record raises instead of allocating up to 2**32 rows.
+        codes = state_dict.get("codes")
+        if not isinstance(codes, torch.Tensor):
+            raise ValueError(f"{label}: packed state dict lacks 'codes'")
+        config = cls._checked_config_named(saved.config, label)
+        blocks = -(-saved.in_features // config.d)
+        want = (saved.out_features, int(_native.code_row_bytes(config.native(), blocks)))
+        if tuple(codes.shape) != want:
+            raise ValueError(f"{label}: 'codes' has shape {tuple(codes.shape)}, the record's {saved.in_features} -> "
+                             f"{saved.out_features} layer needs {want}")
         layer = cls(saved.in_features, saved.out_features, saved.config, bias=saved.bias, name=name, device=device)
         layer.load_state_dict(state_dict)
         return layer

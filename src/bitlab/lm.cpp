@@ -336,9 +336,15 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
                                        bool all_logits) const {
   const BitLMConfig& c = config_;
   require(n > 0, "BitLMModel::forward: no tokens");
-  require(cache.keys.size() == c.num_layers && cache.key_stride >= round_up16(c.context_length) &&
-              cache.keys[0].size() == cache.key_stride * c.num_kv_heads * c.head_dim,
-          "BitLMModel::forward: the cache belongs to another model (use new_cache())");
+  // Every layer's keys and values must be this model's sizes (a cache of another context length
+  // can have the same key stride, and the kernels write positions up to context_length).
+  bool cache_fits = cache.keys.size() == c.num_layers && cache.values.size() == c.num_layers &&
+                    cache.key_stride >= round_up16(c.context_length);
+  for (std::size_t l = 0; cache_fits && l < c.num_layers; ++l) {
+    cache_fits = cache.keys[l].size() == cache.key_stride * c.num_kv_heads * c.head_dim &&
+                 cache.values[l].size() == c.context_length * c.num_kv_heads * c.head_dim;
+  }
+  require(cache_fits, "BitLMModel::forward: the cache belongs to another model (use new_cache())");
   require(cache.length + n <= c.context_length,
           "BitLMModel::forward: " + std::to_string(cache.length + n) + " positions exceed the context length " +
               std::to_string(c.context_length));

@@ -42,10 +42,11 @@ namespace lowbit::bitlab::kernels {
 // SIMD level evaluates identically (glibc's expf is a scalar call): x is clamped to [-86, 88]
 // (results stay normal floats; exp(-86) = 4.4e-38 stands in for anything smaller), then
 // n = round(x * log2(e)), r = x - n * ln2 (ln2 in two parts, Cody-Waite), exp(r) by Cephes'
-// expf polynomial, times 2^n through the exponent bits. Within 2 ulp of exp(x) on [-86, 88]
-// (tests/cpp/bitlab/test_lm_ops.cpp).
+// expf polynomial, times 2^n through the exponent bits; NaN gives NaN. Within 2 ulp of exp(x) on
+// [-86, 88] (tests/cpp/bitlab/test_lm_ops.cpp).
 inline float lm_exp(float x) noexcept {
-  x = x < -86.0f ? -86.0f : x;
+  const float in = x;
+  x = x >= -86.0f ? x : -86.0f;  // NaN becomes -86 here (no NaN reaches the integer conversion) ...
   x = x > 88.0f ? 88.0f : x;
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: (v + kMagic) - kMagic rounds |v| < 2^22
   const float n = (x * 1.44269504088896341f + kMagic) - kMagic;
@@ -62,7 +63,7 @@ inline float lm_exp(float x) noexcept {
   std::memcpy(&bits, &p, sizeof bits);
   bits += static_cast<std::int32_t>(n) * (1 << 23);
   std::memcpy(&p, &bits, sizeof p);
-  return p;
+  return in == in ? p : in;  // ... and is returned as NaN
 }
 
 struct LmOps {

@@ -326,6 +326,24 @@ def test_corrupt_or_unknown_config_records_raise_value_errors_naming_the_layer()
     assert torch.equal(fresh.codes, layer.codes)
 
 
+def test_from_state_dict_checks_the_recorded_shape_before_allocating_the_layer():
+    # A corrupt record's feature counts (up to 2**32 - 1) must not size an allocation: the saved
+    # codes' shape is checked first (else a record of 2**32 - 1 outputs allocates ~86 GB).
+    config = QuantizationConfig(lattice_type="D4", q=4, M=2)
+    layer = PackedLinear.from_weight(torch.randn(6, 20), torch.zeros(6), config)
+    good = layer.state_dict()
+    for lo, hi, message in ((10, 14, r"fc2: 'codes' has shape \(6, 10\), the record's 20 -> 4294967295 layer needs "
+                                     r"\(4294967295, 10\)"),
+                            (6, 10, r"fc2: 'codes' has shape \(6, 10\), the record's 4294967295 -> 6 layer needs "
+                                    r"\(6, 2147483648\)")):
+        record = good["_extra_state"].clone()
+        record[lo:hi] = 255
+        with pytest.raises(ValueError, match=message):
+            PackedLinear.from_state_dict(dict(good, _extra_state=record), name="fc2")
+    with pytest.raises(ValueError, match="fc2: packed state dict lacks 'codes'"):
+        PackedLinear.from_state_dict({k: v for k, v in good.items() if k != "codes"}, name="fc2")
+
+
 def test_quantize_model_and_deploy_model_swap_layers():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 3)))

@@ -62,8 +62,8 @@ class BitLMModel {
 
   // Runs tokens[0..n) at positions cache.length.. and appends them to the cache. Returns the
   // logits of the last token (vocab_size floats), or of every token (n x vocab_size) with
-  // all_logits. InvalidArgument on an empty input, an id outside the vocabulary, or more
-  // tokens than context_length.
+  // all_logits. InvalidArgument on an empty input, an id outside the vocabulary, more tokens
+  // than context_length, or a cache whose layers' sizes are not this model's new_cache().
   // The n tokens go through every projection as one n-row int8 GEMM (prefill), and every token's
   // arithmetic is the same whatever n is and however many threads run: the logits are
   // bit-identical whether a prompt is run at once, in pieces or token by token (tested).

@@ -238,5 +238,121 @@ TEST(BitLMModel, LoadRefusesOtherArchitecturesAndIncompleteFiles) {
   std::filesystem::remove(bitnet);
 }
 
+
+// A one-layer bitnet GGUF with F32 tensors (ternary projections of magnitude 1), a byte-level
+// vocabulary of 256 tokens, hidden 256, 2 heads sharing 1 KV head, the given context length.
+std::vector<std::uint8_t> tiny_bitnet(std::uint32_t context) {
+  constexpr std::uint64_t d = 256, ff = 256, vocab = 256, kv = 128;
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> trit(-1, 1);
+  std::uniform_real_distribution<float> real(-1.0f, 1.0f);
+  struct Tensor {
+    std::string name;
+    std::vector<std::uint64_t> dims;  // GGUF order: columns first
+    std::vector<float> values;
+  };
+  std::vector<Tensor> tensors;
+  auto add = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols, bool ternary) {
+    Tensor t{name, rows == 1 ? std::vector<std::uint64_t>{cols} : std::vector<std::uint64_t>{cols, rows}, {}};
+    for (std::uint64_t i = 0; i < rows * cols; ++i)
+      t.values.push_back(ternary ? static_cast<float>(trit(rng)) : rows == 1 ? 1.0f : real(rng));
+    tensors.push_back(std::move(t));
+  };
+  add("token_embd.weight", vocab, d, false);
+  add("output_norm.weight", 1, d, false);
+  add("blk.0.attn_norm.weight", 1, d, false);
+  add("blk.0.attn_sub_norm.weight", 1, d, false);
+  add("blk.0.ffn_norm.weight", 1, d, false);
+  add("blk.0.ffn_sub_norm.weight", 1, ff, false);
+  add("blk.0.attn_q.weight", d, d, true);
+  add("blk.0.attn_k.weight", kv, d, true);
+  add("blk.0.attn_v.weight", kv, d, true);
+  add("blk.0.attn_output.weight", d, d, true);
+  add("blk.0.ffn_gate.weight", ff, d, true);
+  add("blk.0.ffn_up.weight", ff, d, true);
+  add("blk.0.ffn_down.weight", d, ff, true);
+  Writer w;
+  w.put<std::uint32_t>(0x46554747u);
+  w.put<std::uint32_t>(3);
+  w.put<std::uint64_t>(tensors.size());
+  w.put<std::uint64_t>(11);  // kv
+  auto u32 = [&](const std::string& key, std::uint32_t v) {
+    w.str(key);
+    w.put<std::uint32_t>(4);
+    w.put<std::uint32_t>(v);
+  };
+  auto text = [&](const std::string& key, const std::string& v) {
+    w.str(key);
+    w.put<std::uint32_t>(8);
+    w.str(v);
+  };
+  text("general.architecture", "bitnet");
+  u32("bitnet.embedding_length", d);
+  u32("bitnet.block_count", 1);
+  u32("bitnet.attention.head_count", 2);
+  u32("bitnet.attention.head_count_kv", 1);
+  u32("bitnet.feed_forward_length", ff);
+  u32("bitnet.context_length", context);
+  w.str("bitnet.attention.layer_norm_rms_epsilon");
+  w.put<std::uint32_t>(6);
+  w.put<float>(1e-5f);
+  text("bitnet.hidden_activation", "relu2");
+  text("tokenizer.ggml.model", "gpt2");
+  w.str("tokenizer.ggml.tokens");  // GPT-2's byte alphabet, UTF-8
+  w.put<std::uint32_t>(9);
+  w.put<std::uint32_t>(8);
+  w.put<std::uint64_t>(vocab);
+  std::uint32_t extra = 0;
+  for (std::uint32_t b = 0; b < vocab; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    const std::uint32_t cp = printable ? b : 256 + extra++;
+    std::string s;
+    if (cp < 0x80) s = std::string(1, static_cast<char>(cp));
+    else s = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+    w.str(s);
+  }
+  std::uint64_t offset = 0;
+  for (const Tensor& t : tensors) {
+    w.str(t.name);
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(t.dims.size()));
+    for (auto dim : t.dims) w.put<std::uint64_t>(dim);
+    w.put<std::uint32_t>(0);  // F32
+    w.put<std::uint64_t>(offset);
+    offset += (4 * t.values.size() + 31) / 32 * 32;
+  }
+  while (w.bytes.size() % 32) w.bytes.push_back(0);
+  for (const Tensor& t : tensors) {
+    for (float v : t.values) w.put<float>(v);
+    while (w.bytes.size() % 32) w.bytes.push_back(0);
+  }
+  return w.bytes;
+}
+
+TEST(BitLMModel, ForwardRefusesTheCacheOfAModelWithAnotherContextLength) {
+  // Contexts 64 and 70 give the same key stride (80): only the values' size tells the caches
+  // apart, and a forward pass of 70 positions into the 64-position cache wrote past its end.
+  const auto dir = std::filesystem::temp_directory_path();
+  std::vector<BitLMModel> models;
+  for (std::uint32_t context : {64u, 70u}) {
+    const auto path = dir / ("lowbit_test_tiny_bitnet_" + std::to_string(context) + ".gguf");
+    const std::vector<std::uint8_t> bytes = tiny_bitnet(context);
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                static_cast<std::streamsize>(bytes.size()));
+    models.push_back(BitLMModel::load(path.string()));
+    std::filesystem::remove(path);
+  }
+  BitLMCache small = models[0].new_cache();
+  ASSERT_EQ(small.key_stride, models[1].new_cache().key_stride);
+  const std::vector<std::int32_t> tokens(70, 65);
+  EXPECT_THROW(models[1].forward(tokens.data(), tokens.size(), small), InvalidArgument);
+  BitLMCache own = models[1].new_cache();
+  const std::vector<float> logits = models[1].forward(tokens.data(), tokens.size(), own);
+  EXPECT_EQ(logits.size(), 256u);
+  EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
+  BitLMCache other = models[0].new_cache();
+  other.values.pop_back();  // a layer short
+  EXPECT_THROW(models[0].forward(tokens.data(), 1, other), InvalidArgument);
+}
+
 }  // namespace
 }  // namespace lowbit::bitlab

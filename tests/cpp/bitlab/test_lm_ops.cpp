@@ -216,6 +216,17 @@ TEST(LmOps, ExpIsWithinTwoUlpOfTheLibrary) {
   EXPECT_GT(kernels::lm_exp(-1000.0f), 0.0f);
   EXPECT_EQ(kernels::lm_exp(1000.0f), kernels::lm_exp(88.0f));
   EXPECT_TRUE(std::isfinite(kernels::lm_exp(88.0f)));
+  // NaN in, NaN out, without converting NaN to an integer (undefined behaviour: the sanitizer
+  // build aborts); a softmax row with +inf (an overflowed score) is NaN throughout at every level.
+  EXPECT_TRUE(std::isnan(kernels::lm_exp(std::numeric_limits<float>::quiet_NaN())));
+  ScopedSimdLevel guard;
+  for (SimdLevel level : available_simd_levels()) {
+    set_simd_level(level);
+    std::vector<float> row(37, 1.0f);
+    row[20] = std::numeric_limits<float>::infinity();
+    kernels::lm_ops().softmax(row.data(), row.size());
+    for (float v : row) ASSERT_TRUE(std::isnan(v)) << simd_level_name(level);
+  }
 }
 
 TEST(Team, EveryItemOnceInWholeGroupsWithDistinctSlots) {
