@@ -584,7 +584,8 @@ class PackedLinear(nn.Module):
         xp = self._padded(x2)
         amax = xp.abs().amax(dim=1, keepdim=True)
         xs = amax / 127.0
-        xq = torch.where(amax > 0, torch.clamp(torch.round(xp / torch.where(amax > 0, xs, torch.ones_like(xs))),
+        # xs == 0 (a zero row, or max|x| / 127 rounding to 0 below about 1.8e-43): xq = 0, as in C++.
+        xq = torch.where(xs > 0, torch.clamp(torch.round(xp / torch.where(xs > 0, xs, torch.ones_like(xs))),
                                                -127, 127), torch.zeros_like(xp))
         c = 2.0 if self.config.lattice_type == "E8" else 1.0
         y = F.linear(xq, self._torch_scaled_ints()) * xs

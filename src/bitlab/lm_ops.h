@@ -26,7 +26,7 @@
 //                  r * r for r = (g > 0 ? g : 0).
 //   quantize(x, n, dst, scale, sum):  one int8 activation row, exactly quantize_activation_row
 //                  (ternary.h): a = max |x[i]|, *scale = a / 127, dst[i] = round half to even of
-//                  clamp(x[i] * (127 / a), -128, 127) (0 when a = 0), *sum = the sum of dst[i].
+//                  clamp(x[i] * activation_inv(a), -128, 127) (ternary.h: 0 when 127 / a is not finite), *sum = the sum of dst[i].
 //                  Returns false, with dst and *sum unspecified, when x holds NaN or Inf.
 //   epilogue(acc, w_scale, act_scale, n, add, y):  for r < n, v = int8_epilogue(acc[r], act_scale,
 //                  w_scale[r]) (gemm.h); y[r] = y[r] + v with add (a residual), else y[r] = v.

@@ -224,7 +224,7 @@ bool quantize_impl(const float* x, std::size_t n, std::int8_t* dst, float* scale
   }
   if (!ok) return false;
   *scale = a / 127.0f;
-  const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+  const float inv = activation_inv(a);
   IntLanes total = {};
   for (i = 0; i + kLanes <= n; i += kLanes) {
     Lanes v;

@@ -98,7 +98,7 @@ inline float round_half_even_small(float v) {
 
 // Quantizes one row into dst (zero padding up to the stride is the caller's) and returns its sum.
 std::int32_t quantize_row(const float* x, std::size_t cols, float a, std::int8_t* dst) {
-  const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+  const float inv = activation_inv(a);
   std::int32_t sum = 0;
   for (std::size_t k = 0; k < cols; ++k) {
     // Clamping first keeps |v| small for the rounding trick; the result equals clamp(round(v)).

@@ -365,7 +365,7 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
         // The compact forms are mostly T = 0 (a predictable branch); nibbles are not.
         s[i] = t.bits != 4 && tw == 0 ? s_zero : scales8(table_lo, table_hi, tw);
       }
-      if (nb < 32) {  // padding blocks have scale 0, as in the reference
+      if (nb < 32) {  // padding blocks: scale 0 here (scale(0) in the reference; their I = 0 either way)
         alignas(32) float sv[32];
         for (int i = 0; i < 4; ++i) _mm256_store_ps(sv + 8 * i, s[i]);
         for (std::size_t i = nb; i < 32; ++i) sv[i] = 0.0f;

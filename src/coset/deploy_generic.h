@@ -25,7 +25,7 @@ inline unsigned unpack_code(const std::uint8_t* row, std::size_t row_bytes, std:
 std::array<float, 16> scale_table16(const QuantizationConfig& c);
 
 // The activation rule of deploy.h for one input row of `cols` values: xq = clamp(rint(x / xs), -127, 127)
-// with xs = max|x| / 127; returns xs (0 and xq = 0 for an all-zero row). Throws InvalidArgument naming
+// with xs = max|x| / 127; returns xs (0 and xq = 0 where xs rounds to 0: an all-zero row, or max|x| below about 127 x 1.4e-45). Throws InvalidArgument naming
 // row `m` and the column on NaN or Inf.
 float quantize_input_row(const float* x, std::size_t cols, std::size_t m, std::int8_t* xq);
 

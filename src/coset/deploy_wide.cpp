@@ -80,11 +80,11 @@ float quantize_input_row(const float* x, std::size_t cols, std::size_t m, std::i
                             std::to_string(i) + ")");
     amax = std::max(amax, std::fabs(x[i]));
   }
-  if (amax == 0.0f) {
+  const float scale = amax / 127.0f;
+  if (scale == 0.0f) {  // an all-zero row, or max|x| so small that max|x| / 127 rounds to 0: zeros
     std::fill(xq, xq + cols, std::int8_t{0});
     return 0.0f;
   }
-  const float scale = amax / 127.0f;
   for (std::size_t i = 0; i < cols; ++i)
     xq[i] = static_cast<std::int8_t>(std::clamp(rint_small(x[i] / scale), -127.0f, 127.0f));
   return scale;

@@ -6,6 +6,8 @@
 // activations. Codes are t + 1, so the row sum of x is subtracted at the end (see gemm.h).
 #include <cuda_runtime.h>
 
+#include <cfloat>
+
 #include <cstdint>
 #include <string>
 
@@ -77,13 +79,15 @@ __global__ void tensor_absmax_kernel(float* absmax, int rows) {
   for (int i = 0; i < rows; ++i) absmax[i] = m;
 }
 
-// x_q = clamp(rint(x * inv), -128, 127), inv = 127 / a; zero padding up to stride; row sums.
+// x_q = clamp(rint(x * inv), -128, 127), inv = 127 / a (0 where not finite); zero padding up to stride; row sums.
 __global__ void quantize_kernel(const float* __restrict__ x, std::size_t cols, std::size_t stride,
                                 const float* __restrict__ absmax, std::int8_t* __restrict__ xq,
                                 std::int32_t* __restrict__ row_sums, float* __restrict__ act_scale) {
   const int m = blockIdx.x;
   const float a = absmax[m];
-  const float inv = a > 0.0f ? __fdiv_rn(127.0f, a) : 0.0f;
+  // inv = 0 where 127 / a is not finite (a == 0 or a < 127 / FLT_MAX: zeros), as activation_inv.
+  float inv = __fdiv_rn(127.0f, a);
+  if (!(inv <= FLT_MAX)) inv = 0.0f;
   int local = 0;
   for (std::size_t k = threadIdx.x; k < stride; k += blockDim.x) {
     int q = 0;

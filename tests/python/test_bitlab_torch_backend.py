@@ -227,3 +227,23 @@ def test_cuda_ops_take_over_their_op_and_fall_back_to_torch(monkeypatch):
     assert seen == [6] and torch.equal(y, cpp.bitlinear_int8(x, packed, 40, scales, None, "per_tensor"))
     y = dispatch.call("linear_f32", x, packed, 40, scales, None, impl="cuda")  # not registered: PyTorch
     assert torch.equal(y, cpp.bitlinear_f32(x, packed, 40, scales, None)) and seen == [6]
+
+
+@pytest.mark.parametrize("granularity", ["per_tensor", "per_channel"])
+def test_activations_whose_max_is_below_127_over_flt_max_quantize_to_zeros_in_both_backends(granularity):
+    # 127 / a overflows float32 for a < 127 / FLT_MAX (about 3.7e-37): inv = 0 (ternary.h), zeros.
+    x = torch.zeros(3, 40)
+    x[0, :5] = torch.tensor([1e-38, -2e-39, 0.0, 5e-40, 3e-38])
+    x[1, 7] = 1e-45
+    if granularity == "per_channel":
+        x[2] = torch.linspace(-1, 1, 40)
+    for q, a in (cpp.quantize_activations(x, granularity), torch_ops.quantize_activations(x, granularity)):
+        rows = [0, 1] if granularity == "per_channel" else []
+        for r in rows:
+            assert torch.equal(q[r], torch.zeros_like(q[r])), r
+        assert bool(torch.isfinite(a).all())
+    q_cpp, a_cpp = cpp.quantize_activations(x, granularity)
+    q_pt, a_pt = torch_ops.quantize_activations(x, granularity)
+    assert torch.equal(q_cpp, q_pt) and torch.equal(a_cpp, a_pt)
+    if granularity == "per_tensor":  # max 1e-45 rows alone: per-tensor max 3e-38 < 3.7e-37: all zeros
+        assert torch.equal(q_cpp, torch.zeros_like(q_cpp))

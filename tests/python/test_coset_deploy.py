@@ -567,3 +567,21 @@ def test_the_saved_t_stream_is_rebuilt_not_held_twice(config):
     assert fresh.resident_bytes() == fresh.memory_bytes() + 16 + odd.numel()
     x = torch.randn(3, 260)
     assert torch.equal(fresh(x), layer(x))
+
+
+@pytest.mark.parametrize("config", FORMATS, ids=_ids)
+def test_rows_whose_activation_scale_rounds_to_zero_give_the_bias_on_both_paths(config):
+    # max|x| / 127 rounds to 0 in float32 below about 1.8e-43 (subnormal inputs): such a row
+    # quantizes to zeros (deploy.h), never x / 0 = inf or NaN cast to int8.
+    lin, layer = _layer(config, bias=True)
+    x = torch.zeros(3, 37)
+    x[0, 3] = 1e-44
+    x[0, 9] = -3e-45
+    x[1, 0] = 1.0
+    x[2, 5] = 1e-38  # small but representable: its scale is a normal number
+    for backend in ("cpp", "torch"):
+        with lowbit.backend(backend):
+            y = layer(x)
+        assert bool(torch.isfinite(y).all()), backend
+        torch.testing.assert_close(y[0], lin.bias.detach(), rtol=0, atol=0)
+        assert not torch.equal(y[1], lin.bias.detach())

@@ -4,7 +4,9 @@
 //   weights      s   = float32( mean|W| computed in double )   over the tensor or over one output row
 //                W_q = clamp(nearbyint(W / s), -1, 1)          (float32 division; s == 0 -> W_q = 0)
 //   activations  a   = max|x|                                  over the tensor or over one row (token)
-//                inv = 127.0f / a                              (float32; a == 0 -> inv = 0)
+//                inv = 127.0f / a                              (float32; inv = 0 where that is not finite:
+//                                                               a == 0, or a < 127 / FLT_MAX ~ 3.7e-37, whose
+//                                                               row then quantizes to zeros; activation_inv)
 //                x_q = clamp(nearbyint(x * inv), -128, 127)    (float32 product)
 //                act_scale = a / 127.0f                        (float32; the factor applied to results)
 // nearbyint rounds half to even, like torch.round and the SIMD conversions.
@@ -13,11 +15,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <cfloat>
 #include <vector>
 
 #include "lowbit/core/aligned_buffer.h"
 
 namespace lowbit::bitlab {
+
+// The activation rule's inv for a row (or tensor) whose max |x| is a (finite, >= 0): 127.0f / a, or 0
+// where that is not finite (a == 0, or a below 127 / FLT_MAX: the row quantizes to zeros).
+inline float activation_inv(float a) {
+  const float inv = 127.0f / a;
+  return inv <= FLT_MAX ? inv : 0.0f;
+}
 
 // Whether one scale covers the whole tensor or one row of it (output channel for weights,
 // token / batch row for activations).

@@ -12,7 +12,8 @@
 //   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,
 // w = sum_m q^m e_m the C-scaled integer decode of the codes (C = 2 for E8, else 1).
 //
-// The kernels quantize each input row x to int8 with one scale, xs = max|x| / 127,
+// The kernels quantize each input row x to int8 with one scale, xs = max|x| / 127 (xq = 0 where xs
+// rounds to 0),
 // xq = clamp(rint(x / xs), -127, 127), and compute per block the exact integer
 // I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the epilogue (docs/coset.md, "Kernels", the one
 // description of the order) sums the 64-block chunks whose scales are all s0 = config.scale(0)

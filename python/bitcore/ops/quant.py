@@ -2,7 +2,7 @@
 
 weights      s   = float32(mean|W| in float64), per tensor or per output row
              W_q = clamp(round(W / s), -1, 1)          (s == 0 -> W_q = 0)
-activations  a   = max|x|, per tensor or per row; inv = 127 / a (a == 0 -> inv = 0)
+activations  a   = max|x|, per tensor or per row; inv = 127 / a (0 where not finite: a == 0 or a < 127 / FLT_MAX)
              x_q = clamp(round(x * inv), -128, 127); act_scale = a / 127
 ``torch.round`` rounds half to even, like the C++ ``nearbyint`` and the SIMD conversions.
 
@@ -135,7 +135,8 @@ def quantize_activations(x2d: torch.Tensor, granularity: str) -> Tuple[torch.Ten
                 torch.zeros(0, dtype=torch.float32, device=x2d.device))
     a = activation_max(x2d, granularity)
     positive = a > 0
-    inv = torch.where(positive, 127.0 / torch.where(positive, a, torch.ones_like(a)), torch.zeros_like(a))
+    inv = 127.0 / torch.where(positive, a, torch.ones_like(a))
+    inv = torch.where(positive & torch.isfinite(inv), inv, torch.zeros_like(inv))  # a < 127 / FLT_MAX: zeros
     q = torch.clamp(torch.round(x2d.detach().to(torch.float32) * inv.reshape(-1, 1)), -128, 127).to(torch.int8)
     return q, a / 127.0
 

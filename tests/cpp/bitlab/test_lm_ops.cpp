@@ -143,9 +143,12 @@ TEST(LmOps, SoftmaxGluEpilogueAndQuantizeMatchTheirDefinitionsAtEveryLevel) {
     }
     // activation rows: plain, with a value clamped to -128 (the row maximum is positive), all zero
     auto act = random_floats(n, rng);
-    std::vector<std::vector<float>> rows{act, act, std::vector<float>(n, 0.0f)};
+    // and a row whose max is below 127 / FLT_MAX (127 / a overflows: zeros, ternary.h)
+    std::vector<std::vector<float>> rows{act, act, std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)};
     rows[1][0] = 3.0f;
     rows[1][n - 1] = -3.1f;
+    rows[3][0] = 1e-38f;
+    rows[3][n - 1] = -2e-39f;
     for (const auto& row : rows) {
       std::vector<std::int8_t> want(n);
       float want_scale = 0.0f;
@@ -160,6 +163,10 @@ TEST(LmOps, SoftmaxGluEpilogueAndQuantizeMatchTheirDefinitionsAtEveryLevel) {
         EXPECT_EQ(got, want) << simd_level_name(level) << " n=" << n;
         EXPECT_EQ(0, std::memcmp(&scale, &want_scale, sizeof scale)) << simd_level_name(level);
         EXPECT_EQ(sum, want_sum) << simd_level_name(level);
+        if (&row == &rows[3]) {  // the reference itself: zeros, sum 0
+          EXPECT_EQ(want, std::vector<std::int8_t>(n, 0));
+          EXPECT_EQ(want_sum, 0);
+        }
         for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                           -std::numeric_limits<float>::infinity()}) {
           std::vector<float> broken = row;

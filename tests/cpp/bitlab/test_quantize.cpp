@@ -51,6 +51,19 @@ TEST(BitlabQuantize, ActivationsRoundHalfToEvenAndPad) {
   EXPECT_EQ(q.row_sums[0], 4);
 }
 
+TEST(BitlabQuantize, ActivationsWhoseMaxIsBelow127OverFltMaxQuantizeToZeros) {
+  // 127 / a overflows for a < 127 / FLT_MAX: inv = 0 (activation_inv), never 0 * inf = NaN cast to int8.
+  std::vector<float> x = {1e-38f, 0.0f, -3e-39f, 5e-40f, 1.0f, 0.5f, 0.0f, -1.0f};
+  QuantizedActivations q = quantize_activations(x.data(), 2, 4, Granularity::PerRow);
+  for (std::size_t k = 0; k < 4; ++k) EXPECT_EQ(q.values[k], 0) << k;
+  EXPECT_EQ(q.row_sums[0], 0);
+  EXPECT_EQ(q.scales[0], 1e-38f / 127.0f);
+  EXPECT_EQ(q.values[q.stride], 127);
+  EXPECT_EQ(activation_inv(0.0f), 0.0f);
+  EXPECT_EQ(activation_inv(127.0f), 1.0f);
+  EXPECT_EQ(activation_inv(1e-38f), 0.0f);
+}
+
 TEST(BitlabQuantize, ActivationsPerRowUseEachRowsMax) {
   std::vector<float> x = {1.0f, -2.0f, 0.5f, 0.25f};
   QuantizedActivations q = quantize_activations(x.data(), 2, 2, Granularity::PerRow);
