@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "deploy_e8_generic.h"
+#include "deploy_avx2_tree.h"
 #include "deploy_kernels.h"
 
 namespace lowbit::coset::kernels {
@@ -83,13 +84,7 @@ inline __m256i dot4(const std::uint8_t* xu, const std::int8_t* w) {
   return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
 }
 
-inline float tree(__m256 lo, __m256 hi) {  // partial sums 0-7 and 8-15: the halving tree 8, 4, 2, 1
-  const __m256 r8 = _mm256_add_ps(lo, hi);
-  const __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps(r8, 1));
-  const __m128 r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
-  const __m128 r1 = _mm_add_ss(r2, _mm_shuffle_ps(r2, r2, 1));
-  return _mm_cvtss_f32(r1);
-}
+using avx2::tree;  // deploy_avx2_tree.h
 
 inline std::int64_t sum_epi32(__m256i v) {  // the 8 lanes, each below 2^31, summed in int64
   const __m256i w = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),

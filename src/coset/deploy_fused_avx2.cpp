@@ -17,19 +17,14 @@
 #include <vector>
 
 #include "deploy_e8_generic.h"  // LOWBIT_UNROLL8: the loops over coordinates and rows unroll at -O2 too
+#include "deploy_avx2_tree.h"
 #include "deploy_kernels.h"
 
 namespace lowbit::coset::kernels {
 
 namespace {
 
-inline float tree(__m256 lo, __m256 hi) {  // partial sums 0-7 and 8-15: the halving tree 8, 4, 2, 1
-  const __m256 r8 = _mm256_add_ps(lo, hi);
-  const __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps(r8, 1));
-  const __m128 r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
-  const __m128 r1 = _mm_add_ss(r2, _mm_shuffle_ps(r2, r2, 1));
-  return _mm_cvtss_f32(r1);
-}
+using avx2::tree;  // deploy_avx2_tree.h
 
 inline __m256i load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 

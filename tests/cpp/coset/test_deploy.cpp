@@ -88,6 +88,25 @@ Layer encoded_layer(const QuantizationConfig& c, std::size_t rows, std::size_t b
   return l;
 }
 
+// packed_linear on `batch` rows of x at every SIMD level gives the scalar level's bits (and records
+// the level it ran at); `what` names the case in a failure.
+void expect_every_level_matches_scalar(const Layer& l, const std::vector<float>& x, std::size_t batch,
+                                       const std::string& what) {
+  std::vector<float> ref(batch * l.rows), got(batch * l.rows);
+  {
+    ScopedSimdLevel scalar(SimdLevel::Scalar);
+    packed_linear(l.view(), x.data(), batch, ref.data());
+  }
+  for (auto level : available_simd_levels()) {
+    ScopedSimdLevel forced(level);
+    std::fill(got.begin(), got.end(), -1.0f);
+    packed_linear(l.view(), x.data(), batch, got.data());
+    EXPECT_EQ(last_dispatched_level(), level);
+    ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+        << simd_level_name(level) << " " << what << " batch=" << batch;
+  }
+}
+
 TEST(CosetDeploy, EveryLevelMatchesScalarBitExactly) {
   for (const auto& c : formats())
     for (std::size_t rows : {1, 3, 17})
@@ -95,20 +114,10 @@ TEST(CosetDeploy, EveryLevelMatchesScalarBitExactly) {
         for (std::size_t batch : {1, 3, 5, 8}) {
           const Layer l = encoded_layer(c, rows, blocks, static_cast<unsigned>(rows * 100 + blocks));
           const auto x = gaussian(batch * blocks * c.dim(), 2.0, static_cast<unsigned>(batch + blocks));
-          std::vector<float> ref(batch * rows), got(batch * rows);
-          {
-            ScopedSimdLevel scalar(SimdLevel::Scalar);
-            packed_linear(l.view(), x.data(), batch, ref.data());
-          }
-          for (auto level : available_simd_levels()) {
-            ScopedSimdLevel forced(level);
-            std::fill(got.begin(), got.end(), -1.0f);
-            packed_linear(l.view(), x.data(), batch, got.data());
-            EXPECT_EQ(last_dispatched_level(), level);
-            ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
-                << simd_level_name(level) << " " << lattice_name(c.lattice) << " q=" << c.q << " M=" << c.M
-                << " rows=" << rows << " blocks=" << blocks << " batch=" << batch;
-          }
+          expect_every_level_matches_scalar(l, x, batch,
+                                            std::string(lattice_name(c.lattice)) + " q=" + std::to_string(c.q) +
+                                                " M=" + std::to_string(c.M) + " rows=" + std::to_string(rows) +
+                                                " blocks=" + std::to_string(blocks));
         }
 }
 
@@ -447,21 +456,9 @@ TEST(CosetDeploy, FusedD4DecodesEveryPairOfLevelBytes) {
       l.codes[n * 2 * blocks + 2 * k + 1] = static_cast<std::uint8_t>(n);
     }
   for (auto& v : l.t) v = static_cast<std::uint8_t>(rng());  // T in 0..15 = max_t
-  for (std::size_t batch : {1, 3, 5}) {
-    const auto x = gaussian(batch * blocks * 4, 1.0, static_cast<unsigned>(batch + 11));
-    std::vector<float> ref(batch * rows), got(batch * rows);
-    {
-      ScopedSimdLevel scalar(SimdLevel::Scalar);
-      packed_linear(l.view(), x.data(), batch, ref.data());
-    }
-    for (auto level : available_simd_levels()) {
-      ScopedSimdLevel forced(level);
-      std::fill(got.begin(), got.end(), -1.0f);
-      packed_linear(l.view(), x.data(), batch, got.data());
-      ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
-          << simd_level_name(level) << " batch=" << batch;
-    }
-  }
+  for (std::size_t batch : {1, 3, 5})
+    expect_every_level_matches_scalar(l, gaussian(batch * blocks * 4, 1.0, static_cast<unsigned>(batch + 11)), batch,
+                                      "D4 every level-byte pair");
 }
 
 TEST(CosetDeploy, FusedGemvOffSwitchRunsThePanelPathWithTheSameBits) {
