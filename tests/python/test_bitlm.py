@@ -424,6 +424,7 @@ def test_deployed_forward_runs_torch_ops_on_one_thread_and_kernels_on_torchs_cou
     """On the C++ path the forward's PyTorch ops run on one thread and lowbit's kernels get the
     threads PyTorch was given (bitcore.threads); the twin keeps PyTorch's count; logits and the thread
     settings after the call do not depend on it."""
+    import lowbit
     from bitcore.threads import kernel_threads
 
     torch.manual_seed(7)
@@ -435,15 +436,15 @@ def test_deployed_forward_runs_torch_ops_on_one_thread_and_kernels_on_torchs_cou
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = model(ids)
-        for m in (model, twin):
-            m.layers[0].mlp.register_forward_hook(hook)
-        torch.set_num_threads(2)
-        assert torch.equal(model(ids), one)
-        twin(ids)
+        with lowbit.backend("cpp"):  # the C++ path this is about, also under LOWBIT_BACKEND=torch
+            one = model(ids)
+            for m in (model, twin):
+                m.layers[0].mlp.register_forward_hook(hook)
+            torch.set_num_threads(2)
+            assert torch.equal(model(ids), one)
+            twin(ids)
         assert torch.get_num_threads() == 2 and kernel_threads() == 2  # restored
         assert seen == [(1, 2), (2, 2)]
-        import lowbit
         with lowbit.backend("torch"):  # no C++ kernels: PyTorch keeps its threads
             seen.clear()
             assert torch.equal(model(ids), one)
