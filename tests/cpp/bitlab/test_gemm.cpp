@@ -35,6 +35,25 @@ std::vector<std::int32_t> naive_acc(const std::vector<std::int8_t>& x, const std
   return acc;
 }
 
+// bitlinear_int8's definition (ternary.h): x (M x K) quantized by quantize_activations, exact
+// int32 sums against the trits, then (float(acc) * act_scale[m]) * w_scale[n] (+ bias[n]), each
+// step rounded in float32.
+std::vector<float> reference_layer(const std::vector<float>& x, std::size_t M, std::size_t K,
+                                   const TernaryWeights& tw, std::size_t N, Granularity ag, const float* bias) {
+  QuantizedActivations q = quantize_activations(x.data(), M, K, ag);
+  std::vector<std::int8_t> xq(M * K);
+  for (std::size_t m = 0; m < M; ++m)
+    for (std::size_t k = 0; k < K; ++k) xq[m * K + k] = q.values[m * q.stride + k];
+  const auto acc = naive_acc(xq, tw.trits, M, N, K);
+  std::vector<float> out(M * N);
+  for (std::size_t m = 0; m < M; ++m)
+    for (std::size_t n = 0; n < N; ++n) {
+      const float v = static_cast<float>(acc[m * N + n]) * q.scales[m] * tw.scales[n];
+      out[m * N + n] = bias ? v + bias[n] : v;
+    }
+  return out;
+}
+
 TEST(BitlabGemm, Int8IsExactAtEveryLevelAndAwkwardSize) {
   ScopedSimdLevel guard;
   std::mt19937 rng(11);
@@ -124,18 +143,7 @@ TEST(BitlabGemm, LayerEpilogueFollowsTheDocumentedOrder) {
     for (Granularity ag : {Granularity::PerTensor, Granularity::PerRow}) {
       TernaryWeights tw = quantize_weights(wf.data(), N, K, wg);
       PackedTernary w = pack_ternary_2bit(tw.trits.data(), N, K);
-      QuantizedActivations q = quantize_activations(x.data(), M, K, ag);
-      std::vector<std::int8_t> xq(M * K);
-      for (std::size_t m = 0; m < M; ++m)
-        for (std::size_t k = 0; k < K; ++k) xq[m * K + k] = q.values[m * q.stride + k];
-      const auto acc = naive_acc(xq, tw.trits, M, N, K);
-      std::vector<float> expected(M * N);
-      for (std::size_t m = 0; m < M; ++m)
-        for (std::size_t n = 0; n < N; ++n) {
-          float v = static_cast<float>(acc[m * N + n]) * q.scales[m];
-          v = v * tw.scales[n];
-          expected[m * N + n] = v + bias[n];
-        }
+      const auto expected = reference_layer(x, M, K, tw, N, ag, bias.data());
       for (SimdLevel level : available_simd_levels()) {
         set_simd_level(level);
         std::vector<float> y(M * N);
@@ -156,16 +164,7 @@ TEST(BitlabGemm, LayerWithManyTokensMatchesTheReferenceQuantizer) {
   auto x = random_floats(M * K, rng);
   TernaryWeights tw = quantize_weights(wf.data(), N, K, Granularity::PerTensor);
   PackedTernary w = pack_ternary_2bit(tw.trits.data(), N, K);
-  QuantizedActivations q = quantize_activations(x.data(), M, K, Granularity::PerRow);
-  std::vector<std::int8_t> xq(M * K);
-  for (std::size_t m = 0; m < M; ++m)
-    for (std::size_t k = 0; k < K; ++k) xq[m * K + k] = q.values[m * q.stride + k];
-  const auto acc = naive_acc(xq, tw.trits, M, N, K);
-  std::vector<float> expected(M * N);
-  for (std::size_t m = 0; m < M; ++m)
-    for (std::size_t n = 0; n < N; ++n) {
-      expected[m * N + n] = static_cast<float>(acc[m * N + n]) * q.scales[m] * tw.scales[n];
-    }
+  const auto expected = reference_layer(x, M, K, tw, N, Granularity::PerRow, nullptr);
   for (SimdLevel level : available_simd_levels()) {
     set_simd_level(level);
     for (std::size_t threads : {0, 1}) {  // the whole pool, and one thread (one chunk of blocks)
