@@ -2,6 +2,7 @@
 #include "lowbit/bitlab/lm.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -56,7 +57,27 @@ void rms_norm(const kernels::LmOps& ops, const float* x, const float* w, std::si
   for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * w[i];
 }
 
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
 }  // namespace
+
+// Measured on the 2-core EPYC, 180M-weight model (46.6 MiB of packed weights, more than the
+// 32 MiB L3: read from DRAM per token; KV cache 8 MiB), bitlab-run generate, interleaved runs
+// against 4-KiB pages: decode +25-40 % at 1 thread, +10-25 % at 2 threads, prefill unchanged
+// (BENCHMARKS.md).
+void* huge_allocate(std::size_t bytes) {
+  const std::size_t align = bytes >= kHugePage ? kHugePage : kCacheLine;
+  const std::size_t size = (std::max<std::size_t>(bytes, 1) + align - 1) / align * align;
+  if (size < bytes) throw std::bad_alloc();
+  void* p = std::aligned_alloc(align, size);
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__)
+  if (align == kHugePage) madvise(p, size, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
+void huge_deallocate(void* p) noexcept { std::free(p); }
 
 BitLMModel BitLMModel::load(const std::string& path) {
   const GgufFile f = GgufFile::load(path);
@@ -110,16 +131,21 @@ BitLMModel BitLMModel::load(const std::string& path) {
   auto floats = [&](const std::string& name, std::vector<std::size_t> shape) {
     return GgufFile::to_float(tensor(name, std::move(shape)));
   };
-  // Stacks the ternary tensors `bases` (each rows_i x cols, in order) into one packed projection,
-  // decoding and packing a few rows at a time (peak memory: the packed result plus one piece).
-  auto projection = [&](std::initializer_list<std::pair<std::string, std::size_t>> bases, std::size_t cols) {
+  using Parts = std::vector<std::pair<std::string, std::size_t>>;
+  // Stacks the ternary tensors `bases` (each rows_i x cols, in order) into one packed projection at
+  // `next` in the weights block (advanced past it), decoding and packing a few rows at a time (peak
+  // memory: the packed weights plus one piece).
+  std::uint8_t* next = nullptr;
+  auto projection = [&](const Parts& bases, std::size_t cols) {
     std::size_t total = 0;
     for (const auto& [base, rows] : bases) total += rows;
     Projection out;
     out.packed.rows = total;
     out.packed.cols = cols;
     out.packed.row_bytes = packed_row_bytes(cols);
-    out.packed.data.resize(total * out.packed.row_bytes);
+    std::uint8_t* const dst = next;
+    out.packed.data = dst;
+    next += total * out.packed.row_bytes;
     out.scales.reserve(total);
     std::size_t row0 = 0;
     for (const auto& [base, rows] : bases) {
@@ -143,8 +169,7 @@ BitLMModel BitLMModel::load(const std::string& path) {
           trits[i] = values[i] > 0 ? 1 : -1;
         }
         const PackedTernary packed = pack_ternary_2bit(trits.data(), nr, cols);
-        std::memcpy(out.packed.data.data() + (row0 + r) * out.packed.row_bytes, packed.data.data(),
-                    nr * out.packed.row_bytes);
+        std::memcpy(dst + (row0 + r) * out.packed.row_bytes, packed.data.data(), nr * out.packed.row_bytes);
       }
       if (magnitude != 0.0f) scale *= magnitude;
       if (!std::isfinite(scale) || scale < 0) bad(path, "tensor '" + base + ".scale' holds an invalid scale");
@@ -171,6 +196,27 @@ BitLMModel BitLMModel::load(const std::string& path) {
     for (std::size_t e = 0; e < d; ++e) m.head_t_[e * m.head_ld_ + v] = h[v * d + e];
   if (!tied) m.token_embd_ = std::move(embedding);
   m.output_norm_ = floats("output_norm.weight", {d});
+  // The four projections of layer i (qkv, o, gate_up, down): their tensors and column count. Every
+  // ternary tensor's shape is checked before the weights block is allocated, whose size then
+  // follows from tensors the file holds.
+  auto layer_parts = [&](std::size_t i) {
+    const std::string b = "blk." + std::to_string(i) + ".";
+    return std::array<std::pair<Parts, std::size_t>, 4>{{{{{b + "attn_q", q}, {b + "attn_k", kv}, {b + "attn_v", kv}}, d},
+                                                         {{{b + "attn_output", d}}, q},
+                                                         {{{b + "ffn_gate", ff}, {b + "ffn_up", ff}}, d},
+                                                         {{{b + "ffn_down", d}}, ff}}};
+  };
+  std::size_t weight_bytes = 0;
+  for (std::size_t i = 0; i < c.num_layers; ++i) {
+    for (const auto& [parts, cols] : layer_parts(i)) {
+      for (const auto& [base, rows] : parts) {
+        tensor(base + ".weight", {rows, cols});
+        weight_bytes += rows * packed_row_bytes(cols);
+      }
+    }
+  }
+  m.weights_.resize(weight_bytes);
+  next = m.weights_.data();
   for (std::size_t i = 0; i < c.num_layers; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     Layer layer;
@@ -178,10 +224,11 @@ BitLMModel BitLMModel::load(const std::string& path) {
     layer.attn_sub_norm = floats(b + "attn_sub_norm.weight", {q});
     layer.ffn_norm = floats(b + "ffn_norm.weight", {d});
     layer.ffn_sub_norm = floats(b + "ffn_sub_norm.weight", {ff});
-    layer.qkv = projection({{b + "attn_q", q}, {b + "attn_k", kv}, {b + "attn_v", kv}}, d);
-    layer.o = projection({{b + "attn_output", d}}, q);
-    layer.gate_up = projection({{b + "ffn_gate", ff}, {b + "ffn_up", ff}}, d);
-    layer.down = projection({{b + "ffn_down", d}}, ff);
+    const auto parts = layer_parts(i);
+    layer.qkv = projection(parts[0].first, parts[0].second);
+    layer.o = projection(parts[1].first, parts[1].second);
+    layer.gate_up = projection(parts[2].first, parts[2].second);
+    layer.down = projection(parts[3].first, parts[3].second);
     m.layers_.push_back(std::move(layer));
   }
 
@@ -246,48 +293,35 @@ BitLMCache BitLMModel::new_cache() const {
   const std::size_t row = config_.num_kv_heads * config_.head_dim;
   cache.key_stride = round_up16(config_.context_length);
   if (cache.key_stride / 16 % 2 == 0) cache.key_stride += 16;
-  cache.keys.assign(config_.num_layers, std::vector<float>(cache.key_stride * row));
-  cache.values.assign(config_.num_layers, std::vector<float>(config_.context_length * row));
+  cache.keys.assign(config_.num_layers, HugeVector<float>(cache.key_stride * row));
+  cache.values.assign(config_.num_layers, HugeVector<float>(config_.context_length * row));
   return cache;
 }
 
 namespace {
 
 // The scratch of one forward pass, carved out of one allocation, uninitialised: carve() runs once
-// on a counting Scratch (no memory) for the size, then on the real one. From 2 MiB on the block
-// is 2 MiB-aligned and offered to Linux for transparent huge pages (madvise; the kernel may
-// decline), so that a prompt's scratch (8 MiB for 128 tokens of a hidden-1024 model) costs a few
-// page faults on its first touch instead of ~1,850 4-KiB ones (measured: perf stat, bitlab-run);
-// the first forward pass of a process, a prompt, is the one that touches it first.
+// on a counting Scratch (no memory) for the size, then on the real one. Not on huge pages: with
+// the weights on them too, prefill ran 10-20 % slower in interleaved runs (2-core EPYC, 180M
+// model, 1 thread: 740-920 tok/s against 890-930 with only the weights and the KV cache on huge
+// pages; the cause was not found, the two 2 MiB-aligned blocks may share cache sets).
 class Scratch {
  public:
   Scratch() = default;  // counting only
-  explicit Scratch(std::size_t bytes) {
-    const std::size_t align = bytes >= kHuge ? kHuge : kCacheLine;
-    size_ = (bytes + align - 1) / align * align;
-    base_ = static_cast<std::uint8_t*>(std::aligned_alloc(align, std::max(size_, align)));
-    if (!base_) throw std::bad_alloc();
-#if defined(__linux__)
-    if (align == kHuge) madvise(base_, size_, MADV_HUGEPAGE);
-#endif
-  }
-  ~Scratch() { std::free(base_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
+  explicit Scratch(std::size_t bytes) : base_(std::max<std::size_t>(bytes, 1)) {}
 
   std::size_t used() const noexcept { return used_; }
   // The next count elements (cache-line aligned); nullptr while counting.
   template <class T>
   T* take(std::size_t count) {
-    T* p = base_ ? reinterpret_cast<T*>(base_ + used_) : nullptr;
+    T* p = base_.empty() ? nullptr : reinterpret_cast<T*>(base_.data() + used_);
     used_ += (count * sizeof(T) + kCacheLine - 1) / kCacheLine * kCacheLine;
     return p;
   }
 
  private:
-  static constexpr std::size_t kHuge = std::size_t{2} << 20;
-  std::uint8_t* base_ = nullptr;
-  std::size_t size_ = 0, used_ = 0;
+  AlignedBuffer<std::uint8_t> base_;
+  std::size_t used_ = 0;
 };
 
 // int8 activation rows for the kernels, padded to the weight layout; the values (padding
@@ -382,7 +416,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
 
   // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows).
   auto gemm_rows = [&](const Projection& p, const Int8Rows& x, std::size_t n0, std::size_t n1) {
-    gemm(x.values, x.sums.data(), n, x.stride, p.packed.data.data(), n0, n1, acc, p.packed.rows);
+    gemm(x.values, x.sums.data(), n, x.stride, p.packed.data, n0, n1, acc, p.packed.rows);
   };
   // Groups of 4 weight rows (the kernels' register blocking) per chunk, for kMinWork MACs a chunk.
   auto grain = [&](std::size_t row_macs) { return std::max<std::size_t>(1, kMinWork / (4 * row_macs * n)); };
@@ -412,8 +446,8 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
 
   for (std::size_t l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
-    std::vector<float>& K = cache.keys[l];
-    std::vector<float>& V = cache.values[l];
+    HugeVector<float>& K = cache.keys[l];
+    HugeVector<float>& V = cache.values[l];
     // attention: q, k, v in one GEMM; rotary on q and k; k and v into the cache
     norm_quantize(team, ops, h, d, n, d, L.attn_norm.data(), c.rms_norm_eps, normed, xd);
     project(L.qkv, xd, qkv, nqkv, false);

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -40,15 +41,39 @@ struct BitLMConfig {
 };
 
 // The keys and values of every layer for the tokens seen so far.
+// Memory that a forward pass streams through (the packed weights, once per token; the KV cache,
+// whose transposed keys a token writes and reads across hundreds of rows): from
+// 2 MiB on, 2 MiB-aligned and offered to Linux for transparent huge pages (madvise
+// MADV_HUGEPAGE; the kernel may decline, and THP "never" turns it off), so that streaming it does
+// not miss the TLB every 4 KiB. std::bad_alloc when out of memory.
+void* huge_allocate(std::size_t bytes);
+void huge_deallocate(void* p) noexcept;
+template <class T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <class U>
+  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_alloc();
+    return static_cast<T*>(huge_allocate(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t) noexcept { huge_deallocate(p); }
+  template <class U>
+  bool operator==(const HugePageAllocator<U>&) const noexcept { return true; }
+};
+template <class T>
+using HugeVector = std::vector<T, HugePageAllocator<T>>;
+
 struct BitLMCache {
   std::size_t length = 0;                  // tokens cached
   std::size_t key_stride = 0;              // positions per row of keys: context_length rounded up to
                                            // a multiple of 16 (whole tiles of the score kernel), plus
                                            // 16 when that is an even number of 64-byte lines (rows
                                            // of a power-of-two stride would share cache sets)
-  std::vector<std::vector<float>> keys;    // per layer: (num_kv_heads * head_dim) x key_stride
+  std::vector<HugeVector<float>> keys;     // per layer: (num_kv_heads * head_dim) x key_stride
                                            // (transposed: a head's scores read rows of positions)
-  std::vector<std::vector<float>> values;  // per layer: context_length x (num_kv_heads * head_dim)
+  std::vector<HugeVector<float>> values;   // per layer: context_length x (num_kv_heads * head_dim)
 };
 
 class BitLMModel {
@@ -81,7 +106,7 @@ class BitLMModel {
 
  private:
   struct Projection {
-    PackedTernary packed;
+    PackedTernaryView packed;   // rows in weights_
     std::vector<float> scales;  // one per output row (the tensor's scale repeated)
   };
   struct Layer {
@@ -100,6 +125,8 @@ class BitLMModel {
   std::size_t head_ld_ = 0;        // vocab rounded up to a multiple of 16 (whole score tiles)
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
+  HugeVector<std::uint8_t> weights_;  // every projection's packed rows, one block
+
   std::vector<std::int32_t> byte_to_token_;  // 256 entries
   std::vector<std::int16_t> token_to_byte_;  // vocab entries, -1 for special tokens
 };
