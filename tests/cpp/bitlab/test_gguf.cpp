@@ -354,5 +354,22 @@ TEST(BitLMModel, ForwardRefusesTheCacheOfAModelWithAnotherContextLength) {
   EXPECT_THROW(models[0].forward(tokens.data(), 1, other), InvalidArgument);
 }
 
+// The weights' and the KV cache's allocator (lm.h): 2 MiB-aligned from 2 MiB on, cache-line aligned
+// below, values kept like std::vector's, and sizes that overflow refused with std::bad_alloc.
+TEST(HugePageAllocator, AlignsLargeBlocksTo2MiBAndSmallOnesToCacheLines) {
+  HugeVector<float> big(std::size_t{3} << 20);  // 12 MiB
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(big.data()) % (std::size_t{2} << 20), 0u);
+  EXPECT_TRUE(std::all_of(big.begin(), big.end(), [](float v) { return v == 0.0f; }));  // value-initialised
+  big.back() = 1.5f;
+  HugeVector<float> moved = std::move(big);
+  EXPECT_EQ(moved.back(), 1.5f);
+  HugeVector<std::uint8_t> small(100, 7);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(small.data()) % 64, 0u);
+  EXPECT_EQ(small[99], 7);
+  HugePageAllocator<double> a;
+  EXPECT_THROW(a.allocate(static_cast<std::size_t>(-1) / sizeof(double) + 1), std::bad_alloc);
+  EXPECT_THROW(huge_allocate(static_cast<std::size_t>(-1) - 100), std::bad_alloc);
+}
+
 }  // namespace
 }  // namespace lowbit::bitlab
