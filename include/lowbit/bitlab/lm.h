@@ -40,7 +40,6 @@ struct BitLMConfig {
   std::int64_t eos_token_id = -1;
 };
 
-// The keys and values of every layer for the tokens seen so far.
 // Memory that a forward pass streams through (the packed weights, once per token; the KV cache,
 // whose transposed keys a token writes and reads across hundreds of rows): from
 // 2 MiB on, 2 MiB-aligned and offered to Linux for transparent huge pages (madvise
@@ -65,6 +64,7 @@ struct HugePageAllocator {
 template <class T>
 using HugeVector = std::vector<T, HugePageAllocator<T>>;
 
+// The keys and values of every layer for the tokens seen so far.
 struct BitLMCache {
   std::size_t length = 0;                  // tokens cached
   std::size_t key_stride = 0;              // positions per row of keys: context_length rounded up to
@@ -81,6 +81,12 @@ class BitLMModel {
   // IoError when the file is unreadable, not GGUF, not the "bitnet" architecture, or its tensors
   // are missing, of other shapes, or not ternary; the message names the file.
   static BitLMModel load(const std::string& path);
+
+  // Move-only: the projections point into weights_, whose block a move hands over unchanged.
+  BitLMModel(BitLMModel&&) noexcept = default;
+  BitLMModel& operator=(BitLMModel&&) noexcept = default;
+  BitLMModel(const BitLMModel&) = delete;
+  BitLMModel& operator=(const BitLMModel&) = delete;
 
   const BitLMConfig& config() const noexcept { return config_; }
   BitLMCache new_cache() const;
@@ -105,6 +111,7 @@ class BitLMModel {
   std::string decode(const std::vector<std::int32_t>& ids) const;  // special tokens are skipped
 
  private:
+  BitLMModel() = default;
   struct Projection {
     PackedTernaryView packed;   // rows in weights_
     std::vector<float> scales;  // one per output row (the tensor's scale repeated)

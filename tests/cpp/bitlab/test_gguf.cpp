@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/bitlab/gguf.h"
@@ -353,6 +354,10 @@ TEST(BitLMModel, ForwardRefusesTheCacheOfAModelWithAnotherContextLength) {
   other.values.pop_back();  // a layer short
   EXPECT_THROW(models[0].forward(tokens.data(), 1, other), InvalidArgument);
 }
+
+// Its projections point into its weights block: copies would dangle, moves keep the block.
+static_assert(!std::is_copy_constructible_v<BitLMModel> && !std::is_copy_assignable_v<BitLMModel>);
+static_assert(std::is_nothrow_move_constructible_v<BitLMModel>);
 
 // The weights' and the KV cache's allocator (lm.h): 2 MiB-aligned from 2 MiB on, cache-line aligned
 // below, values kept like std::vector's, and sizes that overflow refused with std::bad_alloc.
