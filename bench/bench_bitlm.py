@@ -24,6 +24,9 @@ Token agreement is reported against PyTorch's greedy tokens: ours must match all
 quantizes activations per 256-weight block (Q8_K) rather than per token, so it may diverge.
 The models use SwiGLU because the llama.cpp vendored by llama-cpp-python 0.3.36 hard-codes SiLU for
 the bitnet architecture (newer builds read `bitnet.hidden_activation`).
+Last, a trained model (section_trained: a small BitLM trained on the fortunes corpus with
+examples/train_bitlm.py's loop, SwiGLU), exported once: the first 32 greedy tokens of several prompts
+from PyTorch (deployed), bitlab-run and llama-simple, with PyTorch's logit margin where llama.cpp parts.
 
     PYTHONPATH=python .venv/bin/python bench/bench_bitlm.py [--quick] [--no-llama-cpp] [--sizes small,large]
                                                             [--threads 1,2] [--repeats 3]
@@ -290,6 +293,90 @@ def bench_size(size: str, n: int, threads_list, use_llama: bool, repeats: int = 
     return rows, memory, file_mib, base
 
 
+# Prompts of the trained-model section (fortune-like openings; the model saw none of them whole).
+TRAINED_PROMPTS = ("The ", "A man walks into a bar", "Q: What do you call", "Life is", "You will be", "Never ",
+                   "If you ", "There is no", "Why do ", "It is a truth")
+
+
+def trained_model(quick: bool):
+    """(model, note): a BitLM trained on the fortunes corpus with examples/train_bitlm.py's data split and
+    training loop (QAT, AdamW, cosine schedule, seed 0), SwiGLU (the llama.cpp of llama-cpp-python 0.3.36
+    hard-codes SiLU for bitnet); or (None, reason) when the corpus is not installed."""
+    import contextlib
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train_bitlm as tb
+
+    if not tb.FORTUNES.is_dir():
+        return None, f"the fortunes corpus ({tb.FORTUNES}, Debian package fortunes-min) is not installed"
+    train_bytes, _, n_entries = tb.load_corpus(tb.FORTUNES, 0)
+    args = argparse.Namespace(steps=10 if quick else 300, batch=4 if quick else 16, seq_len=64 if quick else 128,
+                              lr=3e-3, seed=0, eval_every=0, log_every=10**9, eval_windows=1)
+    # widths multiples of 256 (TQ2_0 blocks)
+    config = BitLMConfig(vocab_size=258, hidden_size=256, num_layers=1 if quick else 2, num_heads=4, num_kv_heads=2,
+                         intermediate_size=256 if quick else 512, max_position_embeddings=512, hidden_act="silu")
+    with contextlib.redirect_stdout(sys.stderr):  # the loop's progress lines
+        model, seconds, _ = tb.train(config, torch.tensor(list(train_bytes), dtype=torch.long), args)
+    note = (f"hidden {config.hidden_size}, {config.num_layers} layers, FFN {config.intermediate_size}, SwiGLU, trained "
+            f"{args.steps} steps of {args.batch} x {args.seq_len} bytes on {n_entries} fortunes "
+            f"(examples/train_bitlm.py's loop, seed 0, {seconds:.0f} s)")
+    return model.eval(), note
+
+
+def section_trained(quick: bool, use_llama: bool, n: int = 32) -> None:
+    """The trained model exported with export_gguf: greedy tokens from several prompts by PyTorch (deployed
+    model: the reference), bitlab-run and llama.cpp (llama-simple) on the same file."""
+    print(f"### A trained model: the first {n} greedy tokens of several prompts\n")
+    model, note = trained_model(quick)
+    if model is None:
+        print(f"skipped: {note}\n")
+        return
+    tok = ByteTokenizer()
+    llama_error = None if use_llama else "--no-llama-cpp"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_gguf(model, Path(tmp) / "bitlm-trained.gguf")
+        for prompt in (TRAINED_PROMPTS[:2] if quick else TRAINED_PROMPTS):
+            prompt_ids = tok.encode(prompt)
+            with torch.no_grad():
+                ref = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n)[0, len(prompt_ids):].tolist()
+            r = subprocess.run([bitlab_run(), "generate", str(path), "--prompt", prompt, "-n", str(n), "--ids",
+                                "--threads", "1"], capture_output=True, check=True)
+            ours_ids = [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]][len(prompt_ids):]
+            llama_cell = f"skipped: {llama_error}" if llama_error else ""
+            if not llama_error:
+                try:
+                    simple = subprocess.run([str(build_llama_cpp() / "bin" / "llama-simple"), "-m", str(path), "-n",
+                                             str(n), prompt], capture_output=True, timeout=600)
+                    if simple.returncode != 0:
+                        raise RuntimeError("llama-simple failed: "
+                                           + simple.stderr.decode(errors="replace").strip().splitlines()[-1])
+                    text = simple.stdout
+                    at = text.find(prompt.encode())
+                    generated = text[at + len(prompt.encode()):] if at >= 0 else text
+                    got = list(generated.rstrip(b"\n"))
+                    llama_cell = agreement(got, [x for x in ref if x < 256]) + " bytes"
+                    k = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), None)
+                    if k is not None:  # how close PyTorch's own choice was there
+                        with torch.no_grad():
+                            logits = model(torch.tensor([prompt_ids + ref[:k]]))[0, -1]
+                        llama_cell += (f" (at byte {k + 1}, PyTorch's logits of its byte and llama.cpp's differ by "
+                                       f"{float(logits[ref[k]] - logits[got[k]]):.4f})")
+                except Exception as e:  # noqa: BLE001 - any failure is a skip with its reason
+                    llama_error = skip_reason(e)
+                    llama_cell = f"skipped: {llama_error}"
+            shown = tok.decode(ref).replace("\n", "\\n").replace("|", "\\|")
+            rows.append(f"| {prompt!r} | {shown!r} | {agreement(ours_ids, ref)} | {llama_cell} |")
+    print(f"{note}; exported with export_gguf (TQ2_0). Agreement: leading tokens equal to PyTorch's (the deployed "
+          f"model, greedy); a shorter reference stopped at the end token. bitlab-run quantizes activations per token "
+          f"as BitNet b1.58 and PyTorch do; llama.cpp per block of 256 values (Q8_K), so where PyTorch's best two "
+          f"logits are nearly tied its greedy choice may differ, after which the texts part.\n")
+    print("| prompt | PyTorch BitLM (deployed), greedy | bitlab-run generate | llama.cpp llama-simple |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="a small model only (for tests)")
@@ -352,6 +439,7 @@ def main() -> None:
             print(f"| {name} | {fmt(mib) if mib != mib else f'{mib:,.1f}'} |")
         print(f"\nours / float32 twin (whole process): {ours_mib / twin:.3f}; "
               f"ours / (twin - Python+torch baseline): {ours_mib / max(twin - base, 1e-9):.3f}\n")
+    section_trained(args.quick, not args.no_llama_cpp)
 
 
 if __name__ == "__main__":

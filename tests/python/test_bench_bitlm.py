@@ -40,3 +40,13 @@ def test_quick_bench_table_and_llama_cpp_skip(repo_root, tmp_path):
     mib = {m.group(1): float(m.group(2).replace(",", ""))
            for m in re.finditer(r"^\| ([^|]+) \| ([\d,.]+) \|$", out, re.MULTILINE)}
     assert 0 < mib["bitlab-run generate (ours, TQ2_0 file)"] < mib["PyTorch float32 twin, generate"]
+    # the trained model: PyTorch's greedy tokens from two prompts, bitlab-run agreeing on every one,
+    # llama.cpp a skip with its reason (or, where the fortunes corpus is missing, the section's skip)
+    assert "### A trained model: the first 32 greedy tokens of several prompts" in out
+    trained = [line for line in out.splitlines() if line.startswith("| 'The ' |") or line.startswith("| 'A man")]
+    if "skipped: the fortunes corpus" not in out:
+        assert len(trained) == 2
+        for line in trained:
+            ours, llama = (c.strip() for c in line.rstrip(" |").rsplit("|", 2)[1:])
+            assert re.fullmatch(r"(\d+)/\1", ours), line  # ours: every token PyTorch generated
+            assert llama.startswith("skipped: "), line
