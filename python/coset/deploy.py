@@ -307,6 +307,9 @@ class PackedLinear(nn.Module):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             got = f"shape {tuple(weight.shape)}" if isinstance(weight, torch.Tensor) else type(weight).__name__
             raise ValueError(f"{label}: weight must be a 2-D tensor (out_features, in_features), got {got}")
+        if weight.is_meta or (isinstance(bias, torch.Tensor) and bias.is_meta):
+            raise ValueError(f"{label}: the weight is on the meta device (no values to quantize); "
+                             "materialize it first (e.g. to_empty() and load the weights)")
         out_f, in_f = weight.shape
         layer = cls(in_f, out_f, config, bias=bias is not None, name=name, device=weight.device)
         w = weight.detach().to(device="cpu", dtype=torch.float32)
@@ -413,9 +416,15 @@ class PackedLinear(nn.Module):
                               error_msgs) -> None:
         name = self.layer_name
         keys = list(_STATE_KEYS) + (["bias"] if self.bias is not None else []) + ["_extra_state"]
-        for k in keys:
-            if prefix + k not in state_dict:
-                raise ValueError(f"{name}: packed state dict lacks '{prefix + k}'")
+        missing = [prefix + k for k in keys if prefix + k not in state_dict]
+        if len(missing) == len(keys):
+            # none of this layer's keys (a partial checkpoint): reported in missing_keys like any
+            # module's, so load_state_dict raises its "Missing key(s)" error, or with strict=False
+            # keeps the layer as it is (torch passes strict=True here whatever the caller's is)
+            missing_keys.extend(missing)
+            return
+        if missing:  # a packed form only partly there, which cannot be loaded
+            raise ValueError(f"{name}: packed state dict lacks '{missing[0]}'")
         saved = read_layer_record(state_dict[prefix + "_extra_state"], name)
         if (saved.in_features, saved.out_features) != (self.in_features, self.out_features):
             raise ValueError(f"{name}: packed state dict is for a {saved.in_features} -> "

@@ -10,7 +10,7 @@ pads its rows, PackedLinear pads its input), never refused.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Set, Union
 
 import torch.nn as nn
 
@@ -19,20 +19,43 @@ from .config import QuantizationConfig
 Skip = Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]]
 
 
-def _skipper(model: nn.Module, skip: Skip) -> Callable[[str, nn.Module], bool]:
+def _skipped_ids(model: nn.Module, skip: Skip, candidate: Callable[[nn.Module], bool]) -> Set[int]:
+    """The ids of the candidate modules that ``skip`` keeps as they are. A name skips the module of
+    that name and every module under it (a container's whole subtree); a predicate is asked about
+    each candidate under each of its names. A module reachable under several names (a shared or
+    tied layer) is skipped when any of its names is, so it stays one module either way."""
     if skip is None:
-        return lambda name, module: False
+        return set()
     if callable(skip):
-        return lambda name, module: bool(skip(name, module))
-    names = {skip} if isinstance(skip, str) else set(skip)
-    for n in names:
-        if not isinstance(n, str):
-            raise ValueError(f"skip: expected layer names (str) or a predicate, got {n!r}")
-    known = {name for name, _ in model.named_modules(remove_duplicate=False)}
-    unknown = sorted(names - known)
-    if unknown:  # a typo would silently quantize the layer meant to be kept
-        raise ValueError(f"skip: no layer named {', '.join(map(repr, unknown))} in the model")
-    return lambda name, module: name in names
+        test = lambda name, module: bool(skip(name, module))  # noqa: E731
+    else:
+        names = {skip} if isinstance(skip, str) else set(skip)
+        for n in names:
+            if not isinstance(n, str):
+                raise ValueError(f"skip: expected layer names (str) or a predicate, got {n!r}")
+        known = {name for name, _ in model.named_modules(remove_duplicate=False)}
+        unknown = sorted(names - known)
+        if unknown:  # a typo would silently quantize the layer meant to be kept
+            raise ValueError(f"skip: no layer named {', '.join(map(repr, unknown))} in the model")
+        prefixes = tuple(n + "." for n in names if n)
+        everything = "" in names  # the root: the whole model
+        test = lambda name, module: everything or name in names or name.startswith(prefixes)  # noqa: E731
+    return {id(m) for name, m in model.named_modules(remove_duplicate=False) if candidate(m) and test(name, m)}
+
+
+def _carry_over(old: nn.Module, new: nn.Module) -> nn.Module:
+    """What a module swap keeps besides the weights (as torch.ao.quantization's swap_module does): the
+    training flag, the forward hooks and pre-hooks, and which parameters are frozen."""
+    new.train(old.training)
+    for hook in old._forward_pre_hooks.values():
+        new.register_forward_pre_hook(hook)
+    for hook in old._forward_hooks.values():
+        new.register_forward_hook(hook)
+    for pname in ("weight", "bias"):
+        p_old, p_new = getattr(old, pname, None), getattr(new, pname, None)
+        if isinstance(p_old, nn.Parameter) and isinstance(p_new, nn.Parameter):
+            p_new.requires_grad_(p_old.requires_grad)
+    return new
 
 
 def _replace(model: nn.Module, want: Callable[[str, nn.Module], bool],
@@ -58,9 +81,12 @@ def _replace(model: nn.Module, want: Callable[[str, nn.Module], bool],
 def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = None,
                    quantize_weights: bool = True) -> nn.Module:
     """Replaces every ``nn.Linear`` (not already a QLinear, not skipped) by a ``QLinear`` with the
-    same weights, bias, device and dtype. ``skip``: layer names (as in ``named_modules``) or a
-    predicate ``(name, module) -> bool``. Returns ``model`` (changed in place; a bare ``nn.Linear``
-    is returned as its ``QLinear``). A layer used at several places becomes one shared QLinear.
+    same weights, bias, device and dtype, the same frozen parameters (``requires_grad``), training
+    flag and forward hooks. ``skip``: module names (as in ``named_modules``; a container's name
+    skips every layer under it) or a predicate ``(name, module) -> bool`` asked about each
+    ``nn.Linear``. Returns ``model`` (changed in place; a bare ``nn.Linear`` is returned as its
+    ``QLinear``). A layer used at several places becomes one shared QLinear, or, when any of its
+    names is skipped, stays one shared ``nn.Linear``.
 
     Raises:
         ValueError: ``model`` is not a Module, ``config`` not a QuantizationConfig, or a ``skip``
@@ -71,7 +97,8 @@ def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = No
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(config, QuantizationConfig):
         raise ValueError(f"config: expected a QuantizationConfig, got {type(config).__name__}")
-    skipped = _skipper(model, skip)
+    candidate = lambda m: type(m) is nn.Linear  # noqa: E731
+    skipped = _skipped_ids(model, skip, candidate)
 
     def make(name: str, lin: nn.Module) -> nn.Module:
         q = QLinear(lin.in_features, lin.out_features, config, quantize_weights=quantize_weights,
@@ -79,10 +106,9 @@ def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = No
         q.weight.data.copy_(lin.weight.data)
         if lin.bias is not None:
             q.bias.data.copy_(lin.bias.data)
-        q.train(lin.training)
-        return q
+        return _carry_over(lin, q)
 
-    return _replace(model, lambda n, m: type(m) is nn.Linear and not skipped(n, m), make)
+    return _replace(model, lambda n, m: candidate(m) and id(m) not in skipped, make)
 
 
 def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear") -> nn.Module:
@@ -92,17 +118,20 @@ def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear"
     weights are the ones its forward used (QAT); ``"rms"`` divides rows by their rms only, for
     tuned configs such as ``coset.deployable_config("E8", 16, 1)`` whose beta is the whole scale
     (post-training quantization). Refusals (a config the kernels cannot run, NaN weights) raise
-    ValueError naming the layer; so does a ``skip`` name that matches no layer. A bare QLinear is
-    returned as its PackedLinear; a QLinear used at several places becomes one shared PackedLinear."""
+    ValueError naming the layer; so does a ``skip`` name that matches no module. ``skip`` as in
+    :func:`quantize_model`. Forward hooks carry over. A bare QLinear is returned as its
+    PackedLinear; a QLinear used at several places becomes one shared PackedLinear (or stays one
+    shared QLinear when any of its names is skipped)."""
     from .nn import QLinear
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    skipped = _skipper(model, skip)
+    candidate = lambda m: isinstance(m, QLinear)  # noqa: E731
+    skipped = _skipped_ids(model, skip, candidate)
 
     def make(name: str, q: nn.Module) -> nn.Module:
-        deployed = q.deploy(name=name or None, row_scale=row_scale)
-        deployed.train(False)
+        deployed = _carry_over(q, q.deploy(name=name or None, row_scale=row_scale))
+        deployed.train(False)  # a deployed layer has no training mode of its own
         return deployed
 
-    return _replace(model, lambda n, m: isinstance(m, QLinear) and not skipped(n, m), make)
+    return _replace(model, lambda n, m: candidate(m) and id(m) not in skipped, make)

@@ -46,6 +46,19 @@ def quantize_weight_rows(weight: torch.Tensor, config: QuantizationConfig) -> to
     return quantize_rows(weight, config)
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: ``quantized`` exactly; backward: the gradient to ``weight`` unchanged (the
+    straight-through estimator of ``w + (W^ - w).detach()``, without its float rounding)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return quantized.view_as(quantized)  # no copy
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        return grad, None
+
+
 class QLinear(nn.Linear):
     """``nn.Linear`` whose forward pass uses HNLQ-quantized weights (and optionally activations).
 
@@ -193,7 +206,13 @@ class QLinear(nn.Linear):
             if self.quantize_weights:
                 w = w + (self._quantize_weight(w) - w).detach()  # straight-through estimator
         else:
-            w = self.quantized_weight() if self.quantize_weights else self.weight
+            w = self.weight
+            if self.quantize_weights:
+                # The cached W^ (bit for bit); with grad enabled the gradient still reaches the
+                # float weight straight through, as in training (eval() switches only the cache).
+                cached = self.quantized_weight()
+                w = _StraightThrough.apply(self.weight, cached) if torch.is_grad_enabled() and self.weight.requires_grad \
+                    else cached
         if self.quantize_activations:
             x = x + (quantize_rows(x, self.config) - x).detach()
         return F.linear(x, w, self.bias)

@@ -518,6 +518,82 @@ def test_model_api_replaces_a_bare_layer_keeps_shared_layers_shared_and_refuses_
         deploy_model(quantize_model(nn.Sequential(nn.Linear(8, 8)), cfg), skip="head")
 
 
+def test_skip_names_a_subtree_and_a_shared_layer_stays_one_module_either_way():
+    cfg = FORMATS[0]
+
+    def model():
+        shared = nn.Linear(8, 8)
+        m = nn.Module()
+        m.enc = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+        m.head, m.tied, m.out = shared, shared, nn.Linear(8, 4)
+        return m
+
+    m = quantize_model(model(), cfg, skip="enc")  # a container: every layer under it is kept
+    assert type(m.enc[0]) is nn.Linear and type(m.enc[1]) is nn.Linear and isinstance(m.out, QLinear)
+    for name in ("head", "tied"):  # either name of the shared layer keeps the one module
+        m = quantize_model(model(), cfg, skip=name)
+        assert type(m.head) is nn.Linear and m.head is m.tied, name
+    m = quantize_model(model(), cfg, skip=lambda n, mod: n == "tied")
+    assert type(m.head) is nn.Linear and m.head is m.tied
+    m = quantize_model(model(), cfg)
+    for name in ("head", "tied"):
+        d = deploy_model(quantize_model(model(), cfg), skip=name)
+        assert isinstance(d.head, QLinear) and d.head is d.tied and isinstance(d.out, PackedLinear), name
+
+
+def test_model_swaps_keep_frozen_parameters_hooks_and_the_training_flag():
+    cfg = FORMATS[0]
+    frozen, live = nn.Linear(8, 8), nn.Linear(8, 4)
+    frozen.requires_grad_(False)
+    calls = []
+    live.register_forward_hook(lambda mod, inp, out: calls.append("fwd"))
+    live.register_forward_pre_hook(lambda mod, inp: calls.append("pre"))
+    m = quantize_model(nn.Sequential(frozen, nn.ReLU(), live).eval(), cfg)
+    assert not m[0].weight.requires_grad and not m[0].bias.requires_grad
+    assert m[2].weight.requires_grad and not m[2].training
+    m(torch.randn(2, 8))
+    assert calls == ["pre", "fwd"]
+    d = deploy_model(m)
+    calls.clear()
+    d(torch.randn(2, 8))
+    assert calls == ["pre", "fwd"]
+
+
+def test_eval_mode_qlinear_uses_its_cache_and_still_passes_the_gradient_to_the_weight():
+    torch.manual_seed(0)
+    q = QLinear(16, 4, FORMATS[0]).eval()
+    x = torch.randn(3, 16)
+    y = q(x)
+    y.sum().backward()
+    assert q.weight.grad is not None and q.weight.grad.abs().sum() > 0  # as nn.Linear in eval mode
+    torch.testing.assert_close(q.weight.grad, torch.ones(3, 4).t() @ x, rtol=0, atol=0)  # straight through
+    with torch.no_grad():
+        assert torch.equal(y.detach(), q(x))  # the same bits as the cached forward
+
+
+def test_partial_checkpoints_load_with_strict_false_and_report_the_deployed_keys_missing():
+    cfg = FORMATS[0]
+    model = deploy_model(quantize_model(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)), cfg))
+    before = model[2].state_dict()
+    partial = {k: v for k, v in model.state_dict().items() if not k.startswith("2.")}
+    result = model.load_state_dict(partial, strict=False)
+    assert set(result.missing_keys) == {"2." + k for k in before} and not result.unexpected_keys
+    assert all(torch.equal(v, model[2].state_dict()[k]) for k, v in before.items() if isinstance(v, torch.Tensor))
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: \"2\.codes\""):
+        model.load_state_dict(partial)  # strict: PyTorch's own error
+    half = dict(partial, **{"2.codes": before["codes"]})  # a packed form only partly there
+    with pytest.raises(ValueError, match=r"packed state dict lacks"):
+        model.load_state_dict(half, strict=False)
+
+
+def test_deploying_a_meta_weight_is_a_value_error_naming_the_layer():
+    q = QLinear(8, 4, FORMATS[0], device="meta")
+    with pytest.raises(ValueError, match=r"fc: the weight is on the meta device"):
+        q.deploy(name="fc")
+    with pytest.raises(ValueError, match=r"^0: the weight is on the meta device"):
+        deploy_model(nn.Sequential(q))
+
+
 def test_small_api_errors_and_discoverability():
     import coset
 
