@@ -2,12 +2,14 @@
 // BitLM (GGUF file of llama.cpp's "bitnet" architecture), without Python.
 //
 //   bitlab-run MODEL INPUT [-o OUTPUT.npy] [--quiet] [--logits]
-//   bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids] [--prefill-batch B] [--prompt-logits]
+//   bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--seed S --temperature X] [--ids]
+//                       [--prefill-batch B] [--prompt-logits]
 // INPUT is a .npy float32 array of shape (..., in_features), or a raw little-endian float32
 // file (any other extension) holding rows of in_features values. Prints one line per row
 // "<row> <argmax>" (with --logits also the outputs), and writes the outputs as .npy with -o.
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,13 +17,16 @@
 #include <exception>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "lowbit/bitlab/lm.h"
 #include "lowbit/bitlab/model.h"
 #include "lowbit/bitlab/npy.h"
+#include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
+#include "lowbit/core/thread_pool.h"
 
 namespace {
 
@@ -31,17 +36,21 @@ constexpr const char* kUsage =
     "  INPUT   float32 .npy of shape (..., in_features), or raw little-endian float32 rows\n"
     "  -o      write the outputs (rows x out_features) as float32 .npy\n"
     "  --quiet print nothing per row; --logits print every output value\n"
-    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--ids] [--prefill-batch B] [--prompt-logits]\n"
+    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--seed S --temperature X] [--ids]\n"
+    "                           [--prefill-batch B] [--prompt-logits]\n"
     "  MODEL      a BitLM exported with bitmodels.export_gguf (GGUF, architecture bitnet)\n"
     "  --prompt   the prompt (byte-level tokens); -n new tokens to generate (default 64)\n"
-    "  --threads  worker threads (default: LOWBIT_NUM_THREADS, else every core)\n"
+    "  --threads  worker threads, 1 to 1024 (default: LOWBIT_NUM_THREADS, else every core)\n"
+    "  --temperature  0 (default): greedy; X > 0: sample each token from softmax(logits / X)\n"
+    "  --seed     the sampler's seed, 0 to 2^64 - 1 (default: a random one, printed to stderr);\n"
+    "             the same seed, temperature, model and prompt give the same tokens\n"
     "  --ids      also print every token id (prompt and generated) on a line 'ids: ...'\n"
     "  --prefill-batch  prompt tokens per forward pass (default: the whole prompt in one\n"
     "             batched pass; 1: token by token); the tokens are the same either way\n"
     "  --prompt-logits  also print the logits after the prompt, as exact hex floats, on a\n"
     "             line 'logits: ...'\n"
-    "  Greedy decoding with a KV cache; stops after the EOS token. Prints the generated text;\n"
-    "  speeds go to stderr.\n";
+    "  Decoding with a KV cache (greedy unless --temperature > 0); stops after the EOS token.\n"
+    "  Prints the generated text; speeds go to stderr.\n";
 
 bool parse_count(const std::string& text, long long min_value, long long& out) {
   char* end = nullptr;
@@ -52,10 +61,33 @@ bool parse_count(const std::string& text, long long min_value, long long& out) {
   return true;
 }
 
+// Sampling (--temperature X > 0): p = softmax(logits / X) in double (max subtracted), u = the next
+// std::mt19937_64 output >> 11, times 2^-53 (uniform in [0, 1), the same on every platform, unlike
+// std::uniform_real_distribution), and the token is the first id whose running sum of p exceeds
+// u * sum(p) (the last id with p > 0 if rounding leaves none).
+std::int32_t sample(const std::vector<float>& logits, double temperature, std::mt19937_64& rng) {
+  const double top = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(logits.size());
+  double total = 0.0;
+  for (std::size_t i = 0; i < logits.size(); ++i) total += p[i] = std::exp((logits[i] - top) / temperature);
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * total;
+  double run = 0.0;
+  std::size_t last = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (p[i] <= 0.0) continue;
+    last = i;
+    run += p[i];
+    if (run > u) return static_cast<std::int32_t>(i);
+  }
+  return static_cast<std::int32_t>(last);
+}
+
 int run_generate(int argc, char** argv) {
   std::string model_path, prompt;
-  bool have_prompt = false, print_ids = false, print_logits = false;
+  bool have_prompt = false, print_ids = false, print_logits = false, have_seed = false;
   long long n_new = 64, threads = 0, prefill_batch = 0;
+  double temperature = 0.0;
+  unsigned long long seed = 0;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&](const char* what) -> const char* {
@@ -77,10 +109,31 @@ int run_generate(int argc, char** argv) {
         return 2;
       }
     } else if (arg == "--threads" || arg == "-t") {
-      if (!parse_count(value("a count"), 1, threads)) {
-        std::fprintf(stderr, "bitlab-run generate: --threads takes a positive integer\n");
+      if (!parse_count(value("a count"), 1, threads) || threads > static_cast<long long>(lowbit::kMaxThreads)) {
+        std::fprintf(stderr, "bitlab-run generate: --threads takes an integer from 1 to %zu\n", lowbit::kMaxThreads);
         return 2;
       }
+    } else if (arg == "--temperature" || arg == "--temp") {
+      const std::string text = value("a number");
+      char* end = nullptr;
+      errno = 0;
+      temperature = std::strtod(text.c_str(), &end);
+      if (errno || end == text.c_str() || *end != '\0' || !std::isfinite(temperature) || temperature < 0) {
+        std::fprintf(stderr, "bitlab-run generate: --temperature takes a finite number >= 0 (0: greedy), got '%s'\n",
+                     text.c_str());
+        return 2;
+      }
+    } else if (arg == "--seed" || arg == "-s") {
+      const std::string text = value("an integer");
+      char* end = nullptr;
+      errno = 0;
+      seed = std::strtoull(text.c_str(), &end, 10);
+      if (errno || end == text.c_str() || *end != '\0' || text.find('-') != std::string::npos) {
+        std::fprintf(stderr, "bitlab-run generate: --seed takes an integer from 0 to 2^64 - 1, got '%s'\n",
+                     text.c_str());
+        return 2;
+      }
+      have_seed = true;
     } else if (arg == "--prefill-batch") {
       if (!parse_count(value("a count"), 1, prefill_batch)) {
         std::fprintf(stderr, "bitlab-run generate: --prefill-batch takes a positive integer\n");
@@ -120,13 +173,20 @@ int run_generate(int argc, char** argv) {
     const auto t0 = clock::now();
     std::vector<float> logits;
     const std::size_t batch = prefill_batch > 0 ? static_cast<std::size_t>(prefill_batch) : ids.size();
-    for (std::size_t begin = 0; n_new > 0 && begin < ids.size(); begin += batch) {
+    for (std::size_t begin = 0; (n_new > 0 || print_logits) && begin < ids.size(); begin += batch) {
       logits = model.forward(ids.data() + begin, std::min(batch, ids.size() - begin), cache);
     }
     const auto t1 = clock::now();
     const std::vector<float> prompt_logits = print_logits ? logits : std::vector<float>{};
+    if (temperature > 0 && !have_seed) {
+      seed = (static_cast<unsigned long long>(std::random_device{}()) << 32) ^ std::random_device{}();
+      std::fprintf(stderr, "bitlab-run: --seed %llu\n", seed);
+    }
+    std::mt19937_64 rng(seed);
     for (long long step = 0; step < n_new; ++step) {
-      const auto best = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      const auto best = temperature > 0
+                            ? sample(logits, temperature, rng)
+                            : static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       out.push_back(best);
       if (best == model.config().eos_token_id || step + 1 == n_new) break;
       logits = model.forward(&out.back(), 1, cache);
@@ -147,10 +207,11 @@ int run_generate(int argc, char** argv) {
       std::printf("\n");
     }
     const double prefill = std::chrono::duration<double>(t1 - t0).count();
+    const std::size_t prefilled = n_new > 0 || print_logits ? ids.size() : 0;  // -n 0 alone runs nothing
     const double decode = std::chrono::duration<double>(t2 - t1).count();
     const std::size_t decoded = generated.empty() ? 0 : generated.size() - 1;
     std::fprintf(stderr, "bitlab-run: prefill %zu tokens in %.3f s (%.1f tok/s), decode %zu tokens in %.3f s (%.1f tok/s)\n",
-                 ids.size(), prefill, prefill > 0 ? ids.size() / prefill : 0.0, decoded, decode,
+                 prefilled, prefill, prefill > 0 ? prefilled / prefill : 0.0, decoded, decode,
                  decode > 0 ? decoded / decode : 0.0);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bitlab-run: %s\n", e.what());
@@ -168,9 +229,7 @@ lowbit::bitlab::FloatArray read_input(const std::string& path, std::size_t in_fe
   if (ends_with(path, ".npy")) {
     input = lowbit::bitlab::read_npy_f32(path);
   } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw lowbit::IoError(lowbit::io_message(path, "cannot open input file", errno));
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<std::uint8_t> bytes = lowbit::read_file_bytes(path, "input file");
     if (bytes.size() % (4 * in_features) != 0) {
       throw lowbit::IoError(lowbit::io_message(path, "raw input size is not a multiple of in_features float32 values"));
     }

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <limits>
 
+#include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
 
 namespace lowbit::bitlab {
@@ -135,11 +136,7 @@ float half_to_float(std::uint16_t h) noexcept {
 }
 
 GgufFile GgufFile::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(io_message(path, "cannot open GGUF file", errno));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError(io_message(path, "read failed", errno));
-  return from_bytes(std::move(bytes), path);
+  return from_bytes(read_file_bytes(path, "GGUF file"), path);
 }
 
 GgufFile GgufFile::from_bytes(std::vector<std::uint8_t> bytes, const std::string& name) {

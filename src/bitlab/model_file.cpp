@@ -201,10 +201,7 @@ BitMLPModel BitMLPModel::from_bytes(const std::uint8_t* data, std::size_t size, 
 }
 
 BitMLPModel BitMLPModel::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(io_message(path, "cannot open model file", errno));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError(io_message(path, "read failed", errno));
+  const std::vector<std::uint8_t> bytes = read_file_bytes(path, "model file");
   return from_bytes(bytes.data(), bytes.size(), path);
 }
 

@@ -28,10 +28,8 @@ std::string header_value(const std::string& header, const std::string& key, cons
 }  // namespace
 
 FloatArray read_npy_f32(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(io_message(path, "cannot open input file", errno));
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_npy_f32(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), path);
+  const std::vector<std::uint8_t> bytes = read_file_bytes(path, "input file");
+  return parse_npy_f32(bytes.data(), bytes.size(), path);
 }
 
 FloatArray parse_npy_f32(const std::uint8_t* data, std::size_t size, const std::string& path) {

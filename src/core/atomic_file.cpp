@@ -38,4 +38,21 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   }
 }
 
+std::vector<std::uint8_t> read_file_bytes(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    throw IoError(io_message(path, "is a directory, not a " + what));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(io_message(path, "cannot open " + what, errno));
+  std::vector<std::uint8_t> bytes;
+  char buffer[1 << 16];
+  while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+    bytes.insert(bytes.end(), buffer, buffer + in.gcount());
+    if (!in) break;
+  }
+  if (in.bad()) throw IoError(io_message(path, "read failed", errno));
+  return bytes;
+}
+
 }  // namespace lowbit

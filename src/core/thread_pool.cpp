@@ -122,7 +122,7 @@ std::size_t default_num_threads() {
   if (const char* env = std::getenv("LOWBIT_NUM_THREADS")) {
     char* tail = nullptr;
     long n = std::strtol(env, &tail, 10);
-    if (tail != env && *tail == '\0' && n > 0) return static_cast<std::size_t>(n);
+    if (tail != env && *tail == '\0' && n > 0 && n <= static_cast<long>(kMaxThreads)) return static_cast<std::size_t>(n);
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : hw;

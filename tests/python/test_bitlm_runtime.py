@@ -130,3 +130,44 @@ def test_cli_errors_name_the_file(tmp_path, bitlab_run):  # noqa: F811
     r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "a", "--prefill-batch", "0"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--prefill-batch" in r.stderr
+    r = subprocess.run([bitlab_run, "generate", str(tmp_path), "--prompt", "a"], capture_output=True, text=True)
+    assert r.returncode == 1 and f"'{tmp_path}': is a directory, not a GGUF file" in r.stderr
+    for args, message in ((["--threads", "100000"], "--threads takes an integer from 1 to 1024"),
+                          (["--temperature", "nan"], "--temperature takes a finite number >= 0"),
+                          (["--temperature", "-1"], "--temperature takes a finite number >= 0"),
+                          (["--seed", "-1"], "--seed takes an integer from 0 to 2^64 - 1"),
+                          (["--seed", "18446744073709551616"], "--seed takes an integer from 0 to 2^64 - 1")):
+        r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "a", *args], capture_output=True, text=True)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+
+
+def test_cli_sampling_follows_the_seed_and_temperature_zero_is_greedy(tmp_path, bitlab_run):  # noqa: F811
+    model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                                max_position_embeddings=64), seed=0, steps=5)
+    path = export_gguf(model, tmp_path / "s.gguf")
+    greedy, _, _ = run_generate(bitlab_run, path, "the ", 24)
+    assert run_generate(bitlab_run, path, "the ", 24, "--temperature", "0", "--seed", "3")[0] == greedy
+    runs = {seed: run_generate(bitlab_run, path, "the ", 24, "--temperature", "1.5", "--seed", seed)[0]
+            for seed in ("1", "2")}
+    assert run_generate(bitlab_run, path, "the ", 24, "--temperature", "1.5", "--seed", "1")[0] == runs["1"]
+    assert runs["1"] != runs["2"] and runs["1"] != greedy  # 24 draws at temperature 1.5 from a 20-step model
+    first, _, err = run_generate(bitlab_run, path, "the ", 12, "--temperature", "1.5")
+    seed = err.split("--seed ")[1].split()[0]  # an unseeded run prints its seed, which replays it
+    assert run_generate(bitlab_run, path, "the ", 12, "--temperature", "1.5", "--seed", seed)[0] == first
+
+
+def test_cli_prompt_logits_with_no_new_tokens(tmp_path, bitlab_run):  # noqa: F811
+    model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                                max_position_embeddings=32), seed=0, steps=1)
+    path = export_gguf(model, tmp_path / "p.gguf")
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "abc", "-n", "0", "--prompt-logits"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0
+    logits = r.stdout.strip().splitlines()[-1].split()
+    assert logits[0] == "logits:" and len(logits) == 1 + model.config.vocab_size
+    with torch.no_grad():
+        want = model(torch.tensor([ByteTokenizer().encode("abc")]))[0, -1]
+    got = torch.tensor([float.fromhex(v) for v in logits[1:]])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "abc", "-n", "0"], capture_output=True, text=True)
+    assert r.returncode == 0 and "prefill 0 tokens" in r.stderr

@@ -81,7 +81,10 @@ class ThreadLimit {
   std::size_t previous_;
 };
 
-// LOWBIT_NUM_THREADS if set to a positive integer, else std::thread::hardware_concurrency().
+// At most this many threads: a larger LOWBIT_NUM_THREADS (a typo such as 100000, which would start
+// that many threads) counts as invalid.
+inline constexpr std::size_t kMaxThreads = 1024;
+// LOWBIT_NUM_THREADS if set to an integer in [1, kMaxThreads], else std::thread::hardware_concurrency().
 std::size_t default_num_threads();
 
 // The process-wide pool, created on first use with default_num_threads() threads.

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "lowbit/core/atomic_file.h"
 #include "lowbit/core/error.h"
@@ -60,6 +62,30 @@ TEST(AtomicFile, MissingFolderIsAnIoErrorNamingThePath) {
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent-lowbit-dir/out.bin"), std::string::npos) << e.what();
   }
+}
+
+TEST(ReadFileBytes, ReadsWholeFilesAndNamesDirectoriesAndMissingFiles) {
+  const fs::path dir = fs::temp_directory_path() / "lowbit_read_file_bytes";
+  fs::create_directories(dir);
+  std::string big(200000, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  std::ofstream(dir / "f.bin", std::ios::binary) << big;
+  const std::vector<std::uint8_t> bytes = read_file_bytes((dir / "f.bin").string(), "model file");
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), big);  // more than one read buffer
+  auto message = [](const std::string& path) {
+    try {
+      read_file_bytes(path, "GGUF file");
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(dir.string()).find("'" + dir.string() + "': is a directory, not a GGUF file"), std::string::npos)
+      << message(dir.string());
+  const std::string missing = (dir / "missing.gguf").string();
+  EXPECT_NE(message(missing).find("cannot open GGUF file"), std::string::npos) << message(missing);
+  EXPECT_NE(message(missing).find(missing), std::string::npos);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -115,6 +115,10 @@ TEST(ThreadPool, DefaultSizeFromEnvironment) {
   EXPECT_EQ(default_num_threads(), 3u);
   setenv("LOWBIT_NUM_THREADS", "zero", 1);
   EXPECT_GE(default_num_threads(), 1u);
+  setenv("LOWBIT_NUM_THREADS", "1024", 1);
+  EXPECT_EQ(default_num_threads(), kMaxThreads);
+  setenv("LOWBIT_NUM_THREADS", "100000", 1);  // a typo would start 100,000 threads: invalid, ignored
+  EXPECT_EQ(default_num_threads(), std::max(1u, std::thread::hardware_concurrency()));
   unsetenv("LOWBIT_NUM_THREADS");
   EXPECT_EQ(default_num_threads(), std::max(1u, std::thread::hardware_concurrency()));
 }
