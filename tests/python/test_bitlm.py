@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -195,6 +198,58 @@ def test_generate_refuses_bad_eos_token_id(bad):
     model = BitLM(small()).eval()
     with pytest.raises(ValueError, match="eos_token_id"):
         model.generate(EOS_PROMPT, 2, eos_token_id=bad)
+
+
+@pytest.mark.parametrize("kwargs, value, reason", [
+    (dict(temperature="1"), "'1'", "a str, not a number"),
+    (dict(temperature=True), "True", "a bool"),
+    (dict(temperature=float("nan")), "nan", "NaN"),
+    (dict(temperature=0), "0", "out of range"),
+    (dict(temperature=float("inf")), "inf", "out of range"),
+    (dict(top_p="0.5"), "'0.5'", "a str, not a number"),
+    (dict(top_p=False), "False", "a bool"),
+    (dict(top_p=float("nan")), "nan", "NaN"),
+    (dict(top_p=1.5), "1.5", "out of range"),
+    (dict(top_p=0), "0", "out of range"),
+    (dict(top_k=2.0), "2.0", "a float, not an int"),
+    (dict(top_k=True), "True", "a bool"),
+    (dict(top_k=0), "0", "out of range"),
+    (dict(top_k="3"), "'3'", "a str, not an int"),
+])
+def test_generate_refuses_bad_sampling_arguments_naming_them(kwargs, value, reason):
+    """A bad temperature / top_k / top_p is a ValueError naming the argument, its value and why, not a
+    TypeError from a comparison deep inside."""
+    model = BitLM(small()).eval()
+    (name, _), = kwargs.items()
+    with pytest.raises(ValueError, match=rf"generate: {name} must be .*, got {re.escape(value)} \({reason}"):
+        model.generate(EOS_PROMPT, 2, do_sample=True, **kwargs)
+
+
+def test_generate_integer_arguments_take_any_integer_type():
+    """max_new_tokens, top_k and eos_token_id follow one rule: anything operator.index takes (numpy
+    integers, 0-d integer tensors), never a bool or a float."""
+    model = BitLM(small()).eval()
+    plain = model.generate(EOS_PROMPT, 3, eos_token_id=())
+    for n in (np.int64(3), np.int32(3), torch.tensor(3), torch.tensor(3, dtype=torch.uint8)):
+        assert torch.equal(model.generate(EOS_PROMPT, n, eos_token_id=()), plain)
+    sampled = model.generate(EOS_PROMPT, 3, do_sample=True, top_k=2, generator=torch.Generator().manual_seed(0))
+    for k in (np.int64(2), torch.tensor(2)):
+        assert torch.equal(model.generate(EOS_PROMPT, 3, do_sample=True, top_k=k,
+                                          generator=torch.Generator().manual_seed(0)), sampled)
+    eos = int(plain[0, -2])
+    stopped = model.generate(EOS_PROMPT, 3, eos_token_id=eos)
+    for e in (np.int64(eos), torch.tensor(eos), [np.int32(eos)], torch.tensor([eos]), np.array([eos])):
+        assert torch.equal(model.generate(EOS_PROMPT, 3, eos_token_id=e), stopped)
+    for bad, reason in ((True, "a bool"), (np.bool_(True), "a bool"), (torch.tensor(True), "a bool"),
+                        (3.0, "a float"), (np.float64(3), "a float64"), (torch.tensor(3.0), "a torch.float32 tensor"),
+                        (torch.tensor([3]), "a 1-D tensor"), (-1, "negative")):
+        with pytest.raises(ValueError, match=rf"generate: max_new_tokens must be a non-negative int, got .* \({reason}"):
+            model.generate(EOS_PROMPT, bad)
+    for bad in (np.bool_(True), torch.tensor(True), 2.0, torch.tensor(2.0)):
+        with pytest.raises(ValueError, match="generate: top_k must be"):
+            model.generate(EOS_PROMPT, 2, do_sample=True, top_k=bad)
+        with pytest.raises(ValueError, match="generate: eos_token_id must be"):
+            model.generate(EOS_PROMPT, 2, eos_token_id=[5, bad])
 
 
 def test_qat_step_trains_latent_weights():
