@@ -447,7 +447,9 @@ class BitLM(BitModelBase):
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
         outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``;
-        ``logits_to_keep`` not a non-negative int.
+        ``logits_to_keep`` not a non-negative int; a ``past_key_values`` that is not a cache for this
+        model and these ``input_ids`` (the message names it and the mismatch: number of layers, batch,
+        KV heads, head dim, positions per layer, device, dtype).
     """
 
     config_cls = BitLMConfig
@@ -488,7 +490,7 @@ class BitLM(BitModelBase):
         if keep < 0:
             raise ValueError(f"BitLM: logits_to_keep must be a non-negative int, got {logits_to_keep!r} (negative)")
         logits_to_keep = keep
-        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        past_len = 0 if past_key_values is None else self._check_cache(past_key_values, input_ids)
         self._check_ids(input_ids, past_len)
         h = self.embed_tokens(input_ids.to(self.embed_tokens.weight.device).long())
         positions = torch.arange(past_len, past_len + input_ids.shape[1], device=h.device)
@@ -504,6 +506,45 @@ class BitLM(BitModelBase):
                 h = h[:, -logits_to_keep:]
             logits = self.lm_head(self.norm(h)).float()
         return (logits, presents) if use_cache else logits
+
+    def _check_cache(self, past_key_values, input_ids) -> int:
+        """The position count of ``past_key_values`` (``forward``'s cache: one ``(k, v)`` per layer, each
+        ``[batch, num_kv_heads, positions, head_dim]`` on the model's device and in its dtype, every layer
+        the same positions), else ValueError naming ``past_key_values`` and the mismatch. That count plus
+        the new tokens is checked against ``max_position_embeddings`` by :meth:`_check_ids`."""
+        c = self.config
+        def bad(what):
+            raise ValueError(f"BitLM: past_key_values{'' if what.startswith('[') else ' '}{what}")
+        if not isinstance(past_key_values, (list, tuple)) or len(past_key_values) != len(self.layers):
+            got = len(past_key_values) if isinstance(past_key_values, (list, tuple)) else type(past_key_values).__name__
+            bad(f"must be a list of one (k, v) pair per layer ({len(self.layers)}), got {got}")
+        batch = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else None
+        weight = self.embed_tokens.weight
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # k, v in the autocast dtype
+        positions = None
+        for i, pair in enumerate(past_key_values):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 \
+                    or not all(isinstance(t, torch.Tensor) for t in pair):
+                bad(f"[{i}] must be a (k, v) pair of tensors, got {type(pair).__name__}")
+            for name, t in zip("kv", pair):
+                if t.dim() != 4 or t.shape[1] != c.num_kv_heads or t.shape[3] != c.head_dim:
+                    bad(f"[{i}] {name} must be [batch, num_kv_heads={c.num_kv_heads}, positions, "
+                        f"head_dim={c.head_dim}], got {tuple(t.shape)}")
+                if batch is not None and t.shape[0] != batch:
+                    bad(f"[{i}] {name} holds batch {t.shape[0]}, input_ids has batch {batch}")
+                if positions is None:
+                    positions = t.shape[2]
+                elif t.shape[2] != positions:
+                    bad(f"[{i}] {name} holds {t.shape[2]} positions, layer 0's k {positions}")
+                if t.device != weight.device:
+                    bad(f"[{i}] {name} is on {t.device}, the model on {weight.device}")
+                if t.dtype != weight.dtype and not autocast:
+                    bad(f"[{i}] {name} is {t.dtype}, the model {weight.dtype}")
+        new = input_ids.shape[1] if batch is not None else 0
+        if positions + new > c.max_position_embeddings:
+            bad(f"holds {positions} positions: with the {new} of input_ids, {positions + new} exceed "
+                f"max_position_embeddings={c.max_position_embeddings}")
+        return positions
 
     def _runs_cpp_kernels(self) -> bool:
         """True when the projections run lowbit's C++ kernels (ternary, eval mode, CPU, the C++ backend)

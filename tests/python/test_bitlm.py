@@ -119,6 +119,37 @@ def test_kv_cache_matches_full_pass(act, kv):
     torch.testing.assert_close(model(ids[:, :5]), full[:, :5], rtol=0, atol=1e-4)
 
 
+def test_mismatched_kv_cache_is_refused_naming_past_key_values():
+    """A cache that does not belong to this model and these input_ids is a ValueError naming
+    past_key_values and the mismatch, not a RuntimeError / IndexError from inside attention."""
+    torch.manual_seed(0)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    _, cache = model(torch.randint(0, 256, (2, 3)), use_cache=True)  # batch 2, 3 positions, 2 layers
+    step = torch.tensor([[7], [8]])
+    logits = model(step, past_key_values=cache)  # the matching cache works (list or tuple)
+    assert torch.equal(model(step, past_key_values=tuple(cache)), logits)
+    k, v = cache[0]
+    cases = [
+        (torch.tensor([[7]]), cache, r"\[0\] k holds batch 2, input_ids has batch 1"),
+        (step, [], r"one \(k, v\) pair per layer \(2\), got 0"),
+        (step, cache[:1], r"per layer \(2\), got 1"),
+        (step, {"k": k}, r"per layer \(2\), got dict"),
+        (step, [cache[0], k], r"\[1\] must be a \(k, v\) pair of tensors, got Tensor"),
+        (step, [cache[0], (k, None)], r"\[1\] must be a \(k, v\) pair of tensors"),
+        (step, [cache[0], (k[:, :1], v[:, :1])], r"\[1\] k must be \[batch, num_kv_heads=2, positions, head_dim=8\]"),
+        (step, [cache[0], (k, v[..., :4])], r"\[1\] v must be .*head_dim=8\], got \(2, 2, 3, 4\)"),
+        (step, [cache[0], (k[0], v[0])], r"\[1\] k must be \[batch"),
+        (step, [cache[0], (k[:, :, :2], v[:, :, :2])], r"\[1\] k holds 2 positions, layer 0's k 3"),
+        (step, [cache[0], (k, v.double())], r"\[1\] v is torch.float64, the model torch.float32"),
+        (torch.zeros(2, 46, dtype=torch.long), cache,
+         r"holds 3 positions: with the 46 of input_ids, 49 exceed max_position_embeddings=48"),
+    ]
+    for ids, past, match in cases:
+        with pytest.raises(ValueError, match=r"BitLM: past_key_values" + match if match.startswith(r"\[")
+                           else r"BitLM: past_key_values .*" + match):
+            model(ids, past_key_values=past)
+
+
 @pytest.mark.parametrize("kv", [None, 2])
 def test_greedy_generate_with_and_without_cache(kv):
     torch.manual_seed(1)
