@@ -22,9 +22,13 @@ used as the baseline in ``examples/train_bitlm.py``.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import dataclasses
+import math
 import numbers
+import operator
+import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -56,6 +60,57 @@ def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"BitLMConfig: {name} must be a positive int, got {value!r}")
     return value
+
+
+def _is_bool(value) -> bool:
+    """A Python, numpy or 0-d torch bool (each also passes ``operator.index``, which must not take it)."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return True
+    np = sys.modules.get("numpy")  # not imported: the value cannot be a numpy bool
+    return np is not None and isinstance(value, np.bool_)
+
+
+def _as_int(value) -> Tuple[Optional[int], str]:
+    """``(int, "")`` when ``value`` is an integer (anything ``operator.index`` takes: int, a numpy integer,
+    a 0-d integer tensor), else ``(None, why not)``: bools and floats are refused, not rounded."""
+    if _is_bool(value):
+        return None, "a bool, not an int"
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0:
+            return None, f"a {value.dim()}-D tensor, not a scalar"
+        if value.dtype.is_floating_point or value.is_complex():
+            return None, f"a {value.dtype} tensor, not an int"
+    try:
+        return operator.index(value), ""
+    except TypeError:
+        return None, f"a {type(value).__name__}, not an int"
+
+
+def _int_arg(where: str, name: str, value, what: str) -> int:
+    """``value`` as a Python int (see :func:`_as_int`), else ValueError
+    ``"{where}: {name} must be {what}, got {value!r} (why not)"``."""
+    i, reason = _as_int(value)
+    if i is None:
+        raise ValueError(f"{where}: {name} must be {what}, got {value!r} ({reason})")
+    return i
+
+
+def _real_arg(where: str, name: str, value, what: str) -> float:
+    """``value`` as a Python float when it is a real number other than NaN (int, float, a numpy number, a
+    0-d real tensor), else ValueError ``"{where}: {name} must be {what}, got ..."`` with the reason."""
+    if _is_bool(value):
+        reason = "a bool, not a number"
+    elif isinstance(value, torch.Tensor) and (value.dim() != 0 or value.is_complex()):
+        reason = "a complex tensor, not a real number" if value.is_complex() else \
+            f"a {value.dim()}-D tensor, not a scalar"
+    elif not isinstance(value, (numbers.Real, torch.Tensor)):
+        reason = f"a {type(value).__name__}, not a number"
+    else:
+        x = float(value)
+        if not math.isnan(x):
+            return x
+        reason = "NaN"
+    raise ValueError(f"{where}: {name} must be {what}, got {value!r} ({reason})")
 
 
 @register_config("BitLMConfig")
@@ -392,7 +447,9 @@ class BitLM(BitModelBase):
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
         outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``;
-        ``logits_to_keep`` not a non-negative int.
+        ``logits_to_keep`` not a non-negative int; a ``past_key_values`` that is not a cache for this
+        model and these ``input_ids`` (the message names it and the mismatch: number of layers, batch,
+        KV heads, head dim, positions per layer, device, dtype).
     """
 
     config_cls = BitLMConfig
@@ -429,9 +486,11 @@ class BitLM(BitModelBase):
 
     def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False,
                 logits_to_keep: int = 0):
-        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
-            raise ValueError(f"BitLM: logits_to_keep must be a non-negative int, got {logits_to_keep!r}")
-        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        keep = _int_arg("BitLM", "logits_to_keep", logits_to_keep, "a non-negative int")
+        if keep < 0:
+            raise ValueError(f"BitLM: logits_to_keep must be a non-negative int, got {logits_to_keep!r} (negative)")
+        logits_to_keep = keep
+        past_len = 0 if past_key_values is None else self._check_cache(past_key_values, input_ids)
         self._check_ids(input_ids, past_len)
         h = self.embed_tokens(input_ids.to(self.embed_tokens.weight.device).long())
         positions = torch.arange(past_len, past_len + input_ids.shape[1], device=h.device)
@@ -447,6 +506,45 @@ class BitLM(BitModelBase):
                 h = h[:, -logits_to_keep:]
             logits = self.lm_head(self.norm(h)).float()
         return (logits, presents) if use_cache else logits
+
+    def _check_cache(self, past_key_values, input_ids) -> int:
+        """The position count of ``past_key_values`` (``forward``'s cache: one ``(k, v)`` per layer, each
+        ``[batch, num_kv_heads, positions, head_dim]`` on the model's device and in its dtype, every layer
+        the same positions), else ValueError naming ``past_key_values`` and the mismatch. That count plus
+        the new tokens is checked against ``max_position_embeddings`` by :meth:`_check_ids`."""
+        c = self.config
+        def bad(what):
+            raise ValueError(f"BitLM: past_key_values{'' if what.startswith('[') else ' '}{what}")
+        if not isinstance(past_key_values, (list, tuple)) or len(past_key_values) != len(self.layers):
+            got = len(past_key_values) if isinstance(past_key_values, (list, tuple)) else type(past_key_values).__name__
+            bad(f"must be a list of one (k, v) pair per layer ({len(self.layers)}), got {got}")
+        batch = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else None
+        weight = self.embed_tokens.weight
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # k, v in the autocast dtype
+        positions = None
+        for i, pair in enumerate(past_key_values):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 \
+                    or not all(isinstance(t, torch.Tensor) for t in pair):
+                bad(f"[{i}] must be a (k, v) pair of tensors, got {type(pair).__name__}")
+            for name, t in zip("kv", pair):
+                if t.dim() != 4 or t.shape[1] != c.num_kv_heads or t.shape[3] != c.head_dim:
+                    bad(f"[{i}] {name} must be [batch, num_kv_heads={c.num_kv_heads}, positions, "
+                        f"head_dim={c.head_dim}], got {tuple(t.shape)}")
+                if batch is not None and t.shape[0] != batch:
+                    bad(f"[{i}] {name} holds batch {t.shape[0]}, input_ids has batch {batch}")
+                if positions is None:
+                    positions = t.shape[2]
+                elif t.shape[2] != positions:
+                    bad(f"[{i}] {name} holds {t.shape[2]} positions, layer 0's k {positions}")
+                if t.device != weight.device:
+                    bad(f"[{i}] {name} is on {t.device}, the model on {weight.device}")
+                if t.dtype != weight.dtype and not autocast:
+                    bad(f"[{i}] {name} is {t.dtype}, the model {weight.dtype}")
+        new = input_ids.shape[1] if batch is not None else 0
+        if positions + new > c.max_position_embeddings:
+            bad(f"holds {positions} positions: with the {new} of input_ids, {positions + new} exceed "
+                f"max_position_embeddings={c.max_position_embeddings}")
+        return positions
 
     def _runs_cpp_kernels(self) -> bool:
         """True when the projections run lowbit's C++ kernels (ternary, eval mode, CPU, the C++ backend)
@@ -481,21 +579,42 @@ class BitLM(BitModelBase):
         with it, as ``bitlab-run``'s output does). To decode ``max_new_tokens`` whatever is
         generated, pass ``eos_token_id=()`` (or build the config with ``eos_token_id=None``).
 
+        Integer arguments (``max_new_tokens``, ``top_k``, the ``eos_token_id`` entries) take any integer
+        type (``operator.index``: int, numpy integers, 0-d integer tensors), not bools or floats;
+        ``temperature`` and ``top_p`` take any real number (int, float, numpy, 0-d tensor), not bools
+        or NaN. The sampling arguments are checked only with ``do_sample=True`` (greedy reads none).
+
         Raises:
-            ValueError: bad ``input_ids`` (see :meth:`forward`), negative ``max_new_tokens``, a
-            prompt plus new tokens beyond ``max_position_embeddings``, ``temperature <= 0``,
-            ``top_k < 1``, ``top_p`` outside (0, 1], an ``eos_token_id`` that is not a token id
-            below ``vocab_size`` (or a sequence of them).
+            ValueError: bad ``input_ids`` (see :meth:`forward`), ``max_new_tokens`` not an integer
+            >= 0, a prompt plus new tokens beyond ``max_position_embeddings``, with ``do_sample=True``
+            a ``temperature`` not a finite number > 0, a ``top_k`` not None or an integer >= 1, a
+            ``top_p`` not None or a number in (0, 1]; an ``eos_token_id`` that is not a token id
+            below ``vocab_size`` (or a sequence of them). The message names the argument, its value
+            and what is wrong with it.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"generate: max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
-        if do_sample:
-            if not temperature > 0:
-                raise ValueError(f"generate: temperature must be > 0, got {temperature!r}")
-            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-                raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
-            if top_p is not None and not 0 < top_p <= 1:
-                raise ValueError(f"generate: top_p must be None or in (0, 1], got {top_p!r}")
+        what = "a non-negative int"
+        n = _int_arg("generate", "max_new_tokens", max_new_tokens, what)
+        if n < 0:
+            raise ValueError(f"generate: max_new_tokens must be {what}, got {max_new_tokens!r} (negative)")
+        max_new_tokens = n
+        if do_sample:  # greedy decoding reads none of these
+            what = "a finite number > 0"
+            t = _real_arg("generate", "temperature", temperature, what)
+            if not 0 < t < math.inf:
+                raise ValueError(f"generate: temperature must be {what}, got {temperature!r} (out of range)")
+            temperature = t
+            if top_k is not None:
+                what = "None or an int >= 1"
+                k = _int_arg("generate", "top_k", top_k, what)
+                if k < 1:
+                    raise ValueError(f"generate: top_k must be {what}, got {top_k!r} (out of range)")
+                top_k = k
+            if top_p is not None:
+                what = "None or a number in (0, 1]"
+                p = _real_arg("generate", "top_p", top_p, what)
+                if not 0 < p <= 1:
+                    raise ValueError(f"generate: top_p must be {what}, got {top_p!r} (out of range)")
+                top_p = p
         eos = self._end_tokens(eos_token_id)
         self._check_ids(input_ids, 0)
         if input_ids.shape[1] == 0:
@@ -531,16 +650,21 @@ class BitLM(BitModelBase):
             eos_token_id = self.config.eos_token_id
             if eos_token_id is None:
                 return ()
-        ids = (eos_token_id,) if isinstance(eos_token_id, numbers.Integral) else eos_token_id
-        try:
-            ids = tuple(ids)
-        except TypeError:
-            ids = None
-        if ids is None or any(isinstance(i, bool) or not isinstance(i, numbers.Integral)
-                              or not 0 <= i < self.config.vocab_size for i in ids):
-            raise ValueError(f"generate: eos_token_id must be None, a token id in [0, {self.config.vocab_size}) or "
-                             f"a sequence of them, got {eos_token_id!r}")
-        return tuple(int(i) for i in ids)
+        vocab = self.config.vocab_size
+        single = (isinstance(eos_token_id, (str, bytes)) or not isinstance(eos_token_id, collections.abc.Iterable)
+                  or (isinstance(eos_token_id, torch.Tensor) and eos_token_id.dim() == 0))
+        ids = []
+        for item in (eos_token_id,) if single else eos_token_id:  # entries: the same rule as max_new_tokens
+            i, reason = _as_int(item)
+            if i is not None and not 0 <= i < vocab:
+                reason = f"{i} is not in [0, {vocab})"
+            elif i is None and not single:
+                reason = f"entry {item!r} is {reason}"
+            if reason:
+                raise ValueError(f"generate: eos_token_id must be None, a token id in [0, {vocab}) or "
+                                 f"a sequence of them, got {eos_token_id!r} ({reason})")
+            ids.append(i)
+        return tuple(ids)
 
     @staticmethod
     def _pick(logits, do_sample, temperature, top_k, top_p, generator) -> torch.Tensor:

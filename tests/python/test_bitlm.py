@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -116,6 +119,37 @@ def test_kv_cache_matches_full_pass(act, kv):
     torch.testing.assert_close(model(ids[:, :5]), full[:, :5], rtol=0, atol=1e-4)
 
 
+def test_mismatched_kv_cache_is_refused_naming_past_key_values():
+    """A cache that does not belong to this model and these input_ids is a ValueError naming
+    past_key_values and the mismatch, not a RuntimeError / IndexError from inside attention."""
+    torch.manual_seed(0)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    _, cache = model(torch.randint(0, 256, (2, 3)), use_cache=True)  # batch 2, 3 positions, 2 layers
+    step = torch.tensor([[7], [8]])
+    logits = model(step, past_key_values=cache)  # the matching cache works (list or tuple)
+    assert torch.equal(model(step, past_key_values=tuple(cache)), logits)
+    k, v = cache[0]
+    cases = [
+        (torch.tensor([[7]]), cache, r"\[0\] k holds batch 2, input_ids has batch 1"),
+        (step, [], r"one \(k, v\) pair per layer \(2\), got 0"),
+        (step, cache[:1], r"per layer \(2\), got 1"),
+        (step, {"k": k}, r"per layer \(2\), got dict"),
+        (step, [cache[0], k], r"\[1\] must be a \(k, v\) pair of tensors, got Tensor"),
+        (step, [cache[0], (k, None)], r"\[1\] must be a \(k, v\) pair of tensors"),
+        (step, [cache[0], (k[:, :1], v[:, :1])], r"\[1\] k must be \[batch, num_kv_heads=2, positions, head_dim=8\]"),
+        (step, [cache[0], (k, v[..., :4])], r"\[1\] v must be .*head_dim=8\], got \(2, 2, 3, 4\)"),
+        (step, [cache[0], (k[0], v[0])], r"\[1\] k must be \[batch"),
+        (step, [cache[0], (k[:, :, :2], v[:, :, :2])], r"\[1\] k holds 2 positions, layer 0's k 3"),
+        (step, [cache[0], (k, v.double())], r"\[1\] v is torch.float64, the model torch.float32"),
+        (torch.zeros(2, 46, dtype=torch.long), cache,
+         r"holds 3 positions: with the 46 of input_ids, 49 exceed max_position_embeddings=48"),
+    ]
+    for ids, past, match in cases:
+        with pytest.raises(ValueError, match=r"BitLM: past_key_values" + match if match.startswith(r"\[")
+                           else r"BitLM: past_key_values .*" + match):
+            model(ids, past_key_values=past)
+
+
 @pytest.mark.parametrize("kv", [None, 2])
 def test_greedy_generate_with_and_without_cache(kv):
     torch.manual_seed(1)
@@ -195,6 +229,58 @@ def test_generate_refuses_bad_eos_token_id(bad):
     model = BitLM(small()).eval()
     with pytest.raises(ValueError, match="eos_token_id"):
         model.generate(EOS_PROMPT, 2, eos_token_id=bad)
+
+
+@pytest.mark.parametrize("kwargs, value, reason", [
+    (dict(temperature="1"), "'1'", "a str, not a number"),
+    (dict(temperature=True), "True", "a bool"),
+    (dict(temperature=float("nan")), "nan", "NaN"),
+    (dict(temperature=0), "0", "out of range"),
+    (dict(temperature=float("inf")), "inf", "out of range"),
+    (dict(top_p="0.5"), "'0.5'", "a str, not a number"),
+    (dict(top_p=False), "False", "a bool"),
+    (dict(top_p=float("nan")), "nan", "NaN"),
+    (dict(top_p=1.5), "1.5", "out of range"),
+    (dict(top_p=0), "0", "out of range"),
+    (dict(top_k=2.0), "2.0", "a float, not an int"),
+    (dict(top_k=True), "True", "a bool"),
+    (dict(top_k=0), "0", "out of range"),
+    (dict(top_k="3"), "'3'", "a str, not an int"),
+])
+def test_generate_refuses_bad_sampling_arguments_naming_them(kwargs, value, reason):
+    """A bad temperature / top_k / top_p is a ValueError naming the argument, its value and why, not a
+    TypeError from a comparison deep inside."""
+    model = BitLM(small()).eval()
+    (name, _), = kwargs.items()
+    with pytest.raises(ValueError, match=rf"generate: {name} must be .*, got {re.escape(value)} \({reason}"):
+        model.generate(EOS_PROMPT, 2, do_sample=True, **kwargs)
+
+
+def test_generate_integer_arguments_take_any_integer_type():
+    """max_new_tokens, top_k and eos_token_id follow one rule: anything operator.index takes (numpy
+    integers, 0-d integer tensors), never a bool or a float."""
+    model = BitLM(small()).eval()
+    plain = model.generate(EOS_PROMPT, 3, eos_token_id=())
+    for n in (np.int64(3), np.int32(3), torch.tensor(3), torch.tensor(3, dtype=torch.uint8)):
+        assert torch.equal(model.generate(EOS_PROMPT, n, eos_token_id=()), plain)
+    sampled = model.generate(EOS_PROMPT, 3, do_sample=True, top_k=2, generator=torch.Generator().manual_seed(0))
+    for k in (np.int64(2), torch.tensor(2)):
+        assert torch.equal(model.generate(EOS_PROMPT, 3, do_sample=True, top_k=k,
+                                          generator=torch.Generator().manual_seed(0)), sampled)
+    eos = int(plain[0, -2])
+    stopped = model.generate(EOS_PROMPT, 3, eos_token_id=eos)
+    for e in (np.int64(eos), torch.tensor(eos), [np.int32(eos)], torch.tensor([eos]), np.array([eos])):
+        assert torch.equal(model.generate(EOS_PROMPT, 3, eos_token_id=e), stopped)
+    for bad, reason in ((True, "a bool"), (np.bool_(True), "a bool"), (torch.tensor(True), "a bool"),
+                        (3.0, "a float"), (np.float64(3), "a float64"), (torch.tensor(3.0), "a torch.float32 tensor"),
+                        (torch.tensor([3]), "a 1-D tensor"), (-1, "negative")):
+        with pytest.raises(ValueError, match=rf"generate: max_new_tokens must be a non-negative int, got .* \({reason}"):
+            model.generate(EOS_PROMPT, bad)
+    for bad in (np.bool_(True), torch.tensor(True), 2.0, torch.tensor(2.0)):
+        with pytest.raises(ValueError, match="generate: top_k must be"):
+            model.generate(EOS_PROMPT, 2, do_sample=True, top_k=bad)
+        with pytest.raises(ValueError, match="generate: eos_token_id must be"):
+            model.generate(EOS_PROMPT, 2, eos_token_id=[5, bad])
 
 
 def test_qat_step_trains_latent_weights():
