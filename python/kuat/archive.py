@@ -59,10 +59,10 @@ class KuatArchive:
         """Decodes several samples in parallel.
 
         Fixed-shape archives: ``{"images": (B, H, W, C) uint8, "labels": (B,) int32}``.
-        Variable-size archives: ``"images"`` is a list of HxWxC arrays.
+        Variable-size archives: ``"images"`` is a list of HxWxC arrays. IndexError for an index out
+        of range, TypeError for one that is not an int.
         """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        idx = np.where(idx < 0, idx + len(self), idx)
+        idx = self._rows(indices)  # IndexError / TypeError like indexing, naming the index given
         if self._native.fixed_shape:
             return self._native.get_batch(np.ascontiguousarray(idx))
         images = [self._native.decode(int(i)) for i in idx]
@@ -189,8 +189,14 @@ class KuatArchive:
         return out, [self._label_or_none(int(j)) for j in rows]
 
     def _rows(self, indices: Sequence[int]) -> np.ndarray:
-        return np.array([self._index(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1).tolist()],
-                        dtype=np.int64)
+        """Rows for a sequence of sample indices (negative ones from the end): TypeError unless they
+        are integers (never truncated floats, never bools), IndexError naming the index given."""
+        a = np.asarray(indices)
+        if a.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"sample indices must be ints, got {a.dtype} ({indices!r})")
+        return np.array([self._index(i) for i in a.reshape(-1).tolist()], dtype=np.int64)
 
     @property
     def patch_size(self) -> int:

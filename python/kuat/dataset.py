@@ -126,9 +126,10 @@ class KuatDataset:
     ``epoch(n)`` yields ``{"images", "labels"}``: images ``(B, H, W, C)`` (``layout="NHWC"``) or
     ``(B, C, H, W)`` (``"NCHW"``), uint8 or float32 (``(x / 255 - mean) / std``), labels int32
     ``(B,)``: numpy arrays, or torch tensors on ``device`` when one is given (any torch device;
-    ``device=None`` keeps numpy). ``len(dataset)`` is the number of SAMPLES one epoch yields on this
-    rank (all samples when world_size is 1, as in Kuat-Beta); ``batch_count()`` the number of
-    batches. Errors: ``ValueError`` for bad arguments or archives that cannot be read together,
+    ``device=None`` keeps numpy). ``len(dataset)`` is the number of SAMPLES assigned to this rank
+    per epoch (all samples when world_size is 1, as in Kuat-Beta); with ``drop_last`` an epoch
+    yields ``batch_count() * batch_size`` of them (``samples_per_epoch``); ``batch_count()`` is the
+    number of batches. Errors: ``ValueError`` for bad arguments or archives that cannot be read together,
     ``OSError`` (naming the sample) when a corrupt sample is decoded.
     """
 
@@ -237,8 +238,15 @@ class KuatDataset:
 
     # -- sizes -------------------------------------------------------------------------------
     def __len__(self) -> int:
-        """Samples one epoch yields on this rank (Kuat-Beta: ``len(dataset)`` counts samples)."""
+        """Samples assigned to this rank per epoch (Kuat-Beta: ``len(dataset)`` counts samples); with
+        ``drop_last`` the short last batch is not yielded: see ``samples_per_epoch``."""
         return self._loader.samples_per_rank
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """Samples one epoch actually yields on this rank: ``len(self)``, or with ``drop_last``
+        ``batch_count() * batch_size``."""
+        return self._loader.batches_per_epoch * self.batch_size if self.drop_last else self._loader.samples_per_rank
 
     def batch_count(self) -> int:
         """Batches per epoch on this rank (the last may be short unless ``drop_last``)."""

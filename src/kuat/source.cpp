@@ -26,6 +26,16 @@ bool has_image_extension(const std::string& filename) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp" || ext == ".jpe";
 }
 
+bool has_unread_image_extension(const std::string& filename) {
+  std::string ext = fs::path(filename).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* e : {".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif", ".avif",
+                        ".jxl", ".jp2", ".tga", ".ico"}) {
+    if (ext == e) return true;
+  }
+  return false;
+}
+
 bool is_hidden_name(const std::string& filename) {
   return (!filename.empty() && filename[0] == '.') || filename == "__MACOSX";
 }

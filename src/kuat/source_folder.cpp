@@ -27,6 +27,14 @@ class FolderSource : public DatasetSource {
   std::string name(std::size_t i) const override { return files_.at(i); }
   std::vector<std::string> classes() const override { return classes_; }
   std::vector<std::string> ignored() const override { return ignored_; }
+  std::vector<std::string> warnings() const override {
+    if (unread_.empty()) return {};
+    std::string m = "left out " + std::to_string(unread_.size()) + " image file(s) of a type kuat does not read " +
+                    "(samples are .jpg, .jpeg, .jpe, .png and .webp files; convert the others first):";
+    for (std::size_t i = 0; i < unread_.size() && i < 10; ++i) m += (i ? ", " : " ") + unread_[i];
+    if (unread_.size() > 10) m += ", ... (" + std::to_string(unread_.size() - 10) + " more)";
+    return {m};
+  }
   bool samples_can_fail() const override { return true; }
   Image load(std::size_t i, std::uint32_t channels, const TargetSize& target) const override {
     const std::string path = (fs::path(root_) / files_.at(i)).string();
@@ -41,6 +49,7 @@ class FolderSource : public DatasetSource {
   std::vector<std::int32_t> labels_;
   std::vector<std::string> classes_;
   std::vector<std::string> ignored_;  // hidden entries left out, relative to root_
+  std::vector<std::string> unread_;   // image files of types kuat does not read, relative to root_
 
  private:
   std::string root_;
@@ -78,6 +87,7 @@ class FolderScan {
       if (sec) continue;  // a dangling link: neither a sample nor a class
       if (fs::is_directory(st)) out.push_back({p, true, false});
       else if (fs::is_regular_file(st) && has_image_extension(name)) out.push_back({p, false, true});
+      else if (fs::is_regular_file(st) && has_unread_image_extension(name)) unread.push_back(relative(p));
     }
     if (ec) throw IoError(io_message(dir.string(), "cannot list the folder", ec.value()));
     std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.path.filename() < b.path.filename(); });
@@ -104,6 +114,7 @@ class FolderScan {
   void enter(const fs::path& dir) { ancestors_.push_back(identity(dir)); }
 
   std::vector<std::string> ignored;
+  std::vector<std::string> unread;  // image files of types kuat does not read
 
  private:
   struct Identity {
@@ -183,6 +194,8 @@ std::unique_ptr<DatasetSource> open_folder_source(const std::string& path, const
   }
   src->ignored_ = std::move(scan.ignored);
   std::sort(src->ignored_.begin(), src->ignored_.end());
+  src->unread_ = std::move(scan.unread);
+  std::sort(src->unread_.begin(), src->unread_.end());
   return src;
 }
 

@@ -49,8 +49,16 @@ def test_index_errors(repo_root):
     a = kuat.KuatArchive(repo_root / GOLDEN)
     with pytest.raises(IndexError):
         a[3]
-    with pytest.raises(ValueError, match="out of range"):
-        a.get_batch([0, 7])
+    with pytest.raises(IndexError, match="sample index 7 out of range for 3 samples"):
+        a.get_batch([0, 7])  # as a[7] and decode_batch: IndexError, naming the index given
+    with pytest.raises(IndexError, match="sample index -4 out of range for 3 samples"):
+        a.get_batch([-4])
+    assert a.get_batch([-1])["labels"].tolist() == a.get_batch([2])["labels"].tolist()
+    for bad in ([1.7], [True], ["0"]):  # never truncated to an int
+        with pytest.raises(TypeError, match="sample indices must be ints"):
+            a.get_batch(bad)
+        with pytest.raises(TypeError, match="sample indices must be ints"):
+            a.decode_batch(bad)
 
 
 def test_missing_truncated_and_flipped_files(repo_root, tmp_path):

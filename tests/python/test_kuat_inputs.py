@@ -380,3 +380,19 @@ def test_idx_gzip_longer_than_its_header_is_refused(tmp_path):
     (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(body))
     with pytest.raises(OSError, match="longer than the 48 bytes its IDX header gives"):
         kuat.convert_dataset(d, tmp_path / "x.kuat", codebook_size=16)
+
+
+@needs_image_codecs
+def test_image_files_of_types_kuat_does_not_read_are_counted_in_a_warning(kuat_cli, tmp_path):
+    cat = tmp_path / "data" / "cat"
+    cat.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(cat / "a.png")
+    for name in ("b.bmp", "c.TIF", "d.gif", "e.ppm"):  # left out by extension, whatever they hold
+        (cat / name).write_bytes(b"not read")
+    (cat / "notes.txt").write_text("metadata files are not images: no warning for them")
+    p = run(kuat_cli, "convert", tmp_path / "data", tmp_path / "x.kuat", "-f", "imagenet", "--codebook-size", "8",
+            "--threads", "1")
+    assert "1 samples" in p.stdout
+    assert ("warning: left out 4 image file(s) of a type kuat does not read (samples are .jpg, .jpeg, .jpe, .png "
+            "and .webp files; convert the others first): cat/b.bmp, cat/c.TIF, cat/d.gif, cat/e.ppm") in p.stderr
+    assert "notes.txt" not in p.stderr

@@ -87,7 +87,10 @@ def test_info_bits_is_the_converters_bits(tmp_path):
 def test_dataset_len_counts_samples_and_epoch_is_a_kuat_epoch_iterator(archive_file):
     ds = KuatDataset(archive_file, batch_size=8)
     assert len(ds) == 21 and ds.batch_count() == 3
-    assert KuatDataset(archive_file, batch_size=8, drop_last=True).batch_count() == 2
+    dropping = KuatDataset(archive_file, batch_size=8, drop_last=True)
+    assert dropping.batch_count() == 2 and len(dropping) == 21  # len: the samples, as Kuat-Beta
+    assert dropping.samples_per_epoch == 16 == sum(len(b["labels"]) for b in dropping.epoch(0))
+    assert KuatDataset(archive_file, batch_size=8).samples_per_epoch == 21
     assert len(KuatDataset(archive_file, batch_size=8, world_size=2, rank=1)) == 11
     it = ds.epoch(0)
     assert isinstance(it, KuatEpochIterator) and len(it) == 3 and it.epoch == 0
@@ -167,5 +170,18 @@ def test_gpu_dataset_indexing_and_epochs(archive_file, device):
     assert seen.tolist() == [-1 if s == 5 else int(s) % 4 for s in order]
     with pytest.raises(IndexError, match="out of range"):
         ds[[0, 21]]
+    mask = torch.zeros(21, dtype=torch.bool)
+    mask[[0, 5, 10]] = True  # a boolean mask selects, as in numpy and torch (it was read as rows 0 and 1)
+    assert torch.equal(ds[mask][0], images) and torch.equal(ds[mask.numpy()][0], images)
+    assert torch.equal(ds[list(mask.tolist())][0], images)
+    backwards, _ = ds[::-2]
+    assert torch.equal(backwards.cpu(), torch.from_numpy(full[::-2].copy()))
+    assert torch.equal(ds[np.array(5)][0], ds[5][0]) and torch.equal(ds[np.int64(5)][0], ds[5][0])
+    assert ds[[]][0].shape[0] == 0
+    for bad in (np.array([1.9]), torch.tensor([1.0]), [0.5], True, "3"):
+        with pytest.raises(TypeError, match="integer"):
+            ds[bad]
+    with pytest.raises(IndexError, match=r"boolean mask of shape \(3,\) for 21 samples"):
+        ds[torch.ones(3, dtype=torch.bool)]
     idx, _ = a.get_indices_batch([0, 5, 10])
     assert torch.equal(ds.decoder.decode(idx, normalize=True), images)  # Kuat-Beta's dataset.decoder

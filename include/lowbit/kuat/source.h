@@ -53,6 +53,9 @@ std::unique_ptr<DatasetSource> open_idx_source(const std::string& path, const So
 std::unique_ptr<DatasetSource> open_cifar_source(const std::string& path, const SourceOptions& options);
 std::unique_ptr<DatasetSource> open_folder_source(const std::string& path, const SourceOptions& options, bool class_folders);
 bool has_image_extension(const std::string& filename);
+// Image types kuat does not read (.bmp, .gif, .tif, .tiff, .ppm, .pgm, .pbm, .pnm, .heic, .heif,
+// .avif, .jxl, .jp2, .tga, .ico): such files in a folder are left out and counted in a warning.
+bool has_unread_image_extension(const std::string& filename);
 // Hidden entries are never classes or samples: names starting with a dot (.DS_Store,
 // .ipynb_checkpoints, AppleDouble ._* files) and macOS archive folders (__MACOSX).
 bool is_hidden_name(const std::string& filename);
