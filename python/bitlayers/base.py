@@ -412,6 +412,12 @@ class BitLayerBase(nn.Module):
         n, k = self.out_features, self.in_features
         packed_key, weight_key, scale_key = prefix + PACKED_WEIGHT_KEY, prefix + "weight", prefix + "weight_scale"
         q_key, qs_key, bias_key = prefix + QWEIGHT_KEY, prefix + QWEIGHT_SCALE_KEY, prefix + "bias"
+        if not any(key in state_dict for key in (packed_key, weight_key, scale_key, q_key, qs_key, bias_key)):
+            # none of this layer's entries (a partial checkpoint): nn.Module records them in
+            # missing_keys, so load_state_dict(strict=False) keeps the layer as it is
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                          error_msgs)
+            return
         device = self.layer_device()
         if device.type == "meta" and isinstance(state_dict.get(packed_key), torch.Tensor):
             # a skeleton with weights on 'meta' (e.g. BitLM(config, projection_device="meta")) takes

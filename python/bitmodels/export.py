@@ -104,8 +104,52 @@ def export_bitmlp(model: nn.Module, path: Union[str, os.PathLike]) -> Path:
     return path
 
 
-def load_bitmlp(path: Union[str, os.PathLike]):
-    """The C++ model (``lowbit._native.bitlab.BitMLPModel``) for ``path``: ``.forward(x_numpy)``."""
+class NativeBitMLP:
+    """A BitMLP file run by the C++ runtime (``lowbit._native.bitlab.BitMLPModel``, as ``bitlab-run``).
+
+    ``forward(x)``: ``x`` any real array-like (numpy of any float dtype, a torch CPU tensor, nested
+    lists) of shape ``(in_features,)`` or ``(batch, in_features)``, converted to contiguous float32
+    (the runtime's type; what ``BitMLP`` computes in too); returns float32 numpy of shape
+    ``(out_features,)`` or ``(batch, out_features)``. ValueError for another width, TypeError
+    for non-real input. ``in_features``, ``out_features``, ``num_layers`` as the file says."""
+
+    def __init__(self, native):
+        self._native = native
+
+    @property
+    def in_features(self) -> int:
+        return self._native.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self._native.out_features
+
+    @property
+    def num_layers(self) -> int:
+        return self._native.num_layers
+
+    def forward(self, x):
+        import numpy as np
+
+        if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
+            x = x.detach().cpu().numpy()
+        a = np.asarray(x)
+        if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
+            raise TypeError(f"BitMLP forward: x must be real numbers, got dtype {a.dtype}")
+        if a.ndim not in (1, 2):
+            raise ValueError(f"BitMLP forward: x must be (in_features,) or (batch, in_features), got shape {a.shape}")
+        y = self._native.forward(np.ascontiguousarray(a.reshape(-1, a.shape[-1]), dtype=np.float32))
+        return y.reshape(-1) if a.ndim == 1 else y
+
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        return f"NativeBitMLP({self.in_features} -> {self.out_features}, {self.num_layers} layers)"
+
+
+def load_bitmlp(path: Union[str, os.PathLike]) -> NativeBitMLP:
+    """The C++ runtime's model for the BitMLP file at ``path`` (:class:`NativeBitMLP`:
+    ``.forward(x)``); OSError naming the file if it is missing or corrupt."""
     from lowbit._native import bitlab
 
-    return bitlab.BitMLPModel.load(str(path))
+    return NativeBitMLP(bitlab.BitMLPModel.load(str(path)))

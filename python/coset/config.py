@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import struct
 from dataclasses import dataclass, fields
 from typing import Any, Dict
@@ -13,6 +14,13 @@ LATTICE_DIMS = {"Z2": 2, "D4": 4, "E8": 8}
 Q_RANGE = (2, 16)
 M_RANGE = (1, 4)
 MAX_SCALING_ITERATIONS = 255
+
+
+def _plain_int(v: Any) -> Any:
+    """numpy integers as Python ints (bools and everything else unchanged, for the checks to judge)."""
+    if type(v).__module__ == "numpy" and isinstance(v, numbers.Integral) and type(v).__name__ != "bool_":
+        return int(v)
+    return v
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ class QuantizationConfig:
         object.__setattr__(self, "lattice_type", lt.upper())
         for name, (lo, hi) in (("q", Q_RANGE), ("M", M_RANGE),
                                ("max_scaling_iterations", (0, MAX_SCALING_ITERATIONS))):
-            v = getattr(self, name)
+            v = _plain_int(getattr(self, name))  # numpy integers (np.arange sweeps) as ints
+            object.__setattr__(self, name, v)
             if isinstance(v, float) and not isinstance(v, bool):  # the namesake may pass q=4.0
                 if not v.is_integer():
                     raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r} (a float must hold "
@@ -58,11 +67,18 @@ class QuantizationConfig:
                 raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r}")
         for name in ("beta", "alpha"):
             v = getattr(self, name)
+            if isinstance(v, numbers.Real) and not isinstance(v, (bool, int, float)) and type(v).__module__ == "numpy":
+                v = float(v)  # numpy floats (np.geomspace sweeps) as floats
+                object.__setattr__(self, name, v)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
                 raise ValueError(f"{name}: expected a finite positive number, got {v!r}")
         for name in ("with_tie_dither", "with_dither", "disable_scaling", "disable_overload_protection"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+            v = getattr(self, name)
+            if type(v).__name__ == "bool_" and type(v).__module__ == "numpy":
+                object.__setattr__(self, name, bool(v))
+            elif not isinstance(v, bool):
+                raise ValueError(f"{name}: expected a bool, got {v!r}")
+        object.__setattr__(self, "dither_seed", _plain_int(self.dither_seed))
         if isinstance(self.dither_seed, bool) or not isinstance(self.dither_seed, int) or not 0 <= self.dither_seed < 2**64:
             raise ValueError(f"dither_seed: expected an integer in [0, 2**64), got {self.dither_seed!r}")
         self._check_scale_range()  # the C++ validate() check, in Python (no native call here)
@@ -70,8 +86,8 @@ class QuantizationConfig:
     def _check_scale_range(self) -> None:
         """``beta * 2**(alpha * max_scaling_iterations)`` must fit a float (QuantizationConfig::validate)."""
         base = 1.0 if self.disable_scaling else float(self.beta)
-        try:
-            struct.pack("f", base * math.exp2(float(self.alpha) * self.max_scaling_iterations))
+        try:  # "<f" (standard size) raises OverflowError past the float32 range; native "f" gives inf
+            struct.pack("<f", base * math.exp2(float(self.alpha) * self.max_scaling_iterations))
         except OverflowError:
             raise ValueError("alpha: beta * 2^(alpha * max_scaling_iterations) overflows float") from None
 

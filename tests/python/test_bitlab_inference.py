@@ -107,3 +107,19 @@ def test_corrupt_model_and_bad_inputs_fail_cleanly(tmp_path, bitlab_run):
         load_bitmlp(path).forward(np.zeros((2, 51), dtype=np.float32))
     with pytest.raises(ValueError, match="cannot export"):
         export_bitmlp(nn.Sequential(BitLinear(4, 4), nn.Tanh()), tmp_path / "x.blm")
+
+
+def test_native_bitmlp_takes_the_inputs_bitmlp_takes(tmp_path):
+    model = deployed_mlp(BitQuantConfig())
+    native = load_bitmlp(export_bitmlp(model, tmp_path / "m.blm"))
+    x = torch.randn(4, 50)
+    want = model(x).numpy()
+    for given in (x.numpy().astype(np.float64), x, x.numpy().tolist(),
+                  np.asfortranarray(x.numpy()), np.repeat(x.numpy(), 2, axis=1)[:, ::2]):
+        assert np.array_equal(native.forward(given), want)  # float32 inside, like BitMLP
+    assert np.array_equal(native(x.numpy()[1]), want[1])  # one sample: (in,) -> (out,)
+    with pytest.raises(TypeError, match="real numbers"):
+        native.forward(np.array([["a"] * 50]))
+    with pytest.raises(ValueError, match=r"\(in_features,\) or \(batch, in_features\)"):
+        native.forward(np.zeros((2, 2, 50), np.float32))
+    assert "50 -> 7" in repr(native)

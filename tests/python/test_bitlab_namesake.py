@@ -269,3 +269,40 @@ def test_a_kernel_written_for_the_namesake_runs_in_a_layer():
         KernelRegistry.unregister(UpstreamStyle)
     with pytest.raises(TypeError):
         BitKernelBase(BitQuantConfig())
+
+
+def test_namesake_kernel_imports_keyword_and_names():
+    from bitcore.kernels import KernelRegistry, TorchReferenceKernel
+    from bitcore.kernels.base import BitKernelBase, ReferenceKernel  # where the namesake defines it
+
+    assert ReferenceKernel is TorchReferenceKernel
+    assert isinstance(KernelRegistry.get_kernel_by_name("ReferenceKernel"), TorchReferenceKernel)
+
+    @KernelRegistry.register(config_matcher=lambda config: False, name="never_matches")  # the namesake's keyword
+    class Never(TorchReferenceKernel):
+        pass
+
+    try:
+        assert "never_matches" in KernelRegistry.list_kernels()
+        assert issubclass(Never, BitKernelBase)
+    finally:
+        KernelRegistry.unregister("never_matches")
+    with pytest.raises(ValueError, match="config_matcher must be callable"):
+        KernelRegistry.register(config_matcher=3)
+    with pytest.raises(ValueError, match="a config_matcher or criteria, not both"):
+        KernelRegistry.register("int8", config_matcher=lambda c: True)
+
+
+def test_partial_checkpoints_load_with_strict_false_and_empty_batches_train():
+    model = nn.Sequential(bitlayers.BitLinear(8, 8), nn.ReLU(), bitlayers.BitLinear(8, 4))
+    backbone = {k: v for k, v in model.state_dict().items() if not k.startswith("2.")}
+    before = {k: v.clone() for k, v in model[2].state_dict().items()}
+    result = model.load_state_dict(backbone, strict=False)  # a fine-tuning head: PyTorch's convention
+    assert sorted(result.missing_keys) == ["2.bias", "2.weight"] and not result.unexpected_keys
+    assert all(torch.equal(v, model[2].state_dict()[k]) for k, v in before.items())
+    with pytest.raises(RuntimeError, match="Missing key"):
+        model.load_state_dict(backbone)
+    layer = bitlayers.BitLinear(16, 4, quant_config=BitQuantConfig(activation_dtype="int8")).train()
+    for shape in ((0, 16), (2, 0, 16)):  # max() of no activations raised
+        y = layer(torch.randn(*shape))
+        assert y.shape == shape[:-1] + (4,)

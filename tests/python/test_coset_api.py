@@ -184,3 +184,18 @@ def test_meta_tensors_are_refused_with_a_clear_error(backend):
             decode(torch.zeros(3, 2, 4, dtype=torch.uint8, device="meta"), lattice, config)
         with pytest.raises(ValueError, match="quantize: x is a meta tensor, which holds no data"):
             quantize(torch.randn(3, 4, device="meta"), lattice, config)
+
+
+def test_config_takes_numpy_scalars_and_checks_the_float32_scale_range_on_construction():
+    # what np.arange / np.geomspace sweeps produce, as the namesake's plain dataclass takes them
+    c = QuantizationConfig("D4", q=np.int64(4), M=np.int32(2), beta=np.float32(0.5), alpha=np.float64(0.25),
+                           max_scaling_iterations=np.int64(10), with_dither=np.bool_(False), dither_seed=np.uint64(3))
+    assert c == QuantizationConfig("D4", q=4, M=2, beta=0.5, alpha=0.25, max_scaling_iterations=10, dither_seed=3)
+    assert type(c.q) is int and type(c.beta) is float and type(c.with_dither) is bool and type(c.dither_seed) is int
+    with pytest.raises(ValueError, match="q: expected an integer"):
+        QuantizationConfig("D4", q=np.bool_(True))
+    # beta * 2^(alpha * max_scaling_iterations) past float32 (1e37 * 2^15): refused here, not at the first
+    # encode (C++) or never (the PyTorch backend ran it)
+    with pytest.raises(ValueError, match=r"overflows float"):
+        QuantizationConfig("D4", beta=1e37, max_scaling_iterations=15)
+    QuantizationConfig("D4", beta=1e37, max_scaling_iterations=0)  # 1e37 itself fits

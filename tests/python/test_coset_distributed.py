@@ -106,6 +106,7 @@ CASES = [  # (name, dtype, size, poison on rank 1: None, "nan", "inf", "-inf")
     ("f64", torch.float64, 7, None), ("one", torch.float32, 1, None), ("empty", torch.float32, 0, None),
     ("nan_rank1", torch.float32, 100, "nan"), ("inf_rank1", torch.float16, 103, "inf"),
     ("neg_inf_rank1", torch.float64, 9, "-inf"), ("outlier", torch.float32, 64, "outlier"),
+    ("huge", torch.float32, 50, "huge"),  # every value ~1e35: no float32 scale fits, sent dense (it raised)
 ]
 
 
@@ -119,6 +120,8 @@ def _hook_cases(rank: int, world: int):
         grad = torch.randn(size, generator=g).to(dtype)
         if poison == "outlier":
             grad[5] = 1e30  # far beyond rms * 2**15: still averaged, no warning, no wrapped codes
+        elif poison == "huge":
+            grad *= 1e35
         elif poison is not None and rank == 1:
             grad[3] = float(poison)
         # The default hook: buffer / world, all-reduced (gloo has no bfloat16 sum: float32 there).

@@ -239,3 +239,13 @@ def normalize_qweight(qweight: torch.Tensor, qweight_scale) -> Tuple[torch.Tenso
     if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
         raise ValueError("qweight_scale: must be finite and non-negative")
     return q.contiguous(), s.contiguous()
+
+
+def __getattr__(name: str):
+    # The namesake defines ReferenceKernel in bitcore/kernels/base.py, and custom-kernel modules
+    # import it from there; here it is TorchReferenceKernel (bitlinear_torch imports this module).
+    if name == "ReferenceKernel":
+        from .bitlinear_torch import ReferenceKernel
+
+        return ReferenceKernel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

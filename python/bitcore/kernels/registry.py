@@ -46,6 +46,11 @@ def _criterion(name: str, value, choices: tuple) -> Optional[tuple]:
     return values
 
 
+# Kernel names of the namesake that are another kernel's here (bitcore.kernels.ReferenceKernel is
+# TorchReferenceKernel).
+_NAMESAKE_NAMES = {"ReferenceKernel": "TorchReferenceKernel"}
+
+
 class KernelRegistry:
     """Which kernel runs a :class:`~bitcore.config.BitQuantConfig` on a device.
 
@@ -75,15 +80,23 @@ class KernelRegistry:
         weight_granularity=None,
         priority: int = 0,
         name: Optional[str] = None,
+        *,
+        config_matcher: Optional[Callable] = None,
     ) -> Callable[[Type[BitKernelBase]], Type[BitKernelBase]]:
-        """Class decorator. ``register(matcher, name=None, priority=0)`` (a callable first) is the
-        namesake's form: ``matcher(config) -> bool``.
+        """Class decorator. ``register(matcher, name=None, priority=0)`` (a callable first, or the
+        namesake's keyword ``config_matcher=``) is the namesake's form: ``matcher(config) -> bool``.
 
         Raises:
             ValueError: a criterion outside its choices, a non-int priority, or decorating
             something that is not a :class:`BitKernelBase` subclass.
         """
         matcher = None
+        if config_matcher is not None:  # the namesake's keyword: register(config_matcher=..., name=...)
+            if not callable(config_matcher):
+                raise ValueError(f"KernelRegistry.register: config_matcher must be callable, got {config_matcher!r}")
+            if activation_dtype is not None:
+                raise ValueError("KernelRegistry.register: give a config_matcher or criteria, not both")
+            activation_dtype = config_matcher
         if callable(activation_dtype):
             matcher, activation_dtype = activation_dtype, None
         criteria = {}
@@ -190,6 +203,7 @@ class KernelRegistry:
         Raises:
             ValueError: no kernel of that name.
         """
+        name = _NAMESAKE_NAMES.get(name, name)
         for e in cls._entries:
             if e.name == name or e.kernel_cls.__name__ == name:
                 return e.kernel_cls(config if config is not None else BitQuantConfig())

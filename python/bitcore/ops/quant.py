@@ -152,6 +152,8 @@ def fake_quantize_weights(weight: torch.Tensor, granularity: str) -> torch.Tenso
 
 def fake_quantize_activations(x: torch.Tensor, granularity: str) -> torch.Tensor:
     """Training view of int8 activations over ``(..., K)`` inputs, straight-through backward."""
+    if x.numel() == 0:  # an empty batch: nothing to scale (max() of no values is undefined)
+        return x
     a = x.detach().abs()
     a = a.amax(dim=-1, keepdim=True) if _per_row(granularity) else a.max()
     a = a.clamp(min=_QAT_MIN_SCALE)
