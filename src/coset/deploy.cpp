@@ -56,10 +56,13 @@ kernels::DecodeE8Q16Fn pick_decode_e8q16() {
   return fn;
 }
 
-kernels::BlockDotFn pick_block_dot() {
+kernels::BlockDotFn pick_block_dot(int t_group) {
   static constexpr KernelSet<kernels::BlockDotFn> kSet{
       kernels::block_dot_ref, LOWBIT_AVX2_FN(kernels::block_dot_avx2), LOWBIT_AVX512_FN(kernels::block_dot_avx512)};
-  return kSet.pick();
+  static constexpr KernelSet<kernels::BlockDotG4Fn> kSetG4{
+      kernels::block_dot_g4_ref, LOWBIT_AVX2_FN(kernels::block_dot_g4_avx2),
+      LOWBIT_AVX512_FN(kernels::block_dot_g4_avx512)};
+  return t_group == 1 ? kSet.pick() : kSetG4.pick();
 }
 
 // rep(idx) * C as integers, for the tables (q^d entries).
@@ -101,7 +104,11 @@ void require_view(const PackedLinearView& w, const char* what) {
   require(w.codes && w.t && w.row_scale, std::string(what) + ": codes, T or row scales are missing");
   require(w.t_bits == 1 || w.t_bits == 2 || w.t_bits == 4, std::string(what) + ": t_bits must be 1, 2 or 4");
   require(w.t_bits == 4 || (w.t_escapes && w.t_escape_start), std::string(what) + ": the T escapes are missing");
+  require_t_group(w.config, w.blocks, w.t_group, what);
 }
+
+// T values per row: one per block, or per group of t_group blocks.
+std::size_t t_units(const PackedLinearView& w) { return w.blocks / static_cast<std::size_t>(w.t_group); }
 
 using generic::scale_table16;
 
@@ -115,11 +122,12 @@ class RowDecoder {
   explicit RowDecoder(const PackedLinearView& view)
       : view_(view), d_(view.config.dim()),
         blocks16_((view.blocks + 15) / 16 * 16), code_row_bytes_(deploy_code_row_bytes(view.config, view.blocks)),
-        t_row_bytes_(deploy_t_row_bytes(view.blocks, view.t_bits)), scales_(scale_table16(view.config)),
+        t_row_bytes_(deploy_t_row_bytes(t_units(view), view.t_bits)), scales_(scale_table16(view.config)),
         fast_d4_(is_d4q4m2(view.config)), fast_e8_(is_e8q16m1(view.config)), w_(blocks16_ * d_, 0),
         s_(blocks16_, scales_[0]), wb_(blocks16_, 0),
         exact_((blocks16_ + kernels::kDeployChunk - 1) / kernels::kDeployChunk) {
-    if (view.t_bits != 4) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
+    if (view.t_bits != 4 || view.t_group != 1) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
+    if (view.t_group != 1) t_units_.resize(deploy_t_row_bytes(t_units(view)));
     if (!fast_d4_ && !fast_e8_) {
       decode_ = generic::pick_decode();
       codes_.resize(view.blocks * view.config.M * d_);
@@ -154,7 +162,14 @@ class RowDecoder {
   const std::uint8_t* decode_codes(std::size_t n) {
     const std::uint8_t* code_row = view_.codes + n * code_row_bytes_;
     const std::uint8_t* t_row = view_.t + n * t_row_bytes_;
-    if (view_.t_bits != 4) {  // compact T: this row's nibbles
+    if (view_.t_group != 1) {  // a T per group: its nibble for each of the group's blocks
+      if (view_.t_bits != 4) {
+        deploy_t_expand_row(view_, n, t_units_.data());
+        t_row = t_units_.data();
+      }
+      kernels::spread_group_t(t_row, view_.blocks, t_nibbles_.data());
+      t_row = t_nibbles_.data();
+    } else if (view_.t_bits != 4) {  // compact T: this row's nibbles
       deploy_t_expand_row(view_, n, t_nibbles_.data());
       t_row = t_nibbles_.data();
     }
@@ -194,7 +209,8 @@ class RowDecoder {
   std::vector<float> values_;
   std::vector<std::int32_t> ints_;
   kernels::DecodeFn<float> decode_ = nullptr;
-  std::vector<std::uint8_t> t_nibbles_;
+  std::vector<std::uint8_t> t_nibbles_;  // one nibble per block (compact T or a T per group)
+  std::vector<std::uint8_t> t_units_;    // a T per group: the row's group nibbles
 };
 
 }  // namespace
@@ -253,8 +269,9 @@ CompactT deploy_t_compact(const std::uint8_t* t, std::size_t rows, std::size_t b
 }
 
 void deploy_t_expand_row(const PackedLinearView& w, std::size_t n, std::uint8_t* nibbles) {
-  const kernels::TRows t{w.t, deploy_t_row_bytes(w.blocks, w.t_bits), w.t_bits, w.t_escapes, w.t_escape_start};
-  kernels::expand_t_row(t, n, w.blocks, nibbles);
+  const std::size_t units = t_units(w);
+  const kernels::TRows t{w.t, deploy_t_row_bytes(units, w.t_bits), w.t_bits, w.t_escapes, w.t_escape_start};
+  kernels::expand_t_row(t, n, units, nibbles);
 }
 
 int deploy_weight_bound(const QuantizationConfig& c) {
@@ -284,13 +301,28 @@ void require_deployable(const QuantizationConfig& c, const std::string& what) {
                                               std::to_string(kDeployMaxWeightBound));
 }
 
+void require_t_group(const QuantizationConfig& c, std::size_t blocks, int t_group, const std::string& what) {
+  if (t_group == 1) return;
+  require(t_group == kDeployTGroupBlocks, what + ": t_group must be 1 or " + std::to_string(kDeployTGroupBlocks) +
+                                              ", got " + std::to_string(t_group));
+  require(c.lattice == LatticeType::D4, what + ": t_group=4 (a T per 16 weights) is for D4 configs, not " +
+                                            lattice_name(c.lattice));
+  require(!is_wide(c), what + ": t_group=4 needs a D4 config whose decoded integers fit the int8 kernels (|w| <= " +
+                           std::to_string(kDeployInt8Bound) + "); D4 q=" + std::to_string(c.q) + " M=" +
+                           std::to_string(c.M) + " reaches " + std::to_string(deploy_weight_bound(c)));
+  require(blocks % kDeployTGroupBlocks == 0, what + ": with t_group=4 the blocks per row (" + std::to_string(blocks) +
+                                                 ") must be a multiple of 4 (in_features padded to 16)");
+}
+
 void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t blocks, const std::uint8_t* codes,
-                 const std::uint8_t* t, std::uint8_t* codes_out, std::uint8_t* t_out) {
+                 const std::uint8_t* t, std::uint8_t* codes_out, std::uint8_t* t_out, int t_group) {
   require_deployable(c, "deploy_pack");
+  require_t_group(c, blocks, t_group, "deploy_pack");
+  const std::size_t units = blocks / static_cast<std::size_t>(t_group);
   const int bits = deploy_code_bits(c);
   const std::size_t per_row = blocks * c.M * c.dim();
   const std::size_t row_bytes = deploy_code_row_bytes(c, blocks);
-  const std::size_t t_bytes = deploy_t_row_bytes(blocks);
+  const std::size_t t_bytes = deploy_t_row_bytes(units);
   const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
   for (std::size_t n = 0; n < rows; ++n) {
     std::uint8_t* out = codes_out + n * row_bytes;
@@ -306,8 +338,8 @@ void deploy_pack(const QuantizationConfig& c, std::size_t rows, std::size_t bloc
     }
     std::uint8_t* tout = t_out + n * t_bytes;
     std::fill(tout, tout + t_bytes, 0);
-    for (std::size_t k = 0; k < blocks; ++k) {
-      const std::uint8_t v = t[n * blocks + k];
+    for (std::size_t k = 0; k < units; ++k) {
+      const std::uint8_t v = t[n * units + k];
       if (v > max_t)
         throw InvalidArgument("deploy_pack: T=" + std::to_string(v) + " exceeds the config's " + std::to_string(max_t));
       tout[k / 2] = static_cast<std::uint8_t>(tout[k / 2] | (v << (4 * (k % 2))));
@@ -332,9 +364,10 @@ bool fused_gemv_enabled() {
   return env == nullptr || std::string_view(env) != "0";
 }
 
-FusedGemv pick_fused_gemv(const QuantizationConfig& c) {
+FusedGemv pick_fused_gemv(const QuantizationConfig& c, int t_group) {
   FusedGemv f;
   if (!fused_gemv_enabled()) return f;
+  if (t_group != 1 && !is_d4q4m2(c)) return f;
 #if defined(LOWBIT_HAVE_AVX512)
   if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx512_vbmi) f.d4 = kernels::fused_gemv_d4q4_avx512_vbmi;
   if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx512_vbmi)
@@ -344,6 +377,8 @@ FusedGemv pick_fused_gemv(const QuantizationConfig& c) {
   // AVX2 (no AVX-512 at the active level): the fused form of the AVX2 row decoders.
   if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx2) f.d4 = kernels::fused_gemv_d4q4_avx2;
   if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx2) f.e8 = kernels::fused_gemv_e8q16_avx2;
+  // The AVX2 fused GEMV has no T-per-group form: such layers take the panel path there.
+  if (t_group != 1 && f.d4 == kernels::fused_gemv_d4q4_avx2) f.d4 = nullptr;
 #endif
   (void)c;
   return f;
@@ -386,7 +421,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   const std::array<float, 16> scales0 = scale_table16(w.config);
   const bool t0_is_s0 = scales0[1] != scales0[0];
   const FusedGemv fused =
-      batch <= kernels::kFusedMaxBatch && t0_is_s0 ? pick_fused_gemv(w.config) : FusedGemv{};
+      batch <= kernels::kFusedMaxBatch && t0_is_s0 ? pick_fused_gemv(w.config, w.t_group) : FusedGemv{};
   if (fused) {
     // Signed activations, 64-block padded, and the per-block correction shared by all weight rows.
     const std::size_t stride = (w.blocks + 63) / 64 * 64;
@@ -402,12 +437,12 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
       }
     const std::array<float, 16>& scales = scales0;
     const std::size_t code_row_bytes = deploy_code_row_bytes(w.config, w.blocks);
-    const std::size_t t_row_bytes = deploy_t_row_bytes(w.blocks, w.t_bits);
+    const std::size_t t_row_bytes = deploy_t_row_bytes(t_units(w), w.t_bits);
     parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
       std::vector<float> sums((n1 - n0) * batch);
       const std::uint8_t* codes = w.codes + n0 * code_row_bytes;
       kernels::TRows t{w.t + n0 * t_row_bytes, t_row_bytes, w.t_bits, w.t_escapes,
-                       w.t_bits == 4 ? nullptr : w.t_escape_start + n0};
+                       w.t_bits == 4 ? nullptr : w.t_escape_start + n0, w.t_group};
       if (fused.d4)
         fused.d4(d4q4_tables(), scales.data(), codes, t, w.blocks, n1 - n0, xq.data(), xb.data(), stride, batch,
                  sums.data());
@@ -423,7 +458,7 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
   quantize_activations(x, batch, w.blocks, d, blocks16, xq.data(), xs.data());
   std::vector<std::uint8_t> xu(xq.size());
   for (std::size_t i = 0; i < xq.size(); ++i) xu[i] = static_cast<std::uint8_t>(xq[i] + kernels::kActBias);
-  const kernels::BlockDotFn dot = pick_block_dot();
+  const kernels::BlockDotFn dot = pick_block_dot(w.t_group);
   const float s0 = scales0[0];
   parallel_for(0, w.rows, grain, [&](std::size_t n0, std::size_t n1) {
     // A panel of decoded weight rows (L2) against each tile of input rows (L1): every tile's
@@ -448,14 +483,15 @@ void packed_linear(const PackedLinearView& w, const float* x, std::size_t batch,
 
 void deploy_require_t(const PackedLinearView& w, const std::string& what) {
   const int max_t = w.config.disable_overload_protection ? 0 : w.config.max_scaling_iterations;
+  const std::size_t units = t_units(w);
   if (w.t_bits != 4) {
     const int bits = w.t_bits, esc = (1 << bits) - 1;
-    const std::size_t row_bytes = deploy_t_row_bytes(w.blocks, bits);
+    const std::size_t row_bytes = deploy_t_row_bytes(units, bits);
     require(w.t_escape_start && w.t_escape_start[0] == 0, what + ": the T escape offsets must start at 0");
     for (std::size_t n = 0; n < w.rows; ++n) {
       const std::uint8_t* row = w.t + n * row_bytes;
       std::size_t escapes = 0;
-      for (std::size_t k = 0; k < w.blocks; ++k) {
+      for (std::size_t k = 0; k < units; ++k) {
         const std::size_t bit = k * static_cast<std::size_t>(bits);
         const int v = (row[bit / 8] >> (bit % 8)) & esc;
         if (v == esc) ++escapes;
@@ -463,7 +499,7 @@ void deploy_require_t(const PackedLinearView& w, const std::string& what) {
           throw InvalidArgument(what + ": T=" + std::to_string(v) + " exceeds the config's " + std::to_string(max_t) +
                                 " (row " + std::to_string(n) + ")");
       }
-      const std::size_t used = w.blocks * static_cast<std::size_t>(bits);
+      const std::size_t used = units * static_cast<std::size_t>(bits);
       if (used % 8 && (row[row_bytes - 1] >> (used % 8)) != 0)
         throw InvalidArgument(what + ": the padding bits of T row " + std::to_string(n) + " are not zero");
       if (w.t_escape_start[n + 1] < w.t_escape_start[n] || w.t_escape_start[n + 1] - w.t_escape_start[n] != escapes)
@@ -476,13 +512,13 @@ void deploy_require_t(const PackedLinearView& w, const std::string& what) {
     }
     return;
   }
-  const std::size_t row_bytes = deploy_t_row_bytes(w.blocks);
+  const std::size_t row_bytes = deploy_t_row_bytes(units);
   for (std::size_t i = 0; i < w.rows * row_bytes; ++i) {
     const int lo = w.t[i] & 15, hi = w.t[i] >> 4;
     if (lo > max_t || hi > max_t)
       throw InvalidArgument(what + ": T=" + std::to_string(std::max(lo, hi)) + " exceeds the config's " +
                             std::to_string(max_t) + " (row " + std::to_string(i / row_bytes) + ")");
-    if (w.blocks % 2 && i % row_bytes == row_bytes - 1 && hi != 0)
+    if (units % 2 && i % row_bytes == row_bytes - 1 && hi != 0)
       throw InvalidArgument(what + ": the padding nibble of row " + std::to_string(i / row_bytes) + " is not zero");
   }
 }
@@ -501,6 +537,62 @@ void packed_decode(const PackedLinearView& w, float* out) {
       out[n * cols + i] = ((w.row_scale[n] * row.s()[i / d]) * wv) * inv_c;
     }
   }
+}
+
+EncodeStats deploy_encode(const QuantizationConfig& c, const float* x, std::size_t rows, std::size_t blocks,
+                          int t_group, std::uint8_t* codes, std::uint8_t* t) {
+  require_t_group(c, blocks, t_group, "deploy_encode");
+  const std::size_t n = rows * blocks;
+  if (t_group == 1) return encode<float>(c, x, n, codes, t);
+  // Each block's own smallest T (Algorithm 1), then per group the largest of its blocks'. A block
+  // below its group's T is encoded again from that T (beta' = base 2^(alpha T): scale'(0) is
+  // scale(T) bit for bit); if one overloads there (the closest point of x / s can leave the shaping
+  // region at a larger s too), its group moves to the next T and every block of it is encoded again.
+  const int d = c.dim();
+  const std::size_t stride = static_cast<std::size_t>(c.M) * d;
+  const std::size_t g = static_cast<std::size_t>(t_group), units = n / g;
+  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
+  std::vector<std::uint8_t> own(n);  // the T each block's codes were encoded at
+  EncodeStats stats = encode<float>(c, x, n, codes, own.data());
+  for (std::size_t u = 0; u < units; ++u) t[u] = *std::max_element(own.begin() + u * g, own.begin() + (u + 1) * g);
+  std::vector<float> y;
+  std::vector<std::uint8_t> sub_codes, sub_t;
+  std::vector<std::size_t> which;
+  for (bool again = true; again;) {
+    again = false;
+    for (int level = 0; level <= max_t; ++level) {
+      which.clear();
+      for (std::size_t k = 0; k < n; ++k)
+        if (t[k / g] == level && own[k] != level) which.push_back(k);
+      if (which.empty()) continue;
+      y.resize(which.size() * d);
+      for (std::size_t i = 0; i < which.size(); ++i)
+        std::copy(x + which[i] * d, x + (which[i] + 1) * d, y.begin() + static_cast<std::ptrdiff_t>(i * d));
+      QuantizationConfig from = c;
+      from.beta = (c.disable_scaling ? 1.0 : c.beta) * std::exp2(c.alpha * level);
+      from.disable_scaling = false;
+      from.max_scaling_iterations = max_t - level;
+      sub_codes.resize(which.size() * stride);
+      sub_t.resize(which.size());
+      const EncodeStats sub = encode<float>(from, y.data(), which.size(), sub_codes.data(), sub_t.data());
+      if (level == max_t) stats.overloaded += sub.overloaded;
+      for (std::size_t i = 0; i < which.size(); ++i) {
+        const std::size_t k = which[i];
+        std::copy(sub_codes.begin() + static_cast<std::ptrdiff_t>(i * stride),
+                  sub_codes.begin() + static_cast<std::ptrdiff_t>((i + 1) * stride), codes + k * stride);
+        own[k] = static_cast<std::uint8_t>(level);
+        if (sub_t[i] > 0) {  // overloads at its group's T: the group moves up (level < max_t here)
+          t[k / g] = static_cast<std::uint8_t>(level + 1);
+          again = true;
+        }
+      }
+    }
+  }
+  // stats.overloaded: blocks overloaded at the largest T, in their own encode or at their group's.
+  std::size_t retried = 0;
+  for (std::size_t u = 0; u < units; ++u) retried += t[u] > 0;
+  stats.retried = retried;
+  return stats;
 }
 
 // ---- canonical Huffman code of T ----

@@ -157,6 +157,12 @@ void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
+// The T-per-group block dot has no AVX2 form yet: the scalar twin.
+void block_dot_g4_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                       const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  block_dot_g4_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
+}
+
 void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
                     const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
   if (d == 4) return block_dot_d<4>(w, s, exact, wb, xu, blocks16, rows, s0, out);

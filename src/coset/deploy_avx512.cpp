@@ -190,6 +190,99 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact
   }
 }
 
+
+// ---- T per group of 4 blocks (deploy.h, t_group = 4; D4) ----
+// A chunk's 16 groups sit in the lanes in transposed order: lane 4 i + r holds group 4 r + i (the
+// order the quad sums below and the fused GEMV's coordinate dot products give). The partial sums
+// are permuted back to group order (lane u % 16, deploy.h) before the halving tree.
+struct G4Order {
+  alignas(64) std::int32_t to_groups[16];  // p in group order = permutexvar(to_groups, p)
+  alignas(64) std::int32_t pick_a[16];     // lanes 4 i, 4 i + 1 <- S0[4 i], S1[4 i] (permutex2var)
+  alignas(64) std::int32_t pick_b[16];     // lane 4 i + r <- A[4 i + r] (r < 2), B[4 i + r - 2] (r >= 2)
+  constexpr G4Order() : to_groups(), pick_a(), pick_b() {
+    for (int g = 0; g < 16; ++g) to_groups[g] = 4 * (g % 4) + g / 4;
+    for (int i = 0; i < 4; ++i)
+      for (int r = 0; r < 4; ++r) {
+        pick_a[4 * i + r] = r == 0 ? 4 * i : r == 1 ? 16 + 4 * i : 0;
+        pick_b[4 * i + r] = r < 2 ? 4 * i + r : 16 + 4 * i + r - 2;
+      }
+  }
+};
+constexpr G4Order kG4Order{};
+
+// Valid lanes of a chunk with n registers (16 n blocks, 4 n groups): lane 4 i + r for r < n.
+inline __mmask16 g4_lanes(int n) {
+  const unsigned quad = (1u << n) - 1u;
+  return static_cast<__mmask16>(quad | quad << 4 | quad << 8 | quad << 12);
+}
+
+// Four registers of 16 block sums (register r: blocks 16 r .. 16 r + 15) -> the 16 group sums,
+// lane 4 i + r = group 4 r + i.
+inline __m512i g4_quad_sums(const __m512i i[4]) {
+  const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(i[0], i[1]), _mm512_unpackhi_epi32(i[0], i[1]));
+  const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(i[2], i[3]), _mm512_unpackhi_epi32(i[2], i[3]));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+}
+
+// The group scales of a chunk (s per block; group 4 r + i starts at block 16 r + 4 i) in lane order.
+inline __m512 g4_scales(const float* s, int n) {
+  __m512 v[4];
+  LOWBIT_UNROLL8
+  for (int r = 0; r < 4; ++r) v[r] = r < n ? _mm512_loadu_ps(s + 16 * r) : _mm512_setzero_ps();
+  const __m512i pa = _mm512_load_si512(kG4Order.pick_a), pb = _mm512_load_si512(kG4Order.pick_b);
+  const __m512 a = _mm512_permutex2var_ps(v[0], pa, v[1]);
+  const __m512 b = _mm512_permutex2var_ps(v[2], pa, v[3]);
+  return _mm512_permutex2var_ps(a, pb, b);
+}
+
+template <int R>
+void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                       const std::uint8_t* xu, std::size_t blocks16, float s0, float* out) {
+  __m512 p[R];
+  __m512i ia[R];
+  std::int64_t a[R];
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) {
+    p[r] = _mm512_setzero_ps();
+    ia[r] = _mm512_setzero_si512();
+    a[r] = 0;
+  }
+  const std::size_t xs = blocks16 * 4;
+  for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {
+    const int n = static_cast<int>(std::min<std::size_t>(4, (blocks16 - c) / 16));
+    const bool is_exact = exact[c / kDeployChunk] != 0;
+    __m512i w0[4], bias[4];
+    LOWBIT_UNROLL8
+    for (int g = 0; g < 4; ++g) {
+      w0[g] = g < n ? _mm512_loadu_si512(w + (c + 16 * g) * 4) : _mm512_setzero_si512();
+      bias[g] = g < n ? _mm512_loadu_si512(wb + c + 16 * g) : _mm512_setzero_si512();
+    }
+    const __m512 sv = is_exact ? _mm512_setzero_ps() : g4_scales(s + c, n);
+    const __mmask16 lanes = g4_lanes(n);
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* x = xu + r * xs + c * 4;
+      __m512i acc[4];
+      LOWBIT_UNROLL8
+      for (int g = 0; g < 4; ++g)
+        acc[g] = g < n ? _mm512_dpbusd_epi32(bias[g], _mm512_loadu_si512(x + 64 * g), w0[g]) : _mm512_setzero_si512();
+      const __m512i sums = g4_quad_sums(acc);
+      if (is_exact) ia[r] = _mm512_add_epi32(ia[r], sums);
+      else p[r] = _mm512_mask_mov_ps(p[r], lanes, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(sums), p[r]));
+    }
+    if ((c + kDeployChunk) % kDeployIntChunk == 0) {
+      LOWBIT_UNROLL8
+      for (int r = 0; r < R; ++r) {
+        a[r] += sum_epi32(ia[r]);
+        ia[r] = _mm512_setzero_si512();
+      }
+    }
+  }
+  const __m512i order = _mm512_load_si512(kG4Order.to_groups);
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r)
+    out[r] = deploy_finish(s0, a[r] + sum_epi32(ia[r]), tree(_mm512_permutexvar_ps(order, p[r])));
+}
 }  // namespace
 
 void decode_e8q16_avx512(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
@@ -871,6 +964,145 @@ template <int D, int R, class Consts>
   }
 }
 
+// ---- the fused GEMV with a T per group of 4 blocks (deploy.h, t_group = 4; D4 q=4 M=2) ----
+// A 64-block step holds 16 groups, and d4_decode64_coords already puts them in dword lanes: lane
+// 4 L + g of coordinate register j holds coordinate j of blocks 16 g + 4 L .. + 3, i.e. of group
+// 4 g + L. Four dpbusd against the activations in the same order (xq_coords) give each group's
+// exact I in its lane (no transpose); one multishift + vpermps give the 16 group scales, one
+// cvt + fma the partial sums (lane order of G4Order, permuted to group order at the row's end).
+struct G4Shift {  // vpmultishiftqb control: lane 4 L + g <- the nibble of group 4 g + L
+  alignas(64) std::uint8_t control[64];
+  constexpr G4Shift() : control() {
+    for (int l = 0; l < 16; ++l)
+      for (int b = 0; b < 4; ++b) control[4 * l + b] = static_cast<std::uint8_t>(4 * (4 * (l % 4) + l / 4));
+  }
+};
+constexpr G4Shift kG4Shift{};
+
+// The 16 group T nibbles of a 64-block step (one uint64, group order) from the in-memory form.
+template <int Bits>
+[[gnu::target("bmi2"), gnu::always_inline]] inline std::uint64_t t_nibbles16(const std::uint8_t* tp,
+                                                                          const std::uint8_t*& esc,
+                                                                          const std::uint8_t* end) {
+  if constexpr (Bits == 4) {
+    std::uint64_t q;
+    std::memcpy(&q, tp, 8);
+    return q;
+  } else if constexpr (Bits == 2) {
+    std::uint32_t x;
+    std::memcpy(&x, tp, 4);
+    std::uint64_t q = _pdep_u64(x, 0x3333333333333333ull);
+    const std::uint32_t e = x & (x >> 1) & 0x55555555u;
+    if (__builtin_expect(e != 0, 0)) q = patch_escapes(q, _pdep_u64(e, 0x3333333333333333ull), esc, end);
+    return q;
+  } else {
+    std::uint16_t x;
+    std::memcpy(&x, tp, 2);
+    if (__builtin_expect(x == 0, 1)) return 0;
+    return patch_escapes(0, _pdep_u64(x, 0x1111111111111111ull), esc, end);
+  }
+}
+
+template <int R, int Bits>
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_g4_rows(const D4PairConsts& consts, const float* scales16,
+                                                           const std::uint8_t* codes, const TRows& t,
+                                                           std::size_t blocks, std::size_t n_rows,
+                                                           const std::int8_t* xq, const std::int32_t* xb,
+                                                           std::size_t x_stride, float* out) {
+  constexpr std::size_t kTBytes = 2 * Bits;  // 16 groups per step
+  const std::size_t code_row = blocks * 2;
+  const __m512 table = _mm512_loadu_ps(scales16);
+  const __m512i control = _mm512_load_si512(kG4Shift.control);
+  const __m512i order = _mm512_load_si512(kG4Order.to_groups);
+  const float s0 = scales16[0];
+  const std::size_t steps = (blocks + 63) / 64;
+  // Per input row and step: the activation correction of the step (exact steps), the corrections
+  // of its 16 groups in lane order (float steps) and the activations by coordinate (kD4PairBlock).
+  std::vector<std::int64_t> xb_step(R * steps + 1);
+  std::vector<std::int32_t> xg(R * steps * 16);
+  std::vector<std::int8_t> xq_coords(R * steps * 256);
+  for (int r = 0; r < R; ++r)
+    for (std::size_t i = 0; i < steps; ++i) {
+      std::int64_t sum = 0;
+      for (std::size_t j = 0; j < 64; ++j) sum += xb[r * x_stride + 64 * i + j];
+      xb_step[r * steps + i] = sum;
+      for (int l = 0; l < 16; ++l) {
+        const std::size_t first = 64 * i + 16 * (l % 4) + 4 * (l / 4);  // group 4 (l % 4) + l / 4
+        std::int32_t g = 0;
+        for (std::size_t b = 0; b < 4; ++b) g += xb[r * x_stride + first + b];
+        xg[(r * steps + i) * 16 + l] = g;
+      }
+      for (int j = 0; j < 4; ++j)
+        for (int p = 0; p < 64; ++p)
+          xq_coords[(r * steps + i) * 256 + 64 * j + p] = xq[r * x_stride * 4 + (64 * i + kD4PairBlock.block[p]) * 4 + j];
+    }
+  FusedAcc<4, R> acc;
+  for (std::size_t n = 0; n < n_rows; ++n, codes += code_row, out += R) {
+    const std::uint8_t* trow = t.t + n * t.row_bytes;
+    const std::uint8_t* esc = nullptr;
+    const std::uint8_t* esc_end = nullptr;
+    if constexpr (Bits != 4) {
+      esc = t.escapes + t.escape_start[n];
+      esc_end = t.escapes + t.escape_start[n + 1];
+    }
+    acc.zero();
+    for (std::size_t k = 0; k < blocks; k += 64) {
+      const std::size_t i = k / 64;
+      std::uint64_t tq;
+      __m512i wj[4];
+      __mmask16 lanes = 0xFFFF;
+      if (k + 64 <= blocks) {
+        tq = t_nibbles16<Bits>(trow + i * kTBytes, esc, esc_end);
+        d4_decode64_coords(consts, codes + 2 * k, wj);
+      } else {  // the tail through zero-filled copies (zero codes decode to w = 0; padding I = 0)
+        alignas(64) std::uint8_t c[128] = {};
+        alignas(8) std::uint8_t tt[8] = {};
+        const std::size_t nb = blocks - k, groups = nb / 4;
+        std::memcpy(c, codes + 2 * k, 2 * nb);
+        std::memcpy(tt, trow + i * kTBytes, (groups * Bits + 7) / 8);
+        tq = t_nibbles16<Bits>(tt, esc, esc_end);
+        d4_decode64_coords(consts, c, wj);
+        lanes = 0;
+        for (int l = 0; l < 16; ++l)
+          if (static_cast<std::size_t>(4 * (l % 4) + l / 4) < groups) lanes = static_cast<__mmask16>(lanes | 1u << l);
+      }
+      if (tq == 0) {  // every T of the step is 0: the epilogue's exact chunk
+        fused_dot64_coords<R>(wj, xq_coords.data() + i * 256, xb_step.data() + i, steps, acc);
+      } else {
+        const __m512 s = _mm512_permutexvar_ps(
+            _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(tq))), table);
+        LOWBIT_UNROLL8
+        for (int r = 0; r < R; ++r) {
+          const std::int8_t* x = xq_coords.data() + (r * steps + i) * 256;
+          __m512i sum = _mm512_loadu_si512(xg.data() + (r * steps + i) * 16);
+          LOWBIT_UNROLL8
+          for (int j = 0; j < 4; ++j) sum = _mm512_dpbusd_epi32(sum, wj[j], _mm512_loadu_si512(x + 64 * j));
+          acc.p[r] = _mm512_mask_mov_ps(acc.p[r], lanes, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(sum), acc.p[r]));
+        }
+        acc.any_float = true;
+      }
+      if ((k + 64) % kDeployIntChunk == 0) acc.flush();
+    }
+    acc.flush();
+    LOWBIT_UNROLL8
+    for (int r = 0; r < R; ++r)
+      out[r] = deploy_finish(s0, acc.a[r], acc.any_float ? tree(_mm512_permutexvar_ps(order, acc.p[r])) : 0.0f);
+  }
+}
+
+template <int R>
+[[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_g4_bits(const D4PairConsts& consts, const float* scales16,
+                                                           const std::uint8_t* codes, const TRows& t,
+                                                           std::size_t blocks, std::size_t n_rows,
+                                                           const std::int8_t* xq, const std::int32_t* xb,
+                                                           std::size_t x_stride, float* out) {
+  switch (t.bits) {
+    case 1: return fused_gemv_g4_rows<R, 1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_gemv_g4_rows<R, 2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_gemv_g4_rows<R, 4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+  }
+}
+
 template <int D, class Consts>
 [[gnu::target("avx512vbmi,bmi2,gfni")]] void fused_gemv_d(const Consts& consts, const float* scales16,
                                                      const std::uint8_t* codes, const TRows& t, std::size_t blocks,
@@ -890,6 +1122,15 @@ template <int D, class Consts>
                                                                std::size_t blocks, std::size_t n_rows,
                                                                const std::int8_t* xq, const std::int32_t* xb,
                                                                std::size_t x_stride, std::size_t rows, float* out) {
+  if (t.group != 1) {  // a T per group of 4 blocks
+    const D4PairConsts consts(tables);
+    switch (rows) {
+      case 4: return fused_gemv_g4_bits<4>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+      case 3: return fused_gemv_g4_bits<3>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+      case 2: return fused_gemv_g4_bits<2>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+      default: return fused_gemv_g4_bits<1>(consts, scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    }
+  }
   fused_gemv_d<4>(D4PairConsts(tables), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 
@@ -899,6 +1140,17 @@ template <int D, class Consts>
                                                                 const std::int32_t* xb, std::size_t x_stride,
                                                                 std::size_t rows, float* out) {
   fused_gemv_d<8>(E8VbmiConsts(), scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
+}
+
+void block_dot_g4_avx512(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                         const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d != 4) return block_dot_g4_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
+  switch (rows) {
+    case 4: return block_dot_g4_rows<4>(w, s, exact, wb, xu, blocks16, s0, out);
+    case 3: return block_dot_g4_rows<3>(w, s, exact, wb, xu, blocks16, s0, out);
+    case 2: return block_dot_g4_rows<2>(w, s, exact, wb, xu, blocks16, s0, out);
+    default: return block_dot_g4_rows<1>(w, s, exact, wb, xu, blocks16, s0, out);
+  }
 }
 
 void block_dot_avx512(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,

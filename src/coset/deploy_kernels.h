@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lowbit/coset/deploy.h"
+
 namespace lowbit::coset::kernels {
 
 inline constexpr int kActBias = 128;
@@ -59,6 +61,12 @@ using DecodeE8Q16Fn = void (*)(const float* scales16, const std::uint8_t* codes,
 using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact,
                             const std::int32_t* wb, const std::uint8_t* xu, std::size_t blocks16, std::size_t rows,
                             float s0, float* out);
+// The same for a row whose T is shared by groups of kDeployTGroupBlocks blocks (deploy.h, t_group = 4; D4):
+// per group u = k / 4 the exact I_u = sum of its 4 blocks' I, a chunk flagged in `exact` adds I_u to
+// A, any other chunk's groups do p[u % 16] = fma(s_u, float(I_u), p[u % 16]) in group order (s_u = s
+// of the group's blocks, which s holds per block). blocks16 is a multiple of 16 (4 groups).
+using BlockDotG4Fn = BlockDotFn;
+
 // The epilogue's exact chunks of a decoded row (deploy.h): exact[c] = 1 when the scales of blocks
 // 64 c .. min(blocks16, 64 c + 64) - 1 all equal s0, else 0 (ceil(blocks16 / 64) flags). Computed
 // once per decoded row and shared by every input row.
@@ -77,16 +85,22 @@ void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::ui
 inline constexpr std::size_t kFusedMaxBatch = 4;
 // T of consecutive weight rows in one of deploy.h's in-memory forms, row n (relative) at
 // t + n * row_bytes; bits < 4: row n's escapes are escapes[escape_start[n] .. escape_start[n + 1]).
+// group: blocks per T (1, or kDeployTGroupBlocks: T of group u = k / 4, one T per 4 blocks; the row's
+// units are its groups and `t` holds blocks / 4 T values per row).
 struct TRows {
   const std::uint8_t* t = nullptr;
   std::size_t row_bytes = 0;
   int bits = 4;
   const std::uint8_t* escapes = nullptr;
   const std::uint32_t* escape_start = nullptr;
+  int group = 1;
 };
-// Row n of `t` as nibbles (blocks T, deploy_t_row_bytes(blocks) bytes, padding nibble zero); an
-// escape past the row's list reads as T = 0. The scalar rule every kernel follows.
-void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles);
+// Row n of `t` as nibbles (`units` T values: blocks, or groups for t.group = 4;
+// deploy_t_row_bytes(units) bytes, padding nibble zero); an escape past the row's list reads as
+// T = 0. The scalar rule every kernel follows.
+void expand_t_row(const TRows& t, std::size_t n, std::size_t units, std::uint8_t* nibbles);
+// Group T nibbles (groups = blocks / 4 values) -> one nibble per block (each group's T 4 times).
+void spread_group_t(const std::uint8_t* group_nibbles, std::size_t blocks, std::uint8_t* block_nibbles);
 inline constexpr int kD4FusedRepOffset = 4;                           // rep + 4 in [0, 8]: a nibble
 inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 + 4) + 4 (rep1 + 4) = w + 20
 inline constexpr int kE8FusedWeightBias = 64;                         // |w| <= 32
@@ -137,6 +151,13 @@ void block_dot_avx2(int, const std::int8_t*, const float*, const std::uint8_t*, 
                     const std::uint8_t*, std::size_t, std::size_t, float, float*);
 void block_dot_avx512(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
                       const std::uint8_t*, std::size_t, std::size_t, float, float*);
+// BlockDotG4Fn (d = 4): the scalar twin and the SIMD levels.
+void block_dot_g4_ref(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                      const std::uint8_t*, std::size_t, std::size_t, float, float*);
+void block_dot_g4_avx2(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                       const std::uint8_t*, std::size_t, std::size_t, float, float*);
+void block_dot_g4_avx512(int, const std::int8_t*, const float*, const std::uint8_t*, const std::int32_t*,
+                         const std::uint8_t*, std::size_t, std::size_t, float, float*);
 
 // The end of the epilogue (deploy.h): the exact sum A of the chunks whose scales are all
 // s0 = scale(0), the halving tree's result f of the other blocks' partial sums: fma(s0, float(A), f).

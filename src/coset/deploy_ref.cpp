@@ -86,24 +86,31 @@ void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::ui
 }
 
 namespace {
-// The epilogue of deploy.h on one input row's exact block sums I_k (blocks16 blocks, padding I = 0):
-// a chunk flagged in `exact` adds its sums to A (int64); every block of any other chunk adds
-// fma(s_k, float(I_k), p[k % 16]), in block order.
-float epilogue(const float* s, const std::uint8_t* exact, const std::int32_t* i, std::size_t blocks16, float s0) {
+// The epilogue of deploy.h on one input row's exact block sums I_k (blocks16 blocks, padding I = 0),
+// in units of `group` blocks (1, or 4 for a T per group): a unit's I_u is the exact sum of its
+// blocks' I; a chunk flagged in `exact` adds its I_u to A (int64); every unit u of any other chunk
+// adds fma(s_u, float(I_u), p[u % 16]), in unit order (s_u: the scale of the unit's first block).
+float epilogue(const float* s, const std::uint8_t* exact, const std::int32_t* i, std::size_t blocks16, float s0,
+               int group = 1) {
   float p[kDeployLanes] = {};
   std::int64_t a = 0;
-  for (std::size_t k = 0; k < blocks16; ++k) {
-    if (exact[k / kDeployChunk]) a += i[k];
-    else p[k % kDeployLanes] = std::fma(s[k], static_cast<float>(i[k]), p[k % kDeployLanes]);
+  const std::size_t g = static_cast<std::size_t>(group);
+  for (std::size_t k = 0; k < blocks16; k += g) {
+    std::int64_t unit = 0;
+    for (std::size_t b = k; b < k + g; ++b) unit += i[b];
+    const std::size_t lane = k / g % kDeployLanes;
+    if (exact[k / kDeployChunk]) a += unit;
+    else p[lane] = std::fma(s[k], static_cast<float>(unit), p[lane]);
   }
   for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
     for (std::size_t k = 0; k < h; ++k) p[k] = p[k] + p[k + h];
   return deploy_finish(s0, a, p[0]);
 }
-}  // namespace
 
-void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
-                   const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+// I_k = wb[k] + sum_j xu_j w_j of every block, then the epilogue in units of `group` blocks.
+void block_dot_units(int d, int group, const std::int8_t* w, const float* s, const std::uint8_t* exact,
+                     const std::int32_t* wb, const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0,
+                     float* out) {
   std::vector<std::int32_t> sums(blocks16);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint8_t* x = xu + r * blocks16 * d;
@@ -115,14 +122,26 @@ void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::uint8
       }
       sums[k] = acc;
     }
-    out[r] = epilogue(s, exact, sums.data(), blocks16, s0);
+    out[r] = epilogue(s, exact, sums.data(), blocks16, s0, group);
   }
+}
+}  // namespace
+
+void block_dot_ref(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                   const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  block_dot_units(d, 1, w, s, exact, wb, xu, blocks16, rows, s0, out);
+}
+
+void block_dot_g4_ref(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                      const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  block_dot_units(d, kDeployTGroupBlocks, w, s, exact, wb, xu, blocks16, rows, s0, out);
 }
 
 namespace {
 // The fused GEMV's arithmetic on a decoded row (w in deploy_pos layout, blocks16 blocks).
-void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t blocks16, const std::int8_t* xq,
-                   const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float s0, float* out) {
+void fused_dot_ref(int d, int group, const std::int8_t* w, const float* s, std::size_t blocks16,
+                   const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride, std::size_t rows, float s0,
+                   float* out) {
   const int bias = fused_weight_bias(d);
   std::vector<std::int32_t> sums(blocks16);
   std::vector<std::uint8_t> exact((blocks16 + kDeployChunk - 1) / kDeployChunk);
@@ -137,7 +156,7 @@ void fused_dot_ref(int d, const std::int8_t* w, const float* s, std::size_t bloc
       }
       sums[k] = acc;
     }
-    out[r] = epilogue(s, exact.data(), sums.data(), blocks16, s0);
+    out[r] = epilogue(s, exact.data(), sums.data(), blocks16, s0, group);
   }
 }
 }  // namespace
@@ -159,7 +178,7 @@ struct TwoBitTable {
 constexpr TwoBitTable kTwoBit{};
 }  // namespace
 
-void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles) {
+void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_t* nibbles) {  // blocks: units
   const std::size_t nibble_bytes = (blocks + 1) / 2;
   const std::uint8_t* row = t.t + n * t.row_bytes;
   if (t.bits == 4) {
@@ -194,6 +213,27 @@ void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_
   if (blocks % 2) nibbles[nibble_bytes - 1] &= 15;  // the padding nibble
 }
 
+void spread_group_t(const std::uint8_t* group_nibbles, std::size_t blocks, std::uint8_t* block_nibbles) {
+  for (std::size_t i = 0; i < (blocks + 1) / 2; ++i) block_nibbles[i] = 0;
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const std::size_t u = k / kDeployTGroupBlocks;
+    const int v = (group_nibbles[u / 2] >> (4 * (u % 2))) & 15;
+    block_nibbles[k / 2] = static_cast<std::uint8_t>(block_nibbles[k / 2] | (v << (4 * (k % 2))));
+  }
+}
+
+namespace {
+// Row n's T as one nibble per block (`nibbles`, (blocks + 1) / 2 bytes), whatever t.group.
+void block_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::vector<std::uint8_t>& units,
+                 std::uint8_t* nibbles) {
+  if (t.group == 1) return expand_t_row(t, n, blocks, nibbles);
+  const std::size_t groups = blocks / static_cast<std::size_t>(t.group);
+  units.resize((groups + 1) / 2);
+  expand_t_row(t, n, groups, units.data());
+  spread_group_t(units.data(), blocks, nibbles);
+}
+}  // namespace
+
 void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const std::uint8_t* codes, const TRows& t,
                          std::size_t blocks, std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb,
                          std::size_t x_stride, std::size_t rows, float* out) {
@@ -201,11 +241,11 @@ void fused_gemv_d4q4_ref(const D4Q4Tables& tables, const float* scales16, const 
   std::vector<std::int8_t> w(blocks16 * 4, 0);
   std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0
   std::vector<std::int32_t> wb(blocks16, 0);
-  std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
+  std::vector<std::uint8_t> nibbles((blocks + 1) / 2), units;
   for (std::size_t n = 0; n < n_rows; ++n) {
-    expand_t_row(t, n, blocks, nibbles.data());
+    block_t_row(t, n, blocks, units, nibbles.data());
     decode_d4q4_ref(tables, scales16, codes + n * 2 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
-    fused_dot_ref(4, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
+    fused_dot_ref(4, t.group, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
   }
 }
 
@@ -216,11 +256,11 @@ void fused_gemv_e8q16_ref(const float* scales16, const std::uint8_t* codes, cons
   std::vector<std::int8_t> w(blocks16 * 8, 0);
   std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0
   std::vector<std::int32_t> wb(blocks16, 0);
-  std::vector<std::uint8_t> nibbles((blocks + 1) / 2);
+  std::vector<std::uint8_t> nibbles((blocks + 1) / 2), units;
   for (std::size_t n = 0; n < n_rows; ++n) {
-    expand_t_row(t, n, blocks, nibbles.data());
+    block_t_row(t, n, blocks, units, nibbles.data());
     decode_e8q16_ref(scales16, codes + n * 4 * blocks, nibbles.data(), blocks, w.data(), s.data(), wb.data());
-    fused_dot_ref(8, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
+    fused_dot_ref(8, t.group, w.data(), s.data(), blocks16, xq, xb, x_stride, rows, scales16[0], out + n * rows);
   }
 }
 

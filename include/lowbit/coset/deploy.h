@@ -8,8 +8,10 @@
 // starting on a byte, unused high bits of its last byte zero. A stored code must be < q (values
 // q .. 2^b - 1 are invalid; deploy_pack refuses them, loaders check). T of (n, k) is at most 15,
 // held as a nibble (block k at byte k / 2, low nibble first) or in the compact form described at
-// PackedLinearView. The decoded weight is
-//   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,
+// PackedLinearView. With t_group = 4 (D4 only: one T per 16 weights) the 4 blocks 4u .. 4u + 3 of
+// group u share one T, stored per group (unit u where the per-block layout has block k), blocks a
+// multiple of 4. The decoded weight is
+//   W^[n, k*d + j] = row_scale[n] * config.scale(T[n, k]) * w[n, k, j] / C,   (T[n, k]: its group's)
 // w = sum_m q^m e_m the C-scaled integer decode of the codes (C = 2 for E8, else 1).
 //
 // The kernels quantize each input row x to int8 with one scale, xs = max|x| / 127 (xq = 0 where xs
@@ -17,8 +19,9 @@
 // xq = clamp(rint(x / xs), -127, 127), and compute per block the exact integer
 // I[n, k] = sum_j w[n, k, j] * xq[k*d + j]; the epilogue (docs/coset.md, "Kernels", the one
 // description of the order) sums the 64-block chunks whose scales are all s0 = config.scale(0)
-// exactly (A, int64), accumulates every block of the other chunks as
-// p[k % 16] = fma(s_k, I[n, k], p[k % 16]) (s_k = config.scale(T)), reduces the 16 partial sums
+// exactly (A, int64), accumulates every unit u of the other chunks (a unit: a block, or with
+// t_group = 4 a group, whose exact I_u is the sum of its 4 blocks' I) in unit order as
+// p[u % 16] = fma(s_u, I_u, p[u % 16]) (s_u = config.scale(T)), reduces the 16 partial sums
 // as a halving tree (8, 4, 2, 1) to f, and returns ((fma(s0, A, f) * xs) * row_scale[n]) * (1 / C)
 // (+ bias). That order is fixed, so every path and SIMD level gives the scalar reference's result
 // bit for bit. The float matrix is never formed: at batch <= 4 with AVX-512 VBMI a fused GEMV decodes each
@@ -56,10 +59,15 @@ inline constexpr int kDeployMaxWeightBound = (1 << 20) - 1;
 // k * t_bits of its row, LSB first, each row starting on a byte) where the largest code 2^t_bits - 1
 // is an escape: that block's T is the row's next byte of t_escapes (row n's escapes, in block
 // order, are t_escapes[t_escape_start[n] .. t_escape_start[n + 1])).
+// t_group: blocks per T, 1 or kDeployTGroupBlocks (D4 configs on the int8 path only; blocks a
+// multiple of it). The T arrays below then hold one T per group: every "block" of their
+// description reads "unit" (blocks / t_group units per row).
+inline constexpr int kDeployTGroupBlocks = 4;
 struct PackedLinearView {
   QuantizationConfig config;
   std::size_t rows = 0;               // out_features
   std::size_t blocks = 0;             // padded in_features / d
+  int t_group = 1;                    // blocks per T: 1 or kDeployTGroupBlocks
   const std::uint8_t* codes = nullptr;  // rows x deploy_code_row_bytes(config, blocks)
   const std::uint8_t* t = nullptr;      // rows x deploy_t_row_bytes(blocks, t_bits)
   const float* row_scale = nullptr;     // rows
@@ -95,11 +103,25 @@ void require_deployable(const QuantizationConfig& config, const std::string& wha
 // The largest |w| (C-scaled integer decode) the config can produce.
 int deploy_weight_bound(const QuantizationConfig& config);
 
-// Packs codes (rows x blocks x M x d, each < q) and T (rows x blocks, each <= 15) into the view's
-// layout: codes_out rows x deploy_code_row_bytes, t_out rows x deploy_t_row_bytes.
+// Throws InvalidArgument (prefixed by `what`) unless t_group is 1, or kDeployTGroupBlocks for a D4
+// config on the int8 path (deploy_weight_bound <= kDeployInt8Bound) and blocks a multiple of it.
+void require_t_group(const QuantizationConfig& config, std::size_t blocks, int t_group, const std::string& what);
+
+// Packs codes (rows x blocks x M x d, each < q) and T (rows x blocks / t_group, each <= 15) into the
+// view's layout: codes_out rows x deploy_code_row_bytes, t_out rows x deploy_t_row_bytes(units).
 void deploy_pack(const QuantizationConfig& config, std::size_t rows, std::size_t blocks,
                  const std::uint8_t* codes, const std::uint8_t* t, std::uint8_t* codes_out,
-                 std::uint8_t* t_out);
+                 std::uint8_t* t_out, int t_group = 1);
+
+// Encodes a weight for deployment: x is rows x blocks x d (each row already divided by its row
+// scale), codes rows x blocks x M x d, t rows x blocks / t_group. t_group = 1 is coset::encode
+// (Algorithm 1, each block its own smallest T). t_group = kDeployTGroupBlocks gives each group of 4
+// blocks the smallest T at which none of them overloads (each block encoded at its group's T;
+// the decode is then scale(T_u) * Q(x / scale(T_u)) for every block of the group, like Algorithm
+// 1's). Returns the counts of units retried (T > 0) and of blocks still overloaded at the
+// config's largest T. Throws InvalidArgument on NaN/Inf in x or an invalid t_group.
+EncodeStats deploy_encode(const QuantizationConfig& config, const float* x, std::size_t rows, std::size_t blocks,
+                          int t_group, std::uint8_t* codes, std::uint8_t* t);
 
 // Throws InvalidArgument (prefixed by `what`) if a T exceeds the config's max_scaling_iterations,
 // a row's padding nibble or bits are not zero, or (compact T) the escape offsets are not

@@ -757,5 +757,234 @@ TEST(CosetDeploy, TEntropyCodeRoundTripsAndRejectsCorruptStreams) {
   }
 }
 
+// ---- a T per group of 4 blocks (deploy.h, t_group = 4; D4 on the int8 path) ----
+namespace {
+
+// The D4 formats that take t_group = 4: the fused one and two generic int8 ones.
+std::vector<QuantizationConfig> group_formats() {
+  return {make(LatticeType::D4, 4, 2, 0.14, 0.125, 15), make(LatticeType::D4, 4, 2, 3.08 / 16, 0.25, 15),
+          make(LatticeType::D4, 16, 1, 0.2, 0.5, 15), make(LatticeType::D4, 3, 2, 3.36 / 9, 0.25, 15)};
+}
+
+struct GroupLayer {
+  Layer layer;
+  std::vector<std::uint8_t> codes, t;  // unpacked: rows x blocks x M x d, rows x groups
+  std::vector<std::uint8_t> escapes;
+  std::vector<std::uint32_t> escape_start;
+  int bits = 4;
+  PackedLinearView view() const {
+    PackedLinearView v = layer.view();
+    v.t_group = kDeployTGroupBlocks;
+    v.t_bits = bits;
+    if (!escape_start.empty()) {
+      v.t_escapes = escapes.data();
+      v.t_escape_start = escape_start.data();
+    }
+    return v;
+  }
+};
+
+// A Gaussian matrix (every `quiet`-th group scaled down so that whole chunks have T = 0, the exact
+// path) encoded by deploy_encode with a T per group, T in memory with `bits` bits (4: nibbles).
+GroupLayer group_layer(const QuantizationConfig& c, std::size_t rows, std::size_t blocks, unsigned seed, int bits = 4,
+                       double quiet = 0.0) {
+  auto a = gaussian(rows * blocks * 4, 1.0, seed);
+  if (quiet > 0)  // rows whose first 64 blocks are small: T = 0 chunks next to T > 0 ones
+    for (std::size_t n = 0; n < rows; n += 2)
+      for (std::size_t i = 0; i < std::min<std::size_t>(64, blocks) * 4; ++i) a[n * blocks * 4 + i] *= static_cast<float>(quiet);
+  const std::size_t groups = blocks / 4;
+  GroupLayer g;
+  g.codes.resize(rows * blocks * c.M * 4);
+  g.t.resize(rows * groups);
+  deploy_encode(c, a.data(), rows, blocks, kDeployTGroupBlocks, g.codes.data(), g.t.data());
+  Layer& l = g.layer;
+  l = Layer{c, rows, blocks, std::vector<std::uint8_t>(rows * deploy_code_row_bytes(c, blocks)), {}, {},
+            gaussian(rows, 0.5, seed + 1)};
+  for (std::size_t n = 0; n < rows; ++n) l.row_scale.push_back(1.5f + static_cast<float>(n) / 7.0f);
+  std::vector<std::uint8_t> nibbles(rows * deploy_t_row_bytes(groups));
+  deploy_pack(c, rows, blocks, g.codes.data(), g.t.data(), l.codes.data(), nibbles.data(), kDeployTGroupBlocks);
+  g.bits = bits;
+  if (bits == 4) {
+    l.t = nibbles;
+  } else {
+    CompactT ct = deploy_t_compact(g.t.data(), rows, groups, bits);
+    l.t = ct.t;
+    g.escapes = ct.escapes;
+    g.escapes.push_back(0);  // a non-null pointer when there is none
+    g.escape_start = ct.escape_start;
+  }
+  return g;
+}
+
+// The same layer with a T per block (each group's T 4 times), as the per-block epilogue sees it.
+std::vector<std::uint8_t> spread_t(const std::vector<std::uint8_t>& t_groups) {
+  std::vector<std::uint8_t> out;
+  for (std::uint8_t v : t_groups)
+    for (int b = 0; b < kDeployTGroupBlocks; ++b) out.push_back(v);
+  return out;
+}
+
+std::string name_of(const QuantizationConfig& c) {
+  return std::string(lattice_name(c.lattice)) + " q=" + std::to_string(c.q) + " M=" + std::to_string(c.M) +
+         " alpha=" + std::to_string(c.alpha);
+}
+
+}  // namespace
+
+TEST(CosetDeployGroupT, EveryLevelAndPathMatchesScalarBitExactly) {
+  // Fused GEMV (batch <= 4) and panel path (batch 5, 8; and the fused switch off), nibble and
+  // compact T, tails of 4 .. 60 blocks, exact (all T = 0) chunks next to float ones.
+  for (const auto& c : group_formats())
+    for (std::size_t blocks : {4, 12, 16, 60, 64, 68, 132, 256})
+      for (int bits : {4, 2, 1})
+        for (std::size_t batch : {1, 2, 4, 5, 8}) {
+          const std::size_t rows = 6;
+          const GroupLayer g = group_layer(c, rows, blocks, static_cast<unsigned>(blocks + 31 * bits), bits,
+                                           bits == 1 ? 0.0 : 0.02);
+          const auto x = gaussian(batch * blocks * 4, 2.0, static_cast<unsigned>(batch + blocks));
+          std::vector<float> ref(batch * rows), got(batch * rows);
+          {
+            ScopedSimdLevel scalar(SimdLevel::Scalar);
+            packed_linear(g.view(), x.data(), batch, ref.data());
+          }
+          for (const char* fused : {"1", "0"}) {
+            setenv("LOWBIT_COSET_FUSED", fused, 1);
+            for (auto level : available_simd_levels()) {
+              ScopedSimdLevel forced(level);
+              std::fill(got.begin(), got.end(), -1.0f);
+              packed_linear(g.view(), x.data(), batch, got.data());
+              ASSERT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+                  << simd_level_name(level) << " " << name_of(c) << " blocks=" << blocks << " bits=" << bits
+                  << " batch=" << batch << " fused=" << fused;
+            }
+          }
+          unsetenv("LOWBIT_COSET_FUSED");
+        }
+}
+
+TEST(CosetDeployGroupT, ScalarEpilogueSumsEachGroupThenFollowsTheRule) {
+  // The scalar level against the rule written out here: per group the exact integer sum of its
+  // blocks' I (from the decoded weights and int8 activations), chunks of all T = 0 summed in int64,
+  // other groups p[u % 16] = fma(s_u, I_u, p[u % 16]) in order, the halving tree, the finish.
+  const auto c = group_formats()[0];
+  for (std::size_t blocks : {16, 68, 200}) {
+    const std::size_t rows = 5, cols = blocks * 4, groups = blocks / 4;
+    const GroupLayer g = group_layer(c, rows, blocks, 3, 4, 0.02);
+    const auto x = gaussian(cols, 1.5, 4);
+    std::vector<float> y(rows);
+    {
+      ScopedSimdLevel scalar(SimdLevel::Scalar);
+      packed_linear(g.view(), x.data(), 1, y.data());
+    }
+    float amax = 0.0f;
+    for (float v : x) amax = std::max(amax, std::fabs(v));
+    const float xs = amax / 127.0f;
+    std::vector<int> xq(cols);
+    for (std::size_t i = 0; i < cols; ++i) xq[i] = static_cast<int>(std::clamp(std::nearbyint(x[i] / xs), -127.0f, 127.0f));
+    // Integer weights w: packed_decode of a copy with row scale 1 and scale(T) read off per group.
+    PackedLinearView v = g.view();
+    std::vector<float> ones(rows, 1.0f), wd(rows * cols);
+    v.row_scale = ones.data();
+    packed_decode(v, wd.data());
+    for (std::size_t n = 0; n < rows; ++n) {
+      float p[16] = {};
+      std::int64_t a = 0;
+      const std::size_t blocks16 = (blocks + 15) / 16 * 16;
+      for (std::size_t u = 0; u < blocks16 / 4; ++u) {
+        const int t = u < groups ? g.t[n * groups + u] : 0;
+        const float s = c.scale<float>(t);
+        std::int64_t sum = 0;
+        for (std::size_t i = 16 * u; i < std::min(cols, 16 * u + 16); ++i)
+          sum += static_cast<std::int64_t>(std::lrint(wd[n * cols + i] / s)) * xq[i];
+        bool exact = true;  // the group's 64-block chunk has T = 0 throughout
+        for (std::size_t k = u / 16 * 16; k < u / 16 * 16 + 16; ++k) exact = exact && (k >= groups || g.t[n * groups + k] == 0);
+        if (exact) a += sum;
+        else p[u % 16] = std::fma(s, static_cast<float>(sum), p[u % 16]);
+      }
+      for (int h = 8; h >= 1; h /= 2)
+        for (int k = 0; k < h; ++k) p[k] = p[k] + p[k + h];
+      float want = std::fma(c.scale<float>(0), static_cast<float>(a), p[0]) * xs;
+      want = want * g.layer.row_scale[n];
+      want = want * 1.0f;
+      want = want + g.layer.bias[n];
+      EXPECT_EQ(y[n], want) << "blocks=" << blocks << " row=" << n;
+    }
+  }
+}
+
+TEST(CosetDeployGroupT, EncodeGivesEachGroupItsSmallestSharedT) {
+  for (const auto& c : group_formats()) {
+    const std::size_t rows = 3, blocks = 40, groups = blocks / 4, n = rows * blocks;
+    const auto x = gaussian(n * 4, 1.0, 21);
+    std::vector<std::uint8_t> codes(n * c.M * 4), t(rows * groups);
+    deploy_encode(c, x.data(), rows, blocks, kDeployTGroupBlocks, codes.data(), t.data());
+    const auto tb = spread_t(t);
+    // Each block decodes to scale(T_u) * Q(x / scale(T_u)) (no overload at its group's T) ...
+    std::vector<float> dec(n * 4);
+    decode<float>(c, codes.data(), tb.data(), n, dec.data());
+    for (std::size_t k = 0; k < n; ++k) {
+      QuantizationConfig at = c;
+      at.beta = c.beta * std::exp2(c.alpha * tb[k]);
+      std::vector<float> want(4);
+      quantize_reference<float>(at, x.data() + 4 * k, 1, want.data());
+      for (int j = 0; j < 4; ++j) ASSERT_EQ(dec[4 * k + j], want[j]) << name_of(c) << " block " << k;
+    }
+    // ... and at T_u - 1 some block of the group overloads (T_u is the smallest).
+    for (std::size_t u = 0; u < rows * groups; ++u) {
+      if (t[u] == 0) continue;
+      QuantizationConfig below = c;
+      below.beta = c.beta * std::exp2(c.alpha * (t[u] - 1));
+      below.max_scaling_iterations = 0;
+      std::vector<std::uint8_t> cc(4 * c.M * 4), tt(4);
+      const EncodeStats s = encode<float>(below, x.data() + 16 * u, 4, cc.data(), tt.data());
+      EXPECT_GT(s.overloaded, 0u) << name_of(c) << " group " << u << " T=" << int(t[u]);
+    }
+  }
+}
+
+TEST(CosetDeployGroupT, DecodeSpreadsTheGroupT) {
+  for (const auto& c : group_formats()) {
+    const std::size_t rows = 4, blocks = 20;
+    const GroupLayer g = group_layer(c, rows, blocks, 8);
+    std::vector<float> got(rows * blocks * 4), want(got.size());
+    packed_decode(g.view(), got.data());
+    Layer per_block = g.layer;  // the same codes with a T nibble per block
+    const auto tb = spread_t(g.t);
+    per_block.t.assign(rows * deploy_t_row_bytes(blocks), 0);
+    std::vector<std::uint8_t> scratch(per_block.codes.size());
+    deploy_pack(c, rows, blocks, g.codes.data(), tb.data(), scratch.data(), per_block.t.data());
+    packed_decode(per_block.view(), want.data());
+    EXPECT_EQ(got, want) << name_of(c);
+  }
+}
+
+TEST(CosetDeployGroupT, RefusesWhatItCannotRun) {
+  const auto d4 = make(LatticeType::D4, 4, 2, 0.14, 0.125, 15);
+  EXPECT_NO_THROW(require_t_group(d4, 8, 4, "x"));
+  EXPECT_NO_THROW(require_t_group(make(LatticeType::E8, 16, 1, 0.2, 0.25, 15), 3, 1, "x"));
+  const auto msg = [](auto fn) {
+    try {
+      fn();
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg([&] { require_t_group(d4, 8, 3, "layer"); }).find("t_group must be 1 or 4"), std::string::npos);
+  EXPECT_NE(msg([&] { require_t_group(d4, 6, 4, "layer"); }).find("multiple of 4"), std::string::npos);
+  EXPECT_NE(msg([&] { require_t_group(make(LatticeType::E8, 16, 1, 0.2, 0.25, 15), 8, 4, "layer"); }).find("for D4"),
+            std::string::npos);
+  EXPECT_NE(msg([&] { require_t_group(make(LatticeType::D4, 4, 4, 0.01, 0.25, 15), 8, 4, "layer"); }).find("int8"),
+            std::string::npos);
+  std::vector<std::uint8_t> codes(2 * 6 * 8), t(2 * 2), out_c(2 * 12), out_t(2);
+  EXPECT_THROW(deploy_pack(d4, 2, 6, codes.data(), t.data(), out_c.data(), out_t.data(), 4), InvalidArgument);
+  const auto x = gaussian(6 * 4, 1.0, 1);
+  EXPECT_THROW(deploy_encode(d4, x.data(), 1, 6, 4, codes.data(), t.data()), InvalidArgument);
+  // A T beyond the config's in a group row is refused by deploy_require_t.
+  GroupLayer g = group_layer(make(LatticeType::D4, 4, 2, 0.14, 0.125, 7), 2, 8, 3);
+  g.layer.t[0] = 0xFF;
+  EXPECT_THROW(deploy_require_t(g.view(), "layer"), InvalidArgument);
+}
+
 }  // namespace
 }  // namespace lowbit::coset
