@@ -39,6 +39,7 @@ from .config import QuantizationConfig
 
 LAYOUT_VERSION = 2  # the format byte of the ``_extra_state`` record; 1 (a dict) still loads
 MAX_T = 15  # T is a nibble in memory
+T_GROUP = 4  # t_group=4: one T per 4 D4 blocks (16 weights), docs/coset.md
 # The pure-PyTorch path sums the same exact integer block products in another order (BLAS):
 # relative to sum_k |s_k I_k|, float32 reordering of up to in/d terms stays below this.
 TORCH_PATH_RTOL = 2.0 ** -12
@@ -46,17 +47,56 @@ TORCH_PATH_RTOL = 2.0 ** -12
 _STATE_KEYS = ("codes", "t_code", "t_lengths", "row_scale")
 
 
-def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1) -> QuantizationConfig:
+def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1, t_group: int = 1) -> QuantizationConfig:
     """The rate-optimal (beta, alpha) of :func:`coset.rate_optimal_config` with T capped at 15.
 
     Use with ``row_scale="rms"``: the config's beta is then the whole start scale of a
     unit-rms row, and T (a per-block gain in steps of ``2**alpha``) is entropy-coded.
+
+    ``t_group=4`` (D4 only): the config for layers built with ``t_group=4`` (one T per 4 blocks, 16
+    weights: :meth:`PackedLinear.from_weight`), found by the same grid search with each group's T
+    shared (``MSE * 2**(2 * (M log2 q + H(T) / 16))`` on N(0,1) data, alpha in 1, 1/2, 1/4, 1/8,
+    T <= 15): D4 q=4 M=2 gives alpha = 1/8.
     """
     from .quant import rate_optimal_config
 
     if lattice_type not in ("Z2", "D4", "E8"):
         raise ValueError(f"deployable_config: lattice_type must be 'Z2', 'D4' or 'E8', got {lattice_type!r}")
+    if t_group not in (1, T_GROUP):
+        raise ValueError(f"deployable_config: t_group must be 1 or {T_GROUP}, got {t_group!r}")
+    if t_group != 1:
+        if lattice_type != "D4":
+            raise ValueError(f"deployable_config: t_group={T_GROUP} is for D4 configs, not {lattice_type}")
+        return _group_optimal_config(q, M)
     return rate_optimal_config(lattice_type, q, M).replace(max_scaling_iterations=MAX_T)
+
+
+@functools.lru_cache(maxsize=16)
+def _group_optimal_config(q: int, M: int) -> QuantizationConfig:
+    """deployable_config("D4", q, M, t_group=4): grid search over (alpha, beta) with the shared-T encoder."""
+    from lowbit._native import coset as _coset_native
+
+    from .quant import side_information_rate
+
+    x = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)  # 64 rows of 64 groups
+    rows, blocks = x.shape[0], x.shape[1] // 4
+    base = 1.0 / float(q) ** M
+    best = (float("inf"), None)
+    for alpha in (1.0, 0.5, 0.25, 0.125):
+        for f in np.geomspace(0.5, 32.0, 49):
+            cfg = QuantizationConfig(lattice_type="D4", q=q, M=M, beta=float(base * f), alpha=alpha,
+                                     max_scaling_iterations=MAX_T)
+            _native.require_deployable(cfg.native(), "deployable_config")
+            codes = np.empty((rows * blocks, M, 4), np.uint8)
+            t = np.empty(rows * blocks // T_GROUP, np.uint8)
+            _native.encode(cfg.native(), x, rows, blocks, T_GROUP, codes, t)
+            dec = np.empty((rows * blocks, 4), np.float32)
+            _coset_native.decode(cfg.native(), codes, np.repeat(t, T_GROUP), dec)
+            mse = float(np.mean((dec.reshape(x.shape) - x) ** 2))
+            score = mse * 2.0 ** (2.0 * (cfg.rate + side_information_rate(t, cfg) / T_GROUP))
+            if score < best[0]:
+                best = (score, cfg)
+    return best[1]
 
 
 # ---- the ``_extra_state`` record (docs/coset.md, "Deployed layers") --------------------------------
@@ -66,10 +106,11 @@ def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1) -> Quan
 _RECORD = struct.Struct("<BBBBBBIIdd")
 _SEED = struct.Struct("<Q")
 _LATTICES = ("Z2", "D4", "E8")
-_FLAG_TIE_DITHER, _FLAG_DITHER, _FLAG_NO_SCALING, _FLAG_NO_OVERLOAD, _FLAG_BIAS, _FLAG_SEED = (1 << i for i in range(6))
+_FLAG_TIE_DITHER, _FLAG_DITHER, _FLAG_NO_SCALING, _FLAG_NO_OVERLOAD, _FLAG_BIAS, _FLAG_SEED, _FLAG_T_GROUP = (
+    1 << i for i in range(7))
 _FLAG_FIELDS = ((_FLAG_TIE_DITHER, "with_tie_dither"), (_FLAG_DITHER, "with_dither"),
                 (_FLAG_NO_SCALING, "disable_scaling"), (_FLAG_NO_OVERLOAD, "disable_overload_protection"))
-_FLAGS_KNOWN = (1 << 6) - 1
+_FLAGS_KNOWN = (1 << 7) - 1
 
 
 class SavedLayer(NamedTuple):
@@ -79,22 +120,29 @@ class SavedLayer(NamedTuple):
     in_features: int
     out_features: int
     bias: bool
+    t_group: int = 1
 
 
-def layer_record(config: QuantizationConfig, in_features: int, out_features: int, bias: bool) -> torch.Tensor:
+def layer_record(config: QuantizationConfig, in_features: int, out_features: int, bias: bool,
+                 t_group: int = 1) -> torch.Tensor:
     """The ``_extra_state`` of a ``PackedLinear``: a 1-D uint8 CPU tensor of 30 bytes (38 with a non-zero
     ``dither_seed``) in format :data:`LAYOUT_VERSION` (layout in docs/coset.md); every config field is kept
-    exactly (beta and alpha as float64). :func:`read_layer_record` inverts it.
+    exactly (beta and alpha as float64), ``t_group=4`` as a flag bit. :func:`read_layer_record` inverts it.
 
     Raises:
-        ValueError: ``config`` is not a QuantizationConfig, or a feature count is outside [1, 2**32).
+        ValueError: ``config`` is not a QuantizationConfig, a feature count is outside [1, 2**32), or
+        ``t_group`` is not 1 or 4.
     """
     if not isinstance(config, QuantizationConfig):
         raise ValueError(f"layer_record: config must be a QuantizationConfig, got {type(config).__name__}")
     for what, v in (("in_features", in_features), ("out_features", out_features)):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**32:
             raise ValueError(f"layer_record: {what} must be an integer in [1, 2**32), got {v!r}")
+    if t_group not in (1, T_GROUP):
+        raise ValueError(f"layer_record: t_group must be 1 or {T_GROUP}, got {t_group!r}")
     flags = sum(bit for bit, field in _FLAG_FIELDS if getattr(config, field)) | (_FLAG_BIAS if bias else 0)
+    if t_group != 1:
+        flags |= _FLAG_T_GROUP
     if config.dither_seed:
         flags |= _FLAG_SEED
     raw = _RECORD.pack(LAYOUT_VERSION, _LATTICES.index(config.lattice_type), config.q, config.M,
@@ -149,7 +197,7 @@ def read_layer_record(extra: Any, name: str = "PackedLinear") -> SavedLayer:
                                     max_scaling_iterations=iters, dither_seed=seed, **fields)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
-    return SavedLayer(config, in_f, out_f, bool(flags & _FLAG_BIAS))
+    return SavedLayer(config, in_f, out_f, bool(flags & _FLAG_BIAS), T_GROUP if flags & _FLAG_T_GROUP else 1)
 
 
 def _read_dict_record(extra: dict, name: str) -> SavedLayer:
@@ -193,10 +241,15 @@ class PackedLinear(nn.Module):
 
     Build one with :meth:`from_weight`, :meth:`from_linear` or :meth:`from_qlinear`; a layer
     built with the constructor is empty (zero codes) until ``load_state_dict`` fills it.
+
+    ``t_group``: blocks that share one scaling count T: 1 (each lattice block its own, Algorithm 1
+    of Kaplan & Ordentlich) or 4 (D4 configs: one T per 16 weights, the input zero-padded to a
+    multiple of 16; a quarter of the side information and the fastest batch-1 kernel, for a
+    somewhat larger error: docs/coset.md, "A T per group").
     """
 
     def __init__(self, in_features: int, out_features: int, config: QuantizationConfig, bias: bool = True,
-                 name: Optional[str] = None, device: Any = None) -> None:
+                 name: Optional[str] = None, device: Any = None, t_group: int = 1) -> None:
         super().__init__()
         self.layer_name = name or "PackedLinear"
         for what, v in (("in_features", in_features), ("out_features", out_features)):
@@ -205,9 +258,16 @@ class PackedLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.config = self._checked_config(config)
-        self.blocks = -(-in_features // self.config.d)
+        if isinstance(t_group, bool) or t_group not in (1, T_GROUP):
+            raise ValueError(f"{self.layer_name}: t_group must be 1 or {T_GROUP}, got {t_group!r}")
+        self.t_group = int(t_group)
+        self.blocks = -(-in_features // (self.config.d * self.t_group)) * self.t_group
+        try:
+            _native.require_t_group(self.config.native(), self.blocks, self.t_group, self.layer_name)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         row_bytes = int(_native.code_row_bytes(self.config.native(), self.blocks))
-        t_bytes = int(_native.t_row_bytes(self.blocks))
+        t_bytes = int(_native.t_row_bytes(self.t_units))
         dev = torch.device("cpu") if device is None else torch.device(device)
         self.register_buffer("codes", torch.zeros(out_features, row_bytes, dtype=torch.uint8, device=dev))
         self.register_buffer("t_code", torch.zeros(0, dtype=torch.uint8, device=dev))
@@ -228,7 +288,12 @@ class PackedLinear(nn.Module):
         self.register_buffer("t_escapes", torch.zeros(0, dtype=torch.uint8, device=dev), persistent=False)
         self.register_buffer("t_escape_start", torch.zeros(out_features + 1, dtype=torch.int32, device=dev),
                              persistent=False)
-        self._hold_t_code(self._entropy_code(np.zeros((out_features, self.blocks), np.uint8))[0])
+        self._hold_t_code(self._entropy_code(np.zeros((out_features, self.t_units), np.uint8))[0])
+
+    @property
+    def t_units(self) -> int:
+        """T values per row: ``blocks / t_group``."""
+        return self.blocks // self.t_group
 
     # ---- construction -------------------------------------------------------------------
 
@@ -246,11 +311,12 @@ class PackedLinear(nn.Module):
             raise ValueError(msg if msg.startswith(name) else f"{name}: {msg}") from None
         return config
 
-    def _set_t(self, t: np.ndarray, blocks: int, dev, bits: int = 0) -> None:
-        """Holds T (out_features * blocks values) in the kernels' in-memory form: ``bits`` per block
-        (0: the narrowest whose escapes stay at most 1/64 of the blocks, docs/coset.md)."""
+    def _set_t(self, t: np.ndarray, units: int, dev, bits: int = 0) -> None:
+        """Holds T (out_features * units values: one per block, or per group) in the kernels'
+        in-memory form: ``bits`` per value (0: the narrowest whose escapes stay at most 1/64 of them,
+        docs/coset.md)."""
         bits, packed, escapes, start = _native.t_compact(np.ascontiguousarray(t, dtype=np.uint8).reshape(-1),
-                                                         self.out_features, blocks, bits)
+                                                         self.out_features, units, bits)
         self.t_bits = int(bits)
         self.t_packed = torch.from_numpy(np.frombuffer(packed, np.uint8).copy().reshape(self.out_features, -1)).to(dev)
         self.t_escapes = torch.from_numpy(np.frombuffer(escapes, np.uint8).copy()).to(dev)
@@ -260,7 +326,7 @@ class PackedLinear(nn.Module):
         """The saved T stream (canonical Huffman code with ``t_lengths``) rebuilt from the in-memory T."""
         from ._deploy_torch import unpack_t
 
-        t = unpack_t(self.t_packed.cpu(), self.t_bits, self.t_escapes.cpu(), self.blocks)
+        t = unpack_t(self.t_packed.cpu(), self.t_bits, self.t_escapes.cpu(), self.t_units)
         flat = np.ascontiguousarray(t.numpy().astype(np.uint8).reshape(-1))
         return torch.from_numpy(np.frombuffer(_native.t_encode(flat, self.t_lengths.cpu().numpy()), np.uint8).copy())
 
@@ -280,7 +346,7 @@ class PackedLinear(nn.Module):
             destination[prefix + "t_code"] = self._derived_t_code().to(self.codes.device)
 
     def _t_args(self) -> tuple:
-        return (self.t_packed.numpy(), self.t_bits, self.t_escapes.numpy(), self.t_escape_start.numpy())
+        return (self.t_packed.numpy(), self.t_bits, self.t_escapes.numpy(), self.t_escape_start.numpy(), self.t_group)
 
     def _native_config(self):
         return _native_config(self.config)
@@ -294,14 +360,17 @@ class PackedLinear(nn.Module):
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: Optional[torch.Tensor], config: QuantizationConfig,
-                    row_scale: Union[str, torch.Tensor] = "qlinear", name: Optional[str] = None) -> "PackedLinear":
+                    row_scale: Union[str, torch.Tensor] = "qlinear", name: Optional[str] = None,
+                    t_group: int = 1) -> "PackedLinear":
         """Quantizes ``weight`` (out x in) and packs it.
 
         ``row_scale``: ``"qlinear"`` divides each row by ``rms * optimal_beta(lattice, q, M)``
         before encoding with ``config`` (exactly what ``QLinear`` does, so a QAT-trained layer
         deploys to the weights it was trained with); ``"rms"`` divides by the rms only (for
         tuned configs such as :func:`deployable_config`, whose beta is the whole scale); or a
-        tensor of ``out`` positive scales.
+        tensor of ``out`` positive scales. ``t_group=4`` (D4 configs): one T per 4 blocks, each group
+        at the smallest T where none of its blocks overloads (pair it with
+        ``deployable_config("D4", 4, 2, t_group=4)`` and ``row_scale="rms"``).
         """
         label = name or "PackedLinear"
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
@@ -311,7 +380,7 @@ class PackedLinear(nn.Module):
             raise ValueError(f"{label}: the weight is on the meta device (no values to quantize); "
                              "materialize it first (e.g. to_empty() and load the weights)")
         out_f, in_f = weight.shape
-        layer = cls(in_f, out_f, config, bias=bias is not None, name=name, device=weight.device)
+        layer = cls(in_f, out_f, config, bias=bias is not None, name=name, device=weight.device, t_group=t_group)
         w = weight.detach().to(device="cpu", dtype=torch.float32)
         bad = ~torch.isfinite(w)
         if bool(bad.any()):
@@ -348,20 +417,19 @@ class PackedLinear(nn.Module):
         if pad:
             work = np.concatenate([work, np.zeros((out_f, pad), np.float32)], axis=1)
         codes = np.empty((out_f * layer.blocks, config.M, d), np.uint8)
-        t = np.empty(out_f * layer.blocks, np.uint8)
-        from lowbit._native import coset as _coset_native
-
-        _, overloaded = _coset_native.encode(config.native(), np.ascontiguousarray(work.reshape(-1, d)), codes, t)
+        t = np.empty(out_f * layer.t_units, np.uint8)
+        _, overloaded = _native.encode(config.native(), np.ascontiguousarray(work, dtype=np.float32), out_f,
+                                       layer.blocks, layer.t_group, codes, t)
         if overloaded:
             warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
                           RuntimeWarning, stacklevel=2)
         packed = np.empty(tuple(layer.codes.shape), np.uint8)
-        nibbles = np.empty((out_f, int(_native.t_row_bytes(layer.blocks))), np.uint8)
-        _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles)  # checks codes and T
+        nibbles = np.empty((out_f, int(_native.t_row_bytes(layer.t_units))), np.uint8)
+        _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles, layer.t_group)  # checks codes, T
         stream, _ = layer._entropy_code(t)
         dev = weight.device
         layer.codes = torch.from_numpy(packed).to(dev)
-        layer._set_t(t, layer.blocks, dev)
+        layer._set_t(t, layer.t_units, dev)
         layer.t_lengths = layer.t_lengths.to(dev)
         layer._hold_t_code(stream)
         layer.row_scale = scale.to(dev)
@@ -371,8 +439,8 @@ class PackedLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: QuantizationConfig, row_scale: Union[str, torch.Tensor] = "qlinear",
-                    name: Optional[str] = None) -> "PackedLinear":
-        return cls.from_weight(linear.weight, linear.bias, config, row_scale=row_scale, name=name)
+                    name: Optional[str] = None, t_group: int = 1) -> "PackedLinear":
+        return cls.from_weight(linear.weight, linear.bias, config, row_scale=row_scale, name=name, t_group=t_group)
 
     @classmethod
     def from_qlinear(cls, qlinear: nn.Module, name: Optional[str] = None) -> "PackedLinear":
@@ -384,7 +452,7 @@ class PackedLinear(nn.Module):
 
     def get_extra_state(self) -> torch.Tensor:
         """The config, shape and bias flag as the binary record of :func:`layer_record` (30 bytes)."""
-        return layer_record(self.config, self.in_features, self.out_features, self.bias is not None)
+        return layer_record(self.config, self.in_features, self.out_features, self.bias is not None, self.t_group)
 
     def set_extra_state(self, state: Any) -> None:  # handled in _load_from_state_dict
         pass
@@ -403,12 +471,13 @@ class PackedLinear(nn.Module):
         if not isinstance(codes, torch.Tensor):
             raise ValueError(f"{label}: packed state dict lacks 'codes'")
         config = cls._checked_config_named(saved.config, label)
-        blocks = -(-saved.in_features // config.d)
+        blocks = -(-saved.in_features // (config.d * saved.t_group)) * saved.t_group
         want = (saved.out_features, int(_native.code_row_bytes(config.native(), blocks)))
         if tuple(codes.shape) != want:
             raise ValueError(f"{label}: 'codes' has shape {tuple(codes.shape)}, the record's {saved.in_features} -> "
                              f"{saved.out_features} layer needs {want}")
-        layer = cls(saved.in_features, saved.out_features, saved.config, bias=saved.bias, name=name, device=device)
+        layer = cls(saved.in_features, saved.out_features, saved.config, bias=saved.bias, name=name, device=device,
+                    t_group=saved.t_group)
         layer.load_state_dict(state_dict)
         return layer
 
@@ -432,12 +501,16 @@ class PackedLinear(nn.Module):
         if saved.bias != (self.bias is not None):
             raise ValueError(f"{name}: packed state dict {'has' if saved.bias else 'lacks'} a bias, this layer "
                              f"{'does not' if self.bias is None else 'does'}")
+        if saved.t_group != self.t_group:
+            raise ValueError(f"{name}: packed state dict has t_group={saved.t_group}, this layer has "
+                             f"t_group={self.t_group}; build the layer with the saved t_group to load it "
+                             "(PackedLinear.from_state_dict)")
         config = self._checked_config(saved.config)
         if config != self.config:
             raise ValueError(f"{name}: packed state dict has config {_config_repr(config)}, this layer has "
                              f"{_config_repr(self.config)}; build the layer with the saved config to load it "
                              "(PackedLinear.from_state_dict)")
-        blocks = -(-self.in_features // config.d)
+        blocks = self.blocks
         row_bytes = int(_native.code_row_bytes(config.native(), blocks))
 
         def tensor(key: str, dtype: torch.dtype, shape: Optional[tuple]) -> torch.Tensor:
@@ -472,7 +545,7 @@ class PackedLinear(nn.Module):
             if bool(bad.any()):
                 row = int(bad.flatten(1).any(dim=1).nonzero()[0])
                 raise ValueError(f"{name}: 'codes' holds a code >= q={config.q} (row {row}; codes out of range)")
-        t = np.empty(self.out_features * blocks, np.uint8)
+        t = np.empty(self.out_features * self.t_units, np.uint8)
         try:
             _native.t_decode(t_code.numpy(), lengths.numpy(), config.max_t(), t)
         except ValueError as exc:
@@ -482,7 +555,7 @@ class PackedLinear(nn.Module):
         self.codes = codes.to(dev)
         self.t_lengths = lengths.to(dev)
         self.row_scale = scale.to(dev)
-        self._set_t(t, blocks, dev)
+        self._set_t(t, self.t_units, dev)
         self._hold_t_code(t_code)
         if bias is not None:
             self.bias = bias.to(dev)
@@ -584,7 +657,9 @@ class PackedLinear(nn.Module):
         cfg = self.config
         codes = unpack_codes(self.codes, self.blocks, cfg)
         w = decode_scaled_ints(codes, cfg)  # (out, blocks, d) float32 integers
-        t = unpack_t(self.t_packed, self.t_bits, self.t_escapes, self.blocks)
+        t = unpack_t(self.t_packed, self.t_bits, self.t_escapes, self.t_units)
+        if self.t_group != 1:  # a T per group: each of its blocks
+            t = t.repeat_interleave(self.t_group, dim=1)
         return (scale_table(cfg, w.device)[t][..., None] * w).reshape(self.out_features, -1)
 
     def _forward_torch(self, x2: torch.Tensor) -> torch.Tensor:
@@ -606,7 +681,9 @@ class PackedLinear(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"lattice={c.lattice_type}, q={c.q}, M={c.M}, bits_per_weight={self.bits_per_weight():.3f}")
+                f"lattice={c.lattice_type}, q={c.q}, M={c.M}, "
+                + (f"t_group={self.t_group}, " if self.t_group != 1 else "")
+                + f"bits_per_weight={self.bits_per_weight():.3f}")
 
 
 class _PackedLinearFn(torch.autograd.Function):

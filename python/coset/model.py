@@ -111,13 +111,14 @@ def quantize_model(model: nn.Module, config: QuantizationConfig, skip: Skip = No
     return _replace(model, lambda n, m: candidate(m) and id(m) not in skipped, make)
 
 
-def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear") -> nn.Module:
+def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear", t_group: int = 1) -> nn.Module:
     """Replaces every ``QLinear`` (not skipped) by its deployed ``PackedLinear``. Returns ``model``.
 
     ``row_scale="qlinear"`` (default) keeps the QLinear's row scales and config, so the deployed
     weights are the ones its forward used (QAT); ``"rms"`` divides rows by their rms only, for
     tuned configs such as ``coset.deployable_config("E8", 16, 1)`` whose beta is the whole scale
-    (post-training quantization). Refusals (a config the kernels cannot run, NaN weights) raise
+    (post-training quantization); ``t_group=4`` shares one T per 16 weights (D4 configs, e.g.
+    ``coset.deployable_config("D4", 4, 2, t_group=4)``: the fastest batch-1 format). Refusals (a config the kernels cannot run, NaN weights) raise
     ValueError naming the layer; so does a ``skip`` name that matches no module. ``skip`` as in
     :func:`quantize_model`. Forward hooks carry over. A bare QLinear is returned as its
     PackedLinear; a QLinear used at several places becomes one shared PackedLinear (or stays one
@@ -130,7 +131,7 @@ def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear"
     skipped = _skipped_ids(model, skip, candidate)
 
     def make(name: str, q: nn.Module) -> nn.Module:
-        deployed = _carry_over(q, q.deploy(name=name or None, row_scale=row_scale))
+        deployed = _carry_over(q, q.deploy(name=name or None, row_scale=row_scale, t_group=t_group))
         deployed.train(False)  # a deployed layer has no training mode of its own
         return deployed
 

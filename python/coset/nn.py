@@ -219,13 +219,14 @@ class QLinear(nn.Linear):
 
     # --- deployment ---------------------------------------------------------------------------
 
-    def deploy(self, name: Optional[str] = None, row_scale: str = "qlinear") -> nn.Module:
+    def deploy(self, name: Optional[str] = None, row_scale: str = "qlinear", t_group: int = 1) -> nn.Module:
         """The deployed layer: a :class:`coset.deploy.PackedLinear` that holds only the packed
         codes, T, row scales and bias, and runs the packed kernels (docs/coset.md).
 
         ``row_scale="qlinear"`` keeps this layer's row scales and config, so the deployed weights
         are exactly the ones its forward uses (up to float rounding); ``"rms"`` suits tuned
-        configs (:func:`coset.deployable_config`). The deployed layer quantizes its input rows to
+        configs (:func:`coset.deployable_config`); ``t_group=4`` (D4) shares one T per 16 weights
+        (:meth:`coset.deploy.PackedLinear.from_weight`). The deployed layer quantizes its input rows to
         int8 (one scale per row): ``quantize_activations=True`` is not reproduced, and the weights
         are always quantized (``quantize_weights=False`` is not reproduced either); either switch
         warns (``UserWarning``), since the deployed outputs then differ from this layer's.
@@ -242,7 +243,7 @@ class QLinear(nn.Linear):
                           "this layer's", UserWarning, stacklevel=2)
 
         return PackedLinear.from_weight(self.weight, self.bias, self.config, row_scale=row_scale,
-                                        name=name or "QLinear")
+                                        name=name or "QLinear", t_group=t_group)
 
     # --- the namesake's helpers ---------------------------------------------------------------
 

@@ -661,3 +661,113 @@ def test_rows_whose_activation_scale_rounds_to_zero_give_the_bias_on_both_paths(
         assert bool(torch.isfinite(y).all()), backend
         torch.testing.assert_close(y[0], lin.bias.detach(), rtol=0, atol=0)
         assert not torch.equal(y[1], lin.bias.detach())
+
+
+# ---- a T per group of 4 D4 blocks (t_group=4) ----
+
+def _q4_0_relative_mse(w: torch.Tensor) -> float:
+    """llama.cpp's Q4_0 (ggml-quants.c quantize_row_q4_0_ref: per 32 weights d = max / -8 with max the
+    signed value of largest magnitude, q = clamp(trunc(x / d + 8.5), 0, 15), 4.5 bits per weight; d
+    stored as float16) on rows of w, as the relative MSE of its dequantized weights."""
+    x = w.reshape(-1, 32).double()
+    idx = x.abs().argmax(dim=1, keepdim=True)
+    mx = x.gather(1, idx)
+    d = (mx / -8).half().double()
+    inv = torch.where(d != 0, 1 / d, torch.zeros_like(d))
+    q = torch.clamp(torch.trunc(x * inv + 8.5), 0, 15)
+    deq = (q - 8) * d
+    return float(((deq - x) ** 2).mean() / (x ** 2).mean())
+
+
+def test_group_t_layer_reloads_bit_identically_and_both_paths_agree():
+    config = deployable_config("D4", 4, 2, t_group=4)
+    torch.manual_seed(5)
+    lin = nn.Linear(72, 13)  # 72 inputs: padded to 80 (5 groups of 16)
+    layer = PackedLinear.from_linear(lin, config, row_scale="rms", name="g", t_group=4)
+    assert (layer.t_group, layer.blocks, layer.t_units) == (4, 20, 5)
+    assert "t_group=4" in repr(layer)
+    x = torch.randn(6, 72)
+    y = layer(x)
+    buf = io.BytesIO()
+    torch.save(layer.state_dict(), buf)
+    buf.seek(0)
+    sd = torch.load(buf)
+    assert set(sd) == {"codes", "t_code", "t_lengths", "row_scale", "bias", "_extra_state"}
+    assert read_layer_record(sd["_extra_state"]).t_group == 4
+    back = PackedLinear.from_state_dict(sd, name="g")
+    assert back.t_group == 4 and torch.equal(back(x), y)
+    fresh = PackedLinear(72, 13, config, name="g", t_group=4)
+    fresh.load_state_dict(sd)
+    assert torch.equal(fresh(x), y)
+    # A layer with a T per block cannot take it (and says why).
+    with pytest.raises(ValueError, match="t_group=4"):
+        PackedLinear(72, 13, config, name="g").load_state_dict(sd)
+    # The PyTorch path decodes the same weights (each group's T for its 4 blocks).
+    w = layer.decoded_weight()
+    with lowbit.backend("torch"):
+        torch.testing.assert_close(layer.decoded_weight(), w, rtol=1e-6, atol=0)
+        y_torch = layer(x)
+    amax = x.abs().amax(dim=1, keepdim=True)
+    xq = torch.clamp(torch.round(x / (amax / 127)), -127, 127) * (amax / 127)
+    mag = xq.abs() @ w.abs().t()
+    assert float(((y_torch - y).abs() - TORCH_PATH_RTOL * mag).max()) <= 1e-6
+    torch.testing.assert_close(y, torch.nn.functional.linear(xq, w, lin.bias), rtol=1e-4, atol=1e-5)
+
+
+def test_group_t_weights_share_one_scale_per_16_and_beat_q4_0_in_fewer_bits():
+    config = deployable_config("D4", 4, 2, t_group=4)
+    assert config.alpha == 0.125 and config.max_scaling_iterations == 15
+    torch.manual_seed(0)
+    w = torch.randn(256, 1024)
+    layer = PackedLinear.from_weight(w, None, config, row_scale="rms", name="g", t_group=4)
+    per_block = PackedLinear.from_weight(w, None, deployable_config("D4", 4, 2), row_scale="rms", t_group=1)
+    dec = layer.decoded_weight()
+    # Every group of 16 weights is row_scale * scale(T) times integers: one scale per group.
+    ratio = (dec / layer.row_scale[:, None]).reshape(256, 64, 16)
+    from coset._deploy_torch import scale_table
+
+    scales = scale_table(config, torch.device("cpu"))
+    ints = ratio[..., None] / scales  # (rows, groups, 16, T)
+    whole = ((ints - ints.round()).abs() < 1e-4).all(dim=2)  # (rows, groups, T): the T that fits the group
+    assert bool(whole.any(dim=2).all())
+    rel = float(((dec - w) ** 2).mean() / (w ** 2).mean())
+    q4_0 = _q4_0_relative_mse(w)
+    assert rel < q4_0 and layer.bits_per_weight() < 4.5, (rel, q4_0, layer.bits_per_weight())
+    # A quarter of the T values: fewer side bits than a T per block; memory below 1/7 of float32.
+    assert layer.bits_per_weight() < per_block.bits_per_weight()
+    assert layer.memory_bytes() * 7 < 4 * w.numel()
+
+
+def test_group_t_is_refused_where_it_cannot_run():
+    lin = nn.Linear(32, 4)
+    with pytest.raises(ValueError, match="fc: t_group=4 .* is for D4"):
+        PackedLinear.from_linear(lin, deployable_config("E8", 16, 1), row_scale="rms", name="fc", t_group=4)
+    with pytest.raises(ValueError, match="fc: t_group must be 1 or 4"):
+        PackedLinear.from_linear(lin, QuantizationConfig(lattice_type="D4", q=4, M=2), name="fc", t_group=2)
+    with pytest.raises(ValueError, match="int8"):
+        PackedLinear(32, 4, QuantizationConfig(lattice_type="D4", q=4, M=4, max_scaling_iterations=15), name="fc",
+                     t_group=4)
+    with pytest.raises(ValueError, match="is for D4"):
+        deployable_config("E8", 16, 1, t_group=4)
+    # A T stream with fewer symbols than the layer's groups is refused, naming the layer.
+    layer = PackedLinear.from_linear(lin, deployable_config("D4", 4, 2, t_group=4), row_scale="rms", name="fc",
+                                     t_group=4)
+    sd = layer.state_dict()
+    sd["t_code"] = sd["t_code"][:0]
+    with pytest.raises(ValueError, match="fc: 't_code'"):
+        PackedLinear(32, 4, layer.config, name="fc", t_group=4).load_state_dict(sd)
+
+
+def test_deploy_model_with_a_t_per_group():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    originals = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in (model[0], model[2])]
+    config = deployable_config("D4", 4, 2, t_group=4)
+    quantize_model(model, config)
+    deploy_model(model, row_scale="rms", t_group=4)
+    # Each deployed layer is the t_group=4 packing of the original weights.
+    for m, (w, b) in zip((model[0], model[2]), originals):
+        assert isinstance(m, PackedLinear) and m.t_group == 4
+        want = PackedLinear.from_weight(w, b, config, row_scale="rms", t_group=4)
+        x = torch.randn(3, w.shape[1])
+        assert torch.equal(m(x), want(x))
