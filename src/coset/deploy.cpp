@@ -127,7 +127,10 @@ class RowDecoder {
         s_(blocks16_, scales_[0]), wb_(blocks16_, 0),
         exact_((blocks16_ + kernels::kDeployChunk - 1) / kernels::kDeployChunk) {
     if (view.t_bits != 4 || view.t_group != 1) t_nibbles_.resize(deploy_t_row_bytes(view.blocks));
-    if (view.t_group != 1) t_units_.resize(deploy_t_row_bytes(t_units(view)));
+    if (view.t_group != 1) {
+      t_units_.resize(deploy_t_row_bytes(t_units(view)));
+      s_units_.assign(blocks16_ / static_cast<std::size_t>(view.t_group), scales_[0]);
+    }
     if (!fast_d4_ && !fast_e8_) {
       decode_ = generic::pick_decode();
       codes_.resize(view.blocks * view.config.M * d_);
@@ -138,6 +141,8 @@ class RowDecoder {
 
   void decode(std::size_t n) {
     const std::uint8_t* t_row = decode_codes(n);
+    if (view_.t_group != 1)
+      for (std::size_t u = 0; u < s_units_.size(); ++u) s_units_[u] = s_[u * static_cast<std::size_t>(view_.t_group)];
     if (scales_[1] == scales_[0]) {  // a T > 0 with scale(0) (alpha tiny): compare the scales
       kernels::deploy_exact_chunks(s_.data(), blocks16_, scales_[0], exact_.data());
       return;
@@ -153,7 +158,9 @@ class RowDecoder {
   }
 
   const std::int8_t* w() const { return w_.data(); }
-  const float* s() const { return s_.data(); }
+  // Per block, or with a T per group one scale per group (BlockDotG4Fn).
+  const float* s() const { return view_.t_group == 1 ? s_.data() : s_units_.data(); }
+  const float* block_s() const { return s_.data(); }
   const std::uint8_t* exact() const { return exact_.data(); }
   const std::int32_t* wb() const { return wb_.data(); }
 
@@ -211,6 +218,7 @@ class RowDecoder {
   kernels::DecodeFn<float> decode_ = nullptr;
   std::vector<std::uint8_t> t_nibbles_;  // one nibble per block (compact T or a T per group)
   std::vector<std::uint8_t> t_units_;    // a T per group: the row's group nibbles
+  std::vector<float> s_units_;           // a T per group: one scale per group (blocks16 / 4)
 };
 
 }  // namespace
@@ -534,7 +542,7 @@ void packed_decode(const PackedLinearView& w, float* out) {
     row.decode(n);
     for (std::size_t i = 0; i < cols; ++i) {
       const float wv = static_cast<float>(row.w()[kernels::deploy_pos(d, i / d, static_cast<int>(i % d))]);
-      out[n * cols + i] = ((w.row_scale[n] * row.s()[i / d]) * wv) * inv_c;
+      out[n * cols + i] = ((w.row_scale[n] * row.block_s()[i / d]) * wv) * inv_c;
     }
   }
 }

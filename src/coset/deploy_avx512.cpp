@@ -197,15 +197,8 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact
 // are permuted back to group order (lane u % 16, deploy.h) before the halving tree.
 struct G4Order {
   alignas(64) std::int32_t to_groups[16];  // p in group order = permutexvar(to_groups, p)
-  alignas(64) std::int32_t pick_a[16];     // lanes 4 i, 4 i + 1 <- S0[4 i], S1[4 i] (permutex2var)
-  alignas(64) std::int32_t pick_b[16];     // lane 4 i + r <- A[4 i + r] (r < 2), B[4 i + r - 2] (r >= 2)
-  constexpr G4Order() : to_groups(), pick_a(), pick_b() {
-    for (int g = 0; g < 16; ++g) to_groups[g] = 4 * (g % 4) + g / 4;
-    for (int i = 0; i < 4; ++i)
-      for (int r = 0; r < 4; ++r) {
-        pick_a[4 * i + r] = r == 0 ? 4 * i : r == 1 ? 16 + 4 * i : 0;
-        pick_b[4 * i + r] = r < 2 ? 4 * i + r : 16 + 4 * i + r - 2;
-      }
+  constexpr G4Order() : to_groups() {
+    for (int g = 0; g < 16; ++g) to_groups[g] = 4 * (g % 4) + g / 4;  // an involution: also groups -> lanes
   }
 };
 constexpr G4Order kG4Order{};
@@ -224,17 +217,6 @@ inline __m512i g4_quad_sums(const __m512i i[4]) {
   return _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
 }
 
-// The group scales of a chunk (s per block; group 4 r + i starts at block 16 r + 4 i) in lane order.
-inline __m512 g4_scales(const float* s, int n) {
-  __m512 v[4];
-  LOWBIT_UNROLL8
-  for (int r = 0; r < 4; ++r) v[r] = r < n ? _mm512_loadu_ps(s + 16 * r) : _mm512_setzero_ps();
-  const __m512i pa = _mm512_load_si512(kG4Order.pick_a), pb = _mm512_load_si512(kG4Order.pick_b);
-  const __m512 a = _mm512_permutex2var_ps(v[0], pa, v[1]);
-  const __m512 b = _mm512_permutex2var_ps(v[2], pa, v[3]);
-  return _mm512_permutex2var_ps(a, pb, b);
-}
-
 template <int R>
 void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
                        const std::uint8_t* xu, std::size_t blocks16, float s0, float* out) {
@@ -248,6 +230,7 @@ void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t*
     a[r] = 0;
   }
   const std::size_t xs = blocks16 * 4;
+  const __m512i order = _mm512_load_si512(kG4Order.to_groups);
   for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {
     const int n = static_cast<int>(std::min<std::size_t>(4, (blocks16 - c) / 16));
     const bool is_exact = exact[c / kDeployChunk] != 0;
@@ -257,7 +240,11 @@ void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t*
       w0[g] = g < n ? _mm512_loadu_si512(w + (c + 16 * g) * 4) : _mm512_setzero_si512();
       bias[g] = g < n ? _mm512_loadu_si512(wb + c + 16 * g) : _mm512_setzero_si512();
     }
-    const __m512 sv = is_exact ? _mm512_setzero_ps() : g4_scales(s + c, n);
+    // The chunk's group scales (s: one per group, group order) in lane order; the padding past
+    // blocks16 reads zeros and its lanes are masked.
+    const __m512 sv = is_exact ? _mm512_setzero_ps()
+                               : _mm512_permutexvar_ps(order, _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (4 * n)) - 1u),
+                                                                                     s + c / 4));
     const __mmask16 lanes = g4_lanes(n);
     LOWBIT_UNROLL8
     for (int r = 0; r < R; ++r) {
@@ -268,6 +255,7 @@ void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t*
         acc[g] = g < n ? _mm512_dpbusd_epi32(bias[g], _mm512_loadu_si512(x + 64 * g), w0[g]) : _mm512_setzero_si512();
       const __m512i sums = g4_quad_sums(acc);
       if (is_exact) ia[r] = _mm512_add_epi32(ia[r], sums);
+      else if (n == 4) p[r] = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(sums), p[r]);
       else p[r] = _mm512_mask_mov_ps(p[r], lanes, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(sums), p[r]));
     }
     if ((c + kDeployChunk) % kDeployIntChunk == 0) {
@@ -278,7 +266,6 @@ void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t*
       }
     }
   }
-  const __m512i order = _mm512_load_si512(kG4Order.to_groups);
   LOWBIT_UNROLL8
   for (int r = 0; r < R; ++r)
     out[r] = deploy_finish(s0, a[r] + sum_epi32(ia[r]), tree(_mm512_permutexvar_ps(order, p[r])));

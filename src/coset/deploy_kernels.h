@@ -63,8 +63,8 @@ using BlockDotFn = void (*)(int d, const std::int8_t* w, const float* s, const s
                             float s0, float* out);
 // The same for a row whose T is shared by groups of kDeployTGroupBlocks blocks (deploy.h, t_group = 4; D4):
 // per group u = k / 4 the exact I_u = sum of its 4 blocks' I, a chunk flagged in `exact` adds I_u to
-// A, any other chunk's groups do p[u % 16] = fma(s_u, float(I_u), p[u % 16]) in group order (s_u = s
-// of the group's blocks, which s holds per block). blocks16 is a multiple of 16 (4 groups).
+// A, any other chunk's groups do p[u % 16] = fma(s[u], float(I_u), p[u % 16]) in group order; here
+// s holds one scale per group (blocks16 / 4, padding groups scale(0)). blocks16 is a multiple of 16.
 using BlockDotG4Fn = BlockDotFn;
 
 // The epilogue's exact chunks of a decoded row (deploy.h): exact[c] = 1 when the scales of blocks

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace lowbit::coset::kernels {
@@ -89,7 +90,7 @@ namespace {
 // The epilogue of deploy.h on one input row's exact block sums I_k (blocks16 blocks, padding I = 0),
 // in units of `group` blocks (1, or 4 for a T per group): a unit's I_u is the exact sum of its
 // blocks' I; a chunk flagged in `exact` adds its I_u to A (int64); every unit u of any other chunk
-// adds fma(s_u, float(I_u), p[u % 16]), in unit order (s_u: the scale of the unit's first block).
+// adds fma(s[u], float(I_u), p[u % 16]), in unit order (s: one scale per unit).
 float epilogue(const float* s, const std::uint8_t* exact, const std::int32_t* i, std::size_t blocks16, float s0,
                int group = 1) {
   float p[kDeployLanes] = {};
@@ -98,9 +99,9 @@ float epilogue(const float* s, const std::uint8_t* exact, const std::int32_t* i,
   for (std::size_t k = 0; k < blocks16; k += g) {
     std::int64_t unit = 0;
     for (std::size_t b = k; b < k + g; ++b) unit += i[b];
-    const std::size_t lane = k / g % kDeployLanes;
+    const std::size_t u = k / g;
     if (exact[k / kDeployChunk]) a += unit;
-    else p[lane] = std::fma(s[k], static_cast<float>(unit), p[lane]);
+    else p[u % kDeployLanes] = std::fma(s[u], static_cast<float>(unit), p[u % kDeployLanes]);
   }
   for (std::size_t h = kDeployLanes / 2; h >= 1; h /= 2)
     for (std::size_t k = 0; k < h; ++k) p[k] = p[k] + p[k + h];
@@ -146,6 +147,11 @@ void fused_dot_ref(int d, int group, const std::int8_t* w, const float* s, std::
   std::vector<std::int32_t> sums(blocks16);
   std::vector<std::uint8_t> exact((blocks16 + kDeployChunk - 1) / kDeployChunk);
   deploy_exact_chunks(s, blocks16, s0, exact.data());
+  std::vector<float> s_units;  // a T per group: one scale per group (its first block's)
+  if (group != 1) {
+    for (std::size_t k = 0; k < blocks16; k += static_cast<std::size_t>(group)) s_units.push_back(s[k]);
+    s = s_units.data();
+  }
   for (std::size_t r = 0; r < rows; ++r) {
     const std::int8_t* x = xq + r * x_stride * d;
     for (std::size_t k = 0; k < blocks16; ++k) {
@@ -213,12 +219,32 @@ void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_
   if (blocks % 2) nibbles[nibble_bytes - 1] &= 15;  // the padding nibble
 }
 
+namespace {
+// A byte of two group nibbles (g0 low, g1 high) -> the 4 bytes of its 8 blocks' nibbles.
+struct GroupSpread {
+  std::uint32_t bytes[256];
+  constexpr GroupSpread() : bytes() {
+    for (unsigned v = 0; v < 256; ++v) {
+      const unsigned g0 = v & 15u, g1 = v >> 4;
+      const unsigned b0 = g0 | g0 << 4, b1 = g1 | g1 << 4;
+      bytes[v] = b0 | b0 << 8 | b1 << 16 | b1 << 24;
+    }
+  }
+};
+constexpr GroupSpread kGroupSpread{};
+}  // namespace
+
 void spread_group_t(const std::uint8_t* group_nibbles, std::size_t blocks, std::uint8_t* block_nibbles) {
-  for (std::size_t i = 0; i < (blocks + 1) / 2; ++i) block_nibbles[i] = 0;
-  for (std::size_t k = 0; k < blocks; ++k) {
-    const std::size_t u = k / kDeployTGroupBlocks;
-    const int v = (group_nibbles[u / 2] >> (4 * (u % 2))) & 15;
-    block_nibbles[k / 2] = static_cast<std::uint8_t>(block_nibbles[k / 2] | (v << (4 * (k % 2))));
+  static_assert(kDeployTGroupBlocks == 4);
+  const std::size_t groups = blocks / kDeployTGroupBlocks;  // blocks is a multiple of 4: whole bytes out
+  std::size_t i = 0;
+  for (; i + 2 <= groups; i += 2) {
+    const std::uint32_t v = kGroupSpread.bytes[group_nibbles[i / 2]];
+    std::memcpy(block_nibbles + 2 * i, &v, 4);
+  }
+  if (i < groups) {  // an odd last group: its two bytes
+    const std::uint32_t v = kGroupSpread.bytes[group_nibbles[i / 2] & 15u];
+    std::memcpy(block_nibbles + 2 * i, &v, 2);
   }
 }
 
