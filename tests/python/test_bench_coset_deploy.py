@@ -96,5 +96,5 @@ def test_quick_fused_section_compares_both_paths_at_the_forced_level(repo_root):
     level = "avx2" if "avx2" in lowbit.available_simd_levels() else "scalar"
     assert f"### Fused GEMV vs panel path, 1024 x 1024 layer, SIMD level {level}," in out
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 4 |")]
-    assert len(rows) == 6
+    assert len(rows) == 8  # 4 formats (bench_coset_deploy.speed_formats) x batch 1 and 4
     assert all(r[-1].rstrip(" |") == "yes" and r[5].endswith("x") for r in rows)
