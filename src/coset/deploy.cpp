@@ -547,59 +547,116 @@ void packed_decode(const PackedLinearView& w, float* out) {
   }
 }
 
+namespace {
+// The config that starts at T = level of `c` (beta' = base 2^(alpha level): scale'(0) is
+// c.scale(level) bit for bit) and retries at most `retries` times.
+QuantizationConfig from_level(const QuantizationConfig& c, int level, int retries) {
+  QuantizationConfig from = c;
+  from.beta = (c.disable_scaling ? 1.0 : c.beta) * std::exp2(c.alpha * level);
+  from.disable_scaling = false;
+  from.max_scaling_iterations = retries;
+  return from;
+}
+
+// Encodes the blocks `which` of x from T = level (at most `retries` retries) into codes; sub_t
+// receives each one's retries (> 0: it overloaded at `level`).
+EncodeStats encode_blocks_at(const QuantizationConfig& c, int level, int retries, const float* x, float factor,
+                             const std::vector<std::size_t>& which, std::uint8_t* codes, std::vector<std::uint8_t>& sub_t) {
+  const int d = c.dim();
+  const std::size_t stride = static_cast<std::size_t>(c.M) * d;
+  std::vector<float> y(which.size() * d);
+  for (std::size_t i = 0; i < which.size(); ++i)
+    for (int j = 0; j < d; ++j) y[i * d + j] = x[which[i] * d + j] * factor;
+  std::vector<std::uint8_t> sub_codes(which.size() * stride);
+  sub_t.resize(which.size());
+  const EncodeStats stats = encode<float>(from_level(c, level, retries), y.data(), which.size(), sub_codes.data(),
+                                          sub_t.data());
+  for (std::size_t i = 0; i < which.size(); ++i)
+    std::copy(sub_codes.begin() + static_cast<std::ptrdiff_t>(i * stride),
+              sub_codes.begin() + static_cast<std::ptrdiff_t>((i + 1) * stride), codes + which[i] * stride);
+  return stats;
+}
+}  // namespace
+
 EncodeStats deploy_encode(const QuantizationConfig& c, const float* x, std::size_t rows, std::size_t blocks,
                           int t_group, std::uint8_t* codes, std::uint8_t* t) {
   require_t_group(c, blocks, t_group, "deploy_encode");
   const std::size_t n = rows * blocks;
-  if (t_group == 1) return encode<float>(c, x, n, codes, t);
-  // Each block's own smallest T (Algorithm 1), then per group the largest of its blocks'. A block
-  // below its group's T is encoded again from that T (beta' = base 2^(alpha T): scale'(0) is
-  // scale(T) bit for bit); if one overloads there (the closest point of x / s can leave the shaping
-  // region at a larger s too), its group moves to the next T and every block of it is encoded again.
-  const int d = c.dim();
-  const std::size_t stride = static_cast<std::size_t>(c.M) * d;
   const std::size_t g = static_cast<std::size_t>(t_group), units = n / g;
   const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
   std::vector<std::uint8_t> own(n);  // the T each block's codes were encoded at
-  EncodeStats stats = encode<float>(c, x, n, codes, own.data());
-  for (std::size_t u = 0; u < units; ++u) t[u] = *std::max_element(own.begin() + u * g, own.begin() + (u + 1) * g);
-  std::vector<float> y;
-  std::vector<std::uint8_t> sub_codes, sub_t;
+  // Each block's own smallest T (Algorithm 1).
+  EncodeStats stats = encode<float>(c, x, n, codes, g == 1 ? t : own.data());
+  std::vector<std::uint8_t> sub_t;
   std::vector<std::size_t> which;
-  for (bool again = true; again;) {
-    again = false;
-    for (int level = 0; level <= max_t; ++level) {
-      which.clear();
-      for (std::size_t k = 0; k < n; ++k)
-        if (t[k / g] == level && own[k] != level) which.push_back(k);
-      if (which.empty()) continue;
-      y.resize(which.size() * d);
-      for (std::size_t i = 0; i < which.size(); ++i)
-        std::copy(x + which[i] * d, x + (which[i] + 1) * d, y.begin() + static_cast<std::ptrdiff_t>(i * d));
-      QuantizationConfig from = c;
-      from.beta = (c.disable_scaling ? 1.0 : c.beta) * std::exp2(c.alpha * level);
-      from.disable_scaling = false;
-      from.max_scaling_iterations = max_t - level;
-      sub_codes.resize(which.size() * stride);
-      sub_t.resize(which.size());
-      const EncodeStats sub = encode<float>(from, y.data(), which.size(), sub_codes.data(), sub_t.data());
-      if (level == max_t) stats.overloaded += sub.overloaded;
-      for (std::size_t i = 0; i < which.size(); ++i) {
-        const std::size_t k = which[i];
-        std::copy(sub_codes.begin() + static_cast<std::ptrdiff_t>(i * stride),
-                  sub_codes.begin() + static_cast<std::ptrdiff_t>((i + 1) * stride), codes + k * stride);
-        own[k] = static_cast<std::uint8_t>(level);
-        if (sub_t[i] > 0) {  // overloads at its group's T: the group moves up (level < max_t here)
-          t[k / g] = static_cast<std::uint8_t>(level + 1);
-          again = true;
+  if (g != 1) {
+    // Per group the largest of its blocks' T. A block below its group's T is encoded again from
+    // that T; if one overloads there (the closest point of x / s can leave the shaping region at a
+    // larger s too), its group moves to the next T and every block of it is encoded again.
+    for (std::size_t u = 0; u < units; ++u) t[u] = *std::max_element(own.begin() + u * g, own.begin() + (u + 1) * g);
+    for (bool again = true; again;) {
+      again = false;
+      for (int level = 0; level <= max_t; ++level) {
+        which.clear();
+        for (std::size_t k = 0; k < n; ++k)
+          if (t[k / g] == level && own[k] != level) which.push_back(k);
+        if (which.empty()) continue;
+        encode_blocks_at(c, level, max_t - level, x, 1.0f, which, codes, sub_t);
+        for (std::size_t i = 0; i < which.size(); ++i) {
+          own[which[i]] = static_cast<std::uint8_t>(level);
+          if (sub_t[i] > 0) {  // overloads at its group's T: the group moves up (level < max_t here)
+            t[which[i] / g] = static_cast<std::uint8_t>(level + 1);
+            again = true;
+          }
         }
       }
     }
+    std::size_t retried = 0;
+    for (std::size_t u = 0; u < units; ++u) retried += t[u] > 0;
+    stats.retried = retried;
   }
-  // stats.overloaded: blocks overloaded at the largest T, in their own encode or at their group's.
-  std::size_t retried = 0;
-  for (std::size_t u = 0; u < units; ++u) retried += t[u] > 0;
-  stats.retried = retried;
+  if (stats.overloaded == 0 && g == 1) return stats;
+  // Blocks that still overload at the largest T would decode wrapped around the shaping region (an
+  // error of the order of the region's size): they are shrunk towards 0, x 2^(-i/16) for i = 1, 2,
+  // ... 64, and take the codes of the first factor that fits (a clipped block, like a saturated
+  // scalar quantizer; the decode rule is unchanged).
+  which.clear();
+  for (std::size_t k = 0; k < n; ++k)
+    if (t[k / g] == max_t) which.push_back(k);
+  if (which.empty()) return stats;
+  std::vector<std::uint8_t> probe(which.size() * static_cast<std::size_t>(c.M) * c.dim());
+  std::vector<std::size_t> idx(which.size());
+  for (std::size_t i = 0; i < which.size(); ++i) idx[i] = i;
+  // Which of them overload at the largest T (their codes there are kept when they do not).
+  std::vector<float> xs(which.size() * c.dim());
+  for (std::size_t i = 0; i < which.size(); ++i)
+    std::copy(x + which[i] * c.dim(), x + (which[i] + 1) * c.dim(), xs.begin() + static_cast<std::ptrdiff_t>(i * c.dim()));
+  encode_blocks_at(c, max_t, 1, xs.data(), 1.0f, idx, probe.data(), sub_t);
+  std::vector<std::size_t> left, left_k;
+  for (std::size_t i = 0; i < which.size(); ++i)
+    if (sub_t[i] > 0) {
+      left.push_back(i);
+      left_k.push_back(which[i]);
+    }
+  stats.clipped = left.size();
+  for (int step = 1; step <= 64 && !left.empty(); ++step) {
+    encode_blocks_at(c, max_t, 1, xs.data(), std::exp2(-step / 16.0f), left, probe.data(), sub_t);
+    std::vector<std::size_t> still, still_k;
+    const std::size_t stride = static_cast<std::size_t>(c.M) * c.dim();
+    for (std::size_t i = 0; i < left.size(); ++i) {
+      if (sub_t[i] > 0) {
+        still.push_back(left[i]);
+        still_k.push_back(left_k[i]);
+      } else {
+        std::copy(probe.begin() + static_cast<std::ptrdiff_t>(left[i] * stride),
+                  probe.begin() + static_cast<std::ptrdiff_t>((left[i] + 1) * stride), codes + left_k[i] * stride);
+      }
+    }
+    left.swap(still);
+    left_k.swap(still_k);
+  }
+  stats.clipped -= left.size();
+  stats.overloaded = left.size();  // still wrapped after the largest shrink
   return stats;
 }
 

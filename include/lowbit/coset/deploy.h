@@ -118,8 +118,10 @@ void deploy_pack(const QuantizationConfig& config, std::size_t rows, std::size_t
 // (Algorithm 1, each block its own smallest T). t_group = kDeployTGroupBlocks gives each group of 4
 // blocks the smallest T at which none of them overloads (each block encoded at its group's T;
 // the decode is then scale(T_u) * Q(x / scale(T_u)) for every block of the group, like Algorithm
-// 1's). Returns the counts of units retried (T > 0) and of blocks still overloaded at the
-// config's largest T. Throws InvalidArgument on NaN/Inf in x or an invalid t_group.
+// 1's). Blocks that still overload at the config's largest T are clipped: shrunk towards 0 by
+// 2^(-i/16), i = 1 .. 64, and encoded at the first factor that fits (bounded error instead of a
+// wrapped-around decode). Returns the counts of units retried (T > 0), of blocks clipped and of
+// blocks still overloaded after that. Throws InvalidArgument on NaN/Inf in x or an invalid t_group.
 EncodeStats deploy_encode(const QuantizationConfig& config, const float* x, std::size_t rows, std::size_t blocks,
                           int t_group, std::uint8_t* codes, std::uint8_t* t);
 

@@ -47,6 +47,7 @@ struct QuantizationConfig {
 struct EncodeStats {
   std::size_t retried = 0;     // vectors that needed T > 0
   std::size_t overloaded = 0;  // vectors still overloaded after the last allowed T
+  std::size_t clipped = 0;     // deploy_encode: vectors shrunk to fit at the last T (deploy.h)
 };
 
 // x: n x d (row-major). codes: n x M x d bytes in [0, q). t: n bytes (the T of each vector).

@@ -986,5 +986,33 @@ TEST(CosetDeployGroupT, RefusesWhatItCannotRun) {
   EXPECT_THROW(deploy_require_t(g.view(), "layer"), InvalidArgument);
 }
 
+TEST(CosetDeployGroupT, BlocksOverloadedAtTheLargestTAreClippedNotWrapped) {
+  // A block far beyond the largest scale's shaping region: Algorithm 1 leaves it wrapped around (an
+  // error larger than the block itself); deploy_encode shrinks it until it fits, with either t_group.
+  const auto c = make(LatticeType::D4, 4, 2, 0.14, 0.125, 15);
+  for (int group : {1, 4}) {
+    const std::size_t blocks = 8;
+    auto x = gaussian(blocks * 4, 1.0, 5);
+    for (int j = 0; j < 4; ++j) x[4 + j] = 40.0f * (j % 2 ? -1.0f : 1.0f);  // block 1
+    std::vector<std::uint8_t> codes(blocks * c.M * 4), t(blocks / group);
+    const EncodeStats s = deploy_encode(c, x.data(), 1, blocks, group, codes.data(), t.data());
+    EXPECT_EQ(s.overloaded, 0u) << group;
+    EXPECT_GE(s.clipped, 1u) << group;
+    std::vector<std::uint8_t> tb(blocks);
+    for (std::size_t k = 0; k < blocks; ++k) tb[k] = t[k / group];
+    std::vector<float> dec(blocks * 4);
+    decode<float>(c, codes.data(), tb.data(), blocks, dec.data());
+    double err = 0, norm = 0, dot = 0;
+    for (int j = 4; j < 8; ++j) {
+      err += (dec[j] - x[j]) * (dec[j] - x[j]);
+      norm += x[j] * x[j];
+      dot += dec[j] * x[j];
+    }
+    EXPECT_GT(dot, 0.0) << group;     // the same direction, shrunk
+    EXPECT_LT(err, norm) << group;    // better than zero, unlike a wrapped decode
+    EXPECT_EQ(t[1 / group], 15) << group;
+  }
+}
+
 }  // namespace
 }  // namespace lowbit::coset
