@@ -55,8 +55,9 @@ def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1, t_group
 
     ``t_group=4`` (D4 only): the config for layers built with ``t_group=4`` (one T per 4 blocks, 16
     weights: :meth:`PackedLinear.from_weight`), found by the same grid search with each group's T
-    shared (``MSE * 2**(2 * (M log2 q + H(T) / 16))`` on N(0,1) data, alpha in 1, 1/2, 1/4, 1/8,
-    T <= 15): D4 q=4 M=2 gives alpha = 1/8.
+    shared (``MSE * 2**(2 * (M log2 q + H(T) / 16))`` on N(0,1) data, alpha in 1, 1/2, 1/4, 1/6, 1/8,
+    T <= 15): D4 q=4 M=2 gives alpha = 1/6 (a finer gain step than a T per block needs, since one T
+    serves 16 weights).
     """
     from .quant import rate_optimal_config
 
@@ -82,7 +83,7 @@ def _group_optimal_config(q: int, M: int) -> QuantizationConfig:
     rows, blocks = x.shape[0], x.shape[1] // 4
     base = 1.0 / float(q) ** M
     best = (float("inf"), None)
-    for alpha in (1.0, 0.5, 0.25, 0.125):
+    for alpha in (1.0, 0.5, 0.25, 1.0 / 6.0, 0.125):
         for f in np.geomspace(0.5, 32.0, 49):
             cfg = QuantizationConfig(lattice_type="D4", q=q, M=M, beta=float(base * f), alpha=alpha,
                                      max_scaling_iterations=MAX_T)

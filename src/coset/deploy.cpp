@@ -576,6 +576,95 @@ EncodeStats encode_blocks_at(const QuantizationConfig& c, int level, int retries
               sub_codes.begin() + static_cast<std::ptrdiff_t>((i + 1) * stride), codes + which[i] * stride);
   return stats;
 }
+
+struct ClipCount {
+  std::size_t clipped = 0, left = 0;
+};
+
+// Encodes the blocks `which` (block k at its unit's T, t[k / g]) at exactly that T; a block that
+// overloads there is clipped: shrunk towards 0 by 2^(-i/16), i = 1 .. 64, and encoded at the first
+// factor that fits (bounded error instead of a decode wrapped around the shaping region). Returns
+// how many were clipped and how many still overload after the last factor (left wrapped).
+ClipCount encode_clipped(const QuantizationConfig& c, const float* x, const std::vector<std::size_t>& which,
+                         std::size_t g, const std::uint8_t* t, std::uint8_t* codes) {
+  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
+  ClipCount count;
+  std::vector<std::uint8_t> sub_t;
+  std::vector<std::size_t> at;
+  for (int level = 0; level <= max_t; ++level) {
+    at.clear();
+    for (std::size_t k : which)
+      if (t[k / g] == level) at.push_back(k);
+    if (at.empty()) continue;
+    encode_blocks_at(c, level, 1, x, 1.0f, at, codes, sub_t);
+    std::vector<std::size_t> left;
+    for (std::size_t i = 0; i < at.size(); ++i)
+      if (sub_t[i] > 0) left.push_back(at[i]);
+    count.clipped += left.size();
+    // A block that overloads is encoded again at each factor; its codes stay those of the first fit.
+    for (int step = 1; step <= 64 && !left.empty(); ++step) {
+      const std::size_t stride = static_cast<std::size_t>(c.M) * c.dim();
+      std::vector<std::uint8_t> trial(left.size() * stride);
+      std::vector<std::size_t> local(left.size());
+      std::vector<float> y(left.size() * c.dim());
+      for (std::size_t i = 0; i < left.size(); ++i) {
+        local[i] = i;
+        std::copy(x + left[i] * c.dim(), x + (left[i] + 1) * c.dim(), y.begin() + static_cast<std::ptrdiff_t>(i * c.dim()));
+      }
+      encode_blocks_at(c, level, 1, y.data(), std::exp2(-step / 16.0f), local, trial.data(), sub_t);
+      std::vector<std::size_t> still;
+      for (std::size_t i = 0; i < left.size(); ++i) {
+        if (sub_t[i] > 0) still.push_back(left[i]);
+        else std::copy(trial.begin() + static_cast<std::ptrdiff_t>(i * stride),
+                       trial.begin() + static_cast<std::ptrdiff_t>((i + 1) * stride), codes + left[i] * stride);
+      }
+      left.swap(still);
+    }
+    count.clipped -= left.size();
+    count.left += left.size();
+  }
+  return count;
+}
+
+// Squared error of each block's decode (block k at T = t[k / g]) against x; with `which`, only
+// those blocks (the others 0).
+std::vector<double> block_errors(const QuantizationConfig& c, const float* x, const std::uint8_t* codes, std::size_t n,
+                                 std::size_t g, const std::uint8_t* t, const std::vector<std::size_t>* which = nullptr) {
+  const int d = c.dim();
+  const std::size_t stride = static_cast<std::size_t>(c.M) * d;
+  std::vector<double> err(n, 0.0);
+  std::vector<std::size_t> all;
+  if (!which) {
+    all.resize(n);
+    for (std::size_t k = 0; k < n; ++k) all[k] = k;
+    which = &all;
+  }
+  const int max_t = c.disable_overload_protection ? 0 : c.max_scaling_iterations;
+  std::vector<std::uint8_t> sub_codes, zeros;
+  std::vector<float> out;
+  std::vector<std::size_t> at;
+  for (int level = 0; level <= max_t; ++level) {
+    at.clear();
+    for (std::size_t k : *which)
+      if (t[k / g] == level) at.push_back(k);
+    if (at.empty()) continue;
+    sub_codes.resize(at.size() * stride);
+    for (std::size_t i = 0; i < at.size(); ++i)
+      std::copy(codes + at[i] * stride, codes + (at[i] + 1) * stride, sub_codes.begin() + static_cast<std::ptrdiff_t>(i * stride));
+    zeros.assign(at.size(), 0);
+    out.resize(at.size() * d);
+    decode<float>(from_level(c, level, 0), sub_codes.data(), zeros.data(), at.size(), out.data());
+    for (std::size_t i = 0; i < at.size(); ++i) {
+      double e = 0;
+      for (int j = 0; j < d; ++j) {
+        const double diff = static_cast<double>(out[i * d + j]) - x[at[i] * d + j];
+        e += diff * diff;
+      }
+      err[at[i]] = e;
+    }
+  }
+  return err;
+}
 }  // namespace
 
 EncodeStats deploy_encode(const QuantizationConfig& c, const float* x, std::size_t rows, std::size_t blocks,
@@ -611,52 +700,64 @@ EncodeStats deploy_encode(const QuantizationConfig& c, const float* x, std::size
         }
       }
     }
+  }
+  if (g != 1) {
+    // Rate-distortion choice of each group's T: T - 1, then T - 2 (T: the group's T so far), the
+    // blocks that overload there clipped; a candidate is kept where the group's squared error drops.
+    std::vector<double> err = block_errors(c, x, codes, n, g, t);
+    std::vector<std::uint8_t> cand_codes(n * static_cast<std::size_t>(c.M) * c.dim()), cand_t(units);
+    for (int down = 1; down <= 2; ++down) {
+      std::copy(t, t + units, cand_t.begin());
+      which.clear();
+      for (std::size_t k = 0; k < n; ++k)
+        if (t[k / g] >= down) which.push_back(k);
+      if (which.empty()) break;
+      for (std::size_t u = 0; u < units; ++u)
+        if (t[u] >= down) cand_t[u] = static_cast<std::uint8_t>(t[u] - down);
+      encode_clipped(c, x, which, g, cand_t.data(), cand_codes.data());
+      const std::vector<double> cand_err = block_errors(c, x, cand_codes.data(), n, g, cand_t.data(), &which);
+      const std::size_t stride = static_cast<std::size_t>(c.M) * c.dim();
+      for (std::size_t i = 0; i < which.size(); i += g) {  // whole groups, in order
+        const std::size_t k0 = which[i], u = k0 / g;
+        double before = 0, after = 0;
+        for (std::size_t b = 0; b < g; ++b) {
+          before += err[k0 + b];
+          after += cand_err[k0 + b];
+        }
+        if (after < before) {
+          t[u] = cand_t[u];
+          for (std::size_t b = 0; b < g; ++b) err[k0 + b] = cand_err[k0 + b];
+          std::copy(cand_codes.begin() + static_cast<std::ptrdiff_t>(k0 * stride),
+                    cand_codes.begin() + static_cast<std::ptrdiff_t>((k0 + g) * stride), codes + k0 * stride);
+        }
+      }
+    }
     std::size_t retried = 0;
     for (std::size_t u = 0; u < units; ++u) retried += t[u] > 0;
     stats.retried = retried;
+  } else if (stats.overloaded == 0) {
+    return stats;
   }
-  if (stats.overloaded == 0 && g == 1) return stats;
   // Blocks that still overload at the largest T would decode wrapped around the shaping region (an
-  // error of the order of the region's size): they are shrunk towards 0, x 2^(-i/16) for i = 1, 2,
-  // ... 64, and take the codes of the first factor that fits (a clipped block, like a saturated
-  // scalar quantizer; the decode rule is unchanged).
+  // error of the order of the region's size): they are clipped (encode_clipped).
   which.clear();
   for (std::size_t k = 0; k < n; ++k)
     if (t[k / g] == max_t) which.push_back(k);
-  if (which.empty()) return stats;
-  std::vector<std::uint8_t> probe(which.size() * static_cast<std::size_t>(c.M) * c.dim());
-  std::vector<std::size_t> idx(which.size());
-  for (std::size_t i = 0; i < which.size(); ++i) idx[i] = i;
-  // Which of them overload at the largest T (their codes there are kept when they do not).
-  std::vector<float> xs(which.size() * c.dim());
-  for (std::size_t i = 0; i < which.size(); ++i)
-    std::copy(x + which[i] * c.dim(), x + (which[i] + 1) * c.dim(), xs.begin() + static_cast<std::ptrdiff_t>(i * c.dim()));
-  encode_blocks_at(c, max_t, 1, xs.data(), 1.0f, idx, probe.data(), sub_t);
-  std::vector<std::size_t> left, left_k;
-  for (std::size_t i = 0; i < which.size(); ++i)
-    if (sub_t[i] > 0) {
-      left.push_back(i);
-      left_k.push_back(which[i]);
-    }
-  stats.clipped = left.size();
-  for (int step = 1; step <= 64 && !left.empty(); ++step) {
-    encode_blocks_at(c, max_t, 1, xs.data(), std::exp2(-step / 16.0f), left, probe.data(), sub_t);
-    std::vector<std::size_t> still, still_k;
-    const std::size_t stride = static_cast<std::size_t>(c.M) * c.dim();
-    for (std::size_t i = 0; i < left.size(); ++i) {
-      if (sub_t[i] > 0) {
-        still.push_back(left[i]);
-        still_k.push_back(left_k[i]);
-      } else {
-        std::copy(probe.begin() + static_cast<std::ptrdiff_t>(left[i] * stride),
-                  probe.begin() + static_cast<std::ptrdiff_t>((left[i] + 1) * stride), codes + left_k[i] * stride);
-      }
-    }
-    left.swap(still);
-    left_k.swap(still_k);
+  const ClipCount clip = encode_clipped(c, x, which, g, t, codes);
+  // Clipped: the blocks whose x overloads at their unit's T (the search above may have clipped some
+  // at lower T too), less those left wrapped.
+  std::size_t overloading = 0;
+  std::vector<std::uint8_t> scratch(n * static_cast<std::size_t>(c.M) * c.dim());
+  for (int level = 0; level <= max_t; ++level) {
+    which.clear();
+    for (std::size_t k = 0; k < n; ++k)
+      if (t[k / g] == level) which.push_back(k);
+    if (which.empty()) continue;
+    encode_blocks_at(c, level, 1, x, 1.0f, which, scratch.data(), sub_t);
+    for (std::uint8_t r : sub_t) overloading += r > 0;
   }
-  stats.clipped -= left.size();
-  stats.overloaded = left.size();  // still wrapped after the largest shrink
+  stats.clipped = overloading - clip.left;
+  stats.overloaded = clip.left;
   return stats;
 }
 

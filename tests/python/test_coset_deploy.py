@@ -716,7 +716,7 @@ def test_group_t_layer_reloads_bit_identically_and_both_paths_agree():
 
 def test_group_t_weights_share_one_scale_per_16_and_beat_q4_0_in_fewer_bits():
     config = deployable_config("D4", 4, 2, t_group=4)
-    assert config.alpha == 0.125 and config.max_scaling_iterations == 15
+    assert config.alpha == 1.0 / 6.0 and config.max_scaling_iterations == 15
     torch.manual_seed(0)
     w = torch.randn(256, 1024)
     layer = PackedLinear.from_weight(w, None, config, row_scale="rms", name="g", t_group=4)
