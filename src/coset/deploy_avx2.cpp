@@ -1,6 +1,6 @@
 // AVX2 level of the deployed-layer kernels: table gathers for the D4 q=4 M=2 decode, int16 lanes
-// for the E8 q=16 M=1 decode, vpmaddubsw + vpmaddwd for the exact integer block sums, 16 float
-// partial sums in two registers per input row.
+// for the E8 q=16 M=1 decode, vpmaddubsw + vpmaddwd for the exact integer block sums (with a T per
+// group of 4 blocks, vphaddd for the group sums), 16 float partial sums in two registers per input row.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -131,6 +131,67 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact
   }
 }
 
+// ---- T per group of 4 blocks (deploy.h, t_group = 4; D4) ----
+// Per 64-block chunk the 8 registers of block sums I = wb + dot become the chunk's 16 exact group
+// sums (avx2::g4_sums: groups 0-7, 8-15), in int32 lanes on exact chunks, else one fma per half
+// with the group scales in the same lane order; avx2::tree_g4 restores group order.
+
+// The group scales s[4 u] of 32 blocks (s per block) in the lanes of avx2::g4_sums: vshufps takes
+// elements 0 and 2 of each quad twice.
+inline __m256 g4_scales(const float* s) {
+  const __m256 a = _mm256_shuffle_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8), 0x88);
+  const __m256 b = _mm256_shuffle_ps(_mm256_loadu_ps(s + 16), _mm256_loadu_ps(s + 24), 0x88);
+  return _mm256_shuffle_ps(a, b, 0x88);
+}
+
+// The group sums of the chunk at block c of one input row: n registers of 8 block sums (n = 8 but
+// for the last chunk: 2, 4 or 6), zero past them.
+[[gnu::always_inline]] inline void g4_chunk(const std::int8_t* w, const std::int32_t* wb, const std::uint8_t* x,
+                                            std::size_t c, int n, __m256i g[2]) {
+  __m256i b[8];
+  LOWBIT_UNROLL8
+  for (int i = 0; i < 8; ++i) {
+    const std::size_t k = c + 8 * static_cast<std::size_t>(i);
+    b[i] = i < n ? _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + k)),
+                                    dot4(x + 4 * k, w + 4 * k))
+                 : _mm256_setzero_si256();
+  }
+  g[0] = avx2::g4_sums(b[0], b[1], b[2], b[3]);
+  g[1] = avx2::g4_sums(b[4], b[5], b[6], b[7]);
+}
+
+void block_dot_g4_d4(const std::int8_t* w, const float* s, const std::uint8_t* exact_chunk, const std::int32_t* wb,
+                     const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  // A last chunk of 16, 32 or 48 blocks: its scales, zero past blocks16, so that its absent groups
+  // (I = 0) add fma(0, 0, p) = p (p starts at +0 and never becomes -0).
+  alignas(32) float last_s[kDeployChunk] = {};
+  std::copy(s + blocks16 / kDeployChunk * kDeployChunk, s + blocks16, last_s);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::uint8_t* x = xu + r * blocks16 * 4;
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    __m256i ia = _mm256_setzero_si256();
+    std::int64_t a = 0;
+    for (std::size_t c = 0; c < blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+      const bool full = c + kDeployChunk <= blocks16;
+      __m256i g[2];
+      if (full) g4_chunk(w, wb, x, c, 8, g);
+      else g4_chunk(w, wb, x, c, static_cast<int>((blocks16 - c) / 8), g);
+      if (exact_chunk[c / kDeployChunk] != 0) {
+        ia = _mm256_add_epi32(ia, _mm256_add_epi32(g[0], g[1]));  // a lane: 8 of each 64 blocks' I
+      } else {
+        const float* sc = full ? s + c : last_s;
+        lo = _mm256_fmadd_ps(g4_scales(sc), _mm256_cvtepi32_ps(g[0]), lo);
+        hi = _mm256_fmadd_ps(g4_scales(sc + 32), _mm256_cvtepi32_ps(g[1]), hi);
+      }
+      if ((c + kDeployChunk) % kDeployIntChunk == 0) {
+        a += sum_epi32(ia);
+        ia = _mm256_setzero_si256();
+      }
+    }
+    out[r] = deploy_finish(s0, a + sum_epi32(ia), avx2::tree_g4(lo, hi));
+  }
+}
+
 }  // namespace
 
 void decode_e8q16_avx2(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
@@ -157,9 +218,9 @@ void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-// The T-per-group block dot has no AVX2 form yet: the scalar twin.
 void block_dot_g4_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
                        const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
+  if (d == 4) return block_dot_g4_d4(w, s, exact, wb, xu, blocks16, rows, s0, out);
   block_dot_g4_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
 }
 

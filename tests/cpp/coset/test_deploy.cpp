@@ -912,6 +912,67 @@ TEST(CosetDeployGroupT, ScalarEpilogueSumsEachGroupThenFollowsTheRule) {
   }
 }
 
+TEST(CosetDeployGroupT, BlockDotKernelsEqualTheScalarTwinDirectly) {
+  // Each BlockDotG4Fn called directly against block_dot_g4_ref, bit for bit: last chunks of 16, 32
+  // and 48 blocks, rows past kDeployIntChunk blocks (the int32 lanes moved to int64 on the way),
+  // extreme weights and activations, exact chunks next to float ones, scale 0 (a T beyond the
+  // config), 1..4 input rows. The per-block rule must give other bits on some case, so that this
+  // test tells the rules apart.
+  std::vector<kernels::BlockDotG4Fn> fns;
+#if defined(LOWBIT_HAVE_AVX2)
+  if (cpu_supports(SimdLevel::AVX2)) fns.push_back(kernels::block_dot_g4_avx2);
+#endif
+#if defined(LOWBIT_HAVE_AVX512)
+  if (cpu_supports(SimdLevel::AVX512)) fns.push_back(kernels::block_dot_g4_avx512);
+#endif
+  const float s0 = 0.1f;
+  const float other[] = {0.37f, 1.5f, 0.0f, 1e-3f};
+  std::mt19937 rng(43);
+  bool rules_differ = false;
+  for (std::size_t blocks16 : {std::size_t{16}, std::size_t{32}, std::size_t{48}, std::size_t{64}, std::size_t{112},
+                               2 * kernels::kDeployIntChunk + 48})
+    for (int variant = 0; variant < 4; ++variant) {
+      // random, chunks mixed; extreme, every group s0; extreme, chunks mixed; random, every chunk
+      // but one exact
+      const std::size_t rows = 1 + static_cast<std::size_t>(variant);
+      const bool extreme = variant == 1 || variant == 2;
+      std::vector<std::int8_t> w(blocks16 * 4);
+      std::vector<std::uint8_t> xu(rows * blocks16 * 4);
+      for (auto& v : w) v = static_cast<std::int8_t>(extreme ? 63 : static_cast<int>(rng() % 127) - 63);
+      for (auto& v : xu) v = static_cast<std::uint8_t>(extreme ? 255 : 1 + rng() % 255);
+      std::vector<float> s(blocks16, s0);  // a scale per block, the same for the 4 blocks of a group
+      std::vector<std::int32_t> wb(blocks16);
+      const std::size_t odd_one = rng() % (blocks16 / 4);
+      for (std::size_t u = 0; u < blocks16 / 4; ++u) {
+        float su = s0;
+        if ((variant == 0 || variant == 2) && (u / 16) % 3 != 1 && rng() % 4 != 0) su = other[rng() % 4];
+        if (variant == 3 && u == odd_one) su = other[0];
+        for (std::size_t k = 4 * u; k < 4 * u + 4; ++k) {
+          s[k] = su;
+          std::int32_t sum = 0;
+          for (int j = 0; j < 4; ++j) sum += w[4 * k + static_cast<std::size_t>(j)];
+          wb[k] = -kernels::kActBias * sum;
+        }
+      }
+      std::vector<std::uint8_t> exact((blocks16 + 63) / 64);
+      kernels::deploy_exact_chunks(s.data(), blocks16, s0, exact.data());
+      std::vector<float> want(rows), per_block(rows);
+      kernels::block_dot_g4_ref(4, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0,
+                                want.data());
+      kernels::block_dot_ref(4, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0,
+                             per_block.data());
+      rules_differ = rules_differ || std::memcmp(want.data(), per_block.data(), rows * sizeof(float)) != 0;
+      for (std::size_t f = 0; f < fns.size(); ++f) {
+        std::vector<float> got(rows, -1.0f);
+        fns[f](4, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), rows * sizeof(float)))
+            << "kernel " << f << " blocks16=" << blocks16 << " variant=" << variant << ": " << want[0] << " vs "
+            << got[0];
+      }
+    }
+  EXPECT_TRUE(rules_differ);
+}
+
 TEST(CosetDeployGroupT, EncodeGivesEachGroupItsSmallestSharedT) {
   for (const auto& c : group_formats()) {
     const std::size_t rows = 3, blocks = 40, groups = blocks / 4, n = rows * blocks;
