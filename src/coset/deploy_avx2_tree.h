@@ -18,10 +18,13 @@ static inline float tree(__m256 lo, __m256 hi) {
 }
 
 // The 8 group sums of 32 blocks (b_i: the dword sums of blocks 8 i .. 8 i + 7; group u = blocks
-// 4 u .. 4 u + 3) by two rounds of vphaddd, in the lanes [groups 0, 2, 4, 6 | 1, 3, 5, 7]. A 64-block
-// chunk's first 32 blocks are its groups 0-7 (partial sums `lo`), the next 32 its groups 8-15 (`hi`).
+// 4 u .. 4 u + 3) by two rounds of in-lane unpacks + adds (fewer uops than vphaddd on Zen 4), in the
+// lanes [groups 0, 2, 4, 6 | 1, 3, 5, 7]. A 64-block chunk's first 32 blocks are its groups 0-7
+// (partial sums `lo`), the next 32 its groups 8-15 (`hi`).
 static inline __m256i g4_sums(__m256i b0, __m256i b1, __m256i b2, __m256i b3) {
-  return _mm256_hadd_epi32(_mm256_hadd_epi32(b0, b1), _mm256_hadd_epi32(b2, b3));
+  const __m256i t01 = _mm256_add_epi32(_mm256_unpacklo_epi32(b0, b1), _mm256_unpackhi_epi32(b0, b1));
+  const __m256i t23 = _mm256_add_epi32(_mm256_unpacklo_epi32(b2, b3), _mm256_unpackhi_epi32(b2, b3));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(t01, t23), _mm256_unpackhi_epi64(t01, t23));
 }
 
 // The halving tree of partial sums kept in g4_sums' lane order: back to group order (lane u % 16) first.
