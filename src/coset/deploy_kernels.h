@@ -167,7 +167,7 @@ static inline float deploy_finish(float s0, std::int64_t a, float f) { return st
 // AVX2 level of the fused GEMV (deploy_fused_avx2.cpp; AVX2 + FMA): 32 blocks at a time decoded in
 // registers, int8 lanes (D4: vpshufb lookups of each coordinate's residual, no gathers, `tables`
 // unused; E8: the closed forms of the VBMI decode); the same I and epilogue as the scalar twins
-// fused_gemv_*_ref, bit for bit.
+// fused_gemv_*_ref, bit for bit (D4 also with t.group = 4).
 void fused_gemv_d4q4_avx2(const D4Q4Tables&, const float*, const std::uint8_t*, const TRows&, std::size_t,
                           std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
 void fused_gemv_e8q16_avx2(const float*, const std::uint8_t*, const TRows&, std::size_t, std::size_t,

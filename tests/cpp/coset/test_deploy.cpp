@@ -303,6 +303,32 @@ void fused_activations(int d, std::size_t blocks, std::size_t stride, std::size_
     }
 }
 
+// The D4 q=4 M=2 decode tables, rep(idx) read off packed_decode of level-0-only codes (beta = 1, T = 0).
+void d4q4_tables_from_decode(kernels::D4Q4Tables& tables) {
+  tables = {};
+  QuantizationConfig c = make(LatticeType::D4, 4, 2, 1.0, 0.25, 15);
+  std::vector<std::uint8_t> codes(2 * 256);
+  for (int idx = 0; idx < 256; ++idx) codes[2 * static_cast<std::size_t>(idx)] = static_cast<std::uint8_t>(idx);
+  Layer l{c, 1, 256, codes, std::vector<std::uint8_t>(128, 0), {1.0f}, {0.0f}};
+  std::vector<float> rep(256 * 4);
+  {
+    ScopedSimdLevel scalar(SimdLevel::Scalar);
+    packed_decode(l.view(), rep.data());
+  }
+  for (int idx = 0; idx < 256; ++idx) {
+    std::uint32_t l0 = 0, l1 = 0;
+    for (int j = 0; j < 4; ++j) {
+      const int r = static_cast<int>(rep[static_cast<std::size_t>(idx) * 4 + static_cast<std::size_t>(j)]);
+      ASSERT_LE(std::abs(r), 4);
+      tables.rep[j][idx] = static_cast<std::int8_t>(r);
+      l0 |= static_cast<std::uint32_t>(r + 48) << (8 * j);
+      l1 |= static_cast<std::uint32_t>(4 * r + 16) << (8 * j);
+    }
+    tables.level0[idx] = l0;
+    tables.level1[idx] = l1;
+  }
+}
+
 TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   // The fused small-batch GEMV (AVX-512 VBMI, AVX2) against its scalar twin and against the panel path's
   // decode + block_dot (the documented result), bit for bit: block counts around the 16- and
@@ -310,31 +336,8 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   // (0xFF bytes) and all-extreme activations (+-127), 1..4 input rows.
   std::vector<float> scales16(16);
   for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
-  kernels::D4Q4Tables tables{};
-  {
-    // rep(idx) for D4 q=4 read off packed_decode of level-0-only codes (beta = 1, T = 0).
-    QuantizationConfig c = make(LatticeType::D4, 4, 2, 1.0, 0.25, 15);
-    std::vector<std::uint8_t> codes(2 * 256);
-    for (int idx = 0; idx < 256; ++idx) codes[2 * static_cast<std::size_t>(idx)] = static_cast<std::uint8_t>(idx);
-    Layer l{c, 1, 256, codes, std::vector<std::uint8_t>(128, 0), {1.0f}, {0.0f}};
-    std::vector<float> rep(256 * 4);
-    {
-      ScopedSimdLevel scalar(SimdLevel::Scalar);
-      packed_decode(l.view(), rep.data());
-    }
-    for (int idx = 0; idx < 256; ++idx) {
-      std::uint32_t l0 = 0, l1 = 0;
-      for (int j = 0; j < 4; ++j) {
-        const int r = static_cast<int>(rep[static_cast<std::size_t>(idx) * 4 + static_cast<std::size_t>(j)]);
-        ASSERT_LE(std::abs(r), 4);
-        tables.rep[j][idx] = static_cast<std::int8_t>(r);
-        l0 |= static_cast<std::uint32_t>(r + 48) << (8 * j);
-        l1 |= static_cast<std::uint32_t>(4 * r + 16) << (8 * j);
-      }
-      tables.level0[idx] = l0;
-      tables.level1[idx] = l1;
-    }
-  }
+  kernels::D4Q4Tables tables;
+  ASSERT_NO_FATAL_FAILURE(d4q4_tables_from_decode(tables));
   std::mt19937 rng(31);
   for (int d : {4, 8})
     // the last count: int32 lanes moved to int64 on the way
@@ -971,6 +974,85 @@ TEST(CosetDeployGroupT, BlockDotKernelsEqualTheScalarTwinDirectly) {
       }
     }
   EXPECT_TRUE(rules_differ);
+}
+
+TEST(CosetDeployGroupT, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
+  // The fused GEMV with a T per group (AVX-512 VBMI, AVX2) against its scalar twin, and the twin
+  // against the panel path's decode (the group T spread to the blocks) + block_dot_g4_ref, bit for
+  // bit: block counts around the 32- and 64-block strides, rows past kDeployIntChunk blocks, T = 15
+  // and extreme codes, extreme activations, T = 0 but one group in rows 1 and 2 (row 0 only exact
+  // chunks), nibble and compact T (escapes), 1..4 input rows.
+  std::vector<float> scales16(16);
+  for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
+  kernels::D4Q4Tables tables;
+  ASSERT_NO_FATAL_FAILURE(d4q4_tables_from_decode(tables));
+  std::mt19937 rng(37);
+  for (std::size_t blocks : {std::size_t{4}, std::size_t{12}, std::size_t{16}, std::size_t{20}, std::size_t{28},
+                             std::size_t{32}, std::size_t{36}, std::size_t{60}, std::size_t{64}, std::size_t{68},
+                             std::size_t{124}, std::size_t{132}, std::size_t{1028}, 2 * kernels::kDeployIntChunk + 68})
+    for (int variant = 0; variant < 4; ++variant) {
+      // random; T = 15 and extreme codes; extreme activations; T = 0 but one group in rows 1 and 2
+      const std::size_t groups = blocks / 4, stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
+      const std::size_t code_row = 2 * blocks, n_rows = 3;
+      std::vector<std::uint8_t> codes(n_rows * code_row), traw(n_rows * groups);
+      for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
+      for (auto& v : traw) v = static_cast<std::uint8_t>(variant == 1 ? 15 : variant == 3 ? 0 : rng() % 16);
+      if (variant == 3)
+        for (std::size_t n = 1; n < n_rows; ++n) traw[n * groups + rng() % groups] = 7;
+      const std::size_t rows = 1 + rng() % 4;
+      std::vector<std::int8_t> xq;
+      std::vector<std::int32_t> xb;
+      fused_activations(4, blocks, stride, rows, variant == 2, rng, xq, xb);
+      // The panel path on the same rows and activations (xq + 128, blocks16 per row).
+      std::vector<std::uint8_t> xu(rows * blocks16 * 4);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < blocks16 * 4; ++i)
+          xu[r * blocks16 * 4 + i] = static_cast<std::uint8_t>(xq[r * stride * 4 + i] + kernels::kActBias);
+      std::vector<float> want(n_rows * rows);
+      for (std::size_t n = 0; n < n_rows; ++n) {
+        std::vector<std::uint8_t> tb((blocks + 1) / 2, 0);  // each group's T for its 4 blocks
+        for (std::size_t k = 0; k < blocks; ++k)
+          tb[k / 2] = static_cast<std::uint8_t>(tb[k / 2] | traw[n * groups + k / 4] << (4 * (k % 2)));
+        std::vector<std::int8_t> w(blocks16 * 4, 0);
+        std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0 (deploy_kernels.h)
+        std::vector<std::int32_t> wb(blocks16, 0);
+        kernels::decode_d4q4_ref(tables, scales16.data(), codes.data() + n * code_row, tb.data(), blocks, w.data(),
+                                 s.data(), wb.data());
+        std::vector<std::uint8_t> exact((blocks16 + 63) / 64);
+        kernels::deploy_exact_chunks(s.data(), blocks16, scales16[0], exact.data());
+        kernels::block_dot_g4_ref(4, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows,
+                                  scales16[0], want.data() + n * rows);
+      }
+      for (int bits : {4, 2, 1}) {
+        const CompactT ct = deploy_t_compact(traw.data(), n_rows, groups, bits);
+        ASSERT_EQ(ct.bits, bits);
+        const kernels::TRows tr{ct.t.data(),           deploy_t_row_bytes(groups, bits), bits, ct.escapes.data(),
+                                ct.escape_start.data(), kDeployTGroupBlocks};
+        std::vector<float> got(n_rows * rows, -1.0f);
+        kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(), xb.data(),
+                                     stride, rows, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+            << "twin blocks=" << blocks << " variant=" << variant << " bits=" << bits;
+#if defined(LOWBIT_HAVE_AVX512)
+        if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+          std::fill(got.begin(), got.end(), -1.0f);
+          kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                               xb.data(), stride, rows, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+              << "avx512 blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+        }
+#endif
+#if defined(LOWBIT_HAVE_AVX2)
+        if (cpu_supports(SimdLevel::AVX2)) {
+          std::fill(got.begin(), got.end(), -1.0f);
+          kernels::fused_gemv_d4q4_avx2(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                        xb.data(), stride, rows, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+              << "avx2 blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+        }
+#endif
+      }
+    }
 }
 
 TEST(CosetDeployGroupT, EncodeGivesEachGroupItsSmallestSharedT) {
