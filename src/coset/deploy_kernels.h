@@ -99,7 +99,8 @@ struct TRows {
 // deploy_t_row_bytes(units) bytes, padding nibble zero); an escape past the row's list reads as
 // T = 0. The scalar rule every kernel follows.
 void expand_t_row(const TRows& t, std::size_t n, std::size_t units, std::uint8_t* nibbles);
-// Group T nibbles (groups = blocks / 4 values) -> one nibble per block (each group's T 4 times).
+// Group T nibbles (groups = blocks / 4 values; blocks a multiple of 4) -> one nibble per block (each
+// group's T 4 times).
 void spread_group_t(const std::uint8_t* group_nibbles, std::size_t blocks, std::uint8_t* block_nibbles);
 inline constexpr int kD4FusedRepOffset = 4;                           // rep + 4 in [0, 8]: a nibble
 inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 + 4) + 4 (rep1 + 4) = w + 20

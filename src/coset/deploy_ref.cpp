@@ -214,11 +214,10 @@ void expand_t_row(const TRows& t, std::size_t n, std::size_t blocks, std::uint8_
 }
 
 void spread_group_t(const std::uint8_t* group_nibbles, std::size_t blocks, std::uint8_t* block_nibbles) {
-  for (std::size_t i = 0; i < (blocks + 1) / 2; ++i) block_nibbles[i] = 0;
-  for (std::size_t k = 0; k < blocks; ++k) {
-    const std::size_t u = k / kDeployTGroupBlocks;
+  // Group u's T, 0x11 times, is the byte of blocks 4u, 4u + 1 and the byte of blocks 4u + 2, 4u + 3.
+  for (std::size_t u = 0; u < blocks / kDeployTGroupBlocks; ++u) {
     const int v = (group_nibbles[u / 2] >> (4 * (u % 2))) & 15;
-    block_nibbles[k / 2] = static_cast<std::uint8_t>(block_nibbles[k / 2] | (v << (4 * (k % 2))));
+    block_nibbles[2 * u] = block_nibbles[2 * u + 1] = static_cast<std::uint8_t>(v * 0x11);
   }
 }
 
