@@ -385,8 +385,6 @@ FusedGemv pick_fused_gemv(const QuantizationConfig& c, int t_group) {
   // AVX2 (no AVX-512 at the active level): the fused form of the AVX2 row decoders.
   if (is_d4q4m2(c) && pick_decode_d4q4() == kernels::decode_d4q4_avx2) f.d4 = kernels::fused_gemv_d4q4_avx2;
   if (is_e8q16m1(c) && pick_decode_e8q16() == kernels::decode_e8q16_avx2) f.e8 = kernels::fused_gemv_e8q16_avx2;
-  // The AVX2 fused GEMV has no T-per-group form: such layers take the panel path there.
-  if (t_group != 1 && f.d4 == kernels::fused_gemv_d4q4_avx2) f.d4 = nullptr;
 #endif
   (void)c;
   return f;

@@ -1,6 +1,7 @@
 // AVX2 level of the deployed-layer kernels: table gathers for the D4 q=4 M=2 decode, int16 lanes
-// for the E8 q=16 M=1 decode, vpmaddubsw + vpmaddwd for the exact integer block sums, 16 float
-// partial sums in two registers per input row.
+// for the E8 q=16 M=1 decode, vpmaddubsw + vpmaddwd for the exact integer block sums (with a T per
+// group of 4 blocks, unpacks + adds for the group sums), 16 float partial sums in two registers per
+// input row.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -131,6 +132,81 @@ void block_dot_d(const std::int8_t* w, const float* s, const std::uint8_t* exact
   }
 }
 
+// ---- T per group of 4 blocks (deploy.h, t_group = 4; D4) ----
+// Per 64-block chunk the 8 registers of block sums I = wb + dot become the chunk's 16 exact group
+// sums (avx2::g4_sums: groups 0-7, 8-15; wb's share summed once for the input rows), in int32 lanes
+// on exact chunks, else one fma per half with the group scales in the same lane order;
+// avx2::tree_g4 restores group order.
+
+// The scales of 8 groups (s: one per group, group order) in the lanes of avx2::g4_sums.
+inline __m256 g4_scales(const float* s) {
+  return _mm256_permutevar8x32_ps(_mm256_loadu_ps(s), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+}
+
+// The chunk at block c for R input rows (row r at xu + r * blocks16 * 4): n registers of 8 blocks
+// (8 but for the last chunk: 2, 4 or 6), zero past them; s the chunk's 16 group scales.
+template <int R>
+[[gnu::always_inline]] inline void g4_chunk(const std::int8_t* w, const float* s, bool exact, const std::int32_t* wb,
+                                            const std::uint8_t* xu, std::size_t blocks16, std::size_t c, int n,
+                                            __m256 lo[R], __m256 hi[R], __m256i ia[R]) {
+  __m256i b[8];
+  LOWBIT_UNROLL8
+  for (int i = 0; i < 8; ++i)
+    b[i] = i < n ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + c + 8 * i)) : _mm256_setzero_si256();
+  const __m256i wg0 = avx2::g4_sums(b[0], b[1], b[2], b[3]), wg1 = avx2::g4_sums(b[4], b[5], b[6], b[7]);
+  const __m256 s_lo = exact ? _mm256_setzero_ps() : g4_scales(s);
+  const __m256 s_hi = exact ? _mm256_setzero_ps() : g4_scales(s + 8);
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) {
+    const std::uint8_t* x = xu + r * blocks16 * 4 + c * 4;
+    LOWBIT_UNROLL8
+    for (int i = 0; i < 8; ++i) b[i] = i < n ? dot4(x + 32 * i, w + c * 4 + 32 * i) : _mm256_setzero_si256();
+    const __m256i g0 = _mm256_add_epi32(wg0, avx2::g4_sums(b[0], b[1], b[2], b[3]));
+    const __m256i g1 = _mm256_add_epi32(wg1, avx2::g4_sums(b[4], b[5], b[6], b[7]));
+    if (exact) {
+      ia[r] = _mm256_add_epi32(ia[r], _mm256_add_epi32(g0, g1));  // a lane: 8 of each 64 blocks' I
+    } else {
+      lo[r] = _mm256_fmadd_ps(s_lo, _mm256_cvtepi32_ps(g0), lo[r]);
+      hi[r] = _mm256_fmadd_ps(s_hi, _mm256_cvtepi32_ps(g1), hi[r]);
+    }
+  }
+}
+
+template <int R>
+void block_dot_g4_rows(const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
+                       const std::uint8_t* xu, std::size_t blocks16, float s0, float* out) {
+  __m256 lo[R], hi[R];
+  __m256i ia[R];
+  std::int64_t a[R];
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) {
+    lo[r] = hi[r] = _mm256_setzero_ps();
+    ia[r] = _mm256_setzero_si256();
+    a[r] = 0;
+  }
+  std::size_t c = 0;
+  for (; c + kDeployChunk <= blocks16; c += kDeployChunk) {  // the epilogue's chunks (deploy.h)
+    g4_chunk<R>(w, s + c / 4, exact[c / kDeployChunk] != 0, wb, xu, blocks16, c, 8, lo, hi, ia);
+    if ((c + kDeployChunk) % kDeployIntChunk == 0) {
+      LOWBIT_UNROLL8
+      for (int r = 0; r < R; ++r) {
+        a[r] += sum_epi32(ia[r]);
+        ia[r] = _mm256_setzero_si256();
+      }
+    }
+  }
+  if (c < blocks16) {
+    // A last chunk of 16, 32 or 48 blocks: its scales, zero past blocks16, so that its absent groups
+    // (I = 0) add fma(0, 0, p) = p (p starts at +0 and never becomes -0).
+    alignas(32) float last_s[kDeployChunk / 4] = {};
+    std::copy(s + c / 4, s + blocks16 / 4, last_s);
+    g4_chunk<R>(w, last_s, exact[c / kDeployChunk] != 0, wb, xu, blocks16, c, static_cast<int>((blocks16 - c) / 8),
+                lo, hi, ia);
+  }
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) out[r] = deploy_finish(s0, a[r] + sum_epi32(ia[r]), avx2::tree_g4(lo[r], hi[r]));
+}
+
 }  // namespace
 
 void decode_e8q16_avx2(const float* scales16, const std::uint8_t* codes, const std::uint8_t* t, std::size_t blocks,
@@ -157,10 +233,15 @@ void decode_d4q4_avx2(const D4Q4Tables& tables, const float* scales16, const std
   if (k < blocks) decode_d4q4_ref(tables, scales16, codes + 2 * k, t + k / 2, blocks - k, w + 4 * k, s + k, wb + k);
 }
 
-// The T-per-group block dot has no AVX2 form yet: the scalar twin.
 void block_dot_g4_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,
                        const std::uint8_t* xu, std::size_t blocks16, std::size_t rows, float s0, float* out) {
-  block_dot_g4_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
+  if (d != 4) return block_dot_g4_ref(d, w, s, exact, wb, xu, blocks16, rows, s0, out);
+  switch (rows) {
+    case 4: return block_dot_g4_rows<4>(w, s, exact, wb, xu, blocks16, s0, out);
+    case 3: return block_dot_g4_rows<3>(w, s, exact, wb, xu, blocks16, s0, out);
+    case 2: return block_dot_g4_rows<2>(w, s, exact, wb, xu, blocks16, s0, out);
+    default: return block_dot_g4_rows<1>(w, s, exact, wb, xu, blocks16, s0, out);
+  }
 }
 
 void block_dot_avx2(int d, const std::int8_t* w, const float* s, const std::uint8_t* exact, const std::int32_t* wb,

@@ -8,8 +8,10 @@
 // (int32 lanes, reduced at the chunk's end), every block of any other chunk does
 // p[k % 16] = fma(s_k, float(I), p[k % 16]) in block order (blocks 0-7 of each 16 in one register,
 // 8-15 in another), then the halving tree and fma(s0, float(A), f): the scalar twins' float order,
-// bit for bit. (packed_linear runs the fused kernels only when T = 0 is exactly where the scale is
-// scale(0).)
+// bit for bit. With a T per group of 4 D4 blocks (t.group = 4) each 32 blocks' I are summed per group
+// (avx2::g4_sums) and group u of a chunk goes to p[u % 16] (lanes in g4_sums' order, put back in
+// group order before the tree). (packed_linear runs the fused kernels only when T = 0 is exactly
+// where the scale is scale(0).)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -125,13 +127,23 @@ struct D4Consts {
   wu[3] = _mm256_unpackhi_epi16(b01, b23);
 }
 
-// 8 T nibbles (the 32-bit word at t) -> 8 scales (16-entry table in two registers).
-[[gnu::always_inline]] inline __m256 scales8(__m256 lo, __m256 hi, std::uint32_t t) {
-  const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(t)),
-                                                         _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-                                       _mm256_set1_epi32(15));
+// 8 T nibbles (the 32-bit word t) -> 8 scales (16-entry table in two registers): lane i from the
+// nibble at bit shift[i].
+[[gnu::always_inline]] inline __m256 scales8_at(__m256 lo, __m256 hi, std::uint32_t t, __m256i shift) {
+  const __m256i idx =
+      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(t)), shift), _mm256_set1_epi32(15));
   return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx),
                           _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+// Nibble i to lane i (8 blocks in order).
+[[gnu::always_inline]] inline __m256 scales8(__m256 lo, __m256 hi, std::uint32_t t) {
+  return scales8_at(lo, hi, t, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+}
+
+// The 8 group nibbles of 32 blocks (a T per group of 4) in the lanes of avx2::g4_sums.
+[[gnu::always_inline]] inline __m256 scales8_g4(__m256 lo, __m256 hi, std::uint32_t t) {
+  return scales8_at(lo, hi, t, _mm256_setr_epi32(0, 8, 16, 24, 4, 12, 20, 28));
 }
 
 // ---- E8 q=16 M=1 in registers (int8 lanes, 32 blocks) ----
@@ -286,6 +298,23 @@ template <int D, int R, bool Exact>
   }
 }
 
+// 32 D4 blocks with a T per group of 4 against R input rows: wu[i] the dwords of blocks 8i .. 8i + 7,
+// s the scales of their 8 groups and xg (row r at xg + r * xg_row) the groups' sums of xb, both in
+// the lanes of avx2::g4_sums. Per group the exact I_u = xg_u + the dot products of its 4 blocks,
+// then p = fma(s_u, float(I_u), p).
+template <int R>
+[[gnu::always_inline]] inline void groups_dot(const __m256i wu[4], __m256 s, const std::int8_t* xq,
+                                              const std::int32_t* xg, std::size_t x_stride, std::size_t xg_row,
+                                              __m256 p[R]) {
+  LOWBIT_UNROLL8
+  for (int r = 0; r < R; ++r) {
+    const std::int8_t* x = xq + r * x_stride * 4;
+    const __m256i sums =
+        avx2::g4_sums(dot4(wu[0], x), dot4(wu[1], x + 32), dot4(wu[2], x + 64), dot4(wu[3], x + 96));
+    p[r] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_add_epi32(load(xg + r * xg_row), sums)), p[r]);
+  }
+}
+
 // Sum of 8 int32 lanes as int64 (a chunk's lanes hold at most 8 block sums each: no overflow).
 inline std::int64_t hsum_epi32(__m256i v) {
   const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
@@ -295,19 +324,35 @@ inline std::int64_t hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
 }
 
-template <int D, int R>
+// G: blocks per T, 1 or 4 (t.group; D4 only, blocks a multiple of 4). With a T per group each 32
+// blocks' 8 groups go through groups_dot into the partial sums of a chunk's groups 0-7 (lo) or
+// 8-15 (hi), in avx2::g4_sums' lane order, which tree_g4 undoes.
+template <int D, int R, int G>
 void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                 std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride, float* out) {
+  static_assert(G == 1 || D == 4, "a T per group of 4 blocks is for D4");
   constexpr std::size_t kCodeBytes = D == 4 ? 2 : 4;  // per block
+  constexpr std::size_t kChunkTBytes = kDeployChunk / 2 / G;  // T nibbles of a 64-block chunk
   const D4Consts k4;  // D4 only (unused loads are dropped for E8)
   const __m256 table_lo = _mm256_loadu_ps(scales16), table_hi = _mm256_loadu_ps(scales16 + 8);
   const __m256 s_zero = _mm256_set1_ps(scales16[0]);
   const std::size_t blocks16 = (blocks + 15) / 16 * 16;
-  // T of a row as nibbles, zero-padded (compact forms expanded here).
-  std::vector<std::uint8_t> nibbles((blocks + 63) / 64 * 32, 0);  // whole 64-block chunks
+  // T of a row as nibbles (a T per unit: block or group), zero-padded (compact forms expanded here).
+  std::vector<std::uint8_t> nibbles((blocks + 63) / 64 * kChunkTBytes, 0);  // whole 64-block chunks
+  // G = 4: per input row, the group sums of xb of each 32 blocks (xb is zero past `blocks`), the
+  // steps' 8 lanes back to back.
+  const std::size_t xg_row = G == 4 ? (blocks16 + 31) / 32 * 8 : 0;
+  std::vector<std::int32_t> xg(R * xg_row);
+  if constexpr (G == 4)
+    for (int r = 0; r < R; ++r)
+      for (std::size_t k = 0; k < blocks16; k += 32) {
+        const std::int32_t* b = xb + r * x_stride + k;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(xg.data() + r * xg_row + k / 4),
+                            avx2::g4_sums(load(b), load(b + 8), load(b + 16), load(b + 24)));
+      }
   for (std::size_t n = 0; n < n_rows; ++n, codes += kCodeBytes * blocks, out += R) {
     if (t.bits == 4) std::memcpy(nibbles.data(), t.t + n * t.row_bytes, t.row_bytes);
-    else expand_t_row(t, n, blocks, nibbles.data());
+    else expand_t_row(t, n, blocks / G, nibbles.data());
     __m256 lo[R], hi[R];
     __m256i isum[R];
     std::int64_t a[R];
@@ -320,8 +365,14 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
     bool exact = false;
     for (std::size_t k = 0; k < blocks16; k += 32) {
       if (k % kDeployChunk == 0) {  // T of the chunk's 64 blocks (padding nibbles are 0)
-        const __m256i tc = load(nibbles.data() + k / 2);
-        exact = _mm256_testz_si256(tc, tc) != 0;
+        if constexpr (G == 1) {
+          const __m256i tc = load(nibbles.data() + k / 2);
+          exact = _mm256_testz_si256(tc, tc) != 0;
+        } else {
+          std::uint64_t tc;
+          std::memcpy(&tc, nibbles.data() + k / 8, 8);
+          exact = tc == 0;
+        }
       }
       const std::size_t nb = std::min<std::size_t>(32, blocks - k);
       const std::uint8_t* c = codes + kCodeBytes * k;
@@ -352,6 +403,15 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
         }
         continue;
       }
+      if constexpr (G == 4) {
+        // Padding groups (up to blocks16, as in the reference, and past it) read T = 0 and have
+        // I = 0: fma(scale(0), 0, p) = p.
+        std::uint32_t tw;
+        std::memcpy(&tw, nibbles.data() + k / 8, 4);
+        const __m256 s = t.bits != 4 && tw == 0 ? s_zero : scales8_g4(table_lo, table_hi, tw);
+        groups_dot<R>(wu, s, xq + 4 * k, xg.data() + k / 4, x_stride, xg_row, k % kDeployChunk == 0 ? lo : hi);
+        continue;
+      }
       __m256 s[4];
       LOWBIT_UNROLL8
       for (int i = 0; i < 4; ++i) {
@@ -372,19 +432,20 @@ void fused_rows(const float* scales16, const std::uint8_t* codes, const TRows& t
                                hi, isum);
     }
     LOWBIT_UNROLL8
-    for (int r = 0; r < R; ++r) out[r] = deploy_finish(scales16[0], a[r], tree(lo[r], hi[r]));
+    for (int r = 0; r < R; ++r)
+      out[r] = deploy_finish(scales16[0], a[r], G == 4 ? avx2::tree_g4(lo[r], hi[r]) : tree(lo[r], hi[r]));
   }
 }
 
-template <int D>
+template <int D, int G = 1>
 void fused_batch(const float* scales16, const std::uint8_t* codes, const TRows& t, std::size_t blocks,
                  std::size_t n_rows, const std::int8_t* xq, const std::int32_t* xb, std::size_t x_stride,
                  std::size_t rows, float* out) {
   switch (rows) {
-    case 4: return fused_rows<D, 4>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 3: return fused_rows<D, 3>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    case 2: return fused_rows<D, 2>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
-    default: return fused_rows<D, 1>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 4: return fused_rows<D, 4, G>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 3: return fused_rows<D, 3, G>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    case 2: return fused_rows<D, 2, G>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
+    default: return fused_rows<D, 1, G>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, out);
   }
 }
 
@@ -395,6 +456,8 @@ void fused_gemv_d4q4_avx2(const D4Q4Tables&, const float* scales16, const std::u
                           std::size_t x_stride, std::size_t rows, float* out) {
   // The D4 q=4 rule is computed (D4NibbleTables), not read from `tables`; the tests hold it to the
   // reference decode's tables.
+  if (t.group != 1)
+    return fused_batch<4, kDeployTGroupBlocks>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
   fused_batch<4>(scales16, codes, t, blocks, n_rows, xq, xb, x_stride, rows, out);
 }
 

@@ -99,7 +99,8 @@ struct TRows {
 // deploy_t_row_bytes(units) bytes, padding nibble zero); an escape past the row's list reads as
 // T = 0. The scalar rule every kernel follows.
 void expand_t_row(const TRows& t, std::size_t n, std::size_t units, std::uint8_t* nibbles);
-// Group T nibbles (groups = blocks / 4 values) -> one nibble per block (each group's T 4 times).
+// Group T nibbles (groups = blocks / 4 values; blocks a multiple of 4) -> one nibble per block (each
+// group's T 4 times).
 void spread_group_t(const std::uint8_t* group_nibbles, std::size_t blocks, std::uint8_t* block_nibbles);
 inline constexpr int kD4FusedRepOffset = 4;                           // rep + 4 in [0, 8]: a nibble
 inline constexpr int kD4FusedWeightBias = 5 * kD4FusedRepOffset;      // (rep0 + 4) + 4 (rep1 + 4) = w + 20
@@ -167,7 +168,7 @@ static inline float deploy_finish(float s0, std::int64_t a, float f) { return st
 // AVX2 level of the fused GEMV (deploy_fused_avx2.cpp; AVX2 + FMA): 32 blocks at a time decoded in
 // registers, int8 lanes (D4: vpshufb lookups of each coordinate's residual, no gathers, `tables`
 // unused; E8: the closed forms of the VBMI decode); the same I and epilogue as the scalar twins
-// fused_gemv_*_ref, bit for bit.
+// fused_gemv_*_ref, bit for bit (D4 also with t.group = 4).
 void fused_gemv_d4q4_avx2(const D4Q4Tables&, const float*, const std::uint8_t*, const TRows&, std::size_t,
                           std::size_t, const std::int8_t*, const std::int32_t*, std::size_t, std::size_t, float*);
 void fused_gemv_e8q16_avx2(const float*, const std::uint8_t*, const TRows&, std::size_t, std::size_t,

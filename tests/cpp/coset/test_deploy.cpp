@@ -303,6 +303,32 @@ void fused_activations(int d, std::size_t blocks, std::size_t stride, std::size_
     }
 }
 
+// The D4 q=4 M=2 decode tables, rep(idx) read off packed_decode of level-0-only codes (beta = 1, T = 0).
+void d4q4_tables_from_decode(kernels::D4Q4Tables& tables) {
+  tables = {};
+  QuantizationConfig c = make(LatticeType::D4, 4, 2, 1.0, 0.25, 15);
+  std::vector<std::uint8_t> codes(2 * 256);
+  for (int idx = 0; idx < 256; ++idx) codes[2 * static_cast<std::size_t>(idx)] = static_cast<std::uint8_t>(idx);
+  Layer l{c, 1, 256, codes, std::vector<std::uint8_t>(128, 0), {1.0f}, {0.0f}};
+  std::vector<float> rep(256 * 4);
+  {
+    ScopedSimdLevel scalar(SimdLevel::Scalar);
+    packed_decode(l.view(), rep.data());
+  }
+  for (int idx = 0; idx < 256; ++idx) {
+    std::uint32_t l0 = 0, l1 = 0;
+    for (int j = 0; j < 4; ++j) {
+      const int r = static_cast<int>(rep[static_cast<std::size_t>(idx) * 4 + static_cast<std::size_t>(j)]);
+      ASSERT_LE(std::abs(r), 4);
+      tables.rep[j][idx] = static_cast<std::int8_t>(r);
+      l0 |= static_cast<std::uint32_t>(r + 48) << (8 * j);
+      l1 |= static_cast<std::uint32_t>(4 * r + 16) << (8 * j);
+    }
+    tables.level0[idx] = l0;
+    tables.level1[idx] = l1;
+  }
+}
+
 TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   // The fused small-batch GEMV (AVX-512 VBMI, AVX2) against its scalar twin and against the panel path's
   // decode + block_dot (the documented result), bit for bit: block counts around the 16- and
@@ -310,31 +336,8 @@ TEST(CosetDeploy, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
   // (0xFF bytes) and all-extreme activations (+-127), 1..4 input rows.
   std::vector<float> scales16(16);
   for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
-  kernels::D4Q4Tables tables{};
-  {
-    // rep(idx) for D4 q=4 read off packed_decode of level-0-only codes (beta = 1, T = 0).
-    QuantizationConfig c = make(LatticeType::D4, 4, 2, 1.0, 0.25, 15);
-    std::vector<std::uint8_t> codes(2 * 256);
-    for (int idx = 0; idx < 256; ++idx) codes[2 * static_cast<std::size_t>(idx)] = static_cast<std::uint8_t>(idx);
-    Layer l{c, 1, 256, codes, std::vector<std::uint8_t>(128, 0), {1.0f}, {0.0f}};
-    std::vector<float> rep(256 * 4);
-    {
-      ScopedSimdLevel scalar(SimdLevel::Scalar);
-      packed_decode(l.view(), rep.data());
-    }
-    for (int idx = 0; idx < 256; ++idx) {
-      std::uint32_t l0 = 0, l1 = 0;
-      for (int j = 0; j < 4; ++j) {
-        const int r = static_cast<int>(rep[static_cast<std::size_t>(idx) * 4 + static_cast<std::size_t>(j)]);
-        ASSERT_LE(std::abs(r), 4);
-        tables.rep[j][idx] = static_cast<std::int8_t>(r);
-        l0 |= static_cast<std::uint32_t>(r + 48) << (8 * j);
-        l1 |= static_cast<std::uint32_t>(4 * r + 16) << (8 * j);
-      }
-      tables.level0[idx] = l0;
-      tables.level1[idx] = l1;
-    }
-  }
+  kernels::D4Q4Tables tables;
+  ASSERT_NO_FATAL_FAILURE(d4q4_tables_from_decode(tables));
   std::mt19937 rng(31);
   for (int d : {4, 8})
     // the last count: int32 lanes moved to int64 on the way
@@ -910,6 +913,150 @@ TEST(CosetDeployGroupT, ScalarEpilogueSumsEachGroupThenFollowsTheRule) {
       EXPECT_EQ(y[n], want) << "blocks=" << blocks << " row=" << n;
     }
   }
+}
+
+TEST(CosetDeployGroupT, BlockDotKernelsEqualTheScalarTwinDirectly) {
+  // Each BlockDotG4Fn called directly against block_dot_g4_ref, bit for bit: last chunks of 16, 32
+  // and 48 blocks, rows past kDeployIntChunk blocks (the int32 lanes moved to int64 on the way),
+  // extreme weights and activations, exact chunks next to float ones, scale 0 (a T beyond the
+  // config), 1..4 input rows. The per-block rule must give other bits on some case, so that this
+  // test tells the rules apart.
+  std::vector<kernels::BlockDotG4Fn> fns;
+#if defined(LOWBIT_HAVE_AVX2)
+  if (cpu_supports(SimdLevel::AVX2)) fns.push_back(kernels::block_dot_g4_avx2);
+#endif
+#if defined(LOWBIT_HAVE_AVX512)
+  if (cpu_supports(SimdLevel::AVX512)) fns.push_back(kernels::block_dot_g4_avx512);
+#endif
+  const float s0 = 0.1f;
+  const float other[] = {0.37f, 1.5f, 0.0f, 1e-3f};
+  std::mt19937 rng(43);
+  bool rules_differ = false;
+  for (std::size_t blocks16 : {std::size_t{16}, std::size_t{32}, std::size_t{48}, std::size_t{64}, std::size_t{112},
+                               2 * kernels::kDeployIntChunk + 48})
+    for (int variant = 0; variant < 4; ++variant) {
+      // random, chunks mixed; extreme, every group s0; extreme, chunks mixed; random, every chunk
+      // but one exact
+      const std::size_t rows = 1 + static_cast<std::size_t>(variant);
+      const bool extreme = variant == 1 || variant == 2;
+      std::vector<std::int8_t> w(blocks16 * 4);
+      std::vector<std::uint8_t> xu(rows * blocks16 * 4);
+      for (auto& v : w) v = static_cast<std::int8_t>(extreme ? 63 : static_cast<int>(rng() % 127) - 63);
+      for (auto& v : xu) v = static_cast<std::uint8_t>(extreme ? 255 : 1 + rng() % 255);
+      std::vector<float> s(blocks16, s0);      // a scale per block, the same for the 4 blocks of a group
+      std::vector<float> sg(blocks16 / 4, s0);  // the same, one per group (BlockDotG4Fn)
+      std::vector<std::int32_t> wb(blocks16);
+      const std::size_t odd_one = rng() % (blocks16 / 4);
+      for (std::size_t u = 0; u < blocks16 / 4; ++u) {
+        float su = s0;
+        if ((variant == 0 || variant == 2) && (u / 16) % 3 != 1 && rng() % 4 != 0) su = other[rng() % 4];
+        if (variant == 3 && u == odd_one) su = other[0];
+        sg[u] = su;
+        for (std::size_t k = 4 * u; k < 4 * u + 4; ++k) {
+          s[k] = su;
+          std::int32_t sum = 0;
+          for (int j = 0; j < 4; ++j) sum += w[4 * k + static_cast<std::size_t>(j)];
+          wb[k] = -kernels::kActBias * sum;
+        }
+      }
+      std::vector<std::uint8_t> exact((blocks16 + 63) / 64);
+      kernels::deploy_exact_chunks(s.data(), blocks16, s0, exact.data());
+      std::vector<float> want(rows), per_block(rows);
+      kernels::block_dot_g4_ref(4, w.data(), sg.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0,
+                                want.data());
+      kernels::block_dot_ref(4, w.data(), s.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0,
+                             per_block.data());
+      rules_differ = rules_differ || std::memcmp(want.data(), per_block.data(), rows * sizeof(float)) != 0;
+      for (std::size_t f = 0; f < fns.size(); ++f) {
+        std::vector<float> got(rows, -1.0f);
+        fns[f](4, w.data(), sg.data(), exact.data(), wb.data(), xu.data(), blocks16, rows, s0, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), rows * sizeof(float)))
+            << "kernel " << f << " blocks16=" << blocks16 << " variant=" << variant << ": " << want[0] << " vs "
+            << got[0];
+      }
+    }
+  EXPECT_TRUE(rules_differ);
+}
+
+TEST(CosetDeployGroupT, FusedGemvEqualsItsScalarTwinAndTheBlockDot) {
+  // The fused GEMV with a T per group (AVX-512 VBMI, AVX2) against its scalar twin, and the twin
+  // against the panel path's decode (the group T spread to the blocks) + block_dot_g4_ref, bit for
+  // bit: block counts around the 32- and 64-block strides, rows past kDeployIntChunk blocks, T = 15
+  // and extreme codes, extreme activations, T = 0 but one group in rows 1 and 2 (row 0 only exact
+  // chunks), nibble and compact T (escapes), 1..4 input rows.
+  std::vector<float> scales16(16);
+  for (int t = 0; t < 16; ++t) scales16[static_cast<std::size_t>(t)] = 0.25f * static_cast<float>(t + 1);
+  kernels::D4Q4Tables tables;
+  ASSERT_NO_FATAL_FAILURE(d4q4_tables_from_decode(tables));
+  std::mt19937 rng(37);
+  for (std::size_t blocks : {std::size_t{4}, std::size_t{12}, std::size_t{16}, std::size_t{20}, std::size_t{28},
+                             std::size_t{32}, std::size_t{36}, std::size_t{60}, std::size_t{64}, std::size_t{68},
+                             std::size_t{124}, std::size_t{132}, std::size_t{1028}, 2 * kernels::kDeployIntChunk + 68})
+    for (int variant = 0; variant < 4; ++variant) {
+      // random; T = 15 and extreme codes; extreme activations; T = 0 but one group in rows 1 and 2
+      const std::size_t groups = blocks / 4, stride = (blocks + 63) / 64 * 64, blocks16 = (blocks + 15) / 16 * 16;
+      const std::size_t code_row = 2 * blocks, n_rows = 3;
+      std::vector<std::uint8_t> codes(n_rows * code_row), traw(n_rows * groups);
+      for (auto& v : codes) v = variant == 1 ? 0xFF : static_cast<std::uint8_t>(rng());
+      for (auto& v : traw) v = static_cast<std::uint8_t>(variant == 1 ? 15 : variant == 3 ? 0 : rng() % 16);
+      if (variant == 3)
+        for (std::size_t n = 1; n < n_rows; ++n) traw[n * groups + rng() % groups] = 7;
+      const std::size_t rows = 1 + rng() % 4;
+      std::vector<std::int8_t> xq;
+      std::vector<std::int32_t> xb;
+      fused_activations(4, blocks, stride, rows, variant == 2, rng, xq, xb);
+      // The panel path on the same rows and activations (xq + 128, blocks16 per row).
+      std::vector<std::uint8_t> xu(rows * blocks16 * 4);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < blocks16 * 4; ++i)
+          xu[r * blocks16 * 4 + i] = static_cast<std::uint8_t>(xq[r * stride * 4 + i] + kernels::kActBias);
+      std::vector<float> want(n_rows * rows);
+      for (std::size_t n = 0; n < n_rows; ++n) {
+        std::vector<std::uint8_t> tb((blocks + 1) / 2, 0);  // each group's T for its 4 blocks
+        for (std::size_t k = 0; k < blocks; ++k)
+          tb[k / 2] = static_cast<std::uint8_t>(tb[k / 2] | traw[n * groups + k / 4] << (4 * (k % 2)));
+        std::vector<std::int8_t> w(blocks16 * 4, 0);
+        std::vector<float> s(blocks16, scales16[0]);  // padding blocks: T = 0 (deploy_kernels.h)
+        std::vector<std::int32_t> wb(blocks16, 0);
+        kernels::decode_d4q4_ref(tables, scales16.data(), codes.data() + n * code_row, tb.data(), blocks, w.data(),
+                                 s.data(), wb.data());
+        std::vector<std::uint8_t> exact((blocks16 + 63) / 64);
+        kernels::deploy_exact_chunks(s.data(), blocks16, scales16[0], exact.data());
+        std::vector<float> sg(blocks16 / 4);  // one scale per group (BlockDotG4Fn)
+        for (std::size_t u = 0; u < sg.size(); ++u) sg[u] = s[4 * u];
+        kernels::block_dot_g4_ref(4, w.data(), sg.data(), exact.data(), wb.data(), xu.data(), blocks16, rows,
+                                  scales16[0], want.data() + n * rows);
+      }
+      for (int bits : {4, 2, 1}) {
+        const CompactT ct = deploy_t_compact(traw.data(), n_rows, groups, bits);
+        ASSERT_EQ(ct.bits, bits);
+        const kernels::TRows tr{ct.t.data(),           deploy_t_row_bytes(groups, bits), bits, ct.escapes.data(),
+                                ct.escape_start.data(), kDeployTGroupBlocks};
+        std::vector<float> got(n_rows * rows, -1.0f);
+        kernels::fused_gemv_d4q4_ref(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(), xb.data(),
+                                     stride, rows, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+            << "twin blocks=" << blocks << " variant=" << variant << " bits=" << bits;
+#if defined(LOWBIT_HAVE_AVX512)
+        if (cpu_supports(SimdLevel::AVX512) && kernels::cpu_has_avx512_vbmi()) {
+          std::fill(got.begin(), got.end(), -1.0f);
+          kernels::fused_gemv_d4q4_avx512_vbmi(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                               xb.data(), stride, rows, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+              << "avx512 blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+        }
+#endif
+#if defined(LOWBIT_HAVE_AVX2)
+        if (cpu_supports(SimdLevel::AVX2)) {
+          std::fill(got.begin(), got.end(), -1.0f);
+          kernels::fused_gemv_d4q4_avx2(tables, scales16.data(), codes.data(), tr, blocks, n_rows, xq.data(),
+                                        xb.data(), stride, rows, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+              << "avx2 blocks=" << blocks << " variant=" << variant << " rows=" << rows << " bits=" << bits;
+        }
+#endif
+      }
+    }
 }
 
 TEST(CosetDeployGroupT, EncodeQuantizesEachGroupAtOneTNoWorseThanTheSmallestWithoutOverload) {
