@@ -136,7 +136,7 @@ def formats():
     """(label, config, row_scale, t_group) of the deployed formats every section shows."""
     return [("E8 q=16 M=1 (tuned, T entropy-coded)", deployable_config("E8", 16, 1), "rms", 1),
             ("D4 q=4 M=2 (QLinear scale)", QuantizationConfig(lattice_type="D4", q=4, M=2), "qlinear", 1),
-            ("D4 q=4 M=2 (tuned, one T per 16 weights)", deployable_config("D4", 4, 2, t_group=4), "rms", 4)]
+            ("D4 q=4 M=2 (tuned, one T per 16 weights)", deployable_config("D4", 4, 2, t_group=4), "auto", 4)]
 
 
 def tuned_d4():

@@ -101,7 +101,8 @@ LOWBIT_BINDING(coset_deploy) {
      nb::arg("codes_out").noconvert(), nb::arg("t_out").noconvert(), nb::arg("t_group") = 1);
 
   // deploy_encode: x rows x blocks x d (float32, rows divided by their scales) -> codes (rows x
-  // blocks x M x d) and T (rows x blocks / t_group); returns (units retried, blocks still overloaded).
+  // blocks x M x d) and T (rows x blocks / t_group); returns (units retried, blocks still overloaded,
+  // blocks clipped).
   m.def("encode", [](const QuantizationConfig& c, In<float> x, std::size_t rows, std::size_t blocks, int t_group,
                      Out<std::uint8_t> codes, Out<std::uint8_t> t) {
     require_t_group(c, blocks, t_group, "deploy encode");
@@ -113,7 +114,7 @@ LOWBIT_BINDING(coset_deploy) {
       nb::gil_scoped_release release;
       stats = deploy_encode(c, x.data(), rows, blocks, t_group, codes.data(), t.data());
     }
-    return nb::make_tuple(stats.retried, stats.overloaded);
+    return nb::make_tuple(stats.retried, stats.overloaded, stats.clipped);
   }, nb::arg("config"), nb::arg("x").noconvert(), nb::arg("rows"), nb::arg("blocks"), nb::arg("t_group"),
      nb::arg("codes").noconvert(), nb::arg("t").noconvert());
 

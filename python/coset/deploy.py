@@ -40,11 +40,22 @@ from .config import QuantizationConfig
 LAYOUT_VERSION = 2  # the format byte of the ``_extra_state`` record; 1 (a dict) still loads
 MAX_T = 15  # T is a nibble in memory
 T_GROUP = 4  # t_group=4: one T per 4 D4 blocks (16 weights), docs/coset.md
+# from_weight warns when blocks were clipped and the deployed weight's relative squared error is above
+# this: twice the worst of the deployed 4-bit formats on any data we measured (D4 with QLinear's scale,
+# 0.026; the tuned formats 0.004-0.02, BENCHMARKS.md).
+CLIPPED_ERROR_WARNING = 0.05
 # The pure-PyTorch path sums the same exact integer block products in another order (BLAS):
 # relative to sum_k |s_k I_k|, float32 reordering of up to in/d terms stays below this.
 TORCH_PATH_RTOL = 2.0 ** -12
 
 _STATE_KEYS = ("codes", "t_code", "t_lengths", "row_scale")
+
+
+def _checked_t_group(t_group: Any, who: str) -> int:
+    """t_group as an int: 1 or T_GROUP (an int, not a bool, float or string), else ValueError naming ``who``."""
+    if isinstance(t_group, (bool, np.bool_)) or not isinstance(t_group, (int, np.integer)) or t_group not in (1, T_GROUP):
+        raise ValueError(f"{who}: t_group must be 1 or {T_GROUP} (an int), got {t_group!r}")
+    return int(t_group)
 
 
 def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1, t_group: int = 1) -> QuantizationConfig:
@@ -63,11 +74,11 @@ def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1, t_group
 
     if lattice_type not in ("Z2", "D4", "E8"):
         raise ValueError(f"deployable_config: lattice_type must be 'Z2', 'D4' or 'E8', got {lattice_type!r}")
-    if t_group not in (1, T_GROUP):
-        raise ValueError(f"deployable_config: t_group must be 1 or {T_GROUP}, got {t_group!r}")
-    if t_group != 1:
+    if _checked_t_group(t_group, "deployable_config") != 1:
         if lattice_type != "D4":
             raise ValueError(f"deployable_config: t_group={T_GROUP} is for D4 configs, not {lattice_type}")
+        cfg = QuantizationConfig(lattice_type="D4", q=q, M=M, max_scaling_iterations=MAX_T)
+        _native.require_t_group(cfg.native(), T_GROUP, T_GROUP, "deployable_config")
         return _group_optimal_config(q, M)
     return rate_optimal_config(lattice_type, q, M).replace(max_scaling_iterations=MAX_T)
 
@@ -139,8 +150,7 @@ def layer_record(config: QuantizationConfig, in_features: int, out_features: int
     for what, v in (("in_features", in_features), ("out_features", out_features)):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**32:
             raise ValueError(f"layer_record: {what} must be an integer in [1, 2**32), got {v!r}")
-    if t_group not in (1, T_GROUP):
-        raise ValueError(f"layer_record: t_group must be 1 or {T_GROUP}, got {t_group!r}")
+    t_group = _checked_t_group(t_group, "layer_record")
     flags = sum(bit for bit, field in _FLAG_FIELDS if getattr(config, field)) | (_FLAG_BIAS if bias else 0)
     if t_group != 1:
         flags |= _FLAG_T_GROUP
@@ -259,9 +269,7 @@ class PackedLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.config = self._checked_config(config)
-        if isinstance(t_group, bool) or t_group not in (1, T_GROUP):
-            raise ValueError(f"{self.layer_name}: t_group must be 1 or {T_GROUP}, got {t_group!r}")
-        self.t_group = int(t_group)
+        self.t_group = _checked_t_group(t_group, self.layer_name)
         self.blocks = -(-in_features // (self.config.d * self.t_group)) * self.t_group
         try:
             _native.require_t_group(self.config.native(), self.blocks, self.t_group, self.layer_name)
@@ -368,8 +376,14 @@ class PackedLinear(nn.Module):
         ``row_scale``: ``"qlinear"`` divides each row by ``rms * optimal_beta(lattice, q, M)``
         before encoding with ``config`` (exactly what ``QLinear`` does, so a QAT-trained layer
         deploys to the weights it was trained with); ``"rms"`` divides by the rms only (for
-        tuned configs such as :func:`deployable_config`, whose beta is the whole scale); or a
-        tensor of ``out`` positive scales. ``t_group=4`` (D4 configs): one T per 4 blocks, each group
+        tuned configs such as :func:`deployable_config`, whose beta is the whole scale); ``"auto"``
+        is ``"rms"`` but rows with outliers or heavy tails (relative error above 1.5 times the
+        layer's median, or a T at the config's largest) take the factor of the rms among
+        ``AUTO_ROW_SCALE_FACTORS`` that gives them the lowest squared error (the T steps cover a
+        range of ``2**(alpha * max_t)`` only; beyond it blocks are clipped); or a tensor of ``out``
+        positive scales. A ``RuntimeWarning`` names the layer when clipped blocks leave the deployed
+        weight's relative squared error above ``CLIPPED_ERROR_WARNING`` (a few weights far beyond
+        the rest of their row, which a row scale and 16 T steps cannot represent). ``t_group=4`` (D4 configs): one T per 4 blocks, each group
         at the smallest T where none of its blocks overloads (pair it with
         ``deployable_config("D4", 4, 2, t_group=4)`` and ``row_scale="rms"``).
         """
@@ -391,39 +405,36 @@ class PackedLinear(nn.Module):
             b = bias.detach().to(device="cpu", dtype=torch.float32)
             if b.shape != (out_f,) or not bool(torch.isfinite(b).all()):
                 raise ValueError(f"{layer.layer_name}: bias must be {out_f} finite values")
-        rms = w.pow(2).mean(dim=1).sqrt()
+        rms = w.double().pow(2).mean(dim=1).sqrt().to(torch.float32)  # float64: no underflow of w^2
         rms = torch.where(rms > 0, rms, torch.ones_like(rms))
         if isinstance(row_scale, str):
             if row_scale == "qlinear":
                 from .quant import optimal_beta
 
                 scale = rms * optimal_beta(config.lattice_type, config.q, config.M)
-            elif row_scale == "rms":
+            elif row_scale in ("rms", "auto"):
                 scale = rms
             else:
-                raise ValueError(f"{layer.layer_name}: row_scale must be 'qlinear', 'rms' or a tensor, got {row_scale!r}")
+                raise ValueError(f"{layer.layer_name}: row_scale must be 'qlinear', 'rms', 'auto' or a tensor, "
+                                 f"got {row_scale!r}")
         else:
             scale = torch.as_tensor(row_scale, dtype=torch.float32).cpu().reshape(-1)
             if scale.shape != (out_f,) or not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
                 raise ValueError(f"{layer.layer_name}: row_scale must be {out_f} finite positive values")
-        scale = scale.to(torch.float32)
-        huge = ~torch.isfinite(scale)
-        if bool(huge.any()):  # finite weights whose rms overflows float32 (|w| around 1e19 and above)
-            row = int(huge.nonzero()[0])
-            raise ValueError(f"{layer.layer_name}: the rms of weight row {row} overflows float32 (max |w| = "
-                             f"{float(w[row].abs().max()):.3g}); rescale the weights before deploying")
-        d = config.d
-        work = (w / scale[:, None]).numpy()
-        pad = layer.blocks * d - in_f
-        if pad:
-            work = np.concatenate([work, np.zeros((out_f, pad), np.float32)], axis=1)
-        codes = np.empty((out_f * layer.blocks, config.M, d), np.uint8)
-        t = np.empty(out_f * layer.t_units, np.uint8)
-        _, overloaded = _native.encode(config.native(), np.ascontiguousarray(work, dtype=np.float32), out_f,
-                                       layer.blocks, layer.t_group, codes, t)
+        scale = scale.to(torch.float32)  # finite: the rms of finite float32 values (taken in float64)
+        codes, t, (_, overloaded, clipped) = layer._encode_rows(w, scale)
+        if row_scale == "auto":
+            codes, t, scale = layer._search_row_scales(w, scale, codes, t)
         if overloaded:
             warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
                           RuntimeWarning, stacklevel=2)
+        if clipped:
+            err = float(layer._row_errors(w, scale, codes, t).sum() / max(float(w.double().pow(2).sum()), 1e-300))
+            if err > CLIPPED_ERROR_WARNING:
+                warnings.warn(f"{layer.layer_name}: the deployed weight's relative squared error is {err:.3f}: "
+                              f"blocks exceed the largest scale (T={config.max_t()}) and were clipped "
+                              "(outliers beyond the format's range; row_scale='auto', a config with a larger "
+                              "alpha, or t_group=1 widen it)", RuntimeWarning, stacklevel=2)
         packed = np.empty(tuple(layer.codes.shape), np.uint8)
         nibbles = np.empty((out_f, int(_native.t_row_bytes(layer.t_units))), np.uint8)
         _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles, layer.t_group)  # checks codes, T
@@ -437,6 +448,65 @@ class PackedLinear(nn.Module):
         if bias is not None:
             layer.bias = bias.detach().to(device=dev, dtype=torch.float32).clone()
         return layer
+
+    # Row-scale factors row_scale="auto" tries in the rows it searches (besides 1).
+    AUTO_ROW_SCALE_FACTORS = (0.5, 0.7, 0.85, 1.25, 1.5, 2.0, 2.5, 3.0)
+
+    def _encode_rows(self, w: torch.Tensor, scale: torch.Tensor):
+        """deploy_encode of the rows of ``w`` (float32, rows x in) divided by ``scale``: (codes
+        (rows * blocks, M, d), T (rows * t_units), (units retried, blocks overloaded, blocks clipped))."""
+        d, rows = self.config.d, w.shape[0]
+        work = (w / scale[:, None]).numpy()
+        pad = self.blocks * d - w.shape[1]
+        if pad:
+            work = np.concatenate([work, np.zeros((rows, pad), np.float32)], axis=1)
+        codes = np.empty((rows * self.blocks, self.config.M, d), np.uint8)
+        t = np.empty(rows * self.t_units, np.uint8)
+        stats = _native.encode(self.config.native(), np.ascontiguousarray(work, dtype=np.float32), rows, self.blocks,
+                               self.t_group, codes, t)
+        return codes, t, tuple(int(v) for v in stats)
+
+    def _row_errors(self, w: torch.Tensor, scale: torch.Tensor, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Squared error of each row's decode (codes and T of _encode_rows, times ``scale``) against ``w``."""
+        from lowbit._native import coset as _coset_native
+
+        d, rows = self.config.d, w.shape[0]
+        out = np.empty((rows * self.blocks, d), np.float32)
+        _coset_native.decode(self.config.native(), codes, np.ascontiguousarray(np.repeat(t, self.t_group)), out)
+        dec = out.reshape(rows, -1)[:, : w.shape[1]].astype(np.float64) * scale.numpy()[:, None]
+        return ((dec - w.numpy()) ** 2).sum(axis=1)
+
+    def _search_row_scales(self, w, scale, codes, t):
+        """row_scale="auto": the rows whose relative squared error is above 1.5 times the layer's
+        median, or where some T reaches the config's largest (rows with outliers or heavy tails, whose
+        range the T steps do not cover at the rms), take the rms times the factor of
+        AUTO_ROW_SCALE_FACTORS (or 1) that gives the row the lowest squared error. Returns (codes, T,
+        scale)."""
+        units, per_row = self.t_units, self.blocks * self.config.M * self.config.d
+        err0 = self._row_errors(w, scale, codes, t)
+        rel = err0 / np.maximum(w.double().pow(2).sum(dim=1).numpy(), 1e-300)
+        hit = np.nonzero((t.reshape(-1, units).max(axis=1) >= self.config.max_t()) | (rel > 1.5 * np.median(rel)))[0]
+        if hit.size == 0:
+            return codes, t, scale
+        idx = torch.from_numpy(hit)
+        sub_w, base = w[idx], scale[idx]
+        codes3 = codes.reshape(-1, per_row)
+        t2 = t.reshape(-1, units)
+        best_err = err0[hit]
+        best_scale = base.clone()
+        for f in self.AUTO_ROW_SCALE_FACTORS:
+            s_f = base * f
+            c_f, t_f, _ = self._encode_rows(sub_w, s_f)
+            err = self._row_errors(sub_w, s_f, c_f, t_f)
+            better = np.nonzero(err < best_err)[0]
+            if better.size:
+                best_err[better] = err[better]
+                best_scale[torch.from_numpy(better)] = s_f[torch.from_numpy(better)]
+                codes3[hit[better]] = c_f.reshape(-1, per_row)[better]
+                t2[hit[better]] = t_f.reshape(-1, units)[better]
+        scale = scale.clone()
+        scale[idx] = best_scale
+        return codes3.reshape(codes.shape), t2.reshape(-1), scale
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: QuantizationConfig, row_scale: Union[str, torch.Tensor] = "qlinear",

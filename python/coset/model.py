@@ -62,10 +62,12 @@ def _replace(model: nn.Module, want: Callable[[str, nn.Module], bool],
              make: Callable[[str, nn.Module], nn.Module]) -> nn.Module:
     """Replaces every module ``want`` selects (the root too) by ``make(name, module)``; a module
     reachable under several names is replaced once and stays shared (weight ties are kept).
-    Returns the model, or the replacement of the root."""
+    Every replacement is made before any is put in place, so a ``make`` that raises (a layer the
+    format refuses) leaves the model as it was. Returns the model, or the replacement of the root."""
     if want("", model):
         return make("", model)
     new = {}  # id(old module) -> its replacement
+    places = []  # (parent, attribute, id(old module))
     for parent_name, parent in list(model.named_modules()):
         for child_name, child in list(parent._modules.items()):  # named_children() hides repeats
             if child is None:
@@ -74,7 +76,9 @@ def _replace(model: nn.Module, want: Callable[[str, nn.Module], bool],
             if id(child) not in new and want(full, child):
                 new[id(child)] = make(full, child)
             if id(child) in new:
-                setattr(parent, child_name, new[id(child)])
+                places.append((parent, child_name, id(child)))
+    for parent, child_name, old in places:
+        setattr(parent, child_name, new[old])
     return model
 
 
@@ -117,8 +121,10 @@ def deploy_model(model: nn.Module, skip: Skip = None, row_scale: str = "qlinear"
     ``row_scale="qlinear"`` (default) keeps the QLinear's row scales and config, so the deployed
     weights are the ones its forward used (QAT); ``"rms"`` divides rows by their rms only, for
     tuned configs such as ``coset.deployable_config("E8", 16, 1)`` whose beta is the whole scale
-    (post-training quantization); ``t_group=4`` shares one T per 16 weights (D4 configs, e.g.
-    ``coset.deployable_config("D4", 4, 2, t_group=4)``: the fastest batch-1 format). Refusals (a config the kernels cannot run, NaN weights) raise
+    (post-training quantization), ``"auto"`` also searches a better factor for rows with outliers or
+    heavy tails (:meth:`coset.deploy.PackedLinear.from_weight`); ``t_group=4`` shares one T per 16
+    weights (D4 configs, e.g. ``coset.deployable_config("D4", 4, 2, t_group=4)``: the fastest batch-1
+    format). Refusals (a config the kernels cannot run, NaN weights) raise
     ValueError naming the layer; so does a ``skip`` name that matches no module. ``skip`` as in
     :func:`quantize_model`. Forward hooks carry over. A bare QLinear is returned as its
     PackedLinear; a QLinear used at several places becomes one shared PackedLinear (or stays one

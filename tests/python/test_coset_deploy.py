@@ -493,13 +493,18 @@ def test_an_empty_batch_gives_an_empty_output(config, backend):
         assert layer(torch.randn(2, 0, 64)).shape == (2, 0, 48)
 
 
-def test_weights_whose_rms_overflows_float32_are_refused_naming_the_layer():
-    lin = nn.Linear(8, 4)
-    with torch.no_grad():
-        lin.weight.normal_().mul_(1e20)  # finite, but the row rms overflows: every output was NaN
-    for row_scale in ("qlinear", "rms"):
-        with pytest.raises(ValueError, match=r"big: the rms of weight row 0 overflows float32"):
-            PackedLinear.from_linear(lin, FORMATS[0], row_scale=row_scale, name="big")
+def test_huge_finite_weights_deploy_with_their_scale():
+    # The row rms is taken in float64: rows of 1e20 (whose float32 rms overflowed before) and up to
+    # float32's largest values deploy like the same rows at unit scale, scaled.
+    torch.manual_seed(4)
+    base = torch.randn(4, 8)
+    for magnitude in (1e20, 1e37):
+        for row_scale in ("qlinear", "rms"):
+            unit = PackedLinear.from_weight(base, None, FORMATS[0], row_scale=row_scale)
+            big = PackedLinear.from_weight(base * magnitude, None, FORMATS[0], row_scale=row_scale, name="big")
+            assert torch.equal(big.codes, unit.codes)
+            torch.testing.assert_close(big.decoded_weight().double() / magnitude, unit.decoded_weight().double(),
+                                       rtol=1e-5, atol=0)
 
 
 def test_model_api_replaces_a_bare_layer_keeps_shared_layers_shared_and_refuses_unknown_skip_names():
@@ -771,3 +776,61 @@ def test_deploy_model_with_a_t_per_group():
         want = PackedLinear.from_weight(w, b, config, row_scale="rms", t_group=4)
         x = torch.randn(3, w.shape[1])
         assert torch.equal(m(x), want(x))
+
+
+def test_auto_row_scales_cover_heavy_tails_and_a_warning_names_what_cannot_be_represented():
+    import warnings
+
+    import numpy as np
+
+    config = deployable_config("D4", 4, 2, t_group=4)
+    rng = np.random.default_rng(0)
+    w = torch.tensor(rng.standard_t(2, (128, 512)), dtype=torch.float32)  # heavy tails
+    with pytest.warns(RuntimeWarning, match="h: the deployed weight's relative squared error"):
+        plain = PackedLinear.from_weight(w, None, config, row_scale="rms", name="h", t_group=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the searched row scales cover the range
+        auto = PackedLinear.from_weight(w, None, config, row_scale="auto", name="h", t_group=4)
+
+    def rel(layer):
+        return float(((layer.decoded_weight() - w) ** 2).sum() / (w ** 2).sum())
+
+    assert rel(auto) < 0.5 * rel(plain) and rel(auto) < _q4_0_relative_mse(w) * 1.2, (rel(auto), rel(plain))
+    # Gaussian rows are left at their rms (nothing to search), bit for bit the "rms" layer.
+    g = torch.randn(64, 256)
+    a = PackedLinear.from_weight(g, None, config, row_scale="auto", t_group=4)
+    b = PackedLinear.from_weight(g, None, config, row_scale="rms", t_group=4)
+    assert torch.equal(a.row_scale, b.row_scale) and torch.equal(a.codes, b.codes)
+    # A weight 1000 times its row's rms cannot share the row's scale with the rest: warned.
+    spike = 0.02 * torch.randn(8, 256)
+    spike[:, 100] = 20.0
+    with pytest.warns(RuntimeWarning, match="spike: .* clipped"):
+        PackedLinear.from_weight(spike, None, config, row_scale="auto", name="spike", t_group=4)
+
+
+def test_tiny_weights_keep_their_scale():
+    w = torch.randn(4, 64) * 1e-25  # w**2 underflows float32: the rms is taken in float64
+    layer = PackedLinear.from_weight(w, None, deployable_config("D4", 4, 2, t_group=4), row_scale="auto", t_group=4)
+    dec, ref = layer.decoded_weight().double(), w.double()
+    assert float(((dec - ref) ** 2).sum() / (ref ** 2).sum()) < 0.05
+
+
+def test_t_group_must_be_the_int_1_or_4_everywhere():
+    for bad in (True, 4.0, "4", 2):
+        with pytest.raises(ValueError, match="t_group must be 1 or 4"):
+            deployable_config("D4", 4, 2, t_group=bad)
+        with pytest.raises(ValueError, match="t_group must be 1 or 4"):
+            layer_record(QuantizationConfig(lattice_type="D4", q=4, M=2), 16, 2, False, t_group=bad)
+        with pytest.raises(ValueError, match="fc: t_group must be 1 or 4"):
+            PackedLinear(16, 2, QuantizationConfig(lattice_type="D4", q=4, M=2), name="fc", t_group=bad)
+    with pytest.raises(ValueError, match="deployable_config: t_group=4 needs a D4 config whose decoded integers"):
+        deployable_config("D4", 4, 4, t_group=4)
+
+
+def test_a_refused_layer_leaves_the_whole_model_as_it_was():
+    model = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 8))
+    quantize_model(model, deployable_config("D4", 4, 2, t_group=4))
+    model[2].config = deployable_config("E8", 16, 1)  # a layer t_group=4 cannot take
+    with pytest.raises(ValueError, match="2: t_group=4"):
+        deploy_model(model, row_scale="auto", t_group=4)
+    assert isinstance(model[0], QLinear) and isinstance(model[2], QLinear)
