@@ -44,6 +44,7 @@ T_GROUP = 4  # t_group=4: one T per 4 D4 blocks (16 weights), docs/coset.md
 # this: twice the worst of the deployed 4-bit formats on any data we measured (D4 with QLinear's scale,
 # 0.026; the tuned formats 0.004-0.02, BENCHMARKS.md).
 CLIPPED_ERROR_WARNING = 0.05
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # The pure-PyTorch path sums the same exact integer block products in another order (BLAS):
 # relative to sum_k |s_k I_k|, float32 reordering of up to in/d terms stays below this.
 TORCH_PATH_RTOL = 2.0 ** -12
@@ -68,7 +69,7 @@ def deployable_config(lattice_type: str = "E8", q: int = 16, M: int = 1, t_group
     weights: :meth:`PackedLinear.from_weight`), found by the same grid search with each group's T
     shared (``MSE * 2**(2 * (M log2 q + H(T) / 16))`` on N(0,1) data, alpha in 1, 1/2, 1/4, 1/6, 1/8,
     T <= 15): D4 q=4 M=2 gives alpha = 1/6 (a finer gain step than a T per block needs, since one T
-    serves 16 weights).
+    serves 16 weights). The search takes a few seconds on its first call per (q, M) and is cached.
     """
     from .quant import rate_optimal_config
 
@@ -208,6 +209,9 @@ def read_layer_record(extra: Any, name: str = "PackedLinear") -> SavedLayer:
                                     max_scaling_iterations=iters, dither_seed=seed, **fields)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
+    if flags & _FLAG_T_GROUP and config.lattice_type != "D4":
+        raise ValueError(f"{name}: packed state dict's config record flags a T per group for a "
+                         f"{config.lattice_type} config (only D4 has it; corrupt)")
     return SavedLayer(config, in_f, out_f, bool(flags & _FLAG_BIAS), T_GROUP if flags & _FLAG_T_GROUP else 1)
 
 
@@ -547,6 +551,9 @@ class PackedLinear(nn.Module):
         if tuple(codes.shape) != want:
             raise ValueError(f"{label}: 'codes' has shape {tuple(codes.shape)}, the record's {saved.in_features} -> "
                              f"{saved.out_features} layer needs {want}")
+        if ("bias" in state_dict) != saved.bias:
+            raise ValueError(f"{label}: packed state dict {'lacks' if saved.bias else 'has'} a 'bias', its config "
+                             f"record says the layer has {'one' if saved.bias else 'none'} (corrupt)")
         layer = cls(saved.in_features, saved.out_features, saved.config, bias=saved.bias, name=name, device=device,
                     t_group=saved.t_group)
         layer.load_state_dict(state_dict)
@@ -687,8 +694,11 @@ class PackedLinear(nn.Module):
             raise ValueError(f"{name}: input must be a torch tensor, got {type(x).__name__}")
         if not x.is_floating_point():
             raise ValueError(f"{name}: input must be floating point, got {x.dtype}")
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"{name}: input has {x.shape[-1] if x.dim() else 0} features, expected {self.in_features}")
+        if x.dim() == 0:
+            raise ValueError(f"{name}: input must have at least one dimension (the {self.in_features} features), "
+                             "got a 0-d tensor")
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{name}: input has {x.shape[-1]} features, expected {self.in_features}")
         _backend.check_same_device("input", x, name, self.codes.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -702,6 +712,9 @@ class PackedLinear(nn.Module):
 
     def _forward_packed(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
+        if x.dtype == torch.float64 and x.numel() and bool((x.abs() > _FLOAT32_MAX).any()):
+            raise ValueError(f"{self.layer_name}: input has finite float64 values beyond float32's range "
+                             f"(max |x| = {float(x.abs().max()):.3g}); the kernels compute in float32")
         x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)
         if _backend.select(x.device, self.layer_name) == "cpp":
             y = self._forward_native(x2)

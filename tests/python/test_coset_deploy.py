@@ -834,3 +834,22 @@ def test_a_refused_layer_leaves_the_whole_model_as_it_was():
     with pytest.raises(ValueError, match="2: t_group=4"):
         deploy_model(model, row_scale="auto", t_group=4)
     assert isinstance(model[0], QLinear) and isinstance(model[2], QLinear)
+
+
+def test_group_records_and_inputs_that_cannot_be_right_are_value_errors():
+    layer = PackedLinear.from_linear(nn.Linear(32, 4), deployable_config("D4", 4, 2, t_group=4), row_scale="auto",
+                                     name="fc", t_group=4)
+    sd = layer.state_dict()
+    no_bias = dict(sd)
+    del no_bias["bias"]
+    with pytest.raises(ValueError, match="fc: packed state dict lacks a 'bias'"):
+        PackedLinear.from_state_dict(no_bias, name="fc")
+    e8 = PackedLinear.from_linear(nn.Linear(32, 4), deployable_config("E8", 16, 1), row_scale="rms", name="fc")
+    record = e8.get_extra_state().clone()
+    record[5] |= 1 << 6  # the T-per-group flag on an E8 record
+    with pytest.raises(ValueError, match="fc: .* flags a T per group for a E8 config"):
+        read_layer_record(record, "fc")
+    with pytest.raises(ValueError, match="fc: input has finite float64 values beyond float32's range"):
+        layer(torch.full((1, 32), 1e300, dtype=torch.float64))
+    with pytest.raises(ValueError, match="fc: input must have at least one dimension"):
+        layer(torch.tensor(1.0))
