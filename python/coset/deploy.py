@@ -432,8 +432,16 @@ class PackedLinear(nn.Module):
         if overloaded:
             warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
                           RuntimeWarning, stacklevel=2)
-        if clipped:
-            err = float(layer._row_errors(w, scale, codes, t).sum() / max(float(w.double().pow(2).sum()), 1e-300))
+        # Blocks beyond the range are in rows that reach the largest T, or one below it (where the
+        # encoder's rate-distortion step may have moved their group): those rows' error.
+        top = np.nonzero(t.reshape(out_f, -1).max(axis=1) >= config.max_t() - 1)[0] if clipped else np.zeros(0, np.int64)
+        if top.size:
+            idx = torch.from_numpy(top)
+            per_row = layer.blocks * config.M * config.d
+            sub_codes = codes.reshape(out_f, per_row)[top].reshape(-1, config.M, config.d)
+            sub_t = t.reshape(out_f, -1)[top].reshape(-1)
+            err = float(layer._row_errors(w[idx], scale[idx], sub_codes, sub_t).sum()
+                        / max(float(w.double().pow(2).sum()), 1e-300))
             if err > CLIPPED_ERROR_WARNING:
                 warnings.warn(f"{layer.layer_name}: the deployed weight's relative squared error is {err:.3f}: "
                               f"blocks exceed the largest scale (T={config.max_t()}) and were clipped "
