@@ -89,7 +89,7 @@ def _group_optimal_config(q: int, M: int) -> QuantizationConfig:
     """deployable_config("D4", q, M, t_group=4): grid search over (alpha, beta) with the shared-T encoder."""
     from lowbit._native import coset as _coset_native
 
-    from .quant import side_information_rate
+    from .quant import DEGENERATE_MSE, side_information_rate
 
     x = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)  # 64 rows of 64 groups
     rows, blocks = x.shape[0], x.shape[1] // 4
@@ -107,8 +107,11 @@ def _group_optimal_config(q: int, M: int) -> QuantizationConfig:
             _coset_native.decode(cfg.native(), codes, np.repeat(t, T_GROUP), dec)
             mse = float(np.mean((dec.reshape(x.shape) - x) ** 2))
             score = mse * 2.0 ** (2.0 * (cfg.rate + side_information_rate(t, cfg) / T_GROUP))
-            if score < best[0]:
+            if score < best[0] and mse < DEGENERATE_MSE:
                 best = (score, cfg)
+    if best[1] is None:
+        raise ValueError(f"deployable_config: no (beta, alpha) of the grid gives D4 q={q} M={M} with t_group={T_GROUP} "
+                         f"an MSE below {DEGENERATE_MSE} on unit-variance data")
     return best[1]
 
 

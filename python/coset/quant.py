@@ -18,6 +18,7 @@ from .config import QuantizationConfig
 
 # Retries allowed to rate_optimal_config: with alpha = 1/8, 64 retries span a gain of 256.
 MAX_TUNED_ITERATIONS = 64
+DEGENERATE_MSE = 0.95  # rate_optimal_config: the zero quantizer has MSE 1 on unit-variance data
 from .lattices.base import Lattice
 
 
@@ -319,7 +320,9 @@ def rate_optimal_config(lattice_type: str, q: int, M: int) -> QuantizationConfig
     quantization); the rate counted is the codes' ``M log2 q`` plus T's entropy
     (:func:`side_information_rate`), and the objective is ``MSE * 2**(2 * total rate)``, i.e. the
     distance in dB from the Gaussian D(R) = 2**(-2R). Small alphas (fine gain steps) win: about
-    1/4. Scale beta by the data's std. Grid search, deterministic (fixed seed).
+    1/4. Scale beta by the data's std. Grid search, deterministic (fixed seed). Candidates whose MSE
+    is not below ``DEGENERATE_MSE`` (0.95 of the variance) are left out: at low rates (D4 q=2) a beta so
+    large that everything decodes to 0 (MSE 1, no T to code) would otherwise score best.
     """
     from .lattices import lattice_for
 
@@ -334,8 +337,11 @@ def rate_optimal_config(lattice_type: str, q: int, M: int) -> QuantizationConfig
             b, t = encode(x, lattice, cfg)
             mse = float(np.mean((decode(b, lattice, cfg, t) - x) ** 2))
             score = mse * 2.0 ** (2.0 * (cfg.rate + side_information_rate(t, cfg)))
-            if score < best[0]:
+            if score < best[0] and mse < DEGENERATE_MSE:
                 best = (score, cfg)
+    if best[1] is None:
+        raise ValueError(f"rate_optimal_config: no (beta, alpha) of the grid gives {lattice_type} q={q} M={M} an MSE "
+                         f"below {DEGENERATE_MSE} on unit-variance data")
     return best[1]
 
 

@@ -48,3 +48,18 @@ def test_rate_optimal_config_beats_fixed_scale_at_equal_accounting():
     db_fixed = 10 * math.log10(float(np.mean((quantize(x, lat, fixed) - x) ** 2)) / 2 ** -8)
     db_tuned, _ = _db_at_total_rate("E8", 16, 1)
     assert db_tuned < db_fixed - 2.0
+
+
+def test_rate_optimal_config_never_picks_the_zero_quantizer():
+    # D4 q=2 M=1 at 1 bit per dimension: a beta so large that every vector decodes to 0 (MSE 1, no T
+    # to code) scored best before; the search leaves such candidates out.
+    import numpy as np
+
+    import coset
+
+    cfg = coset.rate_optimal_config("D4", 2, 1)
+    x = np.random.default_rng(1).standard_normal((4096, 4)).astype(np.float32)
+    b, t = coset.encode(x, coset.D4Lattice(), cfg)
+    x_hat = coset.decode(b, coset.D4Lattice(), cfg, t)
+    assert float(np.mean((x_hat - x) ** 2)) < coset.quant.DEGENERATE_MSE
+    assert np.count_nonzero(x_hat) > 0
