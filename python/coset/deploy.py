@@ -284,7 +284,8 @@ class PackedLinear(nn.Module):
             raise ValueError(str(exc)) from None
         row_bytes = int(_native.code_row_bytes(self.config.native(), self.blocks))
         t_bytes = int(_native.t_row_bytes(self.t_units))
-        dev = torch.device("cpu") if device is None else torch.device(device)
+        target = torch.device("cpu") if device is None else torch.device(device)
+        dev = torch.device("cpu")  # built on the CPU (the T stream is derived there), then moved
         self.register_buffer("codes", torch.zeros(out_features, row_bytes, dtype=torch.uint8, device=dev))
         self.register_buffer("t_code", torch.zeros(0, dtype=torch.uint8, device=dev))
         lengths = torch.zeros(16, dtype=torch.uint8, device=dev)
@@ -305,6 +306,8 @@ class PackedLinear(nn.Module):
         self.register_buffer("t_escape_start", torch.zeros(out_features + 1, dtype=torch.int32, device=dev),
                              persistent=False)
         self._hold_t_code(self._entropy_code(np.zeros((out_features, self.t_units), np.uint8))[0])
+        if target != dev:
+            self.to(target)
 
     @property
     def t_units(self) -> int:
@@ -350,6 +353,11 @@ class PackedLinear(nn.Module):
         """Keeps the saved T stream only where it cannot be rebuilt from the in-memory T (a stream
         whose unused last bits are not zero); otherwise ``state_dict()`` rebuilds it, so the layer
         does not hold T twice (docs/coset.md, "Deployed layers")."""
+        if self.codes.is_meta:  # no values to compare: keep the (meta) stream as given
+            self._t_code_bytes = int(stream.numel())
+            self._t_code_derived = False
+            self.t_code = stream.detach().to("meta")
+            return
         stream = stream.detach().cpu()
         self._t_code_bytes = int(stream.numel())
         self._t_code_derived = torch.equal(self._derived_t_code(), stream)
@@ -358,7 +366,9 @@ class PackedLinear(nn.Module):
 
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        if self._t_code_derived:
+        if self.codes.is_meta:  # shapes only, as every buffer of a meta module
+            destination[prefix + "t_code"] = torch.empty(self._t_code_bytes, dtype=torch.uint8, device="meta")
+        elif self._t_code_derived:
             destination[prefix + "t_code"] = self._derived_t_code().to(self.codes.device)
 
     def _t_args(self) -> tuple:
@@ -658,7 +668,9 @@ class PackedLinear(nn.Module):
         kept = {k: self._buffers[k] for k in ("row_scale", "bias") if self._buffers.get(k) is not None}
         super()._apply(fn, *args, **kwargs)
         for k, v in kept.items():
-            self._buffers[k] = v.to(self.codes.device)
+            now = self._buffers[k]
+            if now.dtype != torch.float32:  # a cast: the float32 values, on the new device
+                self._buffers[k] = torch.empty_like(now, dtype=torch.float32) if v.is_meta else v.to(now.device)
         return self
 
     # ---- sizes ------------------------------------------------------------------------------
@@ -689,7 +701,10 @@ class PackedLinear(nn.Module):
     # ---- evaluation ---------------------------------------------------------------------------
 
     def decoded_weight(self) -> torch.Tensor:
-        """W^ (out x in) in float32, for inspection (never used by forward)."""
+        """W^ (out x in) in float32, for inspection (never used by forward); on the meta device an
+        empty meta tensor of that shape."""
+        if self.codes.is_meta:
+            return torch.empty(self.out_features, self.in_features, device="meta")
         if self.codes.device.type == "cpu" and not _backend.get_backend() == "torch":
             out = np.empty((self.out_features, self.blocks * self.config.d), np.float32)
             _native.decode(self._native_config(), self.blocks, self.codes.numpy(), *self._t_args(),
@@ -723,6 +738,8 @@ class PackedLinear(nn.Module):
 
     def _forward_packed(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
+        if x.is_meta:  # shape propagation, as nn.Linear on the meta device
+            return torch.empty(*lead, self.out_features, dtype=x.dtype, device="meta")
         if x.dtype == torch.float64 and x.numel() and bool((x.abs() > _FLOAT32_MAX).any()):
             raise ValueError(f"{self.layer_name}: input has finite float64 values beyond float32's range "
                              f"(max |x| = {float(x.abs().max()):.3g}); the kernels compute in float32")

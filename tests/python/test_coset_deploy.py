@@ -853,3 +853,17 @@ def test_group_records_and_inputs_that_cannot_be_right_are_value_errors():
         layer(torch.full((1, 32), 1e300, dtype=torch.float64))
     with pytest.raises(ValueError, match="fc: input must have at least one dimension"):
         layer(torch.tensor(1.0))
+
+
+def test_meta_device_propagates_shapes_and_to_empty_then_load_restores_the_layer():
+    config = deployable_config("D4", 4, 2, t_group=4)
+    real = PackedLinear.from_linear(nn.Linear(40, 8), config, row_scale="auto", name="fc", t_group=4)
+    sd = real.state_dict()
+    meta = PackedLinear(40, 8, config, name="fc", device="meta", t_group=4)
+    assert meta(torch.empty(3, 5, 40, device="meta")).shape == (3, 5, 8)
+    assert meta.decoded_weight().shape == (8, 40) and meta.decoded_weight().is_meta
+    assert set(meta.state_dict()) == set(sd)
+    layer = meta.to_empty(device="cpu")  # as after init_empty_weights: then the checkpoint
+    layer.load_state_dict(sd)
+    x = torch.randn(2, 40)
+    assert torch.equal(layer(x), real(x))
