@@ -80,8 +80,9 @@ void deploy_exact_chunks(const float* s, std::size_t blocks16, float s0, std::ui
 // (bias = fused_weight_bias(d)); the weights enter vpdpbusd as the unsigned bytes w + bias, so
 // I = xb[k] + sum_j (w_j + bias) xq_j = sum_j w_j xq_j is exact and the correction is computed once
 // per input row and shared by every weight row. Same I, same epilogue (deploy.h): the result
-// equals block_dot of the decoded row bit for bit. The epilogue's exact chunks are told by T = 0,
-// so scales16[T] != scales16[0] is required for T > 0 (packed_linear runs the panel path otherwise).
+// equals block_dot of the decoded row bit for bit (with t.group = 4, D4 only: T per group and the
+// group epilogue, equal to block_dot_g4 of the decoded row). The epilogue's exact chunks are told by
+// T = 0, so scales16[T] != scales16[0] is required for T > 0 (packed_linear runs the panel path otherwise).
 inline constexpr std::size_t kFusedMaxBatch = 4;
 // T of consecutive weight rows in one of deploy.h's in-memory forms, row n (relative) at
 // t + n * row_bytes; bits < 4: row n's escapes are escapes[escape_start[n] .. escape_start[n + 1]).
