@@ -20,7 +20,7 @@ One run, one thread, the same data for every contender:
     PYTHONPATH=python .venv/bin/python bench/bench_coset_deploy.py [--quick] [--speed] [--rd] [--mlp] [--other]
         [--fused] [--no-llama-cpp]
 
-(--speed, --rd, --mlp, --other, --fused choose sections; none: the first three. --other: the speed of deployable
+(--speed, --stream, --rd, --mlp, --other, --fused choose sections; none: the first four. --other: the speed of deployable
 formats off the two fast paths: q not a power of two, |w| > 63 on the wide int32 path. --fused: the fused
 small-batch GEMV against the panel path (LOWBIT_COSET_FUSED=0) at the active SIMD level, e.g. with
 LOWBIT_SIMD=avx2.)
@@ -78,11 +78,12 @@ def ggml_harness():
     return _GGML.get("exe"), _GGML.get("skip", "")
 
 
-def ggml_run(exe, w: np.ndarray, types, repeat1=0, repeat64=0, dump_dir=None):
+def ggml_run(exe, w: np.ndarray, types, repeat1=0, repeat64=0, dump_dir=None, copies=1):
     """{type name: (bits/weight, mse, ms batch 1, ms batch 64)} from the harness on the weight `w` (or the
     harness's skip reason for that type); with `dump_dir`, the harness also writes each type's dequantized
-    weight to dump_dir/<type>.f32."""
-    env = dict(os.environ, GGML_N_THREADS="1")
+    weight to dump_dir/<type>.f32; with `copies` > 1 it multiplies that many copies of the weight in turn
+    and reports the time per copy (weights streamed from DRAM)."""
+    env = dict(os.environ, GGML_N_THREADS="1", LOWBIT_GGML_COPIES=str(copies))
     if dump_dir is not None:
         env["LOWBIT_GGML_DUMP_DIR"] = str(dump_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +216,61 @@ def section_speed(lines):
     lines += ["", "Speed and error go together: compare a format's speed with a ggml type's only next to both "
               "errors (the ggml table's relative MSE column, same weight).", ""]
     speed_ggml(lines, w_np, layers, ours, ggml_res, why)
+
+
+STREAM_COPIES = 4 if QUICK else 16  # --stream: copies of the layer evaluated in turn
+
+
+def section_stream(lines):
+    """Batch 1 with the weights streamed from DRAM: STREAM_COPIES copies of the N x N layer (each its own
+    memory), evaluated in turn, as a model's layers are in token-by-token decoding; ours and ggml's
+    harness (LOWBIT_GGML_COPIES) alternate over rounds, each side's best round; time per layer."""
+    import copy
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(N, N, generator=g) / math.sqrt(N)
+    w_np = w.numpy()
+    specs = [f for f in speed_formats() if not f[0].startswith("E8")]
+    layers = []
+    for label, cfg, rs, tg in specs:
+        one = packed(w, cfg, rs, tg)
+        layers.append((label, [one] + [copy.deepcopy(one) for _ in range(STREAM_COPIES - 1)]))
+    x = torch.randn(1, N, generator=g)
+    exe, why = ggml_harness()
+    best, ggml_res = {}, {}
+    for _ in range(SPEED_ROUNDS):
+        for label, copies in layers:
+            def run(copies=copies):
+                for layer in copies:
+                    layer(x)
+            best[label] = min(best.get(label, float("inf")), best_time(run, 5) / STREAM_COPIES)
+        if exe is not None:
+            try:
+                for name, r in ggml_run(exe, w_np, [t for _, t in GGML_TYPES], 5, 0, copies=STREAM_COPIES).items():
+                    old = ggml_res.get(name)
+                    if isinstance(r, tuple) and isinstance(old, tuple):
+                        r = (r[0], r[1], r[2] if r[2] != r[2] or old[2] != old[2] else min(r[2], old[2]), r[3])
+                    ggml_res[name] = r if old is None or isinstance(r, tuple) else old
+            except Exception as e:  # noqa: BLE001
+                exe, why = None, _llama_cpp.skip_reason(e)
+    mib = {label: copies[0].memory_bytes() * STREAM_COPIES / 2**20 for label, copies in layers}
+    lines += [f"### Batch 1 with the weights streamed from DRAM: {STREAM_COPIES} copies of the {N} x {N} layer "
+              "evaluated in turn, one thread (CPU time per layer, best of 5 in each of "
+              f"{SPEED_ROUNDS} alternating rounds, the best round)", "",
+              "| format | bits/weight | all copies, MiB | ms per layer |", "|---|---:|---:|---:|"]
+    for label, copies in layers:
+        lines.append(f"| ours: {label} | {copies[0].bits_per_weight():.3f} | {mib[label]:.0f} | "
+                     f"{best[label] * 1e3:.2f} |")
+    for label, name in GGML_TYPES:
+        r = ggml_res.get(name)
+        if isinstance(r, tuple):
+            size = r[0] * N * N / 8 * STREAM_COPIES / 2**20
+            t1 = f"{r[2]:.2f}" if r[2] == r[2] else "wrong result"
+            lines.append(f"| ggml {label} | {r[0]:.3f} | {size:.0f} | {t1} |")
+        else:
+            lines.append(f"| ggml {label} (skipped: {(r or why or 'no output').replace('|', '/')}) | - | - | - |")
+    lines.append("")
 
 
 def section_fused(lines):
@@ -660,10 +716,12 @@ def main() -> int:
              f"Command: `python bench/bench_coset_deploy.py{' --quick' if QUICK else ''}`; one thread for torch, "
              "BLAS and lowbit. Ours: int8 activations (one scale per row), lattice codes decoded per row in "
              "registers / through tables, exact integer block sums, float epilogue (docs/coset.md).", ""]
-    chosen = ({a for a in ("--speed", "--rd", "--mlp", "--other", "--fused") if a in sys.argv}
-              or {"--speed", "--rd", "--mlp"})
+    chosen = ({a for a in ("--speed", "--stream", "--rd", "--mlp", "--other", "--fused") if a in sys.argv}
+              or {"--speed", "--stream", "--rd", "--mlp"})
     if "--speed" in chosen:
         section_speed(lines)
+    if "--stream" in chosen:
+        section_stream(lines)
     if "--rd" in chosen:
         section_distortion(lines)
     if "--mlp" in chosen:

@@ -16,6 +16,9 @@
  * product format inside, as in llama.cpp) over REPEAT1 / REPEAT64 runs; REPEAT 0 skips the timing (prints nan).
  * Each timed product is first checked against the dequantized weight (nan and a note on stderr when off).
  * A type that needs an importance matrix prints "TYPE skipped requires-imatrix".
+ * With LOWBIT_GGML_COPIES=K (default 1), K copies of the quantized weight are multiplied in turn in each timed
+ * run and the time printed is per copy: with K x the weight's bytes well above the last-level cache, the
+ * weights stream from DRAM, as a model's layers do in token-by-token decoding.
  * With LOWBIT_GGML_DUMP_DIR set, the dequantized weight of each TYPE is also written (ROWS x COLS float32,
  * row major) to $LOWBIT_GGML_DUMP_DIR/TYPE.f32, so that the caller can measure the error on part of it
  * (e.g. without the zero padding it added to make COLS a multiple of the type's block size).
@@ -49,13 +52,12 @@ static int type_by_name(const char * name) {
 /* Best CPU time (seconds) of out = W x X with X of `batch` float32 columns; NAN when the result is off
  * (relative L2 error above 5 % against the dequantized weight `back` times X in double precision). */
 static double time_mul_mat(enum ggml_type type, const void * wq, size_t wbytes, const float * back, int64_t rows,
-                           int64_t cols, int batch, int repeat) {
-    size_t mem = wbytes + (size_t)4 * (size_t)(cols + rows) * (size_t)batch + 16 * ggml_tensor_overhead() +
+                           int64_t cols, int batch, int repeat, int copies) {
+    size_t mem = (size_t)copies * (wbytes + (size_t)4 * (size_t)rows * (size_t)batch) +
+                 (size_t)4 * (size_t)cols * (size_t)batch + (16 + 4 * (size_t)copies) * ggml_tensor_overhead() +
                  ggml_graph_overhead() + (1u << 20);
     struct ggml_init_params params = {mem, NULL, false};
     struct ggml_context * ctx = ggml_init(params);
-    struct ggml_tensor * w = ggml_new_tensor_2d(ctx, type, cols, rows);
-    memcpy(w->data, wq, wbytes);
     struct ggml_tensor * x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, cols, batch);
     float * xd = (float *)x->data;
     uint64_t s = 12345;
@@ -63,9 +65,15 @@ static double time_mul_mat(enum ggml_type type, const void * wq, size_t wbytes, 
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         xd[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
     }
-    struct ggml_tensor * out = ggml_mul_mat(ctx, w, x);
     struct ggml_cgraph * gf = ggml_new_graph(ctx);
-    ggml_build_forward_expand(gf, out);
+    struct ggml_tensor * out = NULL;
+    for (int k = 0; k < copies; k++) {  // copy 0's product is the one checked
+        struct ggml_tensor * w = ggml_new_tensor_2d(ctx, type, cols, rows);
+        memcpy(w->data, wq, wbytes);
+        struct ggml_tensor * o = ggml_mul_mat(ctx, w, x);
+        if (k == 0) out = o;
+        ggml_build_forward_expand(gf, o);
+    }
     struct ggml_cplan plan = ggml_graph_plan(gf, 1, NULL);
     void * work = plan.work_size ? malloc(plan.work_size) : NULL;
     plan.work_data = work;
@@ -95,7 +103,7 @@ static double time_mul_mat(enum ggml_type type, const void * wq, size_t wbytes, 
     }
     free(work);
     ggml_free(ctx);
-    return best;
+    return best / copies;
 }
 
 int main(int argc, char ** argv) {
@@ -114,6 +122,8 @@ int main(int argc, char ** argv) {
         return 2;
     }
     fclose(f);
+    const char * copies_env = getenv("LOWBIT_GGML_COPIES");
+    const int copies = copies_env && atoi(copies_env) > 0 ? atoi(copies_env) : 1;
     ggml_cpu_init();
     for (int a = 6; a < argc; a++) {
         int t = type_by_name(argv[a]);
@@ -155,8 +165,8 @@ int main(int argc, char ** argv) {
             double d = (double)back[i] - (double)w[i];
             err += d * d;
         }
-        double t1 = rep1 > 0 ? time_mul_mat(type, wq, wbytes, back, rows, cols, 1, rep1) : NAN;
-        double t64 = rep64 > 0 ? time_mul_mat(type, wq, wbytes, back, rows, cols, 64, rep64) : NAN;
+        double t1 = rep1 > 0 ? time_mul_mat(type, wq, wbytes, back, rows, cols, 1, rep1, copies) : NAN;
+        double t64 = rep64 > 0 ? time_mul_mat(type, wq, wbytes, back, rows, cols, 64, rep64, copies) : NAN;
         printf("%s %.6f %.9g %.6f %.6f\n", argv[a], 8.0 * (double)wbytes / (double)n, err / (double)n, t1 * 1e3,
                t64 * 1e3);
         fflush(stdout);

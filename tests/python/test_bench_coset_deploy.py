@@ -98,3 +98,15 @@ def test_quick_fused_section_compares_both_paths_at_the_forced_level(repo_root):
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 4 |")]
     assert len(rows) == 8  # 4 formats (bench_coset_deploy.speed_formats) x batch 1 and 4
     assert all(r[-1].rstrip(" |") == "yes" and r[5].endswith("x") for r in rows)
+
+
+def test_quick_stream_section_times_our_copies_and_says_why_ggml_was_skipped(repo_root, tmp_path):
+    env = dict(os.environ, LOWBIT_LLAMA_CPP_DIR=str(tmp_path / "llama"))
+    proc = subprocess.run([sys.executable, str(repo_root / "bench" / "bench_coset_deploy.py"), "--quick", "--stream",
+                           "--no-llama-cpp"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "### Batch 1 with the weights streamed from DRAM: 4 copies of the 1024 x 1024 layer" in out
+    ours = [line.split(" | ") for line in out.splitlines() if line.startswith("| ours: ")]
+    assert len(ours) == 3 and all(float(r[-1].rstrip(" |")) > 0 for r in ours)
+    assert "| ggml Q4_0 (skipped: --no-llama-cpp) |" in out
