@@ -40,10 +40,13 @@ from .config import QuantizationConfig
 LAYOUT_VERSION = 2  # the format byte of the ``_extra_state`` record; 1 (a dict) still loads
 MAX_T = 15  # T is a nibble in memory
 T_GROUP = 4  # t_group=4: one T per 4 D4 blocks (16 weights), docs/coset.md
-# from_weight warns when blocks were clipped and the deployed weight's relative squared error is above
-# this: twice the worst of the deployed 4-bit formats on any data we measured (D4 with QLinear's scale,
-# 0.026; the tuned formats 0.004-0.02, BENCHMARKS.md).
+# from_weight warns when clipped blocks leave a row's relative squared error above this: twice the worst
+# of the deployed 4-bit formats on any data we measured (D4 with QLinear's scale, 0.026; the tuned
+# formats 0.004-0.02, BENCHMARKS.md).
 CLIPPED_ERROR_WARNING = 0.05
+# ... or decode more than this fraction of a row's nonzero weights to 0 (a few huge weights took the
+# row scale: a Gaussian row at 4 bits zeroes about a tenth of its weights).
+ZEROED_ROW_WARNING = 0.9
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # The pure-PyTorch path sums the same exact integer block products in another order (BLAS):
 # relative to sum_k |s_k I_k|, float32 reordering of up to in/d terms stays below this.
@@ -155,6 +158,8 @@ def layer_record(config: QuantizationConfig, in_features: int, out_features: int
         if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**32:
             raise ValueError(f"layer_record: {what} must be an integer in [1, 2**32), got {v!r}")
     t_group = _checked_t_group(t_group, "layer_record")
+    if t_group != 1 and config.lattice_type != "D4":
+        raise ValueError(f"layer_record: t_group={t_group} is for D4 configs, not {config.lattice_type}")
     flags = sum(bit for bit, field in _FLAG_FIELDS if getattr(config, field)) | (_FLAG_BIAS if bias else 0)
     if t_group != 1:
         flags |= _FLAG_T_GROUP
@@ -347,7 +352,12 @@ class PackedLinear(nn.Module):
 
         t = unpack_t(self.t_packed.cpu(), self.t_bits, self.t_escapes.cpu(), self.t_units)
         flat = np.ascontiguousarray(t.numpy().astype(np.uint8).reshape(-1))
-        return torch.from_numpy(np.frombuffer(_native.t_encode(flat, self.t_lengths.cpu().numpy()), np.uint8).copy())
+        try:
+            stream = _native.t_encode(flat, self.t_lengths.cpu().numpy())
+        except ValueError as exc:  # e.g. after to_empty() without load_state_dict: no valid T held
+            raise ValueError(f"{self.layer_name}: the layer holds no valid T ({exc}); load a state dict "
+                             "first (after to_empty(), load_state_dict)") from None
+        return torch.from_numpy(np.frombuffer(stream, np.uint8).copy())
 
     def _hold_t_code(self, stream: torch.Tensor) -> None:
         """Keeps the saved T stream only where it cannot be rebuilt from the in-memory T (a stream
@@ -398,11 +408,12 @@ class PackedLinear(nn.Module):
         layer's median, or a T at the config's largest) take the factor of the rms among
         ``AUTO_ROW_SCALE_FACTORS`` that gives them the lowest squared error (the T steps cover a
         range of ``2**(alpha * max_t)`` only; beyond it blocks are clipped); or a tensor of ``out``
-        positive scales. A ``RuntimeWarning`` names the layer when clipped blocks leave the deployed
-        weight's relative squared error above ``CLIPPED_ERROR_WARNING`` (a few weights far beyond
-        the rest of their row, which a row scale and 16 T steps cannot represent). ``t_group=4`` (D4 configs): one T per 4 blocks, each group
+        positive scales. A ``RuntimeWarning`` names the layer when clipped blocks leave a row's
+        relative squared error above ``CLIPPED_ERROR_WARNING`` (weights far beyond the rest of their
+        row, which a row scale and 16 T steps cannot represent: heavy tails in wide rows, "super
+        weights"; E8 or ``t_group=1`` cover a wider range). ``t_group=4`` (D4 configs): one T per 4 blocks, each group
         at the smallest T where none of its blocks overloads (pair it with
-        ``deployable_config("D4", 4, 2, t_group=4)`` and ``row_scale="rms"``).
+        ``deployable_config("D4", 4, 2, t_group=4)`` and ``row_scale="auto"``).
         """
         label = name or "PackedLinear"
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
@@ -413,7 +424,11 @@ class PackedLinear(nn.Module):
                              "materialize it first (e.g. to_empty() and load the weights)")
         out_f, in_f = weight.shape
         layer = cls(in_f, out_f, config, bias=bias is not None, name=name, device=weight.device, t_group=t_group)
-        w = weight.detach().to(device="cpu", dtype=torch.float32)
+        w64 = weight.detach()
+        if w64.dtype == torch.float64 and bool((torch.isfinite(w64) & (w64.abs() > _FLOAT32_MAX)).any()):
+            raise ValueError(f"{layer.layer_name}: weight has finite float64 values beyond float32's range "
+                             f"(max |w| = {float(w64.abs().max()):.3g}); the packed form is float32")
+        w = w64.to(device="cpu", dtype=torch.float32)
         bad = ~torch.isfinite(w)
         if bool(bad.any()):
             row = int(bad.any(dim=1).nonzero()[0])
@@ -422,8 +437,9 @@ class PackedLinear(nn.Module):
             b = bias.detach().to(device="cpu", dtype=torch.float32)
             if b.shape != (out_f,) or not bool(torch.isfinite(b).all()):
                 raise ValueError(f"{layer.layer_name}: bias must be {out_f} finite values")
-        rms = w.double().pow(2).mean(dim=1).sqrt().to(torch.float32)  # float64: no underflow of w^2
-        rms = torch.where(rms > 0, rms, torch.ones_like(rms))
+        from .nn import row_rms
+
+        rms = row_rms(w)
         if isinstance(row_scale, str):
             if row_scale == "qlinear":
                 from .quant import optimal_beta
@@ -445,21 +461,16 @@ class PackedLinear(nn.Module):
         if overloaded:
             warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
                           RuntimeWarning, stacklevel=2)
-        # Blocks beyond the range are in rows that reach the largest T, or one below it (where the
-        # encoder's rate-distortion step may have moved their group): those rows' error.
-        top = np.nonzero(t.reshape(out_f, -1).max(axis=1) >= config.max_t() - 1)[0] if clipped else np.zeros(0, np.int64)
-        if top.size:
-            idx = torch.from_numpy(top)
-            per_row = layer.blocks * config.M * config.d
-            sub_codes = codes.reshape(out_f, per_row)[top].reshape(-1, config.M, config.d)
-            sub_t = t.reshape(out_f, -1)[top].reshape(-1)
-            err = float(layer._row_errors(w[idx], scale[idx], sub_codes, sub_t).sum()
-                        / max(float(w.double().pow(2).sum()), 1e-300))
-            if err > CLIPPED_ERROR_WARNING:
-                warnings.warn(f"{layer.layer_name}: the deployed weight's relative squared error is {err:.3f}: "
-                              f"blocks exceed the largest scale (T={config.max_t()}) and were clipped "
-                              "(outliers beyond the format's range; row_scale='auto', a config with a larger "
-                              "alpha, or t_group=1 widen it)", RuntimeWarning, stacklevel=2)
+        if clipped:  # some blocks were clipped: rows that lost what the range cannot hold
+            rel, zeroed = layer._row_damage(w, scale, codes, t)
+            bad = int(((rel > CLIPPED_ERROR_WARNING) | (zeroed > ZEROED_ROW_WARNING)).sum())
+            if bad:
+                warnings.warn(f"{layer.layer_name}: {bad} row(s) keep a relative squared error above "
+                              f"{CLIPPED_ERROR_WARNING} (worst {float(rel.max()):.3f}) or decode over {ZEROED_ROW_WARNING:.0%} of their "
+                              f"nonzero weights to 0 (worst {float(zeroed.max()):.0%}): weights beyond the range "
+                              f"of the row scale and T <= {config.max_t()} were clipped (heavy tails, a few very "
+                              "large weights; row_scale='auto', t_group=1, a config with a larger alpha or E8 "
+                              "widen it)", RuntimeWarning, stacklevel=2)
         packed = np.empty(tuple(layer.codes.shape), np.uint8)
         nibbles = np.empty((out_f, int(_native.t_row_bytes(layer.t_units))), np.uint8)
         _native.pack(config.native(), out_f, layer.blocks, codes, t, packed, nibbles, layer.t_group)  # checks codes, T
@@ -500,6 +511,21 @@ class PackedLinear(nn.Module):
         _coset_native.decode(self.config.native(), codes, np.ascontiguousarray(np.repeat(t, self.t_group)), out)
         dec = out.reshape(rows, -1)[:, : w.shape[1]].astype(np.float64) * scale.numpy()[:, None]
         return ((dec - w.numpy()) ** 2).sum(axis=1)
+
+    def _row_damage(self, w, scale, codes, t):
+        """Per row: the relative squared error of the decode, and the fraction of its nonzero weights
+        that decode to 0."""
+        from lowbit._native import coset as _coset_native
+
+        d, rows = self.config.d, w.shape[0]
+        out = np.empty((rows * self.blocks, d), np.float32)
+        _coset_native.decode(self.config.native(), codes, np.ascontiguousarray(np.repeat(t, self.t_group)), out)
+        dec = out.reshape(rows, -1)[:, : w.shape[1]].astype(np.float64) * scale.numpy()[:, None]
+        ref = w.numpy().astype(np.float64)
+        rel = ((dec - ref) ** 2).sum(axis=1) / np.maximum((ref ** 2).sum(axis=1), 1e-300)
+        nonzero = ref != 0
+        zeroed = (nonzero & (dec == 0)).sum(axis=1) / np.maximum(nonzero.sum(axis=1), 1)
+        return rel, zeroed
 
     def _search_row_scales(self, w, scale, codes, t):
         """row_scale="auto": the rows whose relative squared error is above 1.5 times the layer's
@@ -597,6 +623,9 @@ class PackedLinear(nn.Module):
         if (saved.in_features, saved.out_features) != (self.in_features, self.out_features):
             raise ValueError(f"{name}: packed state dict is for a {saved.in_features} -> "
                              f"{saved.out_features} layer, this one is {self.in_features} -> {self.out_features}")
+        if (prefix + "bias" in state_dict) != saved.bias:
+            raise ValueError(f"{name}: packed state dict {'lacks' if saved.bias else 'has'} a 'bias', its config "
+                             f"record says the layer has {'one' if saved.bias else 'none'} (corrupt)")
         if saved.bias != (self.bias is not None):
             raise ValueError(f"{name}: packed state dict {'has' if saved.bias else 'lacks'} a bias, this layer "
                              f"{'does not' if self.bias is None else 'does'}")
@@ -740,7 +769,7 @@ class PackedLinear(nn.Module):
         lead = x.shape[:-1]
         if x.is_meta:  # shape propagation, as nn.Linear on the meta device
             return torch.empty(*lead, self.out_features, dtype=x.dtype, device="meta")
-        if x.dtype == torch.float64 and x.numel() and bool((x.abs() > _FLOAT32_MAX).any()):
+        if x.dtype == torch.float64 and x.numel() and bool((torch.isfinite(x) & (x.abs() > _FLOAT32_MAX)).any()):
             raise ValueError(f"{self.layer_name}: input has finite float64 values beyond float32's range "
                              f"(max |x| = {float(x.abs().max()):.3g}); the kernels compute in float32")
         x2 = x.detach().reshape(-1, self.in_features).to(torch.float32)

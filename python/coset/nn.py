@@ -22,6 +22,14 @@ _BITS_VIEW = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.flo
               torch.float64: torch.int64}
 
 
+def row_rms(w: torch.Tensor) -> torch.Tensor:
+    """The rms of each row of ``w`` (..., n) as float32, taken in float64 (so that w**2 neither
+    underflows for tiny weights nor overflows for huge ones); zero rows give 1. QLinear's row scales
+    and PackedLinear's (``row_scale="qlinear"`` / ``"rms"``) both start from it, so they agree bit for bit."""
+    rms = w.detach().double().pow(2).mean(dim=-1).sqrt().to(torch.float32)
+    return torch.where(rms > 0, rms, torch.ones_like(rms))
+
+
 def quantize_rows(t: torch.Tensor, config: QuantizationConfig) -> torch.Tensor:
     """``t`` (..., n) quantized in blocks of d along its last axis, one scale per row, on t's device.
 
@@ -33,9 +41,7 @@ def quantize_rows(t: torch.Tensor, config: QuantizationConfig) -> torch.Tensor:
     """
     with torch.no_grad():
         w = t.detach().to(torch.float32)
-        std = w.pow(2).mean(dim=-1).sqrt()  # rms: weights are centred
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        row_scale = std * optimal_beta(config.lattice_type, config.q, config.M)
+        row_scale = row_rms(w) * optimal_beta(config.lattice_type, config.q, config.M)  # weights are centred
         out = quantize_tensor(w, lattice_for(config.lattice_type), config, scale=row_scale)
     return out.to(dtype=t.dtype)
 

@@ -786,10 +786,10 @@ def test_auto_row_scales_cover_heavy_tails_and_a_warning_names_what_cannot_be_re
     config = deployable_config("D4", 4, 2, t_group=4)
     rng = np.random.default_rng(0)
     w = torch.tensor(rng.standard_t(2, (128, 512)), dtype=torch.float32)  # heavy tails
-    with pytest.warns(RuntimeWarning, match="h: the deployed weight's relative squared error"):
+    with pytest.warns(RuntimeWarning, match="h: .* row.s. keep a relative squared error above 0.05"):
         plain = PackedLinear.from_weight(w, None, config, row_scale="rms", name="h", t_group=4)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no warning: the searched row scales cover the range
+        warnings.simplefilter("ignore")  # a row with one huge Student-t value may still be warned about
         auto = PackedLinear.from_weight(w, None, config, row_scale="auto", name="h", t_group=4)
 
     def rel(layer):
@@ -867,3 +867,27 @@ def test_meta_device_propagates_shapes_and_to_empty_then_load_restores_the_layer
     layer.load_state_dict(sd)
     x = torch.randn(2, 40)
     assert torch.equal(layer(x), real(x))
+
+
+def test_one_super_weight_in_a_large_layer_is_warned_about_and_records_stay_consistent():
+    config = deployable_config("D4", 4, 2, t_group=4)
+    w = 0.02 * torch.randn(512, 1024)
+    w[7, 100] = 20.0  # one weight 1000 times its row's others: the whole layer's error stays small
+    with pytest.warns(RuntimeWarning, match="big: 1 row.s. keep a relative squared error above 0.05"):
+        PackedLinear.from_weight(w, None, config, row_scale="auto", name="big", t_group=4)
+    with pytest.raises(ValueError, match="layer_record: t_group=4 is for D4 configs, not E8"):
+        layer_record(deployable_config("E8", 16, 1), 32, 4, True, t_group=4)
+    layer = PackedLinear.from_linear(nn.Linear(32, 4), config, row_scale="auto", name="fc", t_group=4)
+    sd = layer.state_dict()
+    record = sd["_extra_state"].clone()
+    record[5] &= ~(1 << 4)  # the record says: no bias; the state dict has one
+    with pytest.raises(ValueError, match="fc: packed state dict has a 'bias', its config record says the layer has none"):
+        layer.load_state_dict(dict(sd, _extra_state=record))
+    with pytest.raises(ValueError, match="fc: .*input contains NaN or Inf"):
+        layer(torch.full((1, 32), float("inf"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="fc: weight has finite float64 values beyond float32's range"):
+        PackedLinear.from_weight(torch.full((4, 32), 1e39, dtype=torch.float64), None, config, name="fc", t_group=4)
+    empty = PackedLinear(32, 4, config, name="fc", device="meta", t_group=4).to_empty(device="cpu")
+    empty.t_lengths.fill_(64)  # what uninitialized memory may hold
+    with pytest.raises(ValueError, match="fc: the layer holds no valid T"):
+        empty.state_dict()
