@@ -20,6 +20,7 @@ sum of magnitudes.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import struct
@@ -256,6 +257,12 @@ def _native_config(config: QuantizationConfig):
     """config.native(), built once per config (frozen, hashable; kept out of the module so that it
     still pickles): it costs microseconds, a few % of a 4096 x 4096 batch-1 forward."""
     return config.native()
+
+
+# Emptied at interpreter exit, before the native module goes: an autograd graph still alive then (the
+# output of a forward with grad, kept in a global) holds this module's functions, and through them this
+# cache; nanobind would report its native configs as leaked instances.
+atexit.register(_native_config.cache_clear)
 
 
 class PackedLinear(nn.Module):

@@ -891,3 +891,16 @@ def test_one_super_weight_in_a_large_layer_is_warned_about_and_records_stay_cons
     empty.t_lengths.fill_(64)  # what uninitialized memory may hold
     with pytest.raises(ValueError, match="fc: the layer holds no valid T"):
         empty.state_dict()
+
+
+def test_no_leak_report_at_exit_with_a_grad_output_alive():
+    import subprocess
+    import sys
+
+    script = ("import torch, torch.nn as nn, coset\n"
+              "from coset.deploy import PackedLinear\n"
+              "L = PackedLinear.from_linear(nn.Linear(32, 8), coset.deployable_config('E8', 16, 1), row_scale='rms')\n"
+              "out = L(torch.randn(2, 32, requires_grad=True))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "leaked" not in proc.stderr, proc.stderr
