@@ -258,13 +258,17 @@ def _float_field(reader, key: str, path, required: bool = True) -> Optional[floa
 
 
 def _token_id_field(reader, key: str, path, vocab: int) -> Optional[int]:
-    """A special token id, or None when absent or outside the vocabulary (it then never occurs)."""
+    """A special token id, or None when absent. An id outside the vocabulary is refused: as EOS it
+    would never occur, and generate() would never stop."""
     value = _field(reader, key, path, required=False)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"load_gguf: {path}: metadata key '{key}' must be an integer token id, got {value!r}")
-    return int(value) if 0 <= value < vocab else None
+    if not 0 <= value < vocab:
+        raise ValueError(f"load_gguf: {path}: metadata key '{key}' is {int(value)}, outside the vocabulary of "
+                         f"{vocab} tokens (token_embd.weight's rows)")
+    return int(value)
 
 
 def _read(path):
@@ -307,6 +311,14 @@ def _config_from_metadata(reader, tensors, path) -> BitLMConfig:
         raise ValueError(f"load_gguf: {path}: tensor 'token_embd.weight' has shape {_tensor_shape(embd)}, "
                          f"expected (vocab_size, embedding_length)")
     vocab = _tensor_shape(embd)[0]
+    declared = _int_field(reader, f"{ARCH}.vocab_size", path, required=False, minimum=0)
+    if declared is not None and declared != vocab:
+        raise ValueError(f"load_gguf: {path}: metadata key '{ARCH}.vocab_size' is {declared}, but "
+                         f"'token_embd.weight' has {vocab} rows")
+    tokens = _field(reader, "tokenizer.ggml.tokens", path, required=False)
+    if tokens is not None and len(tokens) != vocab:
+        raise ValueError(f"load_gguf: {path}: metadata key 'tokenizer.ggml.tokens' lists {len(tokens)} tokens, but "
+                         f"'token_embd.weight' has {vocab} rows")
     heads = _int_field(reader, f"{ARCH}.attention.head_count", path)
     kv = _int_field(reader, f"{ARCH}.attention.head_count_kv", path, required=False)
     act = _field(reader, f"{ARCH}.hidden_activation", path, required=False) or "silu"
@@ -433,7 +445,9 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
 
     Every check on the file runs before the model is built, so a corrupt file allocates nothing
     beyond what it holds: metadata values of the right kind (positive integer sizes, positive finite
-    epsilon and rotary base, ``rope.dimension_count`` equal to the head size when present); every
+    epsilon and rotary base, ``rope.dimension_count`` equal to the head size when present,
+    ``vocab_size`` and the tokenizer's token list agreeing with ``token_embd.weight``'s rows, special
+    token ids inside the vocabulary); every
     tensor the metadata implies present, with that shape and an accepted type (F32/F16/BF16;
     projections also TQ2_0/TQ1_0), and no other tensor; no two tensors sharing bytes of the file.
     Every size in the metadata is then backed by tensor bytes in the file: the float32 model takes
@@ -446,7 +460,7 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
         (including a ``rope.dimension_count`` other than the head size: partial rotary is not
         supported, as in ``bitlab-run``); metadata describing more weights than the file holds;
         missing, unexpected, wrongly shaped or wrongly typed tensors, or tensors sharing bytes;
-        projection weights that are not ternary; invalid scales.
+        projection weights that are not ternary; NaN or Inf in any tensor; invalid scales.
     """
     path = Path(path)
     reader = _read(path)
@@ -456,7 +470,10 @@ def load_gguf(path: Union[str, os.PathLike], trainable: bool = True, device=None
 
     def fetch(name: str) -> torch.Tensor:
         # a writable array of our own (a read-only memory map is copied; a dequantized one is not)
-        return torch.from_numpy(np.require(_tensor_array(tensors[name], path), requirements=["W"]))
+        values = torch.from_numpy(np.require(_tensor_array(tensors[name], path), requirements=["W"]))
+        if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+            raise ValueError(f"load_gguf: {path}: tensor '{name}' holds NaN or Inf")
+        return values
 
     # trainable=False: no float weights for the projections at all (set from the packed trits below)
     model = BitLM(config, projection_device=None if trainable else "meta")

@@ -363,7 +363,7 @@ def test_non_ternary_weights_are_refused(exported, tmp_path):
 
     for trainable in (True, False):
         dst = rewrite(path, tmp_path / "nan.gguf", tensor_fn=with_nan)
-        with pytest.raises(ValueError, match="nan.gguf.*'blk.0.attn_q.weight' is not ternary.*NaN"):
+        with pytest.raises(ValueError, match="nan.gguf.*'blk.0.attn_q.weight' holds NaN or Inf"):
             load_gguf(dst, trainable=trainable)
 
 
@@ -392,3 +392,30 @@ def test_auto_bit_model_from_pretrained_reads_gguf(exported):
     assert torch.equal(loaded(ids), model(ids))
     with pytest.raises(NotImplementedError, match="only .gguf files"):  # upstream has no checkpoint format
         AutoBitModel.from_pretrained("checkpoint.pt")
+
+
+def test_vocabulary_special_ids_and_non_finite_tensors_are_checked_at_load(exported, tmp_path):
+    _, path = exported
+    # The tokenizer's token list and bitnet.vocab_size must agree with token_embd.weight's rows.
+    dst = rewrite(path, tmp_path / "vocab.gguf", fields={"bitnet.vocab_size": 300})
+    with pytest.raises(ValueError, match="vocab.gguf: metadata key 'bitnet.vocab_size' is 300, but 'token_embd.weight' has"):
+        load_gguf(dst)
+    tokens = gguf.GGUFReader(str(path)).fields["tokenizer.ggml.tokens"].contents()
+    dst = rewrite(path, tmp_path / "tokens.gguf", fields={"tokenizer.ggml.tokens": tokens[:200]})
+    with pytest.raises(ValueError, match="tokens.gguf: metadata key 'tokenizer.ggml.tokens' lists 200 tokens"):
+        load_gguf(dst)
+    # An end-of-sequence id outside the vocabulary would never occur: generate() would not stop.
+    dst = rewrite(path, tmp_path / "eos.gguf", fields={"tokenizer.ggml.eos_token_id": 100000})
+    with pytest.raises(ValueError, match="eos.gguf: metadata key 'tokenizer.ggml.eos_token_id' is 100000, outside"):
+        load_gguf(dst)
+
+    def inf_norm(name, t):
+        if name == "output_norm.weight":
+            values = np.asarray(t.data).reshape(-1).astype(np.float32).copy()
+            values[0] = np.inf
+            return values, gguf.GGMLQuantizationType.F32
+        return None
+
+    dst = rewrite(path, tmp_path / "inf.gguf", tensor_fn=inf_norm)
+    with pytest.raises(ValueError, match="inf.gguf: tensor 'output_norm.weight' holds NaN or Inf"):
+        load_gguf(dst)
