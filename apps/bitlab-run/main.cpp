@@ -2,11 +2,12 @@
 // BitLM (GGUF file of llama.cpp's "bitnet" architecture), without Python.
 //
 //   bitlab-run MODEL INPUT [-o OUTPUT.npy] [--quiet] [--logits]
-//   bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--seed S --temperature X] [--ids]
-//                       [--prefill-batch B] [--prompt-logits]
+//   bitlab-run generate MODEL --prompt TEXT [-n N] [-c N] [--threads T] [--seed S --temperature X]
+//                       [--ids] [--prefill-batch B] [--prompt-logits]
 // INPUT is a .npy float32 array of shape (..., in_features), or a raw little-endian float32
 // file (any other extension) holding rows of in_features values. Prints one line per row
 // "<row> <argmax>" (with --logits also the outputs), and writes the outputs as .npy with -o.
+// A usage error prints one line "bitlab-run: <what was wrong>", then the usage, and exits 2.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -36,10 +37,12 @@ constexpr const char* kUsage =
     "  INPUT   float32 .npy of shape (..., in_features), or raw little-endian float32 rows\n"
     "  -o      write the outputs (rows x out_features) as float32 .npy\n"
     "  --quiet print nothing per row; --logits print every output value\n"
-    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [--threads T] [--seed S --temperature X] [--ids]\n"
-    "                           [--prefill-batch B] [--prompt-logits]\n"
+    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [-c N] [--threads T] [--seed S --temperature X]\n"
+    "                           [--ids] [--prefill-batch B] [--prompt-logits]\n"
     "  MODEL      a BitLM exported with bitmodels.export_gguf (GGUF, architecture bitnet)\n"
     "  --prompt   the prompt (byte-level tokens); -n new tokens to generate (default 64)\n"
+    "  -c, --ctx-size  positions the KV cache holds, 1 to the model's context length (default:\n"
+    "             the context length); its memory grows with it. The prompt plus -n must fit\n"
     "  --threads  worker threads, 1 to 1024 (default: LOWBIT_NUM_THREADS, else every core)\n"
     "  --temperature  0 (default): greedy; X > 0: sample each token from softmax(logits / X)\n"
     "  --seed     the sampler's seed, 0 to 2^64 - 1 (default: a random one, printed to stderr);\n"
@@ -51,6 +54,12 @@ constexpr const char* kUsage =
     "             line 'logits: ...'\n"
     "  Decoding with a KV cache (greedy unless --temperature > 0); stops after the EOS token.\n"
     "  Prints the generated text; speeds go to stderr.\n";
+
+// Prints "bitlab-run: <what>" and the usage to stderr; returns the usage-error exit code 2.
+int usage_error(const std::string& what) {
+  std::fprintf(stderr, "bitlab-run: %s\n%s", what.c_str(), kUsage);
+  return 2;
+}
 
 bool parse_count(const std::string& text, long long min_value, long long& out) {
   char* end = nullptr;
@@ -85,16 +94,13 @@ std::int32_t sample(const std::vector<float>& logits, double temperature, std::m
 int run_generate(int argc, char** argv) {
   std::string model_path, prompt;
   bool have_prompt = false, print_ids = false, print_logits = false, have_seed = false;
-  long long n_new = 64, threads = 0, prefill_batch = 0;
+  long long n_new = 64, threads = 0, prefill_batch = 0, ctx_size = 0;
   double temperature = 0.0;
   unsigned long long seed = 0;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&](const char* what) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bitlab-run generate: %s needs %s\n%s", arg.c_str(), what, kUsage);
-        std::exit(2);
-      }
+      if (i + 1 >= argc) std::exit(usage_error("option " + arg + " needs " + what));
       return argv[++i];
     };
     if (arg == "-h" || arg == "--help") {
@@ -106,6 +112,11 @@ int run_generate(int argc, char** argv) {
     } else if (arg == "-n" || arg == "--n-predict") {
       if (!parse_count(value("a count"), 0, n_new)) {
         std::fprintf(stderr, "bitlab-run generate: -n takes a non-negative integer\n");
+        return 2;
+      }
+    } else if (arg == "-c" || arg == "--ctx-size") {
+      if (!parse_count(value("a count"), 1, ctx_size)) {
+        std::fprintf(stderr, "bitlab-run generate: -c takes a positive integer (at most the model's context length)\n");
         return 2;
       }
     } else if (arg == "--threads" || arg == "-t") {
@@ -144,31 +155,34 @@ int run_generate(int argc, char** argv) {
     } else if (arg == "--ids") {
       print_ids = true;
     } else if (!arg.empty() && arg[0] == '-') {
-      std::fprintf(stderr, "bitlab-run generate: unknown option '%s'\n%s", arg.c_str(), kUsage);
-      return 2;
+      return usage_error("unknown option '" + arg + "'");
     } else if (model_path.empty()) {
       model_path = arg;
     } else {
-      std::fprintf(stderr, "bitlab-run generate: unexpected argument '%s'\n%s", arg.c_str(), kUsage);
-      return 2;
+      return usage_error("unexpected argument '" + arg + "' (MODEL is '" + model_path + "')");
     }
   }
-  if (model_path.empty() || !have_prompt || prompt.empty()) {
-    std::fprintf(stderr, "bitlab-run generate: needs MODEL and a non-empty --prompt\n%s", kUsage);
-    return 2;
-  }
+  if (model_path.empty()) return usage_error("generate needs MODEL (a GGUF file)");
+  if (!have_prompt) return usage_error("generate needs --prompt TEXT");
+  if (prompt.empty()) return usage_error("the prompt is empty");
   // The thread pool reads LOWBIT_NUM_THREADS when first used, which is after this point.
   if (threads > 0) setenv("LOWBIT_NUM_THREADS", std::to_string(threads).c_str(), 1);
   try {
     using clock = std::chrono::steady_clock;
     const auto model = lowbit::bitlab::BitLMModel::load(model_path);
     const std::vector<std::int32_t> ids = model.encode(prompt);
-    if (ids.size() + static_cast<std::size_t>(n_new) > model.config().context_length) {
-      throw lowbit::InvalidArgument(std::to_string(ids.size()) + " prompt tokens plus -n " + std::to_string(n_new) +
-                                    " exceed the model's context length " +
-                                    std::to_string(model.config().context_length));
+    const std::size_t context = model.config().context_length;
+    if (static_cast<unsigned long long>(ctx_size) > context) {
+      throw lowbit::InvalidArgument("-c " + std::to_string(ctx_size) + " exceeds the model's context length " +
+                                    std::to_string(context));
     }
-    auto cache = model.new_cache();
+    const std::size_t positions = ctx_size > 0 ? static_cast<std::size_t>(ctx_size) : context;
+    if (ids.size() + static_cast<std::size_t>(n_new) > positions) {
+      throw lowbit::InvalidArgument(std::to_string(ids.size()) + " prompt tokens plus -n " + std::to_string(n_new) +
+                                    (ctx_size > 0 ? " exceed -c " + std::to_string(ctx_size)
+                                                  : " exceed the model's context length " + std::to_string(context)));
+    }
+    auto cache = model.new_cache(positions);
     std::vector<std::int32_t> out = ids;
     const auto t0 = clock::now();
     std::vector<float> logits;
@@ -258,8 +272,7 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "-o" || arg == "--output") {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "bitlab-run: %s needs a file name\n%s", arg.c_str(), kUsage);
-        return 2;
+        return usage_error("option " + arg + " needs a file name");
       }
       output_path = argv[++i];
     } else if (arg == "--quiet") {
@@ -267,16 +280,14 @@ int main(int argc, char** argv) {
     } else if (arg == "--logits") {
       logits = true;
     } else if (!arg.empty() && arg[0] == '-') {
-      std::fprintf(stderr, "bitlab-run: unknown option '%s'\n%s", arg.c_str(), kUsage);
-      return 2;
+      return usage_error("unknown option '" + arg + "'");
     } else {
       positional.push_back(arg);
     }
   }
-  if (positional.size() != 2) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  if (positional.empty()) return usage_error("no MODEL and INPUT given");
+  if (positional.size() == 1) return usage_error("no INPUT given after MODEL '" + positional[0] + "'");
+  if (positional.size() > 2) return usage_error("unexpected argument '" + positional[2] + "' (MODEL INPUT come first)");
   try {
     const auto model = lowbit::bitlab::BitMLPModel::load(positional[0]);
     const auto input = read_input(positional[1], model.in_features());

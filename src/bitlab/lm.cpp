@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <set>
+#include <cstdio>
 #include <new>
 
 #if defined(__linux__)
@@ -106,14 +108,59 @@ BitLMModel BitLMModel::load(const std::string& path) {
   } else {
     c.relu2 = false;  // llama.cpp's default for bitnet
   }
-  if (c.hidden_size == 0 || c.num_layers == 0 || c.num_heads == 0 || c.num_kv_heads == 0 || c.context_length == 0 ||
-      c.intermediate_size == 0 || c.hidden_size % c.num_heads || c.num_heads % c.num_kv_heads ||
-      (c.hidden_size / c.num_heads) % 2 || c.num_layers > 4096 || c.context_length > (1u << 20)) {
-    bad(path, "inconsistent bitnet hyperparameters (sizes, heads)");
-  }
+  // Each hyperparameter is checked on its own, and the message names the key, its value and the
+  // rule it breaks. context_length bounds the rotary tables (allocated at load) and the default
+  // KV cache: a larger value is refused rather than allocated.
+  auto key_rule = [&](bool ok, const std::string& key, const std::string& value, const std::string& rule) {
+    if (!ok) bad(path, p + key + "=" + value + " " + rule);
+  };
+  auto num = [](double v) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%g", v);
+    return std::string(text);
+  };
+  using std::to_string;
+  key_rule(c.hidden_size > 0, "embedding_length", "0", "must be positive");
+  key_rule(c.num_layers > 0, "block_count", "0", "must be positive");
+  key_rule(c.num_layers <= 4096, "block_count", to_string(c.num_layers), "exceeds 4096");
+  key_rule(c.num_heads > 0, "attention.head_count", "0", "must be positive");
+  key_rule(c.num_kv_heads > 0, "attention.head_count_kv", "0", "must be positive");
+  key_rule(c.intermediate_size > 0, "feed_forward_length", "0", "must be positive");
+  key_rule(c.context_length > 0, "context_length", "0", "must be positive");
+  key_rule(c.context_length <= kMaxContextLength, "context_length", to_string(c.context_length),
+           "exceeds " + to_string(kMaxContextLength) + ", the most this runner supports");
+  key_rule(c.hidden_size % c.num_heads == 0, "attention.head_count", to_string(c.num_heads),
+           "must divide embedding_length=" + to_string(c.hidden_size));
+  key_rule(c.num_heads % c.num_kv_heads == 0, "attention.head_count_kv", to_string(c.num_kv_heads),
+           "must divide attention.head_count=" + to_string(c.num_heads));
+  key_rule((c.hidden_size / c.num_heads) % 2 == 0, "attention.head_count", to_string(c.num_heads),
+           "gives an odd head size " + to_string(c.hidden_size / c.num_heads) + " (rotary needs an even one)");
+  key_rule(std::isfinite(c.rms_norm_eps) && c.rms_norm_eps > 0, "attention.layer_norm_rms_epsilon",
+           num(c.rms_norm_eps), "must be a finite number > 0");
+  key_rule(std::isfinite(c.rope_theta) && c.rope_theta > 0, "rope.freq_base", num(c.rope_theta),
+           "must be a finite number > 0");
   c.head_dim = c.hidden_size / c.num_heads;
   if (f.has(p + "rope.dimension_count") && f.get_uint(p + "rope.dimension_count") != c.head_dim) {
     bad(path, "rope.dimension_count differs from the head size (partial rotary is not supported)");
+  }
+
+  // Every tensor of the file must be one the model reads (as the Python loader requires): an extra
+  // one (a layer beyond block_count, a misspelt name) means the file is not what its keys say.
+  {
+    std::set<std::string> known = {"token_embd.weight", "output.weight", "output_norm.weight"};
+    for (std::size_t i = 0; i < c.num_layers; ++i) {
+      const std::string b = "blk." + std::to_string(i) + ".";
+      for (const char* norm : {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"}) known.insert(b + norm + ".weight");
+      for (const char* proj : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+        known.insert(b + proj + ".weight");
+        known.insert(b + proj + ".scale");
+      }
+    }
+    for (const GgufTensor& t : f.tensors()) {
+      if (!known.count(t.name)) {
+        bad(path, "tensor '" + t.name + "' is not part of a " + to_string(c.num_layers) + "-layer bitnet model");
+      }
+    }
   }
 
   auto tensor = [&](const std::string& name, std::vector<std::size_t> shape) -> const GgufTensor& {
@@ -128,8 +175,16 @@ BitLMModel BitLMModel::load(const std::string& path) {
     }
     return *t;
   };
+  // Every float tensor (embeddings, head, norm weights, scales) must be finite: a NaN or Inf
+  // would only surface at run time, as a NaN in some later activation.
   auto floats = [&](const std::string& name, std::vector<std::size_t> shape) {
-    return GgufFile::to_float(tensor(name, std::move(shape)));
+    std::vector<float> values = GgufFile::to_float(tensor(name, std::move(shape)));
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        bad(path, "tensor '" + name + "' holds a non-finite value (" + num(values[i]) + " at index " + to_string(i) + ")");
+      }
+    }
+    return values;
   };
   using Parts = std::vector<std::pair<std::string, std::size_t>>;
   // Stacks the ternary tensors `bases` (each rows_i x cols, in order) into one packed projection at
@@ -276,6 +331,12 @@ BitLMModel BitLMModel::load(const std::string& path) {
   }
   if (f.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<std::int64_t>(f.get_uint("tokenizer.ggml.bos_token_id"));
   if (f.has("tokenizer.ggml.eos_token_id")) c.eos_token_id = static_cast<std::int64_t>(f.get_uint("tokenizer.ggml.eos_token_id"));
+  for (const auto& [key, id] : {std::pair<const char*, std::int64_t>{"tokenizer.ggml.bos_token_id", c.bos_token_id},
+                                {"tokenizer.ggml.eos_token_id", c.eos_token_id}}) {
+    if (f.has(key) && (id < 0 || static_cast<std::uint64_t>(id) >= vocab)) {
+      bad(path, std::string(key) + "=" + to_string(id) + " is not below the vocabulary size " + to_string(vocab));
+    }
+  }
   return m;
 }
 
@@ -288,13 +349,17 @@ void BitLMModel::embed(std::int32_t token, float* out) const {
   }
 }
 
-BitLMCache BitLMModel::new_cache() const {
+BitLMCache BitLMModel::new_cache(std::size_t max_positions) const {
+  require(max_positions <= config_.context_length,
+          "BitLMModel::new_cache: " + std::to_string(max_positions) + " positions exceed the context length " +
+              std::to_string(config_.context_length));
   BitLMCache cache;
+  cache.capacity = max_positions == 0 ? config_.context_length : max_positions;
   const std::size_t row = config_.num_kv_heads * config_.head_dim;
-  cache.key_stride = round_up16(config_.context_length);
+  cache.key_stride = round_up16(cache.capacity);
   if (cache.key_stride / 16 % 2 == 0) cache.key_stride += 16;
   cache.keys.assign(config_.num_layers, HugeVector<float>(cache.key_stride * row));
-  cache.values.assign(config_.num_layers, HugeVector<float>(config_.context_length * row));
+  cache.values.assign(config_.num_layers, HugeVector<float>(cache.capacity * row));
   return cache;
 }
 
@@ -370,18 +435,18 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
                                        bool all_logits) const {
   const BitLMConfig& c = config_;
   require(n > 0, "BitLMModel::forward: no tokens");
-  // Every layer's keys and values must be this model's sizes (a cache of another context length
-  // can have the same key stride, and the kernels write positions up to context_length).
-  bool cache_fits = cache.keys.size() == c.num_layers && cache.values.size() == c.num_layers &&
-                    cache.key_stride >= round_up16(c.context_length);
+  // Every layer's keys and values must be the sizes new_cache(capacity) gives (a cache of another
+  // capacity can have the same key stride, and the kernels write positions up to the capacity).
+  bool cache_fits = cache.capacity <= c.context_length && cache.keys.size() == c.num_layers &&
+                    cache.values.size() == c.num_layers && cache.key_stride >= round_up16(cache.capacity);
   for (std::size_t l = 0; cache_fits && l < c.num_layers; ++l) {
     cache_fits = cache.keys[l].size() == cache.key_stride * c.num_kv_heads * c.head_dim &&
-                 cache.values[l].size() == c.context_length * c.num_kv_heads * c.head_dim;
+                 cache.values[l].size() == cache.capacity * c.num_kv_heads * c.head_dim;
   }
   require(cache_fits, "BitLMModel::forward: the cache belongs to another model (use new_cache())");
-  require(cache.length + n <= c.context_length,
-          "BitLMModel::forward: " + std::to_string(cache.length + n) + " positions exceed the context length " +
-              std::to_string(c.context_length));
+  require(cache.length + n <= cache.capacity,
+          "BitLMModel::forward: " + std::to_string(cache.length + n) + " positions exceed the cache's " +
+              std::to_string(cache.capacity) + (cache.capacity == c.context_length ? " (the context length)" : ""));
   for (std::size_t t = 0; t < n; ++t) {
     require(tokens[t] >= 0 && static_cast<std::size_t>(tokens[t]) < c.vocab_size,
             "BitLMModel::forward: token id " + std::to_string(tokens[t]) + " is outside the vocabulary");

@@ -8,6 +8,9 @@
 // default sequentially consistent order.
 #include "team.h"
 
+#include <new>
+#include <system_error>
+
 #include <algorithm>
 #include <chrono>
 
@@ -39,8 +42,15 @@ constexpr std::uint64_t kClosed = 0xFFFFFFFFu;  // chunk field of a ticket that 
 
 Team::Team(std::size_t num_threads) {
   if (num_threads == 0) num_threads = 1;
-  workers_.reserve(num_threads - 1);
-  for (std::size_t slot = 1; slot < num_threads; ++slot) workers_.emplace_back([this, slot] { worker_loop(slot); });
+  // A thread the system refuses to start (std::system_error under a process or memory limit,
+  // std::bad_alloc) ends the loop: the team keeps those already running, at least the caller,
+  // rather than throwing out of the constructor past joinable threads (std::terminate).
+  try {
+    workers_.reserve(num_threads - 1);
+    for (std::size_t slot = 1; slot < num_threads; ++slot) workers_.emplace_back([this, slot] { worker_loop(slot); });
+  } catch (const std::system_error&) {
+  } catch (const std::bad_alloc&) {
+  }
 }
 
 Team::~Team() {

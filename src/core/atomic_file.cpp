@@ -1,5 +1,6 @@
 #include "lowbit/core/atomic_file.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,19 +40,31 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 }
 
 std::vector<std::uint8_t> read_file_bytes(const std::string& path, const std::string& what) {
+  // Opened without blocking (a FIFO would wait for a writer) and checked on the open descriptor:
+  // only a regular file has an end, so /dev/zero, /dev/urandom, FIFOs and sockets are refused
+  // before a read that would grow without bound or never return.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw IoError(io_message(path, "cannot open " + what, errno));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    throw IoError(io_message(path, "is a directory, not a " + what));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(io_message(path, "cannot open " + what, errno));
+  if (::fstat(fd, &st) != 0) throw IoError(io_message(path, "cannot stat " + what, errno));
+  if (S_ISDIR(st.st_mode)) throw IoError(io_message(path, "is a directory, not a " + what));
+  if (!S_ISREG(st.st_mode)) throw IoError(io_message(path, "is not a regular file (expected a " + what + ")"));
   std::vector<std::uint8_t> bytes;
-  char buffer[1 << 16];
-  while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-    bytes.insert(bytes.end(), buffer, buffer + in.gcount());
-    if (!in) break;
+  bytes.reserve(static_cast<std::size_t>(st.st_size));
+  std::uint8_t buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(io_message(path, "read failed", errno));
+    }
+    if (n == 0) break;
+    bytes.insert(bytes.end(), buffer, buffer + n);
   }
-  if (in.bad()) throw IoError(io_message(path, "read failed", errno));
   return bytes;
 }
 

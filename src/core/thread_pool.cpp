@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <new>
 #include <string>
+#include <system_error>
 
 namespace lowbit {
 namespace {
@@ -22,9 +24,17 @@ std::size_t ThreadLimit::current() noexcept { return tls_max_threads; }
 
 ThreadPool::ThreadPool(std::size_t num_threads) {
   if (num_threads == 0) num_threads = 1;
-  workers_.reserve(num_threads - 1);
-  for (std::size_t i = 0; i + 1 < num_threads; ++i) {
-    workers_.emplace_back([this] { worker_loop(); });
+  // A thread that cannot be started (std::system_error: EAGAIN under a process or memory limit;
+  // std::bad_alloc for its state) ends the loop: the pool keeps the workers already running, at
+  // least the caller, instead of throwing out of a constructor whose joinable threads would
+  // call std::terminate.
+  try {
+    workers_.reserve(num_threads - 1);
+    for (std::size_t i = 0; i + 1 < num_threads; ++i) {
+      workers_.emplace_back([this] { worker_loop(); });
+    }
+  } catch (const std::system_error&) {
+  } catch (const std::bad_alloc&) {
   }
 }
 

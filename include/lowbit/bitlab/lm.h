@@ -24,6 +24,10 @@
 
 namespace lowbit::bitlab {
 
+// The largest bitnet.context_length a file may declare: the rotary tables (context_length x
+// head_dim floats) are computed at load, so a larger value is refused (IoError naming the key).
+inline constexpr std::size_t kMaxContextLength = std::size_t{1} << 20;
+
 struct BitLMConfig {
   std::size_t vocab_size = 0;
   std::size_t hidden_size = 0;
@@ -67,13 +71,14 @@ using HugeVector = std::vector<T, HugePageAllocator<T>>;
 // The keys and values of every layer for the tokens seen so far.
 struct BitLMCache {
   std::size_t length = 0;                  // tokens cached
-  std::size_t key_stride = 0;              // positions per row of keys: context_length rounded up to
+  std::size_t capacity = 0;                // positions it holds (new_cache's max_positions)
+  std::size_t key_stride = 0;              // positions per row of keys: capacity rounded up to
                                            // a multiple of 16 (whole tiles of the score kernel), plus
                                            // 16 when that is an even number of 64-byte lines (rows
                                            // of a power-of-two stride would share cache sets)
   std::vector<HugeVector<float>> keys;     // per layer: (num_kv_heads * head_dim) x key_stride
                                            // (transposed: a head's scores read rows of positions)
-  std::vector<HugeVector<float>> values;   // per layer: context_length x (num_kv_heads * head_dim)
+  std::vector<HugeVector<float>> values;   // per layer: capacity x (num_kv_heads * head_dim)
 };
 
 class BitLMModel {
@@ -89,12 +94,14 @@ class BitLMModel {
   BitLMModel& operator=(const BitLMModel&) = delete;
 
   const BitLMConfig& config() const noexcept { return config_; }
-  BitLMCache new_cache() const;
+  // A cache for at most max_positions tokens (0: context_length; like llama.cpp's -c, its memory
+  // grows with it). InvalidArgument when max_positions exceeds context_length.
+  BitLMCache new_cache(std::size_t max_positions = 0) const;
 
   // Runs tokens[0..n) at positions cache.length.. and appends them to the cache. Returns the
   // logits of the last token (vocab_size floats), or of every token (n x vocab_size) with
   // all_logits. InvalidArgument on an empty input, an id outside the vocabulary, more tokens
-  // than context_length, or a cache whose layers' sizes are not this model's new_cache().
+  // than the cache's capacity (at most context_length), or a cache whose layers' sizes are not this model's new_cache().
   // The n tokens go through every projection as one n-row int8 GEMM (prefill), and every token's
   // arithmetic is the same whatever n is and however many threads run: the logits are
   // bit-identical whether a prompt is run at once, in pieces or token by token (tested).

@@ -16,7 +16,8 @@ namespace lowbit {
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 // The bytes of the file at `path`. IoError naming the file and the reason when it cannot be opened,
-// is a directory ("is a directory, not <what>"), or a read fails; `what` names the expected kind
+// is a directory ("is a directory, not <what>"), is not a regular file (a device such as /dev/zero,
+// a FIFO, a socket: "is not a regular file"), or a read fails; `what` names the expected kind
 // ("GGUF file", "model file", "input file").
 std::vector<std::uint8_t> read_file_bytes(const std::string& path, const std::string& what);
 

@@ -21,7 +21,9 @@ namespace lowbit {
 
 class ThreadPool {
  public:
-  // num_threads counts the caller: a pool of n starts n - 1 worker threads.
+  // num_threads counts the caller: a pool of n starts n - 1 worker threads. Threads the system
+  // refuses to start (a process or memory limit) are left out: size() then counts those that
+  // run, at least 1 (the caller).
   explicit ThreadPool(std::size_t num_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;

@@ -2,6 +2,8 @@
 // BitLMModel::load on files that are not BitLM GGUFs. (End-to-end generation against PyTorch is
 // tests/python/test_bitlm_runtime.py.)
 #include <gtest/gtest.h>
+#include <limits>
+#include <functional>
 
 #include <algorithm>
 #include <cmath>
@@ -353,6 +355,88 @@ TEST(BitLMModel, ForwardRefusesTheCacheOfAModelWithAnotherContextLength) {
   BitLMCache other = models[0].new_cache();
   other.values.pop_back();  // a layer short
   EXPECT_THROW(models[0].forward(tokens.data(), 1, other), InvalidArgument);
+}
+
+// Loads tiny_bitnet(context) with `patch` applied to its bytes; returns the IoError's message
+// ("loaded" if it loads).
+std::string load_message(std::uint32_t context, const std::function<void(std::vector<std::uint8_t>&)>& patch = {}) {
+  const auto path = std::filesystem::temp_directory_path() / "lowbit_test_tiny_bitnet_patched.gguf";
+  std::vector<std::uint8_t> bytes = tiny_bitnet(context);
+  if (patch) patch(bytes);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                              static_cast<std::streamsize>(bytes.size()));
+  std::string message = "loaded";
+  try {
+    BitLMModel::load(path.string());
+  } catch (const IoError& e) {
+    message = e.what();
+  }
+  std::filesystem::remove(path);
+  return message;
+}
+
+// Overwrites the 4-byte value that follows `key` (its string and a u32 type tag) in a GGUF file.
+void set_value_after(std::vector<std::uint8_t>& bytes, const std::string& key, const void* value) {
+  auto it = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  ASSERT_NE(it, bytes.end()) << key;
+  std::memcpy(&*(it + static_cast<std::ptrdiff_t>(key.size()) + 4), value, 4);
+}
+
+TEST(BitLMModel, LoadNamesTheBadHyperparameterAndWhy) {
+  EXPECT_NE(load_message(0).find("bitnet.context_length=0 must be positive"), std::string::npos) << load_message(0);
+  const std::string huge = load_message(1u << 24);
+  EXPECT_NE(huge.find("bitnet.context_length=16777216 exceeds 1048576"), std::string::npos) << huge;
+  auto u32 = [](const std::string& key, std::uint32_t v) {
+    return [key, v](std::vector<std::uint8_t>& b) { set_value_after(b, key, &v); };
+  };
+  std::string m = load_message(64, u32("bitnet.attention.head_count", 3));
+  EXPECT_NE(m.find("bitnet.attention.head_count=3 must divide embedding_length=256"), std::string::npos) << m;
+  m = load_message(64, u32("bitnet.attention.head_count_kv", 0));
+  EXPECT_NE(m.find("bitnet.attention.head_count_kv=0 must be positive"), std::string::npos) << m;
+  for (float eps : {std::numeric_limits<float>::quiet_NaN(), 0.0f, -1e-5f}) {
+    m = load_message(64, [eps](std::vector<std::uint8_t>& b) { set_value_after(b, "bitnet.attention.layer_norm_rms_epsilon", &eps); });
+    EXPECT_NE(m.find("bitnet.attention.layer_norm_rms_epsilon="), std::string::npos) << m;
+    EXPECT_NE(m.find("must be a finite number > 0"), std::string::npos) << m;
+  }
+  // a norm weight of Inf: output_norm.weight follows token_embd's 256 x 256 values in the data
+  // section, which ends the file (460032 floats: 6 tensors of 256 x 256, 2 of 128 x 256, 5 of 256)
+  m = load_message(64, [](std::vector<std::uint8_t>& b) {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::memcpy(&b[b.size() - 4 * 460032 + 4 * 65536 + 4 * 7], &inf, 4);
+  });
+  EXPECT_NE(m.find("tensor 'output_norm.weight' holds a non-finite value (inf at index 7)"), std::string::npos) << m;
+  // a tensor of a layer the file does not have (same length as blk.0's name)
+  m = load_message(64, [](std::vector<std::uint8_t>& b) {
+    const std::string from = "blk.0.ffn_down.weight";
+    auto it = std::search(b.begin(), b.end(), from.begin(), from.end());
+    ASSERT_NE(it, b.end());
+    *(it + 4) = '5';
+  });
+  EXPECT_NE(m.find("tensor 'blk.5.ffn_down.weight' is not part of a 1-layer bitnet model"), std::string::npos) << m;
+}
+
+TEST(BitLMModel, CacheOfFewerPositionsThanTheContext) {
+  const auto path = std::filesystem::temp_directory_path() / "lowbit_test_tiny_bitnet_ctx.gguf";
+  const std::vector<std::uint8_t> bytes = tiny_bitnet(1000);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                              static_cast<std::streamsize>(bytes.size()));
+  const BitLMModel model = BitLMModel::load(path.string());
+  std::filesystem::remove(path);
+  EXPECT_THROW(model.new_cache(1001), InvalidArgument);
+  BitLMCache small = model.new_cache(8);
+  BitLMCache full = model.new_cache();
+  EXPECT_EQ(small.capacity, 8u);
+  EXPECT_EQ(full.capacity, 1000u);
+  EXPECT_LT(small.values[0].size() * 100, full.values[0].size());
+  const std::vector<std::int32_t> tokens(8, 65);
+  // the same logits as with the full cache (positions below 8 read the same tables)
+  EXPECT_EQ(model.forward(tokens.data(), 8, small), model.forward(tokens.data(), 8, full));
+  try {
+    model.forward(tokens.data(), 1, small);
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("9 positions exceed the cache's 8"), std::string::npos) << e.what();
+  }
 }
 
 // Its projections point into its weights block: copies would dangle, moves keep the block.

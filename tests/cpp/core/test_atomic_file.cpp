@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -85,6 +87,23 @@ TEST(ReadFileBytes, ReadsWholeFilesAndNamesDirectoriesAndMissingFiles) {
   const std::string missing = (dir / "missing.gguf").string();
   EXPECT_NE(message(missing).find("cannot open GGUF file"), std::string::npos) << message(missing);
   EXPECT_NE(message(missing).find(missing), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// Only a regular file has an end: a FIFO (which would block the open or the read) and /dev/zero
+// (which would grow until memory runs out) are refused before any read, naming the path.
+TEST(ReadFileBytes, RefusesFifosAndDevices) {
+  const fs::path dir = fresh_dir("lowbit_read_file_bytes_special");
+  const fs::path fifo = dir / "fifo.gguf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string path : {fifo.string(), std::string("/dev/zero")}) {
+    try {
+      read_file_bytes(path, "GGUF file");
+      FAIL() << "expected IoError for " << path;
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + path + "': is not a regular file"), std::string::npos) << e.what();
+    }
+  }
   fs::remove_all(dir);
 }
 

@@ -12,6 +12,10 @@
 
 #include "lowbit/core/thread_pool.h"
 
+#include <sys/resource.h>
+
+#include <cstdio>
+
 namespace lowbit {
 namespace {
 
@@ -121,6 +125,50 @@ TEST(ThreadPool, DefaultSizeFromEnvironment) {
   EXPECT_EQ(default_num_threads(), std::max(1u, std::thread::hardware_concurrency()));
   unsetenv("LOWBIT_NUM_THREADS");
   EXPECT_EQ(default_num_threads(), std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// Under an address-space limit most of 600 thread stacks cannot be mapped: the pool keeps the
+// threads it could start (the caller at least) and works, instead of std::terminate.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LOWBIT_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LOWBIT_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef LOWBIT_TEST_SANITIZED
+// Run in a child process (EXPECT_EXIT): limits its address space to what it uses plus 64 MiB, then
+// asks for 600 threads; exits 0 when the pool has fewer, at least 1, and parallel_for covers every
+// index once.
+[[noreturn]] void pool_under_address_limit() {
+  long pages = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  if (pages == 0) std::exit(3);
+  const rlim_t limit = static_cast<rlim_t>(pages) * 4096 + (rlim_t{64} << 20);
+  rlimit rl{limit, limit};
+  if (setrlimit(RLIMIT_AS, &rl) != 0) std::exit(4);
+  ThreadPool pool(600);
+  if (pool.size() < 1 || pool.size() >= 600) std::exit(5);
+  std::vector<std::atomic<int>> hits(1000);
+  pool.parallel_for(0, hits.size(), 1, [&](std::size_t lo, std::size_t hi) {
+    for (std::size_t i = lo; i < hi; ++i) hits[i].fetch_add(1);
+  });
+  for (auto& h : hits) {
+    if (h.load() != 1) std::exit(6);
+  }
+  std::exit(0);
+}
+#endif
+
+TEST(ThreadPool, ThreadsTheSystemRefusesAreLeftOut) {
+#ifdef LOWBIT_TEST_SANITIZED
+  GTEST_SKIP() << "sanitizers reserve more address space than the limit allows";
+#else
+  EXPECT_EXIT(pool_under_address_limit(), ::testing::ExitedWithCode(0), "");
+#endif
 }
 
 }  // namespace
