@@ -171,3 +171,27 @@ def test_cli_prompt_logits_with_no_new_tokens(tmp_path, bitlab_run):  # noqa: F8
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
     r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "abc", "-n", "0"], capture_output=True, text=True)
     assert r.returncode == 0 and "prefill 0 tokens" in r.stderr
+
+
+def test_cli_usage_errors_say_what_was_wrong_and_ctx_size_caps_the_cache(tmp_path, bitlab_run):  # noqa: F811
+    model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                                max_position_embeddings=32), seed=0, steps=1)
+    path = export_gguf(model, tmp_path / "ok.gguf")
+    cases = [(["generate", str(path), "--prompt", "hi", "--foo"], "unknown option '--foo'"),
+             (["generate", str(path), "--prompt", ""], "the prompt is empty"),
+             (["generate", str(path), "--prompt", "hi", "-n"], "option -n needs"),
+             (["generate"], "generate needs MODEL")]
+    for args, want in cases:
+        r = subprocess.run([bitlab_run, *args], capture_output=True, text=True)
+        assert r.returncode == 2 and f"bitlab-run: {want}" in r.stderr, (args, r.stderr)
+    # -c caps the KV cache: the same tokens within it, a clear error past it.
+    full = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "hi", "-n", "6", "--ids"], capture_output=True,
+                          text=True)
+    capped = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "hi", "-n", "6", "--ids", "-c", "8"],
+                            capture_output=True, text=True)
+    assert full.returncode == 0 and capped.returncode == 0 and full.stdout == capped.stdout
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "hi", "-n", "20", "-c", "8"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "exceed -c 8" in r.stderr
+    r = subprocess.run([bitlab_run, "generate", "/dev/zero", "--prompt", "hi"], capture_output=True, text=True)
+    assert r.returncode == 1 and "'/dev/zero': is not a regular file" in r.stderr
