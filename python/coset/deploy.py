@@ -93,30 +93,22 @@ def _group_optimal_config(q: int, M: int) -> QuantizationConfig:
     """deployable_config("D4", q, M, t_group=4): grid search over (alpha, beta) with the shared-T encoder."""
     from lowbit._native import coset as _coset_native
 
-    from .quant import DEGENERATE_MSE, side_information_rate
+    from .quant import grid_search_config, side_information_rate
 
     x = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)  # 64 rows of 64 groups
     rows, blocks = x.shape[0], x.shape[1] // 4
-    base = 1.0 / float(q) ** M
-    best = (float("inf"), None)
-    for alpha in (1.0, 0.5, 0.25, 1.0 / 6.0, 0.125):
-        for f in np.geomspace(0.5, 32.0, 49):
-            cfg = QuantizationConfig(lattice_type="D4", q=q, M=M, beta=float(base * f), alpha=alpha,
-                                     max_scaling_iterations=MAX_T)
-            _native.require_deployable(cfg.native(), "deployable_config")
-            codes = np.empty((rows * blocks, M, 4), np.uint8)
-            t = np.empty(rows * blocks // T_GROUP, np.uint8)
-            _native.encode(cfg.native(), x, rows, blocks, T_GROUP, codes, t)
-            dec = np.empty((rows * blocks, 4), np.float32)
-            _coset_native.decode(cfg.native(), codes, np.repeat(t, T_GROUP), dec)
-            mse = float(np.mean((dec.reshape(x.shape) - x) ** 2))
-            score = mse * 2.0 ** (2.0 * (cfg.rate + side_information_rate(t, cfg) / T_GROUP))
-            if score < best[0] and mse < DEGENERATE_MSE:
-                best = (score, cfg)
-    if best[1] is None:
-        raise ValueError(f"deployable_config: no (beta, alpha) of the grid gives D4 q={q} M={M} with t_group={T_GROUP} "
-                         f"an MSE below {DEGENERATE_MSE} on unit-variance data")
-    return best[1]
+
+    def measure(cfg: QuantizationConfig):
+        _native.require_deployable(cfg.native(), "deployable_config")
+        codes = np.empty((rows * blocks, M, 4), np.uint8)
+        t = np.empty(rows * blocks // T_GROUP, np.uint8)
+        _native.encode(cfg.native(), x, rows, blocks, T_GROUP, codes, t)
+        dec = np.empty((rows * blocks, 4), np.float32)
+        _coset_native.decode(cfg.native(), codes, np.repeat(t, T_GROUP), dec)
+        return float(np.mean((dec.reshape(x.shape) - x) ** 2)), side_information_rate(t, cfg) / T_GROUP
+
+    return grid_search_config("D4", q, M, (1.0, 0.5, 0.25, 1.0 / 6.0, 0.125), MAX_T, measure,
+                              f"deployable_config(t_group={T_GROUP})")
 
 
 # ---- the ``_extra_state`` record (docs/coset.md, "Deployed layers") --------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -328,20 +328,35 @@ def rate_optimal_config(lattice_type: str, q: int, M: int) -> QuantizationConfig
 
     lattice = lattice_for(lattice_type)
     x = np.random.default_rng(0).standard_normal((65536 // lattice.d, lattice.d)).astype(np.float32)
+
+    def measure(cfg: QuantizationConfig) -> Tuple[float, float]:
+        b, t = encode(x, lattice, cfg)
+        return float(np.mean((decode(b, lattice, cfg, t) - x) ** 2)), side_information_rate(t, cfg)
+
+    return grid_search_config(lattice_type, q, M, (1.0, 0.5, 0.25, 0.125), MAX_TUNED_ITERATIONS, measure,
+                              "rate_optimal_config")
+
+
+def grid_search_config(lattice_type: str, q: int, M: int, alphas, max_t: int,
+                       measure: Callable[[QuantizationConfig], Tuple[float, float]], who: str) -> QuantizationConfig:
+    """The search of :func:`rate_optimal_config`: over ``alphas`` and 49 betas (geometric, 0.5 to 32 times
+    ``q**-M``), the config with the lowest ``MSE * 2**(2 * (M log2 q + side rate))``, where
+    ``measure(config)`` gives (MSE on unit-variance data, side-information bits per dimension);
+    candidates whose MSE is not below ``DEGENERATE_MSE`` are left out. ValueError naming ``who`` when
+    none is left."""
     base = 1.0 / float(q) ** M
     best = (float("inf"), None)
-    for alpha in (1.0, 0.5, 0.25, 0.125):
+    for alpha in alphas:
         for f in np.geomspace(0.5, 32.0, 49):
             cfg = QuantizationConfig(lattice_type=lattice_type, q=q, M=M, beta=float(base * f), alpha=alpha,
-                                     max_scaling_iterations=MAX_TUNED_ITERATIONS)
-            b, t = encode(x, lattice, cfg)
-            mse = float(np.mean((decode(b, lattice, cfg, t) - x) ** 2))
-            score = mse * 2.0 ** (2.0 * (cfg.rate + side_information_rate(t, cfg)))
+                                     max_scaling_iterations=max_t)
+            mse, side = measure(cfg)
+            score = mse * 2.0 ** (2.0 * (cfg.rate + side))
             if score < best[0] and mse < DEGENERATE_MSE:
                 best = (score, cfg)
     if best[1] is None:
-        raise ValueError(f"rate_optimal_config: no (beta, alpha) of the grid gives {lattice_type} q={q} M={M} an MSE "
-                         f"below {DEGENERATE_MSE} on unit-variance data")
+        raise ValueError(f"{who}: no (beta, alpha) of the grid gives {lattice_type} q={q} M={M} an MSE below "
+                         f"{DEGENERATE_MSE} on unit-variance data")
     return best[1]
 
 
