@@ -109,8 +109,8 @@ BitLMModel BitLMModel::load(const std::string& path) {
     c.relu2 = false;  // llama.cpp's default for bitnet
   }
   // Each hyperparameter is checked on its own, and the message names the key, its value and the
-  // rule it breaks. context_length bounds the rotary tables (allocated at load) and the default
-  // KV cache: a larger value is refused rather than allocated.
+  // rule it breaks. context_length bounds the default KV cache: a larger value is refused
+  // rather than allocated.
   auto key_rule = [&](bool ok, const std::string& key, const std::string& value, const std::string& rule) {
     if (!ok) bad(path, p + key + "=" + value + " " + rule);
   };
@@ -287,19 +287,14 @@ BitLMModel BitLMModel::load(const std::string& path) {
     m.layers_.push_back(std::move(layer));
   }
 
-  // Rotary tables for every position, in float32 as the PyTorch model computes them:
-  // inv_freq_i = 1 / theta^(2i / head_dim), angle = position * inv_freq_i.
+  // Rotary frequencies, in float32 as the PyTorch model computes them: inv_freq_i =
+  // 1 / theta^(2i / head_dim). forward() computes angle = position * inv_freq_i and its cos and sin
+  // for the positions it runs (nothing at load grows with context_length).
   const std::size_t half = c.head_dim / 2;
-  m.rope_cos_.resize(c.context_length * half);
-  m.rope_sin_.resize(c.context_length * half);
+  m.rope_inv_freq_.resize(half);
   for (std::size_t i = 0; i < half; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    const float inv_freq = 1.0f / std::pow(c.rope_theta, exponent);
-    for (std::size_t t = 0; t < c.context_length; ++t) {
-      const float angle = static_cast<float>(t) * inv_freq;
-      m.rope_cos_[t * half + i] = std::cos(angle);
-      m.rope_sin_[t * half + i] = std::sin(angle);
-    }
+    m.rope_inv_freq_[i] = 1.0f / std::pow(c.rope_theta, exponent);
   }
 
   // byte-level vocabulary
@@ -460,7 +455,7 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   const std::size_t ks = cache.key_stride;
 
   // Scratch, uninitialised: every element is written before it is read.
-  float *h, *normed, *qkv, *o, *act, *scores;
+  float *h, *normed, *qkv, *o, *act, *scores, *rope_cos, *rope_sin;
   std::int32_t* acc;
   Int8Rows xd(n, d), xq(n, nq), xff(n, ff);
   auto carve = [&](Scratch& s) {
@@ -470,6 +465,8 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
     o = s.take<float>(n * nq);
     act = s.take<float>(n * ff);
     scores = s.take<float>(team.size() * group * (start + n));
+    rope_cos = s.take<float>(n * half);
+    rope_sin = s.take<float>(n * half);
     acc = s.take<std::int32_t>(n * std::max(nqkv, std::max(d, 2 * ff)));
     for (Int8Rows* q : {&xd, &xq, &xff}) q->values = s.take<std::int8_t>(n * q->stride);
   };
@@ -478,6 +475,13 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
   Scratch scratch(counting.used());
   carve(scratch);
   for (std::size_t t = 0; t < n; ++t) embed(tokens[t], &h[t * d]);
+  for (std::size_t t = 0; t < n; ++t) {  // the rotary angles of positions start..start+n
+    for (std::size_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(start + t) * rope_inv_freq_[i];
+      rope_cos[t * half + i] = std::cos(angle);
+      rope_sin[t * half + i] = std::sin(angle);
+    }
+  }
 
   // Rows [n0, n1) of projection p's int8 GEMM on the activations x, into acc (n x p.rows).
   auto gemm_rows = [&](const Projection& p, const Int8Rows& x, std::size_t n0, std::size_t n1) {
@@ -498,9 +502,9 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
       }
     }, per_thread);
   };
-  auto rope = [&](float* x, std::size_t pos) {
-    const float* cs = &rope_cos_[pos * half];
-    const float* sn = &rope_sin_[pos * half];
+  auto rope = [&](float* x, std::size_t t) {  // token t of this call (position start + t)
+    const float* cs = &rope_cos[t * half];
+    const float* sn = &rope_sin[t * half];
     for (std::size_t i = 0; i < half; ++i) {
       const float x0 = x[i], x1 = x[i + half];
       x[i] = x0 * cs[i] + (-x1) * sn[i];
@@ -519,8 +523,8 @@ std::vector<float> BitLMModel::forward(const std::int32_t* tokens, std::size_t n
     for_rows(team, n, [&](std::size_t t0, std::size_t t1) {
       for (std::size_t t = t0; t < t1; ++t) {
         float* row = &qkv[t * nqkv];
-        for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(row + hh * hd, start + t);
-        for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(row + nq + hh * hd, start + t);
+        for (std::size_t hh = 0; hh < c.num_heads; ++hh) rope(row + hh * hd, t);
+        for (std::size_t hh = 0; hh < c.num_kv_heads; ++hh) rope(row + nq + hh * hd, t);
         for (std::size_t e = 0; e < nkv; ++e) K[e * ks + start + t] = row[nq + e];  // transposed
         std::memcpy(&V[(start + t) * nkv], row + nq + nkv, nkv * sizeof(float));
       }

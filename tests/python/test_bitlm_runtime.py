@@ -195,3 +195,21 @@ def test_cli_usage_errors_say_what_was_wrong_and_ctx_size_caps_the_cache(tmp_pat
     assert r.returncode != 0 and "exceed -c 8" in r.stderr
     r = subprocess.run([bitlab_run, "generate", "/dev/zero", "--prompt", "hi"], capture_output=True, text=True)
     assert r.returncode == 1 and "'/dev/zero': is not a regular file" in r.stderr
+
+
+def test_cli_memory_does_not_grow_with_the_declared_context_length(tmp_path, bitlab_run):  # noqa: F811
+    # A file may declare up to 2^20 positions; with -c the run's memory must not depend on that
+    # (rotary tables for every declared position were 2^20 x 32 x 2 floats = 256 MiB here).
+    model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                                max_position_embeddings=1 << 20), seed=0, steps=0)
+    path = export_gguf(model, tmp_path / "long.gguf")
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "assert r.returncode == 0, r.stderr\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    import sys
+    out = subprocess.run([sys.executable, "-c", probe, bitlab_run, "generate", str(path), "--prompt", "hi",
+                          "-n", "4", "-c", "16"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    peak_mib = int(out.stdout.split()[-1]) / 1024
+    assert peak_mib < 96, f"bitlab-run -c 16 peaked at {peak_mib:.0f} MiB for a file declaring 2^20 positions"

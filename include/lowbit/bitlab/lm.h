@@ -24,8 +24,9 @@
 
 namespace lowbit::bitlab {
 
-// The largest bitnet.context_length a file may declare: the rotary tables (context_length x
-// head_dim floats) are computed at load, so a larger value is refused (IoError naming the key).
+// The largest bitnet.context_length a file may declare: a cache made with new_cache() (bitlab-run
+// without -c) holds context_length positions, so a larger value is refused (IoError naming the key).
+// Nothing allocated at load depends on it (the rotary angles are computed per call).
 inline constexpr std::size_t kMaxContextLength = std::size_t{1} << 20;
 
 struct BitLMConfig {
@@ -131,7 +132,7 @@ class BitLMModel {
     Projection down;
   };
   BitLMConfig config_;
-  std::vector<float> rope_cos_, rope_sin_;  // context_length x head_dim / 2
+  std::vector<float> rope_inv_freq_;  // head_dim / 2 rotary frequencies
   void embed(std::int32_t token, float* out) const;  // the token's embedding row (hidden floats)
 
   std::vector<float> token_embd_;  // vocab x hidden; empty when the head is tied to it
