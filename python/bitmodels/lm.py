@@ -223,16 +223,18 @@ def _sub_norm(config: BitLMConfig, dim: int) -> nn.Module:
 
 
 def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin ``[T, head_dim]`` (float32) for int64 ``positions [T]``: frequencies
-    ``theta^(-2i/d)``, each repeated for the two halves of the head (rotate-half pairing)."""
+    """cos and sin ``[..., T, head_dim]`` (float32) for int64 ``positions [..., T]`` (``[T]``, or
+    ``[B, T]`` for per-row positions): frequencies ``theta^(-2i/d)``, each repeated for the two
+    halves of the head (rotate-half pairing)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
-    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    angles = positions.to(torch.float32)[..., None] * inv_freq
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``x [B, H, T, D]`` rotated: pairs ``(x_i, x_{i+D/2})`` (llama.cpp's NEOX rope, HF's rotate_half)."""
+    """``x [B, H, T, D]`` rotated: pairs ``(x_i, x_{i+D/2})`` (llama.cpp's NEOX rope, HF's rotate_half).
+    ``cos``/``sin``: ``[T, D]`` (every row at the same positions) or ``[B, 1, T, D]`` (per row)."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
@@ -241,7 +243,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      visible: Optional[torch.Tensor]) -> torch.Tensor:
     """``softmax(q k^T / sqrt(D), keys not visible masked out) v`` for ``q [..., L, D]``, ``k, v [..., S, D]``
-    and a bool ``visible [L, S]`` (True: the query sees the key; None: every key), ``[..., L, D]``.
+    and a bool ``visible`` broadcastable to ``[..., L, S]`` (True: the query sees the key; None:
+    every key; every query must see at least one key), ``[..., L, D]``.
 
     ``torch.nn.functional.scaled_dot_product_attention`` (PyTorch 2.x: one fused op, no ``[L, S]``
     score tensor kept) when the installed PyTorch has it, else the same formula in matmuls and a
@@ -354,7 +357,8 @@ class BitLMAttention(nn.Module):
         self._qkv = _FusedProjections(self.q_proj, self.k_proj, self.v_proj)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+                past: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, key_mask: Optional[torch.Tensor] = None):
+        """``key_mask``: None, or bool ``[B, total]`` (False: a padding position no query may read)."""
         b, t, _ = x.shape
         c = self.config
         q, k, v = self._qkv(x)
@@ -372,9 +376,13 @@ class BitLMAttention(nn.Module):
         # head are one block of groups * t rows (row r: query position r % t), so k and v are not repeated.
         q = q.reshape(b, c.num_kv_heads, groups * t, c.head_dim)
         visible = None
-        if t > 1:  # query i sits at position total - t + i and sees keys 0..that position
+        if t > 1 or key_mask is not None:  # query i sits at position total - t + i and sees keys 0..that position
             rows = torch.arange(total - t, total, device=x.device).repeat(groups)[:, None]
-            visible = torch.arange(total, device=x.device)[None, :] <= rows
+            keys = torch.arange(total, device=x.device)[None, :]
+            visible = keys <= rows
+            if key_mask is not None:  # [B, 1, rows, total]; a query always sees its own key, so a
+                # padding query (whose outputs nothing reads) never has every key masked (NaN)
+                visible = (visible & key_mask[:, None, None, :]) | (keys == rows)
         out = causal_attention(q, k, v, visible).view(b, c.num_heads, t, c.head_dim)
         out = out.transpose(1, 2).reshape(b, t, c.num_heads * c.head_dim)
         return self.o_proj(self.attn_sub_norm(out)), present
@@ -409,8 +417,8 @@ class BitLMBlock(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = BitLMFeedForward(config, projection_device)
 
-    def forward(self, h, cos, sin, past=None):
-        a, present = self.self_attn(self.input_layernorm(h), cos, sin, past)
+    def forward(self, h, cos, sin, past=None, key_mask=None):
+        a, present = self.self_attn(self.input_layernorm(h), cos, sin, past, key_mask)
         h = h + a
         return h + self.mlp(self.post_attention_layernorm(h)), present
 
@@ -419,9 +427,14 @@ class BitLMBlock(nn.Module):
 class BitLM(BitModelBase):
     """BitNet b1.58 decoder LM (see the module docstring).
 
-    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False, logits_to_keep=0)``
-    returns logits ``[B, T, vocab_size]`` (float32), or ``(logits, cache)`` with ``use_cache=True``:
-    the cache is a list of ``(k, v)`` per layer, each ``[B, num_kv_heads, T_total, head_dim]``.
+    ``forward(input_ids [B, T] int64, past_key_values=None, use_cache=False, logits_to_keep=0, *,
+    attention_mask=None, position_ids=None)`` returns logits ``[B, T, vocab_size]`` (float32), or
+    ``(logits, cache)`` with ``use_cache=True``: the cache is a list of ``(k, v)`` per layer, each
+    ``[B, num_kv_heads, T_total, head_dim]``. As in Hugging Face's Llama: ``attention_mask [B, T_total]``
+    (1 token, 0 padding; the cached positions too) keeps every query from reading padding keys, and
+    ``position_ids [B, T]`` (default: the cache's next positions, the same for every row) sets each
+    row's rotary positions; for left-padded prompts pass ``cumsum(attention_mask) - 1``, as
+    :meth:`generate` does. Padding positions' own outputs are meaningless (each sees only itself).
     ``logits_to_keep=n > 0`` (Hugging Face's name) computes the output head for the last ``n``
     positions only: logits ``[B, min(n, T), vocab_size]``; :meth:`generate` keeps 1 (a prompt's
     forward needs only its last position's logits). The head is a float matmul, so those rows may
@@ -447,7 +460,9 @@ class BitLM(BitModelBase):
     Raises:
         ValueError: ``config`` not a BitLMConfig; ``input_ids`` not a 2-D integer tensor, with ids
         outside ``[0, vocab_size)``, or longer (with the cache) than ``max_position_embeddings``;
-        ``logits_to_keep`` not a non-negative int; a ``past_key_values`` that is not a cache for this
+        ``logits_to_keep`` not a non-negative int; an ``attention_mask`` that is not ``[B, T_total]`` of
+        0 and 1, or ``position_ids`` that are not ``[B, T]`` (or ``[1, T]``) integers below
+        ``max_position_embeddings``; a ``past_key_values`` that is not a cache for this
         model and these ``input_ids`` (the message names it and the mismatch: number of layers, batch,
         KV heads, head dim, positions per layer, device, dtype).
     """
@@ -485,27 +500,69 @@ class BitLM(BitModelBase):
                              f"{self.config.max_position_embeddings}")
 
     def forward(self, input_ids: torch.Tensor, past_key_values: Optional[KVCache] = None, use_cache: bool = False,
-                logits_to_keep: int = 0):
+                logits_to_keep: int = 0, *, attention_mask: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None):
         keep = _int_arg("BitLM", "logits_to_keep", logits_to_keep, "a non-negative int")
         if keep < 0:
             raise ValueError(f"BitLM: logits_to_keep must be a non-negative int, got {logits_to_keep!r} (negative)")
         logits_to_keep = keep
         past_len = 0 if past_key_values is None else self._check_cache(past_key_values, input_ids)
         self._check_ids(input_ids, past_len)
-        h = self.embed_tokens(input_ids.to(self.embed_tokens.weight.device).long())
-        positions = torch.arange(past_len, past_len + input_ids.shape[1], device=h.device)
+        device = self.embed_tokens.weight.device
+        b, t = input_ids.shape
+        key_mask = None if attention_mask is None else self._check_mask(attention_mask, b, past_len + t)
+        h = self.embed_tokens(input_ids.to(device).long())
+        if position_ids is None:  # Hugging Face's default: the cache's next positions, every row alike
+            positions = torch.arange(past_len, past_len + t, device=h.device)
+        else:
+            positions = self._check_positions(position_ids, b, t)
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
         cos, sin = cos.to(h.dtype), sin.to(h.dtype)
+        if positions.dim() == 2:
+            cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, D]: per-row positions, all heads alike
         presents = []
         threads = torch_ops_on_one_thread() if self._runs_cpp_kernels() else contextlib.nullcontext()
         with threads:
             for i, layer in enumerate(self.layers):
-                h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i])
+                h, present = layer(h, cos, sin, None if past_key_values is None else past_key_values[i], key_mask)
                 presents.append(present)
             if 0 < logits_to_keep < h.shape[1]:
                 h = h[:, -logits_to_keep:]
             logits = self.lm_head(self.norm(h)).float()
         return (logits, presents) if use_cache else logits
+
+    def _check_mask(self, attention_mask, batch: int, total: int) -> torch.Tensor:
+        """``attention_mask`` (Hugging Face's: ``[B, past + T]``, 1 for a token, 0 for padding; bool or
+        integer) as a bool tensor on the model's device, else ValueError naming it and the reason."""
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 \
+                or attention_mask.dtype.is_floating_point or attention_mask.is_complex():
+            got = (f"{attention_mask.dtype} {tuple(attention_mask.shape)}" if isinstance(attention_mask, torch.Tensor)
+                   else type(attention_mask).__name__)
+            raise ValueError(f"BitLM: attention_mask must be a 2-D bool or integer tensor [batch, past + tokens] "
+                             f"of 0 and 1, got {got}")
+        if tuple(attention_mask.shape) != (batch, total):
+            raise ValueError(f"BitLM: attention_mask must be [batch, past + tokens] = [{batch}, {total}], "
+                             f"got {list(attention_mask.shape)}")
+        if attention_mask.dtype != torch.bool and attention_mask.numel() \
+                and bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+            raise ValueError("BitLM: attention_mask must hold only 0 (padding) and 1 (token)")
+        return attention_mask.to(self.embed_tokens.weight.device).bool()
+
+    def _check_positions(self, position_ids, batch: int, tokens: int) -> torch.Tensor:
+        """``position_ids`` (``[B, T]`` or ``[1, T]`` integers in ``[0, max_position_embeddings)``) on the
+        model's device, else ValueError naming it and the reason."""
+        ok = isinstance(position_ids, torch.Tensor) and position_ids.dim() == 2 and not (
+            position_ids.dtype.is_floating_point or position_ids.is_complex() or position_ids.dtype == torch.bool)
+        if not ok or position_ids.shape[1] != tokens or position_ids.shape[0] not in (1, batch):
+            got = (f"{position_ids.dtype} {list(position_ids.shape)}" if isinstance(position_ids, torch.Tensor)
+                   else type(position_ids).__name__)
+            raise ValueError(f"BitLM: position_ids must be an integer tensor [batch, tokens] = [{batch}, {tokens}] "
+                             f"(or [1, {tokens}]), got {got}")
+        limit = self.config.max_position_embeddings
+        if position_ids.numel() and (int(position_ids.min()) < 0 or int(position_ids.max()) >= limit):
+            raise ValueError(f"BitLM: position_ids must lie in [0, {limit}), got "
+                             f"[{int(position_ids.min())}, {int(position_ids.max())}]")
+        return position_ids.to(self.embed_tokens.weight.device).long().expand(batch, tokens)
 
     def _check_cache(self, past_key_values, input_ids) -> int:
         """The position count of ``past_key_values`` (``forward``'s cache: one ``(k, v)`` per layer, each
@@ -561,7 +618,8 @@ class BitLM(BitModelBase):
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
                  eos_token_id: Union[None, int, Sequence[int]] = None, use_cache: bool = True,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                 generator: Optional[torch.Generator] = None, attention_mask: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
         """Autoregressive decoding, Hugging Face style: returns ``[B, T + n]`` int64 (the prompt
         followed by ``n <= max_new_tokens`` new tokens) on the model's device.
 
@@ -570,6 +628,13 @@ class BitLM(BitModelBase):
         ``>= top_p``, and draws with ``generator``. ``use_cache=False`` recomputes the whole
         sequence each step (same tokens; slower). Each step computes the output head for the last
         position only (``forward(..., logits_to_keep=1)``). Runs in eval mode and restores the mode.
+
+        Prompts of different lengths, as with Hugging Face: pad them on the left (any token id) and
+        pass ``attention_mask [B, T]`` (1 for a prompt token, 0 for padding). Each row then runs at
+        its own positions (``cumsum(attention_mask) - 1``, as Hugging Face's ``generate`` derives
+        ``position_ids``) and never reads padding, so its tokens are those of the row alone up to
+        float rounding (the attention's sums run over the padded length; see the docs on greedy
+        near-ties). The returned ids keep the padding.
 
         End of sequence, as Hugging Face's ``generate``: ``eos_token_id=None`` (default) means the
         config's ``eos_token_id`` (257, ``ByteTokenizer``'s EOS, for a default :class:`BitLMConfig`;
@@ -589,7 +654,9 @@ class BitLM(BitModelBase):
             >= 0, a prompt plus new tokens beyond ``max_position_embeddings``, with ``do_sample=True``
             a ``temperature`` not a finite number > 0, a ``top_k`` not None or an integer >= 1, a
             ``top_p`` not None or a number in (0, 1]; an ``eos_token_id`` that is not a token id
-            below ``vocab_size`` (or a sequence of them). The message names the argument, its value
+            below ``vocab_size`` (or a sequence of them); an ``attention_mask`` that is not ``[B, T]``
+            of 0 and 1, has a row without a token, or padding after a token (right padding: pad on the
+            left, ``padding_side="left"``). The message names the argument, its value
             and what is wrong with it.
         """
         what = "a non-negative int"
@@ -620,6 +687,7 @@ class BitLM(BitModelBase):
         if input_ids.shape[1] == 0:
             raise ValueError("generate: the prompt must hold at least one token")
         self._check_ids(input_ids, max_new_tokens)
+        mask = None if attention_mask is None else self._left_padding(attention_mask, input_ids)
         was_training = self.training
         self.eval()
         try:
@@ -627,22 +695,49 @@ class BitLM(BitModelBase):
             done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
             cache = None
             step_input = ids
+            positions = None if mask is None else (mask.long().cumsum(-1) - 1).clamp(min=0)
+            step_positions = positions
             for _ in range(max_new_tokens):
+                padded = {} if mask is None else dict(attention_mask=mask)
                 if use_cache:
-                    logits, cache = self(step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    if mask is not None:
+                        padded["position_ids"] = step_positions
+                    logits, cache = self(step_input, past_key_values=cache, use_cache=True, logits_to_keep=1,
+                                         **padded)
                 else:
-                    logits = self(ids, logits_to_keep=1)
+                    if mask is not None:
+                        padded["position_ids"] = positions
+                    logits = self(ids, logits_to_keep=1, **padded)
                 nxt = self._pick(logits[:, -1, :], do_sample, temperature, top_k, top_p, generator)
                 if eos:
                     nxt = torch.where(done, ids[:, -1], nxt)  # a finished row repeats its end token
                     done |= torch.isin(nxt, torch.tensor(eos, device=nxt.device))
                 ids = torch.cat([ids, nxt[:, None]], dim=1)
                 step_input = nxt[:, None]
+                if mask is not None:  # the new token is a token of every row, one position further
+                    mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                    step_positions = positions[:, -1:] + 1
+                    positions = torch.cat([positions, step_positions], dim=1)
                 if eos and bool(done.all()):
                     break
             return ids
         finally:
             self.train(was_training)
+
+    def _left_padding(self, attention_mask, input_ids) -> Optional[torch.Tensor]:
+        """``generate``'s ``attention_mask`` as bool ``[B, T]``, None when it pads nothing; ValueError
+        for a row without a token or with padding after a token (decoding continues each row from its
+        last position, so padding must be on the left)."""
+        mask = self._check_mask(attention_mask, *input_ids.shape)
+        empty = (~mask.any(dim=1)).nonzero()
+        if len(empty):
+            raise ValueError(f"generate: attention_mask row {int(empty[0])} has no token (every entry is 0)")
+        right = (mask[:, :-1] & ~mask[:, 1:]).any(dim=1).nonzero()
+        if len(right):
+            raise ValueError(f"generate: attention_mask row {int(right[0])} has padding after a token; pad "
+                             f"prompts on the left (padding_side='left'), as decoding continues from the last "
+                             f"position")
+        return None if bool(mask.all()) else mask
 
     def _end_tokens(self, eos_token_id) -> Tuple[int, ...]:
         """The end tokens ``generate`` stops at: the config's for None, else the given id(s)."""

@@ -617,3 +617,65 @@ def test_causal_attention_fused_and_matmul_paths_agree(monkeypatch):
     scores = (q @ k.transpose(-1, -2) / 8 ** 0.5).masked_fill(~visible, float("-inf"))
     torch.testing.assert_close(lm.causal_attention(q, k, v, visible), torch.softmax(scores, -1) @ v,
                                rtol=0, atol=1e-6)
+
+
+def _left_padded(prompts, pad=0):
+    """ids [B, T] padded on the left with ``pad`` and Hugging Face's attention_mask."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+@pytest.mark.parametrize("ternary, deploy", [(True, False), (True, True), (False, False)])
+def test_left_padded_batch_generates_each_rows_own_tokens(ternary, deploy):
+    torch.manual_seed(3)
+    model = BitLM(small(num_kv_heads=2, ternary=ternary)).eval()
+    if deploy:
+        model.deploy()
+    prompts = [[5, 9, 200, 31, 7, 77], [42], [1, 2, 3]]
+    for pad in (0, 255):  # the padding's ids are never read
+        ids, mask = _left_padded(prompts, pad)
+        for use_cache in (True, False):
+            out = model.generate(ids, 12, attention_mask=mask, eos_token_id=(), use_cache=use_cache)
+            assert out.shape == (3, 6 + 12) and torch.equal(out[:, :6], ids)
+            for row, p in enumerate(prompts):
+                alone = model.generate(torch.tensor([p]), 12, eos_token_id=(), use_cache=use_cache)[0]
+                assert out[row, 6:].tolist() == alone[len(p):].tolist(), (row, pad, use_cache)
+    # forward: each row's logits at its own positions, up to the attention's float rounding
+    ids, mask = _left_padded(prompts)
+    logits = model(ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    for row, p in enumerate(prompts):
+        torch.testing.assert_close(logits[row, 6 - len(p):], model(torch.tensor([p]))[0], rtol=0, atol=1e-4)
+    # without the mask, padding changes the short rows' logits: the test above can fail
+    assert not torch.allclose(model(ids)[1, -1], model(torch.tensor([prompts[1]]))[0, -1], atol=1e-3)
+
+
+def test_attention_mask_of_ones_is_bit_identical_to_none():
+    torch.manual_seed(4)
+    model = BitLM(small()).eval()
+    ids = torch.randint(0, 256, (2, 7))
+    ones = torch.ones(2, 7, dtype=torch.int64)
+    assert torch.equal(model(ids, attention_mask=ones), model(ids))
+    assert torch.equal(model(ids, attention_mask=ones.bool(), position_ids=torch.arange(7)[None]), model(ids))
+    assert torch.equal(model.generate(ids, 8, attention_mask=ones), model.generate(ids, 8))
+
+
+def test_bad_attention_mask_and_position_ids_are_refused_naming_them():
+    model = BitLM(small()).eval()
+    ids, mask = _left_padded([[1, 2, 3], [4]])
+    with pytest.raises(ValueError, match="row 1 has padding after a token.*padding_side='left'"):
+        model.generate(ids, 2, attention_mask=mask.flip(1))
+    with pytest.raises(ValueError, match="row 0 has no token"):
+        model.generate(ids, 2, attention_mask=torch.tensor([[0, 0, 0], [0, 0, 1]]))
+    for bad, why in [(mask[:, 1:], r"attention_mask must be \[batch, past \+ tokens\] = \[2, 3\]"),
+                     (mask.float(), "attention_mask must be a 2-D bool or integer tensor"),
+                     (mask * 2, "only 0 \\(padding\\) and 1"), ([[1, 1, 1]], "got list")]:
+        with pytest.raises(ValueError, match=why):
+            model(ids, attention_mask=bad)
+    for bad, why in [(torch.tensor([[0, 1, 48]]), r"position_ids must lie in \[0, 48\), got \[0, 48\]"),
+                     (torch.tensor([[-1, 0, 1]]), "must lie in"),
+                     (torch.arange(3), r"position_ids must be an integer tensor \[batch, tokens\] = \[2, 3\]"),
+                     (torch.zeros(2, 3), "integer tensor")]:
+        with pytest.raises(ValueError, match=why):
+            model(ids, position_ids=bad)
