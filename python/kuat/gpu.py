@@ -71,8 +71,8 @@ class GPUDecoder:
     Attributes as in Kuat-Beta: ``device`` is the device exactly as passed (a string stays a string,
     so ``decoder.device == "cuda"`` holds); ``codebook`` is the ``(K, P*P*C)`` tensor on the device in
     the decoder's ``dtype``: ``uint8 / 255`` (values in [0, 1]) for a float dtype, the bytes for
-    ``torch.uint8``, so ``decoder.codebook[indices]`` gathers what :meth:`decode` returns before
-    normalisation. ``codebook_size`` (K), ``patch_size`` (P), ``channels``, ``width``, ``height``,
+    ``torch.uint8``, so with float32 (the default) or uint8 ``decoder.codebook[indices]`` gathers
+    exactly the values :meth:`decode` returns without normalisation. ``codebook_size`` (K), ``patch_size`` (P), ``channels``, ``width``, ``height``,
     ``grid_w``, ``grid_h``, ``patches_per_image``.
 
     Errors: ``ValueError`` for a device that is not available, a codebook of unknown geometry,
