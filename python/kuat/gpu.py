@@ -7,7 +7,9 @@ device (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ``"mps"``), through the pure-PyTorc
 
 * :class:`GPUDecoder` decodes (B, grid) index arrays, as in Kuat-Beta's notebook:
   ``decode_batch(indices, width, height, layout="NCHW")`` (uint8), ``decode_float(indices, width,
-  height)`` (float32 in [0, 1]) and ``decode(indices, layout="NCHW", normalize=False)``.
+  height)`` (float32 in [0, 1]), the prototype script's ``decode_batch_float(indices, width, height)``
+  and ``decode(indices, layout="NCHW", normalize=False)``. ``GPUCodebookDecoder`` (the notebooks'
+  class name) is the same class.
 * :class:`GPUDataset` is a random-access dataset on the device: ``dataset[index_list]`` (or a slice,
   or an int) is ``(images, labels)``; ``epoch(n)`` yields shuffled ``(images, labels)`` batches.
 
@@ -27,7 +29,7 @@ from . import _torch_decode as td
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["GPUDecoder", "GPUDataset"]
+__all__ = ["GPUDecoder", "GPUDataset", "GPUCodebookDecoder"]
 
 
 def _device(device: Any) -> torch.device:
@@ -66,6 +68,13 @@ class GPUDecoder:
     output of :meth:`decode` (float32 in [0, 1] by default, as Kuat-Beta; ``torch.uint8`` for bytes).
     With an archive, image width and height default to the archive's.
 
+    Attributes as in Kuat-Beta: ``device`` is the device exactly as passed (a string stays a string,
+    so ``decoder.device == "cuda"`` holds); ``codebook`` is the ``(K, P*P*C)`` tensor on the device in
+    the decoder's ``dtype``: ``uint8 / 255`` (values in [0, 1]) for a float dtype, the bytes for
+    ``torch.uint8``, so with float32 (the default) or uint8 ``decoder.codebook[indices]`` gathers
+    exactly the values :meth:`decode` returns without normalisation. ``codebook_size`` (K), ``patch_size`` (P), ``channels``, ``width``, ``height``,
+    ``grid_w``, ``grid_h``, ``patches_per_image``.
+
     Errors: ``ValueError`` for a device that is not available, a codebook of unknown geometry,
     indices of the wrong shape or with a value >= K (naming the sample and patch), or indices on
     another device than the decoder's.
@@ -87,12 +96,14 @@ class GPUDecoder:
                 self.width, self.height = source.dimensions
         else:
             codebook = source
-        self.device = _device(device)
+        self.device = device  # as passed (Kuat-Beta); the resolved torch.device is self._device
+        self._device = _device(device)
         self.dtype = dtype or torch.float32
         if self.dtype not in (torch.uint8, torch.float32, torch.float16, torch.bfloat16, torch.float64):
             raise ValueError(f"dtype must be torch.uint8 or a float dtype, got {self.dtype}")
         cb = _as_codebook(codebook, patch, channels)
-        self.codebook = cb.to(self.device).contiguous()  # (K, P, P, C) uint8 on the device
+        self._codebook = cb.to(self._device).contiguous()  # (K, P, P, C) uint8 on the device
+        self._codebook_view: Optional[torch.Tensor] = None
         self.codebook_size = int(cb.shape[0])
         self.patch_size = int(cb.shape[1])
         self.channels = int(cb.shape[3])
@@ -111,16 +122,26 @@ class GPUDecoder:
     def patches_per_image(self) -> Optional[int]:
         return None if self.width is None or self.height is None else self.grid_w * self.grid_h
 
+    @property
+    def codebook(self) -> torch.Tensor:
+        """Kuat-Beta's ``decoder.codebook``: (K, P*P*C) on the device, rows in (py, px, c) order, in the
+        decoder's dtype: ``uint8 / 255`` (computed in that dtype, as Kuat-Beta) for float dtypes, the
+        bytes for ``torch.uint8``. Made on first use and kept."""
+        if self._codebook_view is None:
+            flat = self._codebook.reshape(self.codebook_size, -1)
+            self._codebook_view = flat if self.dtype == torch.uint8 else flat.to(self.dtype) / 255.0
+        return self._codebook_view
+
     def __repr__(self) -> str:
-        return (f"GPUDecoder(device={self.device}, codebook={tuple(self.codebook.shape)}, "
-                f"memory={self.codebook.numel() / 1e6:.2f}MB)")
+        return (f"GPUDecoder(device={self._device}, codebook={tuple(self.codebook.shape)}, "
+                f"memory={self.codebook.numel() * self.codebook.element_size() / 1e6:.2f}MB)")
 
     # -- tables ---------------------------------------------------------------------------------
     def _table(self, dtype: str, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]):
         key = (dtype, None if mean is None else tuple(td.channel_values(mean, self.channels, 0.0, "mean")),
                None if std is None else tuple(td.channel_values(std, self.channels, 1.0, "std")))
         if key not in self._tables:
-            self._tables[key] = td.make_table(self.codebook, dtype, key[1], key[2])
+            self._tables[key] = td.make_table(self._codebook, dtype, key[1], key[2])
         return self._tables[key]
 
     def _size(self, width: Optional[int], height: Optional[int]) -> Tuple[int, int]:
@@ -137,7 +158,7 @@ class GPUDecoder:
             from lowbit._backend import check_same_device
 
             if indices.device.type != "cpu":
-                check_same_device("indices", indices, "the decoder", self.device)
+                check_same_device("indices", indices, "the decoder", self._device)
             idx = indices
         else:
             import numpy as np
@@ -155,7 +176,7 @@ class GPUDecoder:
         if idx.dim() != 2 or idx.shape[1] != grid:
             raise ValueError(f"indices must be (B, {grid}) for {width}x{height} images of {P}x{P} patches, "
                              f"got {tuple(idx.shape)}")
-        idx = idx.to(self.device, torch.int64, non_blocking=True)
+        idx = idx.to(self._device, torch.int64, non_blocking=True)
         # Out-of-range values (negative ones included, as huge unsigned) get the C++ gather's message.
         bad = td.first_bad_index(torch.where(idx < 0, self.codebook_size + (-idx), idx), self.codebook_size) \
             if idx.numel() else None
@@ -169,7 +190,7 @@ class GPUDecoder:
     def _run(self, idx: torch.Tensor, table, pad, width: int, height: int, layout: str) -> torch.Tensor:
         from ._device import dispatch
 
-        return dispatch(td.OP_DECODE_INDICES, td.decode_indices, self.device, idx, table, pad, height, width,
+        return dispatch(td.OP_DECODE_INDICES, td.decode_indices, self._device, idx, table, pad, height, width,
                         layout, None, None, None)
 
     # -- Kuat-Beta notebook API -------------------------------------------------------------------
@@ -190,6 +211,16 @@ class GPUDecoder:
         width, height = self._size(width, height)
         table, pad = self._table("float32", mean, std)
         return self._run(self._indices(indices, width, height), table, pad, width, height, layout)
+
+    def decode_batch_float(self, indices: Any, width: Optional[int] = None, height: Optional[int] = None,
+                           layout: str = "NCHW", normalize: bool = True) -> torch.Tensor:
+        """The prototype notebook's float decode: float32 (B, C, H, W) (or ``"NHWC"``) on the device,
+        x / 255 in [0, 1] with ``normalize=True`` (the default; NOT ImageNet normalisation, unlike
+        :meth:`decode`), the byte values 0.0 .. 255.0 with ``normalize=False``. Errors as
+        :meth:`decode_batch`."""
+        if normalize:
+            return self.decode_float(indices, width, height, layout)
+        return self.decode_batch(indices, width, height, layout).to(torch.float32)
 
     def decode(self, indices: Any, layout: str = "NCHW", normalize: bool = False,
                mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
@@ -227,6 +258,10 @@ class GPUDataset:
     patch: 14 KB per 224x224 image at K = 512), so a batch is gathered without the host; with False
     they are staged per batch. Errors: ``ValueError`` (bad arguments, unavailable device,
     variable-size archive), ``IndexError`` (index out of range), ``OSError`` (corrupt sample).
+
+    Attributes as in Kuat-Beta: ``archive``, ``batch_size``, ``device`` (as passed), ``normalize``,
+    ``mean``/``std`` (lists; ImageNet's unless given, also when ``normalize=False``; None with
+    ``dtype=torch.uint8``), ``num_samples``, ``width``, ``height``, ``decoder`` (a :class:`GPUDecoder`).
     """
 
     def __init__(self, archive_or_path: Any, batch_size: int = 64, device: Any = "cuda", preload: bool = True,
@@ -243,7 +278,8 @@ class GPUDataset:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
         self.layout = td._check_layout(layout)
-        self.device = _device(device)
+        self.device = device  # as passed (Kuat-Beta); the resolved torch.device is self._device
+        self._device = _device(device)
         self.dtype = dtype or torch.float32
         self.normalize = bool(normalize)
         self.seed = int(seed)
@@ -253,8 +289,9 @@ class GPUDataset:
             self.mean = self.std = None
             table_dtype = "uint8"
         else:
-            self.mean = list(IMAGENET_MEAN if mean is None else mean) if normalize else None
-            self.std = list(IMAGENET_STD if std is None else std) if normalize else None
+            # Kuat-Beta keeps mean/std (ImageNet's by default) whether or not it normalises.
+            self.mean = list(IMAGENET_MEAN if mean is None else mean)
+            self.std = list(IMAGENET_STD if std is None else std)
             table_dtype = "float32"
         self.num_samples = len(self.archive)
         self.width, self.height = self.archive.dimensions if self.num_samples else (0, 0)
@@ -265,17 +302,19 @@ class GPUDataset:
         self._codebook_size = self.archive.codebook_size
         codebook = torch.from_numpy(self.archive.codebook_numpy()).reshape(
             self._codebook_size, self.archive.patch_size, self.archive.patch_size, self.archive.channels)
-        self._table, self._pad = td.make_table(codebook.to(self.device), table_dtype, self.mean, self.std)
+        self._table, self._pad = td.make_table(codebook.to(self._device), table_dtype,
+                                               self.mean if self.normalize else None,
+                                               self.std if self.normalize else None)
         self._packed_host = native.packed_indices() if self.num_samples else None
         self._labels_host = torch.from_numpy(self.archive.labels.astype("int64"))
         self._packed: Optional[torch.Tensor] = None
-        self._labels = self._labels_host.to(self.device)
+        self._labels = self._labels_host.to(self._device)
         # Kuat-Beta's attribute: the decoder for index arrays (archive.get_indices_batch) on this device.
         self.decoder = GPUDecoder(self.archive, device=self.device, dtype=self.dtype)
         if preload and self.num_samples:
             import numpy as np
 
-            self._packed = torch.from_numpy(np.array(self._packed_host)).to(self.device)
+            self._packed = torch.from_numpy(np.array(self._packed_host)).to(self._device)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -285,7 +324,7 @@ class GPUDataset:
         return -(-self.num_samples // self.batch_size)
 
     def __repr__(self) -> str:
-        return f"GPUDataset(samples={self.num_samples:,}, batch_size={self.batch_size}, device={self.device})"
+        return f"GPUDataset(samples={self.num_samples:,}, batch_size={self.batch_size}, device={self._device})"
 
     def _rows(self, index: Any) -> torch.Tensor:
         """Sample rows (int64, CPU) selected by ``index`` as numpy and torch select them: an integer,
@@ -330,21 +369,21 @@ class GPUDataset:
         from ._device import dispatch
 
         if self._packed is not None:
-            packed = self._packed.index_select(0, rows.to(self.device))
+            packed = self._packed.index_select(0, rows.to(self._device))
         else:
             import numpy as np
 
-            packed = torch.from_numpy(np.take(self._packed_host, rows.numpy(), axis=0)).to(self.device)
-        idx = dispatch(td.OP_UNPACK, td.unpack_indices, self.device, packed, self._num_patches, self._bits)
+            packed = torch.from_numpy(np.take(self._packed_host, rows.numpy(), axis=0)).to(self._device)
+        idx = dispatch(td.OP_UNPACK, td.unpack_indices, self._device, packed, self._num_patches, self._bits)
         if self._codebook_size < (1 << self._bits):
             bad = td.first_bad_index(idx, self._codebook_size)
             if bad is not None:
                 row, patch, value = bad
                 raise OSError(f"sample {int(rows[row])} is corrupt: "
                               + td.describe_bad_index(patch, value, self._grid_w, self._codebook_size))
-        images = dispatch(td.OP_DECODE_INDICES, td.decode_indices, self.device, idx, self._table, self._pad,
+        images = dispatch(td.OP_DECODE_INDICES, td.decode_indices, self._device, idx, self._table, self._pad,
                           self.height, self.width, self.layout, None, None, None)
-        return images, self._labels.index_select(0, rows.to(self.device))
+        return images, self._labels.index_select(0, rows.to(self._device))
 
     def epoch(self, epoch_num: int, shuffle: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """``(images, labels)`` batches of one epoch; shuffled in the C++ loader's order for ``(seed, epoch)``."""
@@ -358,3 +397,8 @@ class GPUDataset:
         for start in range(0, self.num_samples, self.batch_size):
             yield self._decode_rows(order[start:start + self.batch_size])
 
+
+
+# The name both Kuat-Beta notebooks give the codebook decoder (``GPUCodebookDecoder(codebook, device)``
+# with ``decode_batch`` / ``decode_float`` / ``decode_batch_float``); the same class.
+GPUCodebookDecoder = GPUDecoder

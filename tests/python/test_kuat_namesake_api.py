@@ -185,3 +185,54 @@ def test_gpu_dataset_indexing_and_epochs(archive_file, device):
         ds[torch.ones(3, dtype=torch.bool)]
     idx, _ = a.get_indices_batch([0, 5, 10])
     assert torch.equal(ds.decoder.decode(idx, normalize=True), images)  # Kuat-Beta's dataset.decoder
+
+
+def test_gpu_decoder_codebook_and_device_attributes_read_as_in_kuat_beta(archive_file, device):
+    # Kuat-Beta code gathers from decoder.codebook itself (as its GPUDataset did) and compares
+    # decoder.device with the string it passed: both must mean what they meant there.
+    from kuat.gpu import GPUDataset, GPUDecoder
+
+    a = KuatArchive(archive_file)
+    name = str(device)
+    decoder = GPUDecoder(a, device=name)
+    assert decoder.device == name and isinstance(decoder.device, str)
+    cb = decoder.codebook
+    assert cb.shape == (64, 12) and cb.dtype == torch.float32 and cb.device.type == device.type
+    assert torch.equal(cb.cpu(), torch.from_numpy(a.codebook_numpy()).float() / 255.0)
+    assert decoder.codebook is cb  # made once
+    idx, _ = a.get_indices_batch([0, 1, 2])
+    gathered = decoder.codebook[torch.from_numpy(idx.astype(np.int64)).to(device)]
+    images = gathered.view(3, decoder.grid_h, decoder.grid_w, 2, 2, 3).permute(0, 1, 3, 2, 4, 5).reshape(3, 10, 14, 3)
+    assert torch.equal(images.permute(0, 3, 1, 2), decoder.decode(idx))
+    raw = GPUDecoder(a, device=device, dtype=torch.uint8).codebook
+    assert raw.dtype == torch.uint8 and torch.equal(raw.cpu(), torch.from_numpy(a.codebook_numpy()))
+    half = GPUDecoder(a, device=device, dtype=torch.float16).codebook
+    assert half.dtype == torch.float16 and torch.equal(half.cpu(), torch.from_numpy(a.codebook_numpy()).half() / 255.0)
+    ds = GPUDataset(a, device=name, normalize=False)
+    assert ds.device == name and ds.decoder.device == name
+    assert ds.mean == [0.485, 0.456, 0.406] and ds.std == [0.229, 0.224, 0.225]  # kept, as Kuat-Beta
+    x, _ = ds[[0, 1, 2]]
+    assert torch.equal(x, decoder.decode(idx))  # normalize=False still means x / 255 only
+    assert GPUDataset(a, device=device, normalize=False, mean=[0.5] * 3).mean == [0.5] * 3
+
+
+def test_prototype_notebook_decode_batch_float_and_class_name(device):
+    # notebooks/gpu_decode_prototype.py: decode_batch_float(indices, w, h, layout="NCHW",
+    # normalize=True) where normalize means x / 255 (not ImageNet), and the class name both notebooks use.
+    from kuat.gpu import GPUCodebookDecoder, GPUDecoder
+
+    assert GPUCodebookDecoder is GPUDecoder
+    rng = np.random.default_rng(1)
+    codebook = rng.integers(0, 256, (300, 12), dtype=np.uint8)
+    indices = rng.integers(0, 300, (2, 4 * 3), dtype=np.uint16)
+    decoder = GPUCodebookDecoder(codebook, device=device)
+    bytes_nchw = decoder.decode_batch(indices, 8, 6, layout="NCHW")
+    f = decoder.decode_batch_float(indices, 8, 6)
+    assert f.shape == (2, 3, 6, 8) and f.dtype == torch.float32
+    assert torch.equal(f, bytes_nchw.float() / 255.0)
+    unscaled = decoder.decode_batch_float(indices, 8, 6, normalize=False)
+    assert torch.equal(unscaled, bytes_nchw.float()) and float(unscaled.max()) > 1.0
+    nhwc = decoder.decode_batch_float(indices, 8, 6, layout="NHWC")
+    assert torch.equal(nhwc, decoder.decode_batch(indices, 8, 6, layout="NHWC").float() / 255.0)
+    with pytest.raises(ValueError, match=r"indices must be \(B, 12\)"):
+        decoder.decode_batch_float(indices[:, :5], 8, 6)
