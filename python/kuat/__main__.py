@@ -1,4 +1,5 @@
-"""``python -m kuat benchmark ARCHIVE --device cuda``: decode throughput on a torch device.
+"""``python -m kuat benchmark ARCHIVE --device cuda``: decode throughput on a torch device; every
+other command (``python -m kuat convert ...``) runs the C++ ``kuat`` executable (:func:`main`).
 
 The C++ ``kuat benchmark`` times the CPU loader; for ``--device`` other than ``cpu`` it hands the
 command to this module (PyTorch decode). Two figures, both with the device synchronised:
@@ -100,21 +101,44 @@ def benchmark(argv: List[str]) -> int:
     return 0
 
 
+def _cli() -> Optional[str]:
+    """The C++ ``kuat`` executable installed with this package: in the interpreter's scripts folder
+    (a venv's ``bin/``, a ``--prefix`` install's ``bin/``), beside the interpreter, else on PATH."""
+    import os
+    import shutil
+    import sysconfig
+
+    here = os.path.dirname(os.path.abspath(__file__))  # .../site-packages/kuat
+    folders = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    # a --prefix install: PREFIX/lib/pythonX.Y/site-packages/kuat -> PREFIX/bin
+    folders.append(os.path.normpath(os.path.join(here, "..", "..", "..", "..", "bin")))
+    for folder in folders:
+        path = os.path.join(folder, "kuat")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return shutil.which("kuat")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m kuat benchmark ...`` runs the device benchmark above; every other command
+    (``convert``, ``info``, ``verify``, ..., none, ``--help``) runs the C++ ``kuat`` executable with
+    the same arguments and returns its exit code (2 when it is not installed)."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m kuat benchmark ARCHIVE [--device cuda] [-b BATCH] [-e EPOCHS] [--layout] [--dtype]\n"
-              "(the other commands are in the C++ `kuat` executable)")
-        return 0
-    if argv[0] != "benchmark":
-        print(f"python -m kuat: unknown command '{argv[0]}' (this entry point runs `benchmark`; the C++ `kuat` "
-              f"executable has the others)", file=sys.stderr)
+    if argv and argv[0] == "benchmark":
+        try:
+            return benchmark(argv[1:])
+        except OSError as e:
+            print(f"kuat benchmark: error: {e}", file=sys.stderr)
+            return 1
+    cli = _cli()
+    if cli is None:
+        print("python -m kuat: the kuat executable is not installed beside this Python or on PATH (reinstall "
+              "lowbit); `python -m kuat benchmark ARCHIVE --device cuda` works without it", file=sys.stderr)
         return 2
-    try:
-        return benchmark(argv[1:])
-    except OSError as e:
-        print(f"kuat benchmark: error: {e}", file=sys.stderr)
-        return 1
+    import subprocess
+
+    sys.stdout.flush()
+    return subprocess.call([cli, *argv])
 
 
 if __name__ == "__main__":

@@ -76,3 +76,21 @@ def test_errors_exit_cleanly_with_the_reason(kuat_cli, tmp_path):
     assert "usage: kuat <command>" in run(kuat_cli).stdout  # no command: the help, exit 0 (as Kuat-Beta)
     assert "unknown command" in run(kuat_cli, "frobnicate", expect=2).stderr
     assert "--codebook-size" in run(kuat_cli, "convert", "--help").stdout
+
+
+def test_python_dash_m_kuat_runs_every_command_of_the_executable(kuat_cli, tmp_path):
+    # `python -m kuat convert ...` is the same program as `kuat convert ...` (benchmark stays the
+    # PyTorch device benchmark); the same bytes out, the same exit codes and messages.
+    import sys
+
+    src = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=4, batches=1)
+    args = ["convert", str(src), None, "-f", "cifar", "-q", "--codebook-size", "8", "--seed", "3"]
+    run(kuat_cli, *[a if a else tmp_path / "cli.kuat" for a in args])
+    run(sys.executable, "-m", "kuat", *[a if a else tmp_path / "py.kuat" for a in args])
+    a, b = kuat.KuatArchive(tmp_path / "cli.kuat"), kuat.KuatArchive(tmp_path / "py.kuat")  # metadata has times
+    np.testing.assert_array_equal(a.codebook_numpy(), b.codebook_numpy())
+    np.testing.assert_array_equal(a.decode_batch(range(len(a))), b.decode_batch(range(len(b))))
+    assert len(a) == 4 and a.all_labels() == b.all_labels()
+    assert "convert <input> <output.kuat>" in run(sys.executable, "-m", "kuat").stdout
+    p = run(sys.executable, "-m", "kuat", "info", tmp_path / "missing.kuat", expect=1)
+    assert "missing.kuat" in p.stderr and "cannot open" in p.stderr
