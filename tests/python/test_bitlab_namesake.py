@@ -306,3 +306,79 @@ def test_partial_checkpoints_load_with_strict_false_and_empty_batches_train():
     for shape in ((0, 16), (2, 0, 16)):  # max() of no activations raised
         y = layer(torch.randn(*shape))
         assert y.shape == shape[:-1] + (4,)
+
+
+# The API the namesake documents next to the README our contract follows (its docs/api/core.md):
+# bitcore.ops.bitlinear.forward(..., training=) and prepare_weights(), kernels called as
+# kernel(x, qweight_scale, qweight, bias, quant_config), custom kernels with prepare_weights/__call__.
+
+def test_ops_forward_with_training_flag_and_prepare_weights():
+    config = BitQuantConfig("per_channel", "int8", "per_tensor")
+    x, w, b = torch.randn(5, 12), torch.randn(6, 12), torch.randn(6)
+    y_train = bitlinear.forward(x=x, weight=w, bias=b, quant_config=config, training=True)
+    assert torch.equal(y_train, bitlinear.train_forward(x, w, b, config))
+    assert torch.equal(bitlinear.forward(x, weight=w, quant_config=config),  # training defaults to True
+                       bitlinear.train_forward(x, w, None, config))
+    s, q = bitlinear.prepare_weights(w, config)
+    s2, q2 = bitlinear.quantize_weights(w, config)
+    assert torch.equal(s, s2) and torch.equal(q, q2) and s.shape == (6,) and q.dtype == torch.int8
+    y_eval = bitlinear.forward(x=x, qweight_scale=s, qweight=q, bias=b, quant_config=config, training=False)
+    assert torch.equal(y_eval, bitlinear.eval_forward(x, s, q, b, config))
+    with pytest.raises(TypeError, match="'weight'"):
+        bitlinear.forward(x, qweight_scale=s, qweight=q, training=True)
+    with pytest.raises(TypeError, match="'qweight'"):
+        bitlinear.forward(x, weight=w, training=False)
+    with pytest.raises(TypeError, match="'wieght'"):
+        bitlinear.forward(x, wieght=w)
+
+
+def test_kernel_call_takes_the_namesake_arguments_and_prepare_weights():
+    config = BitQuantConfig("per_tensor", "int8", "per_tensor")
+    kernel = KernelRegistry.get_kernel_for_config(config)
+    x, w, b = torch.randn(4, 16), torch.randn(3, 16), torch.randn(3)
+    s, q = kernel.prepare_weights(w, config)
+    assert s.shape == () and torch.equal(q, kernel.quantize_weights(w)[1])
+    expected = kernel.forward(x, s, q, b)
+    assert torch.equal(kernel(x, s, q, b, config), expected)  # the namesake's eval_forward call
+    assert torch.equal(kernel(x, s, q, b), expected)
+    assert torch.equal(kernel(x, qweight_scale=s, qweight=q, bias=b, quant_config=config), expected)
+    assert torch.equal(kernel(x, s, q), kernel.forward(x, s, q))
+    assert torch.equal(kernel(x, w, b), expected)  # lowbit's functional form: float weight [N, K]
+    other = BitQuantConfig("per_tensor", "float32", "per_tensor")  # the config passed decides the arithmetic
+    assert torch.equal(kernel(x, s, q, b, other), bitlinear.eval_forward(x, s, q, b, other))
+    assert not torch.equal(kernel(x, s, q, b, other), expected)
+    with pytest.raises(TypeError, match="quant_config"):
+        kernel(x, s, q, b, "int8")
+
+
+def test_a_kernel_written_to_the_namesake_prepare_weights_and_call_interface_runs_in_a_layer():
+    calls = []
+
+    @KernelRegistry.register(lambda c: c.activation_granularity == "per_channel", name="older_upstream", priority=900)
+    class OlderUpstream(BitKernelBase):
+        def prepare_weights(self, weight, quant_config):
+            calls.append("prepare")
+            scale = weight.abs().mean(dim=1)
+            return scale, torch.clamp(torch.round(weight / scale[:, None]), -1, 1)
+
+        def __call__(self, x, qweight_scale, qweight, bias=None, quant_config=None):
+            calls.append(("call", quant_config is self.quant_config))
+            return torch.nn.functional.linear(x, qweight * qweight_scale.reshape(-1, 1), bias) + 1000.0
+
+        def is_compatible_with(self, quant_config):
+            return True
+
+    try:
+        config = BitQuantConfig("per_channel", "float32", "per_channel")
+        layer = BitLinear(16, 4, quant_config=config).eval()
+        assert type(layer.kernel) is OlderUpstream
+        x = torch.randn(3, 16)
+        y = layer(x)
+        expected = torch.nn.functional.linear(x, layer.qweight.float() * layer.scale.reshape(-1, 1), layer.bias)
+        assert torch.allclose(y, expected + 1000.0, atol=1e-4)
+        assert "prepare" in calls and ("call", True) in calls
+        kernel = OlderUpstream(config)
+        s, q = kernel.quantize_weights(layer.weight)
+        assert torch.equal(q.to(torch.int8), layer.qweight)
+    finally:
+        KernelRegistry.unregister(OlderUpstream)
