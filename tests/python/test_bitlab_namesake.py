@@ -382,3 +382,14 @@ def test_a_kernel_written_to_the_namesake_prepare_weights_and_call_interface_run
         assert torch.equal(q.to(torch.int8), layer.qweight)
     finally:
         KernelRegistry.unregister(OlderUpstream)
+
+
+@pytest.mark.parametrize("weight, what", [(torch.randn(4), r"shape \(4,\)"), (torch.randn(2, 3, 4), r"shape \(2, 3, 4\)"),
+                                          ([[1.0, -1.0]], "got list")])
+def test_a_weight_that_is_not_a_matrix_gets_the_same_clear_error_on_every_backend(weight, what, backend_name):
+    config = BitQuantConfig()
+    kernel = KernelRegistry.get_kernel_for_config(config)
+    for call in (kernel.quantize_weights, kernel.prepare_weights, kernel.ternarize,
+                 lambda w: bitlinear.quantize_weights(w, config), lambda w: bitlinear.prepare_weights(w, config)):
+        with pytest.raises(ValueError, match="weight must be .*2-D.*" + what):
+            call(weight)

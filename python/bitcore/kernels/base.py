@@ -107,6 +107,16 @@ class BitKernelBase(abc.ABC):
     def _call(self, op: str, *args):
         return dispatch.call(op, *args, impl=self.backend)
 
+    @staticmethod
+    def _check_weight(weight: Any, op: str) -> None:
+        """The same error on every backend for a weight that is not a 2-D tensor (the C++ binding
+        would otherwise raise its own argument-type error)."""
+        if not isinstance(weight, torch.Tensor):
+            raise ValueError(f"{op}: weight must be a 2-D torch.Tensor [out_features, in_features], "
+                             f"got {type(weight).__name__}")
+        if weight.dim() != 2 or weight.numel() == 0:
+            raise ValueError(f"{op}: weight must be a non-empty 2-D tensor, got shape {tuple(weight.shape)}")
+
     def _check_device(self, t: torch.Tensor, what: str) -> None:
         if not self.supports_device(t.device):
             raise ValueError(f"{type(self).__name__} runs on {'/'.join(self.device_types)} tensors but {what} is on "
@@ -117,8 +127,9 @@ class BitKernelBase(abc.ABC):
         """Float ``[N, K]`` -> (trits int8 ``[N, K]``, scales float32 ``[N]``) on the weight's device.
 
         Raises:
-            ValueError: NaN/Inf weights, an empty or non-2-D weight.
+            ValueError: NaN/Inf weights, an empty or non-2-D weight (or not a tensor).
         """
+        self._check_weight(weight, "ternarize")
         self._check_device(weight, "the weight")
         return self._call("quantize_weights", weight.detach().to(torch.float32).contiguous(),
                           self.config.weight_granularity)
@@ -178,6 +189,7 @@ class BitKernelBase(abc.ABC):
             ValueError: NaN/Inf weights, an empty or non-2-D weight, another device than the kernel's.
         """
         config = quant_config if quant_config is not None else self.config
+        self._check_weight(weight, "quantize_weights")
         self._check_device(weight, "the weight")
         trits, scales = self._call("quantize_weights", weight.detach().to(torch.float32).contiguous(),
                                    config.weight_granularity)

@@ -85,6 +85,9 @@ def quantize_weights(
         ValueError: NaN/Inf weights, a non-2-D or empty weight, a bad config.
     """
     config = _config(quant_config)
+    from ..kernels.base import BitKernelBase  # the kernels import ops: resolve at call time
+
+    BitKernelBase._check_weight(weight, "quantize_weights")
     return _kernel(config, weight.device).quantize_weights(weight)
 
 
