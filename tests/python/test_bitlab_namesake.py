@@ -393,3 +393,22 @@ def test_a_weight_that_is_not_a_matrix_gets_the_same_clear_error_on_every_backen
                  lambda w: bitlinear.quantize_weights(w, config), lambda w: bitlinear.prepare_weights(w, config)):
         with pytest.raises(ValueError, match="weight must be .*2-D.*" + what):
             call(weight)
+
+
+def test_the_documented_activation_differences_from_the_namesake():
+    # docs/migrating.md: float32 activations are not rounded to integers (the namesake's code rounds
+    # them with scale 1.0), per_channel int8 activations are one scale per token, and a model built
+    # without a quant config reports the default one.
+    x, w = torch.rand(3, 8) * 0.4, torch.randn(4, 8)  # |x| < 0.5: the namesake's rounding gives zeros
+    config = BitQuantConfig()
+    s, q = bitlinear.quantize_weights(w, config)
+    expected = torch.nn.functional.linear(x, q.float() * s)
+    assert torch.allclose(bitlinear.train_forward(x, w, None, config), expected, atol=1e-6)
+    assert torch.allclose(bitlinear.eval_forward(x, s, q, None, config), expected, atol=1e-5)
+    assert expected.abs().sum() > 0
+    per_token = BitQuantConfig("per_tensor", "int8", "per_channel")
+    x3 = torch.randn(1, 5, 8) * torch.tensor([1.0, 10.0, 100.0, 0.1, 3.0]).reshape(1, 5, 1)
+    rows = torch.cat([bitlinear.eval_forward(x3[:, t], s, q, None, per_token) for t in range(5)])
+    assert torch.equal(bitlinear.eval_forward(x3, s, q, None, per_token)[0], rows)  # each token on its own
+    model = BitMLPModel(BitMLPConfig())
+    assert model.get_quant_config() == BitQuantConfig() and model.quant_config == BitQuantConfig()
