@@ -412,3 +412,30 @@ def test_the_documented_activation_differences_from_the_namesake():
     assert torch.equal(bitlinear.eval_forward(x3, s, q, None, per_token)[0], rows)  # each token on its own
     model = BitMLPModel(BitMLPConfig())
     assert model.get_quant_config() == BitQuantConfig() and model.quant_config == BitQuantConfig()
+
+
+def test_a_kernel_registered_at_the_default_priority_is_used_where_the_namesake_would_use_it(backend_name):
+    # The namesake ships one kernel (int8 activations, per tensor, per tensor; priority 100) and falls
+    # back to its reference kernel otherwise, so a user kernel registered without a priority runs for
+    # every other config. lowbit's own kernels cover every config: they must not shadow it there.
+    @KernelRegistry.register(lambda c: True, name="users_default_priority")
+    class UsersKernel(TorchReferenceKernel):
+        def forward(self, x, qweight_scale, qweight, bias=None):
+            return super().forward(x, qweight_scale, qweight, bias) + 7.0
+
+    try:
+        for config in (BitQuantConfig(), BitQuantConfig("per_channel", "int8", "per_tensor"),
+                       BitQuantConfig("per_tensor", "int8", "per_channel"), BitQuantConfig("per_channel")):
+            assert type(KernelRegistry.get_kernel_for_config(config)) is UsersKernel, config
+            layer = BitLinear(8, 3, quant_config=config).eval()
+            x = torch.randn(2, 8)
+            assert torch.allclose(layer(x), bitlinear.eval_forward(x, layer.qweight_scale, layer.qweight,
+                                                                   layer.bias, config) , atol=1e-5)
+            assert type(layer.kernel) is UsersKernel
+        namesake_slot = BitQuantConfig("per_tensor", "int8", "per_tensor")
+        assert type(KernelRegistry.get_kernel_for_config(namesake_slot)) is not UsersKernel
+        KernelRegistry.register(lambda c: True, name="users_default_priority", priority=101)(UsersKernel)
+        assert type(KernelRegistry.get_kernel_for_config(namesake_slot)) is UsersKernel
+    finally:
+        KernelRegistry.unregister(UsersKernel)
+    assert type(KernelRegistry.get_kernel_for_config(BitQuantConfig())) is not UsersKernel
