@@ -277,6 +277,9 @@ def test_namesake_kernel_imports_keyword_and_names():
 
     assert ReferenceKernel is TorchReferenceKernel
     assert isinstance(KernelRegistry.get_kernel_by_name("ReferenceKernel"), TorchReferenceKernel)
+    for upstream in ("int8_per_tensor", "bitlinear_kernel_i8_pt_pt"):  # its int8 kernel's name and class
+        k = KernelRegistry.get_kernel_by_name(upstream, BitQuantConfig(activation_dtype="int8"))
+        assert type(k).__name__ == "CppInt8Kernel" and k.quant_config.activation_dtype == "int8"
 
     @KernelRegistry.register(config_matcher=lambda config: False, name="never_matches")  # the namesake's keyword
     class Never(TorchReferenceKernel):

@@ -69,7 +69,8 @@ _NAMESAKE_SHIPPED_PRIORITY = 100
 
 # Kernel names of the namesake that are another kernel's here (bitcore.kernels.ReferenceKernel is
 # TorchReferenceKernel).
-_NAMESAKE_NAMES = {"ReferenceKernel": "TorchReferenceKernel"}
+_NAMESAKE_NAMES = {"ReferenceKernel": "TorchReferenceKernel", "int8_per_tensor": "CppInt8Kernel",
+                   "bitlinear_kernel_i8_pt_pt": "CppInt8Kernel"}
 
 
 class KernelRegistry:
