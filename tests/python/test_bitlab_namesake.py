@@ -277,6 +277,9 @@ def test_namesake_kernel_imports_keyword_and_names():
 
     assert ReferenceKernel is TorchReferenceKernel
     assert isinstance(KernelRegistry.get_kernel_by_name("ReferenceKernel"), TorchReferenceKernel)
+    for upstream in ("int8_per_tensor", "bitlinear_kernel_i8_pt_pt"):  # its int8 kernel's name and class
+        k = KernelRegistry.get_kernel_by_name(upstream, BitQuantConfig(activation_dtype="int8"))
+        assert type(k).__name__ == "CppInt8Kernel" and k.quant_config.activation_dtype == "int8"
 
     @KernelRegistry.register(config_matcher=lambda config: False, name="never_matches")  # the namesake's keyword
     class Never(TorchReferenceKernel):
@@ -306,3 +309,136 @@ def test_partial_checkpoints_load_with_strict_false_and_empty_batches_train():
     for shape in ((0, 16), (2, 0, 16)):  # max() of no activations raised
         y = layer(torch.randn(*shape))
         assert y.shape == shape[:-1] + (4,)
+
+
+# The API the namesake documents next to the README our contract follows (its docs/api/core.md):
+# bitcore.ops.bitlinear.forward(..., training=) and prepare_weights(), kernels called as
+# kernel(x, qweight_scale, qweight, bias, quant_config), custom kernels with prepare_weights/__call__.
+
+def test_ops_forward_with_training_flag_and_prepare_weights():
+    config = BitQuantConfig("per_channel", "int8", "per_tensor")
+    x, w, b = torch.randn(5, 12), torch.randn(6, 12), torch.randn(6)
+    y_train = bitlinear.forward(x=x, weight=w, bias=b, quant_config=config, training=True)
+    assert torch.equal(y_train, bitlinear.train_forward(x, w, b, config))
+    assert torch.equal(bitlinear.forward(x, weight=w, quant_config=config),  # training defaults to True
+                       bitlinear.train_forward(x, w, None, config))
+    s, q = bitlinear.prepare_weights(w, config)
+    s2, q2 = bitlinear.quantize_weights(w, config)
+    assert torch.equal(s, s2) and torch.equal(q, q2) and s.shape == (6,) and q.dtype == torch.int8
+    y_eval = bitlinear.forward(x=x, qweight_scale=s, qweight=q, bias=b, quant_config=config, training=False)
+    assert torch.equal(y_eval, bitlinear.eval_forward(x, s, q, b, config))
+    with pytest.raises(TypeError, match="'weight'"):
+        bitlinear.forward(x, qweight_scale=s, qweight=q, training=True)
+    with pytest.raises(TypeError, match="'qweight'"):
+        bitlinear.forward(x, weight=w, training=False)
+    with pytest.raises(TypeError, match="'wieght'"):
+        bitlinear.forward(x, wieght=w)
+
+
+def test_kernel_call_takes_the_namesake_arguments_and_prepare_weights():
+    config = BitQuantConfig("per_tensor", "int8", "per_tensor")
+    kernel = KernelRegistry.get_kernel_for_config(config)
+    x, w, b = torch.randn(4, 16), torch.randn(3, 16), torch.randn(3)
+    s, q = kernel.prepare_weights(w, config)
+    assert s.shape == () and torch.equal(q, kernel.quantize_weights(w)[1])
+    expected = kernel.forward(x, s, q, b)
+    assert torch.equal(kernel(x, s, q, b, config), expected)  # the namesake's eval_forward call
+    assert torch.equal(kernel(x, s, q, b), expected)
+    assert torch.equal(kernel(x, qweight_scale=s, qweight=q, bias=b, quant_config=config), expected)
+    assert torch.equal(kernel(x, s, q), kernel.forward(x, s, q))
+    assert torch.equal(kernel(x, w, b), expected)  # lowbit's functional form: float weight [N, K]
+    other = BitQuantConfig("per_tensor", "float32", "per_tensor")  # the config passed decides the arithmetic
+    assert torch.equal(kernel(x, s, q, b, other), bitlinear.eval_forward(x, s, q, b, other))
+    assert not torch.equal(kernel(x, s, q, b, other), expected)
+    with pytest.raises(TypeError, match="quant_config"):
+        kernel(x, s, q, b, "int8")
+
+
+def test_a_kernel_written_to_the_namesake_prepare_weights_and_call_interface_runs_in_a_layer():
+    calls = []
+
+    @KernelRegistry.register(lambda c: c.activation_granularity == "per_channel", name="older_upstream", priority=900)
+    class OlderUpstream(BitKernelBase):
+        def prepare_weights(self, weight, quant_config):
+            calls.append("prepare")
+            scale = weight.abs().mean(dim=1)
+            return scale, torch.clamp(torch.round(weight / scale[:, None]), -1, 1)
+
+        def __call__(self, x, qweight_scale, qweight, bias=None, quant_config=None):
+            calls.append(("call", quant_config is self.quant_config))
+            return torch.nn.functional.linear(x, qweight * qweight_scale.reshape(-1, 1), bias) + 1000.0
+
+        def is_compatible_with(self, quant_config):
+            return True
+
+    try:
+        config = BitQuantConfig("per_channel", "float32", "per_channel")
+        layer = BitLinear(16, 4, quant_config=config).eval()
+        assert type(layer.kernel) is OlderUpstream
+        x = torch.randn(3, 16)
+        y = layer(x)
+        expected = torch.nn.functional.linear(x, layer.qweight.float() * layer.scale.reshape(-1, 1), layer.bias)
+        assert torch.allclose(y, expected + 1000.0, atol=1e-4)
+        assert "prepare" in calls and ("call", True) in calls
+        kernel = OlderUpstream(config)
+        s, q = kernel.quantize_weights(layer.weight)
+        assert torch.equal(q.to(torch.int8), layer.qweight)
+    finally:
+        KernelRegistry.unregister(OlderUpstream)
+
+
+@pytest.mark.parametrize("weight, what", [(torch.randn(4), r"shape \(4,\)"), (torch.randn(2, 3, 4), r"shape \(2, 3, 4\)"),
+                                          ([[1.0, -1.0]], "got list")])
+def test_a_weight_that_is_not_a_matrix_gets_the_same_clear_error_on_every_backend(weight, what, backend_name):
+    config = BitQuantConfig()
+    kernel = KernelRegistry.get_kernel_for_config(config)
+    for call in (kernel.quantize_weights, kernel.prepare_weights, kernel.ternarize,
+                 lambda w: bitlinear.quantize_weights(w, config), lambda w: bitlinear.prepare_weights(w, config)):
+        with pytest.raises(ValueError, match="weight must be .*2-D.*" + what):
+            call(weight)
+
+
+def test_the_documented_activation_differences_from_the_namesake():
+    # docs/migrating.md: float32 activations are not rounded to integers (the namesake's code rounds
+    # them with scale 1.0), per_channel int8 activations are one scale per token, and a model built
+    # without a quant config reports the default one.
+    x, w = torch.rand(3, 8) * 0.4, torch.randn(4, 8)  # |x| < 0.5: the namesake's rounding gives zeros
+    config = BitQuantConfig()
+    s, q = bitlinear.quantize_weights(w, config)
+    expected = torch.nn.functional.linear(x, q.float() * s)
+    assert torch.allclose(bitlinear.train_forward(x, w, None, config), expected, atol=1e-6)
+    assert torch.allclose(bitlinear.eval_forward(x, s, q, None, config), expected, atol=1e-5)
+    assert expected.abs().sum() > 0
+    per_token = BitQuantConfig("per_tensor", "int8", "per_channel")
+    x3 = torch.randn(1, 5, 8) * torch.tensor([1.0, 10.0, 100.0, 0.1, 3.0]).reshape(1, 5, 1)
+    rows = torch.cat([bitlinear.eval_forward(x3[:, t], s, q, None, per_token) for t in range(5)])
+    assert torch.equal(bitlinear.eval_forward(x3, s, q, None, per_token)[0], rows)  # each token on its own
+    model = BitMLPModel(BitMLPConfig())
+    assert model.get_quant_config() == BitQuantConfig() and model.quant_config == BitQuantConfig()
+
+
+def test_a_kernel_registered_at_the_default_priority_is_used_where_the_namesake_would_use_it(backend_name):
+    # The namesake ships one kernel (int8 activations, per tensor, per tensor; priority 100) and falls
+    # back to its reference kernel otherwise, so a user kernel registered without a priority runs for
+    # every other config. lowbit's own kernels cover every config: they must not shadow it there.
+    @KernelRegistry.register(lambda c: True, name="users_default_priority")
+    class UsersKernel(TorchReferenceKernel):
+        def forward(self, x, qweight_scale, qweight, bias=None):
+            return super().forward(x, qweight_scale, qweight, bias) + 7.0
+
+    try:
+        for config in (BitQuantConfig(), BitQuantConfig("per_channel", "int8", "per_tensor"),
+                       BitQuantConfig("per_tensor", "int8", "per_channel"), BitQuantConfig("per_channel")):
+            assert type(KernelRegistry.get_kernel_for_config(config)) is UsersKernel, config
+            layer = BitLinear(8, 3, quant_config=config).eval()
+            x = torch.randn(2, 8)
+            assert torch.allclose(layer(x), bitlinear.eval_forward(x, layer.qweight_scale, layer.qweight,
+                                                                   layer.bias, config) , atol=1e-5)
+            assert type(layer.kernel) is UsersKernel
+        namesake_slot = BitQuantConfig("per_tensor", "int8", "per_tensor")
+        assert type(KernelRegistry.get_kernel_for_config(namesake_slot)) is not UsersKernel
+        KernelRegistry.register(lambda c: True, name="users_default_priority", priority=101)(UsersKernel)
+        assert type(KernelRegistry.get_kernel_for_config(namesake_slot)) is UsersKernel
+    finally:
+        KernelRegistry.unregister(UsersKernel)
+    assert type(KernelRegistry.get_kernel_for_config(BitQuantConfig())) is not UsersKernel

@@ -9,7 +9,8 @@ which implementation (C++, CUDA, pure PyTorch) from its ``backend``. The registr
 Two API levels:
 
 * namesake-compatible (OliverGrainge/BitLab): ``quantize_weights(w) -> (qweight_scale, qweight)``
-  and ``forward(x, qweight_scale, qweight, bias)``;
+  and ``forward(x, qweight_scale, qweight, bias)`` - or, as its earlier releases named them,
+  ``prepare_weights`` and ``kernel(x, qweight_scale, qweight, bias, quant_config)``;
 * packed: ``ternarize``, ``pack``/``unpack``, ``linear`` on I2_S256 bytes, ``to_storage``/``from_storage``
   (TQ1_B3), which layers use to keep 2 bits per weight.
 
@@ -53,6 +54,26 @@ class BitKernelBase(abc.ABC):
     backend: str = "torch"
     device_types: Optional[Tuple[str, ...]] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Kernels written to the namesake's earlier interface - ``prepare_weights(weight, quant_config)``
+        and ``__call__(x, qweight_scale, qweight, bias=None, quant_config=None)`` - get
+        :meth:`quantize_weights` and :meth:`forward` that call them, so layers and the registry use
+        them as they would a kernel defining the current names."""
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "prepare_weights" in own and "quantize_weights" not in own:
+            def quantize_weights(self, weight, quant_config=None):
+                return self.prepare_weights(weight, quant_config if quant_config is not None else self.config)
+
+            quantize_weights.__doc__ = "The class's ``prepare_weights`` (the namesake's earlier name)."
+            cls.quantize_weights = quantize_weights
+        if "__call__" in own and "forward" not in own and "linear" not in own:
+            def forward(self, x, qweight_scale, qweight, bias=None):
+                return self(x, qweight_scale, qweight, bias, self.config)
+
+            forward.__doc__ = "The class's ``__call__(x, qweight_scale, qweight, bias, quant_config)``."
+            cls.forward = forward
+
     def __init__(self, config: Optional[BitQuantConfig] = None) -> None:
         cls = type(self)
         if cls.linear is BitKernelBase.linear and cls.forward is BitKernelBase.forward:
@@ -86,6 +107,16 @@ class BitKernelBase(abc.ABC):
     def _call(self, op: str, *args):
         return dispatch.call(op, *args, impl=self.backend)
 
+    @staticmethod
+    def _check_weight(weight: Any, op: str) -> None:
+        """The same error on every backend for a weight that is not a 2-D tensor (the C++ binding
+        would otherwise raise its own argument-type error)."""
+        if not isinstance(weight, torch.Tensor):
+            raise ValueError(f"{op}: weight must be a 2-D torch.Tensor [out_features, in_features], "
+                             f"got {type(weight).__name__}")
+        if weight.dim() != 2 or weight.numel() == 0:
+            raise ValueError(f"{op}: weight must be a non-empty 2-D tensor, got shape {tuple(weight.shape)}")
+
     def _check_device(self, t: torch.Tensor, what: str) -> None:
         if not self.supports_device(t.device):
             raise ValueError(f"{type(self).__name__} runs on {'/'.join(self.device_types)} tensors but {what} is on "
@@ -96,8 +127,9 @@ class BitKernelBase(abc.ABC):
         """Float ``[N, K]`` -> (trits int8 ``[N, K]``, scales float32 ``[N]``) on the weight's device.
 
         Raises:
-            ValueError: NaN/Inf weights, an empty or non-2-D weight.
+            ValueError: NaN/Inf weights, an empty or non-2-D weight (or not a tensor).
         """
+        self._check_weight(weight, "ternarize")
         self._check_device(weight, "the weight")
         return self._call("quantize_weights", weight.detach().to(torch.float32).contiguous(),
                           self.config.weight_granularity)
@@ -157,6 +189,7 @@ class BitKernelBase(abc.ABC):
             ValueError: NaN/Inf weights, an empty or non-2-D weight, another device than the kernel's.
         """
         config = quant_config if quant_config is not None else self.config
+        self._check_weight(weight, "quantize_weights")
         self._check_device(weight, "the weight")
         trits, scales = self._call("quantize_weights", weight.detach().to(torch.float32).contiguous(),
                                    config.weight_granularity)
@@ -198,10 +231,57 @@ class BitKernelBase(abc.ABC):
             y2d = self.linear(x2d, self.pack(trits), k, scales, b)
         return y2d.reshape(*x.shape[:-1], n).to(x.dtype)
 
-    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Functional form: quantize and pack float ``weight`` ``[N, K]``, apply to ``x`` ``(..., K)``."""
+    def prepare_weights(
+        self, weight: torch.Tensor, quant_config: Optional[BitQuantConfig] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`quantize_weights` under the namesake's earlier name: ``(qweight_scale, qweight)``."""
+        return self.quantize_weights(weight, quant_config)
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Two call forms, told apart by the arguments (a float weight is 2-D, a scale 0-d or 1-D):
+
+        * the namesake's ``kernel(x, qweight_scale, qweight, bias=None, quant_config=None)``:
+          :meth:`forward` on pre-quantized weights; a ``quant_config`` other than the kernel's
+          runs the kernel the registry picks for that config (its activation arithmetic);
+        * lowbit's ``kernel(x, weight, bias=None)``: quantize and pack float ``weight`` ``[N, K]``,
+          then :meth:`forward`.
+
+        Returns:
+            ``(..., N)`` in ``x``'s dtype.
+
+        Raises:
+            TypeError: arguments that fit neither form, a ``quant_config`` that is not a
+                :class:`BitQuantConfig`.
+            ValueError: as :meth:`forward` / :meth:`quantize_weights`.
+        """
+        namesake_keys = {"qweight_scale", "qweight", "quant_config"}
+        first = args[0] if args else kwargs.get("weight", kwargs.get("qweight_scale"))
+        namesake = (bool(namesake_keys & set(kwargs)) or len(args) >= 3
+                    or (first is not None and not (isinstance(first, torch.Tensor) and first.dim() == 2)))
+        if not namesake:
+            return self._functional(x, *args, **kwargs)
+        return self._namesake_call(x, *args, **kwargs)
+
+    def _functional(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         scale, trits = self.quantize_weights(weight)
         return self.forward(x, scale, trits, bias)
+
+    def _namesake_call(
+        self,
+        x: torch.Tensor,
+        qweight_scale: torch.Tensor,
+        qweight: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        quant_config: Optional[BitQuantConfig] = None,
+    ) -> torch.Tensor:
+        if quant_config is None or quant_config == self.config:
+            return self.forward(x, qweight_scale, qweight, bias)
+        if not isinstance(quant_config, BitQuantConfig):
+            raise TypeError(f"{type(self).__name__}(): quant_config must be a BitQuantConfig or None, "
+                            f"got {type(quant_config).__name__}")
+        from .registry import KernelRegistry  # the registry imports this module
+
+        return KernelRegistry.get_kernel_for_config(quant_config, x.device).forward(x, qweight_scale, qweight, bias)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"

@@ -28,6 +28,22 @@ class _Entry:
         self.criteria = criteria
         self.matcher = matcher
 
+    def rank(self, config: BitQuantConfig) -> int:
+        """The priority this entry competes with for ``config``.
+
+        lowbit's shipped kernels (defined in :mod:`bitcore.kernels`) cover every config, where the
+        namesake ships one kernel - int8 activations, per tensor, per tensor, priority 100, with a
+        PyTorch fallback - and falls back to its reference kernel otherwise. So that a kernel a user
+        registers without a priority (0) runs wherever it would run with the namesake, shipped
+        kernels rank at least 100 on that config (the registered priority breaks ties between
+        them) and ``SHIPPED_OFFSET`` below their priority on every other one.
+        """
+        if not self.kernel_cls.__module__.startswith("bitcore.kernels"):
+            return self.priority
+        if config == _NAMESAKE_SHIPPED_CONFIG:
+            return max(self.priority, _NAMESAKE_SHIPPED_PRIORITY)
+        return self.priority - SHIPPED_OFFSET
+
     def matches(self, config: BitQuantConfig) -> bool:
         if not all(getattr(config, key) in allowed for key, allowed in self.criteria.items()):
             return False
@@ -46,9 +62,15 @@ def _criterion(name: str, value, choices: tuple) -> Optional[tuple]:
     return values
 
 
+#: How much lower lowbit's shipped kernels rank outside the namesake's one shipped config (see _Entry.rank).
+SHIPPED_OFFSET = 1000
+_NAMESAKE_SHIPPED_CONFIG = BitQuantConfig("per_tensor", "int8", "per_tensor")
+_NAMESAKE_SHIPPED_PRIORITY = 100
+
 # Kernel names of the namesake that are another kernel's here (bitcore.kernels.ReferenceKernel is
 # TorchReferenceKernel).
-_NAMESAKE_NAMES = {"ReferenceKernel": "TorchReferenceKernel"}
+_NAMESAKE_NAMES = {"ReferenceKernel": "TorchReferenceKernel", "int8_per_tensor": "CppInt8Kernel",
+                   "bitlinear_kernel_i8_pt_pt": "CppInt8Kernel"}
 
 
 class KernelRegistry:
@@ -62,7 +84,11 @@ class KernelRegistry:
     and its ``backend`` is ``"torch"`` or the implementation :func:`lowbit._backend.select` picks
     for the device (so under ``lowbit.backend("torch")`` the C++ kernels are never chosen, and a
     CUDA tensor never gets a CPU-only kernel). Among candidates the highest priority wins (ties:
-    the one registered last). The namesake's spellings work too: ``register(matcher, name=...,
+    the higher registered priority, then the one registered last). lowbit's own kernels (C++/CUDA
+    priority 100, PyTorch reference 0) rank at least 100 for the namesake's one shipped config
+    (int8 activations, per tensor, per tensor) and 1000 below their priority for every other
+    config, so that a kernel registered as the namesake's users register them - default priority
+    0 - is the one used wherever the namesake would use it. The namesake's spellings work too: ``register(matcher, name=...,
     priority=...)`` with a callable, ``register_kernel(name, priority, activation_dtype=...)``,
     ``get_kernel_from_config``, ``get_kernel_by_name``, ``list_kernels``.
     """
@@ -165,7 +191,7 @@ class KernelRegistry:
             if e.kernel_cls.backend in ("torch", impl) and e.kernel_cls.supports_device(dev)
             and e.matches(config) and e.kernel_cls.is_available(dev)
         ]
-        matching.sort(key=lambda e: (e.priority, e.order), reverse=True)
+        matching.sort(key=lambda e: (e.rank(config), e.priority, e.order), reverse=True)
         return [e.kernel_cls for e in matching]
 
     @classmethod

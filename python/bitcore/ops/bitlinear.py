@@ -5,6 +5,8 @@
 * :func:`quantize_weights` - ``(qweight_scale, qweight)`` for :func:`eval_forward`.
 * :func:`eval_forward` - inference on pre-quantized weights through the kernel the registry picks
   for the config and the input's device (bit-identical on every backend).
+* :func:`forward` (``training=True`` / ``False``) and :func:`prepare_weights` - the same three
+  operations under the names the namesake's API reference documents.
 
 The module is also callable: ``bitcore.ops.bitlinear(x, weight, bias, config)`` is
 :func:`bitlinear` (quantize, pack and run in one call), as in earlier lowbit releases.
@@ -24,7 +26,8 @@ from lowbit._backend import check_same_device
 from ..config import BitQuantConfig
 from . import quant
 
-__all__ = ["train_forward", "eval_forward", "quantize_weights", "bitlinear", "bitlinear_qat"]
+__all__ = ["train_forward", "eval_forward", "quantize_weights", "forward", "prepare_weights", "bitlinear",
+           "bitlinear_qat"]
 
 
 def _config(quant_config: Optional[BitQuantConfig]) -> BitQuantConfig:
@@ -82,6 +85,9 @@ def quantize_weights(
         ValueError: NaN/Inf weights, a non-2-D or empty weight, a bad config.
     """
     config = _config(quant_config)
+    from ..kernels.base import BitKernelBase  # the kernels import ops: resolve at call time
+
+    BitKernelBase._check_weight(weight, "quantize_weights")
     return _kernel(config, weight.device).quantize_weights(weight)
 
 
@@ -102,6 +108,59 @@ def eval_forward(
     return _kernel(config, x.device).forward(x, qweight_scale, qweight, bias)
 
 
+def prepare_weights(
+    weight: torch.Tensor, quant_config: Optional[BitQuantConfig] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`quantize_weights` under the namesake's earlier name: ``(qweight_scale, qweight)``,
+    float32 0-d (per tensor) or ``[N]`` (per channel) scale(s) and int8 ternary ``[N, K]``.
+
+    Raises:
+        ValueError: NaN/Inf weights, a non-2-D or empty weight, a bad config.
+    """
+    return quantize_weights(weight, quant_config)
+
+
+_FORWARD_ARGS = {
+    True: (("weight",), ("bias", "quant_config")),
+    False: (("qweight_scale", "qweight"), ("bias", "quant_config")),
+}
+
+
+def forward(x: torch.Tensor, training: bool = True, **kwargs) -> torch.Tensor:
+    """The namesake's keyword form of both passes.
+
+    ``forward(x, weight=W, bias=b, quant_config=c, training=True)`` is :func:`train_forward`;
+    ``forward(x, qweight_scale=s, qweight=q, bias=b, quant_config=c, training=False)`` is
+    :func:`eval_forward` (``s, q`` from :func:`prepare_weights`). ``bias`` and ``quant_config`` are
+    optional (default config: :class:`BitQuantConfig()`).
+
+    Args:
+        x: ``(..., K)`` floating tensor. weight: float ``[N, K]``. qweight_scale: 0-d or ``[N]``.
+        qweight: ``[N, K]`` in {-1, 0, 1}. bias: ``[N]`` or None.
+
+    Returns:
+        ``(..., N)`` in ``x``'s dtype.
+
+    Raises:
+        TypeError: a required tensor is missing for the pass ``training`` selects, or an unknown
+            keyword is given (both named).
+        ValueError: as :func:`train_forward` / :func:`eval_forward`.
+    """
+    required, optional = _FORWARD_ARGS[bool(training)]
+    mode = "training=True" if training else "training=False"
+    missing = [k for k in required if kwargs.get(k) is None]
+    if missing:
+        raise TypeError(f"bitlinear.forward({mode}) needs " + " and ".join(repr(k) for k in missing)
+                        + f" (got {', '.join(repr(k) for k in kwargs) or 'only x'})")
+    unknown = sorted(set(kwargs) - set(required) - set(optional))
+    if unknown:
+        raise TypeError(f"bitlinear.forward({mode}): unexpected keyword argument(s) "
+                        + ", ".join(repr(k) for k in unknown) + f"; it takes {', '.join(required + optional)}")
+    if training:
+        return train_forward(x, kwargs["weight"], kwargs.get("bias"), kwargs.get("quant_config"))
+    return eval_forward(x, kwargs["qweight_scale"], kwargs["qweight"], kwargs.get("bias"), kwargs.get("quant_config"))
+
+
 def bitlinear(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, config: Optional[BitQuantConfig] = None
 ) -> torch.Tensor:
@@ -109,7 +168,7 @@ def bitlinear(
     ``config`` on ``x``'s device. Returns ``(..., N)`` in ``x``'s dtype."""
     config = _config(config)
     check_same_device("x", x, "the weight", weight.device)
-    return _kernel(config, x.device)(x, weight, bias)
+    return _kernel(config, x.device)._functional(x, weight, bias)
 
 
 def bitlinear_qat(
