@@ -125,3 +125,37 @@ def test_integral_floats_are_accepted_for_integer_config_fields():
         QuantizationConfig(M=float("nan"))
     with pytest.raises(ValueError, match="^q:"):
         QuantizationConfig(q=32.0)
+
+
+def test_disable_scaling_with_a_beta_other_than_one_is_refused_not_ignored():
+    # The namesake divides by beta whatever disable_scaling says (its default is True); here the flag
+    # means beta = 1, so accepting both would quantize on another grid without a word.
+    with pytest.raises(ValueError, match="^beta: disable_scaling=True .* beta=0.3 would be ignored"):
+        QuantizationConfig(lattice_type="D4", q=4, M=2, beta=0.3, disable_scaling=True)
+    with pytest.raises(ValueError, match="^beta:"):
+        QuantizationConfig(lattice_type="D4", q=4, M=2, disable_scaling=True).replace(beta=2.0)
+    x = torch.randn(5, 4)
+    plain = QuantizationConfig(lattice_type="D4", q=4, M=2, disable_scaling=True)  # beta 1: allowed
+    assert torch.equal(quantize(x, D4Lattice(), plain), quantize(x, D4Lattice(), plain.replace(disable_scaling=False)))
+
+
+def test_saved_layer_records_with_disable_scaling_and_another_beta_still_load():
+    import struct
+
+    from coset.deploy import read_layer_record
+
+    cfg = QuantizationConfig(lattice_type="D4", q=4, M=2, disable_scaling=True, alpha=0.5)
+    raw = bytearray(bytes(layer_record_bytes(cfg)))
+    raw[14:22] = struct.pack("<d", 7.0)  # what an earlier version wrote for beta=7.0 (unused there)
+    saved = read_layer_record(torch.frombuffer(raw, dtype=torch.uint8))
+    assert saved.config == cfg
+    old_dict = dict(cfg.to_dict(), beta=7.0)
+    assert read_layer_record({"version": 1, "config": old_dict, "in_features": 8, "out_features": 3,
+                              "bias": True}).config == cfg
+
+
+def layer_record_bytes(cfg):
+    from coset.deploy import layer_record
+
+    return layer_record(cfg, 8, 3, True).numpy().tobytes()
+
