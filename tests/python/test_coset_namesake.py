@@ -274,6 +274,12 @@ def test_vlut_index_puts_the_first_coordinate_first_and_tables_are_cached_by_val
     assert manager.build_one_sided_vlut(torch.tensor([1.0, 2.0])) is a
     c = manager.build_one_sided_vlut(torch.tensor([2.0, 1.0]))  # same sum, another query: another table
     assert not torch.equal(a, c)
+    y = torch.tensor([0.5, -1.0])
+    first = manager.build_one_sided_vlut(y)
+    assert manager.build_one_sided_vlut(y) is first
+    y.mul_(3)  # changed in place: a new table, not the cached one
+    assert torch.equal(manager.build_one_sided_vlut(y), manager.build_one_sided_vlut(torch.tensor([1.5, -3.0])))
+    assert not torch.equal(manager.build_one_sided_vlut(y), first)
     assert torch.equal(build_vlut(lat, cfg), manager.build_two_sided_vlut())
     with pytest.raises(ValueError, match=r"^query_vector: expected a real vector of shape \(2,\)"):
         manager.build_one_sided_vlut(torch.randn(3))
