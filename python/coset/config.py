@@ -34,6 +34,10 @@ class QuantizationConfig:
     ``max_scaling_iterations``). ``with_tie_dither`` selects the exact shift-invariant tie rule
     (keep it on: decoding is exact even where ``G b / q`` lies on a Voronoi boundary).
     ``with_dither`` adds a subtractive dither drawn from ``dither_seed`` and the vector's index.
+    ``disable_scaling`` quantizes with ``beta = 1`` and so requires ``beta == 1`` (``ValueError``
+    otherwise: the namesake applies beta whatever this flag says).
+
+    Raises ``ValueError`` naming the field for any value out of range or of the wrong type.
     """
 
     lattice_type: str = "D4"
@@ -81,6 +85,12 @@ class QuantizationConfig:
         object.__setattr__(self, "dither_seed", _plain_int(self.dither_seed))
         if isinstance(self.dither_seed, bool) or not isinstance(self.dither_seed, int) or not 0 <= self.dither_seed < 2**64:
             raise ValueError(f"dither_seed: expected an integer in [0, 2**64), got {self.dither_seed!r}")
+        if self.disable_scaling and self.beta != 1:
+            # Here disable_scaling means beta = 1; the namesake (mlsquare/coset) ignores the flag and
+            # divides by beta anyway, so the same call would quantize on another grid without a word.
+            raise ValueError(f"beta: disable_scaling=True quantizes with beta = 1, so beta={self.beta!r} would be "
+                             "ignored; pass disable_scaling=False to scale by beta (the namesake mlsquare/coset "
+                             "applies beta whatever disable_scaling says), or beta=1.0")
         self._check_scale_range()  # the C++ validate() check, in Python (no native call here)
 
     def _check_scale_range(self) -> None:

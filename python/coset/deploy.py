@@ -206,6 +206,8 @@ def read_layer_record(extra: Any, name: str = "PackedLinear") -> SavedLayer:
         raise ValueError(f"{name}: packed state dict's config record flags a dither seed of 0 (corrupt)")
     fields = {field: bool(flags & bit) for bit, field in _FLAG_FIELDS}
     try:
+        if fields["disable_scaling"]:  # beta is unused then (records written before that was required)
+            beta = 1.0
         config = QuantizationConfig(lattice_type=_LATTICES[lattice], q=q, M=M, beta=beta, alpha=alpha,
                                     max_scaling_iterations=iters, dither_seed=seed, **fields)
     except (TypeError, ValueError) as exc:
@@ -233,8 +235,11 @@ def _read_dict_record(extra: dict, name: str) -> SavedLayer:
     if not isinstance(extra.get("config"), dict):
         raise ValueError(f"{name}: packed state dict has an invalid config: expected a dict, got "
                          f"{type(extra.get('config')).__name__}")
+    fields = dict(extra["config"])
+    if fields.get("disable_scaling") is True:  # beta is unused then (dicts saved before that was required)
+        fields["beta"] = 1.0
     try:
-        config = QuantizationConfig(**extra["config"])
+        config = QuantizationConfig(**fields)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: packed state dict has an invalid config: {exc}") from None
     return SavedLayer(config, shape[0], shape[1], extra["bias"])

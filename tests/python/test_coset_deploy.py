@@ -235,7 +235,7 @@ def test_extra_state_is_a_30_byte_record_and_every_saved_byte_is_counted(config)
     assert layer.bits_per_weight() == 8.0 * saved / (256 * 10)
 
 
-@pytest.mark.parametrize("fields", [dict(dither_seed=2**64 - 1), dict(disable_scaling=True, dither_seed=7),
+@pytest.mark.parametrize("fields", [dict(dither_seed=2**64 - 1), dict(disable_scaling=True, beta=1.0, dither_seed=7),
                                     dict(disable_overload_protection=True, beta=0.1 + 1e-17 * 3, alpha=1 / 3)])
 def test_layer_record_keeps_every_config_field_exactly(fields):
     config = QuantizationConfig(lattice_type="E8", q=16, M=1, beta=0.0123456789012345, alpha=0.25,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,3 +126,179 @@ def test_integral_floats_are_accepted_for_integer_config_fields():
         QuantizationConfig(M=float("nan"))
     with pytest.raises(ValueError, match="^q:"):
         QuantizationConfig(q=32.0)
+
+
+def test_disable_scaling_with_a_beta_other_than_one_is_refused_not_ignored():
+    # The namesake divides by beta whatever disable_scaling says (its default is True); here the flag
+    # means beta = 1, so accepting both would quantize on another grid without a word.
+    with pytest.raises(ValueError, match="^beta: disable_scaling=True .* beta=0.3 would be ignored"):
+        QuantizationConfig(lattice_type="D4", q=4, M=2, beta=0.3, disable_scaling=True)
+    with pytest.raises(ValueError, match="^beta:"):
+        QuantizationConfig(lattice_type="D4", q=4, M=2, disable_scaling=True).replace(beta=2.0)
+    x = torch.randn(5, 4)
+    plain = QuantizationConfig(lattice_type="D4", q=4, M=2, disable_scaling=True)  # beta 1: allowed
+    assert torch.equal(quantize(x, D4Lattice(), plain), quantize(x, D4Lattice(), plain.replace(disable_scaling=False)))
+
+
+def test_saved_layer_records_with_disable_scaling_and_another_beta_still_load():
+    import struct
+
+    from coset.deploy import read_layer_record
+
+    cfg = QuantizationConfig(lattice_type="D4", q=4, M=2, disable_scaling=True, alpha=0.5)
+    raw = bytearray(bytes(layer_record_bytes(cfg)))
+    raw[14:22] = struct.pack("<d", 7.0)  # what an earlier version wrote for beta=7.0 (unused there)
+    saved = read_layer_record(torch.frombuffer(raw, dtype=torch.uint8))
+    assert saved.config == cfg
+    old_dict = dict(cfg.to_dict(), beta=7.0)
+    assert read_layer_record({"version": 1, "config": old_dict, "in_features": 8, "out_features": 3,
+                              "bias": True}).config == cfg
+
+
+def layer_record_bytes(cfg):
+    from coset.deploy import layer_record
+
+    return layer_record(cfg, 8, 3, True).numpy().tobytes()
+
+
+def test_decode_takes_the_namesakes_positional_dither():
+    lat = D4Lattice()
+    cfg = QuantizationConfig(lattice_type="D4", q=4, M=2, beta=0.2, with_dither=True)
+    u = torch.tensor([0.31, -0.2, 0.05, 0.4])
+    x = torch.randn(4)
+    b, t = encode(x, lat, cfg, u)
+    assert torch.equal(decode(b, lat, cfg, t, u), decode(b, lat, cfg, t, dither=u))  # decode(b, L, c, T, dither)
+    assert not torch.equal(decode(b, lat, cfg, t, u), decode(b, lat, cfg, t))
+    assert torch.equal(decode(b, lat, cfg, t, u.numpy()), decode(b, lat, cfg, t, dither=u))
+    assert decode(b, lat, cfg, t, torch.float64).dtype == torch.float64  # a dtype stays a dtype
+    with pytest.raises(ValueError, match="^dtype: got an array as well as dither="):
+        decode(b, lat, cfg, t, u, dither=u)
+
+
+def test_the_namesakes_module_paths_are_the_same_objects():
+    import coset
+    import coset.legacy.lattices as legacy_lattices
+    import coset.legacy.nn as legacy_nn
+    import coset.legacy.quant as legacy_quant
+    from coset.legacy.quant.functional import quantize as legacy_quantize
+    from coset.legacy.quant.sim import create_simulator as legacy_create_simulator
+    from coset.legacy.quant.vlut import vLUTManager as legacy_manager
+    from coset.lattices.e8 import E8Lattice as e8_from_module
+    from coset.quant import functional, params, sim, vlut
+
+    assert functional.encode is coset.encode and functional.decode is coset.decode
+    assert functional.quantize is coset.quantize is legacy_quantize
+    assert functional.batch_encode is coset.quant.batch_encode and functional.batch_quantize is coset.quant.batch_quantize
+    assert params.QuantizationConfig is coset.QuantizationConfig is legacy_quant.QuantizationConfig
+    assert legacy_lattices.E8Lattice is coset.E8Lattice is e8_from_module
+    assert legacy_nn.QLinear is coset.QLinear
+    assert legacy_manager is vlut.vLUTManager is coset.quant.vLUTManager
+    assert legacy_create_simulator is sim.create_simulator
+    from coset.quant import batch_e8_quantize, build_vlut  # noqa: F401  (names of the namesake's coset.quant)
+
+    with pytest.raises(AttributeError, match="has no attribute 'not_a_name'"):
+        coset.quant.not_a_name
+
+
+def test_batch_helpers_use_the_namesakes_types_and_match_quantize():
+    from coset.quant import batch_decode, batch_encode, batch_quantize
+
+    lat, cfg = D4Lattice(), QuantizationConfig(lattice_type="D4", q=4, M=2, beta=0.3)
+    X = torch.randn(6, 4) * 2
+    b, t = batch_encode(X, lat, cfg)
+    assert b.dtype == torch.float32 and t.dtype == torch.int64 and b.shape == (6, 2, 4) and t.shape == (6,)
+    b8, t8 = encode(X, lat, cfg)
+    assert torch.equal(b, b8.float()) and torch.equal(t, t8.long())
+    assert torch.equal(batch_decode(b, t, lat, cfg), quantize(X, lat, cfg))
+    assert torch.equal(batch_quantize(X, lat, cfg), quantize(X, lat, cfg))
+    bn, tn = batch_encode(X.numpy(), lat, cfg)
+    assert bn.dtype == np.float32 and tn.dtype == np.int64
+
+
+def test_e8_batch_helpers():
+    from coset.quant import batch_decode_e8, batch_e8_quantize, batch_encode_e8, batch_quantize_e8
+
+    lat = E8Lattice()
+    X = torch.randn(20, 8) * 3
+    assert torch.equal(batch_e8_quantize(X), lat.Q(X))
+    assert torch.equal(batch_e8_quantize(torch.zeros(3, 8)), torch.zeros(3, 8))
+    with pytest.raises(ValueError, match=r"^X: expected shape \(\.\.\., 8\)"):
+        batch_e8_quantize(torch.randn(3, 4))
+    cfg = QuantizationConfig(lattice_type="E8", q=4, M=2, beta=0.25, max_scaling_iterations=6)
+    b, t = batch_encode_e8(X, lat, cfg, device="cpu")
+    assert b.dtype == torch.float32 and t.dtype == torch.int64
+    assert int(t.max()) > 0 and int(t.max()) < 6  # real rescale counts (not max_scaling_iterations)
+    for i in range(3):
+        bi, ti = encode(X[i], lat, cfg)
+        assert torch.equal(b[i], bi) and int(t[i]) == ti
+    assert torch.equal(batch_decode_e8(b, t, lat, cfg), quantize(X, lat, cfg))
+    assert torch.equal(batch_quantize_e8(X, lat, cfg), quantize(X, lat, cfg))
+    with pytest.raises(ValueError, match="^config: the \\*_e8 functions need an E8 config"):
+        batch_encode_e8(torch.randn(2, 4), D4Lattice(), QuantizationConfig(lattice_type="D4"))
+
+
+@pytest.mark.parametrize("name,q,M,beta", [("Z2", 4, 3, 0.5), ("D4", 4, 2, 0.7), ("E8", 3, 2, 0.4), ("D4", 5, 2, 1.0)])
+def test_vlut_manager_tables_reproduce_decode(name, q, M, beta):
+    from coset.lattices import LATTICES
+    from coset.quant.vlut import _encoding_to_index, vLUTManager
+
+    lat = LATTICES[name]()
+    cfg = QuantizationConfig(lattice_type=name, q=q, M=M, beta=beta, alpha=0.5)
+    manager = vLUTManager(lat, cfg)
+    gen = torch.Generator().manual_seed(5)
+    y = torch.randn(lat.d, generator=gen)
+    vlut = manager.build_one_sided_vlut(y)
+    assert vlut.shape == (q ** lat.d,) and vlut.dtype == torch.float32 and vlut.device.type == "cpu"
+    X = torch.randn(50, lat.d, generator=gen) * beta * q ** M / 2  # includes overloads: T > 0
+    b, t = encode(X, lat, cfg)
+    assert int(t.max()) > 0
+    want = decode(b, lat, cfg, t).double() @ y.double()
+    idx = _encoding_to_index(b.reshape(-1, lat.d).float(), q).reshape(50, M)
+    levels = (vlut.double()[idx] * torch.tensor([float(q ** m) for m in range(M)], dtype=torch.float64)).sum(1)
+    got = beta * 2.0 ** (0.5 * t.double()) * levels
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+    two = manager.build_two_sided_vlut()
+    p = manager.lattice_points()
+    assert two.shape == (q ** lat.d,) * 2 and torch.allclose(two, (p.double() @ p.double().T).float())
+
+
+def test_vlut_index_puts_the_first_coordinate_first_and_tables_are_cached_by_value():
+    from coset.quant.vlut import _encoding_to_index, build_vlut, vLUTManager
+
+    assert _encoding_to_index(torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]]), 3).tolist() == [3, 1, 7]
+    lat, cfg = Z2Lattice(), QuantizationConfig(lattice_type="Z2", q=3, M=2)
+    manager = vLUTManager(lat, cfg)
+    p = manager.lattice_points()
+    assert torch.equal(p[3], decode(torch.tensor([[1, 0]], dtype=torch.uint8), lat, cfg.replace(M=1), 0))
+    a = manager.build_one_sided_vlut(torch.tensor([1.0, 2.0]))
+    assert manager.build_one_sided_vlut(torch.tensor([1.0, 2.0])) is a
+    c = manager.build_one_sided_vlut(torch.tensor([2.0, 1.0]))  # same sum, another query: another table
+    assert not torch.equal(a, c)
+    y = torch.tensor([0.5, -1.0])
+    first = manager.build_one_sided_vlut(y)
+    assert manager.build_one_sided_vlut(y) is first
+    y.mul_(3)  # changed in place: a new table, not the cached one
+    assert torch.equal(manager.build_one_sided_vlut(y), manager.build_one_sided_vlut(torch.tensor([1.5, -3.0])))
+    assert not torch.equal(manager.build_one_sided_vlut(y), first)
+    assert torch.equal(build_vlut(lat, cfg), manager.build_two_sided_vlut())
+    with pytest.raises(ValueError, match=r"^query_vector: expected a real vector of shape \(2,\)"):
+        manager.build_one_sided_vlut(torch.randn(3))
+    with pytest.raises(ValueError, match="^config: q\\^d = 5\\^8"):
+        vLUTManager(E8Lattice(), QuantizationConfig(lattice_type="E8", q=5, M=1))
+
+
+def test_lattice_vector_simulator():
+    from coset.quant.sim import LatticeVectorSimulator, create_simulator
+
+    sim = create_simulator("D4", q=3, M=2, device="cpu")
+    assert isinstance(sim, LatticeVectorSimulator) and sim.lattice.name == "D4" and sim.device.type == "cpu"
+    assert sim.config.disable_scaling and sim.config.disable_overload_protection and sim.config.beta == 1.0
+    assert sim.encoding_space_size == 3 ** 8 and sim.single_level_size == 3 ** 4
+    v = sim.generate_vectors(40)
+    assert v.shape == (40, 4) and v.dtype == torch.float32
+    assert torch.equal(quantize(v, sim.lattice, sim.config), v)  # already quantized
+    report = sim.validate_reconstruction(v)
+    assert report["exact_rate"] == 1.0 and report["max_error"] == 0.0 and report["exact_reconstructions"] == 40
+    assert sim.generate_matrix(3, 10).shape == (3, 10)
+    with pytest.raises(ValueError, match="^lattice_type:"):
+        create_simulator("A2")

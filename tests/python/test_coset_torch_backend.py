@@ -86,7 +86,7 @@ def test_other_rules_dither_and_overload_options_bit_identical(name):
         QuantizationConfig(lattice_type=name, q=3, M=2, beta=0.2, with_tie_dither=False),
         QuantizationConfig(lattice_type=name, q=4, M=2, beta=0.1, with_dither=True, dither_seed=2**63 + 11),
         QuantizationConfig(lattice_type=name, q=5, M=1, beta=0.3, disable_overload_protection=True),
-        QuantizationConfig(lattice_type=name, q=4, M=3, beta=7.0, disable_scaling=True, max_scaling_iterations=3),
+        QuantizationConfig(lattice_type=name, q=4, M=3, beta=1.0, disable_scaling=True, max_scaling_iterations=3),
     ]
     for cfg in configs:
         with _quiet():

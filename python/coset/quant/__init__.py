@@ -11,15 +11,15 @@ import numpy as np
 from lowbit import _backend
 from lowbit._native import coset as _native
 
-from ._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, reject_meta,
+from .._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, reject_meta,
                       require_finite, torch_codes, torch_float)
-from ._dispatch import op as _op, torch_path as _torch_path
-from .config import QuantizationConfig
+from .._dispatch import op as _op, torch_path as _torch_path
+from ..config import QuantizationConfig
 
 # Retries allowed to rate_optimal_config: with alpha = 1/8, 64 retries span a gain of 256.
 MAX_TUNED_ITERATIONS = 64
 DEGENERATE_MSE = 0.95  # rate_optimal_config: the zero quantizer has MSE 1 on unit-variance data
-from .lattices.base import Lattice
+from ..lattices.base import Lattice
 
 
 def _check_pair(lattice: Any, config: Any) -> None:
@@ -163,10 +163,18 @@ def decode(b: Any, lattice: Lattice, config: QuantizationConfig, T: Any = None, 
     ``dtype=float64``), torch on b's device when ``b`` is a tensor, numpy otherwise. ``dither``
     and ``device`` as in :func:`encode`.
 
+    The namesake's ``decode(b, lattice, config, T, dither)`` passes the dither fifth: a tensor or
+    numpy array in the ``dtype`` position is taken as ``dither`` (a dtype is never an array).
+
     Raises ``ValueError`` for a wrong trailing shape, codes outside ``[0, q)`` or not integers,
     T beyond ``max_scaling_iterations`` or of the wrong shape, and T on another device than b.
     """
     _check_pair(lattice, config)
+    if is_tensor(dtype) or isinstance(dtype, np.ndarray):  # the namesake's positional dither
+        if dither is not None:
+            raise ValueError("dtype: got an array as well as dither=; the namesake's fifth positional argument "
+                             "is the dither, here pass dtype= and dither= by keyword")
+        dtype, dither = None, dtype
     b = _on_device(b, device, "b")
     reject_meta(b, "b", "decode")
     d, m = config.d, config.M
@@ -253,17 +261,35 @@ def quantize(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any =
     return back(out, as_torch, original)
 
 
-def batch_encode(X: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = None) -> Tuple[Any, Any]:
-    """The namesake's batch encode: ``X`` (n, d) (a single vector is one row) -> ``(b (n, M, d), T (n,))``."""
+def batch_encode(X: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = None,
+                 device: Any = None) -> Tuple[Any, Any]:
+    """The namesake's batch encode: ``X`` (n, d) (a single vector is one row) -> ``(b, T)``.
+
+    ``b`` is (n, M, d) float32 codes and ``T`` (n,) int64, the namesake's types (torch tensors on
+    X's device, or on ``device``; numpy arrays for numpy input). :func:`encode` on a batch gives
+    the same values as compact uint8. Raises what :func:`encode` raises.
+    """
     if (X.dim() if is_tensor(X) else np.ndim(X)) == 1:
         X = X.reshape(1, -1) if is_tensor(X) else np.reshape(X, (1, -1))
-    return encode(X, lattice, config, dither=dither)
+    b, t = encode(X, lattice, config, dither=dither, device=device)
+    if is_tensor(b):
+        import torch
+
+        return b.float(), t.to(torch.int64)
+    return b.astype(np.float32), t.astype(np.int64)
 
 
 def batch_decode(encoded_vectors: Any, scaling_counts: Any, lattice: Lattice, config: QuantizationConfig,
-                 dither: Any = None) -> Any:
-    """The namesake's batch decode: codes (n, M, d) and T (n,) -> (n, d)."""
-    return decode(encoded_vectors, lattice, config, scaling_counts, dither=dither)
+                 dither: Any = None, device: Any = None) -> Any:
+    """The namesake's batch decode: codes (n, M, d) (integer or float) and T (n,) -> (n, d) float32."""
+    return decode(encoded_vectors, lattice, config, scaling_counts, dither=dither, device=device)
+
+
+def batch_quantize(X: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = None,
+                   device: Any = None) -> Any:
+    """The namesake's batch quantize: ``batch_decode(*batch_encode(X, ...))``, (n, d) -> (n, d) float32."""
+    b, t = batch_encode(X, lattice, config, dither=dither, device=device)
+    return batch_decode(b, t, lattice, config, dither=dither)
 
 
 def mac_modq(x: Any, y: Any, q: int) -> Any:
@@ -286,7 +312,7 @@ def optimal_beta(lattice_type: str, q: int, M: int, use_rescaling: bool = False)
     acts as a per-vector gain and lowers the MSE at the price of T's side information.
     Grid search, deterministic (fixed seed).
     """
-    from .lattices import lattice_for
+    from ..lattices import lattice_for
 
     lattice = lattice_for(lattice_type)
     rng = np.random.default_rng(0)
@@ -324,7 +350,7 @@ def rate_optimal_config(lattice_type: str, q: int, M: int) -> QuantizationConfig
     is not below ``DEGENERATE_MSE`` (0.95 of the variance) are left out: at low rates (D4 q=2) a beta so
     large that everything decodes to 0 (MSE 1, no T to code) would otherwise score best.
     """
-    from .lattices import lattice_for
+    from ..lattices import lattice_for
 
     lattice = lattice_for(lattice_type)
     x = np.random.default_rng(0).standard_normal((65536 // lattice.d, lattice.d)).astype(np.float32)
@@ -415,3 +441,17 @@ def _quantize_tensor_torch(x: Any, lattice: Lattice, config: QuantizationConfig,
     if scale is not None:
         out = out * s
     return out.to(x.dtype) if x.is_floating_point() else out
+
+
+_SUBMODULE_NAMES = {  # the namesake's coset.quant names that live in submodules (loaded on first use)
+    "batch_e8_quantize": "e8_gpu", "batch_encode_e8": "e8_gpu", "batch_decode_e8": "e8_gpu",
+    "batch_quantize_e8": "e8_gpu", "vLUTManager": "vlut", "build_vlut": "vlut",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULE_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_SUBMODULE_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
