@@ -30,7 +30,10 @@ def to_numpy(x: Any, name: str) -> Tuple[np.ndarray, bool]:
     if is_tensor(x):
         if x.device.type != "cpu":
             raise ValueError(f"{name}: only CPU tensors are supported, got device {x.device}")
-        return x.detach().contiguous().numpy(), True
+        t = x.detach()
+        if t.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16: widen (exact)
+            t = t.float()
+        return t.contiguous().numpy(), True
     return np.asarray(x), False
 
 
@@ -44,6 +47,8 @@ def float_array(x: Any, name: str) -> Tuple[np.ndarray, bool, Any]:
             raise ValueError(f"{name}: only CPU tensors are supported, got device {x.device}")
         if x.is_complex():
             raise ValueError(f"{name}: expected a real tensor, got dtype {x.dtype}")
+        if x.dtype == torch.bool:  # as torch_float (the PyTorch twin) and numpy bool arrays
+            raise ValueError(f"{name}: expected a real numeric tensor, got dtype {x.dtype}")
         t = x.detach()
         if t.dtype not in (torch.float32, torch.float64):
             t = t.float()
@@ -83,6 +88,21 @@ def code_array(b: Any, name: str, upper: int) -> np.ndarray:
 
 # --- tensors that stay on their device (the pure-PyTorch backend) -------------------------------
 
+def as_tensor(x: Any, device: Any = None) -> Any:
+    """``x`` as a torch tensor on ``device`` (a tensor is moved only when ``device`` is given).
+
+    Host data in any container torch.as_tensor refuses or warns about is accepted: numpy arrays
+    with negative strides (``a[::-1]``), read-only or memory-mapped arrays (copied, so the result
+    never aliases memory torch must not write), lists and numpy scalars.
+    """
+    if is_tensor(x):
+        return x if device is None else x.to(device)
+    arr = np.asarray(x)
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        arr = np.array(arr, order="C")  # a writable copy with positive strides
+    return torch.as_tensor(arr, device=device)
+
+
 def torch_float(x: Any, name: str) -> Any:
     """A detached float32/float64 tensor on x's device (other real dtypes computed in float32)."""
     if x.is_complex():
@@ -118,6 +138,8 @@ def torch_codes(b: Any, name: str, upper: int) -> Any:
     if b.dtype == torch.bool or b.is_complex():
         raise ValueError(f"{name}: expected an integer array, got dtype {b.dtype}")
     t = b.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):  # exact widening; CPU round lacks half kernels
+        t = t.float()
     if t.is_floating_point():
         if t.numel() and not bool((torch.isfinite(t) & (t == torch.round(t))).all()):
             raise ValueError(f"{name}: float codes must hold integers, got non-integer or non-finite values")

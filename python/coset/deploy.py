@@ -772,7 +772,7 @@ class PackedLinear(nn.Module):
     def _forward_packed(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         if x.is_meta:  # shape propagation, as nn.Linear on the meta device
-            return torch.empty(*lead, self.out_features, dtype=x.dtype, device="meta")
+            return torch.empty(*lead, self.out_features, dtype=_backend.linear_output_dtype(x), device="meta")
         if x.dtype == torch.float64 and x.numel() and bool((torch.isfinite(x) & (x.abs() > _FLOAT32_MAX)).any()):
             raise ValueError(f"{self.layer_name}: input has finite float64 values beyond float32's range "
                              f"(max |x| = {float(x.abs().max()):.3g}); the kernels compute in float32")
@@ -781,7 +781,7 @@ class PackedLinear(nn.Module):
             y = self._forward_native(x2)
         else:
             y = self._forward_torch(x2)
-        return y.reshape(*lead, self.out_features).to(x.dtype)
+        return y.reshape(*lead, self.out_features).to(_backend.linear_output_dtype(x))
 
     def _padded(self, x2: torch.Tensor) -> torch.Tensor:
         pad = self.blocks * self.config.d - self.in_features

@@ -16,7 +16,7 @@ from lowbit import _backend
 from lowbit._native import coset as _native
 
 from . import _torch_ops
-from ._arrays import _contig, back, code_array, float_array, is_tensor, torch_codes, torch_float
+from ._arrays import _contig, as_tensor, back, code_array, float_array, is_tensor, torch_codes, torch_float
 from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 from .lattices.base import Lattice, lattice_for
@@ -59,7 +59,7 @@ def _torch_codes(b: Any, T: Any, config: QuantizationConfig, name: str, device: 
     import torch
 
     if not is_tensor(b):
-        b = torch.as_tensor(np.asarray(b), device=device)
+        b = as_tensor(b, device)
     _backend.check_same_device(f"b{name}", b, "the table", device)
     codes = torch_codes(b, f"b{name}", config.q)
     if codes.dim() < 3 or tuple(codes.shape[-2:]) != (config.M, config.d):
@@ -69,7 +69,7 @@ def _torch_codes(b: Any, T: Any, config: QuantizationConfig, name: str, device: 
         t = torch.zeros(codes.shape[:-2], dtype=torch.uint8, device=codes.device)
     else:
         if not is_tensor(T):
-            T = torch.as_tensor(np.asarray(T), device=codes.device)
+            T = as_tensor(T, codes.device)
         _backend.check_same_device(f"T{name}", T, "the table", device)
         t = torch_codes(T, f"T{name}", config.max_t() + 1)
     if tuple(t.shape) != tuple(codes.shape[:-2]):
@@ -238,7 +238,7 @@ class QuantizedMatrix:
             import torch
 
             if not is_tensor(y):
-                y = torch.as_tensor(np.asarray(y), device=self.device)
+                y = as_tensor(y, self.device)
             _backend.check_same_device("y", y, "the matrix", self.device)
             t = torch_float(y, "y").reshape(-1).float()
             if t.numel() != self.shape[1]:

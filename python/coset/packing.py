@@ -10,7 +10,7 @@ from lowbit import _backend, _cuda_ops
 from lowbit._native import coset as _native
 
 from . import _torch_ops
-from ._arrays import _contig, back, code_array, is_tensor, to_numpy, torch_codes
+from ._arrays import _contig, as_tensor, back, code_array, is_tensor, to_numpy, torch_codes
 from ._dispatch import op as _op, torch_path as _torch_path
 from .config import QuantizationConfig
 
@@ -36,7 +36,7 @@ def pack(b: Any, T: Any, config: QuantizationConfig) -> Any:
         if codes.dim() < 2 or tuple(codes.shape[-2:]) != (config.M, config.d):
             raise ValueError(f"b: trailing shape must be (M, d)=({config.M}, {config.d}), got {tuple(codes.shape)}")
         if not is_tensor(T):
-            T = torch.as_tensor(T, device=codes.device)
+            T = as_tensor(T, codes.device)
         _backend.check_same_device("T", T, "b", codes.device)
         t = torch_codes(T, "T", config.max_t() + 1)
         if tuple(t.shape) != tuple(codes.shape[:-2]):

@@ -11,7 +11,7 @@ import numpy as np
 from lowbit import _backend
 from lowbit._native import coset as _native
 
-from .._arrays import (_contig, back, code_array, float_array, is_tensor, is_tensor_dtype, reject_meta,
+from .._arrays import (_contig, as_tensor, back, code_array, float_array, is_tensor, is_tensor_dtype, reject_meta,
                       require_finite, torch_codes, torch_float)
 from .._dispatch import op as _op, torch_path as _torch_path
 from ..config import QuantizationConfig
@@ -43,7 +43,7 @@ def _on_device(x: Any, device: Any, name: str) -> Any:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return torch.as_tensor(arr, device=dev)
+    return as_tensor(arr, dev)
 
 
 
@@ -60,7 +60,7 @@ def _user_dither(dither: Any, config: QuantizationConfig, like: Any) -> Any:
     if is_tensor(like):
         import torch
 
-        u = dither.to(like.device) if is_tensor(dither) else torch.as_tensor(np.asarray(dither), device=like.device)
+        u = as_tensor(dither, like.device)
         return u.to(like.dtype if like.is_floating_point() else torch.float32) * base
     arr = np.asarray(like)
     ftype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float32
@@ -145,7 +145,7 @@ def _t_for(T: Any, lead: Tuple[int, ...], config: QuantizationConfig, like: Any)
             raise ValueError(f"T: values must lie in [0, {config.max_t() + 1}), got [{value}, {value}]")
         return torch.full(lead, value, dtype=torch.uint8, device=like.device)
     if not is_tensor(T):
-        T = torch.as_tensor(np.asarray(T), device=like.device)
+        T = as_tensor(T, like.device)
     _backend.check_same_device("T", T, "b", like.device)
     t = torch_codes(T, "T", config.max_t() + 1)
     if tuple(t.shape) != tuple(lead):
@@ -429,7 +429,7 @@ def _quantize_tensor_torch(x: Any, lattice: Lattice, config: QuantizationConfig,
     pad = (-n) % d
     work = t
     if scale is not None:
-        s = scale.detach() if is_tensor(scale) else torch.as_tensor(np.asarray(scale), device=t.device)
+        s = scale.detach() if is_tensor(scale) else as_tensor(scale, t.device)
         _backend.check_same_device("scale", s, "x", t.device)
         s = torch.broadcast_to(s.to(t.dtype), t.shape[:-1]).unsqueeze(-1)
         if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
+from .._arrays import as_tensor
 from ..lattices import E8Lattice
 from . import batch_decode, batch_encode
 from ..config import QuantizationConfig
@@ -34,7 +35,7 @@ def batch_e8_quantize(X: Any, device: Any = None) -> Any:
     import torch
 
     if device is not None:
-        X = X.to(torch.device(device)) if torch.is_tensor(X) else torch.as_tensor(X, device=torch.device(device))
+        X = as_tensor(X, torch.device(device))
     shape = tuple(X.shape) if hasattr(X, "shape") else None
     if not shape or shape[-1] != 8:
         raise ValueError(f"X: expected shape (..., 8) for E8, got {shape}")

@@ -10,6 +10,7 @@ from typing import Any, Dict
 
 import torch
 
+from .._arrays import as_tensor
 from ..config import QuantizationConfig
 from ..lattices import LATTICES
 from . import quantize
@@ -57,7 +58,7 @@ class LatticeVectorSimulator:
         Returns ``max_error``, ``mean_error``, ``std_error`` (Euclidean norms per vector),
         ``exact_reconstructions`` (count below ``tolerance``), ``exact_rate`` and ``tolerance``.
         """
-        v = torch.as_tensor(simulated_vectors).to(self.device, torch.float32)
+        v = as_tensor(simulated_vectors).to(self.device, torch.float32)
         if v.dim() != 2 or v.shape[1] != self.lattice.d or v.shape[0] == 0:
             raise ValueError(f"simulated_vectors: expected shape (n, {self.lattice.d}) with n > 0, got {tuple(v.shape)}")
         errors = torch.linalg.norm(v - quantize(v, self.lattice, self.config), dim=1)

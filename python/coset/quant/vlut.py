@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from .._arrays import as_tensor
 from ..config import QuantizationConfig
 from ..lattices.base import Lattice
 from . import _check_pair, decode
@@ -84,7 +85,7 @@ class vLUTManager:  # noqa: N801 (the namesake's name)
                 and last[2] == device:
             return last[3]  # the same, unchanged tensor again: no key to compute
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        y = torch.as_tensor(query_vector)
+        y = as_tensor(query_vector)
         if tuple(y.shape) not in ((self.d,), (1, self.d)) or y.dtype == torch.bool or y.is_complex():
             raise ValueError(f"query_vector: expected a real vector of shape ({self.d},), got shape {tuple(y.shape)} "
                              f"dtype {y.dtype}")
