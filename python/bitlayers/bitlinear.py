@@ -11,6 +11,8 @@ import torch.nn as nn
 from bitcore.config import BitQuantConfig
 from bitcore.ops.bitlinear import train_forward
 
+from lowbit._backend import linear_output_dtype
+
 from .base import BitLayerBase, kernel_linear
 from .registry import register_layer
 
@@ -30,13 +32,14 @@ class _PackedLinearSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, run, dequantize):
         ctx.dequantize = dequantize
+        ctx.x_dtype = x.dtype
         return run(x.detach())
 
     @staticmethod
     def backward(ctx, grad_y):
         w_deq = ctx.dequantize()  # float32 [N, K]
         g = grad_y.to(w_deq.dtype).reshape(-1, w_deq.shape[0]) @ w_deq
-        return g.reshape(*grad_y.shape[:-1], w_deq.shape[1]).to(grad_y.dtype), None, None
+        return g.reshape(*grad_y.shape[:-1], w_deq.shape[1]).to(ctx.x_dtype), None, None
 
 
 @register_layer("BitLinear")
@@ -68,7 +71,8 @@ class BitLinear(BitLayerBase):
         device, dtype: of the latent weights, as for ``nn.Linear``.
 
     Inputs: any leading shape ``(..., in_features)``, a floating dtype, the layer's device. Output:
-    ``(..., out_features)`` in the input's dtype on the same device, in train and eval alike.
+    ``(..., out_features)`` in the input's dtype on the same device, in train and eval alike
+    (under ``torch.autocast``: the autocast dtype for float32/half inputs, as ``nn.Linear``).
 
     Raises:
         ValueError: bad sizes, config or ``init_method`` ("Unknown initialization method"); inputs
@@ -174,7 +178,7 @@ class BitLinear(BitLayerBase):
                     if "NaN or Inf" in str(e):
                         raise ValueError(f"{type(self).__name__}: input contains NaN or Inf") from None
                     raise
-            return y2d.reshape(*xd.shape[:-1], self.out_features).to(xd.dtype)
+            return y2d.reshape(*xd.shape[:-1], self.out_features).to(linear_output_dtype(xd))
 
         if not (torch.is_grad_enabled() and x.requires_grad):
             return run(x.detach())

@@ -125,3 +125,26 @@ def check_same_device(name: str, x: Any, owner: str, owner_device: Any) -> None:
         if not same:
             raise ValueError(f"{name} is on device {dev} but {owner} is on device {owner_device}; "
                              f"move one of them (e.g. {name}.to({str(owner_device)!r}))")
+
+
+def linear_output_dtype(x: Any) -> Any:
+    """The dtype ``torch.nn.Linear`` gives for input ``x`` here: the autocast dtype when autocast
+    is on for x's device type and x is float32/float16/bfloat16 (autocast leaves float64 alone),
+    else ``x.dtype``. The quantized layers compute in float32 and return this dtype, so a model
+    under ``torch.autocast`` keeps one activation dtype through them, as with ``nn.Linear``."""
+    import torch
+
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return x.dtype
+    kind = x.device.type
+    try:  # torch >= 2.4: one API for every device type
+        if torch.is_autocast_enabled(kind):
+            return torch.get_autocast_dtype(kind)
+        return x.dtype
+    except TypeError:
+        pass
+    if kind == "cpu" and torch.is_autocast_cpu_enabled():
+        return torch.get_autocast_cpu_dtype()
+    if kind == "cuda" and torch.is_autocast_enabled():
+        return torch.get_autocast_gpu_dtype()
+    return x.dtype

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from lowbit._backend import check_same_device
+from lowbit._backend import check_same_device, linear_output_dtype
 
 from ..config import BitQuantConfig
 from . import quant
@@ -57,7 +57,8 @@ def train_forward(
         x: ``(..., K)`` floating tensor. weight: ``[N, K]``. bias: ``[N]`` or None. All on one device.
 
     Returns:
-        ``(..., N)`` in ``x``'s dtype, on ``x``'s device. Computed in float32 (float64 for float64
+        ``(..., N)`` in ``x``'s dtype (under ``torch.autocast``: the autocast dtype, as
+        ``nn.Linear``), on ``x``'s device. Computed in float32 (float64 for float64
         weights): half-precision weights are upcast inside the graph, so their gradients stay
         half and the quantizer's scales do not lose bits.
 
@@ -72,7 +73,7 @@ def train_forward(
     if config.activation_dtype == "int8":
         xc = quant.fake_quantize_activations(xc, config.activation_granularity)
     b = None if bias is None else bias.to(dtype)
-    return F.linear(xc, w, b).to(x.dtype)
+    return F.linear(xc, w, b).to(linear_output_dtype(x))
 
 
 def quantize_weights(
