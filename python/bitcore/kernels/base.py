@@ -23,7 +23,10 @@ from __future__ import annotations
 import abc
 from typing import Any, Optional, Tuple
 
+import numpy as np
 import torch
+
+from lowbit._backend import linear_output_dtype
 
 from ..config import BitQuantConfig
 from ..ops import dispatch
@@ -135,11 +138,13 @@ class BitKernelBase(abc.ABC):
                           self.config.weight_granularity)
 
     def pack(self, trits: torch.Tensor) -> torch.Tensor:
-        """int8 trits ``[N, K]`` -> I2_S256 uint8 ``[N, Kp / 4]``."""
+        """int8 trits ``[N, K]`` -> I2_S256 uint8 ``[N, Kp / 4]``. ValueError for another type or dtype."""
+        _require_tensor(trits, "trits", "pack")
         return self._call("pack_2bit", trits.contiguous())
 
     def unpack(self, packed: torch.Tensor, in_features: int) -> torch.Tensor:
-        """I2_S256 ``[N, Kp / 4]`` -> int8 trits ``[N, in_features]``."""
+        """I2_S256 ``[N, Kp / 4]`` -> int8 trits ``[N, in_features]``. ValueError for another type or dtype."""
+        _require_tensor(packed, "packed", "unpack")
         return self._call("unpack_2bit", packed.contiguous(), in_features)
 
     def to_storage(self, packed: torch.Tensor, in_features: int) -> torch.Tensor:
@@ -212,15 +217,19 @@ class BitKernelBase(abc.ABC):
             bias: ``[N]`` or None.
 
         Returns:
-            ``(..., N)`` in ``x``'s dtype, on ``x``'s device.
+            ``(..., N)`` in ``x``'s dtype (under ``torch.autocast``: the autocast dtype, as
+            ``F.linear``), on ``x``'s device.
 
         Raises:
-            ValueError: shapes that do not fit, non-ternary ``qweight``, NaN/Inf input, tensors on
+            ValueError: ``x`` not a floating tensor, shapes that do not fit, non-ternary ``qweight``, NaN/Inf input, tensors on
             different devices or on a device this kernel does not run on.
         """
         trits, scales = normalize_qweight(qweight, qweight_scale)
         n, k = trits.shape
-        if x.shape[-1] != k:
+        _require_tensor(x, "x", "forward")
+        if not x.is_floating_point():  # as F.linear with float weights: no silent integer output
+            raise ValueError(f"forward: x must be a floating-point tensor, got {x.dtype}")
+        if x.dim() == 0 or x.shape[-1] != k:
             raise ValueError(f"forward: input of shape {tuple(x.shape)} must end with in_features={k}")
         self._check_device(x, "the input")
         x2d = x.detach().reshape(-1, k).to(torch.float32).contiguous()
@@ -229,7 +238,7 @@ class BitKernelBase(abc.ABC):
             y2d = torch.zeros((0, n), dtype=torch.float32, device=x.device)
         else:
             y2d = self.linear(x2d, self.pack(trits), k, scales, b)
-        return y2d.reshape(*x.shape[:-1], n).to(x.dtype)
+        return y2d.reshape(*x.shape[:-1], n).to(linear_output_dtype(x))
 
     def prepare_weights(
         self, weight: torch.Tensor, quant_config: Optional[BitQuantConfig] = None
@@ -287,11 +296,17 @@ class BitKernelBase(abc.ABC):
         return f"{type(self).__name__}({self.config!r})"
 
 
+def _require_tensor(t: Any, name: str, op: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+
+
 def normalize_qweight(qweight: torch.Tensor, qweight_scale) -> Tuple[torch.Tensor, torch.Tensor]:
     """Namesake-style ``(qweight, qweight_scale)`` -> (int8 trits ``[N, K]``, float32 scales ``[N]``).
 
     ``qweight`` may be int8 or floating (the namesake's PyTorch path stores float trits);
-    ``qweight_scale`` a number, a 0-d / ``[1]`` tensor (per tensor) or ``[N]``.
+    ``qweight_scale`` a number, a 0-d / ``[1]`` tensor (per tensor) or ``[N]`` (a list or numpy
+    array of those values too).
 
     Raises:
         ValueError: ``qweight`` not 2-D or not in {-1, 0, 1}; a scale of another size, negative or NaN/Inf.
@@ -309,13 +324,20 @@ def normalize_qweight(qweight: torch.Tensor, qweight_scale) -> Tuple[torch.Tenso
     if q.numel() and bool(((q < -1) | (q > 1)).any()):
         raise ValueError("qweight: values must be -1, 0 or 1")
     n = q.shape[0]
-    s = qweight_scale.detach() if isinstance(qweight_scale, torch.Tensor) else torch.tensor(
-        float(qweight_scale), device=q.device)
+    if isinstance(qweight_scale, torch.Tensor):
+        s = qweight_scale.detach()
+    else:  # a number, a numpy scalar or array, a list
+        arr = np.asarray(qweight_scale)
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(f"qweight_scale: expected a real number or array, got {type(qweight_scale).__name__} "
+                             f"of dtype {arr.dtype}")
+        s = torch.tensor(arr.astype(np.float32), device=q.device)
+    shape = tuple(s.shape)
     s = s.to(device=q.device, dtype=torch.float32).reshape(-1)
     if s.numel() == 1:
         s = s.expand(n)
     if s.numel() != n:
-        raise ValueError(f"qweight_scale: expected 1 or {n} values, got shape {tuple(qweight_scale.shape)}")
+        raise ValueError(f"qweight_scale: expected 1 or {n} values, got shape {shape}")
     if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
         raise ValueError("qweight_scale: must be finite and non-negative")
     return q.contiguous(), s.contiguous()

@@ -1,0 +1,351 @@
+"""Input-variety sweep over the public tensor/array APIs: the same values in another container
+(dtype, layout, leading shape, autograd context) give the same result, or a clear error naming
+the input. The bar for layers is ``torch.nn.Linear``."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import lowbit
+from bitcore.config import BitQuantConfig
+from bitlayers.bitlinear import BitLinear
+import coset
+from coset import D4Lattice, E8Lattice, QuantizationConfig, decode, encode, quantize, quantize_tensor
+from coset.deploy import PackedLinear
+from coset.quant import batch_encode, batch_quantize
+
+BACKENDS = ["auto", "torch"]  # C++ kernels and the pure-PyTorch twin
+
+
+def _values(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
+    """Multiples of 1/8 below 5: exact in float16, bfloat16, float32 and float64."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(-40, 40, (rows, cols), generator=g) / 8.0).float()
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+# The same values as the contiguous float32 tensor x, in other containers.
+CONTAINERS = {
+    "numpy_f32": lambda x: x.numpy().copy(),
+    "numpy_f64": lambda x: x.numpy().astype(np.float64),
+    "list": lambda x: x.tolist(),
+    "tensor_f64": lambda x: x.double(),
+    "tensor_f16": lambda x: x.half(),
+    "tensor_bf16": lambda x: x.bfloat16(),
+    "transposed": lambda x: x.t().contiguous().t(),
+    "stepped": lambda x: torch.stack([x, x], -1)[..., 0],
+    "storage_offset": lambda x: torch.cat([torch.zeros(1, x.shape[1]), x])[1:],
+    "numpy_negative_stride": lambda x: np.ascontiguousarray(x.numpy()[::-1])[::-1],
+    "numpy_fortran": lambda x: np.asfortranarray(x.numpy()),
+    "numpy_readonly": lambda x: _readonly(x.numpy()),
+    "requires_grad": lambda x: x.clone().requires_grad_(True),
+}
+
+
+def _np(r):
+    if isinstance(r, tuple):
+        return tuple(_np(v) for v in r)
+    if isinstance(r, torch.Tensor):
+        return r.detach().to(torch.float64).numpy() if r.is_floating_point() else r.detach().numpy()
+    return np.asarray(r)
+
+
+def _assert_same(got, want):
+    got, want = _np(got), _np(want)
+    if isinstance(want, tuple):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            _assert_same(g, w)
+        return
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.astype(np.float64), want.astype(np.float64))
+
+
+LAT, CFG = D4Lattice(), QuantizationConfig(lattice_type="D4", q=4, M=2)
+COSET_FUNCS = {
+    "encode": lambda v: encode(v, LAT, CFG),
+    "quantize": lambda v: quantize(v, LAT, CFG),
+    "batch_encode": lambda v: batch_encode(v, LAT, CFG),
+    "batch_quantize": lambda v: batch_quantize(v, LAT, CFG),
+    "Q": lambda v: LAT.Q(v),
+    "quantize_tensor": lambda v: quantize_tensor(v, LAT, CFG),
+    "QuantizedMatrix.decode": lambda v: coset.QuantizedMatrix(LAT, CFG, v).decode(),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
+@pytest.mark.parametrize("func", sorted(COSET_FUNCS))
+def test_coset_same_values_any_container(func, container, backend):
+    x = _values(6, 4)
+    f = COSET_FUNCS[func]
+    with lowbit.backend(backend):
+        want = f(x)
+        got = f(CONTAINERS[container](x))
+    _assert_same(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make", [lambda x: x > 0, lambda x: (x > 0).numpy()], ids=["tensor", "numpy"])
+@pytest.mark.parametrize("func", ["encode", "quantize", "Q", "quantize_tensor"])
+def test_coset_bool_input_refused_in_every_container(func, make, backend):
+    # A bool tensor used to be quantized as 0/1 on the C++ path while the PyTorch twin and numpy
+    # refused it: the same values gave a result or an error depending on the container.
+    x = _values(6, 4)
+    with lowbit.backend(backend), pytest.raises(ValueError, match=r"x: expected a real numeric .*bool"):
+        COSET_FUNCS[func](make(x))
+
+
+CODE_CONTAINERS = {
+    "numpy_uint8": lambda b: b.numpy(),
+    "int64": lambda b: b.long(),
+    "int32_numpy": lambda b: b.numpy().astype(np.int32),
+    "float32": lambda b: b.float(),
+    "float64": lambda b: b.double(),
+    "float16": lambda b: b.half(),
+    "bfloat16": lambda b: b.bfloat16(),
+    "list": lambda b: b.tolist(),
+    "noncontiguous": lambda b: torch.stack([b, b], -1)[..., 0],
+    "numpy_negative_stride": lambda b: np.ascontiguousarray(b.numpy()[::-1])[::-1],
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("container", sorted(CODE_CONTAINERS))
+def test_decode_codes_any_container(container, backend):
+    # float16/bfloat16 codes (a model cast with .half()/.to(bfloat16)) crashed with
+    # "Got unsupported ScalarType BFloat16" (C++ path) / "round_vml_cpu not implemented for 'Half'".
+    b, t = encode(_values(6, 4), LAT, CFG)
+    with lowbit.backend(backend):
+        want = decode(b, LAT, CFG, t)
+        _assert_same(decode(CODE_CONTAINERS[container](b), LAT, CFG, t), want)
+        _assert_same(decode(b, LAT, CFG, CODE_CONTAINERS[container](t)), want)
+        _assert_same(coset.unpack(coset.pack(CODE_CONTAINERS[container](b), t, CFG), 6, CFG), (b, t))
+
+
+# --- layers: torch.nn.Linear is the bar -----------------------------------------------------
+
+def _bitlinear(mode, act):
+    torch.manual_seed(0)
+    layer = BitLinear(12, 5, quant_config=BitQuantConfig(activation_dtype=act))
+    return {"train": layer.train, "eval": layer.eval, "deployed": layer.deploy}[mode]()
+
+
+def _qlinear(mode):
+    torch.manual_seed(0)
+    layer = coset.QLinear(12, 5, CFG, quantize_weights=True)
+    return layer.train() if mode == "train" else layer.eval()
+
+
+def _packed(lattice):
+    torch.manual_seed(0)
+    if lattice == "D4":
+        return coset.QLinear(12, 5, CFG, quantize_weights=True).eval().deploy()
+    return PackedLinear.from_linear(torch.nn.Linear(16, 5), coset.deployable_config())
+
+
+LAYERS = {
+    **{f"BitLinear-{m}-{a}": (lambda m=m, a=a: _bitlinear(m, a))
+       for m in ("train", "eval", "deployed") for a in ("float32", "int8")},
+    "QLinear-train": lambda: _qlinear("train"),
+    "QLinear-eval": lambda: _qlinear("eval"),
+    "PackedLinear-D4": lambda: _packed("D4"),
+    "PackedLinear-E8": lambda: _packed("E8"),
+}
+
+LAYOUTS = {
+    "transposed": lambda x: x.t().contiguous().t(),
+    "stepped": lambda x: torch.stack([x, x], -1)[..., 0],
+    "storage_offset": lambda x: torch.cat([torch.zeros(1, x.shape[1]), x])[1:],
+    "3d": lambda x: x.reshape(2, 3, -1),
+    "4d": lambda x: x.reshape(1, 2, 3, -1),
+    "4d_channels_last": lambda x: x.reshape(1, 2, 3, -1).contiguous(memory_format=torch.channels_last),
+    "one_row": lambda x: x[:1],
+    "one_vector": lambda x: x[0],
+    "requires_grad": lambda x: x.clone().requires_grad_(True),
+}
+
+
+def _in_features(layer):
+    return layer.in_features
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_layouts_match_contiguous(name, layout):
+    layer = LAYERS[name]()
+    x = _values(6, _in_features(layer))
+    with torch.no_grad():
+        want = layer(x)
+    v = LAYOUTS[layout](x)
+    got = layer(v)
+    assert got.shape == v.shape[:-1] + (want.shape[-1],)
+    _assert_same(got.reshape(-1, want.shape[-1]), want[: got.reshape(-1, want.shape[-1]).shape[0]])
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_empty_and_broadcast_batches(name):
+    layer = LAYERS[name]()
+    k = _in_features(layer)
+    x = _values(1, k)
+    with torch.no_grad():
+        one = layer(x)
+        assert layer(torch.zeros(0, k)).shape == (0, one.shape[-1])
+        assert layer(torch.zeros(2, 0, k)).shape == (2, 0, one.shape[-1])
+        _assert_same(layer(x.expand(4, k)), one.expand(4, -1))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_follows_autocast_like_nn_linear(name):
+    # nn.Linear under torch.autocast("cpu", bfloat16) returns bfloat16; the quantized layers
+    # returned float32, so a model changed its activation dtype mid-way (e.g. h + layer(h)).
+    layer = LAYERS[name]()
+    x = _values(6, _in_features(layer))
+    ref = torch.nn.Linear(_in_features(layer), 3)
+    with torch.no_grad():
+        want = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ref(x).dtype == torch.bfloat16
+        y = layer(x)
+        assert y.dtype == torch.bfloat16
+        try:
+            float64_ok = layer(x.double()).dtype == torch.float64
+        except RuntimeError:  # QLinear is an nn.Linear: float64 input to float32 weights fails alike
+            float64_ok = None
+        torch.testing.assert_close(y.float(), want, rtol=2e-2, atol=5e-2)
+        xg = x.clone().requires_grad_(True)
+        layer(xg).float().sum().backward()
+    assert xg.grad is not None and xg.grad.dtype == torch.float32
+    y = layer(x)
+    assert y.dtype == torch.float32  # and back to the input's dtype outside autocast
+    if float64_ok is not None:  # autocast leaves float64 alone, as nn.Linear
+        assert float64_ok
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_inference_mode_and_no_grad(name):
+    layer = LAYERS[name]()
+    x = _values(6, _in_features(layer))
+    want = layer(x).detach()
+    with torch.inference_mode():
+        _assert_same(layer(x), want)
+    with torch.no_grad():
+        _assert_same(layer(x), want)
+
+
+def _memmap(a: np.ndarray, tmp_path) -> np.ndarray:
+    path = tmp_path / f"a{len(list(tmp_path.iterdir()))}.bin"
+    m = np.memmap(path, dtype=a.dtype, mode="w+", shape=a.shape)
+    m[...] = a
+    m.flush()
+    return np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape)
+
+
+HOST_CONTAINERS = {
+    "numpy": lambda a, tmp: a.copy(),
+    "negative_stride": lambda a, tmp: np.ascontiguousarray(a[::-1])[::-1],
+    "readonly": lambda a, tmp: _readonly(a),
+    "memmap_readonly": _memmap,
+    "list": lambda a, tmp: a.tolist(),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("container", sorted(HOST_CONTAINERS))
+def test_host_side_arguments_any_container(container, backend, tmp_path):
+    # Arrays beside a tensor (T, scale, LUT codes, a mat-vec's y) went through torch.as_tensor,
+    # which refuses negative strides ("tensors with negative strides are not currently supported")
+    # and warns on read-only memory.
+    conv = lambda a: HOST_CONTAINERS[container](np.asarray(a), tmp_path)  # noqa: E731
+    x = _values(6, 4)
+    with lowbit.backend(backend):
+        b, t = encode(x, LAT, CFG)
+        _assert_same(decode(b, LAT, CFG, conv(t.numpy())), decode(b, LAT, CFG, t))
+        _assert_same(coset.pack(b, conv(t.numpy()), CFG), coset.pack(b, t, CFG))
+        scale = torch.tensor([0.5, 1, 2, 4, 0.25, 3.0])
+        _assert_same(quantize_tensor(x, LAT, CFG, scale=conv(scale.numpy())), quantize_tensor(x, LAT, CFG, scale=scale))
+        lut = coset.OneSidedLUT(LAT, CFG, x[0])
+        want = lut.dot(b[:1], t[:1])
+        assert lut.dot(conv(b[:1].numpy()), conv(t[:1].numpy())) == want
+        qm = coset.QuantizedMatrix(LAT, CFG, x.reshape(3, 8))
+        y = torch.arange(8.0) / 4
+        _assert_same(qm.matvec(conv(y.numpy())), qm.matvec(y))
+
+
+# --- bitcore kernels: the namesake's kernel(x, qweight_scale, qweight, bias) -----------------
+
+def _kernel(act, gran):
+    from bitcore.kernels import KernelRegistry
+
+    return KernelRegistry.get_kernel_for_config(BitQuantConfig(activation_dtype=act, weight_granularity=gran))
+
+
+KERNEL_CONFIGS = [(a, g) for a in ("float32", "int8") for g in ("per_tensor", "per_channel")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("act,gran", KERNEL_CONFIGS)
+def test_kernel_scale_any_container(act, gran, backend):
+    # A per-channel scale as a list or numpy array raised "float() argument must be ... not 'list'".
+    torch.manual_seed(0)
+    with lowbit.backend(backend):
+        k = _kernel(act, gran)
+        scale, trits = k.quantize_weights(torch.randn(5, 12))
+        x = _values(6, 12)
+        want = k.forward(x, scale, trits)
+        for s in (scale.numpy(), scale.tolist(), scale.double(), np.asarray(scale.numpy(), dtype=np.float64)):
+            _assert_same(k.forward(x, s, trits), want)
+        if scale.dim() == 0:
+            _assert_same(k.forward(x, float(scale), trits), want)
+            _assert_same(k.forward(x, np.float32(scale), trits), want)
+        with pytest.raises(ValueError, match=r"qweight_scale: expected 1 or 5 values, got shape \(3,\)"):
+            k.forward(x, [1.0, 2.0, 3.0], trits)
+        with pytest.raises(ValueError, match="qweight_scale: expected a real number"):
+            k.forward(x, "1.0", trits)
+        for q in (trits.long(), trits.float(), torch.stack([trits, trits], -1)[..., 0]):
+            _assert_same(k.forward(x, scale, q), want)
+        for v in (x.t().contiguous().t(), torch.stack([x, x], -1)[..., 0], x.clone().requires_grad_(True)):
+            _assert_same(k.forward(v, scale, trits), want)
+        _assert_same(k.forward(x.reshape(2, 3, 12), scale, trits).reshape(6, 5), want)
+
+
+@pytest.mark.parametrize("act,gran", KERNEL_CONFIGS)
+def test_kernel_refuses_integer_and_numpy_inputs_clearly(act, gran):
+    # An integer x used to run and come back as int64 (the float result truncated); F.linear with
+    # float weights refuses it. numpy trits/codes raised AttributeError ('no attribute contiguous').
+    torch.manual_seed(0)
+    k = _kernel(act, gran)
+    scale, trits = k.quantize_weights(torch.randn(5, 12))
+    with pytest.raises(ValueError, match="forward: x must be a floating-point tensor, got torch.int64"):
+        k.forward(torch.ones(2, 12, dtype=torch.int64), scale, trits)
+    with pytest.raises(ValueError, match="forward: x must be a torch.Tensor, got ndarray"):
+        k.forward(np.ones((2, 12), np.float32), scale, trits)
+    with pytest.raises(ValueError, match="pack: trits must be a torch.Tensor, got ndarray"):
+        k.pack(trits.numpy())
+    with pytest.raises(ValueError, match="unpack: packed must be a torch.Tensor, got ndarray"):
+        k.unpack(k.pack(trits).numpy(), 12)
+    with pytest.raises(ValueError, match="trits: expected dtype torch.int8, got torch.int64"):
+        k.pack(trits.long())
+
+
+@pytest.mark.parametrize("act,gran", KERNEL_CONFIGS)
+def test_kernel_forward_follows_autocast(act, gran):
+    torch.manual_seed(0)
+    k = _kernel(act, gran)
+    scale, trits = k.quantize_weights(torch.randn(5, 12))
+    x = _values(6, 12)
+    want = k.forward(x, scale, trits)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = k.forward(x, scale, trits)
+        assert y.dtype == torch.bfloat16
+        assert k.forward(x.double(), scale, trits).dtype == torch.float64
+    torch.testing.assert_close(y.float(), want, rtol=2e-2, atol=5e-2)
