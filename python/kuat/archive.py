@@ -10,6 +10,8 @@ import numpy as np
 
 from lowbit import _native
 
+from ._index import sample_index, sample_rows
+
 _kuat = _native.kuat
 
 
@@ -38,14 +40,8 @@ class KuatArchive:
     def __repr__(self) -> str:
         return f"KuatArchive({self._native.path!r}, samples={len(self)}, codebook_size={self.codebook_size})"
 
-    def _index(self, i: int) -> int:
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"sample index must be an int, got {type(i).__name__}")
-        n = len(self)
-        j = int(i) + n if i < 0 else int(i)
-        if not 0 <= j < n:
-            raise IndexError(f"sample index {i} out of range for {n} samples")
-        return j
+    def _index(self, i: Any) -> int:
+        return sample_index(i, len(self))
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
         j = self._index(i)
@@ -188,15 +184,11 @@ class KuatArchive:
             out[:] = block.reshape(len(rows), gh * gw, bits).astype(np.uint32) @ weights
         return out, [self._label_or_none(int(j)) for j in rows]
 
-    def _rows(self, indices: Sequence[int]) -> np.ndarray:
-        """Rows for a sequence of sample indices (negative ones from the end): TypeError unless they
-        are integers (never truncated floats, never bools), IndexError naming the index given."""
-        a = np.asarray(indices)
-        if a.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"sample indices must be ints, got {a.dtype} ({indices!r})")
-        return np.array([self._index(i) for i in a.reshape(-1).tolist()], dtype=np.int64)
+    def _rows(self, indices: Any) -> np.ndarray:
+        """Rows for ``indices`` (:func:`kuat._index.sample_rows`: integers, negative ones from the end,
+        as a list, array, tensor, range, slice or boolean mask): TypeError unless they are integers
+        or a mask (never truncated floats), IndexError naming the index given."""
+        return sample_rows(indices, len(self))
 
     @property
     def patch_size(self) -> int:

@@ -331,36 +331,9 @@ class GPUDataset:
         a slice (any step), a sequence / array / tensor of integers (negative ones from the end), or
         a boolean mask of length ``num_samples``. TypeError for other kinds (floats, bools alone,
         strings), IndexError for an index out of range or a mask of another length."""
-        import numpy as np
+        from ._index import sample_rows
 
-        n = self.num_samples
-        if isinstance(index, slice):
-            return torch.tensor(range(n)[index], dtype=torch.int64)
-        if isinstance(index, (bool, np.bool_)):
-            raise TypeError(f"sample index must be an integer, a slice, integers or a boolean mask, got {index!r}")
-        if isinstance(index, torch.Tensor):
-            t = index.detach().cpu()
-        else:
-            try:
-                a = np.asarray(index)
-            except Exception as e:  # noqa: BLE001 - e.g. ragged nested lists
-                raise TypeError(f"sample index {index!r} is not an integer, a slice, integers or a boolean mask") from e
-            if a.size == 0:
-                a = a.astype(np.int64)
-            if a.dtype.kind not in "biu":
-                raise TypeError(f"sample indices must be integers or a boolean mask, got {a.dtype} ({index!r})")
-            t = torch.from_numpy(np.ascontiguousarray(a))
-        if t.dtype == torch.bool:
-            if t.dim() != 1 or t.numel() != n:
-                raise IndexError(f"boolean mask of shape {tuple(t.shape)} for {n} samples")
-            return torch.nonzero(t).reshape(-1)
-        if t.is_floating_point() or t.is_complex():
-            raise TypeError(f"sample indices must be integers or a boolean mask, got {t.dtype}")
-        rows = t.to(torch.int64).reshape(-1)
-        if rows.numel() and (int(rows.min()) < -n or int(rows.max()) >= n):
-            bad = next(int(v) for v in rows.tolist() if not -n <= v < n)
-            raise IndexError(f"sample index {bad} out of range for {n} samples")
-        return torch.where(rows < 0, rows + n, rows)
+        return torch.from_numpy(sample_rows(index, self.num_samples))
 
     def __getitem__(self, index: Any) -> Tuple[torch.Tensor, torch.Tensor]:
         return self._decode_rows(self._rows(index))

@@ -349,3 +349,114 @@ def test_kernel_forward_follows_autocast(act, gran):
         assert y.dtype == torch.bfloat16
         assert k.forward(x.double(), scale, trits).dtype == torch.float64
     torch.testing.assert_close(y.float(), want, rtol=2e-2, atol=5e-2)
+
+
+# --- kuat: sample indices in every container -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    import kuat
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 6, 6), dtype=np.uint8)
+    labels = np.arange(12, dtype=np.uint8) % 3
+    from kuat_helpers import write_idx
+
+    folder = tmp_path_factory.mktemp("idx")
+    write_idx(folder, images, labels)
+    out = folder / "a.kuat"
+    kuat.convert_dataset(str(folder), str(out), format="idx", codebook_size=16, quiet=True)
+    return kuat.KuatArchive(out)
+
+
+ONE_INDEX = {
+    "int": lambda i: i,
+    "negative": lambda i: i - 12,
+    "np_int64": np.int64,
+    "np_uint8": np.uint8,
+    "np_0d": np.array,
+    "tensor_0d": torch.tensor,
+    "tensor_0d_int32": lambda i: torch.tensor(i, dtype=torch.int32),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_INDEX))
+def test_archive_one_index_any_integer_kind(archive, kind):
+    # A 0-d numpy array or tensor (what indexing an index tensor gives) raised TypeError.
+    i = ONE_INDEX[kind](5)
+    np.testing.assert_array_equal(archive[i]["image"], archive[5]["image"])
+    np.testing.assert_array_equal(archive.decode(i)[0], archive.decode(5)[0])
+    assert archive.label(i) == archive.label(5) and archive.shape(i) == archive.shape(5)
+
+
+@pytest.mark.parametrize("bad,error", [(True, TypeError), (5.0, TypeError), (torch.tensor(5.0), TypeError),
+                                       ("5", TypeError), (slice(1, 3), TypeError), ([1, 2], TypeError),
+                                       (12, IndexError), (-13, IndexError)])
+def test_archive_one_index_refusals(archive, bad, error):
+    # True was read as sample 1 by archive[True] while get_batch refused bools.
+    with pytest.raises(error, match="sample index"):
+        archive[bad]
+
+
+def _mask(rows):
+    m = np.zeros(12, bool)
+    m[rows] = True
+    return m
+
+
+ROWS = [3, 5, 0, 11]  # in order, so the boolean mask selects the same rows
+MANY_INDICES = {
+    "list": lambda: ROWS,
+    "tuple": lambda: tuple(ROWS),
+    "negative": lambda: [3, 5, 0, -1],
+    "np_int64": lambda: np.array(ROWS),
+    "np_uint16": lambda: np.array(ROWS, np.uint16),
+    "np_stepped": lambda: np.array([3, 9, 5, 9, 0, 9, 11, 9])[::2],
+    "np_negative_stride": lambda: np.array(ROWS[::-1])[::-1],
+    "np_readonly": lambda: _readonly(np.array(ROWS)),
+    "tensor": lambda: torch.tensor(ROWS),
+    "tensor_int32_stepped": lambda: torch.tensor([3, 9, 5, 9, 0, 9, 11, 9], dtype=torch.int32)[::2],
+    "list_of_np_ints": lambda: [np.int64(i) for i in ROWS],
+    "list_of_0d_tensors": lambda: [torch.tensor(i) for i in ROWS],
+    "generator": lambda: (i for i in ROWS),
+    "mask_np": lambda: _mask([0, 3, 5, 11]),
+    "mask_tensor": lambda: torch.from_numpy(_mask([0, 3, 5, 11])),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MANY_INDICES))
+def test_archive_many_indices_any_container(archive, kind):
+    # Tensors of indices, generators and boolean masks raised TypeError ("got object"); GPUDataset
+    # accepted masks and slices: both now share kuat._index.sample_rows.
+    rows = sorted(ROWS) if kind.startswith("mask") else ROWS
+    want = archive.get_batch(rows)
+    got = archive.get_batch(MANY_INDICES[kind]())
+    np.testing.assert_array_equal(got["images"], want["images"])
+    np.testing.assert_array_equal(got["labels"], want["labels"])
+    np.testing.assert_array_equal(archive.decode_batch(MANY_INDICES[kind]()), want["images"])
+    np.testing.assert_array_equal(archive.get_indices_batch(MANY_INDICES[kind]())[0],
+                                  archive.get_indices_batch(rows)[0])
+
+
+def test_archive_slices_ranges_and_shapes(archive):
+    np.testing.assert_array_equal(archive.get_batch(slice(8, 2, -2))["images"], archive.get_batch([8, 6, 4])["images"])
+    np.testing.assert_array_equal(archive.decode_batch(range(2, 5)), archive.decode_batch([2, 3, 4]))
+    assert archive.get_batch(torch.zeros(0, dtype=torch.int64))["images"].shape[0] == 0
+    with pytest.raises(ValueError, match=r"sample indices must be 1-D .* shape \(2, 2\)"):
+        archive.get_batch(np.array([[3, 5], [0, 1]]))  # was flattened silently (numpy keeps the shape)
+    with pytest.raises(IndexError, match="boolean mask of shape"):
+        archive.get_batch([True, False])
+    with pytest.raises(TypeError, match="sample indices must be integers"):
+        archive.get_batch(torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("kind", sorted(MANY_INDICES))
+def test_gpu_dataset_same_indices_as_archive(archive, kind):
+    from kuat.gpu import GPUDataset
+
+    ds = GPUDataset(archive, device="cpu", normalize=False, dtype=torch.uint8, layout="NHWC", preload=False)
+    rows = sorted(ROWS) if kind.startswith("mask") else ROWS
+    images, labels = ds[MANY_INDICES[kind]()]
+    np.testing.assert_array_equal(images.numpy(), archive.decode_batch(rows))
+    images, _ = ds[slice(None, None, -3)]  # a negative step (its numpy rows have a negative stride)
+    np.testing.assert_array_equal(images.numpy(), archive.decode_batch([11, 8, 5, 2]))

@@ -54,11 +54,18 @@ def test_index_errors(repo_root):
     with pytest.raises(IndexError, match="sample index -4 out of range for 3 samples"):
         a.get_batch([-4])
     assert a.get_batch([-1])["labels"].tolist() == a.get_batch([2])["labels"].tolist()
-    for bad in ([1.7], [True], ["0"]):  # never truncated to an int
-        with pytest.raises(TypeError, match="sample indices must be ints"):
+    for bad in ([1.7], ["0"]):  # never truncated to an int
+        with pytest.raises(TypeError, match="sample indices must be integers"):
             a.get_batch(bad)
-        with pytest.raises(TypeError, match="sample indices must be ints"):
+        with pytest.raises(TypeError, match="sample indices must be integers"):
             a.decode_batch(bad)
+    # bools are a mask (as numpy, torch and GPUDataset read them), never row 1: of another length,
+    # IndexError; of the archive's length, the rows it selects
+    with pytest.raises(IndexError, match=r"boolean mask of shape \(1,\) for 3 samples"):
+        a.get_batch([True])
+    assert a.get_batch([True, False, True])["labels"].tolist() == a.get_batch([0, 2])["labels"].tolist()
+    with pytest.raises(TypeError, match="sample index must be an int, got bool"):
+        a[True]
 
 
 def test_missing_truncated_and_flipped_files(repo_root, tmp_path):
