@@ -6,6 +6,8 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from lowbit._backend import as_tensor  # noqa: F401 (re-exported: coset's callers import it from here)
+
 try:
     import torch
 except ImportError:  # numpy-only use stays possible
@@ -87,21 +89,6 @@ def code_array(b: Any, name: str, upper: int) -> np.ndarray:
 
 
 # --- tensors that stay on their device (the pure-PyTorch backend) -------------------------------
-
-def as_tensor(x: Any, device: Any = None) -> Any:
-    """``x`` as a torch tensor on ``device`` (a tensor is moved only when ``device`` is given).
-
-    Host data in any container torch.as_tensor refuses or warns about is accepted: numpy arrays
-    with negative strides (``a[::-1]``), read-only or memory-mapped arrays (copied, so the result
-    never aliases memory torch must not write), lists and numpy scalars.
-    """
-    if is_tensor(x):
-        return x if device is None else x.to(device)
-    arr = np.asarray(x)
-    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
-        arr = np.array(arr, order="C")  # a writable copy with positive strides
-    return torch.as_tensor(arr, device=device)
-
 
 def torch_float(x: Any, name: str) -> Any:
     """A detached float32/float64 tensor on x's device (other real dtypes computed in float32)."""

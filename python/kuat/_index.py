@@ -80,3 +80,20 @@ def sample_rows(index: Any, n: int) -> np.ndarray:
         bad = next(int(v) for v in rows.tolist() if not -n <= v < n)
         raise IndexError(f"sample index {bad} out of range for {n} samples")
     return np.where(rows < 0, rows + n, rows)
+
+
+def integer(value: Any) -> Any:
+    """``value`` as an int when it is an integer of any kind (Python, numpy, a 0-d integer array or
+    tensor), else None (bools, floats, strings and the rest: the caller raises its own error)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iu":
+            return None
+        value = value.item()
+    if _is_tensor(value) and (value.dim() != 0 or str(value.dtype) == "torch.bool"):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None

@@ -8,6 +8,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 from lowbit import _native
 
+from ._index import integer
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -91,9 +93,10 @@ def convert_dataset(
     }
     if background is not None:
         rgb = list(background)
-        if len(rgb) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb):
+        ints = [integer(v) for v in rgb]
+        if len(rgb) != 3 or not all(v is not None and 0 <= v <= 255 for v in ints):
             raise ValueError(f"background must be three ints 0..255 (R, G, B), got {background!r}")
-        options["background"] = rgb
+        options["background"] = ints
     if isinstance(classes, (str, os.PathLike)):
         options["classes_file"] = os.fspath(classes)
     elif classes is not None:
@@ -101,13 +104,16 @@ def convert_dataset(
         if not names or not all(isinstance(c, str) for c in names):
             raise ValueError("classes must be a non-empty list of str or a path to a file of names")
         options["classes"] = names
-    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    if max_pixels is not None:
+        if integer(max_pixels) is None or integer(max_pixels) < 1:
+            raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+        options["max_pixels"] = integer(max_pixels)
     for name in ("bits", "codebook_size", "width", "height", "patch", "channels", "iterations", "limit", "threads",
                  "training_patches"):
         value = options[name]
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if value is not None and (integer(value) is None or integer(value) < 0):
+            raise ValueError(f"{name} must be a non-negative int, got {value!r} ({type(value).__name__})")
+        options[name] = None if value is None else integer(value)  # numpy / 0-d tensor integers as int
     # The engine's own checks name the CLI's flags (--bits, ...): check the ranges here first, so
     # Python callers read the argument names they wrote.
     ranges = (("bits", 1, 8), ("codebook_size", 2, 65536), ("width", 0, 65535), ("height", 0, 65535),
@@ -118,6 +124,7 @@ def convert_dataset(
             bound = (f"at most {high}" if low == 0 else f"between {low} and {high}") if high is not None \
                 else f"at least {low}"
             raise ValueError(f"{name} must be {bound}, got {value}")
+    patch = options["patch"]
     if patch not in (2, 4):
         raise ValueError(f"patch must be 2 or 4, got {patch}")
     if shard is not None:

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from lowbit import _native
+from ._index import integer
 
 _engine = _native.kuat_loader
 MemoryArchive = _engine.MemoryArchive
@@ -78,9 +79,16 @@ def _distributed_rank_and_size() -> Optional[Tuple[int, int]]:
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
+    if integer(value) is None or integer(value) <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return integer(value)
+
+
+def _epoch_arg(epoch: Any) -> int:
+    """An epoch number: a non-negative integer of any kind (never a truncated float or a bool)."""
+    if integer(epoch) is None or integer(epoch) < 0:
+        raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+    return integer(epoch)
 
 
 def _channel_values(name: str, value: Any) -> List[float]:
@@ -272,13 +280,12 @@ class KuatDataset:
 
     def sample_order(self, epoch: int) -> np.ndarray:
         """This rank's sample indices for `epoch`, in the order batches hold them (int64)."""
-        return self._loader.sample_order(int(epoch))
+        return self._loader.sample_order(_epoch_arg(epoch))
 
     # -- iteration ---------------------------------------------------------------------------
     def epoch(self, epoch: int) -> KuatEpochIterator:
         """Batches of epoch `epoch`; continues mid-epoch after load_state_dict() for that epoch."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        epoch = _epoch_arg(epoch)
         start = 0
         if self._resume is not None and self._resume[0] == epoch:
             start = self._resume[1]

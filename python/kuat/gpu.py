@@ -40,7 +40,9 @@ def _device(device: Any) -> torch.device:
 
 def _as_codebook(codebook: Any, patch: Optional[int], channels: Optional[int]) -> torch.Tensor:
     """(K, P, P, C) uint8 tensor from a (K, P*P*C) or (K, P, P, C) array/tensor."""
-    cb = codebook if isinstance(codebook, torch.Tensor) else torch.as_tensor(codebook)
+    from lowbit._backend import as_tensor
+
+    cb = as_tensor(codebook)  # any numpy layout: negative strides, read-only, memory-mapped
     if cb.dtype != torch.uint8:
         raise ValueError(f"codebook must be uint8, got {cb.dtype}")
     if cb.dim() == 4:
@@ -166,7 +168,9 @@ class GPUDecoder:
             arr = np.asarray(indices)
             if arr.dtype.kind not in "iu":
                 raise ValueError(f"indices must be integers, got {arr.dtype}")
-            idx = torch.from_numpy(arr.astype(np.int64, copy=False))
+            from lowbit._backend import as_tensor
+
+            idx = as_tensor(arr.astype(np.int64, copy=False))  # negative strides, read-only arrays too
         if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.dtype.is_complex:
             raise ValueError(f"indices must be an integer tensor, got {idx.dtype}")
         P = self.patch_size
@@ -274,9 +278,11 @@ class GPUDataset:
         if not self.archive.fixed_shape:
             raise ValueError(f"{self.archive.path}: holds images of different sizes; GPUDataset needs one size "
                              "(convert with --width/--height)")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        from ._index import integer
+
+        if integer(batch_size) is None or integer(batch_size) <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = integer(batch_size)
         self.layout = td._check_layout(layout)
         self.device = device  # as passed (Kuat-Beta); the resolved torch.device is self._device
         self._device = _device(device)

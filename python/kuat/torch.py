@@ -134,9 +134,11 @@ class KuatIterableDataset(torch.utils.data.IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """The next pass (in this process or in DataLoader workers) runs epoch ``epoch``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        from ._index import integer
+
+        if integer(epoch) is None or integer(epoch) < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self._epochs.set(int(epoch))
+        self._epochs.set(integer(epoch))
 
     def __len__(self) -> int:
         return self.dataset.batch_count()

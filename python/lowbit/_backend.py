@@ -148,3 +148,24 @@ def linear_output_dtype(x: Any) -> Any:
     if kind == "cuda" and torch.is_autocast_enabled():
         return torch.get_autocast_gpu_dtype()
     return x.dtype
+
+
+def as_tensor(x: Any, device: Any = None) -> Any:
+    """``x`` as a torch tensor on ``device`` (a tensor is moved only when ``device`` is given).
+
+    Host data in any container torch.as_tensor refuses or warns about is accepted: numpy arrays
+    with negative strides (``a[::-1]``), read-only or memory-mapped arrays (copied, so the result
+    never aliases memory torch must not write), lists and numpy scalars. Unsigned integers wider
+    than 8 bits (no torch dtype before torch 2.3) become int64.
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x if device is None else x.to(device)
+    arr = np.asarray(x)
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        arr = np.array(arr, order="C")  # a writable copy with positive strides
+    if arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
+        arr = arr.astype(np.int64)
+    return torch.as_tensor(arr, device=device)

@@ -460,3 +460,78 @@ def test_gpu_dataset_same_indices_as_archive(archive, kind):
     np.testing.assert_array_equal(images.numpy(), archive.decode_batch(rows))
     images, _ = ds[slice(None, None, -3)]  # a negative step (its numpy rows have a negative stride)
     np.testing.assert_array_equal(images.numpy(), archive.decode_batch([11, 8, 5, 2]))
+
+
+INTEGER_KINDS = {"np_int64": np.int64, "np_int32": np.int32, "tensor_0d": torch.tensor, "np_0d": np.array}
+
+
+@pytest.mark.parametrize("kind", sorted(INTEGER_KINDS))
+def test_kuat_integer_arguments_any_integer_kind(archive, kind, tmp_path):
+    # "width must be a non-negative int, got 4" for np.int64(4): numpy and 0-d tensor integers were
+    # refused by convert_dataset, GPUDataset(batch_size=), set_epoch; sample_order(1.7) truncated.
+    import kuat
+    from kuat.gpu import GPUDataset
+    from kuat.torch import KuatIterableDataset
+
+    conv = INTEGER_KINDS[kind]
+    src = tmp_path / "src"
+    src.mkdir()
+    from kuat_helpers import write_idx
+
+    rng = np.random.default_rng(1)
+    write_idx(src, rng.integers(0, 256, (6, 6, 6), dtype=np.uint8), np.arange(6, dtype=np.uint8))
+    want = kuat.convert_dataset(str(src), str(tmp_path / "a.kuat"), format="idx", codebook_size=16, width=4,
+                                height=4, limit=5, background=(1, 2, 3), max_pixels=10**6)
+    got = kuat.convert_dataset(str(src), str(tmp_path / "b.kuat"), format="idx", codebook_size=conv(16),
+                               width=conv(4), height=conv(4), limit=conv(5), bits=conv(4),
+                               background=[conv(1), conv(2), conv(3)], max_pixels=conv(10**6))
+    assert got["samples"] == want["samples"] == 5
+    np.testing.assert_array_equal(kuat.KuatArchive(tmp_path / "b.kuat").decode_batch(range(5)),
+                                  kuat.KuatArchive(tmp_path / "a.kuat").decode_batch(range(5)))
+    path = archive.path
+    assert GPUDataset(path, batch_size=conv(4), device="cpu", normalize=False).batch_size == 4
+    ds = kuat.KuatDataset(path, batch_size=conv(4))
+    assert ds.batch_size == 4
+    np.testing.assert_array_equal(ds.sample_order(conv(1)), ds.sample_order(1))
+    assert [b["labels"].tolist() for b in ds.epoch(conv(1))] == [b["labels"].tolist() for b in ds.epoch(1)]
+    KuatIterableDataset(path, batch_size=4).set_epoch(conv(2))
+
+
+def test_kuat_integer_arguments_refuse_floats_and_bools(archive, tmp_path):
+    import kuat
+    from kuat.torch import KuatIterableDataset
+
+    ds = kuat.KuatDataset(archive.path, batch_size=4)
+    for bad in (1.7, True, torch.tensor(1.0)):
+        with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+            ds.sample_order(bad)
+        with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+            KuatIterableDataset(archive.path, batch_size=4).set_epoch(bad)
+    with pytest.raises(ValueError, match=r"width must be a non-negative int, got 4.0 \(float\)"):
+        kuat.convert_dataset(archive.path, str(tmp_path / "x.kuat"), width=4.0, height=4)
+    with pytest.raises(ValueError, match="bits must be a non-negative int, got True"):
+        kuat.convert_dataset(archive.path, str(tmp_path / "x.kuat"), bits=True)
+
+
+@pytest.mark.parametrize("container", ["negative_stride", "readonly", "fortran", "uint16", "uint32", "memmap",
+                                       "tensor_int32_noncontiguous"])
+def test_gpu_decoder_indices_and_codebook_any_container(archive, container, tmp_path):
+    # A numpy array with negative strides (indices or codebook) raised torch's "negative strides
+    # are not currently supported"; read-only arrays warned.
+    from kuat.gpu import GPUDecoder
+
+    idx, _ = archive.get_indices_batch([3, 5, 7])
+    idx64 = idx.astype(np.int64)
+    conv = {"negative_stride": lambda a: np.ascontiguousarray(a[::-1])[::-1], "readonly": _readonly,
+            "fortran": np.asfortranarray, "uint16": lambda a: a.astype(np.uint16), "uint32": lambda a: a.astype(np.uint32),
+            "memmap": lambda a: _memmap(a, tmp_path),
+            "tensor_int32_noncontiguous": lambda a: torch.from_numpy(a.astype(np.int32)).t().contiguous().t()}[container]
+    dec = GPUDecoder(archive, device="cpu")
+    want = dec.decode_batch(idx64)
+    _assert_same(dec.decode_batch(conv(idx64)), want)
+    cb = archive.codebook_numpy()
+    w, h = archive.dimensions
+    if container.startswith(("uint", "tensor")):
+        return
+    _assert_same(GPUDecoder(conv(cb), device="cpu").decode_batch(idx64, w, h),
+                 GPUDecoder(cb, device="cpu").decode_batch(idx64, w, h))
