@@ -438,6 +438,9 @@ class PackedLinear(nn.Module):
             row = int(bad.any(dim=1).nonzero()[0])
             raise ValueError(f"{layer.layer_name}: weight contains NaN or Inf (row {row}); cannot deploy")
         if bias is not None:
+            if not isinstance(bias, torch.Tensor):
+                raise ValueError(f"{label}: bias must be a 1-D tensor of out_features values or None, "
+                                 f"got {type(bias).__name__}")
             b = bias.detach().to(device="cpu", dtype=torch.float32)
             if b.shape != (out_f,) or not bool(torch.isfinite(b).all()):
                 raise ValueError(f"{layer.layer_name}: bias must be {out_f} finite values")
@@ -455,12 +458,13 @@ class PackedLinear(nn.Module):
                 raise ValueError(f"{layer.layer_name}: row_scale must be 'qlinear', 'rms', 'auto' or a tensor, "
                                  f"got {row_scale!r}")
         else:
-            scale = torch.as_tensor(row_scale, dtype=torch.float32).cpu().reshape(-1)
+            # any container: a tensor (any stride), a list, a numpy array (negative strides too)
+            scale = _backend.as_tensor(row_scale).detach().to(device="cpu", dtype=torch.float32).reshape(-1).contiguous()
             if scale.shape != (out_f,) or not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
                 raise ValueError(f"{layer.layer_name}: row_scale must be {out_f} finite positive values")
         scale = scale.to(torch.float32)  # finite: the rms of finite float32 values (taken in float64)
         codes, t, (_, overloaded, clipped) = layer._encode_rows(w, scale)
-        if row_scale == "auto":
+        if isinstance(row_scale, str) and row_scale == "auto":
             codes, t, scale = layer._search_row_scales(w, scale, codes, t)
         if overloaded:
             warnings.warn(f"{layer.layer_name}: {overloaded} block(s) still overload after T={config.max_t()}",
@@ -790,9 +794,9 @@ class PackedLinear(nn.Module):
     def _forward_native(self, x2: torch.Tensor) -> torch.Tensor:
         xp = np.ascontiguousarray(self._padded(x2).numpy())
         out = np.empty((xp.shape[0], self.out_features), np.float32)
-        bias = None if self.bias is None else self.bias.numpy()
-        _native.linear(self._native_config(), self.blocks, self.codes.numpy(), *self._t_args(),
-                       self.row_scale.numpy(), bias, xp, out, self.layer_name)
+        bias = None if self.bias is None else np.ascontiguousarray(self.bias.numpy())
+        _native.linear(self._native_config(), self.blocks, np.ascontiguousarray(self.codes.numpy()), *self._t_args(),
+                       np.ascontiguousarray(self.row_scale.numpy()), bias, xp, out, self.layer_name)
         return torch.from_numpy(out)
 
     def _torch_scaled_ints(self) -> torch.Tensor:

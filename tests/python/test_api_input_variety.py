@@ -535,3 +535,24 @@ def test_gpu_decoder_indices_and_codebook_any_container(archive, container, tmp_
         return
     _assert_same(GPUDecoder(conv(cb), device="cpu").decode_batch(idx64, w, h),
                  GPUDecoder(cb, device="cpu").decode_batch(idx64, w, h))
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # numpy row_scale == "auto"
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("container", ["numpy", "list", "float64", "stepped", "negative_stride", "readonly"])
+def test_packed_linear_row_scale_any_container(container, backend):
+    # A strided row_scale tensor was stored as is and the C++ forward then failed with pybind's
+    # "incompatible function arguments"; a negative-stride numpy one raised torch's stride error.
+    torch.manual_seed(0)
+    w, bias, x = torch.randn(6, 8), torch.randn(6), torch.randn(3, 8)
+    rs = torch.rand(6) + 0.5
+    conv = {"numpy": lambda t: t.numpy(), "list": lambda t: t.tolist(), "float64": lambda t: t.double(),
+            "stepped": lambda t: torch.stack([t, t], -1)[:, 0],
+            "negative_stride": lambda t: np.ascontiguousarray(t.numpy()[::-1])[::-1],
+            "readonly": lambda t: _readonly(t.numpy())}[container]
+    with lowbit.backend(backend):
+        want = PackedLinear.from_weight(w, bias, CFG, row_scale=rs)(x)
+        _assert_same(PackedLinear.from_weight(w, bias, CFG, row_scale=conv(rs))(x), want)
+        _assert_same(PackedLinear.from_weight(w, torch.stack([bias, bias], -1)[:, 0], CFG, row_scale=rs)(x), want)
+    with pytest.raises(ValueError, match="PackedLinear: bias must be a 1-D tensor of out_features values or None, got ndarray"):
+        PackedLinear.from_weight(w, bias.numpy(), CFG)
