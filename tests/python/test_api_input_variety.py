@@ -556,3 +556,19 @@ def test_packed_linear_row_scale_any_container(container, backend):
         _assert_same(PackedLinear.from_weight(w, torch.stack([bias, bias], -1)[:, 0], CFG, row_scale=rs)(x), want)
     with pytest.raises(ValueError, match="PackedLinear: bias must be a 1-D tensor of out_features values or None, got ndarray"):
         PackedLinear.from_weight(w, bias.numpy(), CFG)
+
+
+@pytest.mark.parametrize("kind", ["float", "np_float32", "np_0d", "tensor", "tensor_0d", "tuple", "np_array"])
+def test_gpu_decoder_mean_std_any_container(archive, kind):
+    # np.float32(0.5) raised "'numpy.float32' object is not iterable", a 0-d array "iteration over a
+    # 0-d array"; KuatDataset (its own helper) took both.
+    from kuat.gpu import GPUDecoder
+
+    conv = {"float": float, "np_float32": np.float32, "np_0d": np.array, "tensor": lambda v: torch.tensor([v]),
+            "tensor_0d": torch.tensor, "tuple": lambda v: (v,), "np_array": lambda v: np.array([v])}[kind]
+    idx, _ = archive.get_indices_batch([1, 2])
+    dec = GPUDecoder(archive, device="cpu")
+    want = dec.decode(idx, normalize=True, mean=[0.5], std=[0.25])
+    _assert_same(dec.decode(idx, normalize=True, mean=conv(0.5), std=conv(0.25)), want)
+    with pytest.raises(ValueError, match="mean must be a number or a sequence of numbers"):
+        dec.decode(idx, normalize=True, mean="0.5x")
