@@ -77,13 +77,13 @@ def channel_values(values: Optional[Sequence[float]], channels: int, fallback: f
     if isinstance(values, torch.Tensor):
         vals = [float(v) for v in values.detach().to("cpu", torch.float64).reshape(-1).tolist()]
     else:  # a number of any kind (numpy float32 too), a list, tuple or numpy array (0-d included)
-        import numpy as np
-
+        plain = values.tolist() if hasattr(values, "tolist") else values  # numpy without importing it
         try:
-            arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+            if isinstance(plain, (str, bytes)):
+                raise TypeError("a string")
+            vals = [float(plain)] if isinstance(plain, (int, float)) else [float(v) for v in plain]
         except (TypeError, ValueError) as e:
             raise ValueError(f"{name} must be a number or a sequence of numbers, got {values!r}") from e
-        vals = [float(v) for v in arr.reshape(-1)]
     if len(vals) == 0:
         return [fallback] * channels
     if len(vals) == 1:
