@@ -64,6 +64,11 @@ def convert_dataset(
     ``archive_bytes``, ``raw_bytes`` and more. Raises ``OSError`` for unreadable inputs and
     ``ValueError`` for bad options; no partial output file is ever left behind.
     """
+    for arg, value in (("src", src), ("dst", dst)):
+        if not isinstance(value, (str, bytes, os.PathLike)):
+            hint = (" (arrays in memory: save them as IDX files or an image folder first and convert "
+                    "that; format='idx' or 'images')") if arg == "src" else ""
+            raise TypeError(f"{arg} must be a path (str or os.PathLike), got {type(value).__name__}{hint}")
     if not isinstance(exif_transpose, bool):
         raise ValueError(f"exif_transpose must be True or False, got {exif_transpose!r}")
     if (width is None) != (height is None):

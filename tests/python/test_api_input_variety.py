@@ -572,3 +572,13 @@ def test_gpu_decoder_mean_std_any_container(archive, kind):
     _assert_same(dec.decode(idx, normalize=True, mean=conv(0.5), std=conv(0.25)), want)
     with pytest.raises(ValueError, match="mean must be a number or a sequence of numbers"):
         dec.decode(idx, normalize=True, mean="5")
+
+
+def test_convert_dataset_names_a_non_path_source(tmp_path):
+    # An array as src raised os.fspath's "expected str, bytes or os.PathLike object, not ndarray".
+    import kuat
+
+    with pytest.raises(TypeError, match=r"src must be a path \(str or os.PathLike\), got ndarray .*IDX"):
+        kuat.convert_dataset(np.zeros((4, 8, 8), np.uint8), str(tmp_path / "x.kuat"))
+    with pytest.raises(TypeError, match=r"dst must be a path \(str or os.PathLike\), got Tensor"):
+        kuat.convert_dataset(str(tmp_path), torch.zeros(1))
