@@ -521,7 +521,8 @@ def pack(b: torch.Tensor, T: torch.Tensor, config) -> torch.Tensor:
     """Records ``[T][level 0]...[level M-1]`` back to back, LSB first (b (n, M, d), T (n,))."""
     t_bits, level_bits, record_bits = layout(config)
     n = T.shape[0]
-    parts = [_bits(T.to(torch.int64), t_bits), _bits(level_index(b, config.q), level_bits).reshape(n, -1)]
+    levels = _bits(level_index(b, config.q), level_bits).reshape(n, config.M * level_bits)  # n = 0 too
+    parts = [_bits(T.to(torch.int64), t_bits), levels]
     stream = torch.cat(parts, dim=-1).reshape(-1)
     total = packed_bytes(config, n)
     padded = torch.zeros(total * 8, dtype=torch.uint8, device=b.device)

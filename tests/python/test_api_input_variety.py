@@ -582,3 +582,19 @@ def test_convert_dataset_names_a_non_path_source(tmp_path):
         kuat.convert_dataset(np.zeros((4, 8, 8), np.uint8), str(tmp_path / "x.kuat"))
     with pytest.raises(TypeError, match=r"dst must be a path \(str or os.PathLike\), got Tensor"):
         kuat.convert_dataset(str(tmp_path), torch.zeros(1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_inputs_on_every_backend(backend):
+    # pack of zero vectors on the PyTorch twin raised "cannot reshape tensor of 0 elements into
+    # shape [0, -1]" (the C++ path returned an empty stream).
+    with lowbit.backend(backend):
+        b, t = torch.zeros(0, 2, 4, dtype=torch.uint8), torch.zeros(0, dtype=torch.uint8)
+        packed = coset.pack(b, t, CFG)
+        assert packed.numel() == coset.packed_size(CFG, 0)
+        _assert_same(coset.unpack(packed, 0, CFG), (b, t))
+        assert encode(torch.zeros(2, 0, 4), LAT, CFG)[1].shape == (2, 0)
+        _assert_same(decode(torch.zeros(2, 0, 2, 4, dtype=torch.uint8), LAT, CFG), torch.zeros(2, 0, 4))
+        _assert_same(quantize_tensor(torch.zeros(3, 0), LAT, CFG), torch.zeros(3, 0))
+        _assert_same(LAT.Q(torch.zeros(0, 4)), torch.zeros(0, 4))
+        _assert_same(coset.QuantizedMatrix(LAT, CFG, torch.zeros(0, 8)).matvec(torch.ones(8)), torch.zeros(0))
