@@ -117,7 +117,7 @@ def encode(x: Any, lattice: Lattice, config: QuantizationConfig, dither: Any = N
     of the seeded dither; pass the same one to :func:`decode`). ``device``: move ``x`` there first.
 
     Raises ``ValueError`` for a lattice/config mismatch, a last dimension other than d, NaN or Inf
-    in ``x``; warns (``RuntimeWarning``) when vectors still overload after the last retry.
+    in ``x``, a bool or complex ``x``; warns (``RuntimeWarning``) when vectors still overload after the last retry.
     CPU tensors and numpy run the C++ kernels; other devices (or ``lowbit.backend("torch")``) run
     the bit-identical PyTorch twin (:mod:`coset._torch_ops`) without leaving the device.
     """
