@@ -598,3 +598,44 @@ def test_empty_inputs_on_every_backend(backend):
         _assert_same(quantize_tensor(torch.zeros(3, 0), LAT, CFG), torch.zeros(3, 0))
         _assert_same(LAT.Q(torch.zeros(0, 4)), torch.zeros(0, 4))
         _assert_same(coset.QuantizedMatrix(LAT, CFG, torch.zeros(0, 8)).matvec(torch.ones(8)), torch.zeros(0))
+
+
+@pytest.mark.parametrize("act,gran", KERNEL_CONFIGS)
+@pytest.mark.parametrize("mode", ["train", "eval", "deployed"])
+def test_bitlinear_gradients_are_the_documented_straight_through_estimator(act, gran, mode):
+    from bitcore.ops import quant
+
+    torch.manual_seed(0)
+    layer = BitLinear(12, 5, quant_config=BitQuantConfig(activation_dtype=act, weight_granularity=gran))
+    layer = {"train": layer.train, "eval": layer.eval, "deployed": layer.deploy}[mode]()
+    x = torch.randn(12, 3, 2).permute(2, 1, 0).requires_grad_(True)  # 3-D, and not contiguous
+    y = layer(x)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    if mode == "train":
+        w_q = quant.fake_quantize_weights(layer.weight.detach(), gran)
+        x_q = x.detach() if act == "float32" else quant.fake_quantize_activations(x.detach(), "per_tensor")
+        torch.testing.assert_close(layer.weight.grad, gy.reshape(-1, 5).t() @ x_q.reshape(-1, 12))
+        torch.testing.assert_close(layer.bias.grad, gy.reshape(-1, 5).sum(0))
+    else:
+        packed, scales = layer.packed_weights()
+        w_q = layer.kernel.unpack(packed, 12).float() * scales.float().reshape(-1, 1)
+    torch.testing.assert_close(x.grad, gy @ w_q)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "deployed"])
+def test_coset_layer_gradients_are_the_straight_through_estimator(mode):
+    torch.manual_seed(0)
+    layer = coset.QLinear(12, 5, CFG, quantize_weights=True)
+    layer = layer.train() if mode == "train" else layer.eval()
+    w_q = layer.quantized_weight().detach()
+    if mode == "deployed":
+        layer = layer.deploy()
+        w_q = layer.decoded_weight()
+    x = torch.randn(12, 3, 2).permute(2, 1, 0).requires_grad_(True)
+    y = layer(x)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    torch.testing.assert_close(x.grad, gy @ w_q)
+    if mode != "deployed":
+        torch.testing.assert_close(layer.weight.grad, gy.reshape(-1, 5).t() @ x.detach().reshape(-1, 12))
