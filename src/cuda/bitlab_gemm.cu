@@ -56,6 +56,53 @@ __global__ void gemm_kernel(const std::int8_t* __restrict__ xq, const std::int32
   }
 }
 
+// The small-batch GEMV (rows <= kRowsPerWarp; batch-1 decoding): one warp per output row, each
+// lane loading 16 bytes of the packed row at a time (four of the words above: word w of the vector
+// at byte 16u of the row is byte (u % 4) * 16 + 4w of block u / 4, so its activations are the 16
+// bytes at block * 256 + s * 64 + (u % 4) * 16), and the epilogue fused: the integer sums are the
+// same (integer addition in any order) and the float steps are epilogue_kernel's. Needs the packed
+// rows and the activations 16-byte aligned (checked by the caller).
+__global__ void gemv_fused_kernel(const std::int8_t* __restrict__ xq, const std::int32_t* __restrict__ row_sums,
+                                  const float* __restrict__ act_scale, int rows, std::size_t stride,
+                                  const std::uint8_t* __restrict__ w, int n_rows, std::size_t row_bytes,
+                                  const float* __restrict__ w_scale, const float* __restrict__ bias,
+                                  float* __restrict__ y) {
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (n >= n_rows) return;
+  const uint4* wrow = reinterpret_cast<const uint4*>(w + n * row_bytes);
+  const std::size_t vectors = row_bytes / 16;
+  int sum[kRowsPerWarp] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (std::size_t u = lane; u < vectors; u += 32) {
+    const uint4 v = __ldg(wrow + u);
+    const std::size_t base = (u / 4) * 256 + (u % 4) * 16;
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int c0 = static_cast<int>((v.x >> (2 * s)) & 0x03030303u);
+      const int c1 = static_cast<int>((v.y >> (2 * s)) & 0x03030303u);
+      const int c2 = static_cast<int>((v.z >> (2 * s)) & 0x03030303u);
+      const int c3 = static_cast<int>((v.w >> (2 * s)) & 0x03030303u);
+#pragma unroll
+      for (int m = 0; m < kRowsPerWarp; ++m) {
+        if (m < rows) {
+          const int4 a = *reinterpret_cast<const int4*>(xq + m * stride + base + s * 64);
+          sum[m] = __dp4a(c3, a.w, __dp4a(c2, a.z, __dp4a(c1, a.y, __dp4a(c0, a.x, sum[m]))));
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kRowsPerWarp; ++m) {
+    int acc = sum[m];
+    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+    if (lane == 0 && m < rows) {
+      float out = __fmul_rn(__fmul_rn(static_cast<float>(acc - row_sums[m]), act_scale[m]), w_scale[n]);
+      if (bias) out = __fadd_rn(out, bias[n]);
+      y[m * static_cast<std::size_t>(n_rows) + n] = out;
+    }
+  }
+}
+
 // Per-row max|x| (one block per row).
 __global__ void row_absmax_kernel(const float* __restrict__ x, std::size_t cols, float* __restrict__ absmax) {
   const float* row = x + blockIdx.x * cols;
@@ -92,6 +139,48 @@ __global__ void quantize_kernel(const float* __restrict__ x, std::size_t cols, s
   for (std::size_t k = threadIdx.x; k < stride; k += blockDim.x) {
     int q = 0;
     if (k < cols) q = static_cast<int>(fminf(fmaxf(rintf(__fmul_rn(x[m * cols + k], inv)), -128.0f), 127.0f));
+    xq[m * stride + k] = static_cast<std::int8_t>(q);
+    local += q;
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_down_sync(0xffffffffu, local, offset);
+  __shared__ int warp_sum[32];
+  if ((threadIdx.x & 31) == 0) warp_sum[threadIdx.x >> 5] = local;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int total = 0;
+    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) total += warp_sum[i];
+    row_sums[m] = total;
+    act_scale[m] = __fdiv_rn(a, 127.0f);
+  }
+}
+
+// Per-row activations in one kernel (one block per row): the row's max|x| as row_absmax_kernel,
+// then quantize_kernel's arithmetic on it.
+__global__ void quantize_rows_kernel(const float* __restrict__ x, std::size_t cols, std::size_t stride,
+                                     std::int8_t* __restrict__ xq, std::int32_t* __restrict__ row_sums,
+                                     float* __restrict__ act_scale) {
+  const int m = blockIdx.x;
+  const float* row = x + m * cols;
+  float v = 0.0f;
+  for (std::size_t k = threadIdx.x; k < cols; k += blockDim.x) v = fmaxf(v, fabsf(row[k]));
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, offset));
+  __shared__ float warp_max[32];
+  __shared__ float row_max;
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float mx = 0.0f;
+    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) mx = fmaxf(mx, warp_max[i]);
+    row_max = mx;
+  }
+  __syncthreads();
+  const float a = row_max;
+  float inv = __fdiv_rn(127.0f, a);
+  if (!(inv <= FLT_MAX)) inv = 0.0f;
+  int local = 0;
+  for (std::size_t k = threadIdx.x; k < stride; k += blockDim.x) {
+    int q = 0;
+    if (k < cols) q = static_cast<int>(fminf(fmaxf(rintf(__fmul_rn(row[k], inv)), -128.0f), 127.0f));
     xq[m * stride + k] = static_cast<std::int8_t>(q);
     local += q;
   }
@@ -145,9 +234,10 @@ void ternary_gemm_int8(const std::int8_t* xq, const std::int32_t* row_sums, std:
 }
 
 std::size_t bitlinear_int8_workspace_bytes(std::size_t rows, const TernaryWeightsDevice& w) {
-  // absmax | act_scale | row_sums | acc | xq, each section a multiple of 4 bytes.
-  return rows * (2 * sizeof(float) + sizeof(std::int32_t)) + rows * w.rows * sizeof(std::int32_t) +
-         rows * w.row_bytes * 4;
+  // xq | absmax | act_scale | row_sums | acc: xq first (rows * a multiple of 256 bytes) keeps its rows
+  // 16-byte aligned for the GEMV's vector loads; the other sections are multiples of 4 bytes.
+  return rows * w.row_bytes * 4 + rows * (2 * sizeof(float) + sizeof(std::int32_t)) +
+         rows * w.rows * sizeof(std::int32_t);
 }
 
 void bitlinear_int8(const float* x, std::size_t rows, const TernaryWeightsDevice& w, bool per_row_activations,
@@ -161,20 +251,33 @@ void bitlinear_int8(const float* x, std::size_t rows, const TernaryWeightsDevice
   const bool owned = ws == nullptr;
   if (owned)
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ws), bitlinear_int8_workspace_bytes(rows, w), s));
-  float* absmax = reinterpret_cast<float*>(ws);
+  auto* xq = reinterpret_cast<std::int8_t*>(ws);
+  float* absmax = reinterpret_cast<float*>(ws + rows * stride);
   float* act_scale = absmax + rows;
   auto* row_sums = reinterpret_cast<std::int32_t*>(act_scale + rows);
   std::int32_t* acc = row_sums + rows;
-  auto* xq = reinterpret_cast<std::int8_t*>(acc + rows * w.rows);
 
-  row_absmax_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, w.cols, absmax);
-  if (!per_row_activations) tensor_absmax_kernel<<<1, 1, 0, s>>>(absmax, static_cast<int>(rows));
-  quantize_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, w.cols, stride, absmax, xq, row_sums, act_scale);
+  // One row's activations per tensor are its own (per-tensor = per-row): one kernel.
+  if (per_row_activations || rows == 1) {
+    quantize_rows_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, w.cols, stride, xq, row_sums, act_scale);
+  } else {
+    row_absmax_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, w.cols, absmax);
+    tensor_absmax_kernel<<<1, 1, 0, s>>>(absmax, static_cast<int>(rows));
+    quantize_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(x, w.cols, stride, absmax, xq, row_sums, act_scale);
+  }
   LOWBIT_CUDA_CHECK(cudaGetLastError());
-  ternary_gemm_int8(xq, row_sums, rows, stride, w, acc, stream);
-  const std::size_t total = rows * w.rows;
-  epilogue_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(
-      acc, act_scale, w.scales, w.bias, static_cast<int>(rows), static_cast<int>(w.rows), y);
+  const bool aligned = reinterpret_cast<std::uintptr_t>(w.packed) % 16 == 0;
+  if (rows <= static_cast<std::size_t>(kRowsPerWarp) && aligned) {  // GEMV with the epilogue fused
+    const dim3 block(32 * kWarpsPerBlock);
+    const dim3 grid(static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
+    gemv_fused_kernel<<<grid, block, 0, s>>>(xq, row_sums, act_scale, static_cast<int>(rows), stride, w.packed,
+                                             static_cast<int>(w.rows), w.row_bytes, w.scales, w.bias, y);
+  } else {
+    ternary_gemm_int8(xq, row_sums, rows, stride, w, acc, stream);
+    const std::size_t total = rows * w.rows;
+    epilogue_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(
+        acc, act_scale, w.scales, w.bias, static_cast<int>(rows), static_cast<int>(w.rows), y);
+  }
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   if (owned) LOWBIT_CUDA_CHECK(cudaFreeAsync(ws, s));
 }

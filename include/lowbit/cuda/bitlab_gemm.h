@@ -30,7 +30,9 @@ void ternary_gemm_int8(const std::int8_t* xq, const std::int32_t* row_sums, std:
 std::size_t bitlinear_int8_workspace_bytes(std::size_t rows, const TernaryWeightsDevice& w);
 
 // The full layer: quantizes x (rows x cols float32) per tensor or per row, runs the integer
-// product and the epilogue y = (float(acc) * act_scale[m]) * w_scale[n] + bias[n].
+// product and the epilogue y = (float(acc) * act_scale[m]) * w_scale[n] + bias[n]. Up to 8 rows
+// (decoding) with 16-byte aligned packed weights run one GEMV kernel with the epilogue fused
+// (16-byte weight loads); otherwise ternary_gemm_int8 then the epilogue. Same bits either way.
 // workspace: bitlinear_int8_workspace_bytes(rows, w) device bytes, 16-byte aligned (a caching
 // allocator's block, say); nullptr allocates it stream-ordered (cudaMallocAsync) for this call.
 // Asynchronous on `stream` either way. Throws lowbit::InvalidArgument on shape mismatches,

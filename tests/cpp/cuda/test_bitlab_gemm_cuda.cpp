@@ -83,6 +83,21 @@ TEST_P(BitlabCuda, MatchesCpuBitExactly) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(y_gpu.data(), d_y, y_gpu.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_EQ(0, std::memcmp(y_gpu.data(), y_cpu.data(), y_cpu.size() * sizeof(float)));
+
+  // Packed rows that are not 16-byte aligned (a view at an odd offset): small batches then take
+  // the word-load GEMM instead of the vector-load GEMV; the same bits either way.
+  std::uint8_t* d_w_odd = nullptr;
+  const std::size_t w_bytes = packed.rows * packed.row_bytes;
+  ASSERT_EQ(cudaMalloc(&d_w_odd, w_bytes + 4), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_w_odd + 4, packed.data.data(), w_bytes, cudaMemcpyHostToDevice), cudaSuccess);
+  cuda::TernaryWeightsDevice dw_odd = dw;
+  dw_odd.packed = d_w_odd + 4;
+  ASSERT_EQ(cudaMemset(d_y, 0xA5, y_cpu.size() * sizeof(float)), cudaSuccess);
+  cuda::bitlinear_int8(d_x, sh.m, dw_odd, sh.per_row, d_y, nullptr, d_ws);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(y_gpu.data(), d_y, y_gpu.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(0, std::memcmp(y_gpu.data(), y_cpu.data(), y_cpu.size() * sizeof(float)));
+  cudaFree(d_w_odd);
   cudaFree(d_ws);
   for (void* p : {static_cast<void*>(d_w), static_cast<void*>(d_scales), static_cast<void*>(d_bias),
                   static_cast<void*>(d_x), static_cast<void*>(d_xq), static_cast<void*>(d_sums),
@@ -93,7 +108,8 @@ TEST_P(BitlabCuda, MatchesCpuBitExactly) {
 INSTANTIATE_TEST_SUITE_P(Shapes, BitlabCuda,
                          ::testing::Values(Shape{1, 1, 1, false}, Shape{1, 17, 33, true}, Shape{3, 257, 15, false},
                                            Shape{7, 1000, 100, true}, Shape{64, 4096, 512, false},
-                                           Shape{1, 8192, 8192, true}, Shape{9, 300, 7, true}));
+                                           Shape{1, 8192, 8192, true}, Shape{9, 300, 7, true},
+                                           Shape{8, 512, 40, false}, Shape{2, 70, 9, true}));
 
 }  // namespace
 }  // namespace lowbit
