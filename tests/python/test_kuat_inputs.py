@@ -396,3 +396,69 @@ def test_image_files_of_types_kuat_does_not_read_are_counted_in_a_warning(kuat_c
     assert ("warning: left out 4 image file(s) of a type kuat does not read (samples are .jpg, .jpeg, .jpe, .png "
             "and .webp files; convert the others first): cat/b.bmp, cat/c.TIF, cat/d.gif, cat/e.ppm") in p.stderr
     assert "notes.txt" not in p.stderr
+
+
+# --- Rules 3 and 4: layouts auto-detection must not miss or mangle ---
+
+def test_auto_detection_finds_class_folders_at_any_depth_and_never_raises_raw_errors(tmp_path):
+    # Kind 3/4: format imagenet scans class folders recursively, so auto-detection must see
+    # class folders whose images sit in sub-folders (it said "no dataset found"), and a link
+    # loop met while detecting is the error naming the link (it was a raw filesystem_error).
+    root = tmp_path / "nested"
+    for cls, colour in (("cat", (255, 0, 0)), ("dog", (0, 255, 0))):
+        (root / cls / "2024" / "batch1").mkdir(parents=True)
+        Image.new("RGB", (16, 16), colour).save(root / cls / "2024" / "batch1" / "a.png")
+    (root / "dog" / ".thumbs").mkdir()
+    Image.new("RGB", (16, 16)).save(root / "dog" / ".thumbs" / "t.png")
+    stats = kuat.convert_dataset(root, tmp_path / "n.kuat", codebook_size=16)
+    arch = kuat.KuatArchive(tmp_path / "n.kuat")
+    assert stats["samples"] == 2 and arch.classes == ["cat", "dog"] and sorted(arch.labels) == [0, 1]
+    only_hidden = tmp_path / "only_hidden"
+    (only_hidden / "cat" / ".cache").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(only_hidden / "cat" / ".cache" / "a.png")
+    with pytest.raises(OSError, match="no dataset found"):
+        kuat.convert_dataset(only_hidden, tmp_path / "h.kuat", codebook_size=16)
+    for where in ("", "cat"):  # two links pointing at each other, at the root and in a class
+        loop = tmp_path / f"loop_{where or 'root'}"
+        (loop / "cat").mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(loop / "cat" / "a.jpg")
+        os.symlink("b", loop / where / "a")
+        os.symlink("a", loop / where / "b")
+        for fmt in ("auto", "imagenet"):
+            with pytest.raises(OSError, match=r"symbolic link loop"):
+                kuat.convert_dataset(loop, tmp_path / "l.kuat", format=fmt, codebook_size=16)
+    circle = tmp_path / "circle"  # cat/x -> dog, dog/y -> cat: auto-detection ends
+    for cls in ("cat", "dog"):
+        (circle / cls).mkdir(parents=True)
+    os.symlink("../dog", circle / "cat" / "x")
+    os.symlink("../cat", circle / "dog" / "y")
+    with pytest.raises(OSError, match="no dataset found"):
+        kuat.convert_dataset(circle, tmp_path / "c.kuat", codebook_size=16)
+
+
+def test_idx_folders_as_torchvision_and_emnist_leave_them(tmp_path):
+    # Kind 4: torchvision's MNIST/raw holds every file twice (X.gz and its extraction X); EMNIST
+    # names the split inside the name (emnist-balanced-train-images-idx3-ubyte). Both are read.
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (6, 4, 4)), np.arange(6) % 3
+    test = rng.integers(0, 256, (4, 4, 4)), np.arange(4) % 2
+    raw = tmp_path / "MNIST" / "raw"
+    for gz in (False, True):
+        write_idx(raw, *train, prefix="train", gz=gz)
+        write_idx(raw, *test, prefix="t10k", gz=gz)
+    for split, (images, labels) in (("train", train), ("test", test)):
+        stats = kuat.convert_dataset(raw, tmp_path / f"{split}.kuat", split=split, codebook_size=16, bits=8)
+        arch = kuat.KuatArchive(tmp_path / f"{split}.kuat")
+        assert stats["samples"] == len(labels) and list(arch.labels) == list(labels)
+    # The folder above a dataset folder is refused naming the folder to pass.
+    with pytest.raises(OSError, match=r"MNIST/raw'.*pass that folder"):
+        kuat.convert_dataset(tmp_path / "MNIST", tmp_path / "m.kuat", codebook_size=16)
+    emnist = tmp_path / "emnist"
+    write_idx(emnist, *train, prefix="emnist-balanced-train")
+    write_idx(emnist, *test, prefix="emnist-balanced-test")
+    for split, (images, labels) in (("train", train), ("test", test)):
+        kuat.convert_dataset(emnist, tmp_path / f"e{split}.kuat", split=split, codebook_size=16)
+        assert list(kuat.KuatArchive(tmp_path / f"e{split}.kuat").labels) == list(labels)
+    write_idx(emnist, *train, prefix="emnist-letters-train")  # two subsets: which one is not guessed
+    with pytest.raises(OSError, match="selects 2 of the IDX files"):
+        kuat.convert_dataset(emnist, tmp_path / "x.kuat", codebook_size=16)
