@@ -26,9 +26,11 @@ consumed + w + n, ...).
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import multiprocessing.context
 import os
+import weakref
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from lowbit._deps import require_torch
@@ -52,7 +54,11 @@ class _EpochCounter:
     """The epoch counter shared by the main process and the DataLoader workers (see the module docstring)."""
 
     def __init__(self, epoch: int = 0) -> None:
-        self._shared = multiprocessing.Array("q", _FLAGS + _MAX_WORKERS)
+        # The lock must survive every start method a DataLoader may use: a lock made by the fork
+        # context is an unnamed semaphore whose handle means nothing in a spawned or forkserver
+        # worker (the worker crashed with SIGSEGV on its first claim); a spawn-context lock is a
+        # named semaphore that fork, spawn and forkserver workers all reopen.
+        self._shared = multiprocessing.get_context("spawn").Array("q", _FLAGS + _MAX_WORKERS)
         self._shared[_NEXT] = epoch
         self._shared[_RESUME_EPOCH] = -1
 
@@ -131,6 +137,12 @@ class _EpochCounter:
             self.__init__(state["snapshot"])
 
 
+def _drop_engine(ref: "weakref.ReferenceType[KuatIterableDataset]") -> None:
+    ds = ref()
+    if ds is not None:
+        ds._dataset = None
+
+
 class KuatIterableDataset(torch.utils.data.IterableDataset):
     """Yields ``(images, labels)`` tensors: images as KuatDataset makes them (zero-copy), labels int64.
 
@@ -157,6 +169,10 @@ class KuatIterableDataset(torch.utils.data.IterableDataset):
             if info is not None and kwargs.get("num_threads") is None:
                 kwargs = dict(kwargs, num_threads=max(1, (os.cpu_count() or 1) // info.num_workers))
             self._dataset = KuatDataset(path_or_paths, **kwargs)
+            if info is not None:
+                # A spawn/forkserver worker ends with a normal interpreter exit: drop its engine
+                # first, or nanobind reports the loader as a leaked instance on every worker exit.
+                atexit.register(_drop_engine, weakref.ref(self))
         return self._dataset
 
     def __getstate__(self) -> Dict[str, Any]:  # worker processes build their own engine

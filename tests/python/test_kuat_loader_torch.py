@@ -180,3 +180,31 @@ def test_checkpoint_mid_pass_in_the_main_process():
     again.load_state_dict(state)
     rest = [int(v) for _, labels in torch.utils.data.DataLoader(again, batch_size=None) for v in labels]
     assert seen + rest == [int(v) for v in KuatDataset(arch, batch_size=4, seed=5).sample_order(0)]
+
+
+@pytest.mark.parametrize("context,persistent", [("spawn", False), ("spawn", True), ("forkserver", True)])
+def test_epochs_advance_with_spawned_workers(tmp_path, capfd, context, persistent):
+    # Kind 5: the shared epoch counter's lock was a fork-context (unnamed) semaphore, so a
+    # spawn or forkserver worker crashed with SIGSEGV on its first claim; and every spawned
+    # worker's exit printed nanobind "leaked instance" reports.
+    import kuat
+    from kuat_helpers import write_idx
+
+    n = 11
+    src = write_idx(tmp_path / "idx", np.repeat(np.arange(n, dtype=np.uint8), 16).reshape(n, 4, 4), np.arange(n), gz=False)
+    kuat.convert_dataset(src / "train-images-idx3-ubyte", tmp_path / "a.kuat", codebook_size=16, bits=8)
+    path = str(tmp_path / "a.kuat")
+    reference = KuatDataset(path, batch_size=3, seed=3)
+    orders = [[int(v) for v in reference.sample_order(e)] for e in range(3)]
+    ds = KuatIterableDataset(path, batch_size=3, seed=3, num_threads=1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=persistent,
+                                         multiprocessing_context=context)
+    passes = [[int(v) for _, labels in loader for v in labels] for _ in range(2)]
+    assert passes == orders[:2] and ds.state_dict()["epoch"] == 2
+    ds.set_epoch(1)
+    assert [int(v) for _, labels in loader for v in labels] == orders[1]
+    del loader
+    import gc
+
+    gc.collect()
+    assert "leaked" not in capfd.readouterr().err
