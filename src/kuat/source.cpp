@@ -67,7 +67,7 @@ fs::file_status followed_status(const fs::path& p) {
 
 // Whether `dir` holds a non-hidden image file at any depth below non-hidden folders; each folder
 // (device, inode) is entered once, so link loops end.
-bool holds_images(const fs::path& dir, std::vector<std::pair<std::uint64_t, std::uint64_t>>& seen) {
+bool holds_images(const fs::path& dir, std::vector<std::pair<std::uint64_t, std::uint64_t>>& seen, std::size_t& hidden) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return false;
   const std::pair<std::uint64_t, std::uint64_t> id{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
@@ -78,13 +78,16 @@ bool holds_images(const fs::path& dir, std::vector<std::pair<std::uint64_t, std:
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& p = it->path();
     const std::string name = p.filename().string();
-    if (is_hidden_name(name)) continue;
+    if (is_hidden_name(name)) {
+      ++hidden;
+      continue;
+    }
     const fs::file_status est = followed_status(p);
     if (fs::is_regular_file(est) && has_image_extension(name)) return true;
     if (fs::is_directory(est)) subdirs.push_back(p);
   }
   for (const fs::path& sub : subdirs) {
-    if (holds_images(sub, seen)) return true;
+    if (holds_images(sub, seen, hidden)) return true;
   }
   return false;
 }
@@ -120,10 +123,14 @@ std::string detect_format(const std::string& path) {
   if (!fs::is_directory(st)) throw IoError(io_message(path, "not a file or folder"));
   bool has_idx = false, has_images = false, has_class_dirs = false;
   std::vector<std::string> nested;  // sub-folders holding IDX files or CIFAR batches
+  std::size_t hidden = 0;            // hidden entries passed over (named in the error)
   for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& p = it->path();
     const std::string name = p.filename().string();
-    if (is_hidden_name(name)) continue;
+    if (is_hidden_name(name)) {
+      ++hidden;
+      continue;
+    }
     const fs::file_status est = followed_status(p);
     if (fs::is_regular_file(est)) {
       if (name == "batches.meta" || name == "data_batch_1" || name == "test_batch" || name == "meta") return "cifar";
@@ -136,7 +143,7 @@ std::string detect_format(const std::string& path) {
     } else if (fs::is_directory(est) && !has_class_dirs) {
       // A class folder holds images at any depth (format imagenet scans each one recursively).
       std::vector<std::pair<std::uint64_t, std::uint64_t>> seen;
-      has_class_dirs = holds_images(p, seen);
+      has_class_dirs = holds_images(p, seen, hidden);
       if (!has_class_dirs && holds_batches(p)) nested.push_back(name);
     }
   }
@@ -151,7 +158,10 @@ std::string detect_format(const std::string& path) {
     throw IoError(io_message(path, "no dataset directly in this folder; IDX files or CIFAR batches are in " + list +
                                        ": pass that folder"));
   }
-  throw IoError(io_message(path, "no dataset found (no IDX files, CIFAR batches, images or class folders of images)"));
+  throw IoError(io_message(path, "no dataset found (no IDX files, CIFAR batches, images or class folders of images" +
+                                     (hidden ? "; " + std::to_string(hidden) + " hidden entr" + (hidden == 1 ? "y" : "ies") +
+                                                   " (dot names, __MACOSX) passed over, never samples or classes)"
+                                             : std::string(")"))));
 }
 
 std::unique_ptr<DatasetSource> open_source(const std::string& path, const SourceOptions& options) {

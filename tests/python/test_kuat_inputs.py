@@ -462,3 +462,18 @@ def test_idx_folders_as_torchvision_and_emnist_leave_them(tmp_path):
     write_idx(emnist, *train, prefix="emnist-letters-train")  # two subsets: which one is not guessed
     with pytest.raises(OSError, match="selects 2 of the IDX files"):
         kuat.convert_dataset(emnist, tmp_path / "x.kuat", codebook_size=16)
+
+
+def test_no_sample_errors_name_the_hidden_entries_left_out(tmp_path):
+    # Kind 3: a folder of AppleDouble copies (macOS zips) has no sample; the error says the
+    # hidden entries were seen and left out, as the summary does when there are samples.
+    root = tmp_path / "mac"
+    (root / "dog").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(root / "dog" / "._b.jpg", format="JPEG")
+    (root / ".DS_Store").write_bytes(b"\0")
+    with pytest.raises(OSError, match=r"no images in any class folder \(ignored 2 hidden entries.*\.DS_Store, dog/\._b\.jpg"):
+        kuat.convert_dataset(root, tmp_path / "a.kuat", format="imagenet", codebook_size=16)
+    with pytest.raises(OSError, match=r"no \.jpg.*\(ignored 1 hidden entry.*\._b\.jpg"):
+        kuat.convert_dataset(root / "dog", tmp_path / "b.kuat", format="images", codebook_size=16)
+    with pytest.raises(OSError, match=r"no dataset found.*2 hidden entries"):
+        kuat.convert_dataset(root, tmp_path / "c.kuat", codebook_size=16)
