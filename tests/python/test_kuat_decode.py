@@ -409,6 +409,35 @@ def test_exif_orientation_only_on_request(fmt):
         np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned, err_msg=f"{fmt} {orientation}")
 
 
+def _exif_with_orientation(value: int, tiff_type: int, count: int = 1, little: bool = True) -> bytes:
+    """A TIFF block (no "Exif" prefix) whose IFD0 holds only an Orientation entry."""
+    e, order = ("<", b"II") if little else (">", b"MM")
+    size = {1: 1, 6: 1, 3: 2, 8: 2, 4: 4, 9: 4}[tiff_type]
+    one = struct.pack(e + {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i"}[tiff_type], value)
+    inline = (one * count + b"\0" * 4)[:4]
+    entry = struct.pack(e + "HHI", 0x0112, tiff_type, count) + inline
+    return order + struct.pack(e + "HI", 42, 8) + struct.pack(e + "H", 1) + entry + struct.pack(e + "I", 0)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_exif_orientation_of_any_integer_type_as_pil(fmt):
+    # Kind 1: the Orientation tag stored as LONG, SSHORT, SLONG or BYTE (not the standard SHORT)
+    # was ignored by --exif-transpose while PIL's exif_transpose applies it (of two values, the
+    # first; an unsigned BYTE is no orientation to PIL, a signed one is).
+    rgb = photo(6, 10, 9)
+    for tiff_type in (1, 3, 4, 6, 8, 9):
+        for little in (True, False):
+            for value, count in ((6, 1), (3, 1), (8, 1)) + (((6, 2),) if tiff_type in (1, 3, 6, 8) else ()):
+                exif = _exif_with_orientation(value, tiff_type, count, little)
+                buf = io.BytesIO()
+                Image.fromarray(rgb).save(buf, fmt, exif=(b"Exif\0\0" + exif) if fmt == "JPEG" else exif,
+                                          **({"lossless": True} if fmt == "WEBP" else {}))
+                data = buf.getvalue()
+                turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+                np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned,
+                                              err_msg=f"{fmt} type {tiff_type} {'II' if little else 'MM'} {value}x{count}")
+
+
 # --- Resource limits: refused from the header, before any allocation ---
 
 def test_pixel_limit_from_the_header():
