@@ -95,12 +95,6 @@ std::uint64_t idx_size_from_header(const std::uint8_t* h) {
   return 16 + std::uint64_t{be32(h + 4)} * be32(h + 8) * be32(h + 12);
 }
 
-class IdxSource : public InMemorySource {
- public:
-  using InMemorySource::InMemorySource;
-  std::vector<std::string> warnings() const override { return warnings_; }
-  std::vector<std::string> warnings_;
-};
 
 std::vector<std::uint8_t> read_idx_file(const std::string& path, std::uint64_t max_bytes) {
   const std::vector<std::uint8_t> raw = read_whole_file(path);
@@ -168,7 +162,7 @@ std::unique_ptr<InMemorySource> idx_images_source(const std::vector<std::uint8_t
     throw IoError(io_message(what, "IDX data is " + std::to_string(raw.size() - 16) + " bytes, header says " +
                                        std::to_string(need) + " (truncated?)"));
   }
-  auto src = std::make_unique<IdxSource>("idx", rows, cols, 1);
+  auto src = std::make_unique<InMemorySource>("idx", rows, cols, 1);
   src->pixels_.assign(raw.begin() + 16, raw.end());
   src->labels_.assign(n, -1);
   const std::string base = fs::path(what).filename().string();
@@ -194,7 +188,7 @@ std::unique_ptr<DatasetSource> open_idx_source(const std::string& path, const So
     if (!labels.empty()) {
       set_idx_labels(read_idx_file(labels, UINT64_MAX), labels, *src);
     } else {
-      static_cast<IdxSource&>(*src).warnings_.push_back(
+      src->warnings_.push_back(
           "'" + images + "': no labels file next to it (looked for '" + labels_name_for(images) +
           "' with and without .gz); every label is -1");
     }

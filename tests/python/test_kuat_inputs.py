@@ -477,3 +477,25 @@ def test_no_sample_errors_name_the_hidden_entries_left_out(tmp_path):
         kuat.convert_dataset(root / "dog", tmp_path / "b.kuat", format="images", codebook_size=16)
     with pytest.raises(OSError, match=r"no dataset found.*2 hidden entries"):
         kuat.convert_dataset(root, tmp_path / "c.kuat", codebook_size=16)
+
+
+def test_cifar10_training_folder_missing_batches_warns(tmp_path):
+    # Kind 4: a CIFAR-10 folder with some of data_batch_1..5 gone (an interrupted extraction)
+    # was converted silently as a smaller training set; the missing batches are now named.
+    from kuat_helpers import write_cifar10
+
+    py = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=4, batches=5)
+    (py / "data_batch_3").unlink()
+    with pytest.warns(UserWarning, match=r"CIFAR-10 training batch data_batch_3 missing; converting the 4 found"):
+        stats = kuat.convert_dataset(py, tmp_path / "py.kuat", codebook_size=16)
+    assert stats["samples"] == 16
+    binary = tmp_path / "cifar-10-batches-bin"
+    write_cifar10_bin(binary, batches=2)
+    with pytest.warns(UserWarning, match=r"batches data_batch_3\.bin, data_batch_4\.bin, data_batch_5\.bin missing"):
+        kuat.convert_dataset(binary, tmp_path / "bin.kuat", codebook_size=16)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole set, or one batch file given on purpose: no warning
+        kuat.convert_dataset(binary / "data_batch_1.bin", tmp_path / "one.kuat", codebook_size=16)
+        kuat.convert_dataset(py, tmp_path / "test.kuat", split="test", codebook_size=16)
