@@ -499,3 +499,15 @@ def test_cifar10_training_folder_missing_batches_warns(tmp_path):
         warnings.simplefilter("error")  # the whole set, or one batch file given on purpose: no warning
         kuat.convert_dataset(binary / "data_batch_1.bin", tmp_path / "one.kuat", codebook_size=16)
         kuat.convert_dataset(py, tmp_path / "test.kuat", split="test", codebook_size=16)
+
+
+def test_target_size_is_held_to_the_pixel_limit(tmp_path):
+    # Kind 2: the resized images are held in memory like decoded ones; a --width x --height above
+    # --max-pixels (up to 65535 x 65535 = 4.3 G pixels, 12.9 GB per image) is refused before any work.
+    src = write_idx(tmp_path / "idx", np.zeros((4, 8, 8), np.uint8), np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match=r"20000 x 20000 = 400000000 pixels per image, over the limit of 178956970"):
+        kuat.convert_dataset(src, tmp_path / "a.kuat", width=20000, height=20000, codebook_size=16)
+    with pytest.raises(ValueError, match=r"64 x 64 = 4096 pixels per image, over the limit of 4095"):
+        kuat.convert_dataset(src, tmp_path / "a.kuat", width=64, height=64, max_pixels=4095, codebook_size=16)
+    assert not (tmp_path / "a.kuat").exists()
+    assert kuat.convert_dataset(src, tmp_path / "b.kuat", width=64, height=64, max_pixels=4096, codebook_size=16)["samples"] == 4
