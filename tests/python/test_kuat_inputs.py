@@ -511,3 +511,30 @@ def test_target_size_is_held_to_the_pixel_limit(tmp_path):
         kuat.convert_dataset(src, tmp_path / "a.kuat", width=64, height=64, max_pixels=4095, codebook_size=16)
     assert not (tmp_path / "a.kuat").exists()
     assert kuat.convert_dataset(src, tmp_path / "b.kuat", width=64, height=64, max_pixels=4096, codebook_size=16)["samples"] == 4
+
+
+def test_folder_and_file_names_that_are_not_utf8(tmp_path):
+    # Kind 3: names are bytes on POSIX. A Latin-1 class folder ("caf\xe9", from an old zip) made
+    # an archive whose metadata Python could not read (UnicodeDecodeError on open), a Latin-1
+    # hidden entry made convert_dataset raise after writing, and error messages naming such a
+    # file came out empty. Names are now kept as os.fsdecode gives them.
+    root = os.fsencode(tmp_path) + b"/d\xe9j\xe0"
+    for cls in (b"caf\xe9", b"dog"):
+        os.makedirs(root + b"/" + cls)
+        Image.new("RGB", (16, 16)).save(os.fsdecode(root + b"/" + cls + b"/a\xff.png"))
+    (Path(os.fsdecode(root)) / os.fsdecode(b"dog/.hid\xe9")).write_bytes(b"x")
+    (Path(os.fsdecode(root)) / os.fsdecode(b"dog/bad\xe9.jpg")).write_bytes(b"not an image")
+    out = os.fsencode(tmp_path) + b"/\xe9.kuat"
+    for src in (os.fsdecode(root), root):
+        stats = kuat.convert_dataset(src, os.fsdecode(out), codebook_size=16)
+        assert stats["samples"] == 2 and stats["ignored"] == [os.fsdecode(b"dog/.hid\xe9")]
+        assert os.fsencode(stats["skipped_reasons"][0]).startswith(b"'" + root + b"/dog/bad\xe9.jpg'")
+        arch = kuat.KuatArchive(os.fsdecode(out))
+        assert arch.classes == ["caf\u00e9", "dog"]  # the byte's code point: readable metadata
+        names = [os.fsencode(arch._native.source_name(i)) for i in range(len(arch))]
+        assert names == [b"caf\xe9/a\xff.png", b"dog/a\xff.png"]
+        assert len(kuat.KuatArchive(out)) == 2
+    with pytest.raises(OSError) as e:
+        kuat.convert_dataset(os.fsdecode(root + b"/dog"), tmp_path / "x.kuat", format="images", strict=True,
+                             codebook_size=16)
+    assert os.fsencode(str(e.value)).startswith(b"'" + root + b"/dog/bad\xe9.jpg'")
