@@ -22,6 +22,31 @@ using lowbit::kuat::Archive;
 
 namespace {
 
+// File and folder names are bytes on POSIX: ones that are not UTF-8 (Latin-1 names) become str
+// as os.fsdecode makes them (surrogateescape), instead of a UnicodeDecodeError.
+nb::object fs_str(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape");
+  if (!o) throw nb::python_error();
+  return nb::steal(o);
+}
+
+// A path argument (str or bytes) as the bytes the OS uses (os.fsencode: surrogateescape).
+std::string fs_path(const nb::handle& h) {
+  if (PyBytes_Check(h.ptr())) return std::string(PyBytes_AS_STRING(h.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(h.ptr())));
+  if (!PyUnicode_Check(h.ptr())) throw nb::type_error("path must be str or bytes");
+  PyObject* b = PyUnicode_EncodeFSDefault(h.ptr());
+  if (!b) throw nb::python_error();
+  std::string out(PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)));
+  Py_DECREF(b);
+  return out;
+}
+
+nb::list fs_strs(const std::vector<std::string>& v) {
+  nb::list out;
+  for (const auto& s : v) out.append(fs_str(s));
+  return out;
+}
+
 template <class T, std::size_t N>
 nb::ndarray<nb::numpy, T> owned_array(std::vector<T>&& data, const std::size_t (&shape)[N]) {
   auto* heap = new std::vector<T>(std::move(data));
@@ -87,9 +112,9 @@ lowbit::kuat::ConvertOptions options_from(const nb::dict& d) {
 
 LOWBIT_BINDING(kuat) {
   nb::class_<Archive>(m, "Archive", "An open .kuat archive (memory-mapped).")
-      .def(nb::init<const std::string&>(), nb::arg("path"))
+      .def("__init__", [](Archive* self, const nb::object& path) { new (self) Archive(fs_path(path)); }, nb::arg("path"))
       .def("__len__", [](const Archive& a) { return a.size(); })
-      .def_prop_ro("path", &Archive::path)
+      .def_prop_ro("path", [](const Archive& a) { return fs_str(a.path()); })
       .def_prop_ro("fixed_shape", &Archive::fixed_shape)
       .def_prop_ro("channels", &Archive::channels)
       .def_prop_ro("patch", &Archive::patch)
@@ -110,7 +135,7 @@ LOWBIT_BINDING(kuat) {
       }, nb::arg("index"))
       .def("source_name", [](const Archive& a, std::int64_t i) {
         lowbit::require(i >= 0, "sample index must be non-negative");
-        return a.source_name(static_cast<std::uint64_t>(i));
+        return fs_str(a.source_name(static_cast<std::uint64_t>(i)));
       }, nb::arg("index"))
       .def("decode", &decode_sample, nb::arg("index"), "Sample i as an HxWxC uint8 array.")
       .def("sample_indices", [](const Archive& a, std::int64_t i) {
@@ -260,7 +285,8 @@ LOWBIT_BINDING(kuat) {
   }, nb::arg("data"), nb::arg("channels") = 3, nb::arg("max_pixels") = lowbit::kuat::kDefaultMaxPixels,
      nb::arg("background") = std::vector<int>{0, 0, 0}, nb::arg("exif_transpose") = false,
      "Decodes JPEG/PNG/WebP bytes as kuat convert does (native size): an HxWxC uint8 array.");
-  m.def("convert", [](const std::string& src, const std::string& dst, const nb::dict& options) {
+  m.def("convert", [](const nb::object& src_path, const nb::object& dst_path, const nb::dict& options) {
+    const std::string src = fs_path(src_path), dst = fs_path(dst_path);
     const lowbit::kuat::ConvertOptions o = options_from(options);
     lowbit::kuat::ConvertStats s;
     {
@@ -271,9 +297,9 @@ LOWBIT_BINDING(kuat) {
     d["samples"] = s.samples;
     d["skipped"] = s.skipped;
     d["refused"] = s.refused;
-    d["skipped_reasons"] = s.skipped_reasons;
-    d["ignored"] = s.ignored;
-    d["warnings"] = s.warnings;
+    d["skipped_reasons"] = fs_strs(s.skipped_reasons);
+    d["ignored"] = fs_strs(s.ignored);
+    d["warnings"] = fs_strs(s.warnings);
     d["psnr"] = s.psnr;
     d["psnr_worst"] = s.psnr_worst;
     d["mse"] = s.mse;

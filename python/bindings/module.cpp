@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lowbit/core/error.h"
@@ -41,7 +42,17 @@ NB_MODULE(_native, m) {
       PyObject* type = PyExc_RuntimeError;
       if (e.kind() == lowbit::ErrorKind::InvalidArgument) type = PyExc_ValueError;
       if (e.kind() == lowbit::ErrorKind::Io) type = PyExc_OSError;
-      PyErr_SetString(type, e.what());
+      // Messages name files, whose names need not be UTF-8 (Latin-1 names): decode them as
+      // os.fsdecode does, so the message is never lost (PyErr_SetString gave an empty one).
+      const std::string_view what = e.what();
+      PyObject* message = PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()), "surrogateescape");
+      if (message == nullptr) {
+        PyErr_Clear();
+        PyErr_SetString(type, "(error message could not be decoded)");
+        return;
+      }
+      PyErr_SetObject(type, message);
+      Py_DECREF(message);
     }
   });
 

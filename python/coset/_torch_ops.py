@@ -112,7 +112,7 @@ class _Step:
         self.inv_div = _float_of(1.0 / div, dtype)
         self.half = _float_of(div / 2, dtype)
         self.nudge = nudge
-        self.snap = TIE_SNAP if snap and nudge else 0.0
+        self.snap = TIE_SNAP if snap else 0.0
 
 
 def _tie_tolerance(v: torch.Tensor, p: _Step) -> Optional[torch.Tensor]:
@@ -134,8 +134,9 @@ def _round_coord(v: torch.Tensor, p: _Step, tol: Optional[torch.Tensor] = None) 
         down = (~up) & (e < -p.half - tol)
     r = torch.where(up, r + 1.0, torch.where(down, r - 1.0, r))
     e = torch.where(up, e - p.div, torch.where(down, e + p.div, e))
-    if not p.nudge:
-        odd = (e == -p.half) & ((r - 2.0 * torch.floor(r * 0.5)) != 0)
+    if not p.nudge:  # a tie goes to the even integer (within tol of -div/2 counts as a tie)
+        at_tie = (e == -p.half) if tol is None else ((e + p.half).abs() <= tol)
+        odd = at_tie & ((r - 2.0 * torch.floor(r * 0.5)) != 0)
         r = torch.where(odd, r - 1.0, r)
         e = torch.where(odd, e + p.div, e)
     return r, e
@@ -167,7 +168,7 @@ def _dn_fix(r: torch.Tensor, e: torch.Tensor, p: _Step,
         w = float(1 << j)
         sw = _sign_weight(e[..., j], w)
         if not p.nudge:
-            take = a > best_abs
+            take = a > best_abs if t is None else a > best_abs + t
         elif t is None:
             take = (a > best_abs) | ((a == best_abs) & (sw > best_sw))
         else:
@@ -212,6 +213,8 @@ def _lattice_step(lattice: str, v: torch.Tensor, p: _Step) -> Tuple[torch.Tensor
         keep0 = (d0 < d1 - tol_d) | ((d0 <= d1 + tol_d) & (_nudge_dot(e0) <= _nudge_dot(e1)))
     elif p.nudge:
         keep0 = (d0 < d1) | ((d0 == d1) & (_nudge_dot(e0) <= _nudge_dot(e1)))
+    elif tol is not None:
+        keep0 = d0 <= d1 + 8.0 * tol[..., 0]
     else:
         keep0 = d0 <= d1
     keep0 = keep0.unsqueeze(-1)

@@ -45,6 +45,9 @@ class HNLQState:
         self.process_group = process_group
         self.error_feedback = bool(error_feedback)
         self.errors: Dict[int, torch.Tensor] = {}
+        # The parameters each residual belongs to: DDP rebuilds its buckets after the first step
+        # (in the order gradients became ready), so bucket i may then hold other parameters.
+        self._error_owners: Dict[int, tuple] = {}
         self.bytes_sent = 0
         self.bytes_dense = 0
         self.lattice = lattice_for(config.lattice_type)
@@ -101,6 +104,14 @@ def _expand(state: HNLQState, packed: torch.Tensor, scale: float, n: int) -> tor
     return decode(b, state.lattice, cfg, t).reshape(-1)[:n]
 
 
+def _bucket_owners(bucket) -> tuple:
+    """Identity of the parameters in ``bucket`` (empty when the bucket cannot say)."""
+    params = getattr(bucket, "parameters", None)
+    if not callable(params):
+        return ()
+    return tuple((id(p), tuple(p.shape)) for p in params())
+
+
 def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP comm hook: HNLQ-compressed all-gather with error feedback (see the module doc).
 
@@ -110,6 +121,8 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
     NaN or Inf on any rank takes the default hook's path on every rank (``buffer / world``,
     all-reduced), so NaN and Inf reach every rank as they would by default and AMP's GradScaler
     skips the step everywhere; no rank raises alone. Empty buckets are returned as they are.
+    A residual is added back only to the bucket of the same parameters: after DDP rebuilds its
+    buckets (after the first step), a bucket index that now holds other parameters starts afresh.
     """
     group = state.process_group if state.process_group is not None else dist.group.WORLD
     world = dist.get_world_size(group)
@@ -121,8 +134,10 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
         return fut
     flat = buffer.detach().reshape(-1).to(torch.float32)
     index = bucket.index()
+    owners = _bucket_owners(bucket)
     residual = state.errors.get(index) if state.error_feedback else None
-    if residual is not None and residual.numel() == n and residual.device == flat.device:
+    if (residual is not None and residual.numel() == n and residual.device == flat.device
+            and state._error_owners.get(index) == owners):
         flat = flat + residual
     nonfinite = not bool(torch.isfinite(flat).all())
     compressed = None if nonfinite else _compress(state, flat)
@@ -149,6 +164,7 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
         return fut
     if state.error_feedback:
         state.errors[index] = flat - own
+        state._error_owners[index] = owners
     packs = [torch.empty_like(packed) for _ in range(world)]
     dist.all_gather(packs, packed, group=group)
     total = torch.zeros_like(flat)

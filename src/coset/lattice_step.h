@@ -25,13 +25,13 @@ struct StepParams {
   T inv_div;  // 1 / div (rounded); the rounding below corrects its error
   T half;     // div / 2
   bool nudge; // the tie-dither rule of lattice.h, else plain Conway & Sloane
-  T snap;     // kTieSnap for the closest point of float data (div = 1, nudge), else 0 (exact)
+  T snap;     // kTieSnap for the closest point of float data (div = 1), else 0 (exact)
 };
 
 template <class T>
 StepParams<T> make_step(double div, bool nudge, bool snap = false) {
   return {static_cast<T>(div), static_cast<T>(1.0 / div), static_cast<T>(div / 2), nudge,
-          snap && nudge ? static_cast<T>(kTieSnap) : T(0)};
+          snap ? static_cast<T>(kTieSnap) : T(0)};
 }
 
 // The absolute tie tolerance of one vector: snap * max(1, max_j |v_j|) (0 when snap is 0).
@@ -44,7 +44,8 @@ inline T tie_tolerance(int d, const T* v, const StepParams<T>& p) {
 }
 
 // r = the integer nearest v / div (ties up with the nudge, to even without), e = v - div r.
-// With a tolerance tol, e within tol of div/2 counts as a tie: e ends in [-div/2 - tol, div/2 - tol).
+// With a tolerance tol, e within tol of div/2 counts as a tie: e ends in [-div/2 - tol, div/2 - tol),
+// and without the nudge a tie (e within tol of -div/2) goes to the even integer.
 template <class T>
 inline void round_coord(T v, const StepParams<T>& p, T& r, T& e, T tol = T(0)) {
   r = std::nearbyint(v * p.inv_div);
@@ -56,7 +57,7 @@ inline void round_coord(T v, const StepParams<T>& p, T& r, T& e, T tol = T(0)) {
     r = r - T(1);
     e = e + p.div;
   }
-  if (!p.nudge && e == -p.half && r - T(2) * std::floor(r * T(0.5)) != T(0)) {
+  if (!p.nudge && std::fabs(e + p.half) <= tol && r - T(2) * std::floor(r * T(0.5)) != T(0)) {
     r = r - T(1);  // a tie went up to an odd integer: round half to even instead
     e = e + p.div;
   }
@@ -77,7 +78,7 @@ inline void dn_fix(int d, T* r, T* e, const StepParams<T>& p, T tol = T(0)) {
     const T w = static_cast<T>(1 << j);
     const T sw = e[j] >= T(0) ? w : -w;
     const bool take =
-        p.nudge ? (a > best_abs + tol || (a >= best_abs - tol && sw > best_sw)) : a > best_abs;
+        p.nudge ? (a > best_abs + tol || (a >= best_abs - tol && sw > best_sw)) : a > best_abs + tol;
     if (take) {
       best = j;
       best_abs = a;
@@ -122,7 +123,7 @@ inline void lattice_step(LatticeType type, const T* v, const StepParams<T>& p, T
   const T d1 = squared_norm(8, e1);
   const T tol_d = T(8) * tol;  // |d error| <= 2 sum_j |e_j| |e_j error| < 8 tol
   const bool integer_coset =
-      p.nudge ? (d0 < d1 - tol_d || (d0 <= d1 + tol_d && nudge_dot(8, e0) <= nudge_dot(8, e1))) : d0 <= d1;
+      p.nudge ? (d0 < d1 - tol_d || (d0 <= d1 + tol_d && nudge_dot(8, e0) <= nudge_dot(8, e1))) : d0 <= d1 + tol_d;
   for (int j = 0; j < 8; ++j) {
     point[j] = integer_coset ? T(2) * r0[j] : T(2) * r1[j] + T(1);
     e[j] = integer_coset ? e0[j] : e1[j];

@@ -120,7 +120,8 @@ inline bool finite(T v) { return std::isfinite(v); }
 
 // ---- one closest-point step (lattice_step.h) ---------------------------------------------------
 // snap: the relative tie tolerance of the closest point of float data where the CPU reference
-// has one (lattice_step.h's kTieSnap: the first step with the nudge, and the dither), else 0.
+// has one (lattice_step.h's kTieSnap: the first step, with or without the nudge, and the
+// dither), else 0.
 // With snap 0 every comparison below is the exact one.
 template <class T>
 struct Step {
@@ -153,7 +154,7 @@ LOWBIT_HD void round_coord(T v, const Step<T>& p, T& r, T& e, T tol) {
     r = sub_rn(r, T(1));
     e = add_rn(e, p.div);
   }
-  if (!p.nudge && e == -p.half && sub_rn(r, mul_rn(T(2), floor_of(mul_rn(r, T(0.5))))) != T(0)) {
+  if (!p.nudge && abs_of(add_rn(e, p.half)) <= tol && sub_rn(r, mul_rn(T(2), floor_of(mul_rn(r, T(0.5))))) != T(0)) {
     r = sub_rn(r, T(1));
     e = add_rn(e, p.div);
   }
@@ -174,7 +175,7 @@ LOWBIT_HD void dn_fix(T* r, T* e, const Step<T>& p, T tol) {
     const T w = static_cast<T>(1 << j);
     const T sw = e[j] >= T(0) ? w : -w;
     const bool take = p.nudge ? (a > add_rn(best_abs, tol) || (a >= sub_rn(best_abs, tol) && sw > best_sw))
-                              : a > best_abs;
+                              : a > add_rn(best_abs, tol);
     if (take) {
       best = j;
       best_abs = a;
@@ -230,7 +231,7 @@ LOWBIT_HD void lattice_step(const T* v, const Step<T>& p, T* point, T* e) {
     const T tol_d = mul_rn(T(8), tol);  // |d error| <= 2 sum_j |e_j| |e_j error| < 8 tol
     const bool integer_coset =
         p.nudge ? (d0 < sub_rn(d1, tol_d) || (d0 <= add_rn(d1, tol_d) && nudge_dot<T, 8>(e0) <= nudge_dot<T, 8>(e1)))
-                : d0 <= d1;
+                : d0 <= add_rn(d1, tol_d);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       point[j] = integer_coset ? mul_rn(T(2), r0[j]) : add_rn(mul_rn(T(2), r1[j]), T(1));
@@ -310,7 +311,7 @@ LOWBIT_HD Levels<T> make_levels(int q, int levels, bool nudge, T snap) {
   lv.levels = levels;
   lv.nudge = nudge;
   lv.bound = static_cast<T>(2.0 * qm + 2.0);
-  lv.first = {T(1), T(1), T(0.5), nudge, nudge ? snap : T(0)};
+  lv.first = {T(1), T(1), T(0.5), nudge, snap};
   const double div = static_cast<double>(c) * q;
   lv.level = {static_cast<T>(div), static_cast<T>(1.0 / div), static_cast<T>(div / 2), nudge, T(0)};
   return lv;

@@ -287,6 +287,14 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
   require(o.patch == 2 || o.patch == 4, "--patch must be 2 or 4, got " + std::to_string(o.patch));
   require((o.target.width == 0) == (o.target.height == 0), "--width and --height must be given together");
   require(o.target.width <= 65535 && o.target.height <= 65535, "--width/--height must be at most 65535");
+  {  // every resized image is held in memory like a decoded one: the same limit holds for it
+    const std::uint64_t out_pixels = std::uint64_t{o.target.width} * o.target.height;
+    require(out_pixels <= o.source.decode.max_pixels,
+            "--width x --height (width x height) = " + std::to_string(o.target.width) + " x " +
+                std::to_string(o.target.height) + " = " + std::to_string(out_pixels) +
+                " pixels per image, over the limit of " + std::to_string(o.source.decode.max_pixels) +
+                " (--max-pixels / max_pixels)");
+  }
   require(o.shard_count >= 1 && o.shard_index < o.shard_count, "bad shard");
   require(o.iterations >= 1, "iterations must be at least 1");
   require(!output.empty(), "no output path");

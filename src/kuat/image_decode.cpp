@@ -67,8 +67,16 @@ int exif_orientation(const std::uint8_t* data, std::size_t size) {
     const std::uint64_t at = ifd + 2 + 12ull * e;
     if (at + 12 > size) return 1;
     if (u16(at) != 0x0112) continue;
-    if (u16(at + 2) != 3) return 1;  // SHORT
-    const std::uint32_t v = u16(at + 8);
+    // An integer, as PIL reads it (SHORT per the standard; some writers store LONG, SSHORT,
+    // SLONG or SBYTE; of several values PIL takes the first); an unsigned BYTE PIL keeps as
+    // bytes, which is no orientation to it.
+    const std::uint32_t type = u16(at + 2), count = u32(at + 4);
+    const std::uint64_t width = type == 6 ? 1 : type == 3 || type == 8 ? 2 : type == 4 || type == 9 ? 4 : 0;
+    if (width == 0 || count == 0) return 1;
+    const std::uint64_t where = width * count <= 4 ? at + 8 : u32(at + 8);  // inline, else an offset
+    if (where + width > size) return 1;
+    const auto w = static_cast<std::size_t>(where);
+    const std::uint32_t v = width == 1 ? data[w] : width == 2 ? u16(w) : u32(w);
     return v >= 1 && v <= 8 ? static_cast<int>(v) : 1;
   }
   return 1;

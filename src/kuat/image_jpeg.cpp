@@ -27,11 +27,19 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
+// Warnings that leave every pixel as stored: junk bytes before a marker (libjpeg skips them;
+// "N extraneous bytes before marker 0xd9" is common in scraped sets), an unknown JFIF revision,
+// an unknown Adobe transform code (the component count decides, as in PIL). PIL reads all
+// of these files.
+bool jpeg_warning_is_benign(int code) {
+  return code == JWRN_EXTRANEOUS_DATA || code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM;
+}
+
 // libjpeg reports truncated or corrupt entropy data as warnings and fills in grey; a dataset
-// converter must not silently store such images, so the first warning fails the decode.
+// converter must not silently store such images, so the first such warning fails the decode.
 void jpeg_emit_message(j_common_ptr cinfo, int level) {
   auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  if (level < 0 && !err->warned) {
+  if (level < 0 && !err->warned && !jpeg_warning_is_benign(err->mgr.msg_code)) {
     err->warned = true;
     err->mgr.format_message(cinfo, err->message);
   }

@@ -18,6 +18,7 @@ struct CifarLayout {
   std::vector<std::string> batches;  // full paths
   std::string meta;                  // may be empty
   bool hundred = false;
+  std::vector<int> missing;          // CIFAR-10 training batches 1..5 not found
 };
 
 CifarLayout layout_for(const std::string& path, const std::string& split) {
@@ -42,6 +43,7 @@ CifarLayout layout_for(const std::string& path, const std::string& split) {
       for (int b = 1; b <= 5; ++b) {
         const fs::path p = dir / ("data_batch_" + std::to_string(b));
         if (fs::is_regular_file(p)) l.batches.push_back(p.string());
+        else l.missing.push_back(b);
       }
     } else {
       throw InvalidArgument("CIFAR split must be 'train' or 'test', got '" + split + "'");
@@ -112,6 +114,7 @@ std::unique_ptr<DatasetSource> open_cifar_source(const std::string& path, const 
   const CifarLayout layout = layout_for(path, options.split);
   auto src = std::make_unique<InMemorySource>("cifar", kSide, kSide, 3);
   for (const auto& b : layout.batches) append_batch(b, layout.hundred, *src);
+  if (!layout.missing.empty() && !layout.batches.empty()) src->warnings_.push_back(missing_batches_warning(path, layout.missing, ""));
   if (!layout.meta.empty()) {
     const std::vector<std::uint8_t> bytes = read_whole_file(layout.meta);
     const pickle::Document doc = pickle::parse(bytes.data(), bytes.size(), layout.meta);

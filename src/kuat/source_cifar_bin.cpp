@@ -21,6 +21,7 @@ struct BinaryLayout {
   std::vector<std::string> batches;
   std::string names_file;  // batches.meta.txt or fine_label_names.txt; may be empty
   bool hundred = false;
+  std::vector<int> missing;  // CIFAR-10 training batches 1..5 not found
 };
 
 BinaryLayout binary_layout(const std::string& path, const std::string& split) {
@@ -47,6 +48,7 @@ BinaryLayout binary_layout(const std::string& path, const std::string& split) {
       for (int b = 1; b <= 5; ++b) {
         const fs::path p = dir / ("data_batch_" + std::to_string(b) + ".bin");
         if (fs::is_regular_file(p)) l.batches.push_back(p.string());
+        else l.missing.push_back(b);
       }
       if (l.batches.empty()) throw IoError(io_message(path, "no CIFAR-10 binary training batches (data_batch_1.bin ...)"));
     }
@@ -134,6 +136,7 @@ std::unique_ptr<DatasetSource> open_cifar_binary_source(const std::string& path,
     append_cifar_binary(bytes.data(), bytes.size(), layout.hundred, b, *src);
   }
   if (!layout.names_file.empty()) src->classes_ = read_names(layout.names_file, layout.hundred ? 100 : 10);
+  if (!layout.missing.empty()) src->warnings_.push_back(missing_batches_warning(path, layout.missing, ".bin"));
   return src;
 }
 

@@ -132,6 +132,17 @@ class FolderScan {
   std::vector<Identity> ancestors_;
 };
 
+// " (ignored N hidden entries: a, b, ...)" for an error that found no sample, else "".
+std::string hidden_note(std::vector<std::string> hidden) {
+  if (hidden.empty()) return {};
+  std::sort(hidden.begin(), hidden.end());
+  std::string m = " (ignored " + std::to_string(hidden.size()) + " hidden entr" + (hidden.size() == 1 ? "y" : "ies") +
+                  ", never samples or classes:";
+  for (std::size_t i = 0; i < hidden.size() && i < 10; ++i) m += (i ? ", " : " ") + hidden[i];
+  if (hidden.size() > 10) m += ", ...";
+  return m + ")";
+}
+
 std::map<std::string, std::int32_t> read_label_map(const std::string& file) {
   std::ifstream in(file);
   if (!in) throw IoError(io_message(file, "cannot open the labels file", errno));
@@ -178,11 +189,13 @@ std::unique_ptr<DatasetSource> open_folder_source(const std::string& path, const
         src->labels_.push_back(c);
       }
     }
-    if (src->files_.empty()) throw IoError(io_message(path, "no images in any class folder"));
+    if (src->files_.empty()) throw IoError(io_message(path, "no images in any class folder" + hidden_note(scan.ignored)));
   } else {
     scan.images(path, false, src->files_);
     std::sort(src->files_.begin(), src->files_.end());
-    if (src->files_.empty()) throw IoError(io_message(path, "folder holds no .jpg, .jpeg, .png or .webp images"));
+    if (src->files_.empty()) {
+      throw IoError(io_message(path, "folder holds no .jpg, .jpeg, .png or .webp images" + hidden_note(scan.ignored)));
+    }
     src->labels_.assign(src->files_.size(), -1);
     if (!options.labels_file.empty()) {
       const auto map = read_label_map(options.labels_file);

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <vector>
 #include <filesystem>
 #include <new>
 
@@ -40,23 +42,49 @@ std::string labels_path_for(const std::string& images) {
   return {};
 }
 
-std::string pick_images_file(const std::string& folder, const std::string& split) {
+// Whether an IDX file name belongs to `split`: MNIST's "train-..." / "t10k-...", and the split as
+// a word of the name ("emnist-balanced-test-images-idx3-ubyte", "kmnist_train_images...").
+bool idx_name_in_split(const std::string& name, const std::string& split) {
   const std::string want = split == "test" ? "t10k" : split;
+  if (name.rfind(want, 0) == 0) return true;
+  std::vector<std::string> words{""};
+  for (char c : name) {
+    if (c == '-' || c == '_' || c == '.') words.emplace_back();
+    else words.back() += c;
+  }
+  return std::find(words.begin(), words.end(), split) != words.end() ||
+         (split == "test" && std::find(words.begin(), words.end(), "t10k") != words.end());
+}
+
+std::string pick_images_file(const std::string& folder, const std::string& split) {
   std::vector<std::string> all, matching;
   for (const auto& e : fs::directory_iterator(folder)) {
     const std::string name = e.path().filename().string();
-    if (is_hidden_name(name) || !e.is_regular_file() || name.find("idx3-ubyte") == std::string::npos) continue;
+    std::error_code ec;
+    if (is_hidden_name(name) || !e.is_regular_file(ec) || name.find("idx3-ubyte") == std::string::npos) continue;
     all.push_back(name);
-    if (name.rfind(want, 0) == 0) matching.push_back(e.path().string());
+    if (idx_name_in_split(name, split)) matching.push_back(name);
   }
-  if (matching.size() == 1) return matching[0];
+  // torchvision's MNIST/raw keeps each download next to its extraction (X.gz and X): the same
+  // data twice, so the plain file stands for both.
+  auto drop_gz_twins = [](std::vector<std::string>& names) {
+    std::vector<std::string> out;
+    for (const auto& n : names) {
+      const bool gz = n.size() > 3 && n.compare(n.size() - 3, 3, ".gz") == 0;
+      if (!(gz && std::find(names.begin(), names.end(), n.substr(0, n.size() - 3)) != names.end())) out.push_back(n);
+    }
+    names = out;
+  };
+  drop_gz_twins(all);
+  drop_gz_twins(matching);
+  if (matching.size() == 1) return (fs::path(folder) / matching[0]).string();
   if (all.size() == 1) return (fs::path(folder) / all[0]).string();
   std::sort(all.begin(), all.end());
   std::string listing;
   for (const auto& a : all) listing += " " + a;
   if (all.empty()) throw IoError(io_message(folder, "no *-idx3-ubyte[.gz] images file"));
   throw IoError(io_message(folder, "split '" + split + "' selects " + std::to_string(matching.size()) +
-                                       " of the IDX files:" + listing));
+                                       " of the IDX files (pass the images file itself):" + listing));
 }
 
 // The whole file size an IDX header (its first 16 bytes) gives; UINT64_MAX when it is no IDX header.
@@ -67,12 +95,6 @@ std::uint64_t idx_size_from_header(const std::uint8_t* h) {
   return 16 + std::uint64_t{be32(h + 4)} * be32(h + 8) * be32(h + 12);
 }
 
-class IdxSource : public InMemorySource {
- public:
-  using InMemorySource::InMemorySource;
-  std::vector<std::string> warnings() const override { return warnings_; }
-  std::vector<std::string> warnings_;
-};
 
 std::vector<std::uint8_t> read_idx_file(const std::string& path, std::uint64_t max_bytes) {
   const std::vector<std::uint8_t> raw = read_whole_file(path);
@@ -140,7 +162,7 @@ std::unique_ptr<InMemorySource> idx_images_source(const std::vector<std::uint8_t
     throw IoError(io_message(what, "IDX data is " + std::to_string(raw.size() - 16) + " bytes, header says " +
                                        std::to_string(need) + " (truncated?)"));
   }
-  auto src = std::make_unique<IdxSource>("idx", rows, cols, 1);
+  auto src = std::make_unique<InMemorySource>("idx", rows, cols, 1);
   src->pixels_.assign(raw.begin() + 16, raw.end());
   src->labels_.assign(n, -1);
   const std::string base = fs::path(what).filename().string();
@@ -166,7 +188,7 @@ std::unique_ptr<DatasetSource> open_idx_source(const std::string& path, const So
     if (!labels.empty()) {
       set_idx_labels(read_idx_file(labels, UINT64_MAX), labels, *src);
     } else {
-      static_cast<IdxSource&>(*src).warnings_.push_back(
+      src->warnings_.push_back(
           "'" + images + "': no labels file next to it (looked for '" + labels_name_for(images) +
           "' with and without .gz); every label is -1");
     }

@@ -175,3 +175,37 @@ def test_hook_matches_default_allreduce_semantics(tmp_path):
             assert r["nonfinite_like_default"], (rank, name)
             limit = 0.25 if name not in ("bf16", "f16", "inf_rank1") else 0.3
             assert r["rel_err"] < limit, (rank, name, r["rel_err"])
+
+
+class _OwnedBucket(_Bucket):
+    """A bucket that names its parameters, as dist.GradBucket.parameters() does."""
+
+    def __init__(self, buffer: torch.Tensor, index: int, params) -> None:
+        super().__init__(buffer, index)
+        self._params = params
+
+    def parameters(self):
+        return list(self._params)
+
+
+def test_residual_follows_its_parameters_when_buckets_are_rebuilt(tmp_path):
+    # Kind 7: DDP rebuilds its buckets after the first step (in gradient-ready order), so bucket 0
+    # may then hold other parameters of the same size; their gradient got the other parameters'
+    # error-feedback residual added (a wrong average, the same on every rank).
+    from coset.distributed import HNLQState, hnlq_hook
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        a, b = torch.nn.Parameter(torch.zeros(8, 8)), torch.nn.Parameter(torch.zeros(8, 8))
+        g = torch.Generator().manual_seed(3)
+        grad_a, grad_b = torch.randn(64, generator=g), torch.randn(64, generator=g)
+        state = HNLQState()
+        hnlq_hook(state, _OwnedBucket(grad_a.clone(), 0, [a])).wait()  # step 1: bucket 0 = a
+        assert bool(state.errors[0].abs().sum() > 0)  # a's residual is kept
+        swapped = hnlq_hook(state, _OwnedBucket(grad_b.clone(), 0, [b])).wait()  # step 2: bucket 0 = b
+        fresh = hnlq_hook(HNLQState(), _OwnedBucket(grad_b.clone(), 0, [b])).wait()
+        assert torch.equal(swapped, fresh)
+        again = hnlq_hook(state, _OwnedBucket(grad_b.clone(), 0, [b])).wait()  # b's own residual applies
+        assert not torch.equal(again, fresh)
+    finally:
+        dist.destroy_process_group()

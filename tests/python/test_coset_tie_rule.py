@@ -46,6 +46,31 @@ def test_algorithm_2_with_public_q_equals_decode_every_q(name, backend_name):
 
 
 @pytest.mark.parametrize("name", LATTICES)
+def test_algorithm_2_with_the_plain_rule_equals_decode_every_q(name, backend_name):
+    """with_tie_dither=False (plain Conway & Sloane: half to even, lowest index, D8 first) is one
+    rule too: Q(., tie_dither=False) on float G b / q (float32 and float64) breaks the ties decode
+    breaks on exact integers (before, D4 and E8 disagreed for every q >= 3, odd included)."""
+    lat = LATTICES[name]
+    mismatches = {}
+    for q in range(2, 17):
+        codes = _all_codes(lat.d, q)
+        cfg = QuantizationConfig(lattice_type=name, q=q, M=1, disable_overload_protection=True, with_tie_dither=False)
+        dec = decode(codes.reshape(-1, 1, lat.d), lat, cfg, torch.zeros(len(codes), dtype=torch.uint8))
+        for dtype in (torch.float32, torch.float64):
+            gb = codes.to(dtype) @ lat.G.T.to(dtype)
+            ref = (gb - q * lat.Q(gb / q, tie_dither=False)).float()
+            bad = int((dec != ref).any(1).sum())
+            if bad:
+                mismatches[(q, str(dtype))] = bad
+        gb = (codes.double() @ lat.G.T.double()).numpy()  # numpy in, the native path
+        ref = torch.from_numpy(gb - q * lat.Q(gb / q, tie_dither=False)).float()
+        bad = int((dec != ref).any(1).sum())
+        if bad:
+            mismatches[(q, "numpy")] = bad
+    assert not mismatches, f"{name}: codes whose plain-rule decode differs from G b - q Q(G b / q): {mismatches}"
+
+
+@pytest.mark.parametrize("name", LATTICES)
 def test_two_levels_and_float64(name):
     """M = 2 (weights q^m) and float64 arithmetic give the same agreement."""
     lat = LATTICES[name]

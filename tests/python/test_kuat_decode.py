@@ -166,6 +166,28 @@ def test_png_every_color_type_and_depth(color, depth, trns):
             np.testing.assert_array_equal(decode(again, 1)[..., 0], luma)
 
 
+@pytest.mark.filterwarnings("ignore:Palette images with Transparency")
+@pytest.mark.parametrize("depth", [1, 2, 4, 8])
+def test_png_palette_shorter_than_its_indices_or_its_trns(depth):
+    # Kind 1, palette images PIL reads that libpng expands otherwise: an index beyond PLTE (PIL's
+    # default palette entry (i, i, i); libpng gave black) and a tRNS longer than PLTE (PIL applies
+    # it; libpng dropped it, so transparent pixels came out opaque).
+    rng = np.random.default_rng(depth)
+    n = 1 << depth
+    short = max(1, n // 2 - 1)
+    idx = rng.integers(0, n, (6, 11, 1))
+    idx[0, :n] = np.arange(n)[:11, None][: min(n, 11)]  # every index that fits
+    plte = rng.integers(0, 256, (short, 3))
+    cases = {"index beyond PLTE": dict(trns=None),
+             "tRNS longer than PLTE": dict(trns=rng.integers(0, 256, n).astype(np.uint8).tobytes()),
+             "tRNS shorter than PLTE": dict(trns=bytes([0, 77])[: short])}
+    for name, kw in cases.items():
+        data = png_bytes(idx, depth, 3, plte=plte, **kw)
+        for bg in BACKGROUNDS:
+            np.testing.assert_array_equal(decode(data, 3, background=list(bg)), pil_reference(data, bg),
+                                          err_msg=f"depth {depth}: {name}, background {bg}")
+
+
 def test_png16_field_case_values_are_the_high_byte():
     v16 = np.zeros((16, 16), np.uint16)
     v16[:8, 8:], v16[8:, :8], v16[8:, 8:] = 0x4000, 0x8000, 0xC000
@@ -232,6 +254,57 @@ def test_jpeg_matches_pil_convert_rgb(kind):
     # One channel is the luma of those RGB values (PIL's "L" weights, rounded).
     luma = luma_of(want)
     np.testing.assert_array_equal(decode(data, 1)[..., 0], luma)
+
+
+def _insert_before_marker(data: bytes, marker: bytes, junk: bytes, nth: int = 0) -> bytes:
+    at = -1
+    for _ in range(nth + 1):
+        at = data.find(marker, at + 1)
+    assert at > 0
+    return data[:at] + junk + data[at:]
+
+
+def benign_warning_jpegs():
+    """JPEGs that make libjpeg warn without losing a pixel; PIL reads all of them."""
+    rgb = photo(24, 32, 7)
+    out = {}
+    for progressive in (False, True):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", progressive=progressive)
+        data = buf.getvalue()
+        tag = "progressive" if progressive else "baseline"
+        # "Corrupt JPEG data: N extraneous bytes before marker 0xd9" (common in scraped sets)
+        out[f"{tag}_junk_before_eoi"] = data[:-2] + b"\x00" * 200 + data[-2:]
+        if progressive:  # junk between two scans
+            out[f"{tag}_junk_between_scans"] = _insert_before_marker(data, b"\xff\xda", b"\x00" * 64, nth=2)
+        jfif = bytearray(data)
+        jfif[jfif.find(b"JFIF\0") + 5] = 2  # "unknown JFIF revision number 2.01"
+        out[f"{tag}_jfif_2"] = bytes(jfif)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, "JPEG", quality=95)
+    cmyk = bytearray(buf.getvalue())
+    cmyk[cmyk.find(b"Adobe") + 11] = 7  # "Unknown Adobe color transform code 7": 4 components stay CMYK
+    out["cmyk_adobe_transform_7"] = bytes(cmyk)
+    return out
+
+
+@pytest.mark.parametrize("kind", list(benign_warning_jpegs()))
+def test_jpeg_warnings_that_lose_no_pixel_do_not_skip_the_file(kind):
+    # Kind 1: such files were skipped as "corrupt JPEG" although PIL reads them, pixels intact.
+    data = benign_warning_jpegs()[kind]
+    want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(decode(data, 3), want)
+
+
+def test_jpeg_warnings_that_lose_pixels_still_fail():
+    buf = io.BytesIO()
+    Image.fromarray(photo(48, 64, 8)).save(buf, "JPEG")
+    data = buf.getvalue()
+    sos = data.find(b"\xff\xda")
+    for broken, reason in ((data[: (sos + len(data)) // 2], "Premature end"),
+                           (data[: (sos + len(data)) // 2] + b"\xff\xd9", "premature end of data segment")):
+        with pytest.raises(OSError, match=reason):
+            decode(broken, 3)
 
 
 # --- WebP: lossy, lossless, alpha, animated (first frame, sub-rectangle frames) ---
@@ -334,6 +407,35 @@ def test_exif_orientation_only_on_request(fmt):
         np.testing.assert_array_equal(decode(data, 3), stored)
         turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
         np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned, err_msg=f"{fmt} {orientation}")
+
+
+def _exif_with_orientation(value: int, tiff_type: int, count: int = 1, little: bool = True) -> bytes:
+    """A TIFF block (no "Exif" prefix) whose IFD0 holds only an Orientation entry."""
+    e, order = ("<", b"II") if little else (">", b"MM")
+    size = {1: 1, 6: 1, 3: 2, 8: 2, 4: 4, 9: 4}[tiff_type]
+    one = struct.pack(e + {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i"}[tiff_type], value)
+    inline = (one * count + b"\0" * 4)[:4]
+    entry = struct.pack(e + "HHI", 0x0112, tiff_type, count) + inline
+    return order + struct.pack(e + "HI", 42, 8) + struct.pack(e + "H", 1) + entry + struct.pack(e + "I", 0)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_exif_orientation_of_any_integer_type_as_pil(fmt):
+    # Kind 1: the Orientation tag stored as LONG, SSHORT, SLONG or BYTE (not the standard SHORT)
+    # was ignored by --exif-transpose while PIL's exif_transpose applies it (of two values, the
+    # first; an unsigned BYTE is no orientation to PIL, a signed one is).
+    rgb = photo(6, 10, 9)
+    for tiff_type in (1, 3, 4, 6, 8, 9):
+        for little in (True, False):
+            for value, count in ((6, 1), (3, 1), (8, 1)) + (((6, 2),) if tiff_type in (1, 3, 6, 8) else ()):
+                exif = _exif_with_orientation(value, tiff_type, count, little)
+                buf = io.BytesIO()
+                Image.fromarray(rgb).save(buf, fmt, exif=(b"Exif\0\0" + exif) if fmt == "JPEG" else exif,
+                                          **({"lossless": True} if fmt == "WEBP" else {}))
+                data = buf.getvalue()
+                turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+                np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned,
+                                              err_msg=f"{fmt} type {tiff_type} {'II' if little else 'MM'} {value}x{count}")
 
 
 # --- Resource limits: refused from the header, before any allocation ---

@@ -396,3 +396,145 @@ def test_image_files_of_types_kuat_does_not_read_are_counted_in_a_warning(kuat_c
     assert ("warning: left out 4 image file(s) of a type kuat does not read (samples are .jpg, .jpeg, .jpe, .png "
             "and .webp files; convert the others first): cat/b.bmp, cat/c.TIF, cat/d.gif, cat/e.ppm") in p.stderr
     assert "notes.txt" not in p.stderr
+
+
+# --- Rules 3 and 4: layouts auto-detection must not miss or mangle ---
+
+def test_auto_detection_finds_class_folders_at_any_depth_and_never_raises_raw_errors(tmp_path):
+    # Kind 3/4: format imagenet scans class folders recursively, so auto-detection must see
+    # class folders whose images sit in sub-folders (it said "no dataset found"), and a link
+    # loop met while detecting is the error naming the link (it was a raw filesystem_error).
+    root = tmp_path / "nested"
+    for cls, colour in (("cat", (255, 0, 0)), ("dog", (0, 255, 0))):
+        (root / cls / "2024" / "batch1").mkdir(parents=True)
+        Image.new("RGB", (16, 16), colour).save(root / cls / "2024" / "batch1" / "a.png")
+    (root / "dog" / ".thumbs").mkdir()
+    Image.new("RGB", (16, 16)).save(root / "dog" / ".thumbs" / "t.png")
+    stats = kuat.convert_dataset(root, tmp_path / "n.kuat", codebook_size=16)
+    arch = kuat.KuatArchive(tmp_path / "n.kuat")
+    assert stats["samples"] == 2 and arch.classes == ["cat", "dog"] and sorted(arch.labels) == [0, 1]
+    only_hidden = tmp_path / "only_hidden"
+    (only_hidden / "cat" / ".cache").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(only_hidden / "cat" / ".cache" / "a.png")
+    with pytest.raises(OSError, match="no dataset found"):
+        kuat.convert_dataset(only_hidden, tmp_path / "h.kuat", codebook_size=16)
+    for where in ("", "cat"):  # two links pointing at each other, at the root and in a class
+        loop = tmp_path / f"loop_{where or 'root'}"
+        (loop / "cat").mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(loop / "cat" / "a.jpg")
+        os.symlink("b", loop / where / "a")
+        os.symlink("a", loop / where / "b")
+        for fmt in ("auto", "imagenet"):
+            with pytest.raises(OSError, match=r"symbolic link loop"):
+                kuat.convert_dataset(loop, tmp_path / "l.kuat", format=fmt, codebook_size=16)
+    circle = tmp_path / "circle"  # cat/x -> dog, dog/y -> cat: auto-detection ends
+    for cls in ("cat", "dog"):
+        (circle / cls).mkdir(parents=True)
+    os.symlink("../dog", circle / "cat" / "x")
+    os.symlink("../cat", circle / "dog" / "y")
+    with pytest.raises(OSError, match="no dataset found"):
+        kuat.convert_dataset(circle, tmp_path / "c.kuat", codebook_size=16)
+
+
+def test_idx_folders_as_torchvision_and_emnist_leave_them(tmp_path):
+    # Kind 4: torchvision's MNIST/raw holds every file twice (X.gz and its extraction X); EMNIST
+    # names the split inside the name (emnist-balanced-train-images-idx3-ubyte). Both are read.
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (6, 4, 4)), np.arange(6) % 3
+    test = rng.integers(0, 256, (4, 4, 4)), np.arange(4) % 2
+    raw = tmp_path / "MNIST" / "raw"
+    for gz in (False, True):
+        write_idx(raw, *train, prefix="train", gz=gz)
+        write_idx(raw, *test, prefix="t10k", gz=gz)
+    for split, (images, labels) in (("train", train), ("test", test)):
+        stats = kuat.convert_dataset(raw, tmp_path / f"{split}.kuat", split=split, codebook_size=16, bits=8)
+        arch = kuat.KuatArchive(tmp_path / f"{split}.kuat")
+        assert stats["samples"] == len(labels) and list(arch.labels) == list(labels)
+    # The folder above a dataset folder is refused naming the folder to pass.
+    with pytest.raises(OSError, match=r"MNIST/raw'.*pass that folder"):
+        kuat.convert_dataset(tmp_path / "MNIST", tmp_path / "m.kuat", codebook_size=16)
+    emnist = tmp_path / "emnist"
+    write_idx(emnist, *train, prefix="emnist-balanced-train")
+    write_idx(emnist, *test, prefix="emnist-balanced-test")
+    for split, (images, labels) in (("train", train), ("test", test)):
+        kuat.convert_dataset(emnist, tmp_path / f"e{split}.kuat", split=split, codebook_size=16)
+        assert list(kuat.KuatArchive(tmp_path / f"e{split}.kuat").labels) == list(labels)
+    write_idx(emnist, *train, prefix="emnist-letters-train")  # two subsets: which one is not guessed
+    with pytest.raises(OSError, match="selects 2 of the IDX files"):
+        kuat.convert_dataset(emnist, tmp_path / "x.kuat", codebook_size=16)
+
+
+def test_no_sample_errors_name_the_hidden_entries_left_out(tmp_path):
+    # Kind 3: a folder of AppleDouble copies (macOS zips) has no sample; the error says the
+    # hidden entries were seen and left out, as the summary does when there are samples.
+    root = tmp_path / "mac"
+    (root / "dog").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(root / "dog" / "._b.jpg", format="JPEG")
+    (root / ".DS_Store").write_bytes(b"\0")
+    with pytest.raises(OSError, match=r"no images in any class folder \(ignored 2 hidden entries.*\.DS_Store, dog/\._b\.jpg"):
+        kuat.convert_dataset(root, tmp_path / "a.kuat", format="imagenet", codebook_size=16)
+    with pytest.raises(OSError, match=r"no \.jpg.*\(ignored 1 hidden entry.*\._b\.jpg"):
+        kuat.convert_dataset(root / "dog", tmp_path / "b.kuat", format="images", codebook_size=16)
+    with pytest.raises(OSError, match=r"no dataset found.*2 hidden entries"):
+        kuat.convert_dataset(root, tmp_path / "c.kuat", codebook_size=16)
+
+
+def test_cifar10_training_folder_missing_batches_warns(tmp_path):
+    # Kind 4: a CIFAR-10 folder with some of data_batch_1..5 gone (an interrupted extraction)
+    # was converted silently as a smaller training set; the missing batches are now named.
+    from kuat_helpers import write_cifar10
+
+    py = write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=4, batches=5)
+    (py / "data_batch_3").unlink()
+    with pytest.warns(UserWarning, match=r"CIFAR-10 training batch data_batch_3 missing; converting the 4 found"):
+        stats = kuat.convert_dataset(py, tmp_path / "py.kuat", codebook_size=16)
+    assert stats["samples"] == 16
+    binary = tmp_path / "cifar-10-batches-bin"
+    write_cifar10_bin(binary, batches=2)
+    with pytest.warns(UserWarning, match=r"batches data_batch_3\.bin, data_batch_4\.bin, data_batch_5\.bin missing"):
+        kuat.convert_dataset(binary, tmp_path / "bin.kuat", codebook_size=16)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole set, or one batch file given on purpose: no warning
+        kuat.convert_dataset(binary / "data_batch_1.bin", tmp_path / "one.kuat", codebook_size=16)
+        kuat.convert_dataset(py, tmp_path / "test.kuat", split="test", codebook_size=16)
+
+
+def test_target_size_is_held_to_the_pixel_limit(tmp_path):
+    # Kind 2: the resized images are held in memory like decoded ones; a --width x --height above
+    # --max-pixels (up to 65535 x 65535 = 4.3 G pixels, 12.9 GB per image) is refused before any work.
+    src = write_idx(tmp_path / "idx", np.zeros((4, 8, 8), np.uint8), np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match=r"20000 x 20000 = 400000000 pixels per image, over the limit of 178956970"):
+        kuat.convert_dataset(src, tmp_path / "a.kuat", width=20000, height=20000, codebook_size=16)
+    with pytest.raises(ValueError, match=r"64 x 64 = 4096 pixels per image, over the limit of 4095"):
+        kuat.convert_dataset(src, tmp_path / "a.kuat", width=64, height=64, max_pixels=4095, codebook_size=16)
+    assert not (tmp_path / "a.kuat").exists()
+    assert kuat.convert_dataset(src, tmp_path / "b.kuat", width=64, height=64, max_pixels=4096, codebook_size=16)["samples"] == 4
+
+
+def test_folder_and_file_names_that_are_not_utf8(tmp_path):
+    # Kind 3: names are bytes on POSIX. A Latin-1 class folder ("caf\xe9", from an old zip) made
+    # an archive whose metadata Python could not read (UnicodeDecodeError on open), a Latin-1
+    # hidden entry made convert_dataset raise after writing, and error messages naming such a
+    # file came out empty. Names are now kept as os.fsdecode gives them.
+    root = os.fsencode(tmp_path) + b"/d\xe9j\xe0"
+    for cls in (b"caf\xe9", b"dog"):
+        os.makedirs(root + b"/" + cls)
+        Image.new("RGB", (16, 16)).save(os.fsdecode(root + b"/" + cls + b"/a\xff.png"))
+    (Path(os.fsdecode(root)) / os.fsdecode(b"dog/.hid\xe9")).write_bytes(b"x")
+    (Path(os.fsdecode(root)) / os.fsdecode(b"dog/bad\xe9.jpg")).write_bytes(b"not an image")
+    out = os.fsencode(tmp_path) + b"/\xe9.kuat"
+    for src in (os.fsdecode(root), root):
+        stats = kuat.convert_dataset(src, os.fsdecode(out), codebook_size=16)
+        assert stats["samples"] == 2 and stats["ignored"] == [os.fsdecode(b"dog/.hid\xe9")]
+        assert os.fsencode(stats["skipped_reasons"][0]).startswith(b"'" + root + b"/dog/bad\xe9.jpg'")
+        arch = kuat.KuatArchive(os.fsdecode(out))
+        assert arch.classes == ["caf\u00e9", "dog"]  # the byte's code point: readable metadata
+        names = [os.fsencode(arch._native.source_name(i)) for i in range(len(arch))]
+        assert names == [b"caf\xe9/a\xff.png", b"dog/a\xff.png"]
+        assert len(kuat.KuatArchive(out)) == 2
+    with pytest.raises(OSError) as e:
+        kuat.convert_dataset(os.fsdecode(root + b"/dog"), tmp_path / "x.kuat", format="images", strict=True,
+                             codebook_size=16)
+    assert os.fsencode(str(e.value)).startswith(b"'" + root + b"/dog/bad\xe9.jpg'")

@@ -87,8 +87,16 @@ TEST(KuatInputs, ExifOrientationParsing) {
     }
     const auto zero = tiff_with_orientation(little, 9);
     EXPECT_EQ(detail::exif_orientation(zero.data(), zero.size()), 1);
-    const auto wrong_type = tiff_with_orientation(little, 6, 4);
-    EXPECT_EQ(detail::exif_orientation(wrong_type.data(), wrong_type.size()), 1);
+    // Integer types other than SHORT count as PIL reads them (a LONG whose value sits in the
+    // entry's first bytes, little-endian here); BYTE, ASCII and RATIONAL entries are no orientation.
+    for (std::uint16_t type : {1, 2, 5}) {
+      const auto wrong_type = tiff_with_orientation(little, 6, type);
+      EXPECT_EQ(detail::exif_orientation(wrong_type.data(), wrong_type.size()), 1) << type;
+    }
+    if (little) {
+      const auto long_type = tiff_with_orientation(little, 6, 4);
+      EXPECT_EQ(detail::exif_orientation(long_type.data(), long_type.size()), 6);
+    }
     auto cut = tiff_with_orientation(little, 6);
     for (std::size_t n = 0; n + 1 < cut.size(); ++n) EXPECT_EQ(detail::exif_orientation(cut.data(), n), 1) << n;
   }
