@@ -40,7 +40,11 @@ class _EpochCounter:
     """The epoch counter shared by the main process and the DataLoader workers (see the module docstring)."""
 
     def __init__(self, epoch: int = 0) -> None:
-        self._shared = multiprocessing.Array("q", _FLAGS + _MAX_WORKERS)
+        # The lock must reach workers of any start method. A lock made by the "fork" context (Linux's
+        # default) is an unnamed semaphore: pickled for a "spawn"/"forkserver" worker it arrives as a
+        # dangling pointer (a segfault in the worker on Python 3.11). The "spawn" context's lock is
+        # a named semaphore, which fork, spawn and forkserver workers all reach.
+        self._shared = multiprocessing.get_context("spawn").Array("q", _FLAGS + _MAX_WORKERS)
         self._shared[_NEXT] = epoch
 
     def next_epoch(self) -> int:
