@@ -1,0 +1,97 @@
+"""Coset layers through a PyTorch user's lifecycle: threads, pickles of earlier layers."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+
+from coset import QLinear, QuantizationConfig  # noqa: E402
+from coset.model import deploy_model  # noqa: E402
+
+CFG = QuantizationConfig(lattice_type="D4", q=4, M=2)
+
+
+def _reference(layer: QLinear, x: torch.Tensor) -> torch.Tensor:
+    fresh = QLinear(layer.in_features, layer.out_features, CFG).eval()
+    fresh.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        return fresh(x)
+
+
+def test_eval_forward_in_another_thread_never_pairs_a_new_key_with_the_old_weights(monkeypatch):
+    # The eval cache is (key, weight copy, W^). Stored as three attributes, a forward in another
+    # thread could read the new key and copy with the previous W^ (old weights' outputs). Here the
+    # thread rebuilding the cache is held just before it stores anything named like the cache,
+    # while the main thread runs a forward.
+    torch.manual_seed(0)
+    layer = QLinear(32, 8, CFG).eval()
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        layer(x)  # cache for the first weights
+        layer.weight.normal_()
+    want = _reference(layer, x)
+    held, release = threading.Event(), threading.Event()
+    real_setattr = QLinear.__setattr__
+    stored = []
+
+    def slow_setattr(self, name, value):
+        if name.startswith(("_cache", "_qcache")) and value is not None and not held.is_set():
+            stored.append(name)
+            if name in ("_cache_value", "_qcache"):  # the last store of the new cache
+                held.set()
+                release.wait(5)
+        real_setattr(self, name, value)
+
+    monkeypatch.setattr(QLinear, "__setattr__", slow_setattr)
+    with ThreadPoolExecutor(1) as pool:
+        background = pool.submit(lambda: layer(x).detach())
+        assert held.wait(5)
+        with torch.no_grad():
+            during = layer(x)
+        release.set()
+        after_thread = background.result()
+    monkeypatch.setattr(QLinear, "__setattr__", real_setattr)
+    assert torch.equal(during, want)
+    assert torch.equal(after_thread, want)
+    with torch.no_grad():
+        assert torch.equal(layer(x), want)
+
+
+@pytest.mark.parametrize("state", ["eval", "deployed"])
+def test_four_threads_give_the_sequential_outputs(state):
+    torch.manual_seed(0)
+    model = nn.Sequential(QLinear(32, 16, CFG), nn.ReLU(), QLinear(16, 8, CFG)).eval()
+    if state == "deployed":
+        deploy_model(model)
+    xs = [torch.randn(2, 32) for _ in range(16)]
+    with torch.no_grad():
+        want = [model(x) for x in xs]
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(model, xs))
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_a_layer_pickled_with_the_earlier_cache_attributes_still_works():
+    layer = QLinear(16, 4, CFG).eval()
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        want = layer(x)
+    state = layer.__getstate__() if hasattr(layer, "__getstate__") else layer.__dict__
+    state = dict(state)
+    state.pop("_qcache", None)
+    state.update(_cache_key=None, _cache_snapshot=None, _cache_value=None)  # an earlier release's pickle
+    old = QLinear.__new__(QLinear)
+    old.__setstate__(state)
+    with torch.no_grad():
+        assert torch.equal(old(x), want)
+    clone = copy.deepcopy(pickle.loads(pickle.dumps(old)))
+    with torch.no_grad():
+        assert torch.equal(clone(x), want)
