@@ -134,3 +134,37 @@ def test_dataloader_workers_match_a_single_process(archive_path, context, persis
     loader = torch.utils.data.DataLoader(make(), num_workers=2, multiprocessing_context=context,
                                          persistent_workers=persistent, worker_init_fn=_seed_worker, **kwargs)
     _assert_same(want, _epochs(loader))
+
+
+def test_spawn_workers_exit_without_leak_reports(archive_path, tmp_path):
+    # A spawned worker keeps its dataset in torch's worker-info global until the interpreter shuts
+    # down; nanobind used to report our archives as "leaked" there (30 lines per worker, per epoch).
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "spawn_loader.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from kuat import KuatArchive
+        from kuat.torch import KuatIterableDataset
+
+        class Samples(torch.utils.data.Dataset):
+            def __init__(self):
+                self.archive = KuatArchive({archive_path!r})
+            def __len__(self):
+                return len(self.archive)
+            def __getitem__(self, i):
+                return torch.from_numpy(self.archive[i]["image"])
+
+        if __name__ == "__main__":
+            for ds, kw in ((Samples(), {{"batch_size": 4}}),
+                           (KuatIterableDataset({archive_path!r}, batch_size=4, num_threads=1), {{"batch_size": None}})):
+                loader = torch.utils.data.DataLoader(ds, num_workers=2, multiprocessing_context="spawn", **kw)
+                print(sum(1 for _ in loader))
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "LOWBIT_LEAK_WARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "leaked" not in p.stderr, p.stderr[:2000]
