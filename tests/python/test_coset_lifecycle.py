@@ -95,3 +95,29 @@ def test_a_layer_pickled_with_the_earlier_cache_attributes_still_works():
     clone = copy.deepcopy(pickle.loads(pickle.dumps(old)))
     with torch.no_grad():
         assert torch.equal(clone(x), want)
+
+
+def test_vlut_table_follows_writes_that_bypass_the_version_counter():
+    # The one-sided table of the same query tensor is reused while its values are unchanged; writes
+    # through `.data` and through a numpy view leave `_version` alone and must still be seen.
+    import numpy as np
+
+    from coset import D4Lattice
+    from coset.quant.vlut import vLUTManager
+
+    cfg = QuantizationConfig(lattice_type="D4", q=3, M=1)
+    manager = vLUTManager(D4Lattice(), cfg)
+
+    def fresh(q):
+        return vLUTManager(D4Lattice(), cfg).build_one_sided_vlut(q.clone())
+
+    q = torch.tensor([0.5, -1.0, 2.0, 0.25])
+    first = manager.build_one_sided_vlut(q)
+    assert manager.build_one_sided_vlut(q) is first  # unchanged: the cached table
+    q.data.copy_(torch.tensor([1.0, 1.0, -3.0, 0.0]))
+    assert torch.equal(manager.build_one_sided_vlut(q), fresh(q))
+    values = np.array([2.0, 0.0, 1.0, -1.0], dtype=np.float32)
+    view = torch.from_numpy(values)
+    manager.build_one_sided_vlut(view)
+    values[:] = [-2.0, 0.5, 0.5, 3.0]
+    assert torch.equal(manager.build_one_sided_vlut(view), fresh(view))
