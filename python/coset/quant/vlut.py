@@ -59,7 +59,7 @@ class vLUTManager:  # noqa: N801 (the namesake's name)
         self._points: Dict[str, torch.Tensor] = {}
         self._one_sided_vluts: Dict[Tuple[str, Tuple[float, ...]], torch.Tensor] = {}
         self._two_sided_vlut: Optional[torch.Tensor] = None
-        self._last: Optional[tuple] = None  # (query tensor, its _version, device, table)
+        self._last: Optional[tuple] = None  # (query tensor, a copy of its values, device, table)
 
     def get_vlut_size(self) -> int:
         """Entries per table, ``q^d``."""
