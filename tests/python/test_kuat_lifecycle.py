@@ -168,3 +168,20 @@ def test_spawn_workers_exit_without_leak_reports(archive_path, tmp_path):
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr
     assert "leaked" not in p.stderr, p.stderr[:2000]
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_gpudataset_pickle_carries_no_copy_of_the_index_data(tmp_path_factory, preload):
+    root = tmp_path_factory.getbasetemp() / "gpudataset-pickle"
+    path = root / "b.kuat"
+    if not path.exists():
+        write_cifar10(root / "cifar", per_batch=100, batches=5)
+        convert_dataset(root / "cifar", path, codebook_size=16)
+    g = GPUDataset(path, batch_size=4, device="cpu", preload=preload)
+    data = pickle.dumps(g)
+    index_bytes = g._packed_host.nbytes
+    assert len(data) < index_bytes / 2  # it held the index data once or twice (host, preloaded)
+    clone = pickle.loads(data)
+    assert (clone._packed is None) == (not preload)
+    rows = torch.arange(len(g))
+    assert torch.equal(clone[rows][0], g[rows][0]) and torch.equal(clone[rows][1], g[rows][1])
