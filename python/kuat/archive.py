@@ -33,13 +33,14 @@ class KuatArchive:
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]):
         self._native = _kuat.Archive(os.fspath(path))
+        self._abspath = os.path.abspath(os.fspath(path))  # what a pickle reopens, whatever the cwd then
         self._metadata = json.loads(self._native.metadata_json)
 
     def __getstate__(self) -> Dict[str, Any]:
         # The native handle (an mmap) cannot be pickled: pickling (DataLoader workers under
         # "spawn"/"forkserver", deepcopy, torch.save of a dataset holding an archive) stores the path
         # and what identifies the archive's content; unpickling reopens the file.
-        return {"path": self.path, "samples": len(self), "codebook_hash": self.codebook_hash}
+        return {"path": getattr(self, "_abspath", self.path), "samples": len(self), "codebook_hash": self.codebook_hash}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__init__(state["path"])

@@ -204,7 +204,7 @@ class KuatDataset:
             names = ", ".join(f"archive {i} = {s!r}" for i, s in enumerate(sources) if isinstance(s, str))
             raise ValueError(f"path_or_paths: {e}" + (f" ({names})" if names else "")) from None
         # What __setstate__ rebuilds the engine from (the native loader cannot be pickled).
-        self._ctor = (sources, dict(
+        self._ctor = ([os.path.abspath(s) if isinstance(s, str) else s for s in sources], dict(
             batch_size=batch_size, shuffle=bool(shuffle), seed=int(seed), drop_last=bool(drop_last),
             layout=layout.upper(), rank=rank, world_size=world_size, dtype=dtype_name,
             mean=mean_values or None, std=std_values or None, random_crop_padding=int(random_crop_padding),

@@ -185,3 +185,15 @@ def test_gpudataset_pickle_carries_no_copy_of_the_index_data(tmp_path_factory, p
     assert (clone._packed is None) == (not preload)
     rows = torch.arange(len(g))
     assert torch.equal(clone[rows][0], g[rows][0]) and torch.equal(clone[rows][1], g[rows][1])
+
+
+def test_pickles_of_relative_paths_reopen_the_same_file_after_a_chdir(archive_path, tmp_path, monkeypatch):
+    folder, name = os.path.split(archive_path)
+    monkeypatch.chdir(folder)
+    a = KuatArchive(name)
+    ds = KuatDataset(name, batch_size=4)
+    monkeypatch.chdir(tmp_path)  # e.g. a launcher that changes the working directory
+    b = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a[0]["image"], b[0]["image"])
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.num_samples == ds.num_samples
