@@ -191,8 +191,16 @@ class BitLayerBase(nn.Module):
         return self._packed_state()[:2]
 
     def _packed_state(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """(packed, scales, int8 trits of the eval cache or None) read together under the lock."""
-        with self._lock():
+        """(packed, scales, int8 trits of the eval cache or None) read together under the lock.
+
+        The cache is built of ordinary tensors even under ``torch.inference_mode()`` (inference
+        tensors kept in it, and exposed as the ``qweight`` buffers, would refuse later writes and
+        autograd outside inference mode, which ``nn.Linear`` allows)."""
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                return self._packed_state()
+        lock = self.__dict__.get("_cache_lock") or self._lock()
+        with lock:
             return self._packed_state_locked()
 
     def _packed_state_locked(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
@@ -335,7 +343,7 @@ class BitLayerBase(nn.Module):
     def deploy(self) -> "BitLayerBase":
         """Keep only packed weights (2 bits per weight in memory) and switch to eval; inference only
         from now on (``train()`` keeps running the packed kernel). Calling it again does nothing."""
-        with self._lock():
+        with self._lock(), torch.inference_mode(False):  # ordinary buffers (see _packed_state)
             self._deploy_locked()
         return self.eval()
 

@@ -167,8 +167,12 @@ class QLinear(nn.Linear):
         entry = self._cache_entry()  # read once: another thread may replace it meanwhile
         if entry is not None and entry[0] == key and self._snapshot_matches(entry[1]):
             return entry[2]
-        snapshot = self.weight.detach().clone()
-        value = self._quantize_weight(self.weight)
+        # Built as ordinary tensors even under torch.inference_mode(): an inference tensor kept in the
+        # cache would break every later forward with autograd ("Inference tensors cannot be saved
+        # for backward"), which nn.Linear allows after an inference-mode pass.
+        with torch.inference_mode(False):
+            snapshot = self.weight.detach().clone()
+            value = self._quantize_weight(self.weight)
         self._qcache = (key, snapshot, value)
         return value
 

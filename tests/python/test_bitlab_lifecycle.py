@@ -134,3 +134,28 @@ def test_bias_mismatch_follows_nn_linear_strict_rules(state):
         assert torch.equal(dst.qweight, src.qweight) and dst.deployed == src.deployed  # the weights did load
         with pytest.raises(RuntimeError, match="bias"):
             BitLinear(8, 4, bias=dst_bias).load_state_dict(src.state_dict())
+
+
+def test_caches_built_under_inference_mode_serve_later_grad_forwards_and_writes():
+    # nn.Linear: a forward under torch.inference_mode() changes nothing a later autograd forward or
+    # a buffer write depends on. The packed cache (and the qweight buffers) rebuilt there used to be
+    # inference tensors, so writes to qweight afterwards raised.
+    torch.manual_seed(0)
+    layer = BitLinear(16, 4).eval()
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        layer.weight.normal_()  # the next forward rebuilds the cache...
+    with torch.inference_mode():
+        first = layer(x)  # ...under inference mode
+    assert not layer.qweight.is_inference() and not layer.qweight_scale.is_inference()
+    xg = x.clone().requires_grad_(True)
+    y = layer(xg)
+    y.sum().backward()
+    assert torch.equal(y.detach(), first) and xg.grad is not None
+    with torch.no_grad():
+        layer.qweight.zero_()
+    assert torch.equal(layer(x), layer.bias.detach().expand(2, 4))
+    deployed = BitLinear(16, 4)
+    with torch.inference_mode():
+        deployed.deploy()
+    assert not deployed.packed_2bit.is_inference() and not deployed.weight_scale.is_inference()

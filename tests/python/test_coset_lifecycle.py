@@ -121,3 +121,17 @@ def test_vlut_table_follows_writes_that_bypass_the_version_counter():
     manager.build_one_sided_vlut(view)
     values[:] = [-2.0, 0.5, 0.5, 3.0]
     assert torch.equal(manager.build_one_sided_vlut(view), fresh(view))
+
+
+def test_eval_cache_built_under_inference_mode_serves_a_later_grad_forward():
+    # nn.Linear after an inference-mode pass still runs with autograd; QLinear's cached W^ was an
+    # inference tensor and F.linear refused to save it for backward.
+    layer = QLinear(16, 4, CFG).eval()
+    x = torch.randn(2, 16)
+    with torch.inference_mode():
+        first = layer(x)
+    xg = x.clone().requires_grad_(True)
+    y = layer(xg)
+    y.sum().backward()
+    assert torch.equal(y.detach(), first)
+    assert xg.grad is not None and layer.weight.grad is not None
