@@ -451,7 +451,7 @@ class BitLayerBase(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        with self._lock():
+        with self._lock(), torch.inference_mode(False):  # ordinary buffers (see _packed_state)
             self._load_from_state_dict_locked(state_dict, prefix, local_metadata, strict, missing_keys,
                                               unexpected_keys, error_msgs)
 

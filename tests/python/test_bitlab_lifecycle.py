@@ -159,3 +159,28 @@ def test_caches_built_under_inference_mode_serve_later_grad_forwards_and_writes(
     with torch.inference_mode():
         deployed.deploy()
     assert not deployed.packed_2bit.is_inference() and not deployed.weight_scale.is_inference()
+
+
+def test_deployed_bitlm_runs_its_first_forward_under_inference_mode():
+    # The fused q/k/v and gate/up buffers were made there as inference tensors, whose missing
+    # version counter then raised RuntimeError in that very forward.
+    from bitmodels import BitLM, BitLMConfig
+
+    torch.manual_seed(0)
+    config = BitLMConfig(vocab_size=258, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                         max_position_embeddings=32)
+    model = BitLM(config).deploy()
+    ids = torch.randint(0, 258, (1, 6))
+    with torch.inference_mode():
+        first = model(ids)
+        assert torch.equal(model(ids), first)
+        out = model.generate(ids, max_new_tokens=3)
+    assert out.shape == (1, 9)
+    with torch.no_grad():
+        assert torch.equal(model(ids), first)
+    assert not any(t.is_inference() for t in model.buffers())
+    reloaded = BitLM(config)
+    with torch.inference_mode():
+        reloaded.load_state_dict(model.state_dict())  # a deployed dict, loaded in inference mode
+        assert torch.equal(reloaded(ids), first)
+    assert not any(t.is_inference() for t in reloaded.buffers())
