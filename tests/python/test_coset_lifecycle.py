@@ -135,3 +135,17 @@ def test_eval_cache_built_under_inference_mode_serves_a_later_grad_forward():
     y.sum().backward()
     assert torch.equal(y.detach(), first)
     assert xg.grad is not None and layer.weight.grad is not None
+
+
+def test_packed_state_dict_loaded_under_inference_mode_gives_ordinary_buffers():
+    torch.manual_seed(0)
+    model = nn.Sequential(QLinear(16, 8, CFG), nn.ReLU(), QLinear(8, 4, CFG)).eval()
+    deploy_model(model)
+    target = deploy_model(nn.Sequential(QLinear(16, 8, CFG), nn.ReLU(), QLinear(8, 4, CFG)).eval())
+    with torch.inference_mode():
+        target.load_state_dict(model.state_dict())
+    assert not any(t.is_inference() for t in target.buffers())
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        assert torch.equal(target(x), model(x))
+        target[0].row_scale.mul_(2)  # an ordinary buffer takes writes outside inference mode
