@@ -4,7 +4,9 @@ state dicts (lowbit's and the namesake's)."""
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import Optional, Tuple
 
 import torch
@@ -22,6 +24,21 @@ PACKED_WEIGHT_KEY = "packed_weight"  # TQ1_B3 bytes of a deployed layer's state 
 QWEIGHT_KEY = "qweight"
 QWEIGHT_SCALE_KEY = "qweight_scale"
 _LOCK_INIT = threading.Lock()
+# Every layer that has a cache lock. A process forked while another thread held one of them (a
+# forward in a thread pool, a DataLoader worker forked meanwhile) would inherit it locked by a
+# thread that does not exist there: the child gets fresh locks instead.
+_LOCKED_LAYERS: "weakref.WeakSet[BitLayerBase]" = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    global _LOCK_INIT
+    _LOCK_INIT = threading.Lock()
+    for layer in list(_LOCKED_LAYERS):
+        layer.__dict__["_cache_lock"] = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 # Buffers kept in float32 whatever dtype the module is cast to (they are exact quantization scales).
 _FLOAT32_BUFFERS = ("weight_scale", QWEIGHT_SCALE_KEY)
 
@@ -139,6 +156,7 @@ class BitLayerBase(nn.Module):
         self.register_buffer("weight_scale", None)
         self._cache: Optional[_PackedCache] = None
         self._cache_lock = threading.RLock()
+        _LOCKED_LAYERS.add(self)
 
     def _lock(self) -> threading.RLock:
         """The lock that serialises the cache's check-and-rebuild (and the eval buffers it feeds), so
@@ -150,6 +168,7 @@ class BitLayerBase(nn.Module):
                 lock = self.__dict__.get("_cache_lock")
                 if lock is None:
                     lock = self.__dict__["_cache_lock"] = threading.RLock()
+                    _LOCKED_LAYERS.add(self)
         return lock
 
     # ---------------------------------------------------------------- device and kernel
@@ -377,6 +396,7 @@ class BitLayerBase(nn.Module):
     def __setstate__(self, state):
         super().__setstate__(state)
         self.__dict__["_cache_lock"] = threading.RLock()
+        _LOCKED_LAYERS.add(self)
 
     # ---------------------------------------------------------------- dtype and device casts
     def _apply(self, fn, *args, **kwargs):

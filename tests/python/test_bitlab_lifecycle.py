@@ -184,3 +184,41 @@ def test_deployed_bitlm_runs_its_first_forward_under_inference_mode():
         reloaded.load_state_dict(model.state_dict())  # a deployed dict, loaded in inference mode
         assert torch.equal(reloaded(ids), first)
     assert not any(t.is_inference() for t in reloaded.buffers())
+
+
+def _forward_in_child(layer, x, queue):
+    queue.put(layer(x).tolist())  # plain numbers: the child may exit before the parent reads
+
+
+def test_a_process_forked_while_a_thread_holds_the_cache_lock_can_run_the_layer():
+    import multiprocessing
+    import threading
+
+    torch.manual_seed(0)
+    layer = BitLinear(16, 4).eval()
+    x = torch.randn(2, 16)
+    want = layer(x)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with layer._lock():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    child = None
+    try:
+        assert held.wait(5)
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_forward_in_child, args=(layer, x, queue))
+        child.start()
+        got = queue.get(timeout=30)  # the child's forward would wait forever on the inherited lock
+        child.join(30)
+    finally:
+        release.set()
+        holder.join()
+        if child is not None and child.is_alive():
+            child.kill()
+    assert torch.equal(torch.tensor(got), want)
