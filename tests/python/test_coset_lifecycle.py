@@ -149,3 +149,31 @@ def test_packed_state_dict_loaded_under_inference_mode_gives_ordinary_buffers():
     with torch.no_grad():
         assert torch.equal(target(x), model(x))
         target[0].row_scale.mul_(2)  # an ordinary buffer takes writes outside inference mode
+
+
+def test_lookup_tables_pickle_and_a_cpp_quantized_matrix_says_why_it_cannot():
+    import numpy as np
+
+    import lowbit
+    from coset import D4Lattice, encode
+    from coset.lut import OneSidedLUT, QuantizedMatrix, TwoSidedLUT
+
+    cfg = QuantizationConfig(lattice_type="D4", q=3, M=2)
+    y = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    x = torch.randn(16)
+    b, T = encode(x.reshape(-1, 4), D4Lattice(), cfg)[:2]
+    one = OneSidedLUT(D4Lattice(), cfg, y)
+    want = one.dot(b, T)
+    y[:] = 0  # the caller's array changes afterwards: the pickle still holds the query it was built from
+    for clone in (pickle.loads(pickle.dumps(one)), copy.deepcopy(one)):
+        assert clone.dot(b, T) == want
+        np.testing.assert_array_equal(clone.table, one.table)
+    two = TwoSidedLUT(D4Lattice(), cfg)
+    first = two.dot(b, T, b, T)  # makes its C++ table
+    assert pickle.loads(pickle.dumps(two)).dot(b, T, b, T) == first
+    with pytest.raises(TypeError, match="QuantizedMatrix: .*cannot be pickled"):
+        pickle.dumps(QuantizedMatrix(D4Lattice(), cfg, torch.randn(3, 8)))
+    with lowbit.backend("torch"):
+        qm = QuantizedMatrix(D4Lattice(), cfg, torch.randn(3, 8))
+        v = torch.randn(8)
+        assert torch.equal(copy.deepcopy(qm).matvec(v), qm.matvec(v))
