@@ -222,3 +222,21 @@ def test_a_process_forked_while_a_thread_holds_the_cache_lock_can_run_the_layer(
         if child is not None and child.is_alive():
             child.kill()
     assert torch.equal(torch.tensor(got), want)
+
+
+def test_native_bitmlp_pickles_by_reloading_its_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    from bitmodels import AutoBitModel, BitMLPConfig, export_bitmlp, load_bitmlp
+
+    torch.manual_seed(0)
+    model = AutoBitModel.from_config(BitMLPConfig(n_layers=2, in_channels=12, hidden_dim=8, out_channels=3,
+                                                  dropout=0.0)).deploy()
+    monkeypatch.chdir(tmp_path)
+    export_bitmlp(model, "mlp.blm")
+    native = load_bitmlp("mlp.blm")  # a relative path
+    x = np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)
+    want = native.forward(x)
+    monkeypatch.chdir("/")
+    for clone in (pickle.loads(pickle.dumps(native)), copy.deepcopy(native)):
+        assert np.array_equal(clone.forward(x), want)
