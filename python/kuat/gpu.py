@@ -413,7 +413,8 @@ class GPUDataset:
 
         if self.num_samples == 0:
             return
-        order = _engine.Loader([self.archive.path], self.batch_size, bool(shuffle), self.seed & (2**64 - 1), False,
+        path = getattr(self.archive, "_abspath", self.archive.path)  # the file opened, whatever the cwd now
+        order = _engine.Loader([path], self.batch_size, bool(shuffle), self.seed & (2**64 - 1), False,
                                "NHWC", "uint8", [], [], 0, False, 0, 1, 1, 0).sample_order(int(epoch_num))
         order = torch.from_numpy(order)
         for start in range(0, self.num_samples, self.batch_size):

@@ -197,3 +197,8 @@ def test_pickles_of_relative_paths_reopen_the_same_file_after_a_chdir(archive_pa
     np.testing.assert_array_equal(a[0]["image"], b[0]["image"])
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.num_samples == ds.num_samples
+    monkeypatch.chdir(folder)
+    g = GPUDataset(name, batch_size=4, device="cpu")
+    want = [labels for _, labels in g.epoch(1)]
+    monkeypatch.chdir(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(want, [labels for _, labels in g.epoch(1)]))
