@@ -226,7 +226,8 @@ class KuatDataset:
             from . import _device
 
             self.device = _device.resolve_device(device)
-            self._device_args = (sources, mean_values, std_values, int(random_crop_padding), bool(random_flip))
+            # absolute paths: the device decoder opens the archives at the first batch, maybe after a chdir
+            self._device_args = (self._ctor[0], mean_values, std_values, int(random_crop_padding), bool(random_flip))
             self._uses_native_decode()  # the 'cpp' backend refuses a non-CPU device now, not at the first batch
 
     def _device_decoder(self) -> Any:

@@ -197,6 +197,13 @@ def test_pickles_of_relative_paths_reopen_the_same_file_after_a_chdir(archive_pa
     np.testing.assert_array_equal(a[0]["image"], b[0]["image"])
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.num_samples == ds.num_samples
+    import lowbit
+
+    monkeypatch.chdir(folder)
+    with lowbit.backend("torch"):  # decoded by PyTorch: the device decoder opens the archive at the first batch
+        on_device = KuatDataset(name, batch_size=4, device="cpu")
+        monkeypatch.chdir(tmp_path)
+        assert sum(1 for _ in on_device.epoch(0)) == on_device.batch_count()
     monkeypatch.chdir(folder)
     g = GPUDataset(name, batch_size=4, device="cpu")
     want = [labels for _, labels in g.epoch(1)]
