@@ -1,4 +1,7 @@
 // kuat convert <input> <output.kuat> [options]
+#include <signal.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -35,6 +38,26 @@ const std::vector<OptionSpec> kSpecs = {
     {"quiet", 'q', false, "no progress output"},
     {"help", 'h', false, "show this help"},
 };
+// Ctrl-C / SIGTERM / SIGHUP: the first one asks the converter to stop (it removes its temporary
+// file and throws lowbit::Interrupted, which main() reports); the handler then reverts to the
+// default action, so a second one ends the process at once.
+std::atomic<bool> g_interrupt{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void on_interrupt(int) { g_interrupt.store(true, std::memory_order_relaxed); }
+
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    // A signal the parent ignores (nohup, a background job) stays ignored.
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    sigaction(sig, &sa, nullptr);
+  }
+}
 }  // namespace
 
 int cmd_convert(int argc, char** argv) {
@@ -86,6 +109,8 @@ int cmd_convert(int argc, char** argv) {
   auto warn = [quiet](const std::string& line) {
     if (!quiet) std::fprintf(stderr, "kuat convert: warning: %s\n", line.c_str());
   };
+  o.interrupt = &g_interrupt;
+  install_interrupt_handlers();
   const lowbit::kuat::ConvertStats s = lowbit::kuat::convert_dataset(input, output, o, warn);
   if (s.refused > 0) {
     std::fprintf(stderr, "kuat convert: warning: refused %llu input(s) over --max-pixels\n",

@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   } catch (const kuat_cli::UsageError& e) {
     std::fprintf(stderr, "kuat %s: %s (see `kuat %s --help`)\n", cmd.c_str(), e.what(), cmd.c_str());
     return 2;
+  } catch (const lowbit::Interrupted&) {
+    std::fprintf(stderr, "\nkuat %s: interrupted; nothing was written (the temporary file was removed)\n", cmd.c_str());
+    return 130;  // 128 + SIGINT, as shells report an interrupted command
   } catch (const lowbit::InvalidArgument& e) {
     std::fprintf(stderr, "kuat %s: error: %s\n", cmd.c_str(), e.what());
     return 2;

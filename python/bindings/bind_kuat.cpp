@@ -5,7 +5,13 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "lowbit/core/error.h"
 #include "lowbit/core/thread_pool.h"
@@ -287,12 +293,41 @@ LOWBIT_BINDING(kuat) {
      "Decodes JPEG/PNG/WebP bytes as kuat convert does (native size): an HxWxC uint8 array.");
   m.def("convert", [](const nb::object& src_path, const nb::object& dst_path, const nb::dict& options) {
     const std::string src = fs_path(src_path), dst = fs_path(dst_path);
-    const lowbit::kuat::ConvertOptions o = options_from(options);
+    lowbit::kuat::ConvertOptions o = options_from(options);
     lowbit::kuat::ConvertStats s;
-    {
-      nb::gil_scoped_release release;
-      s = lowbit::kuat::convert_dataset(src, dst, o);
+    // The conversion runs on its own thread while this one (Python's) waits for it and checks for
+    // signals every 50 ms: Ctrl-C (KeyboardInterrupt, or whatever a Python signal handler raises)
+    // stops the converter, which removes its temporary file, and the exception is raised here.
+    std::atomic<bool> interrupt{false};
+    o.interrupt = &interrupt;
+    std::exception_ptr failure;
+    std::mutex mutex;
+    std::condition_variable finished;
+    bool done = false, python_error = false;
+    std::thread worker([&] {
+      try {
+        s = lowbit::kuat::convert_dataset(src, dst, o);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      done = true;
+      finished.notify_all();
+    });
+    for (;;) {
+      {
+        nb::gil_scoped_release release;
+        std::unique_lock<std::mutex> lock(mutex);
+        if (finished.wait_for(lock, std::chrono::milliseconds(50), [&] { return done; })) break;
+      }
+      if (!python_error && PyErr_CheckSignals() != 0) {
+        python_error = true;  // the exception stays pending until the converter has cleaned up
+        interrupt.store(true);
+      }
     }
+    worker.join();
+    if (python_error) throw nb::python_error();
+    if (failure) std::rethrow_exception(failure);
     nb::dict d;
     d["samples"] = s.samples;
     d["skipped"] = s.skipped;

@@ -2,6 +2,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -33,6 +34,14 @@ int register_binding(const char* name, BindFn fn) {
 
 NB_MODULE(_native, m) {
   m.doc() = "lowbit native core: Kuat, Coset and BitLab kernels";
+
+  // nanobind reports objects still alive when the interpreter shuts down as "leaked". Objects
+  // held by another library's module globals are: a DataLoader worker started with "spawn" keeps
+  // its dataset (and so our archives and loaders) in torch's worker-info global until shutdown,
+  // and then printed some 30 lines of "nanobind: leaked ..." to stderr at every worker's exit.
+  // Those are not leaks; the check stays available for development (LOWBIT_LEAK_WARNINGS=1).
+  const char* leak_env = std::getenv("LOWBIT_LEAK_WARNINGS");
+  nb::set_leak_warnings(leak_env != nullptr && std::strcmp(leak_env, "1") == 0);
 
   // lowbit::Error -> ValueError / OSError / RuntimeError with the message intact.
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {

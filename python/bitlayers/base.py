@@ -4,6 +4,9 @@ state dicts (lowbit's and the namesake's)."""
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from typing import Optional, Tuple
 
 import torch
@@ -20,6 +23,22 @@ PACKED_WEIGHT_KEY = "packed_weight"  # TQ1_B3 bytes of a deployed layer's state 
 # what is stored), and accepted when loading.
 QWEIGHT_KEY = "qweight"
 QWEIGHT_SCALE_KEY = "qweight_scale"
+_LOCK_INIT = threading.Lock()
+# Every layer that has a cache lock. A process forked while another thread held one of them (a
+# forward in a thread pool, a DataLoader worker forked meanwhile) would inherit it locked by a
+# thread that does not exist there: the child gets fresh locks instead.
+_LOCKED_LAYERS: "weakref.WeakSet[BitLayerBase]" = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    global _LOCK_INIT
+    _LOCK_INIT = threading.Lock()
+    for layer in list(_LOCKED_LAYERS):
+        layer.__dict__["_cache_lock"] = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 # Buffers kept in float32 whatever dtype the module is cast to (they are exact quantization scales).
 _FLOAT32_BUFFERS = ("weight_scale", QWEIGHT_SCALE_KEY)
 
@@ -136,6 +155,21 @@ class BitLayerBase(nn.Module):
         self.register_buffer("packed_2bit", None, persistent=False)
         self.register_buffer("weight_scale", None)
         self._cache: Optional[_PackedCache] = None
+        self._cache_lock = threading.RLock()
+        _LOCKED_LAYERS.add(self)
+
+    def _lock(self) -> threading.RLock:
+        """The lock that serialises the cache's check-and-rebuild (and the eval buffers it feeds), so
+        forwards from several threads at once never see a half-built cache (``nn.Linear``'s forward
+        is safe to call from several threads; so is this one)."""
+        lock = self.__dict__.get("_cache_lock")
+        if lock is None:  # a module pickled by an earlier release, or an unusual __dict__ copy
+            with _LOCK_INIT:
+                lock = self.__dict__.get("_cache_lock")
+                if lock is None:
+                    lock = self.__dict__["_cache_lock"] = threading.RLock()
+                    _LOCKED_LAYERS.add(self)
+        return lock
 
     # ---------------------------------------------------------------- device and kernel
     def layer_device(self) -> torch.device:
@@ -173,8 +207,24 @@ class BitLayerBase(nn.Module):
         Raises:
             ValueError: the latent weights contain NaN or Inf.
         """
+        return self._packed_state()[:2]
+
+    def _packed_state(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """(packed, scales, int8 trits of the eval cache or None) read together under the lock.
+
+        The cache is built of ordinary tensors even under ``torch.inference_mode()`` (inference
+        tensors kept in it, and exposed as the ``qweight`` buffers, would refuse later writes and
+        autograd outside inference mode, which ``nn.Linear`` allows)."""
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                return self._packed_state()
+        lock = self.__dict__.get("_cache_lock") or self._lock()
+        with lock:
+            return self._packed_state_locked()
+
+    def _packed_state_locked(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         if self.deployed:
-            return self.packed_2bit, self.weight_scale
+            return self.packed_2bit, self.weight_scale, None
         w = self.weight.detach()
         if w.is_meta:
             raise ValueError(f"{type(self).__name__}: the weights are on device 'meta' (no values to quantize); "
@@ -191,7 +241,7 @@ class BitLayerBase(nn.Module):
             self._sync_eval_buffers()
         elif QWEIGHT_KEY in self._buffers:
             self._sync_from_qweight(cache)
-        return cache.packed, cache.scales
+        return cache.packed, cache.scales, cache.trits
 
     def _sync_from_qweight(self, cache: _PackedCache) -> None:
         """Eval mode: a write to the ``qweight`` / ``qweight_scale`` buffers (``qweight.data.zero_()``,
@@ -246,8 +296,9 @@ class BitLayerBase(nn.Module):
         if QWEIGHT_KEY not in self._buffers:
             raise AttributeError(f"'{type(self).__name__}' has no attribute 'qweight' in training mode "
                                  f"(call .eval(), or use packed_weights())")
-        self.packed_weights()
-        return self._buffers[QWEIGHT_KEY]
+        with self._lock():
+            self.packed_weights()
+            return self._buffers[QWEIGHT_KEY]
 
     @property
     def qweight_scale(self) -> torch.Tensor:
@@ -260,8 +311,9 @@ class BitLayerBase(nn.Module):
         if QWEIGHT_SCALE_KEY not in self._buffers:
             raise AttributeError(f"'{type(self).__name__}' has no attribute 'qweight_scale' in training mode "
                                  f"(call .eval(), or use .scale)")
-        self.packed_weights()
-        return self._buffers[QWEIGHT_SCALE_KEY]
+        with self._lock():
+            self.packed_weights()
+            return self._buffers[QWEIGHT_SCALE_KEY]
 
     def _sync_eval_buffers(self) -> None:
         cache = self._cache
@@ -280,11 +332,12 @@ class BitLayerBase(nn.Module):
 
     # ---------------------------------------------------------------- modes (the namesake's hooks)
     def train(self, mode: bool = True):
-        super().train(mode)
-        if mode:
-            self._on_enter_training_mode()
-        else:
-            self._on_enter_eval_mode()
+        with self._lock():
+            super().train(mode)
+            if mode:
+                self._on_enter_training_mode()
+            else:
+                self._on_enter_eval_mode()
         return self
 
     def _on_enter_training_mode(self) -> None:
@@ -309,6 +362,11 @@ class BitLayerBase(nn.Module):
     def deploy(self) -> "BitLayerBase":
         """Keep only packed weights (2 bits per weight in memory) and switch to eval; inference only
         from now on (``train()`` keeps running the packed kernel). Calling it again does nothing."""
+        with self._lock(), torch.inference_mode(False):  # ordinary buffers (see _packed_state)
+            self._deploy_locked()
+        return self.eval()
+
+    def _deploy_locked(self) -> None:
         if not self.deployed:
             if isinstance(self.__dict__.get("_cache"), _PackedCache):
                 # eval mode built a cache: reuse it (it also honours writes to the qweight buffers)
@@ -325,7 +383,6 @@ class BitLayerBase(nn.Module):
                 packed = kernel.pack(trits)
                 del trits
             self._set_deployed(packed.clone(), scales.clone())
-        return self.eval()
 
     def __getstate__(self):
         # Pickling a module (torch.save(model), deepcopy) stores parameters and buffers; the cache
@@ -333,7 +390,13 @@ class BitLayerBase(nn.Module):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
         state = dict(state)
         state["_cache"] = None
+        state.pop("_cache_lock", None)  # a lock cannot be pickled; __setstate__ makes a new one
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__["_cache_lock"] = threading.RLock()
+        _LOCKED_LAYERS.add(self)
 
     # ---------------------------------------------------------------- dtype and device casts
     def _apply(self, fn, *args, **kwargs):
@@ -408,6 +471,12 @@ class BitLayerBase(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
+        with self._lock(), torch.inference_mode(False):  # ordinary buffers (see _packed_state)
+            self._load_from_state_dict_locked(state_dict, prefix, local_metadata, strict, missing_keys,
+                                              unexpected_keys, error_msgs)
+
+    def _load_from_state_dict_locked(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                                     unexpected_keys, error_msgs):
         name = type(self).__name__
         n, k = self.out_features, self.in_features
         packed_key, weight_key, scale_key = prefix + PACKED_WEIGHT_KEY, prefix + "weight", prefix + "weight_scale"
@@ -423,12 +492,10 @@ class BitLayerBase(nn.Module):
             # a skeleton with weights on 'meta' (e.g. BitLM(config, projection_device="meta")) takes
             # packed weights on the state dict's device: deployed without ever holding float weights
             device = state_dict[packed_key].device
-        if (bias_key in state_dict) != (self.bias is not None):
-            raise ValueError(
-                f"{name}: state dict {'has' if bias_key in state_dict else 'lacks'} "
-                f"'{bias_key}' but the layer was built with bias={self.bias is not None}"
-            )
-        if bias_key in state_dict:
+        # A bias the layer lacks, or a missing one, goes to unexpected_keys / missing_keys (nn.Module
+        # does it below), as for nn.Linear: load_state_dict(strict=True) raises naming the key,
+        # strict=False reports it and the layer keeps its own bias.
+        if bias_key in state_dict and self.bias is not None:
             self._require_shape(bias_key, state_dict[bias_key], (n,))
         self._check_qweight_entries(state_dict, q_key, qs_key)
         consumed = {q_key, qs_key}

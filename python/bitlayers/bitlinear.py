@@ -160,10 +160,8 @@ class BitLinear(BitLayerBase):
 
         With grad enabled and ``x.requires_grad`` the input gets straight-through gradients
         (:class:`_PackedLinearSTE`); the output is the same either way."""
-        packed, scales = self.packed_weights()
+        packed, scales, trits = self._packed_state()  # one consistent snapshot, even with other threads
         kernel = self.kernel if kernel is None else kernel
-        cache = None if self.deployed else self._cache
-        trits = None if cache is None else cache.trits
 
         def run(xd: torch.Tensor) -> torch.Tensor:
             x2d = xd.reshape(-1, self.in_features).to(torch.float32).contiguous()

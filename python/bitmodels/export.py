@@ -111,10 +111,24 @@ class NativeBitMLP:
     lists) of shape ``(in_features,)`` or ``(batch, in_features)``, converted to contiguous float32
     (the runtime's type; what ``BitMLP`` computes in too); returns float32 numpy of shape
     ``(out_features,)`` or ``(batch, out_features)``. ValueError for another width, TypeError
-    for non-real input. ``in_features``, ``out_features``, ``num_layers`` as the file says."""
+    for non-real input. ``in_features``, ``out_features``, ``num_layers`` as the file says.
 
-    def __init__(self, native):
+    Pickling (``copy.deepcopy``, DataLoader or multiprocessing workers under ``"spawn"``) stores
+    the file's absolute path and loads it again on arrival (OSError if it is gone)."""
+
+    def __init__(self, native, path: Union[str, os.PathLike, None] = None):
         self._native = native
+        self._path = None if path is None else os.path.abspath(os.fspath(path))
+
+    def __getstate__(self) -> dict:
+        if self._path is None:
+            raise TypeError("NativeBitMLP: a model not loaded from a file (load_bitmlp) cannot be pickled")
+        return {"path": self._path}
+
+    def __setstate__(self, state: dict) -> None:
+        from lowbit._native import bitlab
+
+        self.__init__(bitlab.BitMLPModel.load(state["path"]), state["path"])
 
     @property
     def in_features(self) -> int:
@@ -152,4 +166,4 @@ def load_bitmlp(path: Union[str, os.PathLike]) -> NativeBitMLP:
     ``.forward(x)``); OSError naming the file if it is missing or corrupt."""
     from lowbit._native import bitlab
 
-    return NativeBitMLP(bitlab.BitMLPModel.load(str(path)))
+    return NativeBitMLP(bitlab.BitMLPModel.load(str(path)), path)

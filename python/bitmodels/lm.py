@@ -296,6 +296,12 @@ class _FusedProjections:
         return kernel
 
     def _fused_buffers(self):
+        if torch.is_inference_mode_enabled():
+            # Fuse into ordinary tensors: inference tensors have no version counter (the check
+            # below raised on the first forward under torch.inference_mode()), and the layers'
+            # buffers become views of these.
+            with torch.inference_mode(False):
+                return self._fused_buffers()
         st = self.state
         if st is not None:
             packed, scales, versions, views = st

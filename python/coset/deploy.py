@@ -616,6 +616,12 @@ class PackedLinear(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
+        # Loading replaces the buffers: made as ordinary tensors even under torch.inference_mode(), as
+        # nn.Linear's parameters stay ordinary when a state dict is copied into them there.
+        with torch.inference_mode(False):
+            self._load_packed_state(state_dict, prefix, missing_keys, unexpected_keys)
+
+    def _load_packed_state(self, state_dict, prefix, missing_keys, unexpected_keys) -> None:
         name = self.layer_name
         keys = list(_STATE_KEYS) + (["bias"] if self.bias is not None else []) + ["_extra_state"]
         missing = [prefix + k for k in keys if prefix + k not in state_dict]

@@ -112,6 +112,19 @@ class OneSidedLUT:
             raise ValueError(f"y: length {arr.size} is not a multiple of d={config.d}")
         self.device = None
         self._lut = _native.OneSidedLut(config.native(), arr)
+        self._y = arr.copy()  # what a pickle rebuilds the C++ tables from (blocks * d floats)
+
+    def __getstate__(self) -> dict:
+        # The C++ tables cannot be pickled (deepcopy, DataLoader workers under "spawn"): the query
+        # travels instead and the tables are rebuilt from it, bit for bit.
+        state = self.__dict__.copy()
+        state.pop("_lut", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._impl is None:
+            self._lut = _native.OneSidedLut(self.config.native(), self._y)
 
     @property
     def blocks(self) -> int:
@@ -153,6 +166,10 @@ class TwoSidedLUT:
         self._device = device
         self._tables = {}
         self._lut = None
+
+    def __getstate__(self) -> dict:
+        # The C++ table (made at the first CPU dot) cannot be pickled; it is made again when needed.
+        return dict(self.__dict__, _lut=None)
 
     def _table_on(self, impl: str, device: Any):
         key = str(device)
@@ -221,6 +238,13 @@ class QuantizedMatrix:
         self.shape = arr.shape
         self.device = None
         self._qm = _native.QuantizedMatrix.encode(config.native(), _contig(arr, dtype=np.float32))
+
+    def __reduce_ex__(self, protocol):
+        if self._impl is None:
+            raise TypeError("QuantizedMatrix: a matrix encoded by the C++ path (from numpy or a CPU tensor) cannot "
+                            "be pickled or deep-copied (its codes live in C++); build it again from the float "
+                            "matrix, or from a tensor under lowbit.backend('torch'), whose codes are tensors")
+        return super().__reduce_ex__(protocol)
 
     def decode(self) -> Any:
         if self._impl is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from lowbit._deps import require_torch
 
@@ -121,9 +121,9 @@ class QLinear(nn.Linear):
         self.quantize_every = quantize_every
         self.use_lut = bool(use_lut)
         self._step_count = 0
-        self._cache_key: Optional[tuple] = None
-        self._cache_snapshot: Optional[torch.Tensor] = None
-        self._cache_value: Optional[torch.Tensor] = None
+        # (key, weight snapshot, W^) or None: ONE attribute, replaced whole, so a forward running in
+        # another thread reads a consistent triple (never a new key with the previous W^).
+        self._qcache: Optional[Tuple[tuple, torch.Tensor, torch.Tensor]] = None
 
     # --- the cached quantized weight (evaluation) ---------------------------------------------
 
@@ -131,7 +131,17 @@ class QLinear(nn.Linear):
         w = self.weight
         return (w._version, w.data_ptr(), w.device, w.dtype, tuple(w.shape), self.config)
 
-    def _snapshot_matches(self) -> bool:
+    def _cache_entry(self) -> Optional[Tuple[tuple, torch.Tensor, torch.Tensor]]:
+        entry = self.__dict__.get("_qcache")
+        return entry if isinstance(entry, tuple) else None  # None also for a layer pickled by an earlier release
+
+    @property
+    def _cache_snapshot(self) -> Optional[torch.Tensor]:
+        """The copy of the weight the cached W^ was computed from (None when nothing is cached)."""
+        entry = self._cache_entry()
+        return None if entry is None else entry[1]
+
+    def _snapshot_matches(self, snapshot: torch.Tensor) -> bool:
         """Bitwise equality with the weight the cache was computed from.
 
         ``_version`` misses in-place writes through ``weight.data`` (``.data`` has its own
@@ -142,8 +152,8 @@ class QLinear(nn.Linear):
         w = self.weight.detach()
         view = _BITS_VIEW.get(w.dtype)
         if view is None:
-            return bool(torch.equal(w, self._cache_snapshot))
-        return bool(torch.equal(w.view(view), self._cache_snapshot.view(view)))
+            return bool(torch.equal(w, snapshot))
+        return bool(torch.equal(w.view(view), snapshot.view(view)))
 
     def quantized_weight(self) -> torch.Tensor:
         """``W^``, the quantized weight (no gradient), on the weight's device and dtype.
@@ -154,12 +164,16 @@ class QLinear(nn.Linear):
         bitwise comparison with a copy of the weight the cache was made from.
         """
         key = self._weight_key()
-        if self._cache_key == key and self._cache_value is not None and self._snapshot_matches():
-            return self._cache_value
-        value = self._quantize_weight(self.weight)
-        self._cache_key = key
-        self._cache_snapshot = self.weight.detach().clone()
-        self._cache_value = value
+        entry = self._cache_entry()  # read once: another thread may replace it meanwhile
+        if entry is not None and entry[0] == key and self._snapshot_matches(entry[1]):
+            return entry[2]
+        # Built as ordinary tensors even under torch.inference_mode(): an inference tensor kept in the
+        # cache would break every later forward with autograd ("Inference tensors cannot be saved
+        # for backward"), which nn.Linear allows after an inference-mode pass.
+        with torch.inference_mode(False):
+            snapshot = self.weight.detach().clone()
+            value = self._quantize_weight(self.weight)
+        self._qcache = (key, snapshot, value)
         return value
 
     def _quantize_weight(self, w: torch.Tensor) -> torch.Tensor:
@@ -188,7 +202,7 @@ class QLinear(nn.Linear):
 
     def clear_cache(self) -> None:
         """Drop the cached quantized weight (and the weight copy kept to validate it)."""
-        self._cache_key = self._cache_snapshot = self._cache_value = None
+        self._qcache = None
 
     def train(self, mode: bool = True) -> "QLinear":
         if mode:

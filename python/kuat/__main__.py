@@ -135,10 +135,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("python -m kuat: the kuat executable is not installed beside this Python or on PATH (reinstall "
               "lowbit); `python -m kuat benchmark ARCHIVE --device cuda` works without it", file=sys.stderr)
         return 2
+    return _run_cli([cli, *argv])
+
+
+def _run_cli(cmd: List[str]) -> int:
+    """Runs the C++ executable and returns its exit code, leaving interrupts to it.
+
+    As ``system(3)`` does, SIGINT is ignored here while it runs: Ctrl-C reaches the whole
+    foreground process group, so the executable gets it too and stops cleanly (``kuat convert``
+    removes its temporary file and exits with 130); a Python KeyboardInterrupt here would
+    otherwise kill it at once (subprocess's reaction) and leave its temporary file behind.
+    SIGTERM sent to this process is passed on to the executable. An interrupted run returns 130
+    without a Python traceback."""
+    import signal
     import subprocess
 
     sys.stdout.flush()
-    return subprocess.call([cli, *argv])
+    proc = subprocess.Popen(cmd)
+    previous = {}
+
+    def forward(signum, _frame):
+        try:
+            proc.send_signal(signum)
+        except OSError:  # already gone
+            pass
+
+    try:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        code = proc.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 130 if code == -signal.SIGINT else (128 + -code if code < 0 else code)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,28 @@ class KuatArchive:
     ``get_indices_batch(indices)``, ``patch_size``, ``dimensions``, ``grid_size`` and
     ``info()["bits"]`` (docs/migrating.md lists the differences). Labels of unlabelled samples
     are ``None`` in those accessors (Kuat-Beta's convention) and -1 in ``labels``/``get_batch``.
+
+    Pickling (``copy.deepcopy``, DataLoader workers started with ``"spawn"``) stores the path and
+    reopens the file when unpickled: ``OSError`` if it is gone or now holds another archive.
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]):
         self._native = _kuat.Archive(os.fspath(path))
+        self._abspath = os.path.abspath(os.fspath(path))  # what a pickle reopens, whatever the cwd then
         self._metadata = json.loads(self._native.metadata_json)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The native handle (an mmap) cannot be pickled: pickling (DataLoader workers under
+        # "spawn"/"forkserver", deepcopy, torch.save of a dataset holding an archive) stores the path
+        # and what identifies the archive's content; unpickling reopens the file.
+        return {"path": getattr(self, "_abspath", self.path), "samples": len(self), "codebook_hash": self.codebook_hash}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(state["path"])
+        if (len(self), self.codebook_hash) != (state["samples"], state["codebook_hash"]):
+            raise OSError(f"{state['path']}: the archive changed since it was pickled ({state['samples']} samples, "
+                          f"codebook hash {state['codebook_hash']:#x}; now {len(self)} samples, codebook hash "
+                          f"{self.codebook_hash:#x})")
 
     def __len__(self) -> int:
         return len(self._native)

@@ -12,6 +12,7 @@ still decides order, ranks and batch counts, and decoding runs where the images 
 
 from __future__ import annotations
 
+import copyreg
 import glob
 import os
 import sys
@@ -24,6 +25,21 @@ from ._index import integer
 
 _engine = _native.kuat_loader
 MemoryArchive = _engine.MemoryArchive
+
+
+def _memory_archive(codebook: np.ndarray, indices: np.ndarray, labels: np.ndarray, geometry: Tuple[int, ...]):
+    h, w, c, p = geometry
+    return MemoryArchive(codebook, indices, labels, h, w, c, p)
+
+
+def _reduce_memory_archive(archive: Any) -> Tuple[Any, Tuple[Any, ...]]:
+    # An in-memory archive pickles as its arrays (DataLoader workers under "spawn", deepcopy).
+    codebook = np.ascontiguousarray(archive.codebook())
+    return _memory_archive, (codebook.reshape(codebook.shape[0], -1), np.array(archive.packed_indices()),
+                             np.array(archive.labels()), tuple(int(v) for v in archive.geometry))
+
+
+copyreg.pickle(MemoryArchive, _reduce_memory_archive)
 
 PathLike = Union[str, "os.PathLike[str]"]
 _STATE_KEYS = ("seed", "num_samples", "batch_size", "world_size", "rank", "shuffle", "drop_last")
@@ -139,6 +155,10 @@ class KuatDataset:
     yields ``batch_count() * batch_size`` of them (``samples_per_epoch``); ``batch_count()`` is the
     number of batches. Errors: ``ValueError`` for bad arguments or archives that cannot be read together,
     ``OSError`` (naming the sample) when a corrupt sample is decoded.
+
+    Pickling (``copy.deepcopy``, DataLoader workers started with ``"spawn"``) keeps the arguments and
+    the iteration position; the copy opens the archives anew (by path; in-memory archives travel as
+    their arrays) and yields the same batches.
     """
 
     def __init__(
@@ -191,6 +211,12 @@ class KuatDataset:
         except ValueError as e:  # everything else was checked above: this is about the archives
             names = ", ".join(f"archive {i} = {s!r}" for i, s in enumerate(sources) if isinstance(s, str))
             raise ValueError(f"path_or_paths: {e}" + (f" ({names})" if names else "")) from None
+        # What __setstate__ rebuilds the engine from (the native loader cannot be pickled).
+        self._ctor = ([os.path.abspath(s) if isinstance(s, str) else s for s in sources], dict(
+            batch_size=batch_size, shuffle=bool(shuffle), seed=int(seed), drop_last=bool(drop_last),
+            layout=layout.upper(), rank=rank, world_size=world_size, dtype=dtype_name,
+            mean=mean_values or None, std=std_values or None, random_crop_padding=int(random_crop_padding),
+            random_flip=bool(random_flip), num_threads=num_threads or None, prefetch=prefetch or None))
         self.paths = [s for s in sources if isinstance(s, str)]
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -208,7 +234,8 @@ class KuatDataset:
             from . import _device
 
             self.device = _device.resolve_device(device)
-            self._device_args = (sources, mean_values, std_values, int(random_crop_padding), bool(random_flip))
+            # absolute paths: the device decoder opens the archives at the first batch, maybe after a chdir
+            self._device_args = (self._ctor[0], mean_values, std_values, int(random_crop_padding), bool(random_flip))
             self._uses_native_decode()  # the 'cpp' backend refuses a non-CPU device now, not at the first batch
 
     def _device_decoder(self) -> Any:
@@ -356,6 +383,20 @@ class KuatDataset:
             raise ValueError(f"state_dict: position (epoch {epoch}, batch {consumed}) is outside the epoch")
         self._resume = (epoch, consumed)
         self._position = (epoch, consumed)
+
+    # -- pickling ----------------------------------------------------------------------------
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickling (``copy.deepcopy``, DataLoader workers started with ``"spawn"``, ``torch.save``)
+        stores the constructor's arguments and the iteration position; unpickling builds a new engine
+        over the same archives (reopened by path), so the copy yields the same batches."""
+        sources, kwargs = self._ctor
+        return {"sources": sources, "kwargs": dict(kwargs, device=self.device), "position": self._position,
+                "resume": self._resume}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(state["sources"], **state["kwargs"])
+        self._position = state["position"]
+        self._resume = state["resume"]
 
     def __repr__(self) -> str:
         where = "" if self.device is None else f", device {self.device}"

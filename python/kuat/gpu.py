@@ -266,6 +266,9 @@ class GPUDataset:
     Attributes as in Kuat-Beta: ``archive``, ``batch_size``, ``device`` (as passed), ``normalize``,
     ``mean``/``std`` (lists; ImageNet's unless given, also when ``normalize=False``; None with
     ``dtype=torch.uint8``), ``num_samples``, ``width``, ``height``, ``decoder`` (a :class:`GPUDecoder`).
+
+    Pickling (DataLoader workers under ``"spawn"``, ``copy.deepcopy``) reopens the archive by path
+    and reads its packed indices again, rather than carrying them in the pickle.
     """
 
     def __init__(self, archive_or_path: Any, batch_size: int = 64, device: Any = "cuda", preload: bool = True,
@@ -325,6 +328,25 @@ class GPUDataset:
     def __len__(self) -> int:
         return self.num_samples
 
+    def __getstate__(self) -> dict:
+        # Pickling (DataLoader workers under "spawn", deepcopy): the archive travels as its path
+        # (KuatArchive reopens it) and the packed indices are read again from it on arrival, so a
+        # pickle holds no copy of the index data (it held two: host and preloaded).
+        state = self.__dict__.copy()
+        state["_packed_host"] = None
+        state["_packed"] = self._packed is not None  # preloaded or not
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        preload = state.pop("_packed")
+        self.__dict__.update(state)
+        self._packed_host = self.archive._native.packed_indices() if self.num_samples else None
+        self._packed = None
+        if preload and self.num_samples:
+            import numpy as np
+
+            self._packed = torch.from_numpy(np.array(self._packed_host)).to(self._device)
+
     def batch_count(self) -> int:
         """Batches of ``batch_size`` per epoch (the last may be short)."""
         return -(-self.num_samples // self.batch_size)
@@ -370,7 +392,8 @@ class GPUDataset:
 
         if self.num_samples == 0:
             return
-        order = _engine.Loader([self.archive.path], self.batch_size, bool(shuffle), self.seed & (2**64 - 1), False,
+        path = getattr(self.archive, "_abspath", self.archive.path)  # the file opened, whatever the cwd now
+        order = _engine.Loader([path], self.batch_size, bool(shuffle), self.seed & (2**64 - 1), False,
                                "NHWC", "uint8", [], [], 0, False, 0, 1, 1, 0).sample_order(int(epoch_num))
         order = torch.from_numpy(order)
         for start in range(0, self.num_samples, self.batch_size):

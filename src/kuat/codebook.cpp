@@ -85,6 +85,7 @@ CodebookTraining train_codebook(const std::uint8_t* patches, std::size_t n, std:
   km.iterations = options.iterations;
   km.seed = options.seed;
   km.kmeanspp = options.kmeanspp;
+  km.interrupt = options.interrupt;
   const KMeansResult r = kmeans(cs.points.data(), cs.weights.data(), cs.size(), dim, km);
   out.iterations_run = r.iterations_run;
   out.codebook = round_codebook(r.centroids);

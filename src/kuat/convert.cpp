@@ -121,6 +121,7 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
   job.pool.parallel_for(0, images, 4, [&](std::size_t b, std::size_t e) {
     std::vector<std::uint8_t> all;
     for (std::size_t j = b; j < e; ++j) {
+      check_interrupt(job.options.interrupt, "convert");
       std::optional<Image> img = job.load(order[j], false);
       bar.add();
       if (!img) continue;
@@ -362,6 +363,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
     co.bits = o.bits;
     co.iterations = o.iterations;
     co.seed = o.seed;
+    co.interrupt = o.interrupt;
     const CodebookTraining t = train_codebook(patches.data(), patches.size() / dim, dim, co);
     codebook = t.codebook;
     stats.training_patches = t.training_patches;
@@ -387,6 +389,7 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
     const std::size_t end = std::min(members.size(), begin + chunk);
     pool.parallel_for(begin, end, 1, [&](std::size_t b, std::size_t e) {
       for (std::size_t j = b; j < e; ++j) {
+        check_interrupt(o.interrupt, "convert");
         Encoded& slot = slots[j - begin];
         slot.ok = false;
         std::optional<Image> img = cache.take(members[j]);

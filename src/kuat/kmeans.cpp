@@ -131,6 +131,7 @@ KMeansResult kmeans(const float* points, const float* weights, std::size_t n, st
   std::vector<float> scores(n);
   std::vector<std::size_t> order(n), start(std::size_t{k} + 1);
   for (std::uint32_t it = 0; it < options.iterations; ++it) {
+    check_interrupt(options.interrupt, "k-means");
     NearestCodeword search(result.centroids.data(), k, dim);
     assign(points, n, search, labels.data(), scores.data());
     result.iterations_run = it + 1;

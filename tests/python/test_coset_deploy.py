@@ -901,6 +901,9 @@ def test_no_leak_report_at_exit_with_a_grad_output_alive():
               "from coset.deploy import PackedLinear\n"
               "L = PackedLinear.from_linear(nn.Linear(32, 8), coset.deployable_config('E8', 16, 1), row_scale='rms')\n"
               "out = L(torch.randn(2, 32, requires_grad=True))\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    import os
+
+    env = dict(os.environ, LOWBIT_LEAK_WARNINGS="1")  # nanobind's report is off by default
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "leaked" not in proc.stderr, proc.stderr

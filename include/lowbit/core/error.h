@@ -6,6 +6,7 @@
 //   "convert: input folder '/data/x' does not exist".
 #pragma once
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -39,6 +40,20 @@ class RuntimeError : public Error {
  public:
   explicit RuntimeError(const std::string& message) : Error(ErrorKind::Runtime, message) {}
 };
+
+// The caller asked to stop (Ctrl-C in the CLI, KeyboardInterrupt in Python): the work was
+// abandoned and its partial output removed. The Python bindings re-raise the pending Python
+// exception (KeyboardInterrupt) instead of translating it.
+class Interrupted : public Error {
+ public:
+  explicit Interrupted(const std::string& message) : Error(ErrorKind::Runtime, message) {}
+};
+
+// Throws Interrupted("<what>: interrupted") when `flag` is set (a null flag never is). Cheap
+// enough to call once per image from any thread.
+inline void check_interrupt(const std::atomic<bool>* flag, const char* what) {
+  if (flag && flag->load(std::memory_order_relaxed)) throw Interrupted(std::string(what) + ": interrupted");
+}
 
 // Throws InvalidArgument(message) unless `condition` holds.
 inline void require(bool condition, const std::string& message) {

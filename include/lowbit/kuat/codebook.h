@@ -7,6 +7,7 @@
 // Encoding assigns every patch its exact nearest codeword of the stored (uint8) codebook.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -37,6 +38,7 @@ struct CodebookOptions {
   std::uint32_t iterations = 20;
   std::uint64_t seed = 1234;
   bool kmeanspp = true;
+  const std::atomic<bool>* interrupt = nullptr;  // checked every iteration: Interrupted when set
 };
 
 struct CodebookTraining {

@@ -8,6 +8,7 @@
 // encoded (after resizing) and summarised in the metadata.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -38,6 +39,9 @@ struct ConvertOptions {
   // CIFAR meta) or, where the source names none, the label range 0..max label.
   std::vector<std::string> class_names;
   std::string classes_file;             // read class_names from this file, one name per line
+  // Polled between images and k-means iterations (from any thread): once it reads true the
+  // conversion stops, removes its temporary file (no output is left) and throws Interrupted.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 struct ConvertStats {

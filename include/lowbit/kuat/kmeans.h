@@ -2,6 +2,7 @@
 // given seed regardless of the thread count.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -16,6 +17,7 @@ struct KMeansOptions {
   // k-means++ costs n*k*dim operations. Above this budget it seeds from a weighted random
   // subsample that fits (when that still holds >= 2k points), else from k random points.
   double kmeanspp_budget = 4e9;
+  const std::atomic<bool>* interrupt = nullptr;  // checked every iteration: Interrupted when set
 };
 
 struct KMeansResult {

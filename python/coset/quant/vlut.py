@@ -60,7 +60,7 @@ class vLUTManager:  # noqa: N801 (the namesake's name)
         self._points: Dict[str, torch.Tensor] = {}
         self._one_sided_vluts: Dict[Tuple[str, Tuple[float, ...]], torch.Tensor] = {}
         self._two_sided_vlut: Optional[torch.Tensor] = None
-        self._last: Optional[tuple] = None  # (query tensor, its _version, device, table)
+        self._last: Optional[tuple] = None  # (query tensor, a copy of its values, device, table)
 
     def get_vlut_size(self) -> int:
         """Entries per table, ``q^d``."""
@@ -80,10 +80,12 @@ class vLUTManager:  # noqa: N801 (the namesake's name)
     def build_one_sided_vlut(self, query_vector: Any, device: Any = None) -> torch.Tensor:
         """(q^d,) float32 table ``<query_vector, rep(b_i)>`` on ``device`` (default CPU)."""
         last = self._last
-        version = getattr(query_vector, "_version", None)  # torch bumps it on every in-place change
-        if last is not None and version is not None and last[0] is query_vector and last[1] == version \
-                and last[2] == device:
-            return last[3]  # the same, unchanged tensor again: no key to compute
+        # The same tensor asked for again with the same values: its table, without computing the key.
+        # The values are compared (d numbers), not only `_version`: writes through `.data` or a numpy
+        # view of the tensor leave `_version` as it was.
+        if last is not None and last[0] is query_vector and last[2] == device \
+                and query_vector.dtype == last[1].dtype and torch.equal(query_vector, last[1]):
+            return last[3]
         dev = torch.device(device) if device is not None else torch.device("cpu")
         y = as_tensor(query_vector)
         if tuple(y.shape) not in ((self.d,), (1, self.d)) or y.dtype == torch.bool or y.is_complex():
@@ -94,8 +96,8 @@ class vLUTManager:  # noqa: N801 (the namesake's name)
         if key not in self._one_sided_vluts:
             self._one_sided_vluts[key] = (self.lattice_points(dev).double() @ y).float()
         table = self._one_sided_vluts[key]
-        if version is not None:
-            self._last = (query_vector, version, device, table)
+        if isinstance(query_vector, torch.Tensor) and not query_vector.is_meta:
+            self._last = (query_vector, query_vector.detach().clone(), device, table)
         return table
 
     def build_two_sided_vlut(self, device: Any = None) -> torch.Tensor:
