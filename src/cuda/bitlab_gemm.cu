@@ -103,20 +103,54 @@ __global__ void gemv_fused_kernel(const std::int8_t* __restrict__ xq, const std:
   }
 }
 
-// Per-row max|x| (one block per row).
-__global__ void row_absmax_kernel(const float* __restrict__ x, std::size_t cols, float* __restrict__ absmax) {
-  const float* row = x + blockIdx.x * cols;
+// max|row[k]| over k < cols, computed by one block and returned to every thread of it.
+__device__ float block_absmax(const float* __restrict__ row, std::size_t cols) {
   float v = 0.0f;
   for (std::size_t k = threadIdx.x; k < cols; k += blockDim.x) v = fmaxf(v, fabsf(row[k]));
   for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, offset));
   __shared__ float warp_max[32];
+  __shared__ float result;
   if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = v;
   __syncthreads();
   if (threadIdx.x == 0) {
     float m = 0.0f;
     for (int i = 0; i < (blockDim.x + 31) / 32; ++i) m = fmaxf(m, warp_max[i]);
-    absmax[blockIdx.x] = m;
+    result = m;
   }
+  __syncthreads();
+  return result;
+}
+
+// One block quantizes one row with absmax a: x_q = clamp(rint(x * inv), -128, 127), inv = 127 / a
+// (0 where not finite), zero padding up to stride; its sum into *row_sum and a / 127 into *scale.
+__device__ void block_quantize_row(const float* __restrict__ row, std::size_t cols, std::size_t stride, float a,
+                                   std::int8_t* __restrict__ xq_row, std::int32_t* row_sum, float* scale) {
+  // inv = 0 where 127 / a is not finite (a == 0 or a < 127 / FLT_MAX: zeros), as activation_inv.
+  float inv = __fdiv_rn(127.0f, a);
+  if (!(inv <= FLT_MAX)) inv = 0.0f;
+  int local = 0;
+  for (std::size_t k = threadIdx.x; k < stride; k += blockDim.x) {
+    int q = 0;
+    if (k < cols) q = static_cast<int>(fminf(fmaxf(rintf(__fmul_rn(row[k], inv)), -128.0f), 127.0f));
+    xq_row[k] = static_cast<std::int8_t>(q);
+    local += q;
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_down_sync(0xffffffffu, local, offset);
+  __shared__ int warp_sum[32];
+  if ((threadIdx.x & 31) == 0) warp_sum[threadIdx.x >> 5] = local;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int total = 0;
+    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) total += warp_sum[i];
+    *row_sum = total;
+    *scale = __fdiv_rn(a, 127.0f);
+  }
+}
+
+// Per-row max|x| (one block per row).
+__global__ void row_absmax_kernel(const float* __restrict__ x, std::size_t cols, float* __restrict__ absmax) {
+  const float m = block_absmax(x + blockIdx.x * cols, cols);
+  if (threadIdx.x == 0) absmax[blockIdx.x] = m;
 }
 
 // Per-tensor: every row takes the maximum over rows (rows is small for inference batches).
@@ -126,74 +160,21 @@ __global__ void tensor_absmax_kernel(float* absmax, int rows) {
   for (int i = 0; i < rows; ++i) absmax[i] = m;
 }
 
-// x_q = clamp(rint(x * inv), -128, 127), inv = 127 / a (0 where not finite); zero padding up to stride; row sums.
+// Quantizes row blockIdx.x with the absmax already in absmax[row] (per tensor: the tensor's).
 __global__ void quantize_kernel(const float* __restrict__ x, std::size_t cols, std::size_t stride,
                                 const float* __restrict__ absmax, std::int8_t* __restrict__ xq,
                                 std::int32_t* __restrict__ row_sums, float* __restrict__ act_scale) {
   const int m = blockIdx.x;
-  const float a = absmax[m];
-  // inv = 0 where 127 / a is not finite (a == 0 or a < 127 / FLT_MAX: zeros), as activation_inv.
-  float inv = __fdiv_rn(127.0f, a);
-  if (!(inv <= FLT_MAX)) inv = 0.0f;
-  int local = 0;
-  for (std::size_t k = threadIdx.x; k < stride; k += blockDim.x) {
-    int q = 0;
-    if (k < cols) q = static_cast<int>(fminf(fmaxf(rintf(__fmul_rn(x[m * cols + k], inv)), -128.0f), 127.0f));
-    xq[m * stride + k] = static_cast<std::int8_t>(q);
-    local += q;
-  }
-  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_down_sync(0xffffffffu, local, offset);
-  __shared__ int warp_sum[32];
-  if ((threadIdx.x & 31) == 0) warp_sum[threadIdx.x >> 5] = local;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int total = 0;
-    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) total += warp_sum[i];
-    row_sums[m] = total;
-    act_scale[m] = __fdiv_rn(a, 127.0f);
-  }
+  block_quantize_row(x + m * cols, cols, stride, absmax[m], xq + m * stride, &row_sums[m], &act_scale[m]);
 }
 
-// Per-row activations in one kernel (one block per row): the row's max|x| as row_absmax_kernel,
-// then quantize_kernel's arithmetic on it.
+// Per-row activations in one kernel (one block per row): row_absmax_kernel then quantize_kernel.
 __global__ void quantize_rows_kernel(const float* __restrict__ x, std::size_t cols, std::size_t stride,
                                      std::int8_t* __restrict__ xq, std::int32_t* __restrict__ row_sums,
                                      float* __restrict__ act_scale) {
   const int m = blockIdx.x;
   const float* row = x + m * cols;
-  float v = 0.0f;
-  for (std::size_t k = threadIdx.x; k < cols; k += blockDim.x) v = fmaxf(v, fabsf(row[k]));
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, offset));
-  __shared__ float warp_max[32];
-  __shared__ float row_max;
-  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float mx = 0.0f;
-    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) mx = fmaxf(mx, warp_max[i]);
-    row_max = mx;
-  }
-  __syncthreads();
-  const float a = row_max;
-  float inv = __fdiv_rn(127.0f, a);
-  if (!(inv <= FLT_MAX)) inv = 0.0f;
-  int local = 0;
-  for (std::size_t k = threadIdx.x; k < stride; k += blockDim.x) {
-    int q = 0;
-    if (k < cols) q = static_cast<int>(fminf(fmaxf(rintf(__fmul_rn(row[k], inv)), -128.0f), 127.0f));
-    xq[m * stride + k] = static_cast<std::int8_t>(q);
-    local += q;
-  }
-  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_down_sync(0xffffffffu, local, offset);
-  __shared__ int warp_sum[32];
-  if ((threadIdx.x & 31) == 0) warp_sum[threadIdx.x >> 5] = local;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int total = 0;
-    for (int i = 0; i < (blockDim.x + 31) / 32; ++i) total += warp_sum[i];
-    row_sums[m] = total;
-    act_scale[m] = __fdiv_rn(a, 127.0f);
-  }
+  block_quantize_row(row, cols, stride, block_absmax(row, cols), xq + m * stride, &row_sums[m], &act_scale[m]);
 }
 
 // y = (float(acc) * act_scale[m]) * w_scale[n] + bias[n], each step rounded separately.
