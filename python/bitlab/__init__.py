@@ -1,0 +1,24 @@
+"""``bitlab``: the package layout of the namesake's newer releases (OliverGrainge/BitLab), on lowbit.
+
+The namesake's later releases ship one package ``bitlab`` (``bitlab.bnn``, ``bitlab.bitquantizer``,
+``bitlab.bitmodels``, ``bitlab.bittrainer``) in place of its earlier ``bitcore`` / ``bitlayers`` /
+``bitmodels``. This package gives code written for that layout lowbit's layers and kernels:
+
+* :mod:`bitlab.bnn` - ``BitLinear`` (a :class:`bitlayers.BitLinear` taking the namesake's
+  ``eps`` / ``quant_type`` arguments) and ``Module`` (``deploy()`` packs every BitLab layer);
+* :mod:`bitlab.bitquantizer` - ``BitQuantizer`` and the ``ACT_QUANT_REGISTRY`` /
+  ``WEIGHT_QUANT_REGISTRY`` / ``QUANTIZER_REGISTRY`` fake-quantization functions (plain PyTorch);
+* :mod:`bitlab.bitmodels` - ``BitAutoModel`` (and its per-task variants), ``BitMLPModel`` and
+  ``BitNetForCausalLM`` (on :class:`bitmodels.BitLM`); ResNet and UNet models are refused;
+* :mod:`bitlab.bittrainer` - not provided (importing it raises ``ImportError`` saying what to use).
+
+Differences from the namesake are listed in docs/migrating.md ("From BitLab (the bitlab package)").
+"""
+
+from lowbit._deps import require_torch
+
+require_torch("bitlab")  # a clear ImportError, naming the fix, when PyTorch is missing
+
+from . import bitquantizer, bnn  # noqa: E402  (bitlab.bitmodels is imported on first use)
+
+__all__ = ["bnn", "bitquantizer"]
