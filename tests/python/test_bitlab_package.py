@@ -419,3 +419,17 @@ def test_import_bitlab_without_torch_names_the_fix():
                        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
     assert p.returncode == 0, p.stderr
     assert "bitlab needs PyTorch" in p.stdout and "pip install torch" in p.stdout
+
+
+def test_documented_layer_differences_raise_rather_than_mislead():
+    # docs/migrating.md "From BitLab (the bitlab package)": no layer.quantizer; the namesake's deployed
+    # buffers (qws / qw) do not load silently.
+    torch.manual_seed(11)
+    layer = bnn.BitLinear(8, 4)
+    with pytest.raises(AttributeError, match="quantizer"):
+        layer.quantizer  # noqa: B018
+    with pytest.raises(RuntimeError, match="qws"):
+        layer.load_state_dict({"qws": torch.tensor(0.5), "qw": torch.zeros(4, 8), "bias": torch.zeros(4)})
+    x = torch.randn(2, 8)
+    fake = F.linear(*BitQuantizer(layer.eps, layer.quant_type)(x, layer.weight), layer.bias)
+    assert torch.allclose(layer(x), fake, atol=1e-4)  # same method; lowbit's kernels round in their own order
