@@ -19,6 +19,17 @@ from lowbit._deps import require_torch
 
 require_torch("bitlab")  # a clear ImportError, naming the fix, when PyTorch is missing
 
+from lowbit import __version__  # noqa: E402  (lowbit's version)
+
 from . import bitquantizer, bnn  # noqa: E402  (bitlab.bitmodels is imported on first use)
 
 __all__ = ["bnn", "bitquantizer"]
+
+
+def __getattr__(name: str):
+    # ``import bitlab; bitlab.bitmodels.BitAutoModel`` (and ``bitlab.bittrainer``, which raises ImportError)
+    if name in ("bitmodels", "bittrainer"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

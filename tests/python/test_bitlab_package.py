@@ -98,6 +98,15 @@ def test_bnn_bitlinear_runs_lowbits_arithmetic_in_every_mode():
     assert ours.deployed and not ours.training and ours.weight is None
 
 
+def test_from_linear_takes_the_namesake_arguments():
+    lin = nn.Linear(6, 3)
+    layer = bnn.BitLinear.from_linear(lin, quant_type="ai8pt_wpt", eps=1e-3)
+    assert type(layer) is bnn.BitLinear and layer.quant_type == "ai8pt_wpt" and layer.eps == 1e-3
+    assert torch.equal(layer.weight, lin.weight) and torch.equal(layer.bias, lin.bias)
+    with pytest.raises(ValueError, match="nn.Linear"):
+        bnn.BitLinear.from_linear(layer)
+
+
 def test_quant_type_none_is_a_float_layer_in_every_mode():
     torch.manual_seed(2)
     layer = bnn.BitLinear(10, 6, quant_type=None)
@@ -409,6 +418,10 @@ def test_bitlab_is_packaged_like_the_other_packages():
     assert "python/bitlab" in project["tool"]["scikit-build"]["wheel"]["packages"]
     assert '"bitmodels", "bitlab")' in (REPO / "scripts" / "check-wheel.sh").read_text()
     assert bitlab.__all__ == ["bnn", "bitquantizer"]
+    import lowbit
+
+    assert bitlab.__version__ == lowbit.__version__
+    assert bitlab.bitmodels.BitAutoModel is BitAutoModel  # reachable as an attribute, imported on first use
 
 
 def test_import_bitlab_without_torch_names_the_fix():

@@ -63,6 +63,23 @@ class BitLinear(_LowbitBitLinear):
         self.quant_type = quant_type
         self.is_float = quant_config is None  # quant_type None / "none": no quantization
 
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, quant_type="ai8pc_wpt", eps: float = 1e-6) -> "BitLinear":
+        """A layer with a float32 copy of ``linear``'s weight (and bias), on its device.
+
+        Raises:
+            ValueError: ``linear`` not an ``nn.Linear``; a bad ``quant_type`` or ``eps`` (as the constructor).
+        """
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"BitLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, eps, quant_type,
+                    device=linear.weight.device)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight.detach().float())
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias.detach().float())
+        return layer
+
     # ------------------------------------------------------------ float layers (quant_type "none")
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., in_features)`` -> ``(..., out_features)``; see the class docstring."""
