@@ -2,7 +2,7 @@
 # make wheel-check: proves the repaired wheel installs and works without system packages.
 # A new virtual environment *without* system site packages gets only numpy (from PyPI) and the
 # wheel; there `kuat convert` of a folder of JPEG, PNG and WebP files, KuatArchive and KuatDataset
-# must work without torch, and coset/bitcore/bitlayers/bitmodels must say clearly that they need it.
+# must work without torch, and coset/bitcore/bitlayers/bitmodels/bitlab must say clearly that they need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 wheel=$(ls dist/lowbit-*manylinux*.whl)
@@ -52,7 +52,7 @@ ds = kuat.KuatDataset("out.kuat", batch_size=4, shuffle=True, seed=0)
 n = sum(len(batch["labels"]) for batch in ds)
 assert n == 12, n
 print("KuatDataset: one epoch of", n, "samples")
-for name in ("coset", "bitcore", "bitlayers", "bitmodels"):
+for name in ("coset", "bitcore", "bitlayers", "bitmodels", "bitlab"):
     try:
         importlib.import_module(name)
         raise AssertionError(f"{name} imported without torch")

@@ -1,7 +1,7 @@
 """Optional dependencies: a clear ImportError when a package needs PyTorch and it is missing.
 
 ``kuat`` (archives, conversion, ``KuatDataset`` with numpy output) needs only numpy.
-``coset`` (whose every op has a PyTorch twin), ``bitcore``, ``bitlayers``, ``bitmodels``,
+``coset`` (whose every op has a PyTorch twin), ``bitcore``, ``bitlayers``, ``bitmodels``, ``bitlab``,
 ``kuat.torch`` and ``kuat.gpu`` need PyTorch.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-PACKAGES = ("lowbit", "kuat", "coset", "bitcore", "bitlayers", "bitmodels")
+PACKAGES = ("lowbit", "kuat", "coset", "bitcore", "bitlayers", "bitmodels", "bitlab")
 
 
 def forbid_native_and_numpy(mp, packages=PACKAGES) -> None:

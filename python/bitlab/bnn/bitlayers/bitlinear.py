@@ -1,0 +1,124 @@
+"""``bitlab.bnn.BitLinear``: lowbit's BitLinear behind the namesake's newer constructor."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bitcore.config import BitQuantConfig
+from bitlayers.bitlinear import BitLinear as _LowbitBitLinear
+
+from ..._quant_type import quant_config_for
+
+
+class BitLinear(_LowbitBitLinear):
+    """Ternary linear layer with the namesake's newer constructor (a :class:`bitlayers.BitLinear`).
+
+    ``BitLinear(in_features, out_features, bias=True, eps=1e-6, quant_type="ai8pc_wpt", *,
+    device=None, dtype=None)``.
+
+    ``quant_type`` (``"<activation>_<weight>"``, case-insensitive) picks the lowbit
+    :class:`~bitcore.config.BitQuantConfig` of the layer:
+
+    ============================  ===========================================================
+    ``ai8pc`` / ``ai8ptk``        int8 activations, one absmax scale per row (token) of the input
+    ``ai8pt``                     int8 activations, one absmax scale for the whole input
+    ``none`` (activation part)    float32 activations
+    ``wpt`` / ``wpc``             ternary weights, one ``mean|W|`` scale per tensor / per output row
+    ``None`` or ``"none"``        no quantization at all: a float ``nn.Linear`` (as upstream)
+    ============================  ===========================================================
+
+    The default ``"ai8pc_wpt"`` is the BitNet b1.58 W1.58A8 layer (lowbit's fastest kernels).
+    Per-group (``ai8pg*``, ``wpg*``) and float16/bfloat16 schemes raise ``ValueError``.
+
+    Behaviour (lowbit's layer): ``train()`` mode is quantization-aware training with a
+    straight-through estimator; ``eval()`` runs the packed kernels; ``deploy()`` (also callable as
+    the namesake's hook ``_deploy()``, and called by :meth:`bitlab.bnn.Module.deploy`) drops the
+    latent weights and keeps 2-bit packed ones. Initialisation is the namesake's: Xavier-uniform
+    weights, zero bias. ``eps`` is stored (``layer.eps``) but lowbit's quantizers use no epsilon
+    (all-zero weights quantize to zero rather than dividing by ``eps``); see docs/migrating.md.
+
+    Shapes: input ``(..., in_features)`` floating point, output ``(..., out_features)`` in the
+    input's dtype; ``weight`` is ``[out_features, in_features]``, ``bias`` ``[out_features]``.
+
+    Raises:
+        ValueError: bad sizes; ``eps`` not a finite number >= 0; an unsupported ``quant_type``;
+            inputs of the wrong width, device or dtype (and NaN/Inf for quantized layers).
+        TypeError: ``quant_type`` neither a str nor None.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, eps: float = 1e-6,
+                 quant_type="ai8pc_wpt", *, device=None, dtype=None) -> None:
+        if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(float(eps)) or eps < 0:
+            raise ValueError(f"BitLinear: eps must be a finite number >= 0, got {eps!r}")
+        quant_config = quant_config_for(quant_type)
+        super().__init__(in_features, out_features, bias, init_method="xavier_uniform",
+                         quant_config=quant_config if quant_config is not None else BitQuantConfig(),
+                         device=device, dtype=dtype)
+        self.eps = float(eps)
+        self.quant_type = quant_type
+        self.is_float = quant_config is None  # quant_type None / "none": no quantization
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, quant_type="ai8pc_wpt", eps: float = 1e-6) -> "BitLinear":
+        """A layer with a float32 copy of ``linear``'s weight (and bias), on its device.
+
+        Raises:
+            ValueError: ``linear`` not an ``nn.Linear``; a bad ``quant_type`` or ``eps`` (as the constructor).
+        """
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"BitLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, eps, quant_type,
+                    device=linear.weight.device)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight.detach().float())
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias.detach().float())
+        return layer
+
+    # ------------------------------------------------------------ float layers (quant_type "none")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in_features)`` -> ``(..., out_features)``; see the class docstring."""
+        if self.__dict__.get("is_float", False):
+            self._check_input(x, check_finite=False)
+            return F.linear(x, self.weight, self.bias)
+        return super().forward(x)
+
+    def _on_enter_eval_mode(self) -> None:
+        if self.__dict__.get("is_float", False):
+            return  # nothing to quantize
+        super()._on_enter_eval_mode()
+
+    def _packed_state(self):
+        if self.__dict__.get("is_float", False):
+            raise ValueError(f"BitLinear(quant_type={self.quant_type!r}) is a float layer: it has no ternary "
+                             f"or packed weights")
+        return super()._packed_state()
+
+    def deploy(self) -> "BitLinear":
+        """Pack the weights (2 bits each) and drop the latent ones; a float layer (quant_type
+        None / "none") keeps its float weights, as upstream. Switches to eval mode; returns self."""
+        if self.__dict__.get("is_float", False):
+            return self.eval()
+        return super().deploy()
+
+    def _deploy(self) -> None:
+        """The namesake's per-layer deploy hook: :meth:`deploy`."""
+        self.deploy()
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"eps={self.eps}, quant_type={self.quant_type!r}, deployed={self.deployed}")
+
+
+class BitConv2d(nn.Module):
+    """Not provided: lowbit has no ternary convolution. Constructing one raises NotImplementedError."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise NotImplementedError(
+            "bitlab.bnn.BitConv2d is not provided by lowbit (no ternary convolution kernels). Available "
+            "ternary layers: bitlab.bnn.BitLinear (= bitlayers.BitLinear); keep nn.Conv2d for convolutions.")
