@@ -110,6 +110,7 @@ class GPUDecoder:
         self.patch_size = int(cb.shape[1])
         self.channels = int(cb.shape[3])
         self._tables: dict = {}
+        self._tables_version = self._codebook._version  # the bytes the tables were made from
 
     # Kuat-Beta's geometry attributes (None when the decoder was made from a bare codebook).
     @property
@@ -128,10 +129,16 @@ class GPUDecoder:
     def codebook(self) -> torch.Tensor:
         """Kuat-Beta's ``decoder.codebook``: (K, P*P*C) on the device, rows in (py, px, c) order, in the
         decoder's dtype: ``uint8 / 255`` (computed in that dtype, as Kuat-Beta) for float dtypes, the
-        bytes for ``torch.uint8``. Made on first use and kept."""
+        bytes for ``torch.uint8``. Made on first use and kept.
+
+        Writes into it, as Kuat-Beta's decode reads this tensor: with ``torch.uint8`` it is a view of
+        the bytes every decode reads, so later decodes use the new values; a float codebook is a
+        copy, and a decode after writing into it raises ValueError (the decode tables hold bytes,
+        so arbitrary floats cannot be honoured; make a new decoder from the new codebook)."""
         if self._codebook_view is None:
             flat = self._codebook.reshape(self.codebook_size, -1)
             self._codebook_view = flat if self.dtype == torch.uint8 else flat.to(self.dtype) / 255.0
+            self._view_version = self._codebook_view._version
         return self._codebook_view
 
     def __repr__(self) -> str:
@@ -140,6 +147,14 @@ class GPUDecoder:
 
     # -- tables ---------------------------------------------------------------------------------
     def _table(self, dtype: str, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]):
+        view = self._codebook_view
+        if view is not None and self.dtype != torch.uint8 and view._version != self._view_version:
+            raise ValueError("GPUDecoder: decoder.codebook was written in place; this decoder decodes from the "
+                             "archive's uint8 codebook, so build a new GPUDecoder(codebook) from the new values "
+                             "(or use dtype=torch.uint8, whose decoder.codebook is the decoded bytes)")
+        if self._codebook._version != self._tables_version:  # uint8 decoder.codebook written: new tables
+            self._tables.clear()
+            self._tables_version = self._codebook._version
         key = (dtype, None if mean is None else tuple(td.channel_values(mean, self.channels, 0.0, "mean")),
                None if std is None else tuple(td.channel_values(std, self.channels, 1.0, "std")))
         if key not in self._tables:

@@ -236,3 +236,24 @@ def test_prototype_notebook_decode_batch_float_and_class_name(device):
     assert torch.equal(nhwc, decoder.decode_batch(indices, 8, 6, layout="NHWC").float() / 255.0)
     with pytest.raises(ValueError, match=r"indices must be \(B, 12\)"):
         decoder.decode_batch_float(indices[:, :5], 8, 6)
+
+
+def test_writes_into_decoder_codebook_are_used_or_refused_never_ignored(archive_file, device):
+    # Kuat-Beta decodes from decoder.codebook, so code that edits it in place expects the edit to
+    # show: the uint8 codebook is the decoder's bytes (decodes follow the edit); a float codebook
+    # is a copy, and decoding after an edit is an error rather than the old values.
+    from kuat.gpu import GPUDecoder
+
+    a = KuatArchive(archive_file)
+    idx, _ = a.get_indices_batch([0, 1])
+    raw = GPUDecoder(a, device=device, dtype=torch.uint8)
+    before = raw.decode_batch(idx)
+    raw.codebook[:, 0] = 255 - raw.codebook[:, 0]
+    after = raw.decode_batch(idx)
+    assert torch.equal(after[:, 0, 0::2, 0::2], 255 - before[:, 0, 0::2, 0::2])  # channel 0 of patch pixel (0, 0)
+    assert torch.equal(after[:, 1:], before[:, 1:])
+    floats = GPUDecoder(a, device=device)
+    floats.decode(idx)
+    floats.codebook.mul_(0.5)
+    with pytest.raises(ValueError, match="decoder.codebook was written in place"):
+        floats.decode(idx)
