@@ -120,7 +120,11 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
     on the bucket's device and dtype, with the process group DDP uses (gloo, NCCL). A bucket with
     NaN or Inf on any rank takes the default hook's path on every rank (``buffer / world``,
     all-reduced), so NaN and Inf reach every rank as they would by default and AMP's GradScaler
-    skips the step everywhere; no rank raises alone. Empty buckets are returned as they are.
+    skips the step everywhere; no rank raises alone. Empty buckets are returned as they are;
+    sparse gradients (``nn.Embedding(sparse=True)``) are all-reduced as the default hook does.
+    With DDP on a subgroup (``DistributedDataParallel(..., process_group=g)``) pass the same group
+    as ``HNLQState(process_group=g)``: the hook cannot see DDP's group and uses the default
+    (world) group otherwise, as torch's own hooks do (``PowerSGDState``, ``allreduce_hook(None, ...)``).
     A residual is added back only to the bucket of the same parameters: after DDP rebuilds its
     buckets (after the first step), a bucket index that now holds other parameters starts afresh.
     """
@@ -131,6 +135,18 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
     fut: torch.futures.Future = torch.futures.Future()  # done: the exchange below is synchronous
     if n == 0:  # bucket sizes agree across ranks: every rank skips the collectives alike
         fut.set_result(buffer)
+        return fut
+    if buffer.layout != torch.strided:
+        # Sparse gradients (nn.Embedding(sparse=True) gets a bucket of its own): sent as the default
+        # hook sends them, a sparse all-reduce of buffer / world (the lattice codes need dense values;
+        # reshape() raised on every rank before).
+        tensor = buffer / world
+        dist.all_reduce(tensor, group=group)
+        dense_bytes = tensor._values().numel() * tensor.element_size() + tensor._indices().numel() * 8 \
+            if tensor.is_sparse else n * tensor.element_size()
+        state.bytes_sent += dense_bytes
+        state.bytes_dense += dense_bytes
+        fut.set_result(tensor)
         return fut
     flat = buffer.detach().reshape(-1).to(torch.float32)
     index = bucket.index()
