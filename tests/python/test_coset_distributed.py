@@ -264,3 +264,43 @@ def test_sparse_gradients_are_all_reduced_as_by_default(tmp_path):
         assert "error" not in r, r.get("error")
         assert r["default"]["same"] and r["hnlq"]["same"]
         assert r["hnlq"]["emb"] == r["default"]["emb"]  # the sparse bucket is the default's, exactly
+
+
+def test_hook_state_checkpoints_and_resumes(tmp_path):
+    # Kind 7: torch.save(state) raised for a state with a process_group (a ProcessGroup cannot be
+    # pickled), and a restored state's residuals were keyed by the dead run's parameter ids, so a
+    # resumed run dropped them (or, with a reused id, gave them to any parameter).
+    import io
+
+    from coset.distributed import HNLQState, hnlq_hook
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        group = dist.new_group([0])
+        a = torch.nn.Parameter(torch.zeros(8, 8))
+        g = torch.Generator().manual_seed(4)
+        grads = [torch.randn(64, generator=g) for _ in range(3)]
+        state = HNLQState(process_group=group)
+        hnlq_hook(state, _OwnedBucket(grads[0].clone(), 0, [a])).wait()
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        uninterrupted = [hnlq_hook(state, _OwnedBucket(x.clone(), 0, [a])).wait() for x in grads[1:]]
+
+        def restored():
+            buf.seek(0)
+            return torch.load(buf)
+
+        resumed = restored()
+        with pytest.raises(ValueError, match="set state.process_group again"):
+            hnlq_hook(resumed, _OwnedBucket(grads[1].clone(), 0, [a]))
+        resumed.process_group = group
+        a2 = torch.nn.Parameter(torch.zeros(8, 8))  # the resumed run's own parameter objects
+        again = [hnlq_hook(resumed, _OwnedBucket(x.clone(), 0, [a2])).wait() for x in grads[1:]]
+        assert all(torch.equal(u, r) for u, r in zip(uninterrupted, again))
+        other = restored()
+        other.process_group = None
+        b = torch.nn.Parameter(torch.zeros(64))  # another shape at that index: starts afresh
+        fresh = hnlq_hook(HNLQState(), _OwnedBucket(grads[1].clone(), 0, [b])).wait()
+        assert torch.equal(hnlq_hook(other, _OwnedBucket(grads[1].clone(), 0, [b])).wait(), fresh)
+    finally:
+        dist.destroy_process_group()
