@@ -52,6 +52,33 @@ class HNLQState:
         self.bytes_dense = 0
         self.lattice = lattice_for(config.lattice_type)
         self._beta = optimal_beta(config.lattice_type, config.q, config.M)
+        self._group_dropped = False  # restored from a pickle that had a process group
+
+    def __getstate__(self) -> dict:
+        """Checkpoints (``torch.save(state)``, pickling): a process group cannot be pickled, so it is
+        left out (as torch's ``PowerSGDState`` does); the restored state refuses to run until
+        ``state.process_group`` is set again (None: the world group). Residuals are kept with their
+        parameters' shapes and dtypes: a restored residual is added to the bucket of the same index
+        whose parameters have the same shapes and dtypes (the parameter objects are new after a resume)."""
+        state = self.__dict__.copy()
+        state["_group_dropped"] = self.process_group is not None or self._group_dropped
+        state["process_group"] = None
+        state["_error_owners"] = {i: _Restored(tuple(o[1:] for o in owners))
+                                  for i, owners in self._error_owners.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("_group_dropped", False)
+        self.__dict__.update(state)
+
+    def __setattr__(self, name, value) -> None:
+        if name == "process_group":  # set again after a restore: the state may run
+            self.__dict__["_group_dropped"] = False
+        super().__setattr__(name, value)
+
+
+class _Restored(tuple):
+    """The owners of a residual restored from a pickle: shapes and dtypes only (see HNLQState.__getstate__)."""
 
 
 # Rescaling rounds allowed when vectors still overload after the config's T retries: each multiplies
@@ -109,7 +136,18 @@ def _bucket_owners(bucket) -> tuple:
     params = getattr(bucket, "parameters", None)
     if not callable(params):
         return ()
-    return tuple((id(p), tuple(p.shape)) for p in params())
+    return tuple((id(p), tuple(p.shape), str(p.dtype)) for p in params())
+
+
+def _residual_fits(state: HNLQState, index: int, owners: tuple) -> bool:
+    """Whether the residual kept for bucket ``index`` belongs to the parameters ``owners``."""
+    kept = state._error_owners.get(index)
+    if isinstance(kept, _Restored):  # from a checkpoint: the same shapes and dtypes; bind to these parameters
+        if tuple(kept) != tuple(o[1:] for o in owners):
+            return False
+        state._error_owners[index] = owners
+        return True
+    return kept == owners
 
 
 def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -120,10 +158,17 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
     on the bucket's device and dtype, with the process group DDP uses (gloo, NCCL). A bucket with
     NaN or Inf on any rank takes the default hook's path on every rank (``buffer / world``,
     all-reduced), so NaN and Inf reach every rank as they would by default and AMP's GradScaler
-    skips the step everywhere; no rank raises alone. Empty buckets are returned as they are.
+    skips the step everywhere; no rank raises alone. Empty buckets are returned as they are;
+    sparse gradients (``nn.Embedding(sparse=True)``) are all-reduced as the default hook does.
+    With DDP on a subgroup (``DistributedDataParallel(..., process_group=g)``) pass the same group
+    as ``HNLQState(process_group=g)``: the hook cannot see DDP's group and uses the default
+    (world) group otherwise, as torch's own hooks do (``PowerSGDState``, ``allreduce_hook(None, ...)``).
     A residual is added back only to the bucket of the same parameters: after DDP rebuilds its
     buckets (after the first step), a bucket index that now holds other parameters starts afresh.
     """
+    if state._group_dropped:
+        raise ValueError("HNLQState: this state was restored from a checkpoint taken with a process_group, "
+                         "which cannot be saved; set state.process_group again (None: the world group)")
     group = state.process_group if state.process_group is not None else dist.group.WORLD
     world = dist.get_world_size(group)
     buffer = bucket.buffer()
@@ -132,12 +177,24 @@ def hnlq_hook(state: HNLQState, bucket: dist.GradBucket) -> torch.futures.Future
     if n == 0:  # bucket sizes agree across ranks: every rank skips the collectives alike
         fut.set_result(buffer)
         return fut
+    if buffer.layout != torch.strided:
+        # Sparse gradients (nn.Embedding(sparse=True) gets a bucket of its own): sent as the default
+        # hook sends them, a sparse all-reduce of buffer / world (the lattice codes need dense values;
+        # reshape() raised on every rank before).
+        tensor = buffer / world
+        dist.all_reduce(tensor, group=group)
+        dense_bytes = tensor._values().numel() * tensor.element_size() + tensor._indices().numel() * 8 \
+            if tensor.is_sparse else n * tensor.element_size()
+        state.bytes_sent += dense_bytes
+        state.bytes_dense += dense_bytes
+        fut.set_result(tensor)
+        return fut
     flat = buffer.detach().reshape(-1).to(torch.float32)
     index = bucket.index()
     owners = _bucket_owners(bucket)
     residual = state.errors.get(index) if state.error_feedback else None
     if (residual is not None and residual.numel() == n and residual.device == flat.device
-            and state._error_owners.get(index) == owners):
+            and _residual_fits(state, index, owners)):
         flat = flat + residual
     nonfinite = not bool(torch.isfinite(flat).all())
     compressed = None if nonfinite else _compress(state, flat)

@@ -402,7 +402,16 @@ class GPUDataset:
         return images, self._labels.index_select(0, rows.to(self._device))
 
     def epoch(self, epoch_num: int, shuffle: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        """``(images, labels)`` batches of one epoch; shuffled in the C++ loader's order for ``(seed, epoch)``."""
+        """``(images, labels)`` batches of one epoch; shuffled in the C++ loader's order for ``(seed, epoch)``.
+
+        ``epoch_num``: a non-negative integer of any integer kind (numpy, 0-d tensor); ValueError for
+        negative numbers, floats, bools and strings (never truncated), raised at the call."""
+        from .dataset import _engine, _epoch_arg
+
+        epoch_num = _epoch_arg(epoch_num)
+        return self._epoch_batches(epoch_num, bool(shuffle))
+
+    def _epoch_batches(self, epoch_num: int, shuffle: bool) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         from .dataset import _engine
 
         if self.num_samples == 0:

@@ -11,7 +11,10 @@ that runs in worker processes advances the same counter the main process reads, 
 in the main process reaches persistent workers. The workers of one pass agree on its epoch: the
 first worker to start a pass claims the next epoch and opens the pass; the others join it; a
 worker that already took part in the open pass, runs with a different worker count, or belongs to
-another DataLoader iterator (another base seed: a non-persistent pass) opens the next one.
+another DataLoader iterator (another base seed: a non-persistent pass) opens the next one. Each
+DataLoader iterator has its own open pass (up to 16 at once), so two loaders over the same dataset
+iterated together (``zip(train, val)``), or a ``num_workers=0`` pass run in the middle of a worker
+pass, each get whole epochs of their own.
 
 Checkpoints follow the same counter: ``state_dict()`` gives the position of the loop wherever it
 runs. Between passes it is exact (the next epoch, 0 batches consumed), and so is it during a pass
@@ -43,11 +46,19 @@ import torch.utils.data
 from .dataset import KuatDataset
 
 _MAX_WORKERS = 1024
-# Shared slots: next epoch, epoch of the open pass, worker count of the open pass (0: none open),
-# the DataLoader iterator's base seed of the open pass, how many of its workers finished, the
-# resume point set by load_state_dict (epoch, batches consumed; epoch -1: none), then one
-# "took part" flag per worker id.
-_NEXT, _OPEN_EPOCH, _OPEN_WORKERS, _OPEN_KEY, _OPEN_DONE, _RESUME_EPOCH, _RESUME_BATCHES, _FLAGS = range(8)
+# Shared slots: the next epoch, the resume point set by load_state_dict (epoch, batches consumed;
+# epoch -1: none), a use counter, then a table of open worker passes. Several passes may be open at
+# once (two DataLoaders over the same dataset iterated together, e.g. zip(train, val), or a
+# num_workers=0 pass run while a worker pass is under way): each pass has its own slot, found by its
+# DataLoader iterator's base seed and worker count. A slot: the pass's epoch, its worker count (0:
+# free), the base seed, how many of its workers finished, when it was last used, then one "took
+# part" bit per worker id (63 per word).
+_NEXT, _RESUME_EPOCH, _RESUME_BATCHES, _TICK, _SLOTS = range(5)
+_S_EPOCH, _S_WORKERS, _S_KEY, _S_DONE, _S_USED, _S_FLAGS = range(6)
+_FLAG_BITS = 63
+_FLAG_WORDS = -(-_MAX_WORKERS // _FLAG_BITS)
+_SLOT_SIZE = _S_FLAGS + _FLAG_WORDS
+_NUM_SLOTS = 16
 
 
 class _EpochCounter:
@@ -58,10 +69,42 @@ class _EpochCounter:
         # context is an unnamed semaphore whose handle means nothing in a spawned or forkserver
         # worker (the worker crashed with SIGSEGV on its first claim); a spawn-context lock is a
         # named semaphore that fork, spawn and forkserver workers all reopen.
-        self._shared = multiprocessing.get_context("spawn").Array("q", _FLAGS + _MAX_WORKERS)
+        self._shared = multiprocessing.get_context("spawn").Array("q", _SLOTS + _NUM_SLOTS * _SLOT_SIZE)
         self._shared[_NEXT] = epoch
         self._shared[_RESUME_EPOCH] = -1
 
+    # -- the table of open worker passes (call with the lock held) ---------------------------
+    @staticmethod
+    def _slot(i: int, field: int) -> int:
+        return _SLOTS + i * _SLOT_SIZE + field
+
+    def _find(self, key: int, num_workers: Optional[int] = None, epoch: Optional[int] = None) -> Optional[int]:
+        s = self._shared
+        for i in range(_NUM_SLOTS):
+            workers = s[self._slot(i, _S_WORKERS)]
+            if workers and s[self._slot(i, _S_KEY)] == key and num_workers in (None, workers) \
+                    and epoch in (None, s[self._slot(i, _S_EPOCH)]):
+                return i
+        return None
+
+    def _took_part(self, i: int, worker: int) -> bool:
+        word = self._shared[self._slot(i, _S_FLAGS + worker // _FLAG_BITS)]
+        return bool(word >> (worker % _FLAG_BITS) & 1)
+
+    def _mark(self, i: int, worker: int) -> None:
+        at = self._slot(i, _S_FLAGS + worker // _FLAG_BITS)
+        self._shared[at] = self._shared[at] | (1 << (worker % _FLAG_BITS))
+
+    def _touch(self, i: int) -> None:
+        s = self._shared
+        s[_TICK] += 1
+        s[self._slot(i, _S_USED)] = s[_TICK]
+
+    def _clear(self) -> None:
+        for i in range(_NUM_SLOTS):
+            self._shared[self._slot(i, _S_WORKERS)] = 0
+
+    # -- the API --------------------------------------------------------------------------------
     def next_epoch(self) -> int:
         return int(self._shared[_NEXT])
 
@@ -69,7 +112,7 @@ class _EpochCounter:
         """The next pass runs ``epoch``, starting after ``resume_batches`` of its batches."""
         with self._shared.get_lock():
             self._shared[_NEXT] = epoch
-            self._shared[_OPEN_WORKERS] = 0
+            self._clear()
             self._shared[_RESUME_EPOCH] = epoch if resume_batches else -1
             self._shared[_RESUME_BATCHES] = resume_batches
 
@@ -79,49 +122,60 @@ class _EpochCounter:
             return int(self._shared[_RESUME_BATCHES]) if self._shared[_RESUME_EPOCH] == epoch else 0
 
     def finished(self, worker_epoch: int, key: int) -> None:
-        """A worker ran its share of the open pass to the end."""
+        """A worker ran its share of its pass to the end; the pass's slot is freed once all have."""
         s = self._shared
         with s.get_lock():
-            if s[_OPEN_WORKERS] and s[_OPEN_EPOCH] == worker_epoch and s[_OPEN_KEY] == key & (2**63 - 1):
-                s[_OPEN_DONE] += 1
+            i = self._find(key & (2**63 - 1), epoch=worker_epoch)
+            if i is not None:
+                s[self._slot(i, _S_DONE)] += 1
+                if s[self._slot(i, _S_DONE)] >= s[self._slot(i, _S_WORKERS)]:
+                    s[self._slot(i, _S_WORKERS)] = 0
 
     def position(self) -> Tuple[int, int]:
         """(epoch, batches consumed) of the next pass as far as the counter knows: a pending resume,
-        an unfinished worker pass (from its start), else the next epoch."""
+        an unfinished worker pass that was the last one opened (from its start), else the next epoch."""
         s = self._shared
         with s.get_lock():
             if s[_RESUME_EPOCH] == s[_NEXT] and s[_RESUME_EPOCH] >= 0:
                 return int(s[_NEXT]), int(s[_RESUME_BATCHES])
-            if s[_OPEN_WORKERS] and s[_OPEN_DONE] < s[_OPEN_WORKERS] and s[_OPEN_EPOCH] + 1 == s[_NEXT]:
-                return int(s[_OPEN_EPOCH]), int(s[_RESUME_BATCHES]) if s[_RESUME_EPOCH] == s[_OPEN_EPOCH] else 0
+            last = s[_NEXT] - 1
+            for i in range(_NUM_SLOTS):
+                if s[self._slot(i, _S_WORKERS)] and s[self._slot(i, _S_EPOCH)] == last:
+                    return int(last), int(s[_RESUME_BATCHES]) if s[_RESUME_EPOCH] == last else 0
             return int(s[_NEXT]), 0
 
     def claim(self, worker: Optional[int], num_workers: int, key: int = 0) -> int:
         """The epoch of the pass starting now in ``worker`` (None: the main process, a whole pass).
 
-        ``key`` is the DataLoader iterator's base seed: a worker of a new non-persistent iterator opens
-        a new pass even if it is the first to start and the previous pass's flag for it was never set.
+        ``key`` is the DataLoader iterator's base seed: a worker joins the open pass of its own
+        iterator (same base seed and worker count) unless it already took part in it, in which case
+        (a persistent worker's next pass, or a new iterator that drew the same base seed) it opens a
+        new pass. Passes of other iterators open at the same time are left alone.
         """
         s = self._shared
         with s.get_lock():
             if worker is None:
                 epoch = s[_NEXT]
                 s[_NEXT] = epoch + 1
-                s[_OPEN_WORKERS] = 0
                 return int(epoch)
             if num_workers > _MAX_WORKERS:
                 raise ValueError(f"KuatIterableDataset supports at most {_MAX_WORKERS} DataLoader workers")
             key &= 2**63 - 1
-            if s[_OPEN_WORKERS] != num_workers or s[_FLAGS + worker] or s[_OPEN_KEY] != key:
-                s[_OPEN_EPOCH] = s[_NEXT]
-                s[_NEXT] = s[_OPEN_EPOCH] + 1
-                s[_OPEN_WORKERS] = num_workers
-                s[_OPEN_KEY] = key
-                s[_OPEN_DONE] = 0
-                for w in range(num_workers):
-                    s[_FLAGS + w] = 0
-            s[_FLAGS + worker] = 1
-            return int(s[_OPEN_EPOCH])
+            i = self._find(key, num_workers)
+            if i is None or self._took_part(i, worker):
+                if i is None:  # a free slot, else the one unused longest (a pass abandoned midway)
+                    i = min(range(_NUM_SLOTS), key=lambda j: (s[self._slot(j, _S_WORKERS)] != 0,
+                                                                s[self._slot(j, _S_USED)]))
+                s[self._slot(i, _S_EPOCH)] = s[_NEXT]
+                s[_NEXT] = s[_NEXT] + 1
+                s[self._slot(i, _S_WORKERS)] = num_workers
+                s[self._slot(i, _S_KEY)] = key
+                s[self._slot(i, _S_DONE)] = 0
+                for w in range(_FLAG_WORDS):
+                    s[self._slot(i, _S_FLAGS + w)] = 0
+            self._mark(i, worker)
+            self._touch(i)
+            return int(s[self._slot(i, _S_EPOCH)])
 
     def __getstate__(self) -> Dict[str, Any]:
         # Shared memory can only travel to a process being started (DataLoader workers); any other

@@ -495,14 +495,21 @@ def test_kuat_integer_arguments_any_integer_kind(archive, kind, tmp_path):
     np.testing.assert_array_equal(ds.sample_order(conv(1)), ds.sample_order(1))
     assert [b["labels"].tolist() for b in ds.epoch(conv(1))] == [b["labels"].tolist() for b in ds.epoch(1)]
     KuatIterableDataset(path, batch_size=4).set_epoch(conv(2))
+    gds = GPUDataset(path, batch_size=4, device="cpu", normalize=False)
+    assert [y.tolist() for _, y in gds.epoch(conv(1))] == [y.tolist() for _, y in gds.epoch(1)]
 
 
 def test_kuat_integer_arguments_refuse_floats_and_bools(archive, tmp_path):
     import kuat
     from kuat.torch import KuatIterableDataset
 
+    from kuat.gpu import GPUDataset
+
     ds = kuat.KuatDataset(archive.path, batch_size=4)
-    for bad in (1.7, True, torch.tensor(1.0)):
+    gds = GPUDataset(archive.path, batch_size=4, device="cpu", normalize=False)
+    for bad in (1.7, True, torch.tensor(1.0), -1, "1"):
+        with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+            gds.epoch(bad)  # GPUDataset.epoch(1.7) ran epoch 1 (int() truncated; True ran 1, -1 a raw TypeError)
         with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
             ds.sample_order(bad)
         with pytest.raises(ValueError, match="epoch must be a non-negative integer"):

@@ -209,3 +209,98 @@ def test_residual_follows_its_parameters_when_buckets_are_rebuilt(tmp_path):
         assert not torch.equal(again, fresh)
     finally:
         dist.destroy_process_group()
+
+
+class _SparseNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 8, sparse=True)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, ids):  # the embedding's gradient does not depend on the dense (quantized) ones
+        return self.emb(ids).pow(2).sum() + self.fc(torch.ones(8)).pow(2).sum()
+
+
+def _sparse_worker(rank: int, world: int, port: int, out_dir: str):
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from coset.distributed import HNLQState, hnlq_hook
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    result = {}
+    try:
+        for hook in ("default", "hnlq"):
+            torch.manual_seed(0)
+            model = DDP(_SparseNet())
+            if hook == "hnlq":
+                model.register_comm_hook(HNLQState(), hnlq_hook)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            g = torch.Generator().manual_seed(5 + rank)
+            for _ in range(3):
+                opt.zero_grad()
+                model(torch.randint(0, 20, (6,), generator=g)).backward()
+                opt.step()
+            emb = model.module.emb.weight.detach().clone()
+            others = [torch.empty_like(emb) for _ in range(world)]
+            dist.all_gather(others, emb)
+            result[hook] = {"emb": emb.tolist(), "same": all(torch.equal(o, emb) for o in others)}
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        result["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        dist.destroy_process_group()
+    Path(out_dir, f"sparse{rank}.json").write_text(json.dumps(result))
+
+
+def test_sparse_gradients_are_all_reduced_as_by_default(tmp_path):
+    # Kind 7: DDP gives an nn.Embedding(sparse=True) a bucket holding its sparse gradient; the
+    # default all-reduces it, the hook raised "reshape is not implemented for sparse tensors" on
+    # every rank.
+    mp.spawn(_sparse_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        r = json.loads((tmp_path / f"sparse{rank}.json").read_text())
+        assert "error" not in r, r.get("error")
+        assert r["default"]["same"] and r["hnlq"]["same"]
+        assert r["hnlq"]["emb"] == r["default"]["emb"]  # the sparse bucket is the default's, exactly
+
+
+def test_hook_state_checkpoints_and_resumes(tmp_path):
+    # Kind 7: torch.save(state) raised for a state with a process_group (a ProcessGroup cannot be
+    # pickled), and a restored state's residuals were keyed by the dead run's parameter ids, so a
+    # resumed run dropped them (or, with a reused id, gave them to any parameter).
+    import io
+
+    from coset.distributed import HNLQState, hnlq_hook
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        group = dist.new_group([0])
+        a = torch.nn.Parameter(torch.zeros(8, 8))
+        g = torch.Generator().manual_seed(4)
+        grads = [torch.randn(64, generator=g) for _ in range(3)]
+        state = HNLQState(process_group=group)
+        hnlq_hook(state, _OwnedBucket(grads[0].clone(), 0, [a])).wait()
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        uninterrupted = [hnlq_hook(state, _OwnedBucket(x.clone(), 0, [a])).wait() for x in grads[1:]]
+
+        def restored():
+            buf.seek(0)
+            return torch.load(buf)
+
+        resumed = restored()
+        with pytest.raises(ValueError, match="set state.process_group again"):
+            hnlq_hook(resumed, _OwnedBucket(grads[1].clone(), 0, [a]))
+        resumed.process_group = group
+        a2 = torch.nn.Parameter(torch.zeros(8, 8))  # the resumed run's own parameter objects
+        again = [hnlq_hook(resumed, _OwnedBucket(x.clone(), 0, [a2])).wait() for x in grads[1:]]
+        assert all(torch.equal(u, r) for u, r in zip(uninterrupted, again))
+        other = restored()
+        other.process_group = None
+        b = torch.nn.Parameter(torch.zeros(64))  # another shape at that index: starts afresh
+        fresh = hnlq_hook(HNLQState(), _OwnedBucket(grads[1].clone(), 0, [b])).wait()
+        assert torch.equal(hnlq_hook(other, _OwnedBucket(grads[1].clone(), 0, [b])).wait(), fresh)
+    finally:
+        dist.destroy_process_group()

@@ -208,3 +208,40 @@ def test_epochs_advance_with_spawned_workers(tmp_path, capfd, context, persisten
 
     gc.collect()
     assert "leaked" not in capfd.readouterr().err
+
+
+def _late_second_worker(worker_id):
+    import time
+
+    if worker_id == 1:
+        time.sleep(0.5)  # the other loader's workers claim their pass meanwhile
+
+
+@pytest.mark.parametrize("other_workers", [0, 2, 3])
+@pytest.mark.parametrize("persistent", [False, True])
+def test_two_loaders_over_one_dataset_iterated_together(other_workers, persistent):
+    # Kind 5: one open pass was shared by every DataLoader: a second loader's workers (zip(train, val)),
+    # or a num_workers=0 pass run while a worker pass was starting, closed the first loader's pass, so
+    # its late worker read its batches from another epoch (samples twice, others never).
+    arch = labelled_archive(23)
+    reference = KuatDataset(arch, batch_size=2, seed=7)
+    ds = KuatIterableDataset(arch, batch_size=2, seed=7)
+    first = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=persistent,
+                                        worker_init_fn=_late_second_worker)
+    other = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=other_workers)
+    orders = {e: [int(v) for v in reference.sample_order(e)] for e in range(8)}
+    for _ in range(2):
+        a, b = [], []
+        for (_, la), (_, lb) in zip(first, other):
+            a += [int(v) for v in la]
+            b += [int(v) for v in lb]
+        assert sorted(a) == sorted(b) == list(range(23))
+        assert a in orders.values() and b in orders.values() and a != b
+    assert ds.epoch == 4 and ds.state_dict()["epoch"] == 4
+    # a whole pass of the second loader inside the first one's (evaluation mid-epoch)
+    a = []
+    for step, (_, labels) in enumerate(first):
+        a += [int(v) for v in labels]
+        if step == 0:
+            assert sorted(int(v) for _, lb in other for v in lb) == list(range(23))
+    assert sorted(a) == list(range(23)) and ds.epoch == 6
