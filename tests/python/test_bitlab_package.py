@@ -445,3 +445,102 @@ def test_documented_layer_differences_raise_rather_than_mislead():
     x = torch.randn(2, 8)
     fake = F.linear(*BitQuantizer(layer.eps, layer.quant_type)(x, layer.weight), layer.bias)
     assert torch.allclose(layer(x), fake, atol=1e-4)  # same method; lowbit's kernels round in their own order
+
+
+# ------------------------------------------------------------------- eval() still trains, as upstream
+
+def _grads(module, names):
+    params = dict(module.named_parameters())
+    return {n: None if params[n].grad is None else params[n].grad.clone() for n in names}
+
+
+@pytest.mark.parametrize("quant_type", ["ai8pc_wpt", "ai8pt_wpc", "none_wpt"])
+def test_a_loss_computed_in_eval_mode_trains_the_layer_as_in_train_mode(quant_type):
+    # The namesake's BitLinear computes the same fake-quantized forward in train() and eval(); code
+    # that backpropagates in eval mode (BitAutoModel.from_config's default) must still train it.
+    torch.manual_seed(3)
+    layer = bnn.BitLinear(24, 10, quant_type=quant_type)
+    x = torch.randn(2, 5, 24)
+    target = torch.randn(2, 5, 10)
+
+    xt = x.clone().requires_grad_(True)
+    F.mse_loss(layer(xt), target).backward()
+    want = _grads(layer, ["weight", "bias"])
+    layer.zero_grad()
+
+    layer.eval()
+    with torch.no_grad():
+        kernel_out = layer(x)
+    xe = x.clone().requires_grad_(True)
+    out = layer(xe)
+    assert torch.equal(out, kernel_out)          # still the packed kernels' output, bit for bit
+    F.mse_loss(out, target).backward()
+    got = _grads(layer, ["weight", "bias"])
+    for name in ("weight", "bias"):
+        assert got[name] is not None, name
+        assert torch.allclose(got[name], want[name], rtol=1e-4, atol=1e-6), name
+    assert torch.allclose(xe.grad, xt.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_frozen_or_deployed_layers_in_eval_mode_give_no_weight_gradient():
+    layer = bnn.BitLinear(8, 4).eval()
+    layer.weight.requires_grad_(False)
+    layer.bias.requires_grad_(False)
+    x = torch.randn(3, 8, requires_grad=True)
+    layer(x).sum().backward()
+    assert layer.weight.grad is None and x.grad is not None
+    deployed = bnn.BitLinear(8, 4).deploy()
+    x2 = torch.randn(3, 8, requires_grad=True)
+    deployed(x2).sum().backward()
+    assert x2.grad is not None and deployed.bias.grad is None  # no latent weights left to train
+
+
+def test_auto_built_mlp_trains_its_bitlinear_layers_without_calling_train():
+    torch.manual_seed(4)
+    model = BitAutoModel.from_config(BitMLPConfig(input_size=16, hidden_dims=(32,), num_classes=3,
+                                                  quant_type="ai8pc_wpt"))
+    assert not model.training
+    hidden = model.model.net[0]
+    before = hidden.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(12, 16), torch.randint(0, 3, (12,))
+    F.cross_entropy(model(x), y).backward()
+    assert hidden.weight.grad is not None and hidden.weight.grad.abs().sum() > 0
+    opt.step()
+    assert not torch.equal(hidden.weight.detach(), before)
+
+
+def test_bitnet_in_eval_mode_gives_its_projections_train_mode_gradients(tmp_path):
+    torch.manual_seed(5)
+    cfg = BitNetConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    model = BitAutoModelForCausalLM.from_config(cfg)
+    ids = torch.randint(3, 40, (2, 9))
+    names = [n for n, _ in model.named_parameters() if n.endswith("proj.weight")]
+    assert len(names) == 7  # q, k, v, o, gate, up, down
+
+    model.train()
+    model(ids, labels=ids)["loss"].backward()
+    want = _grads(model, names)
+    model.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        logits = model(ids)["logits"]
+    out = model(ids, labels=ids)
+    assert torch.equal(out["logits"], logits)
+    out["loss"].backward()
+    got = _grads(model, names)
+    for name in names:
+        assert got[name] is not None, name
+        assert torch.allclose(got[name], want[name], rtol=1e-3, atol=1e-6), name
+
+    # the projections stay lowbit layers: deploy, pickling and state dicts as before
+    path = tmp_path / "m.pt"
+    torch.save(model, path)
+    again = torch.load(path)
+    with torch.no_grad():
+        assert torch.equal(again(ids)["logits"], logits)
+    assert all(isinstance(m, bitlayers.BitLinear) for n, m in model.named_modules() if n.endswith("proj"))
+    model.deploy()
+    with torch.no_grad():
+        assert torch.allclose(model(ids)["logits"], logits, atol=1e-4)

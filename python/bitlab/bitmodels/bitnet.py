@@ -9,7 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bitlayers.bitlinear import BitLinear as _LowbitBitLinear
 from bitmodels.lm import BitLM, BitLMConfig
+
+from ..bnn.bitlayers.bitlinear import TrainGradsInEval
 
 from .._quant_type import quant_config_for
 from .auto import register_bitmodel
@@ -90,6 +93,12 @@ class BitNetConfig(BaseBitModelConfig):
             bos_token_id=self.bos_token_id, eos_token_id=self.eos_token_id)
 
 
+class BitNetLinear(TrainGradsInEval, _LowbitBitLinear):
+    """The projections of :class:`BitNetForCausalLM`: lowbit's BitLinear whose ``eval()`` still
+    trains (a loss computed in eval mode backpropagates the training-mode gradients into the
+    weights), as the namesake's ``bitlab.bnn.BitLinear`` projections do."""
+
+
 def _rename_namesake_keys(module, state_dict, prefix, *args) -> None:
     # the namesake nests its decoder one level deeper: model.model.<decoder> / model.lm_head
     old = prefix + "model.model."
@@ -107,7 +116,9 @@ class BitNetForCausalLM(CausalLMMixin, BaseBitModel):
     or None) and ``"past_key_values"`` (list of ``(k, v)`` per layer, ``[B, kv_heads, T_total,
     head_dim]``, with ``use_cache=True``, else None). ``attention_mask`` is Hugging Face's 2-D
     ``[B, T_total]`` of 0/1 (see ``BitLM.forward``); the namesake's 4-D additive masks raise ValueError.
-    The embedding's ``pad_token_id`` row starts at zero and gets no gradient, as upstream.
+    As upstream, eval mode (``BitAutoModel.from_config``'s default) changes no arithmetic for
+    training: a loss computed in eval mode gives the projections their training-mode gradients
+    (the forward runs the packed kernels). The embedding's ``pad_token_id`` row starts at zero and gets no gradient, as upstream.
     State dicts of the namesake's model (``model.model.*`` keys) load (renamed to ``model.*``).
 
     Raises:
@@ -122,6 +133,9 @@ class BitNetForCausalLM(CausalLMMixin, BaseBitModel):
 
     def build_model(self, config: BitNetConfig) -> nn.Module:
         lm = BitLM(config.to_bitlm_config())
+        for module in lm.modules():
+            if type(module) is _LowbitBitLinear:
+                module.__class__ = BitNetLinear  # same state; eval() keeps the weights' gradients
         emb = lm.embed_tokens
         emb.padding_idx = config.pad_token_id
         with torch.no_grad():

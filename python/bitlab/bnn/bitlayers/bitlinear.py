@@ -10,12 +10,55 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bitcore.config import BitQuantConfig
+from bitcore.ops.bitlinear import train_forward
 from bitlayers.bitlinear import BitLinear as _LowbitBitLinear
 
 from ..._quant_type import quant_config_for
 
 
-class BitLinear(_LowbitBitLinear):
+class _EvalOutputTrainGrads(torch.autograd.Function):
+    """Eval-mode forward of a lowbit BitLinear (the packed kernel, the same output as under
+    ``torch.no_grad()``) whose backward gives the gradients of the quantization-aware training
+    forward at the same input and latent weights: the namesake's layer computes the same thing in
+    ``train()`` and ``eval()``, so a loss computed in eval mode still trains its weights."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer):
+        ctx.quant_config = layer.quant_config
+        ctx.save_for_backward(x, weight, bias)
+        return layer._eval_forward(x.detach())  # grad mode is off here: the plain kernel path
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        with torch.enable_grad():
+            leaves = [None if t is None else t.detach().requires_grad_(need) for t, need in zip((x, weight, bias), needs)]
+            y = train_forward(leaves[0], leaves[1], leaves[2], ctx.quant_config)
+            wanted = [t for t, need in zip(leaves, needs) if need]
+            grads = iter(torch.autograd.grad(y, wanted, grad_y))
+        return tuple(next(grads) if need else None for need in needs) + (None,)
+
+
+class TrainGradsInEval:
+    """Mixin for a :class:`bitlayers.BitLinear` subclass: in ``eval()`` (not deployed), when grad is
+    enabled and the latent ``weight`` or ``bias`` requires grad, the forward keeps the packed-kernel
+    output and backpropagates the training-mode (straight-through) gradients into ``weight``,
+    ``bias`` and the input, as the namesake's layer does (its ``eval()`` changes nothing).
+    Otherwise the forward is lowbit's (no autograd graph under ``torch.no_grad()``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.training and not self.deployed and torch.is_grad_enabled()
+                and isinstance(x, torch.Tensor)
+                and (self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad))):
+            kernel = self.kernel
+            self._check_input(x, check_finite=not self._kernel_checks_finite(kernel, x))
+            return _EvalOutputTrainGrads.apply(x, self.weight, self.bias, self)
+        return super().forward(x)
+
+
+class BitLinear(TrainGradsInEval, _LowbitBitLinear):
     """Ternary linear layer with the namesake's newer constructor (a :class:`bitlayers.BitLinear`).
 
     ``BitLinear(in_features, out_features, bias=True, eps=1e-6, quant_type="ai8pc_wpt", *,
@@ -36,7 +79,9 @@ class BitLinear(_LowbitBitLinear):
     Per-group (``ai8pg*``, ``wpg*``) and float16/bfloat16 schemes raise ``ValueError``.
 
     Behaviour (lowbit's layer): ``train()`` mode is quantization-aware training with a
-    straight-through estimator; ``eval()`` runs the packed kernels; ``deploy()`` (also callable as
+    straight-through estimator; ``eval()`` runs the packed kernels (outputs equal the training
+    forward's up to float rounding) and, as upstream, still trains: a loss computed in eval mode
+    backpropagates the training-mode gradients into ``weight`` and ``bias``; ``deploy()`` (also callable as
     the namesake's hook ``_deploy()``, and called by :meth:`bitlab.bnn.Module.deploy`) drops the
     latent weights and keeps 2-bit packed ones. Initialisation is the namesake's: Xavier-uniform
     weights, zero bias. ``eps`` is stored (``layer.eps``) but lowbit's quantizers use no epsilon
