@@ -544,3 +544,39 @@ def test_bitnet_in_eval_mode_gives_its_projections_train_mode_gradients(tmp_path
     model.deploy()
     with torch.no_grad():
         assert torch.allclose(model(ids)["logits"], logits, atol=1e-4)
+
+
+# ------------------------------------------------------------- the namesake's model-folder paths
+
+@pytest.mark.parametrize("path, names", [
+    ("classification", ["BitMLPConfig", "BitMLPModel", "BitResNetConfig", "BitResNetModel"]),
+    ("classification.image.mlp.model", ["BitMLPModel", "BitMLP"]),
+    ("classification.image.mlp.config", ["BitMLPConfig"]),
+    ("imageclassification.mlp", ["BitMLPModel"]),
+    ("mlp.config", ["BitMLPConfig"]),
+    ("mlp.model", ["BitMLPModel"]),
+    ("causallm", ["BitNetConfig", "BitNetForCausalLM"]),
+    ("causallm.bitnet.model", ["BitNetForCausalLM"]),
+    ("autoregressive.bitnet.config", ["BitNetConfig"]),
+    ("resnet.model", ["BitResNetModel"]),
+    ("diffusion", ["BitUNetConfig", "BitUNetModel"]),
+    ("imagegeneration.image.unet.model", ["BitUNetModel"]),
+])
+def test_the_namesakes_model_folder_paths_give_the_same_classes(path, names):
+    import bitlab.bitmodels as bm
+
+    module = importlib.import_module(f"bitlab.bitmodels.{path}")
+    for name in names:
+        assert getattr(module, name) is getattr(bm, name), name
+
+
+def test_the_namesakes_mnist_example_imports_and_builds_its_model():
+    from bitlab.bitmodels.classification import BitMLPConfig as Config, BitMLPModel as Model
+
+    model = Model(Config(input_size=28 * 28, hidden_dims=tuple([32, 16]), num_classes=10, quant_type="ai8pc_wpt"))
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    from bitlab.bitmodels.classification import BitResNetModel
+    with pytest.raises(NotImplementedError, match="not provided"):
+        BitResNetModel()
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("bitlab.bitmodels.classification.no_such_model")

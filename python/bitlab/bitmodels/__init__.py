@@ -8,6 +8,9 @@ Provided: ``BitAutoModel`` (+ ``BitAutoModelForCausalLM`` / ``...ForImageClassif
 ``BaseBitModel`` (:mod:`.base`), ``ModelTask`` (:mod:`.tasks`), the mixins (:mod:`.mixins`).
 Not provided: ``BitResNetModel`` / ``BitResNetConfig`` / ``BitUNetModel`` / ``BitUNetConfig``
 (constructing them raises ``NotImplementedError`` naming what is available).
+The namesake's model-folder import paths (``bitlab.bitmodels.classification``,
+``...classification.image.mlp.model``, ``...causallm.bitnet``, ``...autoregressive.bitnet.config``,
+``...diffusion``...) give the same classes (see :mod:`._namesake_paths`).
 """
 
 from .auto import (MODEL_REGISTRY, TASK_REGISTRY, BitAutoModel, BitAutoModelForCausalLM,
@@ -18,6 +21,10 @@ from .config import CONFIG_REGISTRY, BaseBitModelConfig, register_bitconfig
 from .mlp import BitMLPConfig, BitMLPModel
 from .tasks import ModelTask
 from .unavailable import BitResNetConfig, BitResNetModel, BitUNetConfig, BitUNetModel
+from .mlp import BitMLP
+from . import _namesake_paths
+
+_namesake_paths.install()  # the namesake's folder paths: bitlab.bitmodels.classification, .causallm.bitnet.model...
 
 __all__ = [
     "BitAutoModel", "BitAutoModelForCausalLM", "BitAutoModelForImageClassification",

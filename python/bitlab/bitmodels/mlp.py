@@ -15,6 +15,10 @@ from .config import BaseBitModelConfig, positive_int, register_bitconfig
 from .mixins import ImageClassificationMixin
 from .tasks import ModelTask
 
+# The namesake's bitlab.bitmodels.mlp was a folder (mlp.config, mlp.model): a search path makes
+# this module a package, so those submodules are served by bitlab.bitmodels._namesake_paths.
+__path__: list = []
+
 
 @register_bitconfig("bitmlp")
 @dataclasses.dataclass(frozen=True)
