@@ -580,3 +580,20 @@ def test_the_namesakes_mnist_example_imports_and_builds_its_model():
         BitResNetModel()
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("bitlab.bitmodels.classification.no_such_model")
+
+
+def test_generate_reads_the_namesakes_disabled_values():
+    torch.manual_seed(6)
+    cfg = BitNetConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    model = BitNetForCausalLM(cfg).eval()
+    ids = torch.randint(3, 40, (2, 4))
+    greedy = model.generate(ids, max_length=10, do_sample=False)
+    assert torch.equal(model.generate(ids, max_length=10, temperature=0), greedy)
+    torch.manual_seed(7)
+    no_filter = model.generate(ids, max_length=10, top_k=None)
+    torch.manual_seed(7)
+    assert torch.equal(model.generate(ids, max_length=10, top_k=0), no_filter)
+    for bad in (dict(top_k=-1), dict(temperature=-1.0), dict(top_p=1.5)):
+        with pytest.raises(ValueError):
+            model.generate(ids, max_length=10, **bad)

@@ -37,7 +37,12 @@ class CausalLMMixin:
 
     ``max_length`` counts the prompt (``max_length - T`` new tokens at most); decoding runs
     :meth:`bitmodels.BitLM.generate` of the model's ``self.model`` backbone (which must be a
-    ``BitLM``). ``eos_token_id=None`` means the config's.
+    ``BitLM``). ``eos_token_id=None`` means the config's. As upstream, ``top_k=0`` means no top-k
+    filtering and ``temperature=0`` picks the most likely token (greedy, as ``do_sample=False``).
+
+    Raises:
+        ValueError: ``input_ids`` not ``[B, T]`` integers, ``max_length`` not an int, negative
+        ``temperature`` / ``top_k``, ``top_p`` outside (0, 1] (see ``BitLM.generate``).
     """
 
     task: ClassVar[str] = ModelTask.CAUSAL_LM.value
@@ -56,6 +61,10 @@ class CausalLMMixin:
             raise ValueError(f"generate: max_length must be an int, got {max_length!r}")
         if eos_token_id is None:
             eos_token_id = getattr(getattr(self, "config", None), "eos_token_id", None)
+        if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k == 0:
+            top_k = None  # the namesake's (and Hugging Face's) "no top-k filtering"
+        if do_sample and isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature == 0:
+            do_sample = False  # the namesake divides by max(temperature, 1e-5): the argmax token
         new_tokens = max(0, max_length - input_ids.shape[1])
         return backbone.generate(input_ids, new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
                                  top_p=top_p, eos_token_id=() if eos_token_id is None else eos_token_id,
