@@ -597,3 +597,22 @@ def test_generate_reads_the_namesakes_disabled_values():
     for bad in (dict(top_k=-1), dict(temperature=-1.0), dict(top_p=1.5)):
         with pytest.raises(ValueError):
             model.generate(ids, max_length=10, **bad)
+
+
+def test_eval_mode_gradients_under_autocast_match_train_mode():
+    torch.manual_seed(8)
+    layer = bnn.BitLinear(32, 16)
+    x = torch.randn(4, 32)
+
+    def grads(mode):
+        getattr(layer, mode)()
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = layer(xi)
+        assert y.dtype == torch.bfloat16
+        y.float().sum().backward()  # a loss whose gradient does not depend on the output's rounding
+        return layer.weight.grad.clone(), layer.bias.grad.clone(), xi.grad.clone()
+
+    for got, want in zip(grads("eval"), grads("train")):
+        assert torch.equal(got, want)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from numbers import Real
 
@@ -16,6 +17,20 @@ from bitlayers.bitlinear import BitLinear as _LowbitBitLinear
 from ..._quant_type import quant_config_for
 
 
+def _autocast_state():
+    state = {"cpu": (torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype())}
+    if torch.cuda.is_available():
+        state["cuda"] = (torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype())
+    return state
+
+
+def _autocast_like(state) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    for device_type, (enabled, dtype) in state.items():
+        stack.enter_context(torch.autocast(device_type=device_type, enabled=enabled, dtype=dtype))
+    return stack
+
+
 class _EvalOutputTrainGrads(torch.autograd.Function):
     """Eval-mode forward of a lowbit BitLinear (the packed kernel, the same output as under
     ``torch.no_grad()``) whose backward gives the gradients of the quantization-aware training
@@ -25,6 +40,7 @@ class _EvalOutputTrainGrads(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
         ctx.quant_config = layer.quant_config
+        ctx.autocast = _autocast_state()  # the backward recomputes under the forward's autocast
         ctx.save_for_backward(x, weight, bias)
         return layer._eval_forward(x.detach())  # grad mode is off here: the plain kernel path
 
@@ -33,7 +49,7 @@ class _EvalOutputTrainGrads(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weight, bias = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
-        with torch.enable_grad():
+        with torch.enable_grad(), _autocast_like(ctx.autocast):
             leaves = [None if t is None else t.detach().requires_grad_(need) for t, need in zip((x, weight, bias), needs)]
             y = train_forward(leaves[0], leaves[1], leaves[2], ctx.quant_config)
             wanted = [t for t, need in zip(leaves, needs) if need]
