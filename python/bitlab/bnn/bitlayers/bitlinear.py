@@ -18,8 +18,12 @@ from ..._quant_type import quant_config_for
 
 
 def _autocast_state():
+    """``{device_type: (enabled, dtype)}`` of the current autocast state (cpu, and cuda when present)."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4 (the per-device getters are deprecated there)
+        return {d: (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in devices}
     state = {"cpu": (torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype())}
-    if torch.cuda.is_available():
+    if "cuda" in devices:
         state["cuda"] = (torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype())
     return state
 
