@@ -2,8 +2,8 @@
 // BitLM (GGUF file of llama.cpp's "bitnet" architecture), without Python.
 //
 //   bitlab-run MODEL INPUT [-o OUTPUT.npy] [--quiet] [--logits]
-//   bitlab-run generate MODEL --prompt TEXT [-n N] [-c N] [--threads T] [--seed S --temperature X]
-//                       [--ids] [--prefill-batch B] [--prompt-logits]
+//   bitlab-run generate MODEL (--prompt TEXT | -f FILE) [-n N] [-c N] [--threads T]
+//                       [--seed S --temperature X] [--ids] [--prefill-batch B] [--prompt-logits]
 // INPUT is a .npy float32 array of shape (..., in_features), or a raw little-endian float32
 // file (any other extension) holding rows of in_features values. Prints one line per row
 // "<row> <argmax>" (with --logits also the outputs), and writes the outputs as .npy with -o.
@@ -37,23 +37,27 @@ constexpr const char* kUsage =
     "  INPUT   float32 .npy of shape (..., in_features), or raw little-endian float32 rows\n"
     "  -o      write the outputs (rows x out_features) as float32 .npy\n"
     "  --quiet print nothing per row; --logits print every output value\n"
-    "usage: bitlab-run generate MODEL --prompt TEXT [-n N] [-c N] [--threads T] [--seed S --temperature X]\n"
-    "                           [--ids] [--prefill-batch B] [--prompt-logits]\n"
+    "usage: bitlab-run generate MODEL (--prompt TEXT | -f FILE) [-n N] [-c N] [--threads T]\n"
+    "                           [--seed S --temperature X] [--ids] [--prefill-batch B] [--prompt-logits]\n"
     "  MODEL      a BitLM exported with bitmodels.export_gguf (GGUF, architecture bitnet)\n"
-    "  --prompt   the prompt (byte-level tokens); -n new tokens to generate (default 64)\n"
-    "  -c, --ctx-size  positions the KV cache holds, 1 to the model's context length (default:\n"
-    "             the context length); its memory grows with it. The prompt plus -n must fit\n"
-    "  --threads  worker threads, 1 to 1024 (default: LOWBIT_NUM_THREADS, else every core)\n"
-    "  --temperature  0 (default): greedy; X > 0: sample each token from softmax(logits / X)\n"
-    "  --seed     the sampler's seed, 0 to 2^64 - 1 (default: a random one, printed to stderr);\n"
-    "             the same seed, temperature, model and prompt give the same tokens\n"
+    "  -p, --prompt  the prompt (byte-level tokens, taken as given: no escape processing)\n"
+    "  -f, --file  read the prompt from FILE (its bytes; one trailing newline dropped, as llama.cpp)\n"
+    "  -n, --n-predict  new tokens to generate (default 64; -1: until EOS or the cache is full)\n"
+    "  -c, --ctx-size  positions the KV cache holds, 1 to the model's context length (default: the\n"
+    "             prompt plus -n, the most a run uses; 0 or -n -1: the model's context length); its\n"
+    "             memory grows with it. The prompt plus -n must fit\n"
+    "  -t, --threads  worker threads, 1 to 1024 (default: LOWBIT_NUM_THREADS, else every core)\n"
+    "  --temp, --temperature  0 (default): greedy; X > 0: sample each token from the whole\n"
+    "             softmax(logits / X) (no top-k, top-p or min-p, unlike llama.cpp's sampler)\n"
+    "  -s, --seed  the sampler's seed, 0 to 2^64 - 1 (default or -1: a random one, printed to\n"
+    "             stderr); the same seed, temperature, model and prompt give the same tokens\n"
     "  --ids      also print every token id (prompt and generated) on a line 'ids: ...'\n"
     "  --prefill-batch  prompt tokens per forward pass (default: the whole prompt in one\n"
     "             batched pass; 1: token by token); the tokens are the same either way\n"
     "  --prompt-logits  also print the logits after the prompt, as exact hex floats, on a\n"
     "             line 'logits: ...'\n"
     "  Decoding with a KV cache (greedy unless --temperature > 0); stops after the EOS token.\n"
-    "  Prints the generated text; speeds go to stderr.\n";
+    "  Prints the generated text (not the prompt); speeds go to stderr.\n";
 
 // Prints "bitlab-run: <what>" and the usage to stderr; returns the usage-error exit code 2.
 int usage_error(const std::string& what) {
@@ -92,9 +96,10 @@ std::int32_t sample(const std::vector<float>& logits, double temperature, std::m
 }
 
 int run_generate(int argc, char** argv) {
-  std::string model_path, prompt;
+  std::string model_path, prompt, prompt_file;
   bool have_prompt = false, print_ids = false, print_logits = false, have_seed = false;
-  long long n_new = 64, threads = 0, prefill_batch = 0, ctx_size = 0;
+  // n_new -1: until EOS or the cache is full; ctx_size -1: not given (0: the model's context length)
+  long long n_new = 64, threads = 0, prefill_batch = 0, ctx_size = -1;
   double temperature = 0.0;
   unsigned long long seed = 0;
   for (int i = 2; i < argc; ++i) {
@@ -109,14 +114,17 @@ int run_generate(int argc, char** argv) {
     } else if (arg == "--prompt" || arg == "-p") {
       prompt = value("a text");
       have_prompt = true;
+    } else if (arg == "-f" || arg == "--file") {
+      prompt_file = value("a file name");
     } else if (arg == "-n" || arg == "--n-predict") {
-      if (!parse_count(value("a count"), 0, n_new)) {
-        std::fprintf(stderr, "bitlab-run generate: -n takes a non-negative integer\n");
+      if (!parse_count(value("a count"), -1, n_new)) {
+        std::fprintf(stderr, "bitlab-run generate: -n takes a non-negative integer, or -1 (until EOS or the cache is full)\n");
         return 2;
       }
     } else if (arg == "-c" || arg == "--ctx-size") {
-      if (!parse_count(value("a count"), 1, ctx_size)) {
-        std::fprintf(stderr, "bitlab-run generate: -c takes a positive integer (at most the model's context length)\n");
+      if (!parse_count(value("a count"), 0, ctx_size)) {
+        std::fprintf(stderr, "bitlab-run generate: -c takes a non-negative integer (at most the model's context "
+                             "length; 0: the context length)\n");
         return 2;
       }
     } else if (arg == "--threads" || arg == "-t") {
@@ -138,9 +146,13 @@ int run_generate(int argc, char** argv) {
       const std::string text = value("an integer");
       char* end = nullptr;
       errno = 0;
+      if (text == "-1") {  // llama.cpp's "random seed"
+        have_seed = false;
+        continue;
+      }
       seed = std::strtoull(text.c_str(), &end, 10);
       if (errno || end == text.c_str() || *end != '\0' || text.find('-') != std::string::npos) {
-        std::fprintf(stderr, "bitlab-run generate: --seed takes an integer from 0 to 2^64 - 1, got '%s'\n",
+        std::fprintf(stderr, "bitlab-run generate: --seed takes an integer from 0 to 2^64 - 1 (or -1: random), got '%s'\n",
                      text.c_str());
         return 2;
       }
@@ -163,25 +175,41 @@ int run_generate(int argc, char** argv) {
     }
   }
   if (model_path.empty()) return usage_error("generate needs MODEL (a GGUF file)");
-  if (!have_prompt) return usage_error("generate needs --prompt TEXT");
-  if (prompt.empty()) return usage_error("the prompt is empty");
+  if (have_prompt && !prompt_file.empty()) return usage_error("give the prompt with --prompt or -f, not both");
+  if (!have_prompt && prompt_file.empty()) return usage_error("generate needs --prompt TEXT or -f FILE");
+  if (have_prompt && prompt.empty()) return usage_error("the prompt is empty");
   // The thread pool reads LOWBIT_NUM_THREADS when first used, which is after this point.
   if (threads > 0) setenv("LOWBIT_NUM_THREADS", std::to_string(threads).c_str(), 1);
   try {
     using clock = std::chrono::steady_clock;
+    if (!prompt_file.empty()) {  // llama.cpp's -f: the file's bytes, less one trailing newline
+      const std::vector<std::uint8_t> bytes = lowbit::read_file_bytes(prompt_file, "prompt file");
+      prompt.assign(bytes.begin(), bytes.end());
+      if (!prompt.empty() && prompt.back() == '\n') prompt.pop_back();
+      if (prompt.empty()) throw lowbit::InvalidArgument("'" + prompt_file + "': the prompt file is empty");
+    }
     const auto model = lowbit::bitlab::BitLMModel::load(model_path);
     const std::vector<std::int32_t> ids = model.encode(prompt);
     const std::size_t context = model.config().context_length;
-    if (static_cast<unsigned long long>(ctx_size) > context) {
+    if (ctx_size > 0 && static_cast<unsigned long long>(ctx_size) > context) {
       throw lowbit::InvalidArgument("-c " + std::to_string(ctx_size) + " exceeds the model's context length " +
                                     std::to_string(context));
     }
-    const std::size_t positions = ctx_size > 0 ? static_cast<std::size_t>(ctx_size) : context;
-    if (ids.size() + static_cast<std::size_t>(n_new) > positions) {
-      throw lowbit::InvalidArgument(std::to_string(ids.size()) + " prompt tokens plus -n " + std::to_string(n_new) +
-                                    (ctx_size > 0 ? " exceed -c " + std::to_string(ctx_size)
-                                                  : " exceed the model's context length " + std::to_string(context)));
+    // The cache holds -c positions, else (-c 0 or -n -1) the context length, else just what this run
+    // uses: the prompt plus -n (a file may declare a context far longer than any run needs).
+    const bool explicit_ctx = ctx_size > 0;
+    const std::size_t needed = ids.size() + static_cast<std::size_t>(n_new < 0 ? 0 : n_new);
+    const std::size_t positions = explicit_ctx ? static_cast<std::size_t>(ctx_size)
+                                  : (ctx_size == 0 || n_new < 0) ? context
+                                                                 : std::min(needed, context);
+    if (needed > positions || (n_new < 0 && ids.size() >= positions)) {
+      const std::string what = n_new < 0 ? " prompt tokens leave no room for -n -1 to generate in"
+                                         : " prompt tokens plus -n " + std::to_string(n_new) + " exceed";
+      throw lowbit::InvalidArgument(std::to_string(ids.size()) + what +
+                                    (explicit_ctx ? " -c " + std::to_string(ctx_size)
+                                                  : " the model's context length " + std::to_string(context)));
     }
+    if (n_new < 0) n_new = static_cast<long long>(positions - ids.size());  // until EOS or the cache is full
     auto cache = model.new_cache(positions);
     std::vector<std::int32_t> out = ids;
     const auto t0 = clock::now();

@@ -152,6 +152,10 @@ def export_gguf(model: BitLM, path: Union[str, os.PathLike], ternary_type: str =
     if not c.sub_norms:
         raise ValueError("export_gguf: the model has no sub-norms (sub_norms=False); llama.cpp's bitnet graph "
                          "needs attn_sub_norm and ffn_sub_norm: convert with sub_norms=True")
+    if isinstance(c.eos_token_id, tuple):
+        raise ValueError(f"export_gguf: the config has several end tokens (eos_token_id={c.eos_token_id}); GGUF's "
+                         f"tokenizer.ggml.eos_token_id holds one (what bitlab-run and llama.cpp stop at): set "
+                         f"model.config.eos_token_id to one of them first")
     qtype = getattr(gguf.GGMLQuantizationType, ternary_type)
     tokens, types = byte_level_vocab(c.vocab_size)
 

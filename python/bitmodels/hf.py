@@ -97,11 +97,22 @@ def _token_id(value, vocab_size: int) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size else None
 
 
+def _end_tokens(value, vocab_size: int):
+    """A transformers ``eos_token_id`` (None, an id, or a list of ids as in Llama 3's config) as
+    :class:`BitLMConfig` takes it: the ids inside the vocabulary (a list keeps every such id, so that
+    ``generate`` stops where transformers' does), None when there are none."""
+    if isinstance(value, (list, tuple)):
+        ids = [v for v in value if _token_id(v, vocab_size) is not None]
+        return (ids[0] if len(ids) == 1 else tuple(ids)) if ids else None
+    return _token_id(value, vocab_size)
+
+
 def bitlm_config_from_llama(model, ternary: bool = True, quant_config: Optional[BitQuantConfig] = None,
                             sub_norms: bool = True) -> BitLMConfig:
     """The :class:`BitLMConfig` of a transformers Llama-style causal LM: sizes, heads and KV heads
     (GQA), ``rms_norm_eps``, ``rope_theta``, ``hidden_act`` (silu -> SwiGLU), tied embeddings, and
-    BOS/EOS ids when they are single ids inside the vocabulary.
+    BOS/EOS ids inside the vocabulary (a list of EOS ids, as in Llama 3's config, is kept whole: the
+    BitLM's ``generate`` stops at any of them, as transformers' does).
 
     Raises:
         ValueError: not a Llama-style model, or one with what BitLM does not model (projection biases,
@@ -119,7 +130,7 @@ def bitlm_config_from_llama(model, ternary: bool = True, quant_config: Optional[
         rope_theta=float(getattr(c, "rope_theta", 10000.0)),
         tie_word_embeddings=bool(getattr(c, "tie_word_embeddings", False)), ternary=ternary,
         quant_config=quant_config, bos_token_id=_token_id(getattr(c, "bos_token_id", None), c.vocab_size),
-        eos_token_id=_token_id(getattr(c, "eos_token_id", None), c.vocab_size), sub_norms=sub_norms)
+        eos_token_id=_end_tokens(getattr(c, "eos_token_id", None), c.vocab_size), sub_norms=sub_norms)
 
 
 def llama_to_bitlm(model, quant_config: Optional[BitQuantConfig] = None, sub_norms: bool = True,

@@ -133,7 +133,9 @@ class BitLMConfig:
             ``bitnet`` graph always uses ``token_embd`` as the head).
         ternary: True (default) for BitLinear projections; False builds the float32 twin.
         quant_config: the :class:`BitQuantConfig` of every projection (default :data:`BITNET_QUANT`).
-        bos_token_id, eos_token_id: special token ids (default 256 and 257: :class:`ByteTokenizer`).
+        bos_token_id, eos_token_id: special token ids (default 256 and 257: :class:`ByteTokenizer`);
+            ``eos_token_id`` may also be a list of ids, as in transformers configs (Llama 3's): stored as
+            a tuple (one id: that int), :meth:`BitLM.generate` stops at any of them by default.
         sub_norms: True (default) for BitNet's RMSNorms before the attention output and FFN down
             projections; False leaves them out (a plain Llama block: what
             :func:`bitmodels.llama_to_bitlm` builds to reproduce a Llama model exactly; such
@@ -141,7 +143,7 @@ class BitLMConfig:
 
     Raises:
         ValueError: non-positive sizes, heads that do not divide, an unknown ``hidden_act``, a
-        ``quant_config`` that is not a BitQuantConfig.
+        ``quant_config`` that is not a BitQuantConfig, special token ids outside the vocabulary.
     """
 
     vocab_size: int = 258
@@ -158,7 +160,7 @@ class BitLMConfig:
     ternary: bool = True
     quant_config: Optional[BitQuantConfig] = None
     bos_token_id: Optional[int] = 256
-    eos_token_id: Optional[int] = 257
+    eos_token_id: Union[None, int, Tuple[int, ...]] = 257
     sub_norms: bool = True
 
     model_type = "bit_lm"
@@ -187,11 +189,20 @@ class BitLMConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"BitLMConfig: {name} must be a bool, got {getattr(self, name)!r}")
         self.quant_config = BITNET_QUANT if self.quant_config is None else resolve_config(self.quant_config)
-        for name in ("bos_token_id", "eos_token_id"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 0 <= value < self.vocab_size):
-                raise ValueError(f"BitLMConfig: {name} must be None or a token id below vocab_size, got {value!r}")
+        def token_id(value) -> bool:
+            return not isinstance(value, bool) and isinstance(value, int) and 0 <= value < self.vocab_size
+        if self.bos_token_id is not None and not token_id(self.bos_token_id):
+            raise ValueError(f"BitLMConfig: bos_token_id must be None or a token id below vocab_size, "
+                             f"got {self.bos_token_id!r}")
+        eos = self.eos_token_id
+        if isinstance(eos, (list, tuple)):  # several end tokens, as transformers configs allow (Llama 3)
+            if not eos or not all(token_id(e) for e in eos):
+                raise ValueError(f"BitLMConfig: eos_token_id must be None, a token id below vocab_size or a "
+                                 f"non-empty list of them, got {eos!r}")
+            self.eos_token_id = eos[0] if len(eos) == 1 else tuple(eos)
+        elif eos is not None and not token_id(eos):
+            raise ValueError(f"BitLMConfig: eos_token_id must be None, a token id below vocab_size or a "
+                             f"non-empty list of them, got {eos!r}")
 
     @property
     def head_dim(self) -> int:
@@ -538,13 +549,14 @@ class BitLM(BitModelBase):
         return (logits, presents) if use_cache else logits
 
     def _check_mask(self, attention_mask, batch: int, total: int) -> torch.Tensor:
-        """``attention_mask`` (Hugging Face's: ``[B, past + T]``, 1 for a token, 0 for padding; bool or
-        integer) as a bool tensor on the model's device, else ValueError naming it and the reason."""
-        if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 \
-                or attention_mask.dtype.is_floating_point or attention_mask.is_complex():
+        """``attention_mask`` (Hugging Face's: ``[B, past + T]``, 1 for a token, 0 for padding; bool, integer
+        or floating point, e.g. ``torch.ones(B, T)``, as transformers takes them) as a bool tensor on the
+        model's device, else ValueError naming it and the reason (values other than 0 and 1 included:
+        Hugging Face's 2-D masks hold only those, so anything else is not such a mask)."""
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2 or attention_mask.is_complex():
             got = (f"{attention_mask.dtype} {tuple(attention_mask.shape)}" if isinstance(attention_mask, torch.Tensor)
                    else type(attention_mask).__name__)
-            raise ValueError(f"BitLM: attention_mask must be a 2-D bool or integer tensor [batch, past + tokens] "
+            raise ValueError(f"BitLM: attention_mask must be a 2-D bool, integer or float tensor [batch, past + tokens] "
                              f"of 0 and 1, got {got}")
         if tuple(attention_mask.shape) != (batch, total):
             raise ValueError(f"BitLM: attention_mask must be [batch, past + tokens] = [{batch}, {total}], "
@@ -580,7 +592,13 @@ class BitLM(BitModelBase):
             raise ValueError(f"BitLM: past_key_values{'' if what.startswith('[') else ' '}{what}")
         if not isinstance(past_key_values, (list, tuple)) or len(past_key_values) != len(self.layers):
             got = len(past_key_values) if isinstance(past_key_values, (list, tuple)) else type(past_key_values).__name__
-            bad(f"must be a list of one (k, v) pair per layer ({len(self.layers)}), got {got}")
+            hint = ""
+            if isinstance(past_key_values, torch.Tensor):  # model(ids, mask): Hugging Face's second argument
+                hint = (f" {list(past_key_values.shape)}: forward's second positional argument is past_key_values "
+                        f"(Hugging Face's is attention_mask); pass attention_mask= and position_ids= by keyword")
+            elif callable(getattr(past_key_values, "to_legacy_cache", None)):  # a transformers Cache object
+                hint = " (a transformers Cache: pass its to_legacy_cache(), the same (k, v) layout)"
+            bad(f"must be a list of one (k, v) pair per layer ({len(self.layers)}), got {got}{hint}")
         batch = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else None
         weight = self.embed_tokens.weight
         autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # k, v in the autocast dtype

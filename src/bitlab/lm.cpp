@@ -582,7 +582,7 @@ std::vector<std::int32_t> BitLMModel::generate(const std::vector<std::int32_t>& 
   require(!prompt.empty(), "BitLMModel::generate: the prompt must hold at least one token");
   require(prompt.size() + max_new_tokens <= config_.context_length,
           "BitLMModel::generate: prompt plus new tokens exceed the context length " + std::to_string(config_.context_length));
-  BitLMCache cache = new_cache();
+  BitLMCache cache = new_cache(prompt.size() + max_new_tokens);  // what this run uses, not the whole context
   std::vector<std::int32_t> ids = prompt;
   std::vector<float> logits = forward(prompt.data(), prompt.size(), cache);
   for (std::size_t step = 0; step < max_new_tokens; ++step) {

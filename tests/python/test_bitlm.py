@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import lowbit
 from bitcore.config import BitQuantConfig
@@ -669,8 +670,9 @@ def test_bad_attention_mask_and_position_ids_are_refused_naming_them():
     with pytest.raises(ValueError, match="row 0 has no token"):
         model.generate(ids, 2, attention_mask=torch.tensor([[0, 0, 0], [0, 0, 1]]))
     for bad, why in [(mask[:, 1:], r"attention_mask must be \[batch, past \+ tokens\] = \[2, 3\]"),
-                     (mask.float(), "attention_mask must be a 2-D bool or integer tensor"),
-                     (mask * 2, "only 0 \\(padding\\) and 1"), ([[1, 1, 1]], "got list")]:
+                     (mask.float() / 2, "only 0 \\(padding\\) and 1"), (mask.float() * float("nan"), "only 0"),
+                     (mask * 2, "only 0 \\(padding\\) and 1"), ([[1, 1, 1]], "got list"),
+                     (mask.to(torch.complex64), "2-D bool, integer or float tensor")]:
         with pytest.raises(ValueError, match=why):
             model(ids, attention_mask=bad)
     for bad, why in [(torch.tensor([[0, 1, 48]]), r"position_ids must lie in \[0, 48\), got \[0, 48\]"),
@@ -679,3 +681,94 @@ def test_bad_attention_mask_and_position_ids_are_refused_naming_them():
                      (torch.zeros(2, 3), "integer tensor")]:
         with pytest.raises(ValueError, match=why):
             model(ids, position_ids=bad)
+
+
+def test_attention_mask_may_be_float_as_transformers_takes_it():
+    """attention_mask=torch.ones(B, T) (float32) is a common Hugging Face idiom: transformers reads
+    any dtype's 0/1 values; BitLM used to refuse floats. Same tokens and logits as the int mask."""
+    torch.manual_seed(5)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    ids, mask = _left_padded([[5, 9, 200, 31], [42], [1, 2]])
+    ref = model.generate(ids, 6, attention_mask=mask, eos_token_id=())
+    for dtype in (torch.float32, torch.float16, torch.float64, torch.bfloat16):
+        assert torch.equal(model.generate(ids, 6, attention_mask=mask.to(dtype), eos_token_id=()), ref)
+        assert torch.equal(model(ids, attention_mask=mask.to(dtype)), model(ids, attention_mask=mask))
+    assert torch.equal(model.generate(ids, 3, attention_mask=torch.ones(ids.shape)), model.generate(ids, 3))
+
+
+def test_hugging_face_positional_attention_mask_gets_a_clear_error():
+    """transformers' forward takes attention_mask second; BitLM's second argument is past_key_values,
+    so model(ids, mask) must say so rather than only that the cache is not a list."""
+    model = BitLM(small()).eval()
+    ids, mask = _left_padded([[1, 2, 3], [4]])
+    with pytest.raises(ValueError, match=r"past_key_values must be a list.*got Tensor \[2, 3\]: forward's second "
+                                         r"positional argument is past_key_values.*attention_mask= "):
+        model(ids, mask)
+
+
+def test_byte_tokenizer_pads_batches_like_a_hugging_face_tokenizer():
+    """tok(texts, padding=True, padding_side=..., return_tensors="pt") feeds generate(**...) and a
+    Hugging Face style manual decoding loop (mask extended one column per step, past_key_values),
+    and right padding with labels -100 gives the row-by-row loss, as transformers' loss does."""
+    tok = ByteTokenizer()
+    texts = ["the quick", "ab", "Über naïve"]
+    left = tok(texts, padding=True, padding_side="left", return_tensors="pt")
+    n = len(tok.encode(texts[2]))
+    assert left["input_ids"].shape == (3, n) and left["attention_mask"].dtype == torch.int64
+    assert left["attention_mask"][1].tolist() == [0] * (n - 2) + [1, 1]
+    assert left["input_ids"][1].tolist() == [tok.pad_token_id] * (n - 2) + tok.encode("ab")
+    assert tok("ab") == {"input_ids": tok.encode("ab"), "attention_mask": [1, 1]}
+    right = tok(texts, padding=True, return_tensors="pt")  # transformers' default side: right
+    assert right["attention_mask"][1].tolist() == [1, 1] + [0] * (n - 2)
+    torch.manual_seed(6)
+    model = BitLM(small(num_kv_heads=2)).eval()
+    out = model.generate(**left, max_new_tokens=8, eos_token_id=())
+    # the manual loop transformers users write (no position_ids: relative rotary keeps each row's tokens)
+    ids, mask, cache, step, loop = left["input_ids"], left["attention_mask"], None, left["input_ids"], []
+    for _ in range(8):
+        logits, cache = model(step, attention_mask=mask, past_key_values=cache, use_cache=True)
+        step = logits[:, -1].argmax(-1, keepdim=True)
+        loop.append(step)
+        mask = torch.cat([mask, mask.new_ones(3, 1)], dim=1)
+    assert torch.equal(torch.cat(loop, 1), out[:, n:])
+    for row, text in enumerate(texts):
+        alone = model.generate(torch.tensor([tok.encode(text)]), 8, eos_token_id=())[0, -8:]
+        assert out[row, n:].tolist() == alone.tolist()
+    assert tok.batch_decode(out[:, :n]) == texts  # padding (EOS) is a special token: skipped
+    with pytest.raises(ValueError, match="padding_side='left'"):
+        model.generate(**right, max_new_tokens=2)
+    # training batch: right padding, labels -100 on padding
+    model.train()
+    labels = right["input_ids"].masked_fill(right["attention_mask"] == 0, -100)
+    logits = model(right["input_ids"], attention_mask=right["attention_mask"])
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, 258), labels[:, 1:].reshape(-1))
+    total = sum(F.cross_entropy(model(torch.tensor([tok.encode(t)]))[0, :-1], torch.tensor(tok.encode(t)[1:]),
+                                reduction="sum") for t in texts)
+    torch.testing.assert_close(loss, total / sum(len(tok.encode(t)) - 1 for t in texts), rtol=1e-5, atol=1e-6)
+    for bad, why in [(dict(text=5), "str or a list of str"), (dict(text=["a"], padding="max_length"), "padding"),
+                     (dict(text=["a"], padding_side="middle"), "padding_side"),
+                     (dict(text=["a"], return_tensors="np"), "return_tensors"),
+                     (dict(text=["a", "bc"], return_tensors="pt"), "need padding=True")]:
+        with pytest.raises(ValueError, match=why):
+            tok(**bad)
+
+
+def test_several_end_tokens_in_the_config_as_transformers_allows():
+    """eos_token_id=[a, b] (a transformers config, Llama 3's): generate stops each row at either;
+    export_gguf, whose file holds one EOS, refuses rather than dropping the others."""
+    torch.manual_seed(7)
+    model = BitLM(small()).eval()
+    ids = torch.tensor([[5, 9, 200], [42, 1, 2]])
+    free = model.generate(ids, 12, eos_token_id=())
+    ends = [int(free[0, 5]), int(free[1, 6])]  # a token each row produces early
+    model.config = BitLMConfig(**{**small().__dict__, "eos_token_id": ends})
+    assert model.config.eos_token_id == tuple(ends)
+    assert torch.equal(model.generate(ids, 12), model.generate(ids, 12, eos_token_id=ends))
+    out = model.generate(ids, 12)
+    for row in range(2):
+        hit = next(i for i, t in enumerate(out[row, 3:].tolist()) if t in ends)
+        assert out[row, 3:3 + hit + 1].tolist() == free[row, 3:3 + hit + 1].tolist()
+    assert BitLMConfig(**{**small().__dict__, "eos_token_id": [9]}).eos_token_id == 9
+    for bad in ([], [300], [True], "7"):
+        with pytest.raises(ValueError, match="eos_token_id must be None, a token id below vocab_size or a non-empty list"):
+            BitLMConfig(**{**small().__dict__, "eos_token_id": bad})

@@ -145,6 +145,42 @@ def test_bitlm_conversion_matches_llama_logits_without_quantization():
         assert torch.equal(out, seq), kw
 
 
+def test_left_padded_batch_mask_and_cache_agree_with_transformers():
+    """The float twin of a Llama against transformers' own forward on a left-padded batch: with
+    attention_mask alone (positions from the cache, Hugging Face's forward default), with
+    position_ids = cumsum(mask) - 1, and one cached step; transformers' cache (to_legacy_cache())
+    feeds BitLM directly, and passing the Cache object itself names that way out."""
+    hf = llama(seed=3).eval()
+    twin = llama_to_bitlm(hf, sub_norms=False, ternary=False).eval()
+    ids = torch.randint(0, 258, (3, 9), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones(3, 9, dtype=torch.int64)
+    mask[0, :5], mask[2, :8] = 0, 0  # a row of one token
+    real = mask.bool()
+    with torch.no_grad():
+        for kw in (dict(), dict(position_ids=(mask.cumsum(-1) - 1).clamp(min=0))):
+            expected = hf(ids, attention_mask=mask, **kw).logits
+            torch.testing.assert_close(twin(ids, attention_mask=mask, **kw)[real], expected[real], rtol=1e-4, atol=1e-5)
+        first = hf(ids[:, :6], attention_mask=mask[:, :6], use_cache=True)
+        legacy = first.past_key_values
+        legacy = legacy.to_legacy_cache() if hasattr(legacy, "to_legacy_cache") else legacy
+        step = hf(ids[:, 6:], attention_mask=mask, past_key_values=first.past_key_values, use_cache=True).logits
+        got = twin(ids[:, 6:], attention_mask=mask, past_key_values=[tuple(kv) for kv in legacy], use_cache=True)[0]
+        torch.testing.assert_close(got[real[:, 6:]], step[real[:, 6:]], rtol=1e-4, atol=1e-5)  # padding: meaningless
+        cache_cls = getattr(transformers, "DynamicCache", None)
+        if cache_cls is not None:  # transformers >= 4.36 (requirements-dev pins >= 4.46)
+            with pytest.raises(ValueError, match=r"got DynamicCache \(a transformers Cache: pass its to_legacy_cache"):
+                twin(ids[:, 6:], attention_mask=mask, past_key_values=cache_cls.from_legacy_cache(legacy))
+
+
+def test_llama_end_token_list_is_kept():
+    """Llama 3 style configs list several EOS ids; transformers' generate stops at any of them, and
+    so does the BitLM's: the list was dropped (None: decoding never stopped)."""
+    hf = llama(seed=5, eos_token_id=[257, 10, 9999], bos_token_id=256)
+    assert llama_to_bitlm(hf).config.eos_token_id == (257, 10)  # 9999: outside the vocabulary
+    assert llama_to_bitlm(llama(seed=5, eos_token_id=[12])).config.eos_token_id == 12
+    assert llama_to_bitlm(llama(seed=5, eos_token_id=12)).config.eos_token_id == 12
+
+
 def test_bitlm_conversion_of_a_bfloat16_model():
     hf = llama(seed=6).to(torch.bfloat16)
     bitlm = llama_to_bitlm(hf)

@@ -419,3 +419,15 @@ def test_vocabulary_special_ids_and_non_finite_tensors_are_checked_at_load(expor
     dst = rewrite(path, tmp_path / "inf.gguf", tensor_fn=inf_norm)
     with pytest.raises(ValueError, match="inf.gguf: tensor 'output_norm.weight' holds NaN or Inf"):
         load_gguf(dst)
+
+
+def test_export_refuses_several_end_tokens(tmp_path):
+    """A config with several EOS ids (transformers' list, kept by llama_to_bitlm) cannot go into GGUF's
+    one tokenizer.ggml.eos_token_id without bitlab-run and llama.cpp stopping elsewhere than
+    BitLM.generate: refused, naming the ids, nothing written."""
+    model = BitLM(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                              max_position_embeddings=32, eos_token_id=[257, 10]))
+    with pytest.raises(ValueError, match=r"several end tokens \(eos_token_id=\(257, 10\)\).*set "
+                                         r"model.config.eos_token_id to one"):
+        export_gguf(model, tmp_path / "two_eos.gguf")
+    assert not list(tmp_path.iterdir())

@@ -135,7 +135,7 @@ def test_cli_errors_name_the_file(tmp_path, bitlab_run):  # noqa: F811
     for args, message in ((["--threads", "100000"], "--threads takes an integer from 1 to 1024"),
                           (["--temperature", "nan"], "--temperature takes a finite number >= 0"),
                           (["--temperature", "-1"], "--temperature takes a finite number >= 0"),
-                          (["--seed", "-1"], "--seed takes an integer from 0 to 2^64 - 1"),
+                          (["--seed", "-2"], "--seed takes an integer from 0 to 2^64 - 1 (or -1: random)"),
                           (["--seed", "18446744073709551616"], "--seed takes an integer from 0 to 2^64 - 1")):
         r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "a", *args], capture_output=True, text=True)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
@@ -213,3 +213,76 @@ def test_cli_memory_does_not_grow_with_the_declared_context_length(tmp_path, bit
     assert out.returncode == 0, out.stderr
     peak_mib = int(out.stdout.split()[-1]) / 1024
     assert peak_mib < 96, f"bitlab-run -c 16 peaked at {peak_mib:.0f} MiB for a file declaring 2^20 positions"
+
+
+def _peak_rss_mib(*cmd) -> float:
+    """Peak resident memory (MiB) of the command, which must succeed."""
+    import sys
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "assert r.returncode == 0, r.stderr\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    out = subprocess.run([sys.executable, "-c", probe, *map(str, cmd)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def test_cli_default_cache_holds_only_what_the_run_uses(tmp_path, bitlab_run):  # noqa: F811
+    """Without -c the KV cache held the file's whole context_length: a 1-layer model declaring 2^17
+    positions took 256 MiB to generate 4 tokens (2^20 positions, 4 layers: 9.4 GB). Now the cache is
+    the prompt plus -n (llama.cpp's default -c is 4096, not the model's context), with the same
+    tokens and bit-identical logits as a full-context cache (-c 0: the context length, as llama.cpp)."""
+    model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                                max_position_embeddings=1 << 17), seed=0, steps=3)
+    path = export_gguf(model, tmp_path / "long.gguf")
+    peak = _peak_rss_mib(bitlab_run, "generate", path, "--prompt", "hi", "-n", "4", "--threads", "1")
+    assert peak < 96, f"bitlab-run without -c peaked at {peak:.0f} MiB for a file declaring 2^17 positions"
+    runs = [subprocess.run([bitlab_run, "generate", str(path), "--prompt", "the quick", "-n", "12", "--ids",
+                            "--prompt-logits", "--threads", "1", *extra], capture_output=True, check=True).stdout
+            for extra in ((), ("-c", "0"), ("-c", "40"))]
+    assert runs[0] == runs[1] == runs[2]
+    ref = model.generate(torch.tensor([ByteTokenizer().encode("the quick")]), 12)[0].tolist()
+    assert [int(x) for x in runs[0].split(b"\n")[-3].split()[1:]] == ref
+
+
+def test_cli_llama_cpp_options_prompt_file_unbounded_n_random_seed(tmp_path, bitlab_run):  # noqa: F811
+    """llama.cpp's -f FILE (one trailing newline dropped), -n -1 (until EOS or the cache is full),
+    -s -1 (a random seed), and the error cases."""
+    config = BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
+                         max_position_embeddings=32, eos_token_id=None)
+    model = trained(config, seed=1, steps=3)
+    path = export_gguf(model, tmp_path / "f.gguf")
+    tok = ByteTokenizer()
+    prompt = "line one\nline two"
+    (tmp_path / "p.txt").write_bytes((prompt + "\n").encode())
+    (tmp_path / "p2.txt").write_bytes((prompt + "\n\n").encode())
+    by_text, _, _ = run_generate(bitlab_run, path, prompt, 8)
+    r = subprocess.run([bitlab_run, "generate", str(path), "-f", str(tmp_path / "p.txt"), "-n", "8", "--ids"],
+                       capture_output=True, check=True)
+    assert [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]] == by_text
+    r = subprocess.run([bitlab_run, "generate", str(path), "--file", str(tmp_path / "p2.txt"), "-n", "8", "--ids"],
+                       capture_output=True, check=True)
+    assert [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]][:len(prompt) + 1] == \
+        tok.encode(prompt + "\n")  # only one newline is dropped
+    # -n -1: the model's context (32) or -c fills up; no EOS in this config
+    for extra, total in (((), 32), (("-c", "20"), 20)):
+        r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "abc", "-n", "-1", "--ids", *extra],
+                           capture_output=True, check=True)
+        ids = [int(x) for x in r.stdout.rstrip(b"\n").split(b"\n")[-1].split()[1:]]
+        assert ids == model.generate(torch.tensor([tok.encode("abc")]), total - 3)[0].tolist()
+    r = subprocess.run([bitlab_run, "generate", str(path), "--prompt", "abc", "--temp", "1", "-s", "-1", "-n", "2"],
+                       capture_output=True)  # stdout: raw bytes
+    assert r.returncode == 0 and b"--seed " in r.stderr  # a random seed, printed to replay the run
+    for args, code, message in (
+            (["-f", str(tmp_path / "missing.txt")], 1, "missing.txt"),
+            (["-f", str(tmp_path / "p.txt"), "--prompt", "x"], 2, "--prompt or -f, not both"),
+            (["-f", str(tmp_path)], 1, str(tmp_path)),
+            (["--prompt", "x" * 32, "-n", "-1"], 1, "leave no room for -n -1"),
+            (["--prompt", "x", "-n", "-2"], 2, "-n takes a non-negative integer, or -1"),
+            (["--prompt", "x", "-c", "-1"], 2, "-c takes a non-negative integer")):
+        r = subprocess.run([bitlab_run, "generate", str(path), *args], capture_output=True)
+        assert r.returncode == code and message in r.stderr.decode(), (args, r.stderr)
+    (tmp_path / "empty.txt").write_bytes(b"\n")
+    r = subprocess.run([bitlab_run, "generate", str(path), "-f", str(tmp_path / "empty.txt")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "the prompt file is empty" in r.stderr

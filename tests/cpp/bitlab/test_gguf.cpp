@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sys/resource.h>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -355,6 +356,31 @@ TEST(BitLMModel, ForwardRefusesTheCacheOfAModelWithAnotherContextLength) {
   BitLMCache other = models[0].new_cache();
   other.values.pop_back();  // a layer short
   EXPECT_THROW(models[0].forward(tokens.data(), 1, other), InvalidArgument);
+}
+
+TEST(BitLMModel, GenerateAllocatesTheCacheItRunsNotTheDeclaredContext) {
+  // generate() made new_cache() of the whole context_length: for a file declaring 2^20 positions
+  // (128 KV floats x 2 per position here) 1 GiB of zeroed cache to run 4 tokens. Each gtest runs
+  // in its own process under ctest, so the peak below is this test's.
+  const auto path = std::filesystem::temp_directory_path() / "lowbit_test_tiny_bitnet_long.gguf";
+  const std::vector<std::uint8_t> bytes = tiny_bitnet(1u << 20);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                              static_cast<std::streamsize>(bytes.size()));
+  const BitLMModel model = BitLMModel::load(path.string());
+  std::filesystem::remove(path);
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
+  const std::vector<std::int32_t> ids = model.generate({65, 66}, 2);
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_GE(ids.size(), 3u);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB of peak growth for a 4-position run";
+  BitLMCache cache = model.new_cache(4);  // the same tokens as a cache of exactly the run's positions
+  std::vector<float> logits = model.forward(ids.data(), 2, cache);
+  for (std::size_t i = 2; i < ids.size(); ++i) {
+    EXPECT_EQ(ids[i], std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (i + 1 < ids.size()) logits = model.forward(&ids[i], 1, cache);
+  }
 }
 
 // Loads tiny_bitnet(context) with `patch` applied to its bytes; returns the IoError's message
