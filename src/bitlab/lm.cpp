@@ -109,8 +109,7 @@ BitLMModel BitLMModel::load(const std::string& path) {
     c.relu2 = false;  // llama.cpp's default for bitnet
   }
   // Each hyperparameter is checked on its own, and the message names the key, its value and the
-  // rule it breaks. context_length bounds the default KV cache: a larger value is refused
-  // rather than allocated.
+  // rule it breaks.
   auto key_rule = [&](bool ok, const std::string& key, const std::string& value, const std::string& rule) {
     if (!ok) bad(path, p + key + "=" + value + " " + rule);
   };

@@ -198,10 +198,11 @@ def test_cli_usage_errors_say_what_was_wrong_and_ctx_size_caps_the_cache(tmp_pat
 
 
 def test_cli_memory_does_not_grow_with_the_declared_context_length(tmp_path, bitlab_run):  # noqa: F811
-    # A file may declare up to 2^20 positions; with -c the run's memory must not depend on that
-    # (rotary tables for every declared position were 2^20 x 32 x 2 floats = 256 MiB here).
+    # A file may declare up to 2^24 positions (2^20 + 1 here, once refused); with -c the run's memory
+    # must not depend on that (rotary tables for every declared position were 2^20 x 32 x 2 floats =
+    # 256 MiB here).
     model = trained(BitLMConfig(hidden_size=256, num_layers=1, num_heads=4, intermediate_size=256,
-                                max_position_embeddings=1 << 20), seed=0, steps=0)
+                                max_position_embeddings=(1 << 20) + 1), seed=0, steps=0)
     path = export_gguf(model, tmp_path / "long.gguf")
     probe = ("import resource, subprocess, sys\n"
              "r = subprocess.run(sys.argv[1:], capture_output=True)\n"

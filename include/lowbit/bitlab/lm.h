@@ -24,10 +24,11 @@
 
 namespace lowbit::bitlab {
 
-// The largest bitnet.context_length a file may declare: a cache made with new_cache() (bitlab-run
-// without -c) holds context_length positions, so a larger value is refused (IoError naming the key).
-// Nothing allocated at load depends on it (the rotary angles are computed per call).
-inline constexpr std::size_t kMaxContextLength = std::size_t{1} << 20;
+// The largest bitnet.context_length a file may declare: positions enter the rotary angles as float32,
+// which holds every integer up to 2^24, so a larger value is refused (IoError naming the key).
+// Nothing allocated at load depends on it (the rotary angles are computed per call; caches hold
+// the positions asked for).
+inline constexpr std::size_t kMaxContextLength = std::size_t{1} << 24;
 
 struct BitLMConfig {
   std::size_t vocab_size = 0;

@@ -410,8 +410,8 @@ void set_value_after(std::vector<std::uint8_t>& bytes, const std::string& key, c
 
 TEST(BitLMModel, LoadNamesTheBadHyperparameterAndWhy) {
   EXPECT_NE(load_message(0).find("bitnet.context_length=0 must be positive"), std::string::npos) << load_message(0);
-  const std::string huge = load_message(1u << 24);
-  EXPECT_NE(huge.find("bitnet.context_length=16777216 exceeds 1048576"), std::string::npos) << huge;
+  const std::string huge = load_message((1u << 24) + 1);
+  EXPECT_NE(huge.find("bitnet.context_length=16777217 exceeds 16777216"), std::string::npos) << huge;
   auto u32 = [](const std::string& key, std::uint32_t v) {
     return [key, v](std::vector<std::uint8_t>& b) { set_value_after(b, key, &v); };
   };
