@@ -28,9 +28,9 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, bg) -> np.ndarray:
 
 
 def luma_of(rgb: np.ndarray) -> np.ndarray:
-    """convert_channels' gray: (299 R + 587 G + 114 B) / 1000, rounded."""
+    """convert_channels' gray, PIL's convert("L"): (19595 R + 38470 G + 7471 B + 32768) >> 16."""
     v = rgb.astype(np.int64)
-    return (299 * v[..., 0] + 587 * v[..., 1] + 114 * v[..., 2] + 500) // 1000
+    return (19595 * v[..., 0] + 38470 * v[..., 1] + 7471 * v[..., 2] + 0x8000) >> 16
 
 
 def pil_reference(data: bytes, bg) -> np.ndarray:
@@ -39,6 +39,18 @@ def pil_reference(data: bytes, bg) -> np.ndarray:
     rgba = im.convert("RGBA")
     back = Image.new("RGBA", im.size, tuple(bg) + (255,))
     return np.asarray(Image.alpha_composite(back, rgba).convert("RGB"))
+
+
+def test_gray_is_pil_convert_l_for_every_colour():
+    # Kind 1: channels=1 rounded (299 R + 587 G + 114 B) / 1000, one level above PIL's
+    # convert("L") for 9040 of the 2^24 colours (e.g. (0, 0, 250): 29, PIL 28).
+    v = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([v >> 16, (v >> 8) & 255, v & 255], -1).astype(np.uint8).reshape(4096, 4096, 3)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG", compress_level=1)
+    want = np.asarray(Image.fromarray(rgb).convert("L"))
+    np.testing.assert_array_equal(decode(buf.getvalue(), 1)[..., 0], want)
+    np.testing.assert_array_equal(luma_of(rgb), want)
 
 
 def test_composite_rule_is_pil_alpha_composite_exactly():
@@ -251,9 +263,9 @@ def test_jpeg_matches_pil_convert_rgb(kind):
     data = jpeg_cases()[kind]
     want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     np.testing.assert_array_equal(decode(data, 3), want)
-    # One channel is the luma of those RGB values (PIL's "L" weights, rounded).
-    luma = luma_of(want)
-    np.testing.assert_array_equal(decode(data, 1)[..., 0], luma)
+    # One channel is the luma of those RGB values: PIL's convert("L") (CMYK too).
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], np.asarray(Image.open(io.BytesIO(data)).convert("L")))
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], luma_of(want))
 
 
 def _insert_before_marker(data: bytes, marker: bytes, junk: bytes, nth: int = 0) -> bytes:

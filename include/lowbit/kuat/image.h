@@ -76,7 +76,8 @@ Image apply_orientation(const Image& image, int orientation);
 bool image_codecs_available() noexcept;
 const char* no_image_codecs_reason() noexcept;
 
-// Grayscale <-> RGB (luma = (299 R + 587 G + 114 B) / 1000, rounded, as ITU-R BT.601 / PIL "L").
+// Grayscale <-> RGB. RGB -> gray is PIL's convert("L") exactly: the ITU-R BT.601 luma in 16-bit
+// fixed point, (19595 R + 38470 G + 7471 B + 32768) >> 16.
 Image convert_channels(const Image& image, std::uint32_t channels);
 
 // Antialiased bicubic resampling of the box [x0, x1) x [y0, y1) of `image` to width x height.
