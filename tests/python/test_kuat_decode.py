@@ -473,3 +473,111 @@ def test_pixel_limit_from_the_header():
     assert decode(buf.getvalue(), 3, max_pixels=256).shape == (16, 16, 3)
     with pytest.raises(OSError, match="WebP is 16 x 16"):
         decode(buf.getvalue(), 3, max_pixels=255)
+
+
+# --- Resource limits: what a file's body can make the decoder do ---
+
+def _decode_seconds(data: bytes, **kw):
+    import time
+    t = time.perf_counter()
+    out = decode(data, 3, **kw)
+    return out, time.perf_counter() - t
+
+
+def _zeros_deflate(mib: int) -> bytes:
+    """A raw deflate block run for `mib` MiB of zero bytes, not final (made once, repeated)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = z.compress(b"\0" * (1 << 20)) + z.flush(zlib.Z_FULL_FLUSH)
+    return block * mib
+
+
+def test_png_idat_data_after_the_image_is_not_inflated():
+    # Kind 2: libpng inflated the whole rest of the IDAT stream after the last row (to warn
+    # "too much image data"): a 1 MB PNG of 16 x 16 pixels hiding 1 GiB of zeros took 2-7 s.
+    rgb = np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    filtered = b"".join(b"\0" + row.tobytes() for row in rgb)
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = z.compress(filtered) + z.flush(zlib.Z_FULL_FLUSH) + _zeros_deflate(1024) + b"\x03\x00"  # empty final block
+    adler = zlib.adler32(filtered)
+    zero = b"\0" * (1 << 20)
+    for _ in range(1024):
+        adler = zlib.adler32(zero, adler)
+    idat = b"\x78\xda" + stream + struct.pack(">I", adler)
+    for interlace in (False, True):
+        ihdr = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
+        if interlace:  # the same bytes as Adam7 passes
+            passes = b"".join(b"".join(b"\0" + r.tobytes() for r in rgb[y0::dy, x0::dx]) for x0, y0, dx, dy in ADAM7)
+            z = zlib.compressobj(9, zlib.DEFLATED, -15)
+            stream = z.compress(passes) + z.flush(zlib.Z_FULL_FLUSH) + _zeros_deflate(1024) + b"\x03\x00"
+            adler = zlib.adler32(passes)
+            for _ in range(1024):
+                adler = zlib.adler32(zero, adler)
+            idat = b"\x78\xda" + stream + struct.pack(">I", adler)
+            ihdr = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 1)
+        data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+        assert len(data) < 1_100_000
+        out, seconds = _decode_seconds(data)
+        np.testing.assert_array_equal(out, rgb)
+        np.testing.assert_array_equal(out, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        assert seconds < 0.5, f"{seconds:.2f} s for a 16 x 16 PNG (interlace={interlace})"
+
+
+def test_png_text_icc_and_other_ancillary_chunks_are_not_inflated():
+    # Kind 2: libpng inflated every zTXt/iTXt chunk (up to its 8 MB chunk limit each, 1000 of
+    # them): a 7 MB PNG of 16 x 16 pixels took 30-60 s. Only tRNS (and eXIf, from the stored
+    # bytes) are read now; the pixels do not change.
+    rgb = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    bomb = zlib.compress(b"\0" * (7 << 20), 9)
+    plain = png_bytes(rgb, 8, 2)
+    at = plain.find(b"IDAT") - 4
+    for name, chunks in (("zTXt", [_chunk(b"zTXt", b"k%d\0\0" % i + bomb) for i in range(300)]),
+                         ("iTXt", [_chunk(b"iTXt", b"k%d\0\1\0\0\0" % i + bomb) for i in range(300)]),
+                         ("iCCP", [_chunk(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * (64 << 20), 9))])):
+        for where in (at, len(plain) - 12):  # before the image data, and after it
+            data = plain[:where] + b"".join(chunks) + plain[where:]
+            for exif in (False, True):
+                out, seconds = _decode_seconds(data, exif_transpose=exif)
+                np.testing.assert_array_equal(out, rgb)
+                assert seconds < 0.5, f"{name}: {seconds:.2f} s"
+
+
+def test_png_exif_orientation_from_the_chunk_pil_uses():
+    # eXIf is read from the stored bytes (libpng skips ancillary chunks): before or after the
+    # image data, and of several, the one PIL's exif_transpose applies.
+    rgb = photo(6, 10, 1)
+    plain = png_bytes(rgb, 8, 2)
+    idat, iend = plain.find(b"IDAT") - 4, len(plain) - 12
+    e6, e3 = (_chunk(b"eXIf", _exif_with_orientation(v, 3)) for v in (6, 3))
+    for data in (plain[:idat] + e6 + plain[idat:], plain[:iend] + e6 + plain[iend:],
+                 plain[:idat] + e6 + e3 + plain[idat:], plain[:idat] + e6 + plain[idat:iend] + e3 + plain[iend:],
+                 plain[:iend] + e3 + e6 + plain[iend:]):
+        turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+        np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned)
+        np.testing.assert_array_equal(decode(data, 3), rgb)
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_png_every_small_size_and_every_truncation(interlace):
+    # The decoder stops reading once the last row is in: every size (Adam7 passes that are
+    # empty included) still gets all its rows, and a file cut anywhere before that fails.
+    rng = np.random.default_rng(6)
+    for h in range(1, 12):
+        for w in range(1, 12):
+            rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            data = png_bytes(rgb, 8, 2, interlace=interlace)
+            np.testing.assert_array_equal(decode(data, 3), rgb, err_msg=f"{h} x {w}")
+    data = png_bytes(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8), 8, 2, interlace=interlace)
+    for n in range(len(data)):
+        try:
+            np.asarray(Image.open(io.BytesIO(data[:n])).convert("RGB"))
+            pil_reads = True
+        except Exception:
+            pil_reads = False
+        try:
+            decode(data[:n], 3)
+            ours = True
+        except OSError as e:
+            assert "<bytes>" in str(e)
+            ours = False
+        if ours:
+            assert pil_reads, f"cut at {n} of {len(data)}: kuat decodes what PIL refuses"
