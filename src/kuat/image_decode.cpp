@@ -2,6 +2,7 @@
 // The per-container decoders are image_jpeg.cpp, image_png.cpp and image_webp.cpp.
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "image_codecs.h"
 #include "lowbit/core/error.h"
@@ -159,7 +160,10 @@ Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t cha
       detail::bad_image(what, "not a JPEG, PNG or WebP image");
     }
     if (options.exif_transpose && orientation != 1) img = apply_orientation(img, orientation);
-    return img.channels == channels ? img : convert_channels(img, channels);
+    // Returned by move: `cond ? img : convert_channels(...)` copied every decoded image once more
+    // (the peak was twice the image).
+    if (img.channels != channels) img = convert_channels(std::move(img), channels);
+    return img;
   } catch (const std::bad_alloc&) {
     img = Image{};
     detail::bad_image(what, "out of memory while decoding (lower --max-pixels or --threads)");

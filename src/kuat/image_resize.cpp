@@ -68,7 +68,7 @@ ResizeMode parse_resize_mode(const std::string& name) {
 
 const char* resize_mode_name(ResizeMode mode) { return mode == ResizeMode::Stretch ? "stretch" : "crop"; }
 
-Image convert_channels(const Image& image, std::uint32_t channels) {
+Image convert_channels(Image image, std::uint32_t channels) {
   if (image.channels == channels) return image;
   require((channels == 1 || channels == 3) && (image.channels == 1 || image.channels == 3),
           "channel conversion supports 1 and 3 channels");
@@ -180,7 +180,7 @@ Image resample(const Image& image, double x0, double y0, double x1, double y1, s
   return out;
 }
 
-Image fit_to_target(const Image& image, const TargetSize& target) {
+Image fit_to_target(Image image, const TargetSize& target) {
   if (!target.active() || (image.width == target.width && image.height == target.height)) return image;
   const double w = image.width, h = image.height;
   if (target.mode == ResizeMode::Stretch) return resample(image, 0, 0, w, h, target.width, target.height);

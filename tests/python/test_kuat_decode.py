@@ -678,3 +678,61 @@ def test_jpeg_precision_and_processes_libjpeg_turbo_lacks_are_unsupported_not_co
     for name, bad in cases.items():
         with pytest.raises(OSError, match=r"'<bytes>': unsupported JPEG \(libjpeg-turbo reads 8-bit"):
             decode(bad, 3)
+
+
+_PEAK_CHILD = r"""
+import io, struct, sys, zlib
+from lowbit import _native
+from PIL import Image
+import numpy as np
+kind, W, H = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+def riff(tag, payload):
+    return tag + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+u24 = lambda v: struct.pack("<I", v)[:3]
+if kind == "png":
+    z = zlib.compressobj(9)
+    row = b"\0" + bytes([10, 20, 30]) * W
+    body = b"".join(z.compress(row) for _ in range(H)) + z.flush()
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0)) + chunk(b"IDAT", body)
+            + chunk(b"IEND", b""))
+else:  # an animation whose W x H canvas holds a 1 x 1 first frame
+    buf = io.BytesIO()
+    Image.fromarray(np.full((1, 1, 4), 200, np.uint8), "RGBA").save(buf, "WEBP", lossless=True)
+    one = buf.getvalue()
+    at = one.find(b"VP8L")
+    frame = riff(b"ANMF", u24(0) * 4 + u24(100) + b"\0" + riff(b"VP8L", one[at + 8: at + 8 + struct.unpack("<I", one[at + 4: at + 8])[0]]))
+    body = b"WEBP" + riff(b"VP8X", bytes([0x12, 0, 0, 0]) + u24(W - 1) + u24(H - 1)) + riff(b"ANIM", b"\0" * 6) + frame * 2
+    data = b"RIFF" + struct.pack("<I", len(body)) + body
+_native.kuat.decode_image(data[:0] + b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                          + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b""))
+def status_kb(field):  # this process's own figures (ru_maxrss carries the parent's peak across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # the peak restarts from the current RSS
+except OSError:
+    pass
+before = max(status_kb("VmRSS"), status_kb("VmHWM"))
+out = _native.kuat.decode_image(data, 3)
+after = status_kb("VmHWM")
+assert out.shape == (H, W, 3)
+print((after - before) * 1024 / (W * H))
+"""
+
+
+@pytest.mark.parametrize("kind", ["png", "animated_webp"])
+def test_decoding_peak_memory_per_pixel(kind):
+    # Kind 2: every decode returned a copy of its image (the peak was twice the image: 6 bytes a
+    # pixel for RGB), and an animated WebP's first frame went through libwebp's animation
+    # decoder, which keeps two more canvases: 12 bytes per canvas pixel, 1.9 GB for a 144-byte
+    # file whose 16000 x 10000 canvas holds a 1 x 1 frame. Now 3 (RGB) and 4 (an RGBA canvas).
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", _PEAK_CHILD, kind, "3000", "2000"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    per_pixel = float(p.stdout)
+    assert per_pixel < (3.5 if kind == "png" else 4.5), f"{kind}: {per_pixel:.2f} bytes per pixel at the peak"
