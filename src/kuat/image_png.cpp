@@ -65,8 +65,8 @@ int raw_exif_orientation(const std::uint8_t* data, std::size_t size) {
 
 // Everything the libpng read touches lives here, outside the frame that calls setjmp.
 struct PngRead {
-  const std::uint8_t* data;
-  std::size_t size, at = 0;
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0, at = 0;
   char message[200] = {};
   // Rows libpng has decoded (over all interlace passes) and the count the image has: once they
   // are equal the image is complete and nothing more is read.
@@ -208,7 +208,9 @@ void read_png(PngRead& r, png_structp png, png_infop info, bool want_gray, const
 Image decode_png(const std::uint8_t* data, std::size_t size, bool want_gray, const std::string& what,
                  const DecodeOptions& options, int* orientation) {
   *orientation = options.exif_transpose ? raw_exif_orientation(data, size) : 1;
-  PngRead r{data, size};
+  PngRead r;
+  r.data = data;
+  r.size = size;
   {
     ReadGuard g;
     g.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, png_on_error, png_on_warning);
