@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 
@@ -736,3 +737,20 @@ def test_decoding_peak_memory_per_pixel(kind):
     assert p.returncode == 0, p.stderr
     per_pixel = float(p.stdout)
     assert per_pixel < (3.5 if kind == "png" else 4.5), f"{kind}: {per_pixel:.2f} bytes per pixel at the peak"
+
+
+def test_other_formats_are_refused_saying_what_they_are():
+    # A GIF, TIFF, BMP or an HTML error page under an image name (common in scraped sets) is
+    # refused naming its real type, not only as "not a JPEG, PNG or WebP image".
+    im = Image.fromarray(photo(16, 16, 3))
+    for fmt, what in (("GIF", "a GIF image"), ("TIFF", "a TIFF image"), ("BMP", "a BMP image"),
+                      ("PPM", "a PNM (PBM/PGM/PPM) image"), ("ICO", "an ICO/CUR image")):
+        buf = io.BytesIO()
+        im.save(buf, fmt)
+        with pytest.raises(OSError, match=rf"'<bytes>': {re.escape(what)}, not a JPEG, PNG or WebP image \(the formats"):
+            decode(buf.getvalue(), 3)
+    for data, what in ((b"\n <!DOCTYPE html><html>404</html>", "an HTML/XML document"), (b"%PDF-1.4", "a PDF document")):
+        with pytest.raises(OSError, match=rf"'<bytes>': {re.escape(what)}.*, not a JPEG, PNG or WebP image$"):
+            decode(data, 3)
+    with pytest.raises(OSError, match=r"'<bytes>': not a JPEG, PNG or WebP image$"):
+        decode(b"\x00\x01 no idea", 3)
