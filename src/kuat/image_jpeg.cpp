@@ -167,10 +167,15 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, bool want_gray, co
   jpeg_start_decompress(&cinfo);
   const std::uint32_t w = cinfo.output_width, h = cinfo.output_height, oc = cinfo.output_components;
   std::vector<std::uint8_t>& raw = cmyk_source ? cmyk : img.pixels;
-  raw.resize(std::size_t{w} * h * oc);
+  // Reserved, then grown a row at a time: memory is touched only for rows actually decoded, so
+  // a truncated file claiming a large size fails at its first missing row having cost little (a
+  // 632-byte JPEG claiming 13000 x 13000 cost 518 MB).
+  const std::size_t row_bytes = std::size_t{w} * oc;
+  raw.reserve(row_bytes * h);
   while (cinfo.output_scanline < h && !err.warned) {
-    JSAMPROW row = raw.data() + std::size_t{cinfo.output_scanline} * w * oc;
-    jpeg_read_scanlines(&cinfo, &row, 1);
+    raw.resize(std::size_t{cinfo.output_scanline + 1} * row_bytes);
+    JSAMPROW row = raw.data() + std::size_t{cinfo.output_scanline} * row_bytes;
+    if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) bad_image(what, "corrupt JPEG: no more scanlines");
   }
   if (err.warned) bad_image(what, std::string("corrupt JPEG: ") + err.message);
   jpeg_finish_decompress(&cinfo);

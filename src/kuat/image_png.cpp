@@ -169,6 +169,21 @@ void read_png(PngRead& r, png_structp png, png_infop info, bool want_gray, const
   int depth = 0, color = 0, interlace = 0;
   png_get_IHDR(png, info, &r.w, &r.h, &depth, &color, &interlace, nullptr, nullptr);
   check_pixel_limit(r.w, r.h, options, what, "PNG");
+  // Deflate expands at most 1032:1, so IDAT chunks of N bytes hold at most ~1032 N bytes of
+  // rows: a file too short for its header's size is refused before the pixels are allocated (a
+  // 69-byte PNG claiming 13000 x 13000 cost 518 MB before failing as truncated).
+  std::uint64_t idat_bytes = 0;
+  walk_chunks(r.data, r.size, [&](const std::uint8_t* type, const std::uint8_t*, std::uint32_t len, bool) {
+    if (std::memcmp(type, "IDAT", 4) == 0) idat_bytes += len;
+    return false;
+  });
+  const int samples = color == PNG_COLOR_TYPE_RGB ? 3 : color == PNG_COLOR_TYPE_RGB_ALPHA ? 4
+                      : color == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
+  const std::uint64_t row_bytes = (std::uint64_t{r.w} * static_cast<unsigned>(samples * depth) + 7) / 8;
+  if (row_bytes * r.h > 1032 * idat_bytes + 4096) {
+    bad_image(what, "truncated PNG: " + std::to_string(idat_bytes) + " bytes of image data cannot hold " +
+                        std::to_string(r.w) + " x " + std::to_string(r.h) + " pixels (deflate expands at most 1032:1)");
+  }
   bool alpha = (color & PNG_COLOR_MASK_ALPHA) != 0;
   r.palette = color == PNG_COLOR_TYPE_PALETTE;
   bool gray_out = false;

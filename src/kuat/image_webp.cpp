@@ -79,6 +79,14 @@ Image decode_webp(const std::uint8_t* data, std::size_t size, const std::string&
   }
   // For extended files these are the canvas size: checked before anything is allocated.
   check_pixel_limit(static_cast<std::uint64_t>(f.width), static_cast<std::uint64_t>(f.height), options, what, "WebP");
+  // A file shorter than its RIFF header says is truncated, which libwebp finds only after the
+  // pixels are allocated (a 1 KB cut of a WebP claiming 13000 x 13000 cost 518 MB).
+  const std::uint64_t riff_size = std::uint64_t{data[4]} | std::uint64_t{data[5]} << 8 | std::uint64_t{data[6]} << 16 |
+                                  std::uint64_t{data[7]} << 24;
+  if (riff_size + 8 > size) {
+    bad_image(what, "truncated WebP: its RIFF header gives " + std::to_string(riff_size + 8) + " bytes, the file has " +
+                        std::to_string(size));
+  }
   *orientation = options.exif_transpose ? webp_exif_orientation(data, size) : 1;
   Image img;
   img.width = static_cast<std::uint32_t>(f.width);

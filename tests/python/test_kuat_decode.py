@@ -754,3 +754,83 @@ def test_other_formats_are_refused_saying_what_they_are():
             decode(data, 3)
     with pytest.raises(OSError, match=r"'<bytes>': not a JPEG, PNG or WebP image$"):
         decode(b"\x00\x01 no idea", 3)
+
+
+_DECODE_PEAK_CHILD = r"""
+import sys
+from lowbit import _native
+def status_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+data = open(sys.argv[1], "rb").read()
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+except OSError:
+    pass
+before = max(status_kb("VmRSS"), status_kb("VmHWM"))
+try:
+    _native.kuat.decode_image(data, 3)
+    result = "decoded"
+except OSError as e:
+    result = str(e)
+print((status_kb("VmHWM") - before) / 1024)
+print(result)
+"""
+
+
+def _claiming_13000(kind: str) -> bytes:
+    side = 13000  # 169 M pixels: under the default limit, 507 MB as RGB
+    if kind.startswith("png"):
+        ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 1 if kind == "png_interlaced" else 0)
+        return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                + _chunk(b"IEND", b""))
+    buf = io.BytesIO()
+    noise = Image.effect_noise((64, 64), 50).convert("RGB")
+    if kind == "jpeg":
+        noise.save(buf, "JPEG")
+        data = bytearray(buf.getvalue())
+        struct.pack_into(">HH", data, data.find(b"\xff\xc0") + 5, side, side)
+        return bytes(data[: len(data) * 2 // 3])
+    noise.save(buf, "WEBP", **({"lossless": True} if kind == "webp_lossless" else {"quality": 80}))
+    data = bytearray(buf.getvalue())
+    if kind == "webp_lossless":
+        at = data.find(b"VP8L") + 9
+        v = struct.unpack("<I", bytes(data[at:at + 4]))[0]
+        data[at:at + 4] = struct.pack("<I", (v & ~((1 << 28) - 1)) | (side - 1) | ((side - 1) << 14))
+    else:
+        struct.pack_into("<HH", data, data.find(b"VP8 ") + 14, side, side)
+    return bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png", "png_interlaced", "webp_lossy", "webp_lossless"])
+def test_truncated_file_claiming_a_large_size_costs_little(kind, tmp_path):
+    # Kind 2: the pixels were allocated (and zeroed) from the header's size before the data ran
+    # out: a 69-byte PNG, a 2 KB JPEG or a 1 KB cut of a WebP claiming 13000 x 13000 (under
+    # the pixel limit) cost 518 MB each before failing. Now: PNG image data too short for the
+    # size (deflate expands at most 1032:1) and WebP shorter than its RIFF header are refused
+    # before allocating; JPEG rows are touched only as they are decoded.
+    import subprocess
+    import sys
+    path = tmp_path / kind
+    path.write_bytes(_claiming_13000(kind))
+    with pytest.raises(OSError):
+        Image.open(path).load()  # PIL refuses them too
+    p = subprocess.run([sys.executable, "-c", _DECODE_PEAK_CHILD, str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    mib, message = p.stdout.splitlines()[:2]
+    assert message.startswith("'<bytes>': ") and ("truncated" in message or "corrupt" in message), message
+    assert float(mib) < 40, f"{kind}: {float(mib):.0f} MiB at the peak for a {path.stat().st_size}-byte file ({message})"
+
+
+def test_png_at_the_deflate_ratio_limit_still_decodes():
+    # The truncation bound is deflate's own limit, so the most compressible PNG still decodes.
+    side = 3000
+    z = zlib.compressobj(9)
+    row = b"\0" + b"\0" * side * 3
+    body = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    assert side * side * 3 / len(body) > 1000  # near 1032:1
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
+    out = decode(data, 3)
+    assert out.shape == (side, side, 3) and not out.any()
