@@ -7,6 +7,7 @@ import io
 import re
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -834,3 +835,19 @@ def test_png_at_the_deflate_ratio_limit_still_decodes():
             + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
     out = decode(data, 3)
     assert out.shape == (side, side, 3) and not out.any()
+
+
+JPEG_FIXTURES = sorted((Path(__file__).resolve().parents[1] / "data" / "kuat" / "jpeg").glob("*.jpg"))
+
+
+@pytest.mark.parametrize("path", JPEG_FIXTURES, ids=[p.stem for p in JPEG_FIXTURES])
+def test_jpeg_fixtures_match_pil(path):
+    # JPEGs PIL's encoder cannot write (tests/data/kuat/jpeg/make_fixtures.py): 4:1:1, 4:1:0,
+    # 4:4:0, 3:1 and mixed sampling factors, restart intervals, arithmetic coding (sequential
+    # and progressive), YCCK and CMYK with 2x2 sampling, RGB without an Adobe marker, a 40-scan
+    # script; at odd sizes. Both libraries are libjpeg-turbo with its default (fancy)
+    # upsampling and islow IDCT, so the pixels are equal, and gray is PIL's convert("L").
+    data = path.read_bytes()
+    im = Image.open(io.BytesIO(data))
+    np.testing.assert_array_equal(decode(data, 3), np.asarray(im.convert("RGB")))
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], np.asarray(Image.open(io.BytesIO(data)).convert("L")))
