@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <new>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -60,14 +61,28 @@ struct Job {
       return source.load(i, channels, options.target);
     } catch (const IoError& e) {
       if (!source.samples_can_fail()) throw;
-      if (options.strict) throw IoError(std::string(e.what()) + " (--strict)");
-      if (report) {
-        skip(e.what());
-      } else {
-        std::lock_guard<std::mutex> lock(mutex);
-        training_failures.push_back(e.what());
-      }
+      failed(e.what(), report);
       return std::nullopt;
+    }
+  }
+
+  // Memory ran out while the decoded image `i` was being worked on (its patches sampled or
+  // encoded): that image's error, named, like a decoding failure; never a run-wide bad_alloc.
+  void out_of_memory(std::size_t i, const char* stage, bool report) {
+    const std::string message =
+        io_message(source.message_name(i), std::string("out of memory while ") + stage + " (lower --max-pixels or --threads)");
+    if (!source.samples_can_fail()) throw IoError(message);
+    failed(message, report);
+  }
+
+ private:
+  void failed(const std::string& message, bool report) {
+    if (options.strict) throw IoError(message + " (--strict)");
+    if (report) {
+      skip(message);
+    } else {
+      std::lock_guard<std::mutex> lock(mutex);
+      training_failures.push_back(message);
     }
   }
 };
@@ -126,18 +141,25 @@ std::vector<std::uint8_t> collect_training_patches(Job& job, std::uint32_t dim, 
       bar.add();
       if (!img) continue;
       all.clear();
-      extract_patches(img->pixels.data(), img->height, img->width, img->channels, job.options.patch, all);
-      if (encoded[order[j]]) cache.offer(order[j], std::move(*img));
-      const std::size_t count = all.size() / dim;
-      std::mt19937_64 pick(job.options.seed ^ (0x9E3779B97F4A7C15ULL * (order[j] + 1)));
-      std::vector<std::uint32_t> idx(count);
-      std::iota(idx.begin(), idx.end(), 0u);
-      const std::size_t take = std::min(per_image, count);
-      for (std::size_t t = 0; t < take; ++t) {  // partial Fisher-Yates
-        std::uniform_int_distribution<std::size_t> u(t, count - 1);
-        std::swap(idx[t], idx[u(pick)]);
-        per[j].insert(per[j].end(), all.begin() + std::size_t{idx[t]} * dim, all.begin() + std::size_t{idx[t] + 1} * dim);
+      try {
+        extract_patches(img->pixels.data(), img->height, img->width, img->channels, job.options.patch, all);
+        const std::size_t count = all.size() / dim;
+        std::mt19937_64 pick(job.options.seed ^ (0x9E3779B97F4A7C15ULL * (order[j] + 1)));
+        std::vector<std::uint32_t> idx(count);
+        std::iota(idx.begin(), idx.end(), 0u);
+        const std::size_t take = std::min(per_image, count);
+        for (std::size_t t = 0; t < take; ++t) {  // partial Fisher-Yates
+          std::uniform_int_distribution<std::size_t> u(t, count - 1);
+          std::swap(idx[t], idx[u(pick)]);
+          per[j].insert(per[j].end(), all.begin() + std::size_t{idx[t]} * dim, all.begin() + std::size_t{idx[t] + 1} * dim);
+        }
+      } catch (const std::bad_alloc&) {
+        std::vector<std::uint8_t>().swap(all);
+        std::vector<std::uint8_t>().swap(per[j]);
+        job.out_of_memory(order[j], "sampling its patches", false);
+        continue;  // not in the sample; the encoding pass reads it again
       }
+      if (encoded[order[j]]) cache.offer(order[j], std::move(*img));
     }
   });
   bar.finish();
@@ -397,8 +419,14 @@ ConvertStats convert_dataset(const std::string& input, const std::string& output
         if (img) {
           slot.height = img->height;
           slot.width = img->width;
-          slot.result = encoder.encode(img->pixels.data(), img->height, img->width);
-          slot.ok = true;
+          try {
+            slot.result = encoder.encode(img->pixels.data(), img->height, img->width);
+            slot.ok = true;
+          } catch (const std::bad_alloc&) {
+            slot.result = {};
+            img.reset();
+            job.out_of_memory(members[j], "encoding", true);
+          }
         }
         bar.add();
       }

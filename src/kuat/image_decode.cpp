@@ -2,6 +2,7 @@
 // The per-container decoders are image_jpeg.cpp, image_png.cpp and image_webp.cpp.
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "image_codecs.h"
 #include "lowbit/core/error.h"
@@ -82,6 +83,40 @@ int exif_orientation(const std::uint8_t* data, std::size_t size) {
   return 1;
 }
 
+// What a file that is not JPEG, PNG or WebP is, from its first bytes (a GIF or an HTML error
+// page saved as .jpg is common in scraped sets), or nullptr.
+const char* other_format(const std::uint8_t* d, std::size_t n) {
+  auto starts = [&](const char* magic, std::size_t len, std::size_t at = 0) {
+    return n >= at + len && std::memcmp(d + at, magic, len) == 0;
+  };
+  if (starts("GIF87a", 6) || starts("GIF89a", 6)) return "a GIF image";
+  if (starts("II*\0", 4) || starts("MM\0*", 4) || starts("II+\0", 4) || starts("MM\0+", 4)) return "a TIFF image";
+  if (starts("BM", 2) && n >= 18 && d[15] == 0 && d[16] == 0 && d[17] == 0 &&
+      (d[14] == 12 || d[14] == 40 || d[14] == 52 || d[14] == 56 || d[14] == 64 || d[14] == 108 || d[14] == 124)) {
+    return "a BMP image";
+  }
+  if (starts("ftypavif", 8, 4) || starts("ftypavis", 8, 4)) return "an AVIF image";
+  if (starts("ftypheic", 8, 4) || starts("ftypheix", 8, 4) || starts("ftypmif1", 8, 4) || starts("ftypmsf1", 8, 4) ||
+      starts("ftyphevc", 8, 4)) {
+    return "a HEIF/HEIC image";
+  }
+  if (starts("\xff\x0a", 2) || starts("\0\0\0\x0cJXL \r\n\x87\n", 12)) return "a JPEG XL image";
+  if (starts("\0\0\0\x0cjP  \r\n\x87\n", 12) || starts("\xff\x4f\xff\x51", 4)) return "a JPEG 2000 image";
+  if (n >= 3 && d[0] == 'P' && d[1] >= '1' && d[1] <= '7' && (d[2] == '\n' || d[2] == ' ' || d[2] == '\r' || d[2] == '\t')) {
+    return "a PNM (PBM/PGM/PPM) image";
+  }
+  if (starts("\0\0\1\0", 4) || starts("\0\0\2\0", 4)) return "an ICO/CUR image";
+  if (starts("8BPS", 4)) return "a Photoshop (PSD) file";
+  if (starts("RIFF", 4)) return "a RIFF file that is not WebP";
+  if (starts("%PDF", 4)) return "a PDF document";
+  if (starts("\x1f\x8b", 2)) return "a gzip file";
+  if (starts("PK\3\4", 4)) return "a ZIP file";
+  std::size_t at = starts("\xef\xbb\xbf", 3) ? 3 : 0;  // UTF-8 byte-order mark
+  while (at < n && at < 256 && (d[at] == ' ' || d[at] == '\t' || d[at] == '\r' || d[at] == '\n')) ++at;
+  if (at < n && d[at] == '<') return "an HTML/XML document (often an error page saved under an image name)";
+  return nullptr;
+}
+
 }  // namespace detail
 
 Rgb parse_rgb(const std::string& text) {
@@ -156,10 +191,17 @@ Image decode_image(const std::uint8_t* data, std::size_t size, std::uint32_t cha
     } else if (size == 0) {
       detail::bad_image(what, "file is empty");
     } else {
-      detail::bad_image(what, "not a JPEG, PNG or WebP image");
+      const std::string other = detail::other_format(data, size) ? detail::other_format(data, size) : "";
+      const bool image = other.size() > 6 && other.compare(other.size() - 6, 6, " image") == 0;
+      detail::bad_image(what, other.empty() ? std::string("not a JPEG, PNG or WebP image")
+                              : image ? other + ", not a JPEG, PNG or WebP image (the formats kuat reads; convert it first)"
+                                      : other + ", not a JPEG, PNG or WebP image");
     }
     if (options.exif_transpose && orientation != 1) img = apply_orientation(img, orientation);
-    return img.channels == channels ? img : convert_channels(img, channels);
+    // Returned by move: `cond ? img : convert_channels(...)` copied every decoded image once more
+    // (the peak was twice the image).
+    if (img.channels != channels) img = convert_channels(std::move(img), channels);
+    return img;
   } catch (const std::bad_alloc&) {
     img = Image{};
     detail::bad_image(what, "out of memory while decoding (lower --max-pixels or --threads)");

@@ -19,12 +19,30 @@ struct JpegError {
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
   bool warned = false;
+  bool too_many_scans = false;
 };
 
 void jpeg_error_exit(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<JpegError*>(cinfo->err);
   err->mgr.format_message(cinfo, err->message);
   std::longjmp(err->jump, 1);
+}
+
+// Every scan of a progressive JPEG is a pass over the whole image, however few bytes it takes
+// (an AC scan of end-of-band runs is a few bytes): a 366 KB file of 10000 scans over 4096 x 4096
+// took 15 s. libjpeg has no limit of its own (TurboJPEG's TJPARAM_SCANLIMIT is this check), so
+// more than kMaxJpegScans fail the image: encoders write 10 or fewer (jpeg_simple_progression),
+// scan optimizers a few dozen; 100 passes cost about what decoding the image once does.
+constexpr int kMaxJpegScans = 100;
+
+// libjpeg calls this while it absorbs input, at least once per iMCU row of every scan.
+void jpeg_check_scans(j_common_ptr cinfo) {
+  auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+  if (d->input_scan_number > kMaxJpegScans) {
+    auto* err = reinterpret_cast<JpegError*>(cinfo->err);
+    err->too_many_scans = true;
+    std::longjmp(err->jump, 1);
+  }
 }
 
 // Warnings that leave every pixel as stored: junk bytes before a marker (libjpeg skips them;
@@ -36,13 +54,21 @@ bool jpeg_warning_is_benign(int code) {
 }
 
 // libjpeg reports truncated or corrupt entropy data as warnings and fills in grey; a dataset
-// converter must not silently store such images, so the first such warning fails the decode.
+// converter must not silently store such images, so the first such warning fails the decode,
+// at once (libjpeg would otherwise go on through every remaining scan of a broken file).
 void jpeg_emit_message(j_common_ptr cinfo, int level) {
   auto* err = reinterpret_cast<JpegError*>(cinfo->err);
   if (level < 0 && !err->warned && !jpeg_warning_is_benign(err->mgr.msg_code)) {
     err->warned = true;
     err->mgr.format_message(cinfo, err->message);
+    std::longjmp(err->jump, 1);
   }
+}
+
+// Files libjpeg-turbo cannot decode although they are valid JPEG (12- and 16-bit samples,
+// lossless and hierarchical processes) are "unsupported", not "corrupt".
+bool jpeg_error_is_unsupported(int code) {
+  return code == JERR_BAD_PRECISION || code == JERR_SOF_UNSUPPORTED || code == JERR_NOT_COMPILED;
 }
 
 // Destroys the decompressor on every way out (jpeg_destroy is a no-op on a zeroed struct).
@@ -103,11 +129,24 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, bool want_gray, co
   const DecompressGuard guard{&cinfo};
   Image img;
   std::vector<std::uint8_t> cmyk;
+  jpeg_progress_mgr progress{};
+  progress.progress_monitor = jpeg_check_scans;
   if (setjmp(err.jump)) {
-    const bool oom = err.mgr.msg_code == JERR_OUT_OF_MEMORY;
-    bad_image(what, oom ? std::string("out of memory while decoding the JPEG") : std::string("corrupt JPEG: ") + err.message);
+    if (err.too_many_scans) {
+      bad_image(what, "progressive JPEG with more than " + std::to_string(kMaxJpegScans) +
+                          " scans (each one is a pass over the whole image); refused");
+    }
+    if (err.warned) bad_image(what, std::string("corrupt JPEG: ") + err.message);
+    const int code = err.mgr.msg_code;
+    if (code == JERR_OUT_OF_MEMORY) bad_image(what, "out of memory while decoding the JPEG");
+    if (jpeg_error_is_unsupported(code)) {
+      bad_image(what, std::string("unsupported JPEG (libjpeg-turbo reads 8-bit baseline, extended, progressive and "
+                                  "arithmetic-coded JPEG): ") + err.message);
+    }
+    bad_image(what, std::string("corrupt JPEG: ") + err.message);
   }
   jpeg_create_decompress(&cinfo);
+  cinfo.progress = &progress;
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   if (options.exif_transpose) jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(&cinfo, TRUE);
@@ -128,10 +167,15 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, bool want_gray, co
   jpeg_start_decompress(&cinfo);
   const std::uint32_t w = cinfo.output_width, h = cinfo.output_height, oc = cinfo.output_components;
   std::vector<std::uint8_t>& raw = cmyk_source ? cmyk : img.pixels;
-  raw.resize(std::size_t{w} * h * oc);
+  // Reserved, then grown a row at a time: memory is touched only for rows actually decoded, so
+  // a truncated file claiming a large size fails at its first missing row having cost little (a
+  // 632-byte JPEG claiming 13000 x 13000 cost 518 MB).
+  const std::size_t row_bytes = std::size_t{w} * oc;
+  raw.reserve(row_bytes * h);
   while (cinfo.output_scanline < h && !err.warned) {
-    JSAMPROW row = raw.data() + std::size_t{cinfo.output_scanline} * w * oc;
-    jpeg_read_scanlines(&cinfo, &row, 1);
+    raw.resize(std::size_t{cinfo.output_scanline + 1} * row_bytes);
+    JSAMPROW row = raw.data() + std::size_t{cinfo.output_scanline} * row_bytes;
+    if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) bad_image(what, "corrupt JPEG: no more scanlines");
   }
   if (err.warned) bad_image(what, std::string("corrupt JPEG: ") + err.message);
   jpeg_finish_decompress(&cinfo);

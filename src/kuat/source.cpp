@@ -21,7 +21,7 @@ Image InMemorySource::load(std::size_t i, std::uint32_t channels, const TargetSi
   img.width = width_;
   img.channels = channels_;
   img.pixels.assign(pixels_.begin() + static_cast<long>(i * bytes), pixels_.begin() + static_cast<long>((i + 1) * bytes));
-  return fit_to_target(convert_channels(img, channels ? channels : channels_), target);
+  return fit_to_target(convert_channels(std::move(img), channels ? channels : channels_), target);
 }
 
 bool has_image_extension(const std::string& filename) {

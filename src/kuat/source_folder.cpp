@@ -36,8 +36,9 @@ class FolderSource : public DatasetSource {
     return {m};
   }
   bool samples_can_fail() const override { return true; }
+  std::string message_name(std::size_t i) const override { return (fs::path(root_) / files_.at(i)).string(); }
   Image load(std::size_t i, std::uint32_t channels, const TargetSize& target) const override {
-    const std::string path = (fs::path(root_) / files_.at(i)).string();
+    const std::string path = message_name(i);
     try {
       return fit_to_target(read_image_file(path, channels ? channels : 3, target, decode_), target);
     } catch (const std::bad_alloc&) {  // one image's failure, not the run's

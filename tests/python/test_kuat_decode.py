@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,9 +30,9 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, bg) -> np.ndarray:
 
 
 def luma_of(rgb: np.ndarray) -> np.ndarray:
-    """convert_channels' gray: (299 R + 587 G + 114 B) / 1000, rounded."""
+    """convert_channels' gray, PIL's convert("L"): (19595 R + 38470 G + 7471 B + 32768) >> 16."""
     v = rgb.astype(np.int64)
-    return (299 * v[..., 0] + 587 * v[..., 1] + 114 * v[..., 2] + 500) // 1000
+    return (19595 * v[..., 0] + 38470 * v[..., 1] + 7471 * v[..., 2] + 0x8000) >> 16
 
 
 def pil_reference(data: bytes, bg) -> np.ndarray:
@@ -39,6 +41,18 @@ def pil_reference(data: bytes, bg) -> np.ndarray:
     rgba = im.convert("RGBA")
     back = Image.new("RGBA", im.size, tuple(bg) + (255,))
     return np.asarray(Image.alpha_composite(back, rgba).convert("RGB"))
+
+
+def test_gray_is_pil_convert_l_for_every_colour():
+    # Kind 1: channels=1 rounded (299 R + 587 G + 114 B) / 1000, one level above PIL's
+    # convert("L") for 9040 of the 2^24 colours (e.g. (0, 0, 250): 29, PIL 28).
+    v = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([v >> 16, (v >> 8) & 255, v & 255], -1).astype(np.uint8).reshape(4096, 4096, 3)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG", compress_level=1)
+    want = np.asarray(Image.fromarray(rgb).convert("L"))
+    np.testing.assert_array_equal(decode(buf.getvalue(), 1)[..., 0], want)
+    np.testing.assert_array_equal(luma_of(rgb), want)
 
 
 def test_composite_rule_is_pil_alpha_composite_exactly():
@@ -251,9 +265,9 @@ def test_jpeg_matches_pil_convert_rgb(kind):
     data = jpeg_cases()[kind]
     want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     np.testing.assert_array_equal(decode(data, 3), want)
-    # One channel is the luma of those RGB values (PIL's "L" weights, rounded).
-    luma = luma_of(want)
-    np.testing.assert_array_equal(decode(data, 1)[..., 0], luma)
+    # One channel is the luma of those RGB values: PIL's convert("L") (CMYK too).
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], np.asarray(Image.open(io.BytesIO(data)).convert("L")))
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], luma_of(want))
 
 
 def _insert_before_marker(data: bytes, marker: bytes, junk: bytes, nth: int = 0) -> bytes:
@@ -461,3 +475,379 @@ def test_pixel_limit_from_the_header():
     assert decode(buf.getvalue(), 3, max_pixels=256).shape == (16, 16, 3)
     with pytest.raises(OSError, match="WebP is 16 x 16"):
         decode(buf.getvalue(), 3, max_pixels=255)
+
+
+# --- Resource limits: what a file's body can make the decoder do ---
+
+def _decode_seconds(data: bytes, **kw):
+    import time
+    t = time.perf_counter()
+    out = decode(data, 3, **kw)
+    return out, time.perf_counter() - t
+
+
+def _zeros_deflate(mib: int) -> bytes:
+    """A raw deflate block run for `mib` MiB of zero bytes, not final (made once, repeated)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = z.compress(b"\0" * (1 << 20)) + z.flush(zlib.Z_FULL_FLUSH)
+    return block * mib
+
+
+def test_png_idat_data_after_the_image_is_not_inflated():
+    # Kind 2: libpng inflated the whole rest of the IDAT stream after the last row (to warn
+    # "too much image data"): a 1 MB PNG of 16 x 16 pixels hiding 1 GiB of zeros took 2-7 s.
+    rgb = np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    filtered = b"".join(b"\0" + row.tobytes() for row in rgb)
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = z.compress(filtered) + z.flush(zlib.Z_FULL_FLUSH) + _zeros_deflate(1024) + b"\x03\x00"  # empty final block
+    adler = zlib.adler32(filtered)
+    zero = b"\0" * (1 << 20)
+    for _ in range(1024):
+        adler = zlib.adler32(zero, adler)
+    idat = b"\x78\xda" + stream + struct.pack(">I", adler)
+    for interlace in (False, True):
+        ihdr = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
+        if interlace:  # the same bytes as Adam7 passes
+            passes = b"".join(b"".join(b"\0" + r.tobytes() for r in rgb[y0::dy, x0::dx]) for x0, y0, dx, dy in ADAM7)
+            z = zlib.compressobj(9, zlib.DEFLATED, -15)
+            stream = z.compress(passes) + z.flush(zlib.Z_FULL_FLUSH) + _zeros_deflate(1024) + b"\x03\x00"
+            adler = zlib.adler32(passes)
+            for _ in range(1024):
+                adler = zlib.adler32(zero, adler)
+            idat = b"\x78\xda" + stream + struct.pack(">I", adler)
+            ihdr = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 1)
+        data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+        assert len(data) < 1_100_000
+        out, seconds = _decode_seconds(data)
+        np.testing.assert_array_equal(out, rgb)
+        np.testing.assert_array_equal(out, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        assert seconds < 0.5, f"{seconds:.2f} s for a 16 x 16 PNG (interlace={interlace})"
+
+
+def test_png_text_icc_and_other_ancillary_chunks_are_not_inflated():
+    # Kind 2: libpng inflated every zTXt/iTXt chunk (up to its 8 MB chunk limit each, 1000 of
+    # them): a 7 MB PNG of 16 x 16 pixels took 30-60 s. Only tRNS (and eXIf, from the stored
+    # bytes) are read now; the pixels do not change.
+    rgb = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    bomb = zlib.compress(b"\0" * (7 << 20), 9)
+    plain = png_bytes(rgb, 8, 2)
+    at = plain.find(b"IDAT") - 4
+    for name, chunks in (("zTXt", [_chunk(b"zTXt", b"k%d\0\0" % i + bomb) for i in range(300)]),
+                         ("iTXt", [_chunk(b"iTXt", b"k%d\0\1\0\0\0" % i + bomb) for i in range(300)]),
+                         ("iCCP", [_chunk(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * (64 << 20), 9))])):
+        for where in (at, len(plain) - 12):  # before the image data, and after it
+            data = plain[:where] + b"".join(chunks) + plain[where:]
+            for exif in (False, True):
+                out, seconds = _decode_seconds(data, exif_transpose=exif)
+                np.testing.assert_array_equal(out, rgb)
+                assert seconds < 0.5, f"{name}: {seconds:.2f} s"
+
+
+def test_png_exif_orientation_from_the_chunk_pil_uses():
+    # eXIf is read from the stored bytes (libpng skips ancillary chunks): before or after the
+    # image data, and of several, the one PIL's exif_transpose applies.
+    rgb = photo(6, 10, 1)
+    plain = png_bytes(rgb, 8, 2)
+    idat, iend = plain.find(b"IDAT") - 4, len(plain) - 12
+    e6, e3 = (_chunk(b"eXIf", _exif_with_orientation(v, 3)) for v in (6, 3))
+    for data in (plain[:idat] + e6 + plain[idat:], plain[:iend] + e6 + plain[iend:],
+                 plain[:idat] + e6 + e3 + plain[idat:], plain[:idat] + e6 + plain[idat:iend] + e3 + plain[iend:],
+                 plain[:iend] + e3 + e6 + plain[iend:]):
+        turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+        np.testing.assert_array_equal(decode(data, 3, exif_transpose=True), turned)
+        np.testing.assert_array_equal(decode(data, 3), rgb)
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_png_every_small_size_and_every_truncation(interlace):
+    # The decoder stops reading once the last row is in: every size (Adam7 passes that are
+    # empty included) still gets all its rows, and a file cut anywhere before that fails.
+    rng = np.random.default_rng(6)
+    for h in range(1, 12):
+        for w in range(1, 12):
+            rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            data = png_bytes(rgb, 8, 2, interlace=interlace)
+            np.testing.assert_array_equal(decode(data, 3), rgb, err_msg=f"{h} x {w}")
+    data = png_bytes(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8), 8, 2, interlace=interlace)
+    for n in range(len(data)):
+        try:
+            np.asarray(Image.open(io.BytesIO(data[:n])).convert("RGB"))
+            pil_reads = True
+        except Exception:
+            pil_reads = False
+        try:
+            decode(data[:n], 3)
+            ours = True
+        except OSError as e:
+            assert "<bytes>" in str(e)
+            ours = False
+        if ours:
+            assert pil_reads, f"cut at {n} of {len(data)}: kuat decodes what PIL refuses"
+
+
+def _bits(fields) -> bytes:
+    """Entropy-coded bytes of (value, nbits) fields, padded with 1 bits, 0xFF stuffed."""
+    acc, n, out = 0, 0, bytearray()
+    for value, nbits in fields:
+        acc, n = (acc << nbits) | value, n + nbits
+        while n >= 8:
+            n -= 8
+            out.append((acc >> n) & 0xFF)
+            if out[-1] == 0xFF:
+                out.append(0)
+    if n:
+        out.append(((acc << (8 - n)) | ((1 << (8 - n)) - 1)) & 0xFF)
+        if out[-1] == 0xFF:
+            out.append(0)
+    return bytes(out)
+
+
+def progressive_gray_jpeg(side: int, scans: int) -> bytes:
+    """A valid progressive gray JPEG (side x side, side a multiple of 8; every coefficient zero,
+    so every pixel is 128) of `scans` scans: the DC scan, then single-coefficient AC scans with
+    successive approximation (Al 13, then refinements 13 -> 12, ..., 1 -> 0), 1 + 63 * 14 at most.
+    AC scans are end-of-band runs, a few bytes each however large the image."""
+    assert side % 8 == 0 and 1 <= scans <= 1 + 63 * 14
+    blocks = (side // 8) ** 2
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
+
+    def huffman(table_class: int, symbols) -> bytes:  # one code per length 1, 2, ...
+        counts = [1 if i < len(symbols) else 0 for i in range(16)]
+        return seg(0xC4, bytes([table_class << 4]) + bytes(counts) + bytes(symbols))
+
+    def sos(ss, se, ah, al) -> bytes:
+        return seg(0xDA, bytes([1, 1, 0x00, ss, se, (ah << 4) | al]))
+
+    def eob_runs() -> bytes:  # code "0": EOB of one block; "10" + 14 bits: EOB run of 2^14 + v blocks
+        fields, left = [], blocks
+        while left >= 1 << 14:
+            run = min(left, (1 << 15) - 1)
+            fields += [(0b10, 2), (run - (1 << 14), 14)]
+            left -= run
+        return _bits(fields + [(0, 1)] * left)
+
+    out = b"\xff\xd8" + seg(0xDB, b"\x00" + b"\x01" * 64)
+    out += seg(0xC2, struct.pack(">BHHB", 8, side, side, 1) + bytes([1, 0x11, 0]))
+    out += huffman(0, [0x00]) + huffman(1, [0x00, 0xE0])
+    out += sos(0, 0, 0, 0) + _bits([(0, 1)] * blocks)  # every DC difference is 0
+    done = 1
+    for k in range(1, 64):
+        for al in range(13, -1, -1):
+            if done == scans:
+                return out + b"\xff\xd9"
+            out += sos(k, k, 0 if al == 13 else al + 1, al) + eob_runs()
+            done += 1
+    return out + b"\xff\xd9"
+
+
+def test_progressive_jpeg_scan_limit():
+    # Kind 2: every scan is a pass over the whole image however few bytes it takes, and libjpeg
+    # has no limit: a 366 KB file of 10000 scans over 4096 x 4096 took 15 s, and the valid 64 KB
+    # file built here (883 scans over 4096 x 4096) 3.3 s (PIL: 4.1 s). Up to 100 scans decode as
+    # PIL does; more are refused, promptly (0.4 s there), naming the reason.
+    for side, scans in ((64, 100), (64, 2), (512, 100)):
+        data = progressive_gray_jpeg(side, scans)
+        pil = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        np.testing.assert_array_equal(decode(data, 3), pil)
+        assert (pil == 128).all()
+    for side, scans in ((64, 101), (512, 883), (4096, 883)):
+        data = progressive_gray_jpeg(side, scans)
+        assert Image.open(io.BytesIO(data)).size == (side, side)  # PIL reads them (slowly)
+        with pytest.raises(OSError, match="progressive JPEG with more than 100 scans"):
+            decode(data, 3)
+
+
+def test_jpeg_corrupt_scan_fails_at_once():
+    # A warning that loses data fails the image when it happens; libjpeg used to go on through
+    # every remaining scan first. The message is the first warning's.
+    data = bytearray(progressive_gray_jpeg(64, 50))
+    sos = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    data[sos[1] + 10: sos[1] + 10] = b"\xff\xd0"  # an unexpected restart marker inside scan 2
+    with pytest.raises(OSError, match="corrupt JPEG"):
+        decode(bytes(data), 3)
+
+
+def test_jpeg_precision_and_processes_libjpeg_turbo_lacks_are_unsupported_not_corrupt():
+    buf = io.BytesIO()
+    Image.fromarray(photo(16, 16, 2)).save(buf, "JPEG")
+    data = buf.getvalue()
+    sof = data.find(b"\xff\xc0")
+    cases = {"12-bit samples": data[:sof + 4] + b"\x0c" + data[sof + 5:],
+             "lossless (SOF3)": data[:sof + 1] + b"\xc3" + data[sof + 2:],
+             "hierarchical (SOF5)": data[:sof + 1] + b"\xc5" + data[sof + 2:]}
+    for name, bad in cases.items():
+        with pytest.raises(OSError, match=r"'<bytes>': unsupported JPEG \(libjpeg-turbo reads 8-bit"):
+            decode(bad, 3)
+
+
+_PEAK_CHILD = r"""
+import io, struct, sys, zlib
+from lowbit import _native
+from PIL import Image
+import numpy as np
+kind, W, H = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+def riff(tag, payload):
+    return tag + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+u24 = lambda v: struct.pack("<I", v)[:3]
+if kind == "png":
+    z = zlib.compressobj(9)
+    row = b"\0" + bytes([10, 20, 30]) * W
+    body = b"".join(z.compress(row) for _ in range(H)) + z.flush()
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0)) + chunk(b"IDAT", body)
+            + chunk(b"IEND", b""))
+else:  # an animation whose W x H canvas holds a 1 x 1 first frame
+    buf = io.BytesIO()
+    Image.fromarray(np.full((1, 1, 4), 200, np.uint8), "RGBA").save(buf, "WEBP", lossless=True)
+    one = buf.getvalue()
+    at = one.find(b"VP8L")
+    frame = riff(b"ANMF", u24(0) * 4 + u24(100) + b"\0" + riff(b"VP8L", one[at + 8: at + 8 + struct.unpack("<I", one[at + 4: at + 8])[0]]))
+    body = b"WEBP" + riff(b"VP8X", bytes([0x12, 0, 0, 0]) + u24(W - 1) + u24(H - 1)) + riff(b"ANIM", b"\0" * 6) + frame * 2
+    data = b"RIFF" + struct.pack("<I", len(body)) + body
+_native.kuat.decode_image(data[:0] + b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                          + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b""))
+def status_kb(field):  # this process's own figures (ru_maxrss carries the parent's peak across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # the peak restarts from the current RSS
+except OSError:
+    pass
+before = max(status_kb("VmRSS"), status_kb("VmHWM"))
+out = _native.kuat.decode_image(data, 3)
+after = status_kb("VmHWM")
+assert out.shape == (H, W, 3)
+print((after - before) * 1024 / (W * H))
+"""
+
+
+@pytest.mark.parametrize("kind", ["png", "animated_webp"])
+def test_decoding_peak_memory_per_pixel(kind):
+    # Kind 2: every decode returned a copy of its image (the peak was twice the image: 6 bytes a
+    # pixel for RGB), and an animated WebP's first frame went through libwebp's animation
+    # decoder, which keeps two more canvases: 12 bytes per canvas pixel, 1.9 GB for a 144-byte
+    # file whose 16000 x 10000 canvas holds a 1 x 1 frame. Now 3 (RGB) and 4 (an RGBA canvas).
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", _PEAK_CHILD, kind, "3000", "2000"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    per_pixel = float(p.stdout)
+    assert per_pixel < (3.5 if kind == "png" else 4.5), f"{kind}: {per_pixel:.2f} bytes per pixel at the peak"
+
+
+def test_other_formats_are_refused_saying_what_they_are():
+    # A GIF, TIFF, BMP or an HTML error page under an image name (common in scraped sets) is
+    # refused naming its real type, not only as "not a JPEG, PNG or WebP image".
+    im = Image.fromarray(photo(16, 16, 3))
+    for fmt, what in (("GIF", "a GIF image"), ("TIFF", "a TIFF image"), ("BMP", "a BMP image"),
+                      ("PPM", "a PNM (PBM/PGM/PPM) image"), ("ICO", "an ICO/CUR image")):
+        buf = io.BytesIO()
+        im.save(buf, fmt)
+        with pytest.raises(OSError, match=rf"'<bytes>': {re.escape(what)}, not a JPEG, PNG or WebP image \(the formats"):
+            decode(buf.getvalue(), 3)
+    for data, what in ((b"\n <!DOCTYPE html><html>404</html>", "an HTML/XML document"), (b"%PDF-1.4", "a PDF document")):
+        with pytest.raises(OSError, match=rf"'<bytes>': {re.escape(what)}.*, not a JPEG, PNG or WebP image$"):
+            decode(data, 3)
+    with pytest.raises(OSError, match=r"'<bytes>': not a JPEG, PNG or WebP image$"):
+        decode(b"\x00\x01 no idea", 3)
+
+
+_DECODE_PEAK_CHILD = r"""
+import sys
+from lowbit import _native
+def status_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+data = open(sys.argv[1], "rb").read()
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+except OSError:
+    pass
+before = max(status_kb("VmRSS"), status_kb("VmHWM"))
+try:
+    _native.kuat.decode_image(data, 3)
+    result = "decoded"
+except OSError as e:
+    result = str(e)
+print((status_kb("VmHWM") - before) / 1024)
+print(result)
+"""
+
+
+def _claiming_13000(kind: str) -> bytes:
+    side = 13000  # 169 M pixels: under the default limit, 507 MB as RGB
+    if kind.startswith("png"):
+        ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 1 if kind == "png_interlaced" else 0)
+        return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                + _chunk(b"IEND", b""))
+    buf = io.BytesIO()
+    noise = Image.effect_noise((64, 64), 50).convert("RGB")
+    if kind == "jpeg":
+        noise.save(buf, "JPEG")
+        data = bytearray(buf.getvalue())
+        struct.pack_into(">HH", data, data.find(b"\xff\xc0") + 5, side, side)
+        return bytes(data[: len(data) * 2 // 3])
+    noise.save(buf, "WEBP", **({"lossless": True} if kind == "webp_lossless" else {"quality": 80}))
+    data = bytearray(buf.getvalue())
+    if kind == "webp_lossless":
+        at = data.find(b"VP8L") + 9
+        v = struct.unpack("<I", bytes(data[at:at + 4]))[0]
+        data[at:at + 4] = struct.pack("<I", (v & ~((1 << 28) - 1)) | (side - 1) | ((side - 1) << 14))
+    else:
+        struct.pack_into("<HH", data, data.find(b"VP8 ") + 14, side, side)
+    return bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png", "png_interlaced", "webp_lossy", "webp_lossless"])
+def test_truncated_file_claiming_a_large_size_costs_little(kind, tmp_path):
+    # Kind 2: the pixels were allocated (and zeroed) from the header's size before the data ran
+    # out: a 69-byte PNG, a 2 KB JPEG or a 1 KB cut of a WebP claiming 13000 x 13000 (under
+    # the pixel limit) cost 518 MB each before failing. Now: PNG image data too short for the
+    # size (deflate expands at most 1032:1) and WebP shorter than its RIFF header are refused
+    # before allocating; JPEG rows are touched only as they are decoded.
+    import subprocess
+    import sys
+    path = tmp_path / kind
+    path.write_bytes(_claiming_13000(kind))
+    with pytest.raises(OSError):
+        Image.open(path).load()  # PIL refuses them too
+    p = subprocess.run([sys.executable, "-c", _DECODE_PEAK_CHILD, str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    mib, message = p.stdout.splitlines()[:2]
+    assert message.startswith("'<bytes>': ") and ("truncated" in message or "corrupt" in message), message
+    assert float(mib) < 40, f"{kind}: {float(mib):.0f} MiB at the peak for a {path.stat().st_size}-byte file ({message})"
+
+
+def test_png_at_the_deflate_ratio_limit_still_decodes():
+    # The truncation bound is deflate's own limit, so the most compressible PNG still decodes.
+    side = 3000
+    z = zlib.compressobj(9)
+    row = b"\0" + b"\0" * side * 3
+    body = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    assert side * side * 3 / len(body) > 1000  # near 1032:1
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
+    out = decode(data, 3)
+    assert out.shape == (side, side, 3) and not out.any()
+
+
+JPEG_FIXTURES = sorted((Path(__file__).resolve().parents[1] / "data" / "kuat" / "jpeg").glob("*.jpg"))
+
+
+@pytest.mark.parametrize("path", JPEG_FIXTURES, ids=[p.stem for p in JPEG_FIXTURES])
+def test_jpeg_fixtures_match_pil(path):
+    # JPEGs PIL's encoder cannot write (tests/data/kuat/jpeg/make_fixtures.py): 4:1:1, 4:1:0,
+    # 4:4:0, 3:1 and mixed sampling factors, restart intervals, arithmetic coding (sequential
+    # and progressive), YCCK and CMYK with 2x2 sampling, RGB without an Adobe marker, a 40-scan
+    # script; at odd sizes. Both libraries are libjpeg-turbo with its default (fancy)
+    # upsampling and islow IDCT, so the pixels are equal, and gray is PIL's convert("L").
+    data = path.read_bytes()
+    im = Image.open(io.BytesIO(data))
+    np.testing.assert_array_equal(decode(data, 3), np.asarray(im.convert("RGB")))
+    np.testing.assert_array_equal(decode(data, 1)[..., 0], np.asarray(Image.open(io.BytesIO(data)).convert("L")))

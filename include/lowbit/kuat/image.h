@@ -76,15 +76,19 @@ Image apply_orientation(const Image& image, int orientation);
 bool image_codecs_available() noexcept;
 const char* no_image_codecs_reason() noexcept;
 
-// Grayscale <-> RGB (luma = (299 R + 587 G + 114 B) / 1000, rounded, as ITU-R BT.601 / PIL "L").
-Image convert_channels(const Image& image, std::uint32_t channels);
+// Grayscale <-> RGB. RGB -> gray is PIL's convert("L") exactly: the ITU-R BT.601 luma in 16-bit
+// fixed point, (19595 R + 38470 G + 7471 B + 32768) >> 16.
+// Takes the image by value: a temporary (or std::move) that already has `channels` is returned
+// as it is, without a copy.
+Image convert_channels(Image image, std::uint32_t channels);
 
 // Antialiased bicubic resampling of the box [x0, x1) x [y0, y1) of `image` to width x height.
 Image resample(const Image& image, double x0, double y0, double x1, double y1, std::uint32_t width,
                std::uint32_t height);
 // Applies a target: stretch to it, or scale the shorter side to it and crop the centre.
-// Returns the image unchanged when the target is inactive or already met.
-Image fit_to_target(const Image& image, const TargetSize& target);
+// Returns the image unchanged when the target is inactive or already met (a temporary or
+// std::move is then returned without a copy: at native size the decoded image is never doubled).
+Image fit_to_target(Image image, const TargetSize& target);
 
 std::vector<std::uint8_t> encode_png(const Image& image);
 // Writes a PNG through a temporary file and a rename.

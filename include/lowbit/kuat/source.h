@@ -28,6 +28,8 @@ class DatasetSource {
   virtual std::int32_t label(std::size_t i) const = 0;
   // Where sample i comes from: a path relative to the source, or "file:index".
   virtual std::string name(std::size_t i) const = 0;
+  // How messages about sample i name it: the path load() reads (as its own errors do), or name(i).
+  virtual std::string message_name(std::size_t i) const { return name(i); }
   virtual std::vector<std::string> classes() const = 0;
   // True when samples are files that may turn out to be broken (skipped or fatal with --strict).
   virtual bool samples_can_fail() const = 0;

@@ -53,6 +53,9 @@ TEST(KuatImage, ChannelConversion) {
   const Image g = convert_channels(rgb, 1);
   EXPECT_EQ(g.pixels, (std::vector<std::uint8_t>{76, 18}));  // BT.601 luma, rounded
   EXPECT_EQ(convert_channels(g, 3).pixels, (std::vector<std::uint8_t>{76, 76, 76, 18, 18, 18}));
+  // PIL's convert("L") fixed point, where a /1000 rounding gives one more (29, 22, 15).
+  Image edge{1, 3, 3, {0, 0, 250, 0, 4, 168, 0, 8, 86}};
+  EXPECT_EQ(convert_channels(edge, 1).pixels, (std::vector<std::uint8_t>{28, 21, 14}));
 }
 
 TEST(KuatImage, WithoutCodecsImageFilesFailWithTheReason) {
