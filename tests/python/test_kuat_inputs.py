@@ -444,6 +444,7 @@ def test_image_files_of_types_kuat_does_not_read_are_counted_in_a_warning(kuat_c
 
 # --- Rules 3 and 4: layouts auto-detection must not miss or mangle ---
 
+@needs_image_codecs
 def test_auto_detection_finds_class_folders_at_any_depth_and_never_raises_raw_errors(tmp_path):
     # Kind 3/4: format imagenet scans class folders recursively, so auto-detection must see
     # class folders whose images sit in sub-folders (it said "no dataset found"), and a link
@@ -508,6 +509,7 @@ def test_idx_folders_as_torchvision_and_emnist_leave_them(tmp_path):
         kuat.convert_dataset(emnist, tmp_path / "x.kuat", codebook_size=16)
 
 
+@needs_image_codecs
 def test_no_sample_errors_name_the_hidden_entries_left_out(tmp_path):
     # Kind 3: a folder of AppleDouble copies (macOS zips) has no sample; the error says the
     # hidden entries were seen and left out, as the summary does when there are samples.
@@ -557,6 +559,7 @@ def test_target_size_is_held_to_the_pixel_limit(tmp_path):
     assert kuat.convert_dataset(src, tmp_path / "b.kuat", width=64, height=64, max_pixels=4096, codebook_size=16)["samples"] == 4
 
 
+@needs_image_codecs
 def test_folder_and_file_names_that_are_not_utf8(tmp_path):
     # Kind 3: names are bytes on POSIX. A Latin-1 class folder ("caf\xe9", from an old zip) made
     # an archive whose metadata Python could not read (UnicodeDecodeError on open), a Latin-1
