@@ -129,15 +129,10 @@ class BitLinear(BitLayerBase):
     @classmethod
     def from_linear(cls, linear: nn.Linear, quant_config: Optional[BitQuantConfig] = None) -> "BitLinear":
         """A BitLinear with a copy of ``linear``'s weights (and bias) as float32 latent weights, on its device."""
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"BitLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+        _check_linear(linear)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, quant_config=quant_config,
                     device=linear.weight.device)
-        with torch.no_grad():
-            layer.weight.copy_(linear.weight.detach().float())
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias.detach().float())
-        return layer
+        return copy_linear_weights(layer, linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., in_features)`` -> ``(..., out_features)`` in ``x``'s dtype, on ``x``'s device."""
@@ -192,3 +187,18 @@ class BitLinear(BitLayerBase):
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
             f"quant_config={self.quant_config!r}, deployed={self.deployed}"
         )
+
+
+def _check_linear(linear) -> None:
+    if not isinstance(linear, nn.Linear):
+        raise ValueError(f"BitLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+
+
+def copy_linear_weights(layer: "BitLinear", linear: nn.Linear) -> "BitLinear":
+    """``layer`` (made with ``linear``'s shape and bias) with float32 copies of ``linear``'s weight and bias."""
+    _check_linear(linear)
+    with torch.no_grad():
+        layer.weight.copy_(linear.weight.detach().float())
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach().float())
+    return layer

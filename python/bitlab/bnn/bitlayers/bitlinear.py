@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from bitcore.config import BitQuantConfig
 from bitcore.ops.bitlinear import train_forward
 from bitlayers.bitlinear import BitLinear as _LowbitBitLinear
+from bitlayers.bitlinear import _check_linear, copy_linear_weights
 
 from ..._quant_type import quant_config_for
 
@@ -135,15 +136,10 @@ class BitLinear(TrainGradsInEval, _LowbitBitLinear):
         Raises:
             ValueError: ``linear`` not an ``nn.Linear``; a bad ``quant_type`` or ``eps`` (as the constructor).
         """
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"BitLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+        _check_linear(linear)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, eps, quant_type,
                     device=linear.weight.device)
-        with torch.no_grad():
-            layer.weight.copy_(linear.weight.detach().float())
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias.detach().float())
-        return layer
+        return copy_linear_weights(layer, linear)
 
     # ------------------------------------------------------------ float layers (quant_type "none")
     def forward(self, x: torch.Tensor) -> torch.Tensor:
